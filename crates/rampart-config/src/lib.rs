@@ -1,0 +1,244 @@
+//! Layered configuration: defaults < `rampart.toml` < `RAMPART_*` environment < flags.
+//! Secrets may come from `X` or `X_FILE`, or from the `.secrets` file that `init --secure`
+//! writes. This crate is the only place that reads the process environment.
+
+mod env;
+mod file;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+
+pub use env::Env;
+use file::FileConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    ReadFile { path: PathBuf, reason: String },
+    #[error("invalid config file {path}: {reason}")]
+    ParseFile { path: PathBuf, reason: String },
+    #[error("invalid value for {name}: {reason}")]
+    Invalid { name: String, reason: String },
+}
+
+fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { name: name.to_owned(), reason: reason.into() }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in charge.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub log_dir: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub insecure_http: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    pub log_dir: PathBuf,
+    pub insecure_http: bool,
+    pub max_connections: usize,
+    pub header_read_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub session_timeout_minutes: u32,
+    pub session_lifetime_hours: u32,
+    pub max_sessions_per_user: u32,
+    /// Concurrent Argon2 computations; 0 means one per CPU.
+    pub password_hash_concurrency: usize,
+    /// Hash requests allowed to wait for a slot before new ones are refused (503).
+    pub password_hash_queue: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_page_size: usize,
+}
+
+/// Secret settings. `Debug` prints `[REDACTED]` for each (secrecy's implementation).
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    pub encryption_key: Option<SecretString>,
+    pub admin_username: Option<String>,
+    pub admin_password: Option<SecretString>,
+}
+
+impl Config {
+    /// Loads every layer. `env` is the process environment in production, a map in tests.
+    pub fn load(env: &Env, flags: &Overrides) -> Result<Self, ConfigError> {
+        let file_path = flags
+            .config
+            .clone()
+            .or_else(|| env.get("RAMPART_CONFIG").map(PathBuf::from))
+            .or_else(|| Some(PathBuf::from("rampart.toml")).filter(|p| p.exists()));
+        let file = match &file_path {
+            Some(p) => FileConfig::read(p)?,
+            None => FileConfig::default(),
+        };
+        let secrets_env = match file.server.secrets_file.as_ref() {
+            Some(rel) => {
+                let path = resolve_beside(file_path.as_deref(), rel);
+                env.with_secrets_file(&path)?
+            }
+            None => env.clone(),
+        };
+        Self::assemble(&secrets_env, flags, file)
+    }
+
+    fn assemble(env: &Env, flags: &Overrides, file: FileConfig) -> Result<Self, ConfigError> {
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or_else(|| env.get("RAMPART_DATA_DIR").map(PathBuf::from))
+            .or(file.server.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./rampart-data"));
+        let bind_text = flags
+            .bind
+            .clone()
+            .or_else(|| env.get("RAMPART_BIND"))
+            .or(file.server.bind)
+            .unwrap_or_else(|| "127.0.0.1:9090".to_owned());
+        let bind: SocketAddr = bind_text
+            .parse()
+            .map_err(|_| invalid("bind", "expected an address like 127.0.0.1:9090"))?;
+        let log_dir = flags
+            .log_dir
+            .clone()
+            .or_else(|| env.get("RAMPART_LOG_DIR").map(PathBuf::from))
+            .or(file.server.log_dir)
+            .unwrap_or_else(|| data_dir.join("logs"));
+        let insecure_http = flags.insecure_http
+            || env.parse_bool("RAMPART_INSECURE_HTTP")?.unwrap_or(false)
+            || file.server.insecure_http.unwrap_or(false);
+        if insecure_http && !bind.ip().is_loopback() {
+            return Err(invalid(
+                "insecure_http",
+                "plain HTTP is only allowed on a loopback address; use TLS for other addresses",
+            ));
+        }
+        let server = ServerConfig {
+            data_dir,
+            bind,
+            log_dir,
+            insecure_http,
+            max_connections: env
+                .parse_num("RAMPART_MAX_CONNECTIONS")?
+                .or(file.server.max_connections)
+                .unwrap_or(1024),
+            header_read_timeout_secs: file.server.header_read_timeout_secs.unwrap_or(10),
+            request_timeout_secs: file.server.request_timeout_secs.unwrap_or(30),
+            shutdown_grace_secs: file.server.shutdown_grace_secs.unwrap_or(30),
+        };
+        range("max_connections", server.max_connections, 1, 1_000_000)?;
+        range("header_read_timeout_secs", server.header_read_timeout_secs, 1, 3600)?;
+        range("request_timeout_secs", server.request_timeout_secs, 1, 3600)?;
+
+        let tls = TlsConfig {
+            cert: flags
+                .tls_cert
+                .clone()
+                .or_else(|| env.get("RAMPART_TLS_CERT").map(PathBuf::from))
+                .or(file.tls.cert),
+            key: flags
+                .tls_key
+                .clone()
+                .or_else(|| env.get("RAMPART_TLS_KEY").map(PathBuf::from))
+                .or(file.tls.key),
+        };
+        if tls.cert.is_some() != tls.key.is_some() {
+            return Err(invalid("tls", "give both a certificate and a key, or neither"));
+        }
+
+        let auth = AuthConfig {
+            session_timeout_minutes: env
+                .parse_num("RAMPART_SESSION_TIMEOUT_MINUTES")?
+                .or(file.auth.session_timeout_minutes)
+                .unwrap_or(30),
+            session_lifetime_hours: env
+                .parse_num("RAMPART_SESSION_LIFETIME_HOURS")?
+                .or(file.auth.session_lifetime_hours)
+                .unwrap_or(12),
+            max_sessions_per_user: env
+                .parse_num("RAMPART_MAX_SESSIONS_PER_USER")?
+                .or(file.auth.max_sessions_per_user)
+                .unwrap_or(10),
+            password_hash_concurrency: file.auth.password_hash_concurrency.unwrap_or(0),
+            password_hash_queue: file.auth.password_hash_queue.unwrap_or(64),
+        };
+        range("session_timeout_minutes", auth.session_timeout_minutes, 1, 24 * 60)?;
+        range("session_lifetime_hours", auth.session_lifetime_hours, 1, 24 * 30)?;
+        range("max_sessions_per_user", auth.max_sessions_per_user, 1, 1000)?;
+        range("password_hash_queue", auth.password_hash_queue, 1, 100_000)?;
+
+        let limits = LimitsConfig {
+            max_body_bytes: file.limits.max_body_bytes.unwrap_or(1024 * 1024),
+            max_json_depth: file.limits.max_json_depth.unwrap_or(32),
+            max_page_size: file.limits.max_page_size.unwrap_or(1000),
+        };
+        range("max_body_bytes", limits.max_body_bytes, 1024, 64 * 1024 * 1024)?;
+        range("max_json_depth", limits.max_json_depth, 2, 256)?;
+        range("max_page_size", limits.max_page_size, 1, 10_000)?;
+
+        let secrets = Secrets {
+            encryption_key: env.secret("RAMPART_ENCRYPTION_KEY")?,
+            admin_username: env.get("RAMPART_ADMIN_USERNAME"),
+            admin_password: env.secret("RAMPART_ADMIN_PASSWORD")?,
+        };
+        Ok(Self { server, tls, auth, limits, secrets })
+    }
+
+    /// Defaults only, rooted at `data_dir`: for tests and tools.
+    pub fn for_data_dir(data_dir: &Path) -> Result<Self, ConfigError> {
+        let flags = Overrides { data_dir: Some(data_dir.to_owned()), ..Overrides::default() };
+        Self::assemble(&Env::empty(), &flags, FileConfig::default())
+    }
+}
+
+fn range<T: PartialOrd + std::fmt::Display>(name: &str, v: T, lo: T, hi: T) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(invalid(name, format!("must be between {lo} and {hi}")));
+    }
+    Ok(())
+}
+
+fn resolve_beside(config_file: Option<&Path>, rel: &Path) -> PathBuf {
+    if rel.is_absolute() {
+        return rel.to_owned();
+    }
+    match config_file.and_then(Path::parent) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(rel),
+        _ => rel.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

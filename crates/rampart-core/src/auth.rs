@@ -1,0 +1,153 @@
+use rampart_crypto::{random_bytes, SessionToken, StoredPasswordHash, TokenHash};
+use rampart_store::{SessionRecord, StoreError, UserChange};
+use rampart_types::{Timestamp, Username};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::users::UserView;
+use crate::{Core, CoreError, CoreResult, Principal};
+
+/// Where a request came from; recorded with sessions (and, later, audit events).
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: String,
+}
+
+pub struct LoginOutcome {
+    pub token: SecretString,
+    pub session_id: String,
+    pub expires_at: Timestamp,
+    pub user: UserView,
+}
+
+const SESSION_PREFIX: &str = "rps_";
+const MAX_USER_AGENT: usize = 256;
+
+impl Core {
+    /// Checks the password and opens a session. Unknown users, wrong passwords and disabled
+    /// accounts all cost one Argon2 verification and end in the same `InvalidCredentials`.
+    pub async fn login(&self, username: &str, password: SecretString, meta: &RequestMeta) -> CoreResult<LoginOutcome> {
+        if password.expose_secret().len() > rampart_crypto::MAX_PASSWORD_BYTES {
+            // Still spend the same work, so length probing reveals nothing.
+            let _ = self.inner.passwords.verify(SecretString::from(String::new()), None).await?;
+            return Err(CoreError::InvalidCredentials);
+        }
+        let user = match Username::parse(username) {
+            Ok(name) => self.inner.store.get_user(&name).await?,
+            Err(_) => None,
+        };
+        let stored = user.as_ref().map(|u| StoredPasswordHash::from_stored(u.password_hash.clone()));
+        let check = self.inner.passwords.verify(password.clone(), stored).await?;
+        let Some(user) = user.filter(|u| check.matches && !u.disabled) else {
+            return Err(CoreError::InvalidCredentials);
+        };
+        if check.needs_rehash {
+            let fresh = self.inner.passwords.hash(password).await?;
+            let change = UserChange {
+                password_hash: Some(fresh.as_str().to_owned()),
+                at: Some(self.now()),
+                ..UserChange::default()
+            };
+            self.inner.store.update_user(&user.username, change).await?;
+        }
+        let now = self.now();
+        let token = SessionToken::generate(SESSION_PREFIX);
+        let expires_at = now.plus_seconds(self.inner.settings.session_lifetime_secs);
+        let session = SessionRecord {
+            id: hex_id(),
+            token_hash: *token.hash.as_bytes(),
+            username: user.username.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+            ip_address: meta.ip.clone(),
+            user_agent: meta.user_agent.as_ref().map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+        };
+        let session_id = session.id.clone();
+        self.inner.store.create_session(session, self.inner.settings.max_sessions_per_user).await?;
+        Ok(LoginOutcome { token: token.token, session_id, expires_at, user: UserView::from(&user) })
+    }
+
+    /// Resolves a bearer token to its principal, ending it if idle or past its lifetime.
+    pub async fn authenticate(&self, token: &str) -> CoreResult<Principal> {
+        if !token.starts_with(SESSION_PREFIX) || token.len() > 128 {
+            return Err(CoreError::Unauthenticated);
+        }
+        let hash = TokenHash::of(token);
+        let store = &self.inner.store;
+        let Some(session) = store.get_session_by_token(hash.as_bytes()).await? else {
+            return Err(CoreError::Unauthenticated);
+        };
+        let now = self.now();
+        let idle_limit = session.last_seen_at.plus_seconds(self.inner.settings.session_idle_secs);
+        if now >= session.expires_at || now >= idle_limit {
+            store.delete_session(&session.id).await?;
+            return Err(CoreError::Unauthenticated);
+        }
+        let Some(user) = store.get_user(&session.username).await? else {
+            return Err(CoreError::Unauthenticated);
+        };
+        if user.disabled {
+            return Err(CoreError::Unauthenticated);
+        }
+        let role = self.role(&user.role)?;
+        if now >= session.last_seen_at.plus_seconds(self.inner.settings.touch_interval_secs) {
+            store.touch_session(&session.id, now).await?;
+        }
+        Ok(Principal { username: user.username, role, session_id: Some(session.id) })
+    }
+
+    pub async fn logout(&self, who: &Principal) -> CoreResult<()> {
+        if let Some(id) = &who.session_id {
+            self.inner.store.delete_session(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends every session of the caller, this one included; returns how many ended.
+    pub async fn logout_all(&self, who: &Principal) -> CoreResult<u64> {
+        Ok(self.inner.store.delete_user_sessions(&who.username, None).await?)
+    }
+
+    /// Needs the current password; ends every other session of the user.
+    pub async fn change_password(
+        &self,
+        who: &Principal,
+        current: SecretString,
+        new: SecretString,
+    ) -> CoreResult<()> {
+        let user = self.inner.store.get_user(&who.username).await?.ok_or(CoreError::Unauthenticated)?;
+        let stored = StoredPasswordHash::from_stored(user.password_hash.clone());
+        if !self.inner.passwords.verify(current, Some(stored)).await?.matches {
+            return Err(CoreError::Forbidden("current password is incorrect"));
+        }
+        rampart_crypto::check_password_policy(new.expose_secret(), user.username.as_str())
+            .map_err(CoreError::PasswordPolicy)?;
+        let hash = self.inner.passwords.hash(new).await?;
+        let change = UserChange {
+            password_hash: Some(hash.as_str().to_owned()),
+            end_sessions: true,
+            keep_session: who.session_id.clone(),
+            at: Some(self.now()),
+            ..UserChange::default()
+        };
+        self.inner.store.update_user(&user.username, change).await.map_err(|e| match e {
+            StoreError::NotFound => CoreError::Unauthenticated,
+            e => e.into(),
+        })?;
+        Ok(())
+    }
+
+    /// Deletes sessions that are idle or past their lifetime; run periodically.
+    pub async fn purge_expired_sessions(&self) -> CoreResult<u64> {
+        let now = self.now();
+        let cutoff = now.minus_seconds(self.inner.settings.session_idle_secs);
+        Ok(self.inner.store.delete_expired_sessions(cutoff, now).await?)
+    }
+}
+
+
+pub(crate) fn hex_id() -> String {
+    random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
+}

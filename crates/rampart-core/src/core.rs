@@ -1,0 +1,164 @@
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rampart_config::Config;
+use rampart_crypto::{random_password, BlindIndexKey, MasterKey};
+use rampart_store::{RoleRecord, Store, UserRecord};
+use rampart_types::{RoleName, Username};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{rbac, Clock, CoreError, CoreResult, PasswordPool, Principal};
+
+const KEY_CHECK_META: &str = "master_key_check_value";
+/// Custom roles are admin-made, but a bound keeps the in-memory role cache bounded too.
+pub(crate) const MAX_ROLES: usize = 1000;
+
+/// Settings the core needs, taken from the validated config once at start.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub session_idle_secs: i64,
+    pub session_lifetime_secs: i64,
+    pub max_sessions_per_user: u32,
+    pub max_page_size: usize,
+    /// How stale `last_seen_at` may get before a request refreshes it (saves a write per request).
+    pub touch_interval_secs: i64,
+}
+
+impl CoreSettings {
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            session_idle_secs: i64::from(c.auth.session_timeout_minutes) * 60,
+            session_lifetime_secs: i64::from(c.auth.session_lifetime_hours) * 3600,
+            max_sessions_per_user: c.auth.max_sessions_per_user,
+            max_page_size: c.limits.max_page_size,
+            touch_interval_secs: 60,
+        }
+    }
+}
+
+/// What the first start did: the admin it created and, if it made one up, the password
+/// (for the caller to print once; it is never logged).
+pub struct Bootstrap {
+    pub admin_username: Username,
+    pub generated_password: Option<SecretString>,
+}
+
+/// The application core; cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Core {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub passwords: PasswordPool,
+    pub blind_index: Arc<BlindIndexKey>,
+    pub settings: CoreSettings,
+    pub roles: RwLock<HashMap<RoleName, Arc<RoleRecord>>>,
+}
+
+impl Core {
+    /// Checks the master key against the data, seeds the built-in roles and, on an empty
+    /// store, creates the first admin.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        master: &MasterKey,
+        passwords: PasswordPool,
+        settings: CoreSettings,
+        admin: (Option<String>, Option<SecretString>),
+    ) -> CoreResult<(Self, Option<Bootstrap>)> {
+        let stored = store.init_meta(KEY_CHECK_META, master.check_value().to_vec()).await?;
+        master.verify_check_value(&stored).map_err(|_| CoreError::WrongMasterKey)?;
+        let core = Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                passwords,
+                blind_index: Arc::new(BlindIndexKey::new(master)),
+                settings,
+                roles: RwLock::new(HashMap::new()),
+            }),
+        };
+        let now = core.now();
+        for role in rbac::builtin_roles(now) {
+            core.inner.store.upsert_builtin_role(role).await?;
+        }
+        core.reload_roles().await?;
+        let bootstrap = core.bootstrap_admin(admin).await?;
+        Ok((core, bootstrap))
+    }
+
+    async fn bootstrap_admin(
+        &self,
+        (name, password): (Option<String>, Option<SecretString>),
+    ) -> CoreResult<Option<Bootstrap>> {
+        if self.inner.store.count_users().await? > 0 {
+            return Ok(None);
+        }
+        let username = Username::parse(name.as_deref().unwrap_or("admin"))
+            .map_err(|e| CoreError::validation("RAMPART_ADMIN_USERNAME", e.to_string()))?;
+        let (password, generated) = match password {
+            Some(p) => (p, false),
+            None => (SecretString::from(random_password(24)), true),
+        };
+        rampart_crypto::check_password_policy(password.expose_secret(), username.as_str())
+            .map_err(CoreError::PasswordPolicy)?;
+        let hash = self.inner.passwords.hash(password.clone()).await?;
+        let now = self.now();
+        self.inner
+            .store
+            .create_user(UserRecord {
+                username: username.clone(),
+                password_hash: hash.as_str().to_owned(),
+                role: RoleName::parse(rbac::ADMIN_ROLE).map_err(CoreError::internal)?,
+                disabled: false,
+                mfa_enabled: false,
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+        Ok(Some(Bootstrap { admin_username: username, generated_password: generated.then_some(password) }))
+    }
+
+    pub(crate) fn now(&self) -> rampart_types::Timestamp {
+        self.inner.clock.now()
+    }
+
+    pub(crate) async fn reload_roles(&self) -> CoreResult<()> {
+        let roles = self.inner.store.list_roles().await?;
+        let map = roles.into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
+        if let Ok(mut guard) = self.inner.roles.write() {
+            *guard = map;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn role(&self, name: &RoleName) -> CoreResult<Arc<RoleRecord>> {
+        self.inner
+            .roles
+            .read()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
+            .ok_or(CoreError::NotFound("role"))
+    }
+
+    /// The principal the local CLI acts as: the admin role, no session.
+    pub fn local_admin(&self) -> CoreResult<Principal> {
+        let role = self.role(&RoleName::parse(rbac::ADMIN_ROLE).map_err(CoreError::internal)?)?;
+        Ok(Principal {
+            username: Username::parse("local-cli").map_err(CoreError::internal)?,
+            role,
+            session_id: None,
+        })
+    }
+
+    pub fn settings(&self) -> &CoreSettings {
+        &self.inner.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+}

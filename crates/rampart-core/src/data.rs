@@ -1,0 +1,435 @@
+use rampart_crypto::random_bytes;
+use rampart_store::{CollectionRecord, DocumentQuery, DocumentRecord, IndexEntry, Indexer, StoreError};
+use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, SubjectId, Timestamp};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::{Core, CoreError, CoreResult, Principal};
+
+const MAX_INDEXES: usize = 32;
+const DEFAULT_PAGE: usize = 50;
+/// Optimistic-concurrency retries for writes without `If-Match`.
+const WRITE_RETRIES: usize = 5;
+/// Body format tag: plain JSON. (Sealed formats get their own tags.)
+const BODY_JSON: u8 = 0;
+
+pub struct CollectionSpec {
+    pub name: String,
+    pub indexes: Vec<String>,
+    pub pii_fields: Vec<String>,
+    pub retention_days: Option<u32>,
+    pub encrypted: Option<bool>,
+}
+
+#[derive(Default)]
+pub struct CollectionUpdate {
+    pub indexes: Option<Vec<String>>,
+    pub pii_fields: Option<Vec<String>>,
+    /// `Some(None)` clears retention.
+    pub retention_days: Option<Option<u32>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionView {
+    pub name: CollectionName,
+    pub indexes: Vec<FieldPath>,
+    pub pii_fields: Vec<FieldPath>,
+    pub retention_days: Option<u32>,
+    pub encrypted: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl From<CollectionRecord> for CollectionView {
+    fn from(c: CollectionRecord) -> Self {
+        Self {
+            name: c.name,
+            indexes: c.indexes,
+            pii_fields: c.pii_fields,
+            retention_days: c.retention_days,
+            encrypted: c.encrypted,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// A document as clients see it (SPEC section 3).
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub id: DocumentId,
+    pub version: u64,
+    pub subject_id: Option<SubjectId>,
+    pub data: Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DocumentList {
+    pub documents: Vec<Document>,
+    pub next_cursor: Option<String>,
+}
+
+/// A list request: `filters` are `field=value` pairs from the query string.
+#[derive(Debug, Default)]
+pub struct ListParams {
+    pub filters: Vec<(String, String)>,
+    pub subject_id: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+fn parse_fields(what: &str, fields: &[String]) -> CoreResult<Vec<FieldPath>> {
+    let mut out: Vec<FieldPath> = Vec::with_capacity(fields.len());
+    for (i, f) in fields.iter().enumerate() {
+        let path = FieldPath::parse(f)
+            .ok()
+            .filter(FieldPath::is_well_formed)
+            .ok_or_else(|| CoreError::validation(format!("{what}[{i}]"), "must be a dotted field path like address.city"))?;
+        if !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    if out.len() > MAX_INDEXES {
+        return Err(CoreError::validation(what, "at most 32 fields"));
+    }
+    Ok(out)
+}
+
+fn parse_collection(name: &str) -> CoreResult<CollectionName> {
+    CollectionName::parse(name).map_err(|e| CoreError::validation("collection", e.to_string()))
+}
+
+fn parse_subject(s: &str) -> CoreResult<SubjectId> {
+    SubjectId::parse(s).map_err(|e| CoreError::validation("subject_id", e.to_string()))
+}
+
+fn field_value<'a>(data: &'a Value, path: &FieldPath) -> Option<&'a Value> {
+    path.segments().try_fold(data, |v, seg| v.get(seg))
+}
+
+/// The text a scalar is indexed and queried by: strings as themselves, other scalars as JSON.
+fn canonical(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        _ => None,
+    }
+}
+
+fn encode_body(data: &Value) -> CoreResult<Vec<u8>> {
+    let mut out = vec![BODY_JSON];
+    serde_json::to_writer(&mut out, data).map_err(CoreError::internal)?;
+    Ok(out)
+}
+
+fn decode_body(body: &[u8]) -> CoreResult<Value> {
+    match body.split_first() {
+        Some((&BODY_JSON, json)) => serde_json::from_slice(json).map_err(CoreError::internal),
+        _ => Err(CoreError::internal_msg("unknown document body format")),
+    }
+}
+
+fn to_document(r: DocumentRecord) -> CoreResult<Document> {
+    Ok(Document {
+        data: decode_body(&r.body)?,
+        id: r.id,
+        version: r.version,
+        subject_id: r.subject_id,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    })
+}
+
+fn not_found(what: &'static str) -> impl Fn(StoreError) -> CoreError {
+    move |e| match e {
+        StoreError::NotFound => CoreError::NotFound(what),
+        StoreError::AlreadyExists => CoreError::AlreadyExists(what),
+        e => e.into(),
+    }
+}
+
+/// RFC 7396 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+impl Core {
+    fn index_entries(&self, c: &CollectionRecord, data: &Value) -> Vec<IndexEntry> {
+        index_entries_with(&self.inner.blind_index, c, data)
+    }
+
+    async fn collection(&self, name: &CollectionName) -> CoreResult<CollectionRecord> {
+        self.inner.store.get_collection(name).await?.ok_or(CoreError::NotFound("collection"))
+    }
+
+    pub async fn create_collection(&self, actor: &Principal, spec: CollectionSpec) -> CoreResult<CollectionView> {
+        let name = parse_collection(&spec.name)?;
+        actor.require(Permission::CollectionsCreate, Some(&name))?;
+        let now = self.now();
+        let record = CollectionRecord {
+            name,
+            indexes: parse_fields("indexes", &spec.indexes)?,
+            pii_fields: parse_fields("pii_fields", &spec.pii_fields)?,
+            retention_days: spec.retention_days,
+            encrypted: spec.encrypted.unwrap_or(true),
+            created_at: now,
+            updated_at: now,
+        };
+        if record.retention_days == Some(0) {
+            return Err(CoreError::validation("retention_days", "must be at least 1"));
+        }
+        self.inner.store.create_collection(record.clone()).await.map_err(not_found("collection"))?;
+        Ok(record.into())
+    }
+
+    pub async fn list_collections(&self, actor: &Principal) -> CoreResult<Vec<CollectionView>> {
+        actor.require(Permission::CollectionsRead, None)?;
+        let all = self.inner.store.list_collections().await?;
+        Ok(all.into_iter().filter(|c| actor.sees_collection(&c.name)).map(Into::into).collect())
+    }
+
+    pub async fn get_collection(&self, actor: &Principal, name: &str) -> CoreResult<CollectionView> {
+        let name = parse_collection(name)?;
+        actor.require(Permission::CollectionsRead, Some(&name))?;
+        Ok(self.collection(&name).await?.into())
+    }
+
+    /// Changing `indexes` rebuilds the collection's blind index in the same transaction.
+    pub async fn update_collection(&self, actor: &Principal, name: &str, up: CollectionUpdate) -> CoreResult<CollectionView> {
+        let name = parse_collection(name)?;
+        actor.require(Permission::CollectionsUpdate, Some(&name))?;
+        let mut c = self.collection(&name).await?;
+        let mut reindex = false;
+        if let Some(ix) = up.indexes {
+            let ix = parse_fields("indexes", &ix)?;
+            reindex = ix != c.indexes;
+            c.indexes = ix;
+        }
+        if let Some(p) = up.pii_fields {
+            c.pii_fields = parse_fields("pii_fields", &p)?;
+        }
+        if let Some(r) = up.retention_days {
+            if r == Some(0) {
+                return Err(CoreError::validation("retention_days", "must be at least 1"));
+            }
+            c.retention_days = r;
+        }
+        c.updated_at = self.now();
+        let indexer: Option<Indexer> = reindex.then(|| {
+            let key = std::sync::Arc::clone(&self.inner.blind_index);
+            let coll = c.clone();
+            Box::new(move |doc: &DocumentRecord| {
+                let data = decode_body(&doc.body).map_err(|e| e.to_string())?;
+                Ok(index_entries_with(&key, &coll, &data))
+            }) as Indexer
+        });
+        self.inner.store.update_collection(c.clone(), indexer).await.map_err(not_found("collection"))?;
+        Ok(c.into())
+    }
+
+    pub async fn delete_collection(&self, actor: &Principal, name: &str) -> CoreResult<()> {
+        let name = parse_collection(name)?;
+        actor.require(Permission::CollectionsDelete, Some(&name))?;
+        self.inner.store.delete_collection(&name).await.map_err(not_found("collection"))
+    }
+
+    pub async fn insert_document(
+        &self,
+        actor: &Principal,
+        collection: &str,
+        data: Value,
+        subject_id: Option<String>,
+    ) -> CoreResult<Document> {
+        let name = parse_collection(collection)?;
+        actor.require(Permission::DocumentsWrite, Some(&name))?;
+        if !data.is_object() {
+            return Err(CoreError::validation("data", "must be a JSON object"));
+        }
+        let subject_id = subject_id.as_deref().map(parse_subject).transpose()?;
+        let c = self.collection(&name).await?;
+        let now = self.now();
+        let record = DocumentRecord {
+            collection: name,
+            id: DocumentId::from_random(random_bytes::<16>()),
+            version: 1,
+            subject_id,
+            body: encode_body(&data)?,
+            created_at: now,
+            updated_at: now,
+            seq: 0,
+        };
+        let index = self.index_entries(&c, &data);
+        let stored = self.inner.store.insert_document(record, index).await.map_err(not_found("collection"))?;
+        Ok(Document {
+            id: stored.id,
+            version: stored.version,
+            subject_id: stored.subject_id,
+            data,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+        })
+    }
+
+    pub async fn get_document(&self, actor: &Principal, collection: &str, id: &str) -> CoreResult<Document> {
+        let name = parse_collection(collection)?;
+        actor.require(Permission::DocumentsRead, Some(&name))?;
+        let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
+        let doc = self.inner.store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
+        to_document(doc)
+    }
+
+    /// Applies `change` to the current body and writes it back; `if_match` is the version
+    /// the client last saw (412 when it is stale).
+    pub async fn modify_document(
+        &self,
+        actor: &Principal,
+        collection: &str,
+        id: &str,
+        if_match: Option<u64>,
+        change: DocumentChange,
+    ) -> CoreResult<Document> {
+        let name = parse_collection(collection)?;
+        actor.require(Permission::DocumentsWrite, Some(&name))?;
+        let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
+        let c = self.collection(&name).await?;
+        let new_subject = match &change {
+            DocumentChange::Replace { subject_id: Some(s), .. } => Some(parse_subject(s)?),
+            _ => None,
+        };
+        for _ in 0..WRITE_RETRIES {
+            let current = self.inner.store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
+            if if_match.is_some_and(|v| v != current.version) {
+                return Err(CoreError::PreconditionFailed);
+            }
+            let mut data = decode_body(&current.body)?;
+            match &change {
+                DocumentChange::Replace { data: new, .. } => data = new.clone(),
+                DocumentChange::MergePatch(p) => merge_patch(&mut data, p),
+            }
+            if !data.is_object() {
+                return Err(CoreError::validation("data", "must be a JSON object"));
+            }
+            let record = DocumentRecord {
+                body: encode_body(&data)?,
+                subject_id: new_subject.clone().or(current.subject_id.clone()),
+                updated_at: self.now(),
+                ..current.clone()
+            };
+            let index = self.index_entries(&c, &data);
+            match self.inner.store.replace_document(record, current.version, index).await {
+                Ok(stored) => return to_document(stored),
+                Err(StoreError::VersionMismatch) if if_match.is_none() => continue,
+                Err(StoreError::VersionMismatch) => return Err(CoreError::PreconditionFailed),
+                Err(e) => return Err(not_found("document")(e)),
+            }
+        }
+        Err(CoreError::Conflict("the document is being changed concurrently; retry"))
+    }
+
+    pub async fn delete_document(&self, actor: &Principal, collection: &str, id: &str, if_match: Option<u64>) -> CoreResult<()> {
+        let name = parse_collection(collection)?;
+        actor.require(Permission::DocumentsDelete, Some(&name))?;
+        let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
+        self.inner.store.delete_document(&name, &id, if_match).await.map_err(not_found("document"))
+    }
+
+    /// Equality queries on declared indexes, by blind-index token; cursor pagination.
+    pub async fn list_documents(&self, actor: &Principal, collection: &str, p: ListParams) -> CoreResult<DocumentList> {
+        let name = parse_collection(collection)?;
+        actor.require(Permission::DocumentsRead, Some(&name))?;
+        let c = self.collection(&name).await?;
+        let mut filters = Vec::with_capacity(p.filters.len());
+        for (field, value) in &p.filters {
+            let path = FieldPath::parse(field)
+                .ok()
+                .filter(|f| c.indexes.contains(f))
+                .ok_or_else(|| CoreError::validation(field.clone(), "is not an indexed field of this collection"))?;
+            let token = self.inner.blind_index.token(name.as_str(), path.as_str(), value);
+            filters.push(IndexEntry { field: path, token });
+        }
+        let limit = p.limit.unwrap_or(DEFAULT_PAGE);
+        if limit == 0 || limit > self.inner.settings.max_page_size {
+            return Err(CoreError::validation("limit", format!("must be between 1 and {}", self.inner.settings.max_page_size)));
+        }
+        let after_seq = p
+            .cursor
+            .as_deref()
+            .map(|s| s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| CoreError::validation("cursor", "is not a cursor returned by this API")))
+            .transpose()?;
+        let query = DocumentQuery {
+            collection: name,
+            filters,
+            subject_id: p.subject_id.as_deref().map(parse_subject).transpose()?,
+            after_seq,
+            // One extra row tells whether another page exists.
+            limit: limit + 1,
+        };
+        let mut rows = self.inner.store.query_documents(query).await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = if more { rows.last().map(|r| r.seq.to_string()) } else { None };
+        let documents = rows.into_iter().map(to_document).collect::<CoreResult<Vec<_>>>()?;
+        Ok(DocumentList { documents, next_cursor })
+    }
+}
+
+/// How a write changes a document.
+pub enum DocumentChange {
+    Replace { data: Value, subject_id: Option<String> },
+    MergePatch(Value),
+}
+
+fn index_entries_with(key: &rampart_crypto::BlindIndexKey, c: &CollectionRecord, data: &Value) -> Vec<IndexEntry> {
+    let mut out = Vec::new();
+    for field in &c.indexes {
+        let Some(v) = field_value(data, field) else { continue };
+        let values: Vec<&Value> = match v {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        for v in values {
+            if let Some(text) = canonical(v) {
+                out.push(IndexEntry { field: field.clone(), token: key.token(c.name.as_str(), field.as_str(), &text) });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc7396() {
+        let mut doc = json!({"a": 1, "b": {"c": 2, "d": 3}});
+        merge_patch(&mut doc, &json!({"a": null, "b": {"c": 5}, "e": [1]}));
+        assert_eq!(doc, json!({"b": {"c": 5, "d": 3}, "e": [1]}));
+    }
+
+    #[test]
+    fn body_round_trips_and_unknown_formats_fail() {
+        let v = json!({"x": "y"});
+        assert_eq!(decode_body(&encode_body(&v).expect("enc")).expect("dec"), v);
+        assert!(decode_body(&[9, b'{', b'}']).is_err());
+        assert!(decode_body(&[]).is_err());
+    }
+}

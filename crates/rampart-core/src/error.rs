@@ -1,0 +1,69 @@
+use rampart_crypto::PolicyViolation;
+use rampart_store::StoreError;
+
+/// What went wrong, in terms a caller can act on. `rampart-http` maps each variant to a
+/// status and a stable code exactly once.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    /// Bad input; `field` names where, when known.
+    #[error("{message}")]
+    Validation { field: Option<String>, message: String },
+    #[error("{0}")]
+    PasswordPolicy(PolicyViolation),
+    /// No or expired credentials.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// Wrong username or password; deliberately says no more.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("the resource changed since it was read")]
+    PreconditionFailed,
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// Too much concurrent work (password hashing queue full): retry shortly.
+    #[error("server busy, retry shortly")]
+    Busy,
+    #[error("the master key does not match this data directory")]
+    WrongMasterKey,
+    #[error("service unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;
+
+impl CoreError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation { field: Some(field.into()), message: message.into() }
+    }
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(e))
+    }
+    pub fn internal_msg(msg: &str) -> Self {
+        Self::Internal(Box::new(std::io::Error::other(msg.to_owned())))
+    }
+}
+
+/// Default mapping for store errors where the operation gives them no specific meaning.
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => CoreError::NotFound("resource"),
+            StoreError::AlreadyExists => CoreError::AlreadyExists("resource"),
+            StoreError::VersionMismatch => CoreError::PreconditionFailed,
+            StoreError::LastAdmin => {
+                CoreError::Conflict("the last admin cannot be removed, disabled or demoted")
+            }
+            StoreError::InUse(what) => CoreError::Conflict(what),
+            e @ StoreError::Unavailable(_) => CoreError::Unavailable(e),
+            StoreError::Internal(e) => CoreError::Internal(e),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Rampart's behaviour: login and sessions, RBAC, users, roles, collections and documents.
+//! Reaches the outside world only through the store traits and the `Clock`; knows nothing
+//! of HTTP or SQL.
+
+mod auth;
+mod clock;
+mod core;
+mod data;
+mod error;
+mod passwords;
+mod principal;
+mod rbac;
+mod roles;
+mod users;
+
+pub use crate::core::{Bootstrap, Core, CoreSettings};
+pub use auth::{LoginOutcome, RequestMeta};
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use data::{CollectionSpec, CollectionUpdate, CollectionView, Document, DocumentChange, DocumentList, ListParams};
+pub use error::{CoreError, CoreResult};
+pub use passwords::PasswordPool;
+pub use principal::Principal;
+pub use rbac::{builtin_roles, ADMIN_ROLE};
+pub use roles::RoleSpec;
+pub use users::{NewUser, UserView};
+
+pub use rampart_crypto::MasterKey;
+pub use rampart_store::{RoleRecord, SessionRecord, Store};

@@ -1,0 +1,33 @@
+use std::sync::Arc;
+
+use rampart_store::RoleRecord;
+use rampart_types::{CollectionName, Permission, Username};
+
+use crate::rbac;
+
+/// An authenticated caller: who, with which role, through which session.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub username: Username,
+    pub role: Arc<RoleRecord>,
+    /// `None` for the local CLI, which acts with the admin role on the data dir it owns.
+    pub session_id: Option<String>,
+}
+
+impl Principal {
+    pub fn can(&self, perm: Permission, collection: Option<&CollectionName>) -> bool {
+        rbac::grants(&self.role, perm, collection)
+    }
+
+    pub fn sees_collection(&self, c: &CollectionName) -> bool {
+        rbac::collection_visible(&self.role, c)
+    }
+
+    pub fn require(&self, perm: Permission, collection: Option<&CollectionName>) -> crate::CoreResult<()> {
+        if self.can(perm, collection) {
+            Ok(())
+        } else {
+            Err(crate::CoreError::Forbidden("permission denied"))
+        }
+    }
+}

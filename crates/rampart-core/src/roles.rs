@@ -1,0 +1,106 @@
+use rampart_store::{RoleRecord, StoreError};
+use rampart_types::{CollectionName, Permission, RoleName};
+
+use crate::core::MAX_ROLES;
+use crate::{rbac, Core, CoreError, CoreResult, Principal};
+
+/// A custom role as a client describes it.
+pub struct RoleSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub permissions: Vec<String>,
+    /// Limits collection-scoped permissions to these collections.
+    pub collections: Option<Vec<String>>,
+}
+
+const MAX_DESCRIPTION: usize = 512;
+
+fn role_error(e: StoreError) -> CoreError {
+    match e {
+        StoreError::NotFound => CoreError::NotFound("role"),
+        StoreError::AlreadyExists => CoreError::AlreadyExists("role"),
+        e => e.into(),
+    }
+}
+
+impl Core {
+    fn parse_role_spec(&self, spec: RoleSpec, name: RoleName) -> CoreResult<RoleRecord> {
+        let mut permissions = Vec::with_capacity(spec.permissions.len());
+        for (i, p) in spec.permissions.iter().enumerate() {
+            let p = Permission::parse(p).map_err(|e| CoreError::validation(format!("permissions[{i}]"), e.to_string()))?;
+            if !permissions.contains(&p) {
+                permissions.push(p);
+            }
+        }
+        let collections = spec
+            .collections
+            .map(|cs| {
+                cs.iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        CollectionName::parse(c)
+                            .map_err(|e| CoreError::validation(format!("collections[{i}]"), e.to_string()))
+                    })
+                    .collect::<CoreResult<Vec<_>>>()
+            })
+            .transpose()?;
+        let description = spec.description.unwrap_or_default();
+        if description.len() > MAX_DESCRIPTION {
+            return Err(CoreError::validation("description", "must be at most 512 bytes"));
+        }
+        Ok(RoleRecord { name, description, permissions, collections, builtin: false, created_at: self.now() })
+    }
+
+    pub async fn list_roles(&self, actor: &Principal) -> CoreResult<Vec<RoleRecord>> {
+        actor.require(Permission::RolesRead, None)?;
+        Ok(self.inner.store.list_roles().await?)
+    }
+
+    pub async fn get_role(&self, actor: &Principal, name: &str) -> CoreResult<RoleRecord> {
+        actor.require(Permission::RolesRead, None)?;
+        let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
+        self.inner.store.get_role(&name).await?.ok_or(CoreError::NotFound("role"))
+    }
+
+    pub async fn create_role(&self, actor: &Principal, spec: RoleSpec) -> CoreResult<RoleRecord> {
+        actor.require(Permission::RolesManage, None)?;
+        let name = RoleName::parse(&spec.name).map_err(|e| CoreError::validation("name", e.to_string()))?;
+        let role = self.parse_role_spec(spec, name)?;
+        if !rbac::covers(&actor.role, &role) {
+            return Err(CoreError::Forbidden("cannot create a role with permissions you do not hold"));
+        }
+        if self.inner.roles.read().map(|m| m.len()).unwrap_or(0) >= MAX_ROLES {
+            return Err(CoreError::Conflict("too many roles"));
+        }
+        self.inner.store.create_role(role.clone()).await.map_err(role_error)?;
+        self.reload_roles().await?;
+        Ok(role)
+    }
+
+    /// Replaces a custom role's definition; its holders' sessions end.
+    pub async fn update_role(&self, actor: &Principal, name: &str, spec: RoleSpec) -> CoreResult<RoleRecord> {
+        actor.require(Permission::RolesManage, None)?;
+        let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
+        let existing = self.inner.store.get_role(&name).await?.ok_or(CoreError::NotFound("role"))?;
+        if existing.builtin {
+            return Err(CoreError::Conflict("built-in roles cannot be changed"));
+        }
+        if actor.role.name == name {
+            return Err(CoreError::Forbidden("you cannot change your own role"));
+        }
+        let role = RoleRecord { created_at: existing.created_at, ..self.parse_role_spec(spec, name)? };
+        if !rbac::covers(&actor.role, &role) || !rbac::covers(&actor.role, &existing) {
+            return Err(CoreError::Forbidden("cannot grant permissions you do not hold"));
+        }
+        self.inner.store.update_role(role.clone()).await.map_err(role_error)?;
+        self.reload_roles().await?;
+        Ok(role)
+    }
+
+    pub async fn delete_role(&self, actor: &Principal, name: &str) -> CoreResult<()> {
+        actor.require(Permission::RolesManage, None)?;
+        let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
+        self.inner.store.delete_role(&name).await.map_err(role_error)?;
+        self.reload_roles().await
+    }
+}

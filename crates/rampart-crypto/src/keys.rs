@@ -1,0 +1,148 @@
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretBox};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("master key must be base64 of exactly 32 bytes")]
+    BadMasterKeyEncoding,
+    #[error("master key does not match this data directory (key check value differs)")]
+    WrongMasterKey,
+}
+
+/// The root secret; everything else is derived from it with HKDF-SHA256 and distinct labels.
+pub struct MasterKey(SecretBox<[u8; 32]>);
+
+/// A 256-bit key derived for one purpose (audit chain, blind index, ...).
+pub struct PurposeKey(SecretBox<[u8; 32]>);
+
+impl PurposeKey {
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+impl std::fmt::Debug for PurposeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PurposeKey(<redacted>)")
+    }
+}
+
+const KCV_LABEL: &[u8] = b"rampart/v1/key-check-value";
+pub const BLIND_INDEX_LABEL: &[u8] = b"rampart/v1/blind-index";
+
+
+impl MasterKey {
+    pub fn generate() -> Self {
+        Self(SecretBox::new(Box::new(crate::random_bytes::<32>())))
+    }
+
+    /// Parses base64 text (surrounding whitespace ignored) of exactly 32 bytes.
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        let mut decoded =
+            STANDARD.decode(text.trim()).map_err(|_| KeyError::BadMasterKeyEncoding)?;
+        let result = <[u8; 32]>::try_from(decoded.as_slice())
+            .map(|arr| Self(SecretBox::new(Box::new(arr))))
+            .map_err(|_| KeyError::BadMasterKeyEncoding);
+        zeroize::Zeroize::zeroize(&mut decoded);
+        result
+    }
+
+    /// Base64 text for writing the key file; the caller must treat the result as secret.
+    pub fn to_base64(&self) -> secrecy::SecretString {
+        secrecy::SecretString::from(STANDARD.encode(self.0.expose_secret()))
+    }
+
+    pub fn derive(&self, label: &[u8]) -> PurposeKey {
+        let hk = Hkdf::<Sha256>::new(Some(b"rampart-master-key"), self.0.expose_secret());
+        let mut out = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's 8160-byte limit, so expand cannot fail.
+        let _ = hk.expand(label, &mut out);
+        let key = PurposeKey(SecretBox::new(Box::new(out)));
+        zeroize::Zeroize::zeroize(&mut out);
+        key
+    }
+
+    /// A value stored beside the data that tells whether a later start uses the same key,
+    /// without revealing anything about the key.
+    pub fn check_value(&self) -> [u8; 32] {
+        hmac_sha256(self.derive(KCV_LABEL).expose(), b"check")
+    }
+
+    pub fn verify_check_value(&self, stored: &[u8]) -> Result<(), KeyError> {
+        if bool::from(self.check_value().ct_eq(stored)) {
+            Ok(())
+        } else {
+            Err(KeyError::WrongMasterKey)
+        }
+    }
+}
+
+pub(crate) fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
+    // HMAC is defined for keys of every length, so `new_from_slice` cannot fail here.
+    #[allow(clippy::expect_used)]
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// Keyed blind index: equality lookups on a field without storing its value.
+pub struct BlindIndexKey(PurposeKey);
+
+impl BlindIndexKey {
+    pub fn new(master: &MasterKey) -> Self {
+        Self(master.derive(BLIND_INDEX_LABEL))
+    }
+
+    /// HMAC over collection, field and value, each length-prefixed so no two distinct
+    /// triples produce the same input.
+    pub fn token(&self, collection: &str, field: &str, value: &str) -> [u8; 32] {
+        let mut input = Vec::with_capacity(collection.len() + field.len() + value.len() + 24);
+        for part in [collection, field, value] {
+            input.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            input.extend_from_slice(part.as_bytes());
+        }
+        hmac_sha256(self.0.expose(), &input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_key_parsing_is_strict() {
+        assert_eq!(MasterKey::from_base64("short").err(), Some(KeyError::BadMasterKeyEncoding));
+        assert!(MasterKey::from_base64(&STANDARD.encode([7u8; 31])).is_err());
+        assert!(MasterKey::from_base64(&STANDARD.encode([7u8; 33])).is_err());
+        let k = MasterKey::from_base64(&format!(" {}\n", STANDARD.encode([7u8; 32]))).expect("k");
+        assert!(format!("{k:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn check_value_detects_another_key() {
+        let a = MasterKey::generate();
+        let b = MasterKey::generate();
+        assert!(a.verify_check_value(&a.check_value()).is_ok());
+        assert_eq!(a.verify_check_value(&b.check_value()), Err(KeyError::WrongMasterKey));
+    }
+
+    #[test]
+    fn derived_keys_differ_by_label_and_blind_index_is_unambiguous() {
+        let m = MasterKey::generate();
+        assert_ne!(m.derive(b"a").expose(), m.derive(b"b").expose());
+        let bi = BlindIndexKey::new(&m);
+        assert_eq!(bi.token("c", "email", "x"), bi.token("c", "email", "x"));
+        assert_ne!(bi.token("c", "ab", "c"), bi.token("c", "a", "bc"));
+        assert_ne!(bi.token("c1", "f", "v"), bi.token("c2", "f", "v"));
+    }
+}

@@ -1,0 +1,165 @@
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ErrorBody;
+use crate::AppState;
+
+/// The TCP peer of the connection, inserted by the server's accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Per-request facts every handler and error response can use.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub(crate) decision: Arc<AtomicU8>,
+}
+
+pub(crate) const UNDECIDED: u8 = 0;
+pub(crate) const DECIDED: u8 = 1;
+
+impl RequestContext {
+    /// Records that an authorization decision (allow, deny or public) was taken.
+    pub(crate) fn decided(&self) {
+        self.decision.store(DECIDED, Ordering::Release);
+    }
+
+    pub fn meta(&self) -> rampart_core::RequestMeta {
+        rampart_core::RequestMeta {
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+fn new_request_id() -> String {
+    let b: [u8; 12] = rand::random();
+    hex::encode(b)
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn security_headers(h: &mut HeaderMap, tls: bool) {
+    let set = |h: &mut HeaderMap, k: HeaderName, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "strict-origin-when-cross-origin");
+    set(h, header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'");
+    set(
+        h,
+        HeaderName::from_static("permissions-policy"),
+        "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()",
+    );
+    set(h, HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
+    set(h, HeaderName::from_static("cross-origin-resource-policy"), "same-origin");
+    // API responses carry personal data and tokens: never cache any of them.
+    set(h, header::CACHE_CONTROL, "no-store");
+    set(h, header::PRAGMA, "no-cache");
+    if tls {
+        set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains");
+    }
+}
+
+fn generic_error(status: StatusCode) -> ErrorBody {
+    let (code, error) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such endpoint"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body too large"),
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "request timed out"),
+        s if s.is_client_error() => ("bad_request", "bad request"),
+        _ => ("internal_error", "internal error"),
+    };
+    ErrorBody { error: error.to_owned(), code, field: None }
+}
+
+fn render_error(status: StatusCode, mut headers: HeaderMap, body: ErrorBody, request_id: &str) -> Response {
+    let mut json = serde_json::json!({ "error": body.error, "code": body.code, "request_id": request_id });
+    if let (Some(field), Some(obj)) = (body.field, json.as_object_mut()) {
+        obj.insert("field".to_owned(), serde_json::Value::String(field));
+    }
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.remove(header::CONTENT_LENGTH);
+    let mut res = (status, json.to_string()).into_response();
+    for (k, v) in headers.iter() {
+        if k != header::CONTENT_LENGTH {
+            res.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    res
+}
+
+/// Outermost layer of the API: request id, client address, error bodies, the
+/// authorization-decision guard, and security headers on every response.
+pub(crate) async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let request_id = new_request_id();
+    let ip = req.extensions().get::<ClientAddr>().map(|a| a.0.ip().to_string());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let decision = Arc::new(AtomicU8::new(UNDECIDED));
+    let ctx = RequestContext { request_id: request_id.clone(), ip, user_agent, decision: Arc::clone(&decision) };
+    req.extensions_mut().insert(ctx);
+
+    let res = match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            decision.store(DECIDED, Ordering::Release);
+            crate::ApiError::Timeout.into_response()
+        }
+    };
+    let routed = res.extensions().get::<Routed>().is_some();
+    let mut res = if routed && decision.load(Ordering::Acquire) == UNDECIDED {
+        // A handler answered without any authorization decision: fail closed.
+        tracing::error!(request_id, "route answered without an authorization decision");
+        let body = generic_error(StatusCode::INTERNAL_SERVER_ERROR);
+        render_error(StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), body, &request_id)
+    } else if let Some(body) = res.extensions().get::<ErrorBody>().cloned() {
+        let (parts, _) = res.into_parts();
+        render_error(parts.status, parts.headers, body, &request_id)
+    } else if res.status().is_client_error() || res.status().is_server_error() {
+        let is_json = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            res
+        } else {
+            let (parts, _) = res.into_parts();
+            render_error(parts.status, parts.headers, generic_error(parts.status), &request_id)
+        }
+    } else {
+        res
+    };
+    security_headers(res.headers_mut(), state.settings.tls);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    res
+}
+
+/// Marks a response as coming from a routed handler (set by the inner layer, which sees
+/// `MatchedPath` on the request).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Routed;
+
+pub(crate) async fn mark_routed(req: Request, next: Next) -> Response {
+    let routed = req.extensions().get::<MatchedPath>().is_some();
+    let mut res = next.run(req).await;
+    if routed {
+        res.extensions_mut().insert(Routed);
+    }
+    res
+}

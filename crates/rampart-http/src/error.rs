@@ -1,0 +1,102 @@
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rampart_core::CoreError;
+use serde::Serialize;
+
+/// Every error a handler can return. `into_response` is the single place where errors
+/// become status codes, stable `code`s and safe messages; internal causes are logged here
+/// once and never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("{message}")]
+    BadRequest { field: Option<String>, message: String },
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("no such endpoint")]
+    NoRoute,
+    #[error("request timed out")]
+    Timeout,
+}
+
+impl ApiError {
+    pub fn bad_request(field: Option<String>, message: impl Into<String>) -> Self {
+        Self::BadRequest { field, message: message.into() }
+    }
+}
+
+/// The rendered error, left in the response extensions so the context middleware can
+/// add the request id (which handlers do not carry) and write the body.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
+    use CoreError as C;
+    let msg = e.to_string();
+    match e {
+        ApiError::BadRequest { field, .. } => (StatusCode::BAD_REQUEST, "bad_request", msg, field.clone()),
+        ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg, None),
+        ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", msg, None),
+        ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", msg, None),
+        ApiError::NoRoute => (StatusCode::NOT_FOUND, "not_found", msg, None),
+        ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout", msg, None),
+        ApiError::Core(core) => match core {
+            C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", msg, None),
+            C::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists", msg, None),
+            C::Validation { field, message } => {
+                let text = match field {
+                    Some(f) => format!("{f}: {message}"),
+                    None => message.clone(),
+                };
+                (StatusCode::BAD_REQUEST, "validation_error", text, field.clone())
+            }
+            C::PasswordPolicy(v) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "password_policy",
+                format!("{} (rule: {})", v.message, v.rule),
+                Some("password".to_owned()),
+            ),
+            C::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", msg, None),
+            C::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", msg, None),
+            C::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", msg, None),
+            C::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed", msg, None),
+            C::Conflict(_) => (StatusCode::CONFLICT, "conflict", msg, None),
+            C::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", msg, None),
+            C::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg, None),
+            C::WrongMasterKey | C::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".to_owned(), None)
+            }
+        },
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, error, field) = parts(&self);
+        if status.is_server_error() {
+            // The only place a cause chain is logged; it never reaches the client.
+            tracing::error!(error = ?self, "request failed");
+        }
+        let mut res = status.into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        res.extensions_mut().insert(ErrorBody { error, code, field });
+        res
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,88 @@
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rampart_core::{CollectionSpec, CollectionUpdate, CollectionView};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Authz;
+use crate::json::ApiJson;
+use crate::perm;
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateCollection {
+    name: String,
+    #[serde(default)]
+    indexes: Vec<String>,
+    #[serde(default)]
+    pii_fields: Vec<String>,
+    retention_days: Option<u32>,
+    encrypted: Option<bool>,
+}
+
+pub(crate) async fn create(
+    auth: Authz<perm::CollectionsCreate>,
+    State(state): State<AppState>,
+    ApiJson(b): ApiJson<CreateCollection>,
+) -> ApiResult<(StatusCode, Json<CollectionView>)> {
+    let spec = CollectionSpec {
+        name: b.name,
+        indexes: b.indexes,
+        pii_fields: b.pii_fields,
+        retention_days: b.retention_days,
+        encrypted: b.encrypted,
+    };
+    Ok((StatusCode::CREATED, Json(state.core.create_collection(&auth.who, spec).await?)))
+}
+
+pub(crate) async fn list(auth: Authz<perm::CollectionsRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "collections": state.core.list_collections(&auth.who).await? })))
+}
+
+pub(crate) async fn get(
+    auth: Authz<perm::CollectionsRead>,
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+) -> ApiResult<Json<CollectionView>> {
+    Ok(Json(state.core.get_collection(&auth.who, &collection).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateCollection {
+    indexes: Option<Vec<String>>,
+    pii_fields: Option<Vec<String>>,
+    /// A number sets retention; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    retention_days: Option<Option<u32>>,
+}
+
+/// Distinguishes an absent field (outer `None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+pub(crate) async fn update(
+    auth: Authz<perm::CollectionsUpdate>,
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+    ApiJson(b): ApiJson<UpdateCollection>,
+) -> ApiResult<Json<CollectionView>> {
+    if b.indexes.is_none() && b.pii_fields.is_none() && b.retention_days.is_none() {
+        return Err(ApiError::bad_request(None, "nothing to change: give indexes, pii_fields or retention_days"));
+    }
+    let up = CollectionUpdate { indexes: b.indexes, pii_fields: b.pii_fields, retention_days: b.retention_days };
+    Ok(Json(state.core.update_collection(&auth.who, &collection, up).await?))
+}
+
+pub(crate) async fn delete(
+    auth: Authz<perm::CollectionsDelete>,
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.core.delete_collection(&auth.who, &collection).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

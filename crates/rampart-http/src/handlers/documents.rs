@@ -1,0 +1,140 @@
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rampart_core::{CoreError, Document, DocumentChange, DocumentList, ListParams};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Authz;
+use crate::json::ApiJson;
+use crate::perm;
+use crate::AppState;
+
+fn etag(version: u64) -> HeaderValue {
+    // Digits and quotes only: always a valid header value.
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+fn with_etag(status: StatusCode, doc: Document) -> Response {
+    let tag = etag(doc.version);
+    let mut res = (status, Json(doc)).into_response();
+    res.headers_mut().insert(header::ETAG, tag);
+    res
+}
+
+/// `If-Match`: `None` when absent or `*`; a version otherwise. A tag that is not one of
+/// ours can never match, so it fails the precondition.
+fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = v.to_str().map_err(|_| ApiError::Core(CoreError::PreconditionFailed))?.trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    text.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Some)
+        .ok_or(ApiError::Core(CoreError::PreconditionFailed))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DocumentBody {
+    data: Value,
+    subject_id: Option<String>,
+}
+
+pub(crate) async fn create(
+    auth: Authz<perm::DocumentsWrite>,
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+    ApiJson(b): ApiJson<DocumentBody>,
+) -> ApiResult<Response> {
+    let doc = state.core.insert_document(&auth.who, &collection, b.data, b.subject_id).await?;
+    Ok(with_etag(StatusCode::CREATED, doc))
+}
+
+pub(crate) async fn get(
+    auth: Authz<perm::DocumentsRead>,
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let doc = state.core.get_document(&auth.who, &collection, &id).await?;
+    let tag = etag(doc.version);
+    if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == tag) {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        res.headers_mut().insert(header::ETAG, tag);
+        return Ok(res);
+    }
+    Ok(with_etag(StatusCode::OK, doc))
+}
+
+pub(crate) async fn replace(
+    auth: Authz<perm::DocumentsWrite>,
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<DocumentBody>,
+) -> ApiResult<Response> {
+    let change = DocumentChange::Replace { data: b.data, subject_id: b.subject_id };
+    let doc = state.core.modify_document(&auth.who, &collection, &id, if_match(&headers)?, change).await?;
+    Ok(with_etag(StatusCode::OK, doc))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatchBody {
+    data: Value,
+}
+
+pub(crate) async fn patch(
+    auth: Authz<perm::DocumentsWrite>,
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<PatchBody>,
+) -> ApiResult<Response> {
+    let change = DocumentChange::MergePatch(b.data);
+    let doc = state.core.modify_document(&auth.who, &collection, &id, if_match(&headers)?, change).await?;
+    Ok(with_etag(StatusCode::OK, doc))
+}
+
+pub(crate) async fn delete(
+    auth: Authz<perm::DocumentsDelete>,
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    state.core.delete_document(&auth.who, &collection, &id, if_match(&headers)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+const MAX_FILTERS: usize = 16;
+
+pub(crate) async fn list(
+    auth: Authz<perm::DocumentsRead>,
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> ApiResult<Json<DocumentList>> {
+    let mut p = ListParams::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "limit" => {
+                let n = v.parse().map_err(|_| ApiError::bad_request(Some("limit".into()), "limit: must be a positive integer"))?;
+                p.limit = Some(n);
+            }
+            "cursor" => p.cursor = Some(v),
+            "subject_id" => p.subject_id = Some(v),
+            _ => p.filters.push((k, v)),
+        }
+    }
+    if p.filters.len() > MAX_FILTERS {
+        return Err(ApiError::bad_request(None, "at most 16 field filters"));
+    }
+    Ok(Json(state.core.list_documents(&auth.who, &collection, p).await?))
+}

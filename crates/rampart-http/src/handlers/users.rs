@@ -1,0 +1,82 @@
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rampart_core::{NewUser, UserView};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiResult;
+use crate::extract::Authz;
+use crate::json::ApiJson;
+use crate::perm;
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateUser {
+    username: String,
+    password: SecretString,
+    role: String,
+}
+
+pub(crate) async fn create(
+    auth: Authz<perm::UsersCreate>,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateUser>,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
+    let new = NewUser { username: req.username, password: req.password, role: req.role };
+    let user = state.core.create_user(&auth.who, new).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn list(
+    auth: Authz<perm::UsersRead>,
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(100);
+    let users = state.core.list_users(&auth.who, q.after.as_deref(), limit).await?;
+    let next = if users.len() == limit { users.last().map(|u| u.username.to_string()) } else { None };
+    Ok(Json(json!({ "users": users, "next_cursor": next })))
+}
+
+pub(crate) async fn get(
+    auth: Authz<perm::UsersRead>,
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+) -> ApiResult<Json<UserView>> {
+    Ok(Json(state.core.get_user(&auth.who, &username).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateUser {
+    role: Option<String>,
+    disabled: Option<bool>,
+}
+
+pub(crate) async fn update(
+    auth: Authz<perm::UsersUpdate>,
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+    ApiJson(req): ApiJson<UpdateUser>,
+) -> ApiResult<Json<UserView>> {
+    Ok(Json(state.core.update_user(&auth.who, &username, req.role, req.disabled).await?))
+}
+
+pub(crate) async fn delete(
+    auth: Authz<perm::UsersDelete>,
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.core.delete_user(&auth.who, &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

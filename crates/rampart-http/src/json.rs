@@ -1,0 +1,136 @@
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// JSON body extractor: requires `application/json`, enforces the body and nesting limits
+/// before parsing, and reports the exact field path of type errors and unknown fields.
+pub struct ApiJson<T>(pub T);
+
+/// Deepest nesting of arrays/objects in `bytes`, stopping early once past `limit`.
+fn nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json") || mime.to_ascii_lowercase().ends_with("+json")
+        })
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
+    if nesting_exceeds(bytes, max_depth) {
+        return Err(ApiError::bad_request(None, format!("JSON nesting deeper than {max_depth} levels")));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = (path != ".").then_some(path);
+        let what = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",
+            _ => "invalid value",
+        };
+        // serde's message names the expected type or the unknown field, never our internals.
+        let message = match &field {
+            Some(f) => format!("{what} at {f}: {}", strip_position(&inner.to_string())),
+            None => format!("{what}: {}", strip_position(&inner.to_string())),
+        };
+        ApiError::bad_request(field, message)
+    })
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        if !is_json(&req) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::bad_request(None, "could not read request body")
+            }
+        })?;
+        parse_json(&bytes, state.settings.max_json_depth).map(ApiJson)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_measured_outside_strings_only() {
+        let deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
+        assert!(nesting_exceeds(deep.as_bytes(), 32));
+        let ok = format!("{}{}", "[".repeat(32), "]".repeat(32));
+        assert!(!nesting_exceeds(ok.as_bytes(), 32));
+        let in_string = format!("{{\"a\": \"{}\"}}", "[".repeat(100));
+        assert!(!nesting_exceeds(in_string.as_bytes(), 32));
+        assert!(!nesting_exceeds(br#"{"a": "\"[[[[" }"#, 2));
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct T {
+        name: String,
+        inner: Inner,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u32,
+    }
+
+    #[test]
+    fn errors_name_the_field_path() {
+        let err = parse_json::<T>(br#"{"name": "x", "inner": {"n": "nope"}}"#, 32).expect_err("type");
+        assert!(matches!(&err, ApiError::BadRequest { field: Some(f), .. } if f == "inner.n"), "{err:?}");
+        let err = parse_json::<T>(br#"{"name": "x", "inner": {"n": 1}, "extra": 1}"#, 32).expect_err("unknown");
+        assert!(err.to_string().contains("extra"), "{err}");
+        let err = parse_json::<T>(br#"{"name": "#, 32).expect_err("syntax");
+        assert!(err.to_string().starts_with("malformed JSON"), "{err}");
+    }
+}

@@ -1,0 +1,46 @@
+//! The HTTP face of Rampart: axum router, authentication and permission extractors,
+//! JSON input hardening, security headers, and the one mapping from errors to responses.
+
+mod context;
+mod error;
+mod extract;
+mod handlers;
+mod json;
+pub mod perm;
+mod routes;
+
+use rampart_core::Core;
+
+pub use context::ClientAddr;
+pub use error::ApiError;
+pub use routes::{route_inventory, router, Access, RouteInfo};
+
+/// Settings the HTTP layer needs, fixed at start.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Served over TLS: adds HSTS.
+    pub tls: bool,
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    /// A handler running longer than this is abandoned with 408.
+    pub request_timeout: std::time::Duration,
+    pub version: &'static str,
+}
+
+impl HttpSettings {
+    pub fn from_config(c: &rampart_config::Config, version: &'static str) -> Self {
+        Self {
+            tls: !c.server.insecure_http,
+            max_body_bytes: c.limits.max_body_bytes,
+            max_json_depth: c.limits.max_json_depth,
+            request_timeout: std::time::Duration::from_secs(c.server.request_timeout_secs),
+            version,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Core,
+    pub settings: std::sync::Arc<HttpSettings>,
+}

@@ -1,0 +1,98 @@
+//! SQLite backend: WAL, `synchronous=FULL` (every acknowledged commit is on disk),
+//! parameterised statements only. One writer connection serialises writes; a small pool
+//! of readers serves reads concurrently. All SQLite calls run on the blocking pool.
+
+mod conn;
+mod documents;
+mod migrations;
+mod roles;
+mod sessions;
+mod users;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use rampart_store::{MetaStore, StoreError, StoreResult};
+use rusqlite::{params, OptionalExtension};
+
+pub use conn::SqliteStore;
+
+pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Internal(Box::new(e))
+}
+
+/// Maps SQLite errors to store errors: busy/locked/full/I-O are retryable `Unavailable`.
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure | C::CannotOpen | C::ReadOnly => {
+                StoreError::Unavailable(Box::new(e))
+            }
+            C::ConstraintViolation => StoreError::AlreadyExists,
+            _ => internal(e),
+        },
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+        _ => internal(e),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `<dir>/rampart.db` and runs migrations.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        let path: PathBuf = dir.join("rampart.db");
+        // Create the file private first: SQLite gives its -wal and -shm files the same mode.
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        }
+        conn::open_store(&path)
+    }
+
+    /// Checkpoints the WAL into the main file; called on graceful shutdown.
+    pub async fn close(&self) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(map_err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MetaStore for SqliteStore {
+    async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+                .optional()
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn init_meta(&self, key: &str, value: Vec<u8>) -> StoreResult<Vec<u8>> {
+        let key = key.to_owned();
+        self.write(move |tx| {
+            tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])
+                .map_err(map_err)?;
+            tx.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+                .map_err(map_err)
+        })
+        .await
+    }
+}
+
+/// Shared by the aggregates: parses a stored text column into a validated type.
+pub(crate) fn parse_col<T, E: std::fmt::Display>(
+    value: String,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> rusqlite::Result<T> {
+    parse(&value).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.to_string().into())
+    })
+}

@@ -1,0 +1,87 @@
+use rampart_store::StoreResult;
+use rusqlite::Connection;
+
+use crate::map_err;
+
+/// Forward-only migrations; `user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE roles (
+    name        TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    permissions TEXT NOT NULL,      -- JSON array of permission names
+    collections TEXT,               -- JSON array, NULL = all collections
+    builtin     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE users (
+    username      TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL REFERENCES roles(name),
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    mfa_enabled   INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE sessions (
+    id           TEXT PRIMARY KEY,
+    token_hash   BLOB NOT NULL UNIQUE,
+    username     TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    created_at   INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    ip_address   TEXT,
+    user_agent   TEXT
+) STRICT;
+CREATE INDEX sessions_by_user ON sessions(username, created_at);
+
+CREATE TABLE collections (
+    name           TEXT PRIMARY KEY,
+    indexes        TEXT NOT NULL,
+    pii_fields     TEXT NOT NULL,
+    retention_days INTEGER,
+    encrypted      INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE documents (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
+    id         TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    subject_id TEXT,
+    body       BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (collection, id)
+) STRICT;
+CREATE INDEX documents_by_subject ON documents(subject_id, collection, seq) WHERE subject_id IS NOT NULL;
+
+CREATE TABLE doc_index (
+    collection TEXT NOT NULL,
+    field      TEXT NOT NULL,
+    token      BLOB NOT NULL,
+    doc_seq    INTEGER NOT NULL REFERENCES documents(seq) ON DELETE CASCADE,
+    PRIMARY KEY (collection, field, token, doc_seq)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX doc_index_by_doc ON doc_index(doc_seq);
+"#];
+
+pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {
+    let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(map_err)?;
+    let done = usize::try_from(done).unwrap_or(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction().map_err(map_err)?;
+        tx.execute_batch(sql).map_err(map_err)?;
+        tx.pragma_update(None, "user_version", i + 1).map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+use async_trait::async_trait;
+use rampart_store::{SessionRecord, SessionStore, StoreResult};
+use rampart_types::{Timestamp, Username};
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::{map_err, parse_col, SqliteStore};
+
+const COLUMNS: &str =
+    "id, token_hash, username, created_at, last_seen_at, expires_at, ip_address, user_agent";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: r.get(0)?,
+        token_hash: r.get(1)?,
+        username: parse_col(r.get(2)?, Username::parse)?,
+        created_at: Timestamp::from_millis(r.get(3)?),
+        last_seen_at: Timestamp::from_millis(r.get(4)?),
+        expires_at: Timestamp::from_millis(r.get(5)?),
+        ip_address: r.get(6)?,
+        user_agent: r.get(7)?,
+    })
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, s: SessionRecord, max_per_user: u32) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.execute(
+                &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    s.id,
+                    s.token_hash.as_slice(),
+                    s.username.as_str(),
+                    s.created_at.as_millis(),
+                    s.last_seen_at.as_millis(),
+                    s.expires_at.as_millis(),
+                    s.ip_address,
+                    s.user_agent
+                ],
+            )
+            .map_err(map_err)?;
+            // Over the limit, the oldest sessions end: a new login always succeeds.
+            tx.execute(
+                "DELETE FROM sessions WHERE username = ?1 AND id NOT IN (
+                     SELECT id FROM sessions WHERE username = ?1
+                     ORDER BY created_at DESC, rowid DESC LIMIT ?2)",
+                params![s.username.as_str(), i64::from(max_per_user)],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionRecord>> {
+        let hash = token_hash.to_vec();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1"))
+                .map_err(map_err)?
+                .query_row(params![hash], from_row)
+                .optional()
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn touch_session(&self, id: &str, at: Timestamp) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE sessions SET last_seen_at = max(last_seen_at, ?2) WHERE id = ?1",
+                params![id, at.as_millis()],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_sessions(&self, username: &Username) -> StoreResult<Vec<SessionRecord>> {
+        let name = username.as_str().to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM sessions WHERE username = ?1 ORDER BY created_at"
+                ))
+                .map_err(map_err)?;
+            let rows = stmt.query_map(params![name], from_row).map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]).map(|n| n > 0).map_err(map_err)
+        })
+        .await
+    }
+
+    async fn delete_user_sessions(&self, username: &Username, keep: Option<&str>) -> StoreResult<u64> {
+        let name = username.as_str().to_owned();
+        let keep = keep.map(str::to_owned);
+        self.write(move |tx| {
+            tx.execute("DELETE FROM sessions WHERE username = ?1 AND id IS NOT ?2", params![name, keep])
+                .map(|n| n as u64)
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn delete_expired_sessions(&self, idle_cutoff: Timestamp, now: Timestamp) -> StoreResult<u64> {
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM sessions WHERE last_seen_at < ?1 OR expires_at <= ?2",
+                params![idle_cutoff.as_millis(), now.as_millis()],
+            )
+            .map(|n| n as u64)
+            .map_err(map_err)
+        })
+        .await
+    }
+}

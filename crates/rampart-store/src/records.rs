@@ -1,0 +1,112 @@
+use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId, Timestamp, Username};
+
+#[derive(Clone)]
+pub struct UserRecord {
+    pub username: Username,
+    /// PHC string; never logged (see the `Debug` impl).
+    pub password_hash: String,
+    pub role: RoleName,
+    pub disabled: bool,
+    pub mfa_enabled: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A change to a user; `None` fields stay as they are.
+#[derive(Clone, Default)]
+pub struct UserChange {
+    pub role: Option<RoleName>,
+    pub disabled: Option<bool>,
+    pub password_hash: Option<String>,
+    /// With a password change: the session to keep (the one that asked for the change).
+    pub keep_session: Option<String>,
+    /// End every session of the user (besides `keep_session`) in the same transaction.
+    pub end_sessions: bool,
+    pub at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRecord {
+    pub name: RoleName,
+    pub description: String,
+    pub permissions: Vec<Permission>,
+    /// Collection-scoped permissions apply only to these collections when set.
+    pub collections: Option<Vec<CollectionName>>,
+    pub builtin: bool,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone)]
+pub struct SessionRecord {
+    /// Public identifier (for listing and revoking); not the bearer token.
+    pub id: String,
+    /// SHA-256 of the bearer token.
+    pub token_hash: [u8; 32],
+    pub username: Username,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionRecord {
+    pub name: CollectionName,
+    pub indexes: Vec<FieldPath>,
+    pub pii_fields: Vec<FieldPath>,
+    pub retention_days: Option<u32>,
+    pub encrypted: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct DocumentRecord {
+    pub collection: CollectionName,
+    pub id: DocumentId,
+    pub version: u64,
+    pub subject_id: Option<SubjectId>,
+    /// Encoded body, opaque to the store.
+    pub body: Vec<u8>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Insertion order, assigned by the store; the pagination cursor.
+    pub seq: i64,
+}
+
+/// One keyed blind-index token for a field of a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub field: FieldPath,
+    pub token: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+pub struct DocumentQuery {
+    pub collection: CollectionName,
+    /// All must match (AND).
+    pub filters: Vec<IndexEntry>,
+    pub subject_id: Option<SubjectId>,
+    pub after_seq: Option<i64>,
+    pub limit: usize,
+}

@@ -1,0 +1,12 @@
+//! Validated newtypes, typed ids, permissions and timestamps shared by every Rampart crate.
+//!
+//! Parse, don't validate: a value of one of these types is valid by construction, so code
+//! further in never re-checks names or permission strings.
+
+mod names;
+mod permission;
+mod time;
+
+pub use names::{CollectionName, DocumentId, FieldPath, NameError, RoleName, SubjectId, Username};
+pub use permission::{Permission, PermissionScope, UnknownPermission};
+pub use time::Timestamp;

@@ -1,0 +1,117 @@
+//! `rampart`: the single binary. Parses the command line, wires the crates together and
+//! runs the chosen verb.
+
+mod datadir;
+mod init;
+mod logging;
+mod serve;
+mod tls;
+mod user_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use rampart_config::Overrides;
+
+#[derive(Parser)]
+#[command(name = "rampart", version, about = "Security-first self-hosted JSON document server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags shared by every verb that opens a data directory. Each has a `RAMPART_*` twin.
+#[derive(Args, Clone, Debug, Default)]
+pub struct CommonFlags {
+    /// Configuration file (default: ./rampart.toml when present) [env: RAMPART_CONFIG]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (default ./rampart-data) [env: RAMPART_DATA_DIR]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log directory (default <data-dir>/logs) [env: RAMPART_LOG_DIR]
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ServeFlags {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// Listen address (default 127.0.0.1:9090) [env: RAMPART_BIND]
+    #[arg(long)]
+    bind: Option<String>,
+    /// PEM certificate chain; generated under <data-dir>/tls when absent [env: RAMPART_TLS_CERT]
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert [env: RAMPART_TLS_KEY]
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (loopback addresses only) [env: RAMPART_INSECURE_HTTP]
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTPS on 127.0.0.1:9090 by default).
+    Serve(ServeFlags),
+    /// Write a rampart.toml and a .secrets file (0600) with freshly generated secrets.
+    Init(init::InitArgs),
+    /// Manage users directly in the data directory.
+    User {
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(subcommand)]
+        action: user_cmd::UserAction,
+    },
+}
+
+impl CommonFlags {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            log_dir: self.log_dir.clone(),
+            ..Overrides::default()
+        }
+    }
+}
+
+impl ServeFlags {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            bind: self.bind.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            insecure_http: self.insecure_http,
+            ..self.common.overrides()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(flags) => serve::run(flags.overrides()).await,
+            Command::Init(args) => init::run(args),
+            Command::User { common, action } => user_cmd::run(common.overrides(), action).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! `rampart serve`: the accept loop (TLS or loopback-only plain HTTP), connection limits,
+//! slow-client timeouts and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rampart_config::{Config, Env, Overrides};
+use rampart_http::{router, AppState, ClientAddr, HttpSettings};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use crate::{datadir, logging, tls};
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+/// Largest request head (request line + headers) accepted.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+pub async fn run(flags: Overrides) -> anyhow::Result<()> {
+    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    logging::init("info");
+    let (core, store) = datadir::open(&config).await?;
+    let acceptor = if config.server.insecure_http {
+        tracing::warn!("serving plain HTTP on a loopback address (--insecure-http)");
+        None
+    } else {
+        Some(TlsAcceptor::from(tls::server_config(&config)?))
+    };
+    let state = AppState {
+        core: core.clone(),
+        settings: Arc::new(HttpSettings::from_config(&config, env!("CARGO_PKG_VERSION"))),
+    };
+    let app = router(state);
+    let listener = TcpListener::bind(config.server.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
+    let local = listener.local_addr()?;
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    tracing::info!(address = %local, "listening");
+    println!("Rampart listening on {scheme}://{local}");
+
+    let sweeper = tokio::spawn({
+        let core = core.clone();
+        async move {
+            let mut tick = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                if let Err(e) = core.purge_expired_sessions().await {
+                    tracing::warn!(error = %e, "session sweep failed");
+                }
+            }
+        }
+    });
+
+    serve_connections(&config, listener, acceptor, app).await;
+    sweeper.abort();
+    store.close().await.context("closing the database")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn serve_connections(config: &Config, listener: TcpListener, acceptor: Option<TlsAcceptor>, app: axum::Router) {
+    let slots = Arc::new(Semaphore::new(config.server.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(config.server.header_read_timeout_secs))
+        .max_buf_size(MAX_HEADER_BYTES.max(8192));
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BYTES as u32);
+    let builder = Arc::new(builder);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let svc = app.clone().map_request(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ClientAddr(peer));
+            req
+        });
+        let svc = TowerToHyperService::new(svc);
+        let builder = Arc::clone(&builder);
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
+                        return;
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("grace period over; closing remaining connections");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

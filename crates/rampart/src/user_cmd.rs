@@ -1,0 +1,103 @@
+//! `rampart user ...`: user administration on the local data directory, acting as the
+//! local administrator (whoever can read the data directory already owns the server).
+
+use std::io::Read as _;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use rampart_config::{Config, Env, Overrides};
+use rampart_core::NewUser;
+use rampart_crypto::random_password;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::datadir;
+
+#[derive(Subcommand, Debug)]
+pub enum UserAction {
+    /// Create a user. The password is read from stdin with --password-stdin, otherwise a
+    /// strong one is generated and printed once.
+    Add {
+        username: String,
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Change a user's role (ends their sessions).
+    SetRole { username: String, role: String },
+    /// Disable a user (ends their sessions).
+    Disable { username: String },
+    /// Re-enable a disabled user.
+    Enable { username: String },
+}
+
+pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
+    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (core, store) = datadir::open(&config).await?;
+    let me = core.local_admin()?;
+    let result = match action {
+        UserAction::Add { username, role, password_stdin } => {
+            let (password, generated) = if password_stdin {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text).context("reading the password from stdin")?;
+                let text = text.trim_end_matches(['\n', '\r']).to_owned();
+                if text.is_empty() {
+                    bail!("no password on stdin");
+                }
+                (SecretString::from(text), false)
+            } else {
+                (SecretString::from(random_password(20)), true)
+            };
+            let user = core
+                .create_user(&me, NewUser { username, password: password.clone(), role })
+                .await
+                .map_err(describe)?;
+            println!("Created user '{}' with role '{}'.", user.username, user.role);
+            if generated {
+                println!("Password (shown once): {}", password.expose_secret());
+            }
+            Ok(())
+        }
+        UserAction::List => {
+            let mut after: Option<String> = None;
+            println!("{:<32} {:<20} {:<9} {:<4} created", "username", "role", "disabled", "mfa");
+            loop {
+                let page = core.list_users(&me, after.as_deref(), 500).await.map_err(describe)?;
+                for u in &page {
+                    println!("{:<32} {:<20} {:<9} {:<4} {}", u.username, u.role, u.disabled, u.mfa_enabled, u.created_at);
+                }
+                match page.last() {
+                    Some(last) if page.len() == 500 => after = Some(last.username.to_string()),
+                    _ => break,
+                }
+            }
+            Ok(())
+        }
+        UserAction::SetRole { username, role } => {
+            let u = core.update_user(&me, &username, Some(role), None).await.map_err(describe)?;
+            println!("User '{}' now has role '{}'; their sessions have ended.", u.username, u.role);
+            Ok(())
+        }
+        UserAction::Disable { username } => {
+            core.update_user(&me, &username, None, Some(true)).await.map_err(describe)?;
+            println!("User '{username}' is disabled; their sessions have ended.");
+            Ok(())
+        }
+        UserAction::Enable { username } => {
+            core.update_user(&me, &username, None, Some(false)).await.map_err(describe)?;
+            println!("User '{username}' is enabled.");
+            Ok(())
+        }
+    };
+    store.close().await.context("closing the database")?;
+    result
+}
+
+fn describe(e: rampart_core::CoreError) -> anyhow::Error {
+    match e {
+        rampart_core::CoreError::PasswordPolicy(v) => anyhow::anyhow!("{} (rule: {})", v.message, v.rule),
+        e => anyhow::Error::new(e),
+    }
+}

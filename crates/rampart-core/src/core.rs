@@ -69,7 +69,11 @@ impl Core {
         settings: CoreSettings,
         admin: (Option<String>, Option<SecretString>),
     ) -> CoreResult<(Self, Option<Bootstrap>)> {
-        let stored = store.init_meta(KEY_CHECK_META, master.check_value().to_vec()).await?;
+        // Read before writing anything, so a wrong key leaves the data untouched.
+        let stored = match store.get_meta(KEY_CHECK_META).await? {
+            Some(v) => v,
+            None => store.init_meta(KEY_CHECK_META, master.check_value().to_vec()).await?,
+        };
         master.verify_check_value(&stored).map_err(|_| CoreError::WrongMasterKey)?;
         let core = Self {
             inner: Arc::new(Inner {

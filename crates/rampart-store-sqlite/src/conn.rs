@@ -89,6 +89,16 @@ impl SqliteStore {
         out
     }
 
+    /// Runs `f` on the writer connection outside any transaction (checkpoints, vacuum).
+    pub(crate) async fn with_writer<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let guard = Arc::clone(&self.inner.writer).lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&guard)).await.map_err(join_error)?
+    }
+
     /// Runs `f` in an immediate write transaction; commits if it returns `Ok`.
     pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where

@@ -56,8 +56,8 @@ impl SqliteStore {
 
     /// Checkpoints the WAL into the main file; called on graceful shutdown.
     pub async fn close(&self) -> StoreResult<()> {
-        self.write(|tx| {
-            tx.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(map_err)
+        self.with_writer(|conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(map_err)
         })
         .await
     }

@@ -1,0 +1,7 @@
+//! API tests against the real router, a real SQLite store and a fake clock.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod auth;
+mod data;
+mod errors;
+mod rbac;

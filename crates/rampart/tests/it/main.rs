@@ -1,0 +1,7 @@
+//! End-to-end tests of the real binary: real TLS on a random loopback port, real
+//! processes, signals and files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod server;
+mod support;

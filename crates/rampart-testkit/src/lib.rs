@@ -2,6 +2,8 @@
 //! and a fake clock. Dev-dependency only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod conformance;
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -1,0 +1,218 @@
+//! The store conformance suite: the same behaviour asserted against every backend.
+//! Each function takes a fresh, empty, migrated store.
+
+use rampart_store::{
+    CollectionRecord, DocumentQuery, DocumentRecord, IndexEntry, RoleRecord, SessionRecord, Store, StoreError,
+    UserChange, UserRecord,
+};
+use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId, Timestamp, Username};
+
+fn t(ms: i64) -> Timestamp {
+    Timestamp::from_millis(1_767_225_600_000 + ms)
+}
+
+fn name(s: &str) -> Username {
+    Username::parse(s).unwrap()
+}
+
+fn role(s: &str, perms: Vec<Permission>, builtin: bool) -> RoleRecord {
+    RoleRecord { name: RoleName::parse(s).unwrap(), description: String::new(), permissions: perms, collections: None, builtin, created_at: t(0) }
+}
+
+fn user(s: &str, r: &str) -> UserRecord {
+    UserRecord {
+        username: name(s),
+        password_hash: "$argon2id$stub".into(),
+        role: RoleName::parse(r).unwrap(),
+        disabled: false,
+        mfa_enabled: false,
+        created_at: t(0),
+        updated_at: t(0),
+    }
+}
+
+fn session(id: &str, u: &str, at: i64) -> SessionRecord {
+    let mut hash = [0u8; 32];
+    hash[..id.len().min(32)].copy_from_slice(&id.as_bytes()[..id.len().min(32)]);
+    SessionRecord {
+        id: id.into(),
+        token_hash: hash,
+        username: name(u),
+        created_at: t(at),
+        last_seen_at: t(at),
+        expires_at: t(at + 3_600_000),
+        ip_address: Some("127.0.0.1".into()),
+        user_agent: None,
+    }
+}
+
+async fn seed_roles(s: &dyn Store) {
+    s.upsert_builtin_role(role("admin", Permission::ALL.to_vec(), true)).await.unwrap();
+    s.upsert_builtin_role(role("viewer", vec![Permission::DocumentsRead], true)).await.unwrap();
+}
+
+pub async fn users(s: &dyn Store) {
+    seed_roles(s).await;
+    s.create_user(user("root", "admin")).await.unwrap();
+    assert!(matches!(s.create_user(user("root", "viewer")).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(s.create_user(user("x", "no-such-role")).await, Err(StoreError::NotFound)));
+    for n in ["b", "c", "a"] {
+        s.create_user(user(n, "viewer")).await.unwrap();
+    }
+    let page1 = s.list_users(None, 2).await.unwrap();
+    let names: Vec<_> = page1.iter().map(|u| u.username.to_string()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let page2 = s.list_users(Some(&name("b")), 10).await.unwrap();
+    assert_eq!(page2.iter().map(|u| u.username.to_string()).collect::<Vec<_>>(), ["c", "root"]);
+    assert_eq!(s.count_users().await.unwrap(), 4);
+
+    let up = s.update_user(&name("a"), UserChange { role: Some(RoleName::parse("admin").unwrap()), ..Default::default() }).await.unwrap();
+    assert_eq!(up.role.as_str(), "admin");
+    // Two admins: one may be disabled, then the other is the last.
+    s.update_user(&name("a"), UserChange { disabled: Some(true), ..Default::default() }).await.unwrap();
+    let last = s.update_user(&name("root"), UserChange { role: Some(RoleName::parse("viewer").unwrap()), ..Default::default() }).await;
+    assert!(matches!(last, Err(StoreError::LastAdmin)), "{last:?}");
+    assert!(matches!(s.delete_user(&name("root")).await, Err(StoreError::LastAdmin)));
+    assert_eq!(s.get_user(&name("root")).await.unwrap().unwrap().role.as_str(), "admin", "rolled back");
+    s.delete_user(&name("c")).await.unwrap();
+    assert!(s.get_user(&name("c")).await.unwrap().is_none());
+    assert!(matches!(s.delete_user(&name("c")).await, Err(StoreError::NotFound)));
+}
+
+pub async fn sessions(s: &dyn Store) {
+    seed_roles(s).await;
+    s.create_user(user("root", "admin")).await.unwrap();
+    s.create_user(user("u", "viewer")).await.unwrap();
+    for (i, id) in ["s1", "s2", "s3"].iter().enumerate() {
+        s.create_session(session(id, "u", i as i64), 2).await.unwrap();
+    }
+    let ids: Vec<_> = s.list_sessions(&name("u")).await.unwrap().into_iter().map(|x| x.id).collect();
+    assert_eq!(ids, ["s2", "s3"], "oldest evicted beyond the limit");
+    let by_token = s.get_session_by_token(&session("s3", "u", 0).token_hash).await.unwrap().unwrap();
+    assert_eq!(by_token.id, "s3");
+    s.touch_session("s3", t(10_000)).await.unwrap();
+    s.touch_session("s3", t(5_000)).await.unwrap();
+    let touched = s.get_session_by_token(&by_token.token_hash).await.unwrap().unwrap();
+    assert_eq!(touched.last_seen_at, t(10_000), "last_seen never moves back");
+    assert_eq!(s.delete_user_sessions(&name("u"), Some("s3")).await.unwrap(), 1);
+    assert!(s.delete_session("s3").await.unwrap());
+    assert!(!s.delete_session("s3").await.unwrap());
+
+    s.create_session(session("old", "u", 0), 10).await.unwrap();
+    s.create_session(session("new", "u", 100_000), 10).await.unwrap();
+    assert_eq!(s.delete_expired_sessions(t(50_000), t(60_000)).await.unwrap(), 1);
+    // Role change and disable end sessions in the same transaction.
+    s.update_user(&name("u"), UserChange { role: Some(RoleName::parse("admin").unwrap()), ..Default::default() }).await.unwrap();
+    assert!(s.list_sessions(&name("u")).await.unwrap().is_empty());
+    s.create_session(session("k", "u", 0), 10).await.unwrap();
+    s.delete_user(&name("u")).await.unwrap();
+    assert!(s.get_session_by_token(&session("k", "u", 0).token_hash).await.unwrap().is_none(), "cascade");
+}
+
+pub async fn roles(s: &dyn Store) {
+    seed_roles(s).await;
+    s.create_user(user("root", "admin")).await.unwrap();
+    let mut custom = role("custom", vec![Permission::DocumentsRead], false);
+    custom.collections = Some(vec![CollectionName::parse("a").unwrap()]);
+    s.create_role(custom.clone()).await.unwrap();
+    assert!(matches!(s.create_role(custom.clone()).await, Err(StoreError::AlreadyExists)));
+    assert_eq!(s.get_role(&custom.name).await.unwrap().unwrap(), custom);
+    s.create_user(user("h", "custom")).await.unwrap();
+    s.create_session(session("hs", "h", 0), 10).await.unwrap();
+    custom.permissions.push(Permission::DocumentsWrite);
+    s.update_role(custom.clone()).await.unwrap();
+    assert!(s.list_sessions(&name("h")).await.unwrap().is_empty(), "holders' sessions end");
+    assert!(matches!(s.delete_role(&custom.name).await, Err(StoreError::InUse(_))));
+    assert!(matches!(s.update_role(role("viewer", vec![], false)).await, Err(StoreError::InUse(_))));
+    assert!(matches!(s.delete_role(&RoleName::parse("viewer").unwrap()).await, Err(StoreError::InUse(_))));
+    s.delete_user(&name("h")).await.unwrap();
+    s.delete_role(&custom.name).await.unwrap();
+    assert_eq!(s.list_roles().await.unwrap().len(), 2);
+}
+
+fn doc(c: &str, id: &str, subject: Option<&str>, body: &[u8]) -> DocumentRecord {
+    DocumentRecord {
+        collection: CollectionName::parse(c).unwrap(),
+        id: DocumentId::parse(id).unwrap(),
+        version: 1,
+        subject_id: subject.map(|x| SubjectId::parse(x).unwrap()),
+        body: body.to_vec(),
+        created_at: t(0),
+        updated_at: t(0),
+        seq: 0,
+    }
+}
+
+fn entry(field: &str, v: u8) -> IndexEntry {
+    IndexEntry { field: FieldPath::parse(field).unwrap(), token: [v; 32] }
+}
+
+pub async fn documents(s: &dyn Store) {
+    let c = CollectionName::parse("c").unwrap();
+    let coll = CollectionRecord {
+        name: c.clone(),
+        indexes: vec![FieldPath::parse("f").unwrap(), FieldPath::parse("g").unwrap()],
+        pii_fields: vec![],
+        retention_days: Some(30),
+        encrypted: true,
+        created_at: t(0),
+        updated_at: t(0),
+    };
+    s.create_collection(coll.clone()).await.unwrap();
+    assert!(matches!(s.create_collection(coll.clone()).await, Err(StoreError::AlreadyExists)));
+    assert_eq!(s.get_collection(&c).await.unwrap().unwrap(), coll);
+    assert!(matches!(s.insert_document(doc("nope", "x", None, b"1"), vec![]).await, Err(StoreError::NotFound)));
+    for i in 0..6u8 {
+        let subject = if i % 2 == 0 { Some("even") } else { None };
+        let d = doc("c", &format!("d{i}"), subject, &[i]);
+        s.insert_document(d, vec![entry("f", i % 3), entry("g", 9)]).await.unwrap();
+    }
+    let q = |filters: Vec<IndexEntry>, subject: Option<&str>, after: Option<i64>, limit: usize| DocumentQuery {
+        collection: c.clone(),
+        filters,
+        subject_id: subject.map(|x| SubjectId::parse(x).unwrap()),
+        after_seq: after,
+        limit,
+    };
+    let ids = |v: Vec<DocumentRecord>| v.into_iter().map(|d| d.id.to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(s.query_documents(q(vec![entry("f", 0)], None, None, 10)).await.unwrap()), ["d0", "d3"]);
+    assert_eq!(ids(s.query_documents(q(vec![entry("f", 0), entry("g", 9)], Some("even"), None, 10)).await.unwrap()), ["d0"]);
+    assert!(s.query_documents(q(vec![entry("f", 0), entry("g", 1)], None, None, 10)).await.unwrap().is_empty());
+    let first = s.query_documents(q(vec![], None, None, 4)).await.unwrap();
+    let rest = s.query_documents(q(vec![], None, first.last().map(|d| d.seq), 4)).await.unwrap();
+    assert_eq!(ids(first).into_iter().chain(ids(rest)).collect::<Vec<_>>(), ["d0", "d1", "d2", "d3", "d4", "d5"]);
+    assert_eq!(s.count_subject_documents(&SubjectId::parse("even").unwrap()).await.unwrap(), 3);
+
+    let current = s.get_document(&c, &DocumentId::parse("d1").unwrap()).await.unwrap().unwrap();
+    let next = DocumentRecord { body: b"new".to_vec(), ..current.clone() };
+    let stored = s.replace_document(next.clone(), 1, vec![entry("f", 7)]).await.unwrap();
+    assert_eq!((stored.version, stored.body.as_slice()), (2, b"new".as_slice()));
+    assert!(matches!(s.replace_document(next, 1, vec![]).await, Err(StoreError::VersionMismatch)));
+    assert_eq!(ids(s.query_documents(q(vec![entry("f", 7)], None, None, 10)).await.unwrap()), ["d1"]);
+    assert!(s.query_documents(q(vec![entry("f", 1)], None, None, 10)).await.unwrap().iter().all(|d| d.id.as_str() != "d1"));
+    let id1 = DocumentId::parse("d1").unwrap();
+    assert!(matches!(s.delete_document(&c, &id1, Some(1)).await, Err(StoreError::VersionMismatch)));
+    s.delete_document(&c, &id1, Some(2)).await.unwrap();
+    assert!(s.get_document(&c, &id1).await.unwrap().is_none());
+
+    // Reindex replaces every entry through the callback, in one transaction.
+    let mut changed = coll.clone();
+    changed.indexes = vec![FieldPath::parse("h").unwrap()];
+    let indexer: rampart_store::Indexer = Box::new(|d: &DocumentRecord| Ok(vec![IndexEntry { field: FieldPath::parse("h").unwrap(), token: [d.body[0]; 32] }]));
+    s.update_collection(changed, Some(indexer)).await.unwrap();
+    assert!(s.query_documents(q(vec![entry("f", 0)], None, None, 10)).await.unwrap().is_empty());
+    assert_eq!(ids(s.query_documents(q(vec![entry("h", 4)], None, None, 10)).await.unwrap()), ["d4"]);
+    let failing: rampart_store::Indexer = Box::new(|_| Err("boom".into()));
+    assert!(s.update_collection(coll.clone(), Some(failing)).await.is_err());
+    assert_eq!(ids(s.query_documents(q(vec![entry("h", 4)], None, None, 10)).await.unwrap()), ["d4"], "failed reindex rolled back");
+
+    s.delete_collection(&c).await.unwrap();
+    assert!(s.get_collection(&c).await.unwrap().is_none());
+    assert_eq!(s.count_subject_documents(&SubjectId::parse("even").unwrap()).await.unwrap(), 0);
+}
+
+pub async fn meta(s: &dyn Store) {
+    assert!(s.get_meta("k").await.unwrap().is_none());
+    assert_eq!(s.init_meta("k", b"first".to_vec()).await.unwrap(), b"first");
+    assert_eq!(s.init_meta("k", b"second".to_vec()).await.unwrap(), b"first", "init never overwrites");
+}

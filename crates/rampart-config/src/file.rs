@@ -18,6 +18,37 @@ pub(crate) struct FileConfig {
     pub auth: FileAuth,
     #[serde(default)]
     pub limits: FileLimits,
+    #[serde(default)]
+    pub rate_limit: FileRateLimit,
+    #[serde(default)]
+    pub cors: FileCors,
+    #[serde(default)]
+    pub audit: FileAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRateLimit {
+    pub enabled: Option<bool>,
+    pub requests_per_minute: Option<u32>,
+    pub login_requests_per_minute: Option<u32>,
+    pub user_requests_per_minute: Option<u32>,
+    pub max_tracked_clients: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileCors {
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileAudit {
+    pub retention_days: Option<u32>,
+    pub activity_retention_days: Option<u32>,
+    pub server_log_retention_days: Option<u32>,
+    pub max_file_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +63,7 @@ pub(crate) struct FileServer {
     pub header_read_timeout_secs: Option<u64>,
     pub request_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +81,8 @@ pub(crate) struct FileAuth {
     pub max_sessions_per_user: Option<u32>,
     pub password_hash_concurrency: Option<usize>,
     pub password_hash_queue: Option<usize>,
+    pub login_delay_after_failures: Option<u32>,
+    pub max_login_delay_secs: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

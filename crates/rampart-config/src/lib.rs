@@ -8,6 +8,7 @@ mod file;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use rampart_types::Cidr;
 use secrecy::SecretString;
 
 pub use env::Env;
@@ -45,7 +46,38 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub rate_limit: RateLimitConfig,
+    pub cors: CorsConfig,
+    pub audit: AuditConfig,
     pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Per client IP (IPv6 by /64), every endpoint but login.
+    pub requests_per_minute: u32,
+    /// Per client IP, login endpoints; checked before any password hashing.
+    pub login_requests_per_minute: u32,
+    /// Per authenticated user, on top of the per-IP limit.
+    pub user_requests_per_minute: u32,
+    /// Most clients tracked at once; beyond it idle entries are evicted.
+    pub max_tracked_clients: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.com`) allowed to call the API from a browser.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub retention_days: u32,
+    pub activity_retention_days: u32,
+    pub server_log_retention_days: u32,
+    /// A log file is rotated when it reaches this size, and at each UTC day change.
+    pub max_file_mb: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +90,8 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    /// Peers whose `X-Forwarded-For`/`X-Real-IP` are believed.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -75,6 +109,10 @@ pub struct AuthConfig {
     pub password_hash_concurrency: usize,
     /// Hash requests allowed to wait for a slot before new ones are refused (503).
     pub password_hash_queue: usize,
+    /// Failed logins of one account before each further attempt must wait.
+    pub login_delay_after_failures: u32,
+    /// Cap of that growing wait, in seconds (no permanent lockout).
+    pub max_login_delay_secs: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +195,12 @@ impl Config {
             header_read_timeout_secs: file.server.header_read_timeout_secs.unwrap_or(10),
             request_timeout_secs: file.server.request_timeout_secs.unwrap_or(30),
             shutdown_grace_secs: file.server.shutdown_grace_secs.unwrap_or(30),
+            trusted_proxies: parse_cidrs(
+                env.get("RAMPART_TRUSTED_PROXIES")
+                    .map(|v| v.split(',').map(str::to_owned).collect())
+                    .or(file.server.trusted_proxies)
+                    .unwrap_or_default(),
+            )?,
         };
         range("max_connections", server.max_connections, 1, 1_000_000)?;
         range("header_read_timeout_secs", server.header_read_timeout_secs, 1, 3600)?;
@@ -193,6 +237,8 @@ impl Config {
                 .unwrap_or(10),
             password_hash_concurrency: file.auth.password_hash_concurrency.unwrap_or(0),
             password_hash_queue: file.auth.password_hash_queue.unwrap_or(64),
+            login_delay_after_failures: file.auth.login_delay_after_failures.unwrap_or(5),
+            max_login_delay_secs: file.auth.max_login_delay_secs.unwrap_or(900),
         };
         range("session_timeout_minutes", auth.session_timeout_minutes, 1, 24 * 60)?;
         range("session_lifetime_hours", auth.session_lifetime_hours, 1, 24 * 30)?;
@@ -208,12 +254,51 @@ impl Config {
         range("max_json_depth", limits.max_json_depth, 2, 256)?;
         range("max_page_size", limits.max_page_size, 1, 10_000)?;
 
+        let rl = &file.rate_limit;
+        let rate_limit = RateLimitConfig {
+            enabled: env.parse_bool("RAMPART_RATE_LIMIT_ENABLED")?.or(rl.enabled).unwrap_or(true),
+            requests_per_minute: env.parse_num("RAMPART_RATE_LIMIT_REQUESTS_PER_MINUTE")?.or(rl.requests_per_minute).unwrap_or(1000),
+            login_requests_per_minute: env
+                .parse_num("RAMPART_RATE_LIMIT_LOGIN_REQUESTS_PER_MINUTE")?
+                .or(rl.login_requests_per_minute)
+                .unwrap_or(30),
+            user_requests_per_minute: env
+                .parse_num("RAMPART_RATE_LIMIT_USER_REQUESTS_PER_MINUTE")?
+                .or(rl.user_requests_per_minute)
+                .unwrap_or(1000),
+            max_tracked_clients: rl.max_tracked_clients.unwrap_or(100_000),
+        };
+        range("requests_per_minute", rate_limit.requests_per_minute, 1, 10_000_000)?;
+        range("login_requests_per_minute", rate_limit.login_requests_per_minute, 1, 1_000_000)?;
+        range("user_requests_per_minute", rate_limit.user_requests_per_minute, 1, 10_000_000)?;
+        range("max_tracked_clients", rate_limit.max_tracked_clients, 1024, 100_000_000)?;
+        let cors = CorsConfig {
+            allowed_origins: env
+                .get("RAMPART_CORS_ALLOWED_ORIGINS")
+                .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
+                .or(file.cors.allowed_origins)
+                .unwrap_or_default(),
+        };
+        for o in &cors.allowed_origins {
+            if o == "*" || !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
+                return Err(invalid("cors.allowed_origins", format!("{o:?} is not an exact origin like https://app.example.com")));
+            }
+        }
+        let audit = AuditConfig {
+            retention_days: file.audit.retention_days.unwrap_or(2555),
+            activity_retention_days: file.audit.activity_retention_days.unwrap_or(90),
+            server_log_retention_days: file.audit.server_log_retention_days.unwrap_or(30),
+            max_file_mb: file.audit.max_file_mb.unwrap_or(100),
+        };
+        range("audit.retention_days", audit.retention_days, 1, 36_500)?;
+        range("audit.max_file_mb", audit.max_file_mb, 1, 100_000)?;
+
         let secrets = Secrets {
             encryption_key: env.secret("RAMPART_ENCRYPTION_KEY")?,
             admin_username: env.get("RAMPART_ADMIN_USERNAME"),
             admin_password: env.secret("RAMPART_ADMIN_PASSWORD")?,
         };
-        Ok(Self { server, tls, auth, limits, secrets })
+        Ok(Self { server, tls, auth, limits, rate_limit, cors, audit, secrets })
     }
 
     /// Defaults only, rooted at `data_dir`: for tests and tools.
@@ -228,6 +313,15 @@ fn range<T: PartialOrd + std::fmt::Display>(name: &str, v: T, lo: T, hi: T) -> R
         return Err(invalid(name, format!("must be between {lo} and {hi}")));
     }
     Ok(())
+}
+
+fn parse_cidrs(items: Vec<String>) -> Result<Vec<Cidr>, ConfigError> {
+    items
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| Cidr::parse(s).map_err(|e| invalid("trusted_proxies", e.to_string())))
+        .collect()
 }
 
 fn resolve_beside(config_file: Option<&Path>, rel: &Path) -> PathBuf {

@@ -2,16 +2,26 @@ use rampart_crypto::{random_bytes, SessionToken, StoredPasswordHash, TokenHash};
 use rampart_store::{SessionRecord, StoreError, UserChange};
 use rampart_types::{Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
 
+use crate::audit::EventType;
 use crate::users::UserView;
 use crate::{Core, CoreError, CoreResult, Principal};
 
-/// Where a request came from; recorded with sessions (and, later, audit events).
+/// Where a request came from; recorded with sessions and audit events.
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: String,
+}
+
+impl RequestMeta {
+    /// Work started on this machine (CLI, bootstrap) rather than by a network request.
+    pub fn local(origin: &str) -> Self {
+        let id: String = random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
+        Self { ip: None, user_agent: None, request_id: format!("{origin}-{id}") }
+    }
 }
 
 pub struct LoginOutcome {
@@ -28,10 +38,21 @@ impl Core {
     /// Checks the password and opens a session. Unknown users, wrong passwords and disabled
     /// accounts all cost one Argon2 verification and end in the same `InvalidCredentials`.
     pub async fn login(&self, username: &str, password: SecretString, meta: &RequestMeta) -> CoreResult<LoginOutcome> {
+        let account = crate::audit::bounded(username);
+        if let Some(wait) = self.inner.throttle.wait_secs(&account, self.now()) {
+            let details = json!({ "reason": "login_delay", "retry_after_secs": wait });
+            self.record_event(EventType::RateLimited, Some(username), meta, false, details).await?;
+            return Err(CoreError::RateLimited { retry_after_secs: wait });
+        }
+        let fail = |reason: &'static str| async move {
+            self.inner.throttle.failed(&crate::audit::bounded(username), self.now());
+            self.record_event(EventType::Login, Some(username), meta, false, json!({ "reason": reason })).await?;
+            Err::<LoginOutcome, CoreError>(CoreError::InvalidCredentials)
+        };
         if password.expose_secret().len() > rampart_crypto::MAX_PASSWORD_BYTES {
             // Still spend the same work, so length probing reveals nothing.
             let _ = self.inner.passwords.verify(SecretString::from(String::new()), None).await?;
-            return Err(CoreError::InvalidCredentials);
+            return fail("invalid_credentials").await;
         }
         let user = match Username::parse(username) {
             Ok(name) => self.inner.store.get_user(&name).await?,
@@ -39,8 +60,11 @@ impl Core {
         };
         let stored = user.as_ref().map(|u| StoredPasswordHash::from_stored(u.password_hash.clone()));
         let check = self.inner.passwords.verify(password.clone(), stored).await?;
-        let Some(user) = user.filter(|u| check.matches && !u.disabled) else {
-            return Err(CoreError::InvalidCredentials);
+        let user = match user {
+            Some(u) if check.matches && !u.disabled => u,
+            Some(u) if check.matches && u.disabled => return fail("account_disabled").await,
+            Some(_) => return fail("wrong_password").await,
+            None => return fail("unknown_user").await,
         };
         if check.needs_rehash {
             let fresh = self.inner.passwords.hash(password).await?;
@@ -49,7 +73,7 @@ impl Core {
                 at: Some(self.now()),
                 ..UserChange::default()
             };
-            self.inner.store.update_user(&user.username, change).await?;
+            self.inner.store.update_user(&user.username, change, vec![]).await?;
         }
         let now = self.now();
         let token = SessionToken::generate(SESSION_PREFIX);
@@ -65,12 +89,14 @@ impl Core {
             user_agent: meta.user_agent.as_ref().map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
         };
         let session_id = session.id.clone();
-        self.inner.store.create_session(session, self.inner.settings.max_sessions_per_user).await?;
+        self.inner.throttle.succeeded(&account);
+        let event = self.event(EventType::Login, Some(user.username.as_str()), meta, true, json!({ "session_id": session_id }));
+        self.inner.store.create_session(session, self.inner.settings.max_sessions_per_user, vec![event]).await?;
         Ok(LoginOutcome { token: token.token, session_id, expires_at, user: UserView::from(&user) })
     }
 
     /// Resolves a bearer token to its principal, ending it if idle or past its lifetime.
-    pub async fn authenticate(&self, token: &str) -> CoreResult<Principal> {
+    pub async fn authenticate(&self, token: &str, meta: &RequestMeta) -> CoreResult<Principal> {
         if !token.starts_with(SESSION_PREFIX) || token.len() > 128 {
             return Err(CoreError::Unauthenticated);
         }
@@ -82,7 +108,7 @@ impl Core {
         let now = self.now();
         let idle_limit = session.last_seen_at.plus_seconds(self.inner.settings.session_idle_secs);
         if now >= session.expires_at || now >= idle_limit {
-            store.delete_session(&session.id).await?;
+            store.delete_session(&session.id, vec![]).await?;
             return Err(CoreError::Unauthenticated);
         }
         let Some(user) = store.get_user(&session.username).await? else {
@@ -95,35 +121,38 @@ impl Core {
         if now >= session.last_seen_at.plus_seconds(self.inner.settings.touch_interval_secs) {
             store.touch_session(&session.id, now).await?;
         }
-        Ok(Principal { username: user.username, role, session_id: Some(session.id) })
+        Ok(Principal { username: user.username, role, session_id: Some(session.id), origin: meta.clone() })
     }
 
     pub async fn logout(&self, who: &Principal) -> CoreResult<()> {
         if let Some(id) = &who.session_id {
-            self.inner.store.delete_session(id).await?;
+            let event = self.event(EventType::Logout, Some(who.username.as_str()), &who.origin, true, json!({ "session_id": id }));
+            self.inner.store.delete_session(id, vec![event]).await?;
         }
         Ok(())
     }
 
     /// Ends every session of the caller, this one included; returns how many ended.
     pub async fn logout_all(&self, who: &Principal) -> CoreResult<u64> {
-        Ok(self.inner.store.delete_user_sessions(&who.username, None).await?)
+        let event = self.event(EventType::Logout, Some(who.username.as_str()), &who.origin, true, json!({ "all_sessions": true }));
+        Ok(self.inner.store.delete_user_sessions(&who.username, None, vec![event]).await?)
     }
 
     /// Needs the current password; ends every other session of the user.
-    pub async fn change_password(
-        &self,
-        who: &Principal,
-        current: SecretString,
-        new: SecretString,
-    ) -> CoreResult<()> {
+    pub async fn change_password(&self, who: &Principal, current: SecretString, new: SecretString) -> CoreResult<()> {
         let user = self.inner.store.get_user(&who.username).await?.ok_or(CoreError::Unauthenticated)?;
+        let name = Some(who.username.as_str());
         let stored = StoredPasswordHash::from_stored(user.password_hash.clone());
         if !self.inner.passwords.verify(current, Some(stored)).await?.matches {
+            let details = json!({ "reason": "wrong_current_password" });
+            self.record_event(EventType::PasswordChange, name, &who.origin, false, details).await?;
             return Err(CoreError::Forbidden("current password is incorrect"));
         }
-        rampart_crypto::check_password_policy(new.expose_secret(), user.username.as_str())
-            .map_err(CoreError::PasswordPolicy)?;
+        if let Err(v) = rampart_crypto::check_password_policy(new.expose_secret(), user.username.as_str()) {
+            let details = json!({ "reason": "password_policy", "rule": v.rule });
+            self.record_event(EventType::PasswordChange, name, &who.origin, false, details).await?;
+            return Err(CoreError::PasswordPolicy(v));
+        }
         let hash = self.inner.passwords.hash(new).await?;
         let change = UserChange {
             password_hash: Some(hash.as_str().to_owned()),
@@ -132,7 +161,11 @@ impl Core {
             at: Some(self.now()),
             ..UserChange::default()
         };
-        self.inner.store.update_user(&user.username, change).await.map_err(|e| match e {
+        let audit = vec![
+            self.event(EventType::PasswordChange, name, &who.origin, true, json!({})),
+            self.event(EventType::SessionRevoke, name, &who.origin, true, json!({ "target": who.username.as_str(), "reason": "password_change", "kept_session": who.session_id })),
+        ];
+        self.inner.store.update_user(&user.username, change, audit).await.map_err(|e| match e {
             StoreError::NotFound => CoreError::Unauthenticated,
             e => e.into(),
         })?;
@@ -146,7 +179,6 @@ impl Core {
         Ok(self.inner.store.delete_expired_sessions(cutoff, now).await?)
     }
 }
-
 
 pub(crate) fn hex_id() -> String {
     random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()

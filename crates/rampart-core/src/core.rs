@@ -2,12 +2,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use rampart_config::Config;
-use rampart_crypto::{random_password, BlindIndexKey, MasterKey};
+use rampart_crypto::{random_password, AuditMacKey, BlindIndexKey, MasterKey};
 use rampart_store::{RoleRecord, Store, UserRecord};
 use rampart_types::{RoleName, Username};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{rbac, Clock, CoreError, CoreResult, PasswordPool, Principal};
+use crate::audit::{AuditWriter, Chainer};
+use crate::{rbac, Clock, CoreError, CoreResult, PasswordPool, Principal, RequestMeta};
 
 const KEY_CHECK_META: &str = "master_key_check_value";
 /// Custom roles are admin-made, but a bound keeps the in-memory role cache bounded too.
@@ -22,6 +23,9 @@ pub struct CoreSettings {
     pub max_page_size: usize,
     /// How stale `last_seen_at` may get before a request refreshes it (saves a write per request).
     pub touch_interval_secs: i64,
+    pub login_delay_after_failures: u32,
+    pub max_login_delay_secs: u32,
+    pub max_tracked_accounts: usize,
 }
 
 impl CoreSettings {
@@ -32,6 +36,9 @@ impl CoreSettings {
             max_sessions_per_user: c.auth.max_sessions_per_user,
             max_page_size: c.limits.max_page_size,
             touch_interval_secs: 60,
+            login_delay_after_failures: c.auth.login_delay_after_failures,
+            max_login_delay_secs: c.auth.max_login_delay_secs,
+            max_tracked_accounts: c.rate_limit.max_tracked_clients,
         }
     }
 }
@@ -56,6 +63,9 @@ pub(crate) struct Inner {
     pub blind_index: Arc<BlindIndexKey>,
     pub settings: CoreSettings,
     pub roles: RwLock<HashMap<RoleName, Arc<RoleRecord>>>,
+    pub audit: AuditWriter,
+    pub audit_key: Arc<AuditMacKey>,
+    pub throttle: crate::throttle::LoginThrottle,
 }
 
 impl Core {
@@ -75,14 +85,24 @@ impl Core {
             None => store.init_meta(KEY_CHECK_META, master.check_value().to_vec()).await?,
         };
         master.verify_check_value(&stored).map_err(|_| CoreError::WrongMasterKey)?;
+        let audit_key = Arc::new(AuditMacKey::new(master));
+        store.set_audit_chainer(Arc::new(Chainer(Arc::clone(&audit_key))));
+        let audit = AuditWriter::spawn(Arc::clone(&store));
         let core = Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
                 passwords,
                 blind_index: Arc::new(BlindIndexKey::new(master)),
-                settings,
                 roles: RwLock::new(HashMap::new()),
+                audit,
+                audit_key,
+                throttle: crate::throttle::LoginThrottle::new(
+                    settings.login_delay_after_failures,
+                    settings.max_login_delay_secs,
+                    settings.max_tracked_accounts,
+                ),
+                settings,
             }),
         };
         let now = core.now();
@@ -111,6 +131,13 @@ impl Core {
             .map_err(CoreError::PasswordPolicy)?;
         let hash = self.inner.passwords.hash(password.clone()).await?;
         let now = self.now();
+        let event = self.event(
+            crate::audit::EventType::UserCreate,
+            Some(username.as_str()),
+            &RequestMeta::local("bootstrap"),
+            true,
+            serde_json::json!({ "username": username.as_str(), "role": rbac::ADMIN_ROLE, "first_admin": true }),
+        );
         self.inner
             .store
             .create_user(UserRecord {
@@ -121,7 +148,7 @@ impl Core {
                 mfa_enabled: false,
                 created_at: now,
                 updated_at: now,
-            })
+            }, vec![event])
             .await?;
         Ok(Some(Bootstrap { admin_username: username, generated_password: generated.then_some(password) }))
     }
@@ -155,11 +182,16 @@ impl Core {
             username: Username::parse("local-cli").map_err(CoreError::internal)?,
             role,
             session_id: None,
+            origin: RequestMeta::local("cli"),
         })
     }
 
     pub fn settings(&self) -> &CoreSettings {
         &self.inner.settings
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.inner.clock)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -2,8 +2,9 @@ use rampart_crypto::random_bytes;
 use rampart_store::{CollectionRecord, DocumentQuery, DocumentRecord, IndexEntry, Indexer, StoreError};
 use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, SubjectId, Timestamp};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
+use crate::audit::EventType;
 use crate::{Core, CoreError, CoreResult, Principal};
 
 const MAX_INDEXES: usize = 32;
@@ -175,13 +176,26 @@ impl Core {
         index_entries_with(&self.inner.blind_index, c, data)
     }
 
+    fn collection_event(&self, actor: &Principal, action: &str, name: &CollectionName) -> rampart_store::AuditEvent {
+        let details = json!({ "object": "collection", "action": action, "name": name.as_str() });
+        self.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details)
+    }
+
+    fn query_event(&self, actor: &Principal, c: &CollectionName, operation: &str, extra: Value) -> rampart_store::AuditEvent {
+        let mut details = json!({ "collection": c.as_str(), "operation": operation });
+        if let (Some(d), Value::Object(more)) = (details.as_object_mut(), extra) {
+            d.extend(more);
+        }
+        self.event(EventType::Query, Some(actor.username.as_str()), &actor.origin, true, details)
+    }
+
     async fn collection(&self, name: &CollectionName) -> CoreResult<CollectionRecord> {
         self.inner.store.get_collection(name).await?.ok_or(CoreError::NotFound("collection"))
     }
 
     pub async fn create_collection(&self, actor: &Principal, spec: CollectionSpec) -> CoreResult<CollectionView> {
         let name = parse_collection(&spec.name)?;
-        actor.require(Permission::CollectionsCreate, Some(&name))?;
+        self.require(actor, Permission::CollectionsCreate, Some(&name)).await?;
         let now = self.now();
         let record = CollectionRecord {
             name,
@@ -195,26 +209,27 @@ impl Core {
         if record.retention_days == Some(0) {
             return Err(CoreError::validation("retention_days", "must be at least 1"));
         }
-        self.inner.store.create_collection(record.clone()).await.map_err(not_found("collection"))?;
+        let event = self.collection_event(actor, "create", &record.name);
+        self.inner.store.create_collection(record.clone(), vec![event]).await.map_err(not_found("collection"))?;
         Ok(record.into())
     }
 
     pub async fn list_collections(&self, actor: &Principal) -> CoreResult<Vec<CollectionView>> {
-        actor.require(Permission::CollectionsRead, None)?;
+        self.require(actor, Permission::CollectionsRead, None).await?;
         let all = self.inner.store.list_collections().await?;
         Ok(all.into_iter().filter(|c| actor.sees_collection(&c.name)).map(Into::into).collect())
     }
 
     pub async fn get_collection(&self, actor: &Principal, name: &str) -> CoreResult<CollectionView> {
         let name = parse_collection(name)?;
-        actor.require(Permission::CollectionsRead, Some(&name))?;
+        self.require(actor, Permission::CollectionsRead, Some(&name)).await?;
         Ok(self.collection(&name).await?.into())
     }
 
     /// Changing `indexes` rebuilds the collection's blind index in the same transaction.
     pub async fn update_collection(&self, actor: &Principal, name: &str, up: CollectionUpdate) -> CoreResult<CollectionView> {
         let name = parse_collection(name)?;
-        actor.require(Permission::CollectionsUpdate, Some(&name))?;
+        self.require(actor, Permission::CollectionsUpdate, Some(&name)).await?;
         let mut c = self.collection(&name).await?;
         let mut reindex = false;
         if let Some(ix) = up.indexes {
@@ -240,14 +255,16 @@ impl Core {
                 Ok(index_entries_with(&key, &coll, &data))
             }) as Indexer
         });
-        self.inner.store.update_collection(c.clone(), indexer).await.map_err(not_found("collection"))?;
+        let event = self.collection_event(actor, "update", &c.name);
+        self.inner.store.update_collection(c.clone(), indexer, vec![event]).await.map_err(not_found("collection"))?;
         Ok(c.into())
     }
 
     pub async fn delete_collection(&self, actor: &Principal, name: &str) -> CoreResult<()> {
         let name = parse_collection(name)?;
-        actor.require(Permission::CollectionsDelete, Some(&name))?;
-        self.inner.store.delete_collection(&name).await.map_err(not_found("collection"))
+        self.require(actor, Permission::CollectionsDelete, Some(&name)).await?;
+        let event = self.collection_event(actor, "delete", &name);
+        self.inner.store.delete_collection(&name, vec![event]).await.map_err(not_found("collection"))
     }
 
     pub async fn insert_document(
@@ -258,7 +275,7 @@ impl Core {
         subject_id: Option<String>,
     ) -> CoreResult<Document> {
         let name = parse_collection(collection)?;
-        actor.require(Permission::DocumentsWrite, Some(&name))?;
+        self.require(actor, Permission::DocumentsWrite, Some(&name)).await?;
         if !data.is_object() {
             return Err(CoreError::validation("data", "must be a JSON object"));
         }
@@ -276,7 +293,8 @@ impl Core {
             seq: 0,
         };
         let index = self.index_entries(&c, &data);
-        let stored = self.inner.store.insert_document(record, index).await.map_err(not_found("collection"))?;
+        let event = self.query_event(actor, &record.collection, "insert", json!({ "id": record.id.as_str() }));
+        let stored = self.inner.store.insert_document(record, index, vec![event]).await.map_err(not_found("collection"))?;
         Ok(Document {
             id: stored.id,
             version: stored.version,
@@ -289,10 +307,12 @@ impl Core {
 
     pub async fn get_document(&self, actor: &Principal, collection: &str, id: &str) -> CoreResult<Document> {
         let name = parse_collection(collection)?;
-        actor.require(Permission::DocumentsRead, Some(&name))?;
+        self.require(actor, Permission::DocumentsRead, Some(&name)).await?;
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
         let doc = self.inner.store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
-        to_document(doc)
+        let doc = to_document(doc)?;
+        self.record(vec![self.query_event(actor, &name, "read", json!({ "id": id.as_str() }))]).await?;
+        Ok(doc)
     }
 
     /// Applies `change` to the current body and writes it back; `if_match` is the version
@@ -306,7 +326,7 @@ impl Core {
         change: DocumentChange,
     ) -> CoreResult<Document> {
         let name = parse_collection(collection)?;
-        actor.require(Permission::DocumentsWrite, Some(&name))?;
+        self.require(actor, Permission::DocumentsWrite, Some(&name)).await?;
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
         let c = self.collection(&name).await?;
         let new_subject = match &change {
@@ -333,7 +353,12 @@ impl Core {
                 ..current.clone()
             };
             let index = self.index_entries(&c, &data);
-            match self.inner.store.replace_document(record, current.version, index).await {
+            let op = match &change {
+                DocumentChange::Replace { .. } => "replace",
+                DocumentChange::MergePatch(_) => "patch",
+            };
+            let event = self.query_event(actor, &name, op, json!({ "id": id.as_str(), "version": current.version + 1 }));
+            match self.inner.store.replace_document(record, current.version, index, vec![event]).await {
                 Ok(stored) => return to_document(stored),
                 Err(StoreError::VersionMismatch) if if_match.is_none() => continue,
                 Err(StoreError::VersionMismatch) => return Err(CoreError::PreconditionFailed),
@@ -345,15 +370,16 @@ impl Core {
 
     pub async fn delete_document(&self, actor: &Principal, collection: &str, id: &str, if_match: Option<u64>) -> CoreResult<()> {
         let name = parse_collection(collection)?;
-        actor.require(Permission::DocumentsDelete, Some(&name))?;
+        self.require(actor, Permission::DocumentsDelete, Some(&name)).await?;
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
-        self.inner.store.delete_document(&name, &id, if_match).await.map_err(not_found("document"))
+        let event = self.query_event(actor, &name, "delete", json!({ "id": id.as_str() }));
+        self.inner.store.delete_document(&name, &id, if_match, vec![event]).await.map_err(not_found("document"))
     }
 
     /// Equality queries on declared indexes, by blind-index token; cursor pagination.
     pub async fn list_documents(&self, actor: &Principal, collection: &str, p: ListParams) -> CoreResult<DocumentList> {
         let name = parse_collection(collection)?;
-        actor.require(Permission::DocumentsRead, Some(&name))?;
+        self.require(actor, Permission::DocumentsRead, Some(&name)).await?;
         let c = self.collection(&name).await?;
         let mut filters = Vec::with_capacity(p.filters.len());
         for (field, value) in &p.filters {
@@ -374,7 +400,7 @@ impl Core {
             .map(|s| s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| CoreError::validation("cursor", "is not a cursor returned by this API")))
             .transpose()?;
         let query = DocumentQuery {
-            collection: name,
+            collection: name.clone(),
             filters,
             subject_id: p.subject_id.as_deref().map(parse_subject).transpose()?,
             after_seq,
@@ -386,6 +412,10 @@ impl Core {
         rows.truncate(limit);
         let next_cursor = if more { rows.last().map(|r| r.seq.to_string()) } else { None };
         let documents = rows.into_iter().map(to_document).collect::<CoreResult<Vec<_>>>()?;
+        // Field names only: the queried values may be personal data.
+        let fields: Vec<&str> = p.filters.iter().map(|(f, _)| f.as_str()).collect();
+        let details = json!({ "filters": fields, "subject_filter": p.subject_id.is_some(), "count": documents.len() });
+        self.record(vec![self.query_event(actor, &name, "list", details)]).await?;
         Ok(DocumentList { documents, next_cursor })
     }
 }

@@ -26,6 +26,9 @@ pub enum CoreError {
     PreconditionFailed,
     #[error("{0}")]
     Conflict(&'static str),
+    /// Over a rate limit or inside a login delay; retry after the given seconds.
+    #[error("Rate limit exceeded. Try again in {retry_after_secs} seconds.")]
+    RateLimited { retry_after_secs: u64 },
     /// Too much concurrent work (password hashing queue full): retry shortly.
     #[error("server busy, retry shortly")]
     Busy,
@@ -62,7 +65,7 @@ impl From<StoreError> for CoreError {
                 CoreError::Conflict("the last admin cannot be removed, disabled or demoted")
             }
             StoreError::InUse(what) => CoreError::Conflict(what),
-            e @ StoreError::Unavailable(_) => CoreError::Unavailable(e),
+            e @ (StoreError::Unavailable(_) | StoreError::AuditUnavailable(_)) => CoreError::Unavailable(e),
             StoreError::Internal(e) => CoreError::Internal(e),
         }
     }

@@ -2,7 +2,10 @@
 //! Reaches the outside world only through the store traits and the `Clock`; knows nothing
 //! of HTTP or SQL.
 
+pub mod audit;
 mod auth;
+mod bounded;
+pub mod limiter;
 mod clock;
 mod core;
 mod data;
@@ -10,14 +13,17 @@ mod error;
 mod passwords;
 mod principal;
 mod rbac;
+mod throttle;
 mod roles;
 mod users;
 
 pub use crate::core::{Bootstrap, Core, CoreSettings};
+pub use audit::{AuditVerification, EventType};
 pub use auth::{LoginOutcome, RequestMeta};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use data::{CollectionSpec, CollectionUpdate, CollectionView, Document, DocumentChange, DocumentList, ListParams};
 pub use error::{CoreError, CoreResult};
+pub use limiter::{client_key, Decision, Limits, RateLimiter};
 pub use passwords::PasswordPool;
 pub use principal::Principal;
 pub use rbac::{builtin_roles, ADMIN_ROLE};
@@ -25,4 +31,4 @@ pub use roles::RoleSpec;
 pub use users::{NewUser, UserView};
 
 pub use rampart_crypto::MasterKey;
-pub use rampart_store::{RoleRecord, SessionRecord, Store};
+pub use rampart_store::{AuditEvent, AuditFilter, AuditRecord, RoleRecord, SessionRecord, Store};

@@ -12,6 +12,8 @@ pub struct Principal {
     pub role: Arc<RoleRecord>,
     /// `None` for the local CLI, which acts with the admin role on the data dir it owns.
     pub session_id: Option<String>,
+    /// Where the request came from, for audit records.
+    pub origin: crate::RequestMeta,
 }
 
 impl Principal {
@@ -21,13 +23,5 @@ impl Principal {
 
     pub fn sees_collection(&self, c: &CollectionName) -> bool {
         rbac::collection_visible(&self.role, c)
-    }
-
-    pub fn require(&self, perm: Permission, collection: Option<&CollectionName>) -> crate::CoreResult<()> {
-        if self.can(perm, collection) {
-            Ok(())
-        } else {
-            Err(crate::CoreError::Forbidden("permission denied"))
-        }
     }
 }

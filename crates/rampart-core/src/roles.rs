@@ -1,6 +1,9 @@
 use rampart_store::{RoleRecord, StoreError};
 use rampart_types::{CollectionName, Permission, RoleName};
 
+use serde_json::json;
+
+use crate::audit::EventType;
 use crate::core::MAX_ROLES;
 use crate::{rbac, Core, CoreError, CoreResult, Principal};
 
@@ -51,56 +54,76 @@ impl Core {
         Ok(RoleRecord { name, description, permissions, collections, builtin: false, created_at: self.now() })
     }
 
+    fn role_event(&self, actor: &Principal, action: &str, role: &RoleRecord) -> rampart_store::AuditEvent {
+        let details = json!({
+            "object": "role",
+            "action": action,
+            "name": role.name.as_str(),
+            "permissions": role.permissions,
+            "collections": role.collections,
+        });
+        self.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details)
+    }
+
     pub async fn list_roles(&self, actor: &Principal) -> CoreResult<Vec<RoleRecord>> {
-        actor.require(Permission::RolesRead, None)?;
+        self.require(actor, Permission::RolesRead, None).await?;
         Ok(self.inner.store.list_roles().await?)
     }
 
     pub async fn get_role(&self, actor: &Principal, name: &str) -> CoreResult<RoleRecord> {
-        actor.require(Permission::RolesRead, None)?;
+        self.require(actor, Permission::RolesRead, None).await?;
         let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
         self.inner.store.get_role(&name).await?.ok_or(CoreError::NotFound("role"))
     }
 
     pub async fn create_role(&self, actor: &Principal, spec: RoleSpec) -> CoreResult<RoleRecord> {
-        actor.require(Permission::RolesManage, None)?;
+        self.require(actor, Permission::RolesManage, None).await?;
         let name = RoleName::parse(&spec.name).map_err(|e| CoreError::validation("name", e.to_string()))?;
         let role = self.parse_role_spec(spec, name)?;
         if !rbac::covers(&actor.role, &role) {
-            return Err(CoreError::Forbidden("cannot create a role with permissions you do not hold"));
+            let details = json!({ "action": "create_role", "role": role.name.as_str() });
+            return Err(self.deny(actor, "cannot create a role with permissions you do not hold", details).await);
         }
         if self.inner.roles.read().map(|m| m.len()).unwrap_or(0) >= MAX_ROLES {
             return Err(CoreError::Conflict("too many roles"));
         }
-        self.inner.store.create_role(role.clone()).await.map_err(role_error)?;
+        let event = self.role_event(actor, "create", &role);
+        self.inner.store.create_role(role.clone(), vec![event]).await.map_err(role_error)?;
         self.reload_roles().await?;
         Ok(role)
     }
 
     /// Replaces a custom role's definition; its holders' sessions end.
     pub async fn update_role(&self, actor: &Principal, name: &str, spec: RoleSpec) -> CoreResult<RoleRecord> {
-        actor.require(Permission::RolesManage, None)?;
+        self.require(actor, Permission::RolesManage, None).await?;
         let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
         let existing = self.inner.store.get_role(&name).await?.ok_or(CoreError::NotFound("role"))?;
         if existing.builtin {
             return Err(CoreError::Conflict("built-in roles cannot be changed"));
         }
         if actor.role.name == name {
-            return Err(CoreError::Forbidden("you cannot change your own role"));
+            let details = json!({ "action": "update_own_role", "role": name.as_str() });
+            return Err(self.deny(actor, "you cannot change your own role", details).await);
         }
         let role = RoleRecord { created_at: existing.created_at, ..self.parse_role_spec(spec, name)? };
         if !rbac::covers(&actor.role, &role) || !rbac::covers(&actor.role, &existing) {
-            return Err(CoreError::Forbidden("cannot grant permissions you do not hold"));
+            let details = json!({ "action": "update_role", "role": role.name.as_str() });
+            return Err(self.deny(actor, "cannot grant permissions you do not hold", details).await);
         }
-        self.inner.store.update_role(role.clone()).await.map_err(role_error)?;
+        let mut audit = vec![self.role_event(actor, "update", &role)];
+        let details = json!({ "role": role.name.as_str(), "reason": "role_redefined" });
+        audit.push(self.event(EventType::SessionRevoke, Some(actor.username.as_str()), &actor.origin, true, details));
+        self.inner.store.update_role(role.clone(), audit).await.map_err(role_error)?;
         self.reload_roles().await?;
         Ok(role)
     }
 
     pub async fn delete_role(&self, actor: &Principal, name: &str) -> CoreResult<()> {
-        actor.require(Permission::RolesManage, None)?;
+        self.require(actor, Permission::RolesManage, None).await?;
         let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
-        self.inner.store.delete_role(&name).await.map_err(role_error)?;
+        let details = json!({ "object": "role", "action": "delete", "name": name.as_str() });
+        let event = self.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details);
+        self.inner.store.delete_role(&name, vec![event]).await.map_err(role_error)?;
         self.reload_roles().await
     }
 }

@@ -2,7 +2,9 @@ use rampart_store::{StoreError, UserChange, UserRecord};
 use rampart_types::{Permission, RoleName, Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use serde_json::json;
 
+use crate::audit::EventType;
 use crate::{rbac, Core, CoreError, CoreResult, Principal};
 
 /// A user as clients see it (SPEC section 3); never carries the hash.
@@ -50,30 +52,31 @@ fn user_error(e: StoreError) -> CoreError {
 }
 
 impl Core {
-    /// Resolves a role name for assignment by `actor`, refusing roles that grant more than
-    /// the actor holds.
-    fn assignable_role(&self, actor: &Principal, role: &RoleName) -> CoreResult<()> {
+    /// Refuses (and records) handing out a role that grants more than the actor holds.
+    async fn check_assignable(&self, actor: &Principal, role: &RoleName) -> CoreResult<()> {
         let target = self.role(role).map_err(|_| CoreError::validation("role", "no such role"))?;
         if !rbac::covers(&actor.role, &target) {
-            return Err(CoreError::Forbidden("cannot grant a role with permissions you do not hold"));
+            let details = json!({ "action": "assign_role", "role": role.as_str() });
+            return Err(self.deny(actor, "cannot grant a role with permissions you do not hold", details).await);
         }
         Ok(())
     }
 
     /// The actor may act on `target` only if it holds everything the target holds.
-    fn may_manage(&self, actor: &Principal, target: &UserRecord) -> CoreResult<()> {
+    async fn check_manageable(&self, actor: &Principal, target: &UserRecord) -> CoreResult<()> {
         let role = self.role(&target.role)?;
         if !rbac::covers(&actor.role, &role) {
-            return Err(CoreError::Forbidden("cannot manage a user with permissions you do not hold"));
+            let details = json!({ "action": "manage_user", "target": target.username.as_str() });
+            return Err(self.deny(actor, "cannot manage a user with permissions you do not hold", details).await);
         }
         Ok(())
     }
 
     pub async fn create_user(&self, actor: &Principal, new: NewUser) -> CoreResult<UserView> {
-        actor.require(Permission::UsersCreate, None)?;
+        self.require(actor, Permission::UsersCreate, None).await?;
         let username = parse_username(&new.username)?;
         let role = parse_role(&new.role)?;
-        self.assignable_role(actor, &role)?;
+        self.check_assignable(actor, &role).await?;
         rampart_crypto::check_password_policy(new.password.expose_secret(), username.as_str())
             .map_err(CoreError::PasswordPolicy)?;
         if self.inner.store.get_user(&username).await?.is_some() {
@@ -91,12 +94,14 @@ impl Core {
             updated_at: now,
         };
         let view = UserView::from(&record);
-        self.inner.store.create_user(record).await.map_err(user_error)?;
+        let details = json!({ "target": record.username.as_str(), "role": record.role.as_str() });
+        let event = self.event(EventType::UserCreate, Some(actor.username.as_str()), &actor.origin, true, details);
+        self.inner.store.create_user(record, vec![event]).await.map_err(user_error)?;
         Ok(view)
     }
 
     pub async fn get_user(&self, actor: &Principal, name: &str) -> CoreResult<UserView> {
-        actor.require(Permission::UsersRead, None)?;
+        self.require(actor, Permission::UsersRead, None).await?;
         let name = parse_username(name)?;
         let user = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
         Ok(UserView::from(&user))
@@ -109,7 +114,7 @@ impl Core {
 
     /// Users by name; `after` is the last name of the previous page.
     pub async fn list_users(&self, actor: &Principal, after: Option<&str>, limit: usize) -> CoreResult<Vec<UserView>> {
-        actor.require(Permission::UsersRead, None)?;
+        self.require(actor, Permission::UsersRead, None).await?;
         let after = after.map(parse_username).transpose()?;
         let limit = limit.clamp(1, self.inner.settings.max_page_size);
         let users = self.inner.store.list_users(after.as_ref(), limit).await?;
@@ -124,27 +129,55 @@ impl Core {
         role: Option<String>,
         disabled: Option<bool>,
     ) -> CoreResult<UserView> {
-        actor.require(Permission::UsersUpdate, None)?;
+        self.require(actor, Permission::UsersUpdate, None).await?;
         let name = parse_username(name)?;
         let target = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
-        self.may_manage(actor, &target)?;
+        self.check_manageable(actor, &target).await?;
         let role = role.as_deref().map(parse_role).transpose()?;
         if let Some(r) = &role {
             if name == actor.username && *r != target.role {
-                return Err(CoreError::Forbidden("you cannot change your own role"));
+                let details = json!({ "action": "change_own_role", "role": r.as_str() });
+                return Err(self.deny(actor, "you cannot change your own role", details).await);
             }
-            self.assignable_role(actor, r)?;
+            self.check_assignable(actor, r).await?;
+        }
+        let by = Some(actor.username.as_str());
+        let mut audit = Vec::new();
+        let mut ends_sessions = false;
+        if let Some(r) = role.as_ref().filter(|r| **r != target.role) {
+            let details = json!({ "target": name.as_str(), "from": target.role.as_str(), "to": r.as_str() });
+            audit.push(self.event(EventType::RoleChange, by, &actor.origin, true, details));
+            ends_sessions = true;
+        }
+        match disabled {
+            Some(true) if !target.disabled => {
+                audit.push(self.event(EventType::UserDisable, by, &actor.origin, true, json!({ "target": name.as_str() })));
+                ends_sessions = true;
+            }
+            Some(false) if target.disabled => {
+                audit.push(self.event(EventType::UserEnable, by, &actor.origin, true, json!({ "target": name.as_str() })));
+            }
+            _ => {}
+        }
+        if ends_sessions {
+            let details = json!({ "target": name.as_str(), "reason": "privileges_changed" });
+            audit.push(self.event(EventType::SessionRevoke, by, &actor.origin, true, details));
         }
         let change = UserChange { role, disabled, at: Some(self.now()), ..UserChange::default() };
-        let updated = self.inner.store.update_user(&name, change).await.map_err(user_error)?;
+        let updated = self.inner.store.update_user(&name, change, audit).await.map_err(user_error)?;
         Ok(UserView::from(&updated))
     }
 
     pub async fn delete_user(&self, actor: &Principal, name: &str) -> CoreResult<()> {
-        actor.require(Permission::UsersDelete, None)?;
+        self.require(actor, Permission::UsersDelete, None).await?;
         let name = parse_username(name)?;
         let target = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
-        self.may_manage(actor, &target)?;
-        self.inner.store.delete_user(&name).await.map_err(user_error)
+        self.check_manageable(actor, &target).await?;
+        let by = Some(actor.username.as_str());
+        let audit = vec![
+            self.event(EventType::UserDelete, by, &actor.origin, true, json!({ "target": name.as_str() })),
+            self.event(EventType::SessionRevoke, by, &actor.origin, true, json!({ "target": name.as_str(), "reason": "user_deleted" })),
+        ];
+        self.inner.store.delete_user(&name, audit).await.map_err(user_error)
     }
 }

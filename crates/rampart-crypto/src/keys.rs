@@ -39,6 +39,7 @@ impl std::fmt::Debug for PurposeKey {
 
 const KCV_LABEL: &[u8] = b"rampart/v1/key-check-value";
 pub const BLIND_INDEX_LABEL: &[u8] = b"rampart/v1/blind-index";
+const AUDIT_LABEL: &[u8] = b"rampart/v1/audit-chain";
 
 
 impl MasterKey {
@@ -111,6 +112,30 @@ impl BlindIndexKey {
             input.extend_from_slice(&(part.len() as u64).to_be_bytes());
             input.extend_from_slice(part.as_bytes());
         }
+        hmac_sha256(self.0.expose(), &input)
+    }
+}
+
+/// Key of the tamper-evident audit chain: `hash = HMAC(key, prev_hash || record)`.
+pub struct AuditMacKey(PurposeKey);
+
+impl AuditMacKey {
+    pub fn new(master: &MasterKey) -> Self {
+        Self(master.derive(AUDIT_LABEL))
+    }
+
+    pub fn chain(&self, prev_hash: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
+        let mut input = Vec::with_capacity(32 + canonical.len());
+        input.extend_from_slice(prev_hash);
+        input.extend_from_slice(canonical);
+        hmac_sha256(self.0.expose(), &input)
+    }
+
+    pub fn head_mac(&self, seq: i64, hash: &[u8; 32]) -> [u8; 32] {
+        let mut input = Vec::with_capacity(45);
+        input.extend_from_slice(b"head:");
+        input.extend_from_slice(&seq.to_be_bytes());
+        input.extend_from_slice(hash);
         hmac_sha256(self.0.expose(), &input)
     }
 }

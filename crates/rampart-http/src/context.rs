@@ -1,25 +1,56 @@
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use rampart_types::Timestamp;
 
-use crate::error::ErrorBody;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 /// The TCP peer of the connection, inserted by the server's accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// One line of `activity.log`: who did what, with which outcome. No bodies, no query
+/// strings (they may hold personal data), no credentials.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActivityEntry {
+    pub timestamp: Timestamp,
+    pub request_id: String,
+    pub ip_address: Option<String>,
+    pub user: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub duration_ms: u64,
+}
+
+/// Where activity lines go; must not block (the binary queues them for a writer thread).
+pub trait ActivitySink: Send + Sync {
+    fn record(&self, entry: ActivityEntry);
+}
+
+/// For tests and tools that keep no activity log.
+pub struct NoActivityLog;
+
+impl ActivitySink for NoActivityLog {
+    fn record(&self, _: ActivityEntry) {}
+}
+
 /// Per-request facts every handler and error response can use.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub request_id: String,
+    pub client_ip: Option<IpAddr>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Set once the caller is authenticated, for the activity log.
+    pub user: Arc<OnceLock<String>>,
     pub(crate) decision: Arc<AtomicU8>,
 }
 
@@ -77,6 +108,7 @@ fn generic_error(status: StatusCode) -> ErrorBody {
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body too large"),
         StatusCode::REQUEST_TIMEOUT => ("timeout", "request timed out"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ("headers_too_large", "request headers too large"),
         s if s.is_client_error() => ("bad_request", "bad request"),
         _ => ("internal_error", "internal error"),
     };
@@ -91,33 +123,52 @@ fn render_error(status: StatusCode, mut headers: HeaderMap, body: ErrorBody, req
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.remove(header::CONTENT_LENGTH);
     let mut res = (status, json.to_string()).into_response();
+    for k in headers.keys() {
+        res.headers_mut().remove(k);
+    }
     for (k, v) in headers.iter() {
-        if k != header::CONTENT_LENGTH {
-            res.headers_mut().insert(k.clone(), v.clone());
-        }
+        res.headers_mut().append(k.clone(), v.clone());
     }
     res
 }
 
-/// Outermost layer of the API: request id, client address, error bodies, the
-/// authorization-decision guard, and security headers on every response.
-pub(crate) async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let request_id = new_request_id();
-    let ip = req.extensions().get::<ClientAddr>().map(|a| a.0.ip().to_string());
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let decision = Arc::new(AtomicU8::new(UNDECIDED));
-    let ctx = RequestContext { request_id: request_id.clone(), ip, user_agent, decision: Arc::clone(&decision) };
-    req.extensions_mut().insert(ctx);
+/// Methods the API knows; anything else (TRACE, CONNECT, inventions) is refused early.
+fn known_method(m: &Method) -> bool {
+    [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS].contains(m)
+}
 
-    let res = match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => {
-            decision.store(DECIDED, Ordering::Release);
-            crate::ApiError::Timeout.into_response()
+/// Outermost layer of the API: request id, client address, error bodies, the
+/// authorization-decision guard, the activity log, and security headers on every response.
+pub(crate) async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = new_request_id();
+    let client_ip = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|a| crate::client_ip::resolve(a.0.ip(), req.headers(), &state.settings.trusted_proxies));
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let decision = Arc::new(AtomicU8::new(UNDECIDED));
+    let user = Arc::new(OnceLock::new());
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        client_ip,
+        ip: client_ip.map(|ip| ip.to_string()),
+        user_agent,
+        user: Arc::clone(&user),
+        decision: Arc::clone(&decision),
+    };
+    let (method, path) = (req.method().to_string(), req.uri().path().chars().take(512).collect::<String>());
+    req.extensions_mut().insert(ctx.clone());
+
+    let res = if !known_method(req.method()) {
+        ApiError::MethodNotAllowed.into_response()
+    } else {
+        match tokio::time::timeout(state.settings.request_timeout, next.run(req)).await {
+            Ok(res) => res,
+            Err(_) => {
+                decision.store(DECIDED, Ordering::Release);
+                ApiError::Timeout.into_response()
+            }
         }
     };
     let routed = res.extensions().get::<Routed>().is_some();
@@ -130,10 +181,7 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
         let (parts, _) = res.into_parts();
         render_error(parts.status, parts.headers, body, &request_id)
     } else if res.status().is_client_error() || res.status().is_server_error() {
-        let is_json = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        let is_json = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
         if is_json {
             res
         } else {
@@ -147,19 +195,26 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
+    state.activity.record(ActivityEntry {
+        timestamp: state.core.clock().now(),
+        request_id,
+        ip_address: ctx.ip,
+        user: user.get().cloned(),
+        method,
+        path,
+        status: res.status().as_u16(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
     res
 }
 
-/// Marks a response as coming from a routed handler (set by the inner layer, which sees
-/// `MatchedPath` on the request).
+/// Marks a response as coming from a routed handler (set by a route layer, which only
+/// runs when a route matched).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Routed;
 
 pub(crate) async fn mark_routed(req: Request, next: Next) -> Response {
-    let routed = req.extensions().get::<MatchedPath>().is_some();
     let mut res = next.run(req).await;
-    if routed {
-        res.extensions_mut().insert(Routed);
-    }
+    res.extensions_mut().insert(Routed);
     res
 }

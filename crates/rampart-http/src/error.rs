@@ -22,6 +22,8 @@ pub enum ApiError {
     NoRoute,
     #[error("request timed out")]
     Timeout,
+    #[error("origin not allowed")]
+    OriginNotAllowed,
 }
 
 impl ApiError {
@@ -50,6 +52,7 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
         ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", msg, None),
         ApiError::NoRoute => (StatusCode::NOT_FOUND, "not_found", msg, None),
         ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout", msg, None),
+        ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", msg, None),
         ApiError::Core(core) => match core {
             C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", msg, None),
             C::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists", msg, None),
@@ -71,6 +74,7 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
             C::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", msg, None),
             C::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed", msg, None),
             C::Conflict(_) => (StatusCode::CONFLICT, "conflict", msg, None),
+            C::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg, None),
             C::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", msg, None),
             C::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg, None),
             C::WrongMasterKey | C::Internal(_) => {
@@ -93,6 +97,11 @@ impl IntoResponse for ApiError {
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::Core(CoreError::RateLimited { retry_after_secs }) = &self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
         }
         res.extensions_mut().insert(ErrorBody { error, code, field });
         res

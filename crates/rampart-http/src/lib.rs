@@ -1,8 +1,11 @@
 //! The HTTP face of Rampart: axum router, authentication and permission extractors,
 //! JSON input hardening, security headers, and the one mapping from errors to responses.
 
+mod client_ip;
 mod context;
+mod cors;
 mod error;
+mod limits;
 mod extract;
 mod handlers;
 mod json;
@@ -11,7 +14,7 @@ mod routes;
 
 use rampart_core::Core;
 
-pub use context::ClientAddr;
+pub use context::{ActivityEntry, ActivitySink, ClientAddr, NoActivityLog};
 pub use error::ApiError;
 pub use routes::{route_inventory, router, Access, RouteInfo};
 
@@ -25,6 +28,10 @@ pub struct HttpSettings {
     /// A handler running longer than this is abandoned with 408.
     pub request_timeout: std::time::Duration,
     pub version: &'static str,
+    /// Peers whose forwarding headers name the client.
+    pub trusted_proxies: Vec<rampart_types::Cidr>,
+    /// Exact origins allowed by CORS.
+    pub cors_origins: Vec<String>,
 }
 
 impl HttpSettings {
@@ -35,6 +42,8 @@ impl HttpSettings {
             max_json_depth: c.limits.max_json_depth,
             request_timeout: std::time::Duration::from_secs(c.server.request_timeout_secs),
             version,
+            trusted_proxies: c.server.trusted_proxies.clone(),
+            cors_origins: c.cors.allowed_origins.clone(),
         }
     }
 }
@@ -43,4 +52,18 @@ impl HttpSettings {
 pub struct AppState {
     pub core: Core,
     pub settings: std::sync::Arc<HttpSettings>,
+    pub limits: std::sync::Arc<rampart_core::Limits>,
+    pub activity: std::sync::Arc<dyn ActivitySink>,
+}
+
+impl AppState {
+    pub fn new(core: Core, config: &rampart_config::Config, version: &'static str, activity: std::sync::Arc<dyn ActivitySink>) -> Self {
+        let limits = rampart_core::Limits::new(&config.rate_limit, core.clock());
+        Self {
+            core,
+            settings: std::sync::Arc::new(HttpSettings::from_config(config, version)),
+            limits: std::sync::Arc::new(limits),
+            activity,
+        }
+    }
 }

@@ -21,5 +21,5 @@ macro_rules! markers {
 markers!(
     UsersRead, UsersCreate, UsersUpdate, UsersDelete, RolesRead, RolesManage,
     CollectionsRead, CollectionsCreate, CollectionsUpdate, CollectionsDelete,
-    DocumentsRead, DocumentsWrite, DocumentsDelete,
+    DocumentsRead, DocumentsWrite, DocumentsDelete, AuditRead, AuditVerify,
 );

@@ -7,7 +7,7 @@ use axum::Router;
 use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
-use crate::handlers::{self, auth, collections, documents, roles, users};
+use crate::handlers::{self, admin, auth, collections, documents, roles, users};
 use crate::AppState;
 
 /// Who may call a route, as declared by its handler's extractor. The route-walk test
@@ -71,6 +71,8 @@ fn routes() -> Vec<Route> {
         r(M::PUT, "/api/v1/collections/{collection}/documents/{id}", Permission, put(documents::replace)),
         r(M::PATCH, "/api/v1/collections/{collection}/documents/{id}", Permission, patch(documents::patch)),
         r(M::DELETE, "/api/v1/collections/{collection}/documents/{id}", Permission, delete(documents::delete)),
+        r(M::GET, "/api/v1/admin/audit", Permission, get(admin::audit)),
+        r(M::GET, "/api/v1/admin/audit/verify", Permission, get(admin::verify)),
     ]
 }
 
@@ -104,6 +106,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn(mark_routed))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), crate::cors::cors))
+        .layer(from_fn_with_state(state.clone(), crate::limits::rate_limit))
         .layer(from_fn_with_state(state.clone(), request_context))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::Core(rampart_core::CoreError::internal_msg("handler panicked")).into_response_compat()

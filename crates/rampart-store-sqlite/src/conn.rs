@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rampart_store::{StoreError, StoreResult};
+use rampart_store::{Audit, AuditChainer, StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags, Transaction};
 use tokio::sync::Semaphore;
 
@@ -19,6 +19,7 @@ struct Inner {
     writer: Arc<tokio::sync::Mutex<Connection>>,
     readers: Mutex<Vec<Connection>>,
     reader_slots: Semaphore,
+    pub(crate) chainer: std::sync::OnceLock<Arc<dyn AuditChainer>>,
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -40,7 +41,9 @@ pub(crate) fn open_store(path: &Path) -> StoreResult<SqliteStore> {
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(map_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(internal(std::io::Error::other("could not enable WAL journal mode")));
+        return Err(internal(std::io::Error::other(
+            "could not enable WAL journal mode",
+        )));
     }
     configure(&writer).map_err(map_err)?;
     migrations::run(&mut writer)?;
@@ -55,6 +58,7 @@ pub(crate) fn open_store(path: &Path) -> StoreResult<SqliteStore> {
             writer: Arc::new(tokio::sync::Mutex::new(writer)),
             readers: Mutex::new(readers),
             reader_slots: Semaphore::new(READERS),
+            chainer: std::sync::OnceLock::new(),
         }),
     })
 }
@@ -64,6 +68,10 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
 }
 
 impl SqliteStore {
+    pub(crate) fn inner_chainer(&self) -> &std::sync::OnceLock<Arc<dyn AuditChainer>> {
+        &self.inner.chainer
+    }
+
     /// Runs `f` on a reader connection off the async runtime.
     pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -96,21 +104,34 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let guard = Arc::clone(&self.inner.writer).lock_owned().await;
-        tokio::task::spawn_blocking(move || f(&guard)).await.map_err(join_error)?
+        tokio::task::spawn_blocking(move || f(&guard))
+            .await
+            .map_err(join_error)?
     }
 
-    /// Runs `f` in an immediate write transaction; commits if it returns `Ok`.
-    pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    /// Runs `f` in an immediate write transaction and appends `audit` to the chain in the
+    /// same transaction; commits only if both succeed, so a change is never made without
+    /// its audit record.
+    pub(crate) async fn write<T, F>(&self, audit: Audit, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
         let mut guard = Arc::clone(&self.inner.writer).lock_owned().await;
+        let chainer = self.inner.chainer.get().cloned();
         tokio::task::spawn_blocking(move || {
             let tx = guard
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(map_err)?;
             let value = f(&tx)?;
+            if !audit.is_empty() {
+                let chainer = chainer.ok_or_else(|| {
+                    StoreError::AuditUnavailable(Box::new(std::io::Error::other(
+                        "audit chain key not installed",
+                    )))
+                })?;
+                crate::audit::append_in(&tx, chainer.as_ref(), &audit)?;
+            }
             tx.commit().map_err(map_err)?;
             Ok(value)
         })
@@ -118,4 +139,3 @@ impl SqliteStore {
         .map_err(join_error)?
     }
 }
-

@@ -2,6 +2,7 @@
 //! parameterised statements only. One writer connection serialises writes; a small pool
 //! of readers serves reads concurrently. All SQLite calls run on the blocking pool.
 
+mod audit;
 mod conn;
 mod documents;
 mod migrations;
@@ -26,9 +27,12 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode as C;
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure | C::CannotOpen | C::ReadOnly => {
-                StoreError::Unavailable(Box::new(e))
-            }
+            C::DatabaseBusy
+            | C::DatabaseLocked
+            | C::DiskFull
+            | C::SystemIoFailure
+            | C::CannotOpen
+            | C::ReadOnly => StoreError::Unavailable(Box::new(e)),
             C::ConstraintViolation => StoreError::AlreadyExists,
             _ => internal(e),
         },
@@ -57,7 +61,22 @@ impl SqliteStore {
     /// Checkpoints the WAL into the main file; called on graceful shutdown.
     pub async fn close(&self) -> StoreResult<()> {
         self.with_writer(|conn| {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(map_err)
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(map_err)
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn get_meta_raw(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(map_err)
         })
         .await
     }
@@ -68,20 +87,27 @@ impl MetaStore for SqliteStore {
     async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let key = key.to_owned();
         self.read(move |c| {
-            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
-                .optional()
-                .map_err(map_err)
+            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(map_err)
         })
         .await
     }
 
     async fn init_meta(&self, key: &str, value: Vec<u8>) -> StoreResult<Vec<u8>> {
         let key = key.to_owned();
-        self.write(move |tx| {
-            tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])
-                .map_err(map_err)?;
-            tx.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
-                .map_err(map_err)
+        self.write(Vec::new(), move |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map_err(map_err)?;
+            tx.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .map_err(map_err)
         })
         .await
     }
@@ -93,6 +119,10 @@ pub(crate) fn parse_col<T, E: std::fmt::Display>(
     parse: impl Fn(&str) -> Result<T, E>,
 ) -> rusqlite::Result<T> {
     parse(&value).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.to_string().into())
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            e.to_string().into(),
+        )
     })
 }

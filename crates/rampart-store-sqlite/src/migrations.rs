@@ -4,7 +4,8 @@ use rusqlite::Connection;
 use crate::map_err;
 
 /// Forward-only migrations; `user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -72,15 +73,36 @@ CREATE TABLE doc_index (
     PRIMARY KEY (collection, field, token, doc_seq)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX doc_index_by_doc ON doc_index(doc_seq);
-"#];
+"#,
+    r#"
+CREATE TABLE audit_log (
+    seq        INTEGER PRIMARY KEY,
+    timestamp  INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    user       TEXT,
+    ip_address TEXT,
+    success    INTEGER NOT NULL,
+    details    TEXT NOT NULL,
+    request_id TEXT,
+    prev_hash  BLOB NOT NULL,
+    hash       BLOB NOT NULL
+) STRICT;
+CREATE INDEX audit_by_type ON audit_log(event_type, seq);
+CREATE INDEX audit_by_user ON audit_log(user, seq);
+CREATE INDEX audit_by_time ON audit_log(timestamp);
+"#,
+];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {
-    let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(map_err)?;
+    let done: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(map_err)?;
     let done = usize::try_from(done).unwrap_or(0);
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.transaction().map_err(map_err)?;
         tx.execute_batch(sql).map_err(map_err)?;
-        tx.pragma_update(None, "user_version", i + 1).map_err(map_err)?;
+        tx.pragma_update(None, "user_version", i + 1)
+            .map_err(map_err)?;
         tx.commit().map_err(map_err)?;
     }
     Ok(())

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use rampart_store::{RoleRecord, RoleStore, StoreError, StoreResult};
+use rampart_store::{Audit, RoleRecord, RoleStore, StoreError, StoreResult};
 use rampart_types::{CollectionName, Permission, RoleName, Timestamp};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
@@ -8,24 +8,32 @@ use crate::{internal, map_err, parse_col, SqliteStore};
 const COLUMNS: &str = "name, description, permissions, collections, builtin, created_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<RoleRecord> {
-    let perms: Vec<String> = parse_col(r.get(2)?, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
+    let perms: Vec<String> =
+        parse_col(r.get(2)?, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
     let permissions = perms
         .iter()
         .map(|p| Permission::parse(p))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into()))?;
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
+        })?;
     let collections: Option<String> = r.get(3)?;
     let collections = match collections {
         None => None,
         Some(text) => {
-            let names: Vec<String> = parse_col(text, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
+            let names: Vec<String> =
+                parse_col(text, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
             Some(
                 names
                     .iter()
                     .map(|n| CollectionName::parse(n))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
+                        rusqlite::Error::FromSqlConversionFailure(
+                            3,
+                            rusqlite::types::Type::Text,
+                            e.into(),
+                        )
                     })?,
             )
         }
@@ -53,17 +61,22 @@ fn encode(role: &RoleRecord) -> StoreResult<(String, Option<String>)> {
 }
 
 fn get_in(tx: &Transaction<'_>, name: &str) -> StoreResult<Option<RoleRecord>> {
-    tx.query_row(&format!("SELECT {COLUMNS} FROM roles WHERE name = ?1"), params![name], from_row)
-        .optional()
-        .map_err(map_err)
+    tx.query_row(
+        &format!("SELECT {COLUMNS} FROM roles WHERE name = ?1"),
+        params![name],
+        from_row,
+    )
+    .optional()
+    .map_err(map_err)
 }
 
 #[async_trait]
 impl RoleStore for SqliteStore {
     async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>> {
         self.read(|c| {
-            let mut stmt =
-                c.prepare_cached(&format!("SELECT {COLUMNS} FROM roles ORDER BY name")).map_err(map_err)?;
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM roles ORDER BY name"))
+                .map_err(map_err)?;
             let rows = stmt.query_map([], from_row).map_err(map_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
         })
@@ -82,15 +95,22 @@ impl RoleStore for SqliteStore {
         .await
     }
 
-    async fn create_role(&self, role: RoleRecord) -> StoreResult<()> {
+    async fn create_role(&self, role: RoleRecord, audit: Audit) -> StoreResult<()> {
         let (perms, cols) = encode(&role)?;
-        self.write(move |tx| {
+        self.write(audit, move |tx| {
             if get_in(tx, role.name.as_str())?.is_some() {
                 return Err(StoreError::AlreadyExists);
             }
             tx.execute(
                 &format!("INSERT INTO roles ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-                params![role.name.as_str(), role.description, perms, cols, role.builtin, role.created_at.as_millis()],
+                params![
+                    role.name.as_str(),
+                    role.description,
+                    perms,
+                    cols,
+                    role.builtin,
+                    role.created_at.as_millis()
+                ],
             )
             .map_err(map_err)?;
             Ok(())
@@ -100,7 +120,7 @@ impl RoleStore for SqliteStore {
 
     async fn upsert_builtin_role(&self, role: RoleRecord) -> StoreResult<()> {
         let (perms, cols) = encode(&role)?;
-        self.write(move |tx| {
+        self.write(Vec::new(), move |tx| {
             tx.execute(
                 &format!(
                     "INSERT INTO roles ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, 1, ?5)
@@ -108,7 +128,13 @@ impl RoleStore for SqliteStore {
                         permissions = excluded.permissions, collections = excluded.collections,
                         builtin = 1"
                 ),
-                params![role.name.as_str(), role.description, perms, cols, role.created_at.as_millis()],
+                params![
+                    role.name.as_str(),
+                    role.description,
+                    perms,
+                    cols,
+                    role.created_at.as_millis()
+                ],
             )
             .map_err(map_err)?;
             Ok(())
@@ -116,9 +142,9 @@ impl RoleStore for SqliteStore {
         .await
     }
 
-    async fn update_role(&self, role: RoleRecord) -> StoreResult<()> {
+    async fn update_role(&self, role: RoleRecord, audit: Audit) -> StoreResult<()> {
         let (perms, cols) = encode(&role)?;
-        self.write(move |tx| {
+        self.write(audit, move |tx| {
             match get_in(tx, role.name.as_str())? {
                 None => return Err(StoreError::NotFound),
                 Some(r) if r.builtin => return Err(StoreError::InUse("built-in roles cannot be changed")),
@@ -140,21 +166,28 @@ impl RoleStore for SqliteStore {
         .await
     }
 
-    async fn delete_role(&self, name: &RoleName) -> StoreResult<()> {
+    async fn delete_role(&self, name: &RoleName, audit: Audit) -> StoreResult<()> {
         let name = name.as_str().to_owned();
-        self.write(move |tx| {
+        self.write(audit, move |tx| {
             match get_in(tx, &name)? {
                 None => return Err(StoreError::NotFound),
-                Some(r) if r.builtin => return Err(StoreError::InUse("built-in roles cannot be deleted")),
+                Some(r) if r.builtin => {
+                    return Err(StoreError::InUse("built-in roles cannot be deleted"))
+                }
                 Some(_) => {}
             }
             let holders: i64 = tx
-                .query_row("SELECT count(*) FROM users WHERE role = ?1", params![name], |r| r.get(0))
+                .query_row(
+                    "SELECT count(*) FROM users WHERE role = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
                 .map_err(map_err)?;
             if holders > 0 {
                 return Err(StoreError::InUse("the role is assigned to users"));
             }
-            tx.execute("DELETE FROM roles WHERE name = ?1", params![name]).map_err(map_err)?;
+            tx.execute("DELETE FROM roles WHERE name = ?1", params![name])
+                .map_err(map_err)?;
             Ok(())
         })
         .await

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use rampart_store::{SessionRecord, SessionStore, StoreResult};
+use rampart_store::{Audit, SessionRecord, SessionStore, StoreResult};
 use rampart_types::{Timestamp, Username};
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -23,10 +23,17 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(&self, s: SessionRecord, max_per_user: u32) -> StoreResult<()> {
-        self.write(move |tx| {
+    async fn create_session(
+        &self,
+        s: SessionRecord,
+        max_per_user: u32,
+        audit: Audit,
+    ) -> StoreResult<()> {
+        self.write(audit, move |tx| {
             tx.execute(
-                &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                &format!(
+                    "INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
                 params![
                     s.id,
                     s.token_hash.as_slice(),
@@ -52,21 +59,26 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn get_session_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionRecord>> {
+    async fn get_session_by_token(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<SessionRecord>> {
         let hash = token_hash.to_vec();
         self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1"))
-                .map_err(map_err)?
-                .query_row(params![hash], from_row)
-                .optional()
-                .map_err(map_err)
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1"
+            ))
+            .map_err(map_err)?
+            .query_row(params![hash], from_row)
+            .optional()
+            .map_err(map_err)
         })
         .await
     }
 
     async fn touch_session(&self, id: &str, at: Timestamp) -> StoreResult<()> {
         let id = id.to_owned();
-        self.write(move |tx| {
+        self.write(Vec::new(), move |tx| {
             tx.execute(
                 "UPDATE sessions SET last_seen_at = max(last_seen_at, ?2) WHERE id = ?1",
                 params![id, at.as_millis()],
@@ -91,27 +103,41 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn delete_session(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_session(&self, id: &str, audit: Audit) -> StoreResult<bool> {
         let id = id.to_owned();
-        self.write(move |tx| {
-            tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]).map(|n| n > 0).map_err(map_err)
-        })
-        .await
-    }
-
-    async fn delete_user_sessions(&self, username: &Username, keep: Option<&str>) -> StoreResult<u64> {
-        let name = username.as_str().to_owned();
-        let keep = keep.map(str::to_owned);
-        self.write(move |tx| {
-            tx.execute("DELETE FROM sessions WHERE username = ?1 AND id IS NOT ?2", params![name, keep])
-                .map(|n| n as u64)
+        self.write(audit, move |tx| {
+            tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
+                .map(|n| n > 0)
                 .map_err(map_err)
         })
         .await
     }
 
-    async fn delete_expired_sessions(&self, idle_cutoff: Timestamp, now: Timestamp) -> StoreResult<u64> {
-        self.write(move |tx| {
+    async fn delete_user_sessions(
+        &self,
+        username: &Username,
+        keep: Option<&str>,
+        audit: Audit,
+    ) -> StoreResult<u64> {
+        let name = username.as_str().to_owned();
+        let keep = keep.map(str::to_owned);
+        self.write(audit, move |tx| {
+            tx.execute(
+                "DELETE FROM sessions WHERE username = ?1 AND id IS NOT ?2",
+                params![name, keep],
+            )
+            .map(|n| n as u64)
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn delete_expired_sessions(
+        &self,
+        idle_cutoff: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        self.write(Vec::new(), move |tx| {
             tx.execute(
                 "DELETE FROM sessions WHERE last_seen_at < ?1 OR expires_at <= ?2",
                 params![idle_cutoff.as_millis(), now.as_millis()],

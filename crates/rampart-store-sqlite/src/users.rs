@@ -1,11 +1,12 @@
 use async_trait::async_trait;
-use rampart_store::{StoreError, StoreResult, UserChange, UserRecord, UserStore};
+use rampart_store::{Audit, StoreError, StoreResult, UserChange, UserRecord, UserStore};
 use rampart_types::{RoleName, Timestamp, Username};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use crate::{map_err, parse_col, SqliteStore};
 
-const COLUMNS: &str = "username, password_hash, role, disabled, mfa_enabled, created_at, updated_at";
+const COLUMNS: &str =
+    "username, password_hash, role, disabled, mfa_enabled, created_at, updated_at";
 /// The built-in role whose holders count as admins for the last-admin rule.
 const ADMIN_ROLE: &str = "admin";
 
@@ -31,18 +32,26 @@ fn enabled_admins(tx: &Transaction<'_>) -> StoreResult<i64> {
 }
 
 fn get_in(tx: &Transaction<'_>, username: &str) -> StoreResult<UserRecord> {
-    tx.query_row(&format!("SELECT {COLUMNS} FROM users WHERE username = ?1"), params![username], from_row)
-        .optional()
-        .map_err(map_err)?
-        .ok_or(StoreError::NotFound)
+    tx.query_row(
+        &format!("SELECT {COLUMNS} FROM users WHERE username = ?1"),
+        params![username],
+        from_row,
+    )
+    .optional()
+    .map_err(map_err)?
+    .ok_or(StoreError::NotFound)
 }
 
 #[async_trait]
 impl UserStore for SqliteStore {
-    async fn create_user(&self, u: UserRecord) -> StoreResult<()> {
-        self.write(move |tx| {
+    async fn create_user(&self, u: UserRecord, audit: Audit) -> StoreResult<()> {
+        self.write(audit, move |tx| {
             let exists: bool = tx
-                .query_row("SELECT 1 FROM users WHERE username = ?1", params![u.username.as_str()], |_| Ok(true))
+                .query_row(
+                    "SELECT 1 FROM users WHERE username = ?1",
+                    params![u.username.as_str()],
+                    |_| Ok(true),
+                )
                 .optional()
                 .map_err(map_err)?
                 .unwrap_or(false);
@@ -50,7 +59,11 @@ impl UserStore for SqliteStore {
                 return Err(StoreError::AlreadyExists);
             }
             let role_exists: bool = tx
-                .query_row("SELECT 1 FROM roles WHERE name = ?1", params![u.role.as_str()], |_| Ok(true))
+                .query_row(
+                    "SELECT 1 FROM roles WHERE name = ?1",
+                    params![u.role.as_str()],
+                    |_| Ok(true),
+                )
                 .optional()
                 .map_err(map_err)?
                 .unwrap_or(false);
@@ -78,14 +91,22 @@ impl UserStore for SqliteStore {
     async fn get_user(&self, username: &Username) -> StoreResult<Option<UserRecord>> {
         let name = username.as_str().to_owned();
         self.read(move |c| {
-            c.query_row(&format!("SELECT {COLUMNS} FROM users WHERE username = ?1"), params![name], from_row)
-                .optional()
-                .map_err(map_err)
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM users WHERE username = ?1"),
+                params![name],
+                from_row,
+            )
+            .optional()
+            .map_err(map_err)
         })
         .await
     }
 
-    async fn list_users(&self, after: Option<&Username>, limit: usize) -> StoreResult<Vec<UserRecord>> {
+    async fn list_users(
+        &self,
+        after: Option<&Username>,
+        limit: usize,
+    ) -> StoreResult<Vec<UserRecord>> {
         let after = after.map(|u| u.as_str().to_owned()).unwrap_or_default();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| {
@@ -94,7 +115,9 @@ impl UserStore for SqliteStore {
                     "SELECT {COLUMNS} FROM users WHERE username > ?1 ORDER BY username LIMIT ?2"
                 ))
                 .map_err(map_err)?;
-            let rows = stmt.query_map(params![after, limit], from_row).map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![after, limit], from_row)
+                .map_err(map_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
         })
         .await
@@ -109,9 +132,14 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn update_user(&self, username: &Username, change: UserChange) -> StoreResult<UserRecord> {
+    async fn update_user(
+        &self,
+        username: &Username,
+        change: UserChange,
+        audit: Audit,
+    ) -> StoreResult<UserRecord> {
         let name = username.as_str().to_owned();
-        self.write(move |tx| {
+        self.write(audit, move |tx| {
             let before = get_in(tx, &name)?;
             let at = change.at.unwrap_or(before.updated_at).as_millis();
             if let Some(role) = &change.role {
@@ -155,10 +183,12 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn delete_user(&self, username: &Username) -> StoreResult<()> {
+    async fn delete_user(&self, username: &Username, audit: Audit) -> StoreResult<()> {
         let name = username.as_str().to_owned();
-        self.write(move |tx| {
-            let n = tx.execute("DELETE FROM users WHERE username = ?1", params![name]).map_err(map_err)?;
+        self.write(audit, move |tx| {
+            let n = tx
+                .execute("DELETE FROM users WHERE username = ?1", params![name])
+                .map_err(map_err)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }

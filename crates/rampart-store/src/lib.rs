@@ -4,11 +4,13 @@
 //! Document bodies are opaque bytes here: the core decides their encoding (and, later,
 //! their encryption). Index entries are keyed tokens, never plaintext field values.
 
+mod audit;
 mod records;
 
 use async_trait::async_trait;
 use rampart_types::{CollectionName, DocumentId, RoleName, SubjectId, Timestamp, Username};
 
+pub use audit::*;
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,9 @@ pub enum StoreError {
     /// A referenced row is in use (a role assigned to users, ...).
     #[error("in use: {0}")]
     InUse(&'static str),
+    /// The audit trail could not be written; the change was not made.
+    #[error("audit log unavailable")]
+    AuditUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The backend cannot serve right now (locked, disk full, I/O error): retryable.
     #[error("storage unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -43,29 +48,29 @@ pub trait MetaStore: Send + Sync {
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    async fn create_user(&self, user: UserRecord) -> StoreResult<()>;
+    async fn create_user(&self, user: UserRecord, audit: Audit) -> StoreResult<()>;
     async fn get_user(&self, username: &Username) -> StoreResult<Option<UserRecord>>;
     /// Users ordered by name, starting after `after`.
     async fn list_users(&self, after: Option<&Username>, limit: usize) -> StoreResult<Vec<UserRecord>>;
     async fn count_users(&self) -> StoreResult<u64>;
     /// Applies `change` and, when it changes role or disabled state, ends every session of
     /// the user in the same transaction. Refuses with `LastAdmin` if no enabled admin remains.
-    async fn update_user(&self, username: &Username, change: UserChange) -> StoreResult<UserRecord>;
+    async fn update_user(&self, username: &Username, change: UserChange, audit: Audit) -> StoreResult<UserRecord>;
     /// Deletes the user and their sessions; `LastAdmin` if they are the last enabled admin.
-    async fn delete_user(&self, username: &Username) -> StoreResult<()>;
+    async fn delete_user(&self, username: &Username, audit: Audit) -> StoreResult<()>;
 }
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Inserts the session, ending the user's oldest sessions beyond `max_per_user`.
-    async fn create_session(&self, session: SessionRecord, max_per_user: u32) -> StoreResult<()>;
+    async fn create_session(&self, session: SessionRecord, max_per_user: u32, audit: Audit) -> StoreResult<()>;
     async fn get_session_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionRecord>>;
     async fn touch_session(&self, id: &str, at: Timestamp) -> StoreResult<()>;
     async fn list_sessions(&self, username: &Username) -> StoreResult<Vec<SessionRecord>>;
     /// Returns whether a session was deleted.
-    async fn delete_session(&self, id: &str) -> StoreResult<bool>;
+    async fn delete_session(&self, id: &str, audit: Audit) -> StoreResult<bool>;
     /// Ends every session of `username` except `keep`; returns how many ended.
-    async fn delete_user_sessions(&self, username: &Username, keep: Option<&str>) -> StoreResult<u64>;
+    async fn delete_user_sessions(&self, username: &Username, keep: Option<&str>, audit: Audit) -> StoreResult<u64>;
     /// Ends sessions idle since before `idle_cutoff` or past their absolute expiry.
     async fn delete_expired_sessions(&self, idle_cutoff: Timestamp, now: Timestamp) -> StoreResult<u64>;
 }
@@ -74,13 +79,13 @@ pub trait SessionStore: Send + Sync {
 pub trait RoleStore: Send + Sync {
     async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>>;
     async fn get_role(&self, name: &RoleName) -> StoreResult<Option<RoleRecord>>;
-    async fn create_role(&self, role: RoleRecord) -> StoreResult<()>;
+    async fn create_role(&self, role: RoleRecord, audit: Audit) -> StoreResult<()>;
     /// Creates or replaces a built-in role definition (used at start-up).
     async fn upsert_builtin_role(&self, role: RoleRecord) -> StoreResult<()>;
     /// Replaces a custom role; ends the sessions of users holding it in the same transaction.
-    async fn update_role(&self, role: RoleRecord) -> StoreResult<()>;
+    async fn update_role(&self, role: RoleRecord, audit: Audit) -> StoreResult<()>;
     /// `InUse` while users hold the role.
-    async fn delete_role(&self, name: &RoleName) -> StoreResult<()>;
+    async fn delete_role(&self, name: &RoleName, audit: Audit) -> StoreResult<()>;
 }
 
 /// Computes the index entries of one stored document (called inside a reindex transaction).
@@ -88,19 +93,19 @@ pub type Indexer = Box<dyn Fn(&DocumentRecord) -> Result<Vec<IndexEntry>, String
 
 #[async_trait]
 pub trait CollectionStore: Send + Sync {
-    async fn create_collection(&self, c: CollectionRecord) -> StoreResult<()>;
+    async fn create_collection(&self, c: CollectionRecord, audit: Audit) -> StoreResult<()>;
     async fn get_collection(&self, name: &CollectionName) -> StoreResult<Option<CollectionRecord>>;
     async fn list_collections(&self) -> StoreResult<Vec<CollectionRecord>>;
     /// Replaces the settings; when `reindex` is given, rebuilds every index entry of the
     /// collection with it in the same transaction.
-    async fn update_collection(&self, c: CollectionRecord, reindex: Option<Indexer>) -> StoreResult<()>;
+    async fn update_collection(&self, c: CollectionRecord, reindex: Option<Indexer>, audit: Audit) -> StoreResult<()>;
     /// Deletes the collection with its documents and index entries.
-    async fn delete_collection(&self, name: &CollectionName) -> StoreResult<()>;
+    async fn delete_collection(&self, name: &CollectionName, audit: Audit) -> StoreResult<()>;
 }
 
 #[async_trait]
 pub trait DocumentStore: Send + Sync {
-    async fn insert_document(&self, doc: DocumentRecord, index: Vec<IndexEntry>) -> StoreResult<DocumentRecord>;
+    async fn insert_document(&self, doc: DocumentRecord, index: Vec<IndexEntry>, audit: Audit) -> StoreResult<DocumentRecord>;
     async fn get_document(&self, c: &CollectionName, id: &DocumentId) -> StoreResult<Option<DocumentRecord>>;
     /// Replaces body and index if the stored version is `expected_version`
     /// (`VersionMismatch` otherwise); the new version is `expected_version + 1`.
@@ -109,13 +114,14 @@ pub trait DocumentStore: Send + Sync {
         doc: DocumentRecord,
         expected_version: u64,
         index: Vec<IndexEntry>,
+        audit: Audit,
     ) -> StoreResult<DocumentRecord>;
-    async fn delete_document(&self, c: &CollectionName, id: &DocumentId, expected_version: Option<u64>) -> StoreResult<()>;
+    async fn delete_document(&self, c: &CollectionName, id: &DocumentId, expected_version: Option<u64>, audit: Audit) -> StoreResult<()>;
     async fn query_documents(&self, q: DocumentQuery) -> StoreResult<Vec<DocumentRecord>>;
     /// Every document of a subject across collections (for later privacy APIs and tests).
     async fn count_subject_documents(&self, subject: &SubjectId) -> StoreResult<u64>;
 }
 
 /// Everything a Rampart backend provides.
-pub trait Store: MetaStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore {}
-impl<T> Store for T where T: MetaStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore {}
+pub trait Store: MetaStore + AuditStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore {}
+impl<T> Store for T where T: MetaStore + AuditStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore {}

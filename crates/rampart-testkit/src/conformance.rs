@@ -53,11 +53,11 @@ async fn seed_roles(s: &dyn Store) {
 
 pub async fn users(s: &dyn Store) {
     seed_roles(s).await;
-    s.create_user(user("root", "admin")).await.unwrap();
-    assert!(matches!(s.create_user(user("root", "viewer")).await, Err(StoreError::AlreadyExists)));
-    assert!(matches!(s.create_user(user("x", "no-such-role")).await, Err(StoreError::NotFound)));
+    s.create_user(user("root", "admin"), vec![]).await.unwrap();
+    assert!(matches!(s.create_user(user("root", "viewer"), vec![]).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(s.create_user(user("x", "no-such-role"), vec![]).await, Err(StoreError::NotFound)));
     for n in ["b", "c", "a"] {
-        s.create_user(user(n, "viewer")).await.unwrap();
+        s.create_user(user(n, "viewer"), vec![]).await.unwrap();
     }
     let page1 = s.list_users(None, 2).await.unwrap();
     let names: Vec<_> = page1.iter().map(|u| u.username.to_string()).collect();
@@ -66,25 +66,25 @@ pub async fn users(s: &dyn Store) {
     assert_eq!(page2.iter().map(|u| u.username.to_string()).collect::<Vec<_>>(), ["c", "root"]);
     assert_eq!(s.count_users().await.unwrap(), 4);
 
-    let up = s.update_user(&name("a"), UserChange { role: Some(RoleName::parse("admin").unwrap()), ..Default::default() }).await.unwrap();
+    let up = s.update_user(&name("a"), UserChange { role: Some(RoleName::parse("admin").unwrap()), ..Default::default() }, vec![]).await.unwrap();
     assert_eq!(up.role.as_str(), "admin");
     // Two admins: one may be disabled, then the other is the last.
-    s.update_user(&name("a"), UserChange { disabled: Some(true), ..Default::default() }).await.unwrap();
-    let last = s.update_user(&name("root"), UserChange { role: Some(RoleName::parse("viewer").unwrap()), ..Default::default() }).await;
+    s.update_user(&name("a"), UserChange { disabled: Some(true), ..Default::default() }, vec![]).await.unwrap();
+    let last = s.update_user(&name("root"), UserChange { role: Some(RoleName::parse("viewer").unwrap()), ..Default::default() }, vec![]).await;
     assert!(matches!(last, Err(StoreError::LastAdmin)), "{last:?}");
-    assert!(matches!(s.delete_user(&name("root")).await, Err(StoreError::LastAdmin)));
+    assert!(matches!(s.delete_user(&name("root"), vec![]).await, Err(StoreError::LastAdmin)));
     assert_eq!(s.get_user(&name("root")).await.unwrap().unwrap().role.as_str(), "admin", "rolled back");
-    s.delete_user(&name("c")).await.unwrap();
+    s.delete_user(&name("c"), vec![]).await.unwrap();
     assert!(s.get_user(&name("c")).await.unwrap().is_none());
-    assert!(matches!(s.delete_user(&name("c")).await, Err(StoreError::NotFound)));
+    assert!(matches!(s.delete_user(&name("c"), vec![]).await, Err(StoreError::NotFound)));
 }
 
 pub async fn sessions(s: &dyn Store) {
     seed_roles(s).await;
-    s.create_user(user("root", "admin")).await.unwrap();
-    s.create_user(user("u", "viewer")).await.unwrap();
+    s.create_user(user("root", "admin"), vec![]).await.unwrap();
+    s.create_user(user("u", "viewer"), vec![]).await.unwrap();
     for (i, id) in ["s1", "s2", "s3"].iter().enumerate() {
-        s.create_session(session(id, "u", i as i64), 2).await.unwrap();
+        s.create_session(session(id, "u", i as i64), 2, vec![]).await.unwrap();
     }
     let ids: Vec<_> = s.list_sessions(&name("u")).await.unwrap().into_iter().map(|x| x.id).collect();
     assert_eq!(ids, ["s2", "s3"], "oldest evicted beyond the limit");
@@ -94,39 +94,39 @@ pub async fn sessions(s: &dyn Store) {
     s.touch_session("s3", t(5_000)).await.unwrap();
     let touched = s.get_session_by_token(&by_token.token_hash).await.unwrap().unwrap();
     assert_eq!(touched.last_seen_at, t(10_000), "last_seen never moves back");
-    assert_eq!(s.delete_user_sessions(&name("u"), Some("s3")).await.unwrap(), 1);
-    assert!(s.delete_session("s3").await.unwrap());
-    assert!(!s.delete_session("s3").await.unwrap());
+    assert_eq!(s.delete_user_sessions(&name("u"), Some("s3"), vec![]).await.unwrap(), 1);
+    assert!(s.delete_session("s3", vec![]).await.unwrap());
+    assert!(!s.delete_session("s3", vec![]).await.unwrap());
 
-    s.create_session(session("old", "u", 0), 10).await.unwrap();
-    s.create_session(session("new", "u", 100_000), 10).await.unwrap();
+    s.create_session(session("old", "u", 0), 10, vec![]).await.unwrap();
+    s.create_session(session("new", "u", 100_000), 10, vec![]).await.unwrap();
     assert_eq!(s.delete_expired_sessions(t(50_000), t(60_000)).await.unwrap(), 1);
     // Role change and disable end sessions in the same transaction.
-    s.update_user(&name("u"), UserChange { role: Some(RoleName::parse("admin").unwrap()), ..Default::default() }).await.unwrap();
+    s.update_user(&name("u"), UserChange { role: Some(RoleName::parse("admin").unwrap()), ..Default::default() }, vec![]).await.unwrap();
     assert!(s.list_sessions(&name("u")).await.unwrap().is_empty());
-    s.create_session(session("k", "u", 0), 10).await.unwrap();
-    s.delete_user(&name("u")).await.unwrap();
+    s.create_session(session("k", "u", 0), 10, vec![]).await.unwrap();
+    s.delete_user(&name("u"), vec![]).await.unwrap();
     assert!(s.get_session_by_token(&session("k", "u", 0).token_hash).await.unwrap().is_none(), "cascade");
 }
 
 pub async fn roles(s: &dyn Store) {
     seed_roles(s).await;
-    s.create_user(user("root", "admin")).await.unwrap();
+    s.create_user(user("root", "admin"), vec![]).await.unwrap();
     let mut custom = role("custom", vec![Permission::DocumentsRead], false);
     custom.collections = Some(vec![CollectionName::parse("a").unwrap()]);
-    s.create_role(custom.clone()).await.unwrap();
-    assert!(matches!(s.create_role(custom.clone()).await, Err(StoreError::AlreadyExists)));
+    s.create_role(custom.clone(), vec![]).await.unwrap();
+    assert!(matches!(s.create_role(custom.clone(), vec![]).await, Err(StoreError::AlreadyExists)));
     assert_eq!(s.get_role(&custom.name).await.unwrap().unwrap(), custom);
-    s.create_user(user("h", "custom")).await.unwrap();
-    s.create_session(session("hs", "h", 0), 10).await.unwrap();
+    s.create_user(user("h", "custom"), vec![]).await.unwrap();
+    s.create_session(session("hs", "h", 0), 10, vec![]).await.unwrap();
     custom.permissions.push(Permission::DocumentsWrite);
-    s.update_role(custom.clone()).await.unwrap();
+    s.update_role(custom.clone(), vec![]).await.unwrap();
     assert!(s.list_sessions(&name("h")).await.unwrap().is_empty(), "holders' sessions end");
-    assert!(matches!(s.delete_role(&custom.name).await, Err(StoreError::InUse(_))));
-    assert!(matches!(s.update_role(role("viewer", vec![], false)).await, Err(StoreError::InUse(_))));
-    assert!(matches!(s.delete_role(&RoleName::parse("viewer").unwrap()).await, Err(StoreError::InUse(_))));
-    s.delete_user(&name("h")).await.unwrap();
-    s.delete_role(&custom.name).await.unwrap();
+    assert!(matches!(s.delete_role(&custom.name, vec![]).await, Err(StoreError::InUse(_))));
+    assert!(matches!(s.update_role(role("viewer", vec![], false), vec![]).await, Err(StoreError::InUse(_))));
+    assert!(matches!(s.delete_role(&RoleName::parse("viewer").unwrap(), vec![]).await, Err(StoreError::InUse(_))));
+    s.delete_user(&name("h"), vec![]).await.unwrap();
+    s.delete_role(&custom.name, vec![]).await.unwrap();
     assert_eq!(s.list_roles().await.unwrap().len(), 2);
 }
 
@@ -158,14 +158,14 @@ pub async fn documents(s: &dyn Store) {
         created_at: t(0),
         updated_at: t(0),
     };
-    s.create_collection(coll.clone()).await.unwrap();
-    assert!(matches!(s.create_collection(coll.clone()).await, Err(StoreError::AlreadyExists)));
+    s.create_collection(coll.clone(), vec![]).await.unwrap();
+    assert!(matches!(s.create_collection(coll.clone(), vec![]).await, Err(StoreError::AlreadyExists)));
     assert_eq!(s.get_collection(&c).await.unwrap().unwrap(), coll);
-    assert!(matches!(s.insert_document(doc("nope", "x", None, b"1"), vec![]).await, Err(StoreError::NotFound)));
+    assert!(matches!(s.insert_document(doc("nope", "x", None, b"1"), vec![], vec![]).await, Err(StoreError::NotFound)));
     for i in 0..6u8 {
         let subject = if i % 2 == 0 { Some("even") } else { None };
         let d = doc("c", &format!("d{i}"), subject, &[i]);
-        s.insert_document(d, vec![entry("f", i % 3), entry("g", 9)]).await.unwrap();
+        s.insert_document(d, vec![entry("f", i % 3), entry("g", 9)], vec![]).await.unwrap();
     }
     let q = |filters: Vec<IndexEntry>, subject: Option<&str>, after: Option<i64>, limit: usize| DocumentQuery {
         collection: c.clone(),
@@ -185,28 +185,28 @@ pub async fn documents(s: &dyn Store) {
 
     let current = s.get_document(&c, &DocumentId::parse("d1").unwrap()).await.unwrap().unwrap();
     let next = DocumentRecord { body: b"new".to_vec(), ..current.clone() };
-    let stored = s.replace_document(next.clone(), 1, vec![entry("f", 7)]).await.unwrap();
+    let stored = s.replace_document(next.clone(), 1, vec![entry("f", 7)], vec![]).await.unwrap();
     assert_eq!((stored.version, stored.body.as_slice()), (2, b"new".as_slice()));
-    assert!(matches!(s.replace_document(next, 1, vec![]).await, Err(StoreError::VersionMismatch)));
+    assert!(matches!(s.replace_document(next, 1, vec![], vec![]).await, Err(StoreError::VersionMismatch)));
     assert_eq!(ids(s.query_documents(q(vec![entry("f", 7)], None, None, 10)).await.unwrap()), ["d1"]);
     assert!(s.query_documents(q(vec![entry("f", 1)], None, None, 10)).await.unwrap().iter().all(|d| d.id.as_str() != "d1"));
     let id1 = DocumentId::parse("d1").unwrap();
-    assert!(matches!(s.delete_document(&c, &id1, Some(1)).await, Err(StoreError::VersionMismatch)));
-    s.delete_document(&c, &id1, Some(2)).await.unwrap();
+    assert!(matches!(s.delete_document(&c, &id1, Some(1), vec![]).await, Err(StoreError::VersionMismatch)));
+    s.delete_document(&c, &id1, Some(2), vec![]).await.unwrap();
     assert!(s.get_document(&c, &id1).await.unwrap().is_none());
 
     // Reindex replaces every entry through the callback, in one transaction.
     let mut changed = coll.clone();
     changed.indexes = vec![FieldPath::parse("h").unwrap()];
     let indexer: rampart_store::Indexer = Box::new(|d: &DocumentRecord| Ok(vec![IndexEntry { field: FieldPath::parse("h").unwrap(), token: [d.body[0]; 32] }]));
-    s.update_collection(changed, Some(indexer)).await.unwrap();
+    s.update_collection(changed, Some(indexer), vec![]).await.unwrap();
     assert!(s.query_documents(q(vec![entry("f", 0)], None, None, 10)).await.unwrap().is_empty());
     assert_eq!(ids(s.query_documents(q(vec![entry("h", 4)], None, None, 10)).await.unwrap()), ["d4"]);
     let failing: rampart_store::Indexer = Box::new(|_| Err("boom".into()));
-    assert!(s.update_collection(coll.clone(), Some(failing)).await.is_err());
+    assert!(s.update_collection(coll.clone(), Some(failing), vec![]).await.is_err());
     assert_eq!(ids(s.query_documents(q(vec![entry("h", 4)], None, None, 10)).await.unwrap()), ["d4"], "failed reindex rolled back");
 
-    s.delete_collection(&c).await.unwrap();
+    s.delete_collection(&c, vec![]).await.unwrap();
     assert!(s.get_collection(&c).await.unwrap().is_none());
     assert_eq!(s.count_subject_documents(&SubjectId::parse("even").unwrap()).await.unwrap(), 0);
 }
@@ -215,4 +215,73 @@ pub async fn meta(s: &dyn Store) {
     assert!(s.get_meta("k").await.unwrap().is_none());
     assert_eq!(s.init_meta("k", b"first".to_vec()).await.unwrap(), b"first");
     assert_eq!(s.init_meta("k", b"second".to_vec()).await.unwrap(), b"first", "init never overwrites");
+}
+
+/// A chainer with a fixed key, standing in for the core's HMAC key.
+pub struct TestChainer;
+
+impl rampart_store::AuditChainer for TestChainer {
+    fn chain(&self, prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
+        let key = rampart_crypto::AuditMacKey::new(&test_master_key());
+        key.chain(prev, canonical)
+    }
+    fn head_mac(&self, seq: i64, hash: &[u8; 32]) -> [u8; 32] {
+        rampart_crypto::AuditMacKey::new(&test_master_key()).head_mac(seq, hash)
+    }
+}
+
+pub fn test_master_key() -> rampart_crypto::MasterKey {
+    rampart_crypto::MasterKey::from_base64("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=").unwrap()
+}
+
+fn event(kind: &str, user: &str, ok: bool, at: i64) -> rampart_store::AuditEvent {
+    rampart_store::AuditEvent {
+        timestamp: t(at),
+        event_type: kind.into(),
+        user: Some(user.into()),
+        ip_address: Some("127.0.0.1".into()),
+        success: ok,
+        details: serde_json::json!({"k": "v"}),
+        request_id: Some("req".into()),
+    }
+}
+
+/// Audit records join the chain in the same transaction as their change, or not at all.
+pub async fn audit(s: &dyn Store) {
+    use std::sync::Arc;
+    seed_roles(s).await;
+    // Without a chain key, an audited change fails closed.
+    let refused = s.create_user(user("early", "viewer"), vec![event("user_create", "x", true, 0)]).await;
+    assert!(matches!(refused, Err(StoreError::AuditUnavailable(_))), "{refused:?}");
+    assert!(s.get_user(&name("early")).await.unwrap().is_none(), "no change without its audit record");
+    s.set_audit_chainer(Arc::new(TestChainer));
+    let seqs = s.append_audit(vec![event("login", "a", false, 1), event("login", "a", true, 2)]).await.unwrap();
+    assert_eq!(seqs, [1, 2]);
+    s.create_user(user("root", "admin"), vec![event("user_create", "root", true, 3)]).await.unwrap();
+    // A failing change writes no audit record either.
+    assert!(s.create_user(user("root", "admin"), vec![event("user_create", "root", true, 4)]).await.is_err());
+    let all = s.read_audit(0, 100).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(all[0].prev_hash, rampart_store::GENESIS_HASH);
+    assert_eq!(all[1].prev_hash, all[0].hash);
+    assert_eq!(all[2].prev_hash, all[1].hash);
+    let expect = TestChainer.chain_of(&all[1]);
+    assert_eq!(all[1].hash, expect);
+    let head = s.audit_head().await.unwrap().unwrap();
+    assert_eq!((head.seq, head.hash), (3, all[2].hash));
+    let filtered = s
+        .query_audit(rampart_store::AuditFilter { event_type: Some("login".into()), success: Some(false), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(filtered.len(), 1);
+    let by_time = s.query_audit(rampart_store::AuditFilter { from: Some(t(2)), to: Some(t(3)), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(by_time.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
+    let paged = s.query_audit(rampart_store::AuditFilter { after_seq: Some(1), limit: 1, ..Default::default() }).await.unwrap();
+    assert_eq!(paged.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
+}
+
+impl TestChainer {
+    fn chain_of(&self, r: &rampart_store::AuditRecord) -> [u8; 32] {
+        rampart_store::AuditChainer::chain(self, &r.prev_hash, &rampart_store::AuditRecord::canonical(r.seq, &r.event))
+    }
 }

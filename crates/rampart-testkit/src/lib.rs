@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use rampart_config::Config;
 use rampart_core::{Core, CoreSettings, FakeClock, MasterKey, PasswordPool};
 use rampart_crypto::PasswordHasher;
-use rampart_http::{router, AppState, ClientAddr, HttpSettings};
+use rampart_http::{router, AppState, ClientAddr};
 use rampart_store_sqlite::SqliteStore;
 use rampart_types::Timestamp;
 use secrecy::SecretString;
@@ -85,8 +85,8 @@ impl TestApp {
         )
         .await
         .expect("core");
-        let settings = Arc::new(HttpSettings::from_config(&config, "test"));
-        let router = router(AppState { core: core.clone(), settings });
+        let state = AppState::new(core.clone(), &config, "test", Arc::new(rampart_http::NoActivityLog));
+        let router = router(state);
         Self { dir, clock, core, store, router, config, master_key }
     }
 

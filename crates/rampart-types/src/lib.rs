@@ -3,10 +3,12 @@
 //! Parse, don't validate: a value of one of these types is valid by construction, so code
 //! further in never re-checks names or permission strings.
 
+mod cidr;
 mod names;
 mod permission;
 mod time;
 
+pub use cidr::{Cidr, CidrError};
 pub use names::{CollectionName, DocumentId, FieldPath, NameError, RoleName, SubjectId, Username};
 pub use permission::{Permission, PermissionScope, UnknownPermission};
 pub use time::Timestamp;

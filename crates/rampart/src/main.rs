@@ -1,8 +1,10 @@
 //! `rampart`: the single binary. Parses the command line, wires the crates together and
 //! runs the chosen verb.
 
+mod audit_cmd;
 mod datadir;
 mod init;
+mod logfiles;
 mod logging;
 mod serve;
 mod tls;
@@ -59,6 +61,13 @@ enum Command {
     Serve(ServeFlags),
     /// Write a rampart.toml and a .secrets file (0600) with freshly generated secrets.
     Init(init::InitArgs),
+    /// Verify or read the audit trail (works on a stopped server's data directory).
+    Audit {
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(subcommand)]
+        action: audit_cmd::AuditAction,
+    },
     /// Manage users directly in the data directory.
     User {
         #[command(flatten)]
@@ -102,16 +111,17 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(flags) => serve::run(flags.overrides()).await,
-            Command::Init(args) => init::run(args),
-            Command::User { common, action } => user_cmd::run(common.overrides(), action).await,
+            Command::Serve(flags) => serve::run(flags.overrides()).await.map(|()| 0),
+            Command::Init(args) => init::run(args).map(|()| 0),
+            Command::Audit { common, action } => audit_cmd::run(common.overrides(), action).await,
+            Command::User { common, action } => user_cmd::run(common.overrides(), action).await.map(|()| 0),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

@@ -11,12 +11,15 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rampart_config::{Config, Env, Overrides};
-use rampart_http::{router, AppState, ClientAddr, HttpSettings};
+use rampart_core::SystemClock;
+use rampart_http::{router, AppState, ClientAddr};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::audit_cmd::{self, AUDIT_FILE};
+use crate::logfiles::{LineQueue, RotatingFile};
 use crate::{datadir, logging, tls};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,18 +29,25 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
-    logging::init("info");
+    let log_dir = config.server.log_dir.clone();
+    datadir::ensure_dir(&log_dir)?;
+    let clock = Arc::new(SystemClock);
+    let a = &config.audit;
+    let open = |name, days| RotatingFile::open(&log_dir, name, a.max_file_mb, days, clock.clone());
+    let server_log = LineQueue::spawn(open("server.log", a.server_log_retention_days).context("cannot open server.log")?);
+    let activity_log = LineQueue::spawn(open("activity.log", a.activity_retention_days).context("cannot open activity.log")?);
+    let audit_file = open(AUDIT_FILE, a.retention_days).context("cannot open audit.log")?;
+    logging::init("info", Some(server_log));
     let (core, store) = datadir::open(&config).await?;
+    let (stop_export, stop_rx) = tokio::sync::watch::channel(false);
+    let exporter = tokio::spawn(audit_cmd::export(Arc::new(store.clone()), audit_file, log_dir.clone(), stop_rx));
     let acceptor = if config.server.insecure_http {
         tracing::warn!("serving plain HTTP on a loopback address (--insecure-http)");
         None
     } else {
         Some(TlsAcceptor::from(tls::server_config(&config)?))
     };
-    let state = AppState {
-        core: core.clone(),
-        settings: Arc::new(HttpSettings::from_config(&config, env!("CARGO_PKG_VERSION"))),
-    };
+    let state = AppState::new(core.clone(), &config, env!("CARGO_PKG_VERSION"), Arc::new(activity_log));
     let app = router(state);
     let listener = TcpListener::bind(config.server.bind)
         .await
@@ -62,6 +72,9 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
 
     serve_connections(&config, listener, acceptor, app).await;
     sweeper.abort();
+    // Every committed record reaches audit.log before the process exits.
+    let _ = stop_export.send(true);
+    let _ = exporter.await;
     store.close().await.context("closing the database")?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -51,7 +51,7 @@ async fn login_rehashes_when_parameters_changed() {
     let old = weak.hash(&secrecy::SecretString::from(USER_PASSWORD)).unwrap();
     let name = Username::parse("olga").unwrap();
     let change = UserChange { password_hash: Some(old.as_str().to_owned()), ..UserChange::default() };
-    app.store.update_user(&name, change).await.unwrap();
+    app.store.update_user(&name, change, vec![]).await.unwrap();
     assert_eq!(app.login("olga", USER_PASSWORD).await.status, StatusCode::OK);
     let after = app.store.get_user(&name).await.unwrap().unwrap();
     assert!(after.password_hash.contains("m=19456,t=2,p=1"), "{}", after.password_hash);

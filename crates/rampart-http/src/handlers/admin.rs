@@ -1,0 +1,65 @@
+use axum::extract::{Query, State};
+use axum::Json;
+use rampart_core::audit::record_json;
+use rampart_core::{AuditFilter, AuditVerification};
+use rampart_types::Timestamp;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Authz;
+use crate::perm;
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditQuery {
+    event_type: Option<String>,
+    user: Option<String>,
+    /// RFC 3339, inclusive.
+    from: Option<String>,
+    /// RFC 3339, exclusive.
+    to: Option<String>,
+    success: Option<bool>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn time(field: &str, v: Option<String>) -> ApiResult<Option<Timestamp>> {
+    v.map(|s| {
+        Timestamp::parse_rfc3339(&s)
+            .ok_or_else(|| ApiError::bad_request(Some(field.to_owned()), format!("{field}: expected an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+pub(crate) async fn audit(
+    auth: Authz<perm::AuditRead>,
+    State(state): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request(Some("limit".into()), "limit: must be between 1 and 1000"));
+    }
+    let after_seq = q
+        .cursor
+        .map(|c| c.parse::<i64>().map_err(|_| ApiError::bad_request(Some("cursor".into()), "cursor: not a cursor from this API")))
+        .transpose()?;
+    let filter = AuditFilter {
+        event_type: q.event_type,
+        user: q.user,
+        from: time("from", q.from)?,
+        to: time("to", q.to)?,
+        success: q.success,
+        after_seq,
+        limit,
+    };
+    let records = state.core.query_audit(&auth.who, filter).await?;
+    let next = if records.len() == limit { records.last().map(|r| r.seq.to_string()) } else { None };
+    Ok(Json(json!({ "records": records.iter().map(record_json).collect::<Vec<_>>(), "next_cursor": next })))
+}
+
+pub(crate) async fn verify(auth: Authz<perm::AuditVerify>, State(state): State<AppState>) -> ApiResult<Json<AuditVerification>> {
+    Ok(Json(state.core.verify_audit_as(&auth.who).await?))
+}

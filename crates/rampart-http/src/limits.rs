@@ -1,0 +1,63 @@
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rampart_core::{client_key, CoreError, Decision, EventType};
+use serde_json::json;
+
+use crate::context::RequestContext;
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Endpoints that check a password or second factor: the strict login budget applies.
+fn is_login_endpoint(method: &Method, path: &str) -> bool {
+    method == Method::POST
+        && path.strip_prefix("/api/v1/auth/").is_some_and(|p| matches!(p, "login" | "mfa/verify" | "refresh"))
+}
+
+pub(crate) fn set_headers(h: &mut HeaderMap, d: &Decision) {
+    let mut put = |name: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    put("x-ratelimit-limit", d.limit.to_string());
+    put("x-ratelimit-remaining", d.remaining.to_string());
+    put("x-ratelimit-reset", d.reset_unix.to_string());
+}
+
+/// 429 with the headers; audits the refusal when the limiter samples it.
+pub(crate) async fn refuse(state: &AppState, ctx: &RequestContext, d: &Decision, scope: &str, user: Option<&str>) -> Response {
+    if d.audit {
+        let details = json!({ "scope": scope, "limit_per_minute": d.limit });
+        if let Err(e) = state.core.record_event(EventType::RateLimited, user, &ctx.meta(), false, details).await {
+            tracing::warn!(error = %e, "could not audit a rate-limit refusal");
+        }
+    }
+    let mut res = ApiError::Core(CoreError::RateLimited { retry_after_secs: d.retry_after_secs }).into_response();
+    set_headers(res.headers_mut(), d);
+    res
+}
+
+/// Per-IP token buckets, before any other work (and, for login, before any hashing).
+pub(crate) async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !state.limits.enabled {
+        return next.run(req).await;
+    }
+    let Some(ctx) = req.extensions().get::<RequestContext>().cloned() else {
+        return next.run(req).await;
+    };
+    let Some(ip) = ctx.client_ip else { return next.run(req).await };
+    let login = is_login_endpoint(req.method(), req.uri().path());
+    let (limiter, scope) = if login { (&state.limits.login, "login") } else { (&state.limits.api, "api") };
+    let d = limiter.check(&client_key(ip));
+    if !d.allowed {
+        return refuse(&state, &ctx, &d, scope, None).await;
+    }
+    let mut res = next.run(req).await;
+    // A per-user refusal further in has already set its own (stricter) figures.
+    if !res.headers().contains_key("x-ratelimit-limit") {
+        set_headers(res.headers_mut(), &d);
+    }
+    res
+}

@@ -103,8 +103,13 @@ impl TestApp {
     }
 
     pub async fn send(&self, req: Request<Body>) -> TestResponse {
+        self.send_from(req, "127.0.0.1:40000").await
+    }
+
+    /// Sends as if the TCP peer were `peer` (an `ip:port`).
+    pub async fn send_from(&self, req: Request<Body>, peer: &str) -> TestResponse {
         let mut req = req;
-        req.extensions_mut().insert(ClientAddr("127.0.0.1:40000".parse().expect("addr")));
+        req.extensions_mut().insert(ClientAddr(peer.parse().expect("addr")));
         let res = self.router.clone().oneshot(req).await.expect("infallible");
         let status = res.status();
         let headers = res.headers().clone();
@@ -161,6 +166,17 @@ impl TestApp {
             .await;
         assert_eq!(res.status, StatusCode::CREATED, "create {username}: {:?}", res.body);
         self.token(username, USER_PASSWORD).await
+    }
+
+    /// Every audit record, oldest first.
+    pub async fn audit_records(&self) -> Vec<rampart_core::AuditRecord> {
+        use rampart_store::AuditStore;
+        self.store.read_audit(0, 100_000).await.expect("audit")
+    }
+
+    /// A raw SQLite connection to the data directory's database, for tamper tests.
+    pub fn raw_db(&self) -> std::path::PathBuf {
+        self.data_dir().join("rampart.db")
     }
 
     /// Every byte of every file under the data directory (database, WAL, keys, logs).

@@ -1,7 +1,9 @@
 //! API tests against the real router, a real SQLite store and a fake clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit;
 mod auth;
 mod data;
 mod errors;
+mod limits;
 mod rbac;

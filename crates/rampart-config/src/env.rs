@@ -29,7 +29,9 @@ impl Env {
     }
 
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { vars: pairs.into_iter().collect() }
+        Self {
+            vars: pairs.into_iter().collect(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<String> {
@@ -38,7 +40,11 @@ impl Env {
 
     pub(crate) fn parse_num<T: FromStr>(&self, name: &str) -> Result<Option<T>, ConfigError> {
         self.get(name)
-            .map(|v| v.trim().parse().map_err(|_| invalid(name, "expected a number")))
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .map_err(|_| invalid(name, "expected a number"))
+            })
             .transpose()
     }
 
@@ -61,7 +67,9 @@ impl Env {
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| invalid(&file_var, format!("cannot read {path}: {}", e.kind())))?;
-                Ok(Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned())))
+                Ok(Some(SecretString::from(
+                    text.trim_end_matches(['\n', '\r']).to_owned(),
+                )))
             }
             (None, None) => Ok(None),
         }

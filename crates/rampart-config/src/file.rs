@@ -1,4 +1,3 @@
-
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -105,4 +104,3 @@ impl FileConfig {
         })
     }
 }
-

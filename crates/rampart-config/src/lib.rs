@@ -25,7 +25,10 @@ pub enum ConfigError {
 }
 
 fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { name: name.to_owned(), reason: reason.into() }
+    ConfigError::Invalid {
+        name: name.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 /// Values given on the command line; `None` leaves the lower layers in charge.
@@ -203,7 +206,12 @@ impl Config {
             )?,
         };
         range("max_connections", server.max_connections, 1, 1_000_000)?;
-        range("header_read_timeout_secs", server.header_read_timeout_secs, 1, 3600)?;
+        range(
+            "header_read_timeout_secs",
+            server.header_read_timeout_secs,
+            1,
+            3600,
+        )?;
         range("request_timeout_secs", server.request_timeout_secs, 1, 3600)?;
 
         let tls = TlsConfig {
@@ -219,7 +227,10 @@ impl Config {
                 .or(file.tls.key),
         };
         if tls.cert.is_some() != tls.key.is_some() {
-            return Err(invalid("tls", "give both a certificate and a key, or neither"));
+            return Err(invalid(
+                "tls",
+                "give both a certificate and a key, or neither",
+            ));
         }
 
         let auth = AuthConfig {
@@ -240,8 +251,18 @@ impl Config {
             login_delay_after_failures: file.auth.login_delay_after_failures.unwrap_or(5),
             max_login_delay_secs: file.auth.max_login_delay_secs.unwrap_or(900),
         };
-        range("session_timeout_minutes", auth.session_timeout_minutes, 1, 24 * 60)?;
-        range("session_lifetime_hours", auth.session_lifetime_hours, 1, 24 * 30)?;
+        range(
+            "session_timeout_minutes",
+            auth.session_timeout_minutes,
+            1,
+            24 * 60,
+        )?;
+        range(
+            "session_lifetime_hours",
+            auth.session_lifetime_hours,
+            1,
+            24 * 30,
+        )?;
         range("max_sessions_per_user", auth.max_sessions_per_user, 1, 1000)?;
         range("password_hash_queue", auth.password_hash_queue, 1, 100_000)?;
 
@@ -250,14 +271,25 @@ impl Config {
             max_json_depth: file.limits.max_json_depth.unwrap_or(32),
             max_page_size: file.limits.max_page_size.unwrap_or(1000),
         };
-        range("max_body_bytes", limits.max_body_bytes, 1024, 64 * 1024 * 1024)?;
+        range(
+            "max_body_bytes",
+            limits.max_body_bytes,
+            1024,
+            64 * 1024 * 1024,
+        )?;
         range("max_json_depth", limits.max_json_depth, 2, 256)?;
         range("max_page_size", limits.max_page_size, 1, 10_000)?;
 
         let rl = &file.rate_limit;
         let rate_limit = RateLimitConfig {
-            enabled: env.parse_bool("RAMPART_RATE_LIMIT_ENABLED")?.or(rl.enabled).unwrap_or(true),
-            requests_per_minute: env.parse_num("RAMPART_RATE_LIMIT_REQUESTS_PER_MINUTE")?.or(rl.requests_per_minute).unwrap_or(1000),
+            enabled: env
+                .parse_bool("RAMPART_RATE_LIMIT_ENABLED")?
+                .or(rl.enabled)
+                .unwrap_or(true),
+            requests_per_minute: env
+                .parse_num("RAMPART_RATE_LIMIT_REQUESTS_PER_MINUTE")?
+                .or(rl.requests_per_minute)
+                .unwrap_or(1000),
             login_requests_per_minute: env
                 .parse_num("RAMPART_RATE_LIMIT_LOGIN_REQUESTS_PER_MINUTE")?
                 .or(rl.login_requests_per_minute)
@@ -268,20 +300,51 @@ impl Config {
                 .unwrap_or(1000),
             max_tracked_clients: rl.max_tracked_clients.unwrap_or(100_000),
         };
-        range("requests_per_minute", rate_limit.requests_per_minute, 1, 10_000_000)?;
-        range("login_requests_per_minute", rate_limit.login_requests_per_minute, 1, 1_000_000)?;
-        range("user_requests_per_minute", rate_limit.user_requests_per_minute, 1, 10_000_000)?;
-        range("max_tracked_clients", rate_limit.max_tracked_clients, 1024, 100_000_000)?;
+        range(
+            "requests_per_minute",
+            rate_limit.requests_per_minute,
+            1,
+            10_000_000,
+        )?;
+        range(
+            "login_requests_per_minute",
+            rate_limit.login_requests_per_minute,
+            1,
+            1_000_000,
+        )?;
+        range(
+            "user_requests_per_minute",
+            rate_limit.user_requests_per_minute,
+            1,
+            10_000_000,
+        )?;
+        range(
+            "max_tracked_clients",
+            rate_limit.max_tracked_clients,
+            1024,
+            100_000_000,
+        )?;
         let cors = CorsConfig {
             allowed_origins: env
                 .get("RAMPART_CORS_ALLOWED_ORIGINS")
-                .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
                 .or(file.cors.allowed_origins)
                 .unwrap_or_default(),
         };
         for o in &cors.allowed_origins {
-            if o == "*" || !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
-                return Err(invalid("cors.allowed_origins", format!("{o:?} is not an exact origin like https://app.example.com")));
+            if o == "*"
+                || !(o.starts_with("https://") || o.starts_with("http://"))
+                || o.ends_with('/')
+            {
+                return Err(invalid(
+                    "cors.allowed_origins",
+                    format!("{o:?} is not an exact origin like https://app.example.com"),
+                ));
             }
         }
         let audit = AuditConfig {
@@ -298,17 +361,34 @@ impl Config {
             admin_username: env.get("RAMPART_ADMIN_USERNAME"),
             admin_password: env.secret("RAMPART_ADMIN_PASSWORD")?,
         };
-        Ok(Self { server, tls, auth, limits, rate_limit, cors, audit, secrets })
+        Ok(Self {
+            server,
+            tls,
+            auth,
+            limits,
+            rate_limit,
+            cors,
+            audit,
+            secrets,
+        })
     }
 
     /// Defaults only, rooted at `data_dir`: for tests and tools.
     pub fn for_data_dir(data_dir: &Path) -> Result<Self, ConfigError> {
-        let flags = Overrides { data_dir: Some(data_dir.to_owned()), ..Overrides::default() };
+        let flags = Overrides {
+            data_dir: Some(data_dir.to_owned()),
+            ..Overrides::default()
+        };
         Self::assemble(&Env::empty(), &flags, FileConfig::default())
     }
 }
 
-fn range<T: PartialOrd + std::fmt::Display>(name: &str, v: T, lo: T, hi: T) -> Result<(), ConfigError> {
+fn range<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    v: T,
+    lo: T,
+    hi: T,
+) -> Result<(), ConfigError> {
     if v < lo || v > hi {
         return Err(invalid(name, format!("must be between {lo} and {hi}")));
     }

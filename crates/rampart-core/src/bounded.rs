@@ -35,13 +35,29 @@ impl<K: Hash + Eq + Clone, V: Evictable> BoundedMap<K, V> {
     pub fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         let shards = (0..SHARDS)
-            .map(|i| Mutex::new(Shard { map: HashMap::new(), keys: Vec::new(), rng: 0x9E37_79B9_7F4A_7C15 ^ i as u64 }))
+            .map(|i| {
+                Mutex::new(Shard {
+                    map: HashMap::new(),
+                    keys: Vec::new(),
+                    rng: 0x9E37_79B9_7F4A_7C15 ^ i as u64,
+                })
+            })
             .collect();
-        Self { shards, per_shard, hasher: RandomState::new() }
+        Self {
+            shards,
+            per_shard,
+            hasher: RandomState::new(),
+        }
     }
 
     /// Runs `f` on the entry for `key`, creating it with `init` (evicting if full).
-    pub fn with<R>(&self, key: &K, now: Timestamp, init: impl FnOnce() -> V, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+    pub fn with<R>(
+        &self,
+        key: &K,
+        now: Timestamp,
+        init: impl FnOnce() -> V,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Option<R> {
         let idx = (self.hasher.hash_one(key) as usize) % SHARDS;
         let mut shard = self.shards.get(idx)?.lock().ok()?;
         if !shard.map.contains_key(key) {
@@ -63,7 +79,10 @@ impl<K: Hash + Eq + Clone, V: Evictable> BoundedMap<K, V> {
     }
 
     pub fn len(&self) -> usize {
-        self.shards.iter().filter_map(|s| s.lock().ok().map(|s| s.keys.len())).sum()
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok().map(|s| s.keys.len()))
+            .sum()
     }
 }
 
@@ -84,7 +103,11 @@ impl<K: Hash + Eq + Clone, V: Evictable> Shard<K, V> {
         let mut best: Option<(usize, f64)> = None;
         for _ in 0..SAMPLE.min(n) {
             let slot = self.next_rand() % n;
-            let score = self.keys.get(slot).and_then(|k| self.map.get(k)).map(|(v, _)| v.eviction_score(now));
+            let score = self
+                .keys
+                .get(slot)
+                .and_then(|k| self.map.get(k))
+                .map(|(v, _)| v.eviction_score(now));
             if let Some(score) = score {
                 if best.is_none_or(|(_, s)| score > s) {
                     best = Some((slot, score));
@@ -97,7 +120,9 @@ impl<K: Hash + Eq + Clone, V: Evictable> Shard<K, V> {
     }
 
     fn remove(&mut self, key: &K) {
-        let Some((_, slot)) = self.map.remove(key) else { return };
+        let Some((_, slot)) = self.map.remove(key) else {
+            return;
+        };
         self.keys.swap_remove(slot);
         if let Some(moved) = self.keys.get(slot).cloned() {
             if let Some(entry) = self.map.get_mut(&moved) {

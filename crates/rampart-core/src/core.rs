@@ -82,9 +82,15 @@ impl Core {
         // Read before writing anything, so a wrong key leaves the data untouched.
         let stored = match store.get_meta(KEY_CHECK_META).await? {
             Some(v) => v,
-            None => store.init_meta(KEY_CHECK_META, master.check_value().to_vec()).await?,
+            None => {
+                store
+                    .init_meta(KEY_CHECK_META, master.check_value().to_vec())
+                    .await?
+            }
         };
-        master.verify_check_value(&stored).map_err(|_| CoreError::WrongMasterKey)?;
+        master
+            .verify_check_value(&stored)
+            .map_err(|_| CoreError::WrongMasterKey)?;
         let audit_key = Arc::new(AuditMacKey::new(master));
         store.set_audit_chainer(Arc::new(Chainer(Arc::clone(&audit_key))));
         let audit = AuditWriter::spawn(Arc::clone(&store));
@@ -140,17 +146,23 @@ impl Core {
         );
         self.inner
             .store
-            .create_user(UserRecord {
-                username: username.clone(),
-                password_hash: hash.as_str().to_owned(),
-                role: RoleName::parse(rbac::ADMIN_ROLE).map_err(CoreError::internal)?,
-                disabled: false,
-                mfa_enabled: false,
-                created_at: now,
-                updated_at: now,
-            }, vec![event])
+            .create_user(
+                UserRecord {
+                    username: username.clone(),
+                    password_hash: hash.as_str().to_owned(),
+                    role: RoleName::parse(rbac::ADMIN_ROLE).map_err(CoreError::internal)?,
+                    disabled: false,
+                    mfa_enabled: false,
+                    created_at: now,
+                    updated_at: now,
+                },
+                vec![event],
+            )
             .await?;
-        Ok(Some(Bootstrap { admin_username: username, generated_password: generated.then_some(password) }))
+        Ok(Some(Bootstrap {
+            admin_username: username,
+            generated_password: generated.then_some(password),
+        }))
     }
 
     pub(crate) fn now(&self) -> rampart_types::Timestamp {
@@ -159,7 +171,10 @@ impl Core {
 
     pub(crate) async fn reload_roles(&self) -> CoreResult<()> {
         let roles = self.inner.store.list_roles().await?;
-        let map = roles.into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
+        let map = roles
+            .into_iter()
+            .map(|r| (r.name.clone(), Arc::new(r)))
+            .collect();
         if let Ok(mut guard) = self.inner.roles.write() {
             *guard = map;
         }

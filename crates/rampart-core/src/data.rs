@@ -1,5 +1,7 @@
 use rampart_crypto::random_bytes;
-use rampart_store::{CollectionRecord, DocumentQuery, DocumentRecord, IndexEntry, Indexer, StoreError};
+use rampart_store::{
+    CollectionRecord, DocumentQuery, DocumentRecord, IndexEntry, Indexer, StoreError,
+};
 use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, SubjectId, Timestamp};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -87,7 +89,12 @@ fn parse_fields(what: &str, fields: &[String]) -> CoreResult<Vec<FieldPath>> {
         let path = FieldPath::parse(f)
             .ok()
             .filter(FieldPath::is_well_formed)
-            .ok_or_else(|| CoreError::validation(format!("{what}[{i}]"), "must be a dotted field path like address.city"))?;
+            .ok_or_else(|| {
+                CoreError::validation(
+                    format!("{what}[{i}]"),
+                    "must be a dotted field path like address.city",
+                )
+            })?;
         if !out.contains(&path) {
             out.push(path);
         }
@@ -176,26 +183,58 @@ impl Core {
         index_entries_with(&self.inner.blind_index, c, data)
     }
 
-    fn collection_event(&self, actor: &Principal, action: &str, name: &CollectionName) -> rampart_store::AuditEvent {
+    fn collection_event(
+        &self,
+        actor: &Principal,
+        action: &str,
+        name: &CollectionName,
+    ) -> rampart_store::AuditEvent {
         let details = json!({ "object": "collection", "action": action, "name": name.as_str() });
-        self.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details)
+        self.event(
+            EventType::ConfigChange,
+            Some(actor.username.as_str()),
+            &actor.origin,
+            true,
+            details,
+        )
     }
 
-    fn query_event(&self, actor: &Principal, c: &CollectionName, operation: &str, extra: Value) -> rampart_store::AuditEvent {
+    fn query_event(
+        &self,
+        actor: &Principal,
+        c: &CollectionName,
+        operation: &str,
+        extra: Value,
+    ) -> rampart_store::AuditEvent {
         let mut details = json!({ "collection": c.as_str(), "operation": operation });
         if let (Some(d), Value::Object(more)) = (details.as_object_mut(), extra) {
             d.extend(more);
         }
-        self.event(EventType::Query, Some(actor.username.as_str()), &actor.origin, true, details)
+        self.event(
+            EventType::Query,
+            Some(actor.username.as_str()),
+            &actor.origin,
+            true,
+            details,
+        )
     }
 
     async fn collection(&self, name: &CollectionName) -> CoreResult<CollectionRecord> {
-        self.inner.store.get_collection(name).await?.ok_or(CoreError::NotFound("collection"))
+        self.inner
+            .store
+            .get_collection(name)
+            .await?
+            .ok_or(CoreError::NotFound("collection"))
     }
 
-    pub async fn create_collection(&self, actor: &Principal, spec: CollectionSpec) -> CoreResult<CollectionView> {
+    pub async fn create_collection(
+        &self,
+        actor: &Principal,
+        spec: CollectionSpec,
+    ) -> CoreResult<CollectionView> {
         let name = parse_collection(&spec.name)?;
-        self.require(actor, Permission::CollectionsCreate, Some(&name)).await?;
+        self.require(actor, Permission::CollectionsCreate, Some(&name))
+            .await?;
         let now = self.now();
         let record = CollectionRecord {
             name,
@@ -207,29 +246,52 @@ impl Core {
             updated_at: now,
         };
         if record.retention_days == Some(0) {
-            return Err(CoreError::validation("retention_days", "must be at least 1"));
+            return Err(CoreError::validation(
+                "retention_days",
+                "must be at least 1",
+            ));
         }
         let event = self.collection_event(actor, "create", &record.name);
-        self.inner.store.create_collection(record.clone(), vec![event]).await.map_err(not_found("collection"))?;
+        self.inner
+            .store
+            .create_collection(record.clone(), vec![event])
+            .await
+            .map_err(not_found("collection"))?;
         Ok(record.into())
     }
 
     pub async fn list_collections(&self, actor: &Principal) -> CoreResult<Vec<CollectionView>> {
-        self.require(actor, Permission::CollectionsRead, None).await?;
+        self.require(actor, Permission::CollectionsRead, None)
+            .await?;
         let all = self.inner.store.list_collections().await?;
-        Ok(all.into_iter().filter(|c| actor.sees_collection(&c.name)).map(Into::into).collect())
+        Ok(all
+            .into_iter()
+            .filter(|c| actor.sees_collection(&c.name))
+            .map(Into::into)
+            .collect())
     }
 
-    pub async fn get_collection(&self, actor: &Principal, name: &str) -> CoreResult<CollectionView> {
+    pub async fn get_collection(
+        &self,
+        actor: &Principal,
+        name: &str,
+    ) -> CoreResult<CollectionView> {
         let name = parse_collection(name)?;
-        self.require(actor, Permission::CollectionsRead, Some(&name)).await?;
+        self.require(actor, Permission::CollectionsRead, Some(&name))
+            .await?;
         Ok(self.collection(&name).await?.into())
     }
 
     /// Changing `indexes` rebuilds the collection's blind index in the same transaction.
-    pub async fn update_collection(&self, actor: &Principal, name: &str, up: CollectionUpdate) -> CoreResult<CollectionView> {
+    pub async fn update_collection(
+        &self,
+        actor: &Principal,
+        name: &str,
+        up: CollectionUpdate,
+    ) -> CoreResult<CollectionView> {
         let name = parse_collection(name)?;
-        self.require(actor, Permission::CollectionsUpdate, Some(&name)).await?;
+        self.require(actor, Permission::CollectionsUpdate, Some(&name))
+            .await?;
         let mut c = self.collection(&name).await?;
         let mut reindex = false;
         if let Some(ix) = up.indexes {
@@ -242,7 +304,10 @@ impl Core {
         }
         if let Some(r) = up.retention_days {
             if r == Some(0) {
-                return Err(CoreError::validation("retention_days", "must be at least 1"));
+                return Err(CoreError::validation(
+                    "retention_days",
+                    "must be at least 1",
+                ));
             }
             c.retention_days = r;
         }
@@ -256,15 +321,24 @@ impl Core {
             }) as Indexer
         });
         let event = self.collection_event(actor, "update", &c.name);
-        self.inner.store.update_collection(c.clone(), indexer, vec![event]).await.map_err(not_found("collection"))?;
+        self.inner
+            .store
+            .update_collection(c.clone(), indexer, vec![event])
+            .await
+            .map_err(not_found("collection"))?;
         Ok(c.into())
     }
 
     pub async fn delete_collection(&self, actor: &Principal, name: &str) -> CoreResult<()> {
         let name = parse_collection(name)?;
-        self.require(actor, Permission::CollectionsDelete, Some(&name)).await?;
+        self.require(actor, Permission::CollectionsDelete, Some(&name))
+            .await?;
         let event = self.collection_event(actor, "delete", &name);
-        self.inner.store.delete_collection(&name, vec![event]).await.map_err(not_found("collection"))
+        self.inner
+            .store
+            .delete_collection(&name, vec![event])
+            .await
+            .map_err(not_found("collection"))
     }
 
     pub async fn insert_document(
@@ -275,7 +349,8 @@ impl Core {
         subject_id: Option<String>,
     ) -> CoreResult<Document> {
         let name = parse_collection(collection)?;
-        self.require(actor, Permission::DocumentsWrite, Some(&name)).await?;
+        self.require(actor, Permission::DocumentsWrite, Some(&name))
+            .await?;
         if !data.is_object() {
             return Err(CoreError::validation("data", "must be a JSON object"));
         }
@@ -293,8 +368,18 @@ impl Core {
             seq: 0,
         };
         let index = self.index_entries(&c, &data);
-        let event = self.query_event(actor, &record.collection, "insert", json!({ "id": record.id.as_str() }));
-        let stored = self.inner.store.insert_document(record, index, vec![event]).await.map_err(not_found("collection"))?;
+        let event = self.query_event(
+            actor,
+            &record.collection,
+            "insert",
+            json!({ "id": record.id.as_str() }),
+        );
+        let stored = self
+            .inner
+            .store
+            .insert_document(record, index, vec![event])
+            .await
+            .map_err(not_found("collection"))?;
         Ok(Document {
             id: stored.id,
             version: stored.version,
@@ -305,13 +390,30 @@ impl Core {
         })
     }
 
-    pub async fn get_document(&self, actor: &Principal, collection: &str, id: &str) -> CoreResult<Document> {
+    pub async fn get_document(
+        &self,
+        actor: &Principal,
+        collection: &str,
+        id: &str,
+    ) -> CoreResult<Document> {
         let name = parse_collection(collection)?;
-        self.require(actor, Permission::DocumentsRead, Some(&name)).await?;
+        self.require(actor, Permission::DocumentsRead, Some(&name))
+            .await?;
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
-        let doc = self.inner.store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
+        let doc = self
+            .inner
+            .store
+            .get_document(&name, &id)
+            .await?
+            .ok_or(CoreError::NotFound("document"))?;
         let doc = to_document(doc)?;
-        self.record(vec![self.query_event(actor, &name, "read", json!({ "id": id.as_str() }))]).await?;
+        self.record(vec![self.query_event(
+            actor,
+            &name,
+            "read",
+            json!({ "id": id.as_str() }),
+        )])
+        .await?;
         Ok(doc)
     }
 
@@ -326,15 +428,24 @@ impl Core {
         change: DocumentChange,
     ) -> CoreResult<Document> {
         let name = parse_collection(collection)?;
-        self.require(actor, Permission::DocumentsWrite, Some(&name)).await?;
+        self.require(actor, Permission::DocumentsWrite, Some(&name))
+            .await?;
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
         let c = self.collection(&name).await?;
         let new_subject = match &change {
-            DocumentChange::Replace { subject_id: Some(s), .. } => Some(parse_subject(s)?),
+            DocumentChange::Replace {
+                subject_id: Some(s),
+                ..
+            } => Some(parse_subject(s)?),
             _ => None,
         };
         for _ in 0..WRITE_RETRIES {
-            let current = self.inner.store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
+            let current = self
+                .inner
+                .store
+                .get_document(&name, &id)
+                .await?
+                .ok_or(CoreError::NotFound("document"))?;
             if if_match.is_some_and(|v| v != current.version) {
                 return Err(CoreError::PreconditionFailed);
             }
@@ -357,47 +468,94 @@ impl Core {
                 DocumentChange::Replace { .. } => "replace",
                 DocumentChange::MergePatch(_) => "patch",
             };
-            let event = self.query_event(actor, &name, op, json!({ "id": id.as_str(), "version": current.version + 1 }));
-            match self.inner.store.replace_document(record, current.version, index, vec![event]).await {
+            let event = self.query_event(
+                actor,
+                &name,
+                op,
+                json!({ "id": id.as_str(), "version": current.version + 1 }),
+            );
+            match self
+                .inner
+                .store
+                .replace_document(record, current.version, index, vec![event])
+                .await
+            {
                 Ok(stored) => return to_document(stored),
                 Err(StoreError::VersionMismatch) if if_match.is_none() => continue,
                 Err(StoreError::VersionMismatch) => return Err(CoreError::PreconditionFailed),
                 Err(e) => return Err(not_found("document")(e)),
             }
         }
-        Err(CoreError::Conflict("the document is being changed concurrently; retry"))
+        Err(CoreError::Conflict(
+            "the document is being changed concurrently; retry",
+        ))
     }
 
-    pub async fn delete_document(&self, actor: &Principal, collection: &str, id: &str, if_match: Option<u64>) -> CoreResult<()> {
+    pub async fn delete_document(
+        &self,
+        actor: &Principal,
+        collection: &str,
+        id: &str,
+        if_match: Option<u64>,
+    ) -> CoreResult<()> {
         let name = parse_collection(collection)?;
-        self.require(actor, Permission::DocumentsDelete, Some(&name)).await?;
+        self.require(actor, Permission::DocumentsDelete, Some(&name))
+            .await?;
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
         let event = self.query_event(actor, &name, "delete", json!({ "id": id.as_str() }));
-        self.inner.store.delete_document(&name, &id, if_match, vec![event]).await.map_err(not_found("document"))
+        self.inner
+            .store
+            .delete_document(&name, &id, if_match, vec![event])
+            .await
+            .map_err(not_found("document"))
     }
 
     /// Equality queries on declared indexes, by blind-index token; cursor pagination.
-    pub async fn list_documents(&self, actor: &Principal, collection: &str, p: ListParams) -> CoreResult<DocumentList> {
+    pub async fn list_documents(
+        &self,
+        actor: &Principal,
+        collection: &str,
+        p: ListParams,
+    ) -> CoreResult<DocumentList> {
         let name = parse_collection(collection)?;
-        self.require(actor, Permission::DocumentsRead, Some(&name)).await?;
+        self.require(actor, Permission::DocumentsRead, Some(&name))
+            .await?;
         let c = self.collection(&name).await?;
         let mut filters = Vec::with_capacity(p.filters.len());
         for (field, value) in &p.filters {
             let path = FieldPath::parse(field)
                 .ok()
                 .filter(|f| c.indexes.contains(f))
-                .ok_or_else(|| CoreError::validation(field.clone(), "is not an indexed field of this collection"))?;
-            let token = self.inner.blind_index.token(name.as_str(), path.as_str(), value);
+                .ok_or_else(|| {
+                    CoreError::validation(
+                        field.clone(),
+                        "is not an indexed field of this collection",
+                    )
+                })?;
+            let token = self
+                .inner
+                .blind_index
+                .token(name.as_str(), path.as_str(), value);
             filters.push(IndexEntry { field: path, token });
         }
         let limit = p.limit.unwrap_or(DEFAULT_PAGE);
         if limit == 0 || limit > self.inner.settings.max_page_size {
-            return Err(CoreError::validation("limit", format!("must be between 1 and {}", self.inner.settings.max_page_size)));
+            return Err(CoreError::validation(
+                "limit",
+                format!(
+                    "must be between 1 and {}",
+                    self.inner.settings.max_page_size
+                ),
+            ));
         }
         let after_seq = p
             .cursor
             .as_deref()
-            .map(|s| s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| CoreError::validation("cursor", "is not a cursor returned by this API")))
+            .map(|s| {
+                s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    CoreError::validation("cursor", "is not a cursor returned by this API")
+                })
+            })
             .transpose()?;
         let query = DocumentQuery {
             collection: name.clone(),
@@ -410,33 +568,56 @@ impl Core {
         let mut rows = self.inner.store.query_documents(query).await?;
         let more = rows.len() > limit;
         rows.truncate(limit);
-        let next_cursor = if more { rows.last().map(|r| r.seq.to_string()) } else { None };
-        let documents = rows.into_iter().map(to_document).collect::<CoreResult<Vec<_>>>()?;
+        let next_cursor = if more {
+            rows.last().map(|r| r.seq.to_string())
+        } else {
+            None
+        };
+        let documents = rows
+            .into_iter()
+            .map(to_document)
+            .collect::<CoreResult<Vec<_>>>()?;
         // Field names only: the queried values may be personal data.
         let fields: Vec<&str> = p.filters.iter().map(|(f, _)| f.as_str()).collect();
         let details = json!({ "filters": fields, "subject_filter": p.subject_id.is_some(), "count": documents.len() });
-        self.record(vec![self.query_event(actor, &name, "list", details)]).await?;
-        Ok(DocumentList { documents, next_cursor })
+        self.record(vec![self.query_event(actor, &name, "list", details)])
+            .await?;
+        Ok(DocumentList {
+            documents,
+            next_cursor,
+        })
     }
 }
 
 /// How a write changes a document.
 pub enum DocumentChange {
-    Replace { data: Value, subject_id: Option<String> },
+    Replace {
+        data: Value,
+        subject_id: Option<String>,
+    },
     MergePatch(Value),
 }
 
-fn index_entries_with(key: &rampart_crypto::BlindIndexKey, c: &CollectionRecord, data: &Value) -> Vec<IndexEntry> {
+fn index_entries_with(
+    key: &rampart_crypto::BlindIndexKey,
+    c: &CollectionRecord,
+    data: &Value,
+) -> Vec<IndexEntry> {
     let mut out = Vec::new();
     for field in &c.indexes {
-        let Some(v) = field_value(data, field) else { continue };
+        let Some(v) = field_value(data, field) else {
+            continue;
+        };
         let values: Vec<&Value> = match v {
             Value::Array(items) => items.iter().collect(),
             other => vec![other],
         };
         for v in values {
             if let Some(text) = canonical(v) {
-                out.push(IndexEntry { field: field.clone(), token: key.token(c.name.as_str(), field.as_str(), &text) });
+                out.push(IndexEntry {
+                    field: field.clone(),
+                    token: key.token(c.name.as_str(), field.as_str(), &text),
+                });
             }
         }
     }

@@ -11,7 +11,10 @@ pub enum CoreError {
     AlreadyExists(&'static str),
     /// Bad input; `field` names where, when known.
     #[error("{message}")]
-    Validation { field: Option<String>, message: String },
+    Validation {
+        field: Option<String>,
+        message: String,
+    },
     #[error("{0}")]
     PasswordPolicy(PolicyViolation),
     /// No or expired credentials.
@@ -44,7 +47,10 @@ pub type CoreResult<T> = Result<T, CoreError>;
 
 impl CoreError {
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Validation { field: Some(field.into()), message: message.into() }
+        Self::Validation {
+            field: Some(field.into()),
+            message: message.into(),
+        }
     }
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Internal(Box::new(e))
@@ -65,7 +71,9 @@ impl From<StoreError> for CoreError {
                 CoreError::Conflict("the last admin cannot be removed, disabled or demoted")
             }
             StoreError::InUse(what) => CoreError::Conflict(what),
-            e @ (StoreError::Unavailable(_) | StoreError::AuditUnavailable(_)) => CoreError::Unavailable(e),
+            e @ (StoreError::Unavailable(_) | StoreError::AuditUnavailable(_)) => {
+                CoreError::Unavailable(e)
+            }
             StoreError::Internal(e) => CoreError::Internal(e),
         }
     }

@@ -5,23 +5,26 @@
 pub mod audit;
 mod auth;
 mod bounded;
-pub mod limiter;
 mod clock;
 mod core;
 mod data;
 mod error;
+pub mod limiter;
 mod passwords;
 mod principal;
 mod rbac;
-mod throttle;
 mod roles;
+mod throttle;
 mod users;
 
 pub use crate::core::{Bootstrap, Core, CoreSettings};
 pub use audit::{AuditVerification, EventType};
 pub use auth::{LoginOutcome, RequestMeta};
 pub use clock::{Clock, FakeClock, SystemClock};
-pub use data::{CollectionSpec, CollectionUpdate, CollectionView, Document, DocumentChange, DocumentList, ListParams};
+pub use data::{
+    CollectionSpec, CollectionUpdate, CollectionView, Document, DocumentChange, DocumentList,
+    ListParams,
+};
 pub use error::{CoreError, CoreResult};
 pub use limiter::{client_key, Decision, Limits, RateLimiter};
 pub use passwords::PasswordPool;

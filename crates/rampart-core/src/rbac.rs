@@ -23,39 +23,92 @@ pub fn builtin_roles(at: Timestamp) -> Vec<RoleRecord> {
         role(
             "security_officer",
             "Security monitoring and incident response",
-            vec![AuditRead, AuditVerify, SecurityRead, SecurityManage, UsersRead, UsersMfaReset,
-                 SessionsManage, RolesRead, KeysRead, ConfigRead, ComplianceRead, MetricsRead, BackupRead],
+            vec![
+                AuditRead,
+                AuditVerify,
+                SecurityRead,
+                SecurityManage,
+                UsersRead,
+                UsersMfaReset,
+                SessionsManage,
+                RolesRead,
+                KeysRead,
+                ConfigRead,
+                ComplianceRead,
+                MetricsRead,
+                BackupRead,
+            ],
             at,
         ),
         role(
             "privacy_officer",
             "Data-subject requests (GDPR/CCPA) and retention",
-            vec![GdprAccess, GdprExport, GdprErase, GdprConsent, CcpaAccess, CcpaDelete, CcpaOptOut,
-                 CollectionsRead, DocumentsRead, AuditRead, ComplianceRead],
+            vec![
+                GdprAccess,
+                GdprExport,
+                GdprErase,
+                GdprConsent,
+                CcpaAccess,
+                CcpaDelete,
+                CcpaOptOut,
+                CollectionsRead,
+                DocumentsRead,
+                AuditRead,
+                ComplianceRead,
+            ],
             at,
         ),
         role(
             "auditor",
             "Read-only access to audit trails and compliance evidence",
-            vec![AuditRead, AuditVerify, ComplianceRead, UsersRead, RolesRead, CollectionsRead,
-                 SecurityRead, BackupRead, ConfigRead, KeysRead],
+            vec![
+                AuditRead,
+                AuditVerify,
+                ComplianceRead,
+                UsersRead,
+                RolesRead,
+                CollectionsRead,
+                SecurityRead,
+                BackupRead,
+                ConfigRead,
+                KeysRead,
+            ],
             at,
         ),
         role(
             "operator",
             "Backups, keys and monitoring; no document data",
-            vec![BackupCreate, BackupRead, BackupRestore, KeysRead, KeysRotate, ConfigRead,
-                 MetricsRead, CollectionsRead],
+            vec![
+                BackupCreate,
+                BackupRead,
+                BackupRestore,
+                KeysRead,
+                KeysRotate,
+                ConfigRead,
+                MetricsRead,
+                CollectionsRead,
+            ],
             at,
         ),
         role(
             "editor",
             "Reads and writes documents and manages collections",
-            vec![CollectionsRead, CollectionsCreate, CollectionsUpdate, DocumentsRead, DocumentsWrite,
-                 DocumentsDelete],
+            vec![
+                CollectionsRead,
+                CollectionsCreate,
+                CollectionsUpdate,
+                DocumentsRead,
+                DocumentsWrite,
+                DocumentsDelete,
+            ],
             at,
         ),
-        role("viewer", "Reads documents", vec![CollectionsRead, DocumentsRead], at),
+        role(
+            "viewer",
+            "Reads documents",
+            vec![CollectionsRead, DocumentsRead],
+            at,
+        ),
     ]
     .into_iter()
     .flatten()
@@ -76,7 +129,9 @@ pub fn grants(role: &RoleRecord, perm: P, collection: Option<&CollectionName>) -
 }
 
 pub fn collection_visible(role: &RoleRecord, c: &CollectionName) -> bool {
-    role.collections.as_ref().is_none_or(|allowed| allowed.contains(c))
+    role.collections
+        .as_ref()
+        .is_none_or(|allowed| allowed.contains(c))
 }
 
 /// Whether a holder of `actor` may hand out (or act upon holders of) `target`: no one can
@@ -99,7 +154,11 @@ mod tests {
     use super::*;
 
     fn find(roles: &[RoleRecord], name: &str) -> RoleRecord {
-        roles.iter().find(|r| r.name.as_str() == name).cloned().expect("role")
+        roles
+            .iter()
+            .find(|r| r.name.as_str() == name)
+            .cloned()
+            .expect("role")
     }
 
     #[test]
@@ -127,7 +186,10 @@ mod tests {
         assert!(grants(&scoped, P::DocumentsRead, Some(&c1)));
         assert!(!grants(&scoped, P::DocumentsRead, Some(&c2)));
         let unscoped = find(&builtin_roles(Timestamp::from_millis(0)), "editor");
-        assert!(!covers(&scoped, &unscoped), "a scoped role cannot grant an unscoped one");
+        assert!(
+            !covers(&scoped, &unscoped),
+            "a scoped role cannot grant an unscoped one"
+        );
         assert!(covers(&unscoped, &scoped));
     }
 }

@@ -41,7 +41,6 @@ const KCV_LABEL: &[u8] = b"rampart/v1/key-check-value";
 pub const BLIND_INDEX_LABEL: &[u8] = b"rampart/v1/blind-index";
 const AUDIT_LABEL: &[u8] = b"rampart/v1/audit-chain";
 
-
 impl MasterKey {
     pub fn generate() -> Self {
         Self(SecretBox::new(Box::new(crate::random_bytes::<32>())))
@@ -49,8 +48,9 @@ impl MasterKey {
 
     /// Parses base64 text (surrounding whitespace ignored) of exactly 32 bytes.
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        let mut decoded =
-            STANDARD.decode(text.trim()).map_err(|_| KeyError::BadMasterKeyEncoding)?;
+        let mut decoded = STANDARD
+            .decode(text.trim())
+            .map_err(|_| KeyError::BadMasterKeyEncoding)?;
         let result = <[u8; 32]>::try_from(decoded.as_slice())
             .map(|arr| Self(SecretBox::new(Box::new(arr))))
             .map_err(|_| KeyError::BadMasterKeyEncoding);
@@ -146,7 +146,10 @@ mod tests {
 
     #[test]
     fn master_key_parsing_is_strict() {
-        assert_eq!(MasterKey::from_base64("short").err(), Some(KeyError::BadMasterKeyEncoding));
+        assert_eq!(
+            MasterKey::from_base64("short").err(),
+            Some(KeyError::BadMasterKeyEncoding)
+        );
         assert!(MasterKey::from_base64(&STANDARD.encode([7u8; 31])).is_err());
         assert!(MasterKey::from_base64(&STANDARD.encode([7u8; 33])).is_err());
         let k = MasterKey::from_base64(&format!(" {}\n", STANDARD.encode([7u8; 32]))).expect("k");
@@ -158,7 +161,10 @@ mod tests {
         let a = MasterKey::generate();
         let b = MasterKey::generate();
         assert!(a.verify_check_value(&a.check_value()).is_ok());
-        assert_eq!(a.verify_check_value(&b.check_value()), Err(KeyError::WrongMasterKey));
+        assert_eq!(
+            a.verify_check_value(&b.check_value()),
+            Err(KeyError::WrongMasterKey)
+        );
     }
 
     #[test]

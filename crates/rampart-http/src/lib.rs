@@ -5,10 +5,10 @@ mod client_ip;
 mod context;
 mod cors;
 mod error;
-mod limits;
 mod extract;
 mod handlers;
 mod json;
+mod limits;
 pub mod perm;
 mod routes;
 
@@ -57,7 +57,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(core: Core, config: &rampart_config::Config, version: &'static str, activity: std::sync::Arc<dyn ActivitySink>) -> Self {
+    pub fn new(
+        core: Core,
+        config: &rampart_config::Config,
+        version: &'static str,
+        activity: std::sync::Arc<dyn ActivitySink>,
+    ) -> Self {
         let limits = rampart_core::Limits::new(&config.rate_limit, core.clock());
         Self {
             core,

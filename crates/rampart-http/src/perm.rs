@@ -19,7 +19,19 @@ macro_rules! markers {
 }
 
 markers!(
-    UsersRead, UsersCreate, UsersUpdate, UsersDelete, RolesRead, RolesManage,
-    CollectionsRead, CollectionsCreate, CollectionsUpdate, CollectionsDelete,
-    DocumentsRead, DocumentsWrite, DocumentsDelete, AuditRead, AuditVerify,
+    UsersRead,
+    UsersCreate,
+    UsersUpdate,
+    UsersDelete,
+    RolesRead,
+    RolesManage,
+    CollectionsRead,
+    CollectionsCreate,
+    CollectionsUpdate,
+    CollectionsDelete,
+    DocumentsRead,
+    DocumentsWrite,
+    DocumentsDelete,
+    AuditRead,
+    AuditVerify,
 );

@@ -1,4 +1,6 @@
-use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId, Timestamp, Username};
+use rampart_types::{
+    CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId, Timestamp, Username,
+};
 
 #[derive(Clone)]
 pub struct UserRecord {

@@ -13,11 +13,19 @@ pub struct Cidr {
 pub struct CidrError(pub String);
 
 fn mask_v4(a: u32, prefix: u8) -> u32 {
-    if prefix == 0 { 0 } else { a & (u32::MAX << (32 - u32::from(prefix))) }
+    if prefix == 0 {
+        0
+    } else {
+        a & (u32::MAX << (32 - u32::from(prefix)))
+    }
 }
 
 fn mask_v6(a: u128, prefix: u8) -> u128 {
-    if prefix == 0 { 0 } else { a & (u128::MAX << (128 - u32::from(prefix))) }
+    if prefix == 0 {
+        0
+    } else {
+        a & (u128::MAX << (128 - u32::from(prefix)))
+    }
 }
 
 impl Cidr {
@@ -94,7 +102,9 @@ mod tests {
         let v6 = Cidr::parse("2001:db8::/32").expect("cidr");
         assert!(v6.contains(&ip("2001:db8:1::5")) && !v6.contains(&ip("2001:db9::1")));
         assert!(!v6.contains(&ip("10.1.0.1")));
-        assert!(Cidr::parse("0.0.0.0/0").expect("any").contains(&ip("8.8.8.8")));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .expect("any")
+            .contains(&ip("8.8.8.8")));
         for bad in ["10.0.0.0/33", "nope", "1.2.3.4/x", "::/129"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }

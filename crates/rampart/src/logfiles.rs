@@ -31,21 +31,39 @@ fn utc_day(t: Timestamp) -> u64 {
 }
 
 fn modified_ms(m: &fs::Metadata) -> Option<i64> {
-    let d = m.modified().ok()?.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    let d = m
+        .modified()
+        .ok()?
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?;
     i64::try_from(d.as_millis()).ok()
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 impl RotatingFile {
-    pub fn open(dir: &Path, name: &'static str, max_mb: u64, retention_days: u32, clock: Arc<dyn Clock>) -> io::Result<Self> {
+    pub fn open(
+        dir: &Path,
+        name: &'static str,
+        max_mb: u64,
+        retention_days: u32,
+        clock: Arc<dyn Clock>,
+    ) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         let path = dir.join(name);
         let file = open_append(&path)?;
         let meta = file.metadata()?;
-        let day = utc_day(modified_ms(&meta).map(Timestamp::from_millis).unwrap_or_else(|| clock.now()));
+        let day = utc_day(
+            modified_ms(&meta)
+                .map(Timestamp::from_millis)
+                .unwrap_or_else(|| clock.now()),
+        );
         Ok(Self {
             dir: dir.to_owned(),
             name,
@@ -61,7 +79,8 @@ impl RotatingFile {
     /// Appends one line (a newline is added), rotating first when size or day require it.
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         let today = utc_day(self.clock.now());
-        if (self.size > 0 && self.size + line.len() as u64 + 1 > self.max_bytes) || (self.size > 0 && today != self.day) {
+        let too_big = self.size + line.len() as u64 + 1 > self.max_bytes;
+        if self.size > 0 && (too_big || today != self.day) {
             self.rotate()?;
         }
         self.day = today;
@@ -94,7 +113,9 @@ impl RotatingFile {
     /// Deletes rotated files whose last write is older than the retention.
     fn prune(&self) {
         let prefix = format!("{}.", self.name);
-        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
         let now = self.clock.now().as_millis();
         let keep_ms = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
         for e in entries.flatten() {
@@ -102,7 +123,11 @@ impl RotatingFile {
             if !name.starts_with(&prefix) {
                 continue;
             }
-            let old = e.metadata().ok().and_then(|m| modified_ms(&m)).is_some_and(|m| now.saturating_sub(m) > keep_ms);
+            let old = e
+                .metadata()
+                .ok()
+                .and_then(|m| modified_ms(&m))
+                .is_some_and(|m| now.saturating_sub(m) > keep_ms);
             if old {
                 let _ = fs::remove_file(e.path());
             }
@@ -151,7 +176,10 @@ impl LineQueue {
                 let _ = file.sync();
             }
         });
-        Self { tx, dropped: Arc::new(AtomicU64::new(0)) }
+        Self {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     pub fn push(&self, line: Vec<u8>) {
@@ -200,6 +228,9 @@ impl Drop for QueueWriter {
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineQueue {
     type Writer = QueueWriter;
     fn make_writer(&'a self) -> QueueWriter {
-        QueueWriter { queue: self.clone(), buf: Vec::new() }
+        QueueWriter {
+            queue: self.clone(),
+            buf: Vec::new(),
+        }
     }
 }

@@ -17,7 +17,11 @@ use clap::{Args, Parser, Subcommand};
 use rampart_config::Overrides;
 
 #[derive(Parser)]
-#[command(name = "rampart", version, about = "Security-first self-hosted JSON document server")]
+#[command(
+    name = "rampart",
+    version,
+    about = "Security-first self-hosted JSON document server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,7 +106,10 @@ impl ServeFlags {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -114,7 +121,9 @@ fn main() -> ExitCode {
             Command::Serve(flags) => serve::run(flags.overrides()).await.map(|()| 0),
             Command::Init(args) => init::run(args).map(|()| 0),
             Command::Audit { common, action } => audit_cmd::run(common.overrides(), action).await,
-            Command::User { common, action } => user_cmd::run(common.overrides(), action).await.map(|()| 0),
+            Command::User { common, action } => {
+                user_cmd::run(common.overrides(), action).await.map(|()| 0)
+            }
         }
     });
     match result {

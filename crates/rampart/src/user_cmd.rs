@@ -38,10 +38,16 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
     let (core, store) = datadir::open(&config).await?;
     let me = core.local_admin()?;
     let result = match action {
-        UserAction::Add { username, role, password_stdin } => {
+        UserAction::Add {
+            username,
+            role,
+            password_stdin,
+        } => {
             let (password, generated) = if password_stdin {
                 let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).context("reading the password from stdin")?;
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("reading the password from stdin")?;
                 let text = text.trim_end_matches(['\n', '\r']).to_owned();
                 if text.is_empty() {
                     bail!("no password on stdin");
@@ -51,10 +57,20 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
                 (SecretString::from(random_password(20)), true)
             };
             let user = core
-                .create_user(&me, NewUser { username, password: password.clone(), role })
+                .create_user(
+                    &me,
+                    NewUser {
+                        username,
+                        password: password.clone(),
+                        role,
+                    },
+                )
                 .await
                 .map_err(describe)?;
-            println!("Created user '{}' with role '{}'.", user.username, user.role);
+            println!(
+                "Created user '{}' with role '{}'.",
+                user.username, user.role
+            );
             if generated {
                 println!("Password (shown once): {}", password.expose_secret());
             }
@@ -62,11 +78,20 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
         }
         UserAction::List => {
             let mut after: Option<String> = None;
-            println!("{:<32} {:<20} {:<9} {:<4} created", "username", "role", "disabled", "mfa");
+            println!(
+                "{:<32} {:<20} {:<9} {:<4} created",
+                "username", "role", "disabled", "mfa"
+            );
             loop {
-                let page = core.list_users(&me, after.as_deref(), 500).await.map_err(describe)?;
+                let page = core
+                    .list_users(&me, after.as_deref(), 500)
+                    .await
+                    .map_err(describe)?;
                 for u in &page {
-                    println!("{:<32} {:<20} {:<9} {:<4} {}", u.username, u.role, u.disabled, u.mfa_enabled, u.created_at);
+                    println!(
+                        "{:<32} {:<20} {:<9} {:<4} {}",
+                        u.username, u.role, u.disabled, u.mfa_enabled, u.created_at
+                    );
                 }
                 match page.last() {
                     Some(last) if page.len() == 500 => after = Some(last.username.to_string()),
@@ -76,17 +101,27 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
             Ok(())
         }
         UserAction::SetRole { username, role } => {
-            let u = core.update_user(&me, &username, Some(role), None).await.map_err(describe)?;
-            println!("User '{}' now has role '{}'; their sessions have ended.", u.username, u.role);
+            let u = core
+                .update_user(&me, &username, Some(role), None)
+                .await
+                .map_err(describe)?;
+            println!(
+                "User '{}' now has role '{}'; their sessions have ended.",
+                u.username, u.role
+            );
             Ok(())
         }
         UserAction::Disable { username } => {
-            core.update_user(&me, &username, None, Some(true)).await.map_err(describe)?;
+            core.update_user(&me, &username, None, Some(true))
+                .await
+                .map_err(describe)?;
             println!("User '{username}' is disabled; their sessions have ended.");
             Ok(())
         }
         UserAction::Enable { username } => {
-            core.update_user(&me, &username, None, Some(false)).await.map_err(describe)?;
+            core.update_user(&me, &username, None, Some(false))
+                .await
+                .map_err(describe)?;
             println!("User '{username}' is enabled.");
             Ok(())
         }
@@ -97,7 +132,9 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
 
 fn describe(e: rampart_core::CoreError) -> anyhow::Error {
     match e {
-        rampart_core::CoreError::PasswordPolicy(v) => anyhow::anyhow!("{} (rule: {})", v.message, v.rule),
+        rampart_core::CoreError::PasswordPolicy(v) => {
+            anyhow::anyhow!("{} (rule: {})", v.message, v.rule)
+        }
         e => anyhow::Error::new(e),
     }
 }

@@ -2,6 +2,9 @@
 //! processes, signals and files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit;
 mod cli;
+mod hardening;
+mod nginx;
 mod server;
 mod support;

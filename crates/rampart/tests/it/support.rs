@@ -7,7 +7,8 @@ pub const ADMIN_PASSWORD: &str = "E2e-Canary-Secret-93!";
 
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
-    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     c
 }
 
@@ -28,13 +29,21 @@ pub struct ServerOpts<'a> {
 
 impl<'a> ServerOpts<'a> {
     pub fn new(data_dir: &'a Path) -> Self {
-        Self { data_dir, env: vec![("RAMPART_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned())], extra_args: vec![] }
+        Self {
+            data_dir,
+            env: vec![("RAMPART_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned())],
+            extra_args: vec![],
+        }
     }
 }
 
 pub fn start(opts: ServerOpts<'_>) -> Server {
     let stderr_path = opts.data_dir.with_extension("stderr.log");
-    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_path).unwrap();
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&stderr_path)
+        .unwrap();
     let mut cmd = bin();
     cmd.arg("serve")
         .arg("--data-dir")
@@ -64,7 +73,13 @@ pub fn start(opts: ServerOpts<'_>) -> Server {
     match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(Ok((url, stdout_text))) => {
             let base = url.replace("127.0.0.1", "localhost");
-            Server { child, base, data_dir: opts.data_dir.to_owned(), stderr_path, stdout_text }
+            Server {
+                child,
+                base,
+                data_dir: opts.data_dir.to_owned(),
+                stderr_path,
+                stdout_text,
+            }
         }
         other => {
             let _ = child.kill();
@@ -95,7 +110,10 @@ impl Server {
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
-        res.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+        res.json::<serde_json::Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// SIGTERM, then wait for a clean exit.

@@ -29,9 +29,7 @@ impl Env {
     }
 
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self {
-            vars: pairs.into_iter().collect(),
-        }
+        Self { vars: pairs.into_iter().collect() }
     }
 
     pub fn get(&self, name: &str) -> Option<String> {
@@ -39,13 +37,7 @@ impl Env {
     }
 
     pub(crate) fn parse_num<T: FromStr>(&self, name: &str) -> Result<Option<T>, ConfigError> {
-        self.get(name)
-            .map(|v| {
-                v.trim()
-                    .parse()
-                    .map_err(|_| invalid(name, "expected a number"))
-            })
-            .transpose()
+        self.get(name).map(|v| v.trim().parse().map_err(|_| invalid(name, "expected a number"))).transpose()
     }
 
     pub(crate) fn parse_bool(&self, name: &str) -> Result<Option<bool>, ConfigError> {
@@ -67,9 +59,7 @@ impl Env {
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| invalid(&file_var, format!("cannot read {path}: {}", e.kind())))?;
-                Ok(Some(SecretString::from(
-                    text.trim_end_matches(['\n', '\r']).to_owned(),
-                )))
+                Ok(Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned())))
             }
             (None, None) => Ok(None),
         }
@@ -77,10 +67,8 @@ impl Env {
 
     /// Adds `KEY=VALUE` lines from a secrets file underneath the real environment.
     pub(crate) fn with_secrets_file(&self, path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::ReadFile {
-            path: path.to_owned(),
-            reason: e.kind().to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::ReadFile { path: path.to_owned(), reason: e.kind().to_string() })?;
         let mut vars = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();

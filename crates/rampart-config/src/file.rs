@@ -23,6 +23,25 @@ pub(crate) struct FileConfig {
     pub cors: FileCors,
     #[serde(default)]
     pub audit: FileAudit,
+    #[serde(default)]
+    pub keys: FileKeys,
+    #[serde(default)]
+    pub backup: FileBackup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileKeys {
+    pub rotation_days: Option<u32>,
+    pub reencrypt_pause_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileBackup {
+    pub dir: Option<PathBuf>,
+    pub encryption: Option<String>,
+    pub key_backup_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +67,7 @@ pub(crate) struct FileAudit {
     pub activity_retention_days: Option<u32>,
     pub server_log_retention_days: Option<u32>,
     pub max_file_mb: Option<u64>,
+    pub record_reads: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,13 +114,9 @@ pub(crate) struct FileLimits {
 
 impl FileConfig {
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::ReadFile {
-            path: path.to_owned(),
-            reason: e.kind().to_string(),
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
-            path: path.to_owned(),
-            reason: e.message().to_owned(),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::ReadFile { path: path.to_owned(), reason: e.kind().to_string() })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::ParseFile { path: path.to_owned(), reason: e.message().to_owned() })
     }
 }

@@ -25,10 +25,7 @@ pub enum ConfigError {
 }
 
 fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name: name.to_owned(),
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { name: name.to_owned(), reason: reason.into() }
 }
 
 /// Values given on the command line; `None` leaves the lower layers in charge.
@@ -52,7 +49,27 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub cors: CorsConfig,
     pub audit: AuditConfig,
+    pub keys: KeysConfig,
+    pub backup: BackupConfig,
     pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// A new key-encrypting key version is made automatically this often.
+    pub rotation_days: u32,
+    /// Pause between background re-encryption batches, so serving comes first.
+    pub reencrypt_pause_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    /// Where backups are written (default `<data-dir>/backups`).
+    pub dir: std::path::PathBuf,
+    /// `RAMPART_BACKUP_ENCRYPTION=required`: refuse unencrypted backups.
+    pub encryption_required: bool,
+    /// Key-store files older than this are deleted, so erased subjects' keys expire.
+    pub key_backup_retention_days: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +98,9 @@ pub struct AuditConfig {
     pub server_log_retention_days: u32,
     /// A log file is rotated when it reaches this size, and at each UTC day change.
     pub max_file_mb: u64,
+    /// Record document reads and lists (`query` events). On by default; turning it off
+    /// trades read accountability for throughput and is reported as a weakened default.
+    pub record_reads: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -168,9 +188,8 @@ impl Config {
             .or_else(|| env.get("RAMPART_BIND"))
             .or(file.server.bind)
             .unwrap_or_else(|| "127.0.0.1:9090".to_owned());
-        let bind: SocketAddr = bind_text
-            .parse()
-            .map_err(|_| invalid("bind", "expected an address like 127.0.0.1:9090"))?;
+        let bind: SocketAddr =
+            bind_text.parse().map_err(|_| invalid("bind", "expected an address like 127.0.0.1:9090"))?;
         let log_dir = flags
             .log_dir
             .clone()
@@ -191,10 +210,7 @@ impl Config {
             bind,
             log_dir,
             insecure_http,
-            max_connections: env
-                .parse_num("RAMPART_MAX_CONNECTIONS")?
-                .or(file.server.max_connections)
-                .unwrap_or(1024),
+            max_connections: env.parse_num("RAMPART_MAX_CONNECTIONS")?.or(file.server.max_connections).unwrap_or(1024),
             header_read_timeout_secs: file.server.header_read_timeout_secs.unwrap_or(10),
             request_timeout_secs: file.server.request_timeout_secs.unwrap_or(30),
             shutdown_grace_secs: file.server.shutdown_grace_secs.unwrap_or(30),
@@ -206,31 +222,15 @@ impl Config {
             )?,
         };
         range("max_connections", server.max_connections, 1, 1_000_000)?;
-        range(
-            "header_read_timeout_secs",
-            server.header_read_timeout_secs,
-            1,
-            3600,
-        )?;
+        range("header_read_timeout_secs", server.header_read_timeout_secs, 1, 3600)?;
         range("request_timeout_secs", server.request_timeout_secs, 1, 3600)?;
 
         let tls = TlsConfig {
-            cert: flags
-                .tls_cert
-                .clone()
-                .or_else(|| env.get("RAMPART_TLS_CERT").map(PathBuf::from))
-                .or(file.tls.cert),
-            key: flags
-                .tls_key
-                .clone()
-                .or_else(|| env.get("RAMPART_TLS_KEY").map(PathBuf::from))
-                .or(file.tls.key),
+            cert: flags.tls_cert.clone().or_else(|| env.get("RAMPART_TLS_CERT").map(PathBuf::from)).or(file.tls.cert),
+            key: flags.tls_key.clone().or_else(|| env.get("RAMPART_TLS_KEY").map(PathBuf::from)).or(file.tls.key),
         };
         if tls.cert.is_some() != tls.key.is_some() {
-            return Err(invalid(
-                "tls",
-                "give both a certificate and a key, or neither",
-            ));
+            return Err(invalid("tls", "give both a certificate and a key, or neither"));
         }
 
         let auth = AuthConfig {
@@ -251,18 +251,8 @@ impl Config {
             login_delay_after_failures: file.auth.login_delay_after_failures.unwrap_or(5),
             max_login_delay_secs: file.auth.max_login_delay_secs.unwrap_or(900),
         };
-        range(
-            "session_timeout_minutes",
-            auth.session_timeout_minutes,
-            1,
-            24 * 60,
-        )?;
-        range(
-            "session_lifetime_hours",
-            auth.session_lifetime_hours,
-            1,
-            24 * 30,
-        )?;
+        range("session_timeout_minutes", auth.session_timeout_minutes, 1, 24 * 60)?;
+        range("session_lifetime_hours", auth.session_lifetime_hours, 1, 24 * 30)?;
         range("max_sessions_per_user", auth.max_sessions_per_user, 1, 1000)?;
         range("password_hash_queue", auth.password_hash_queue, 1, 100_000)?;
 
@@ -271,21 +261,13 @@ impl Config {
             max_json_depth: file.limits.max_json_depth.unwrap_or(32),
             max_page_size: file.limits.max_page_size.unwrap_or(1000),
         };
-        range(
-            "max_body_bytes",
-            limits.max_body_bytes,
-            1024,
-            64 * 1024 * 1024,
-        )?;
+        range("max_body_bytes", limits.max_body_bytes, 1024, 64 * 1024 * 1024)?;
         range("max_json_depth", limits.max_json_depth, 2, 256)?;
         range("max_page_size", limits.max_page_size, 1, 10_000)?;
 
         let rl = &file.rate_limit;
         let rate_limit = RateLimitConfig {
-            enabled: env
-                .parse_bool("RAMPART_RATE_LIMIT_ENABLED")?
-                .or(rl.enabled)
-                .unwrap_or(true),
+            enabled: env.parse_bool("RAMPART_RATE_LIMIT_ENABLED")?.or(rl.enabled).unwrap_or(true),
             requests_per_minute: env
                 .parse_num("RAMPART_RATE_LIMIT_REQUESTS_PER_MINUTE")?
                 .or(rl.requests_per_minute)
@@ -300,47 +282,19 @@ impl Config {
                 .unwrap_or(1000),
             max_tracked_clients: rl.max_tracked_clients.unwrap_or(100_000),
         };
-        range(
-            "requests_per_minute",
-            rate_limit.requests_per_minute,
-            1,
-            10_000_000,
-        )?;
-        range(
-            "login_requests_per_minute",
-            rate_limit.login_requests_per_minute,
-            1,
-            1_000_000,
-        )?;
-        range(
-            "user_requests_per_minute",
-            rate_limit.user_requests_per_minute,
-            1,
-            10_000_000,
-        )?;
-        range(
-            "max_tracked_clients",
-            rate_limit.max_tracked_clients,
-            1024,
-            100_000_000,
-        )?;
+        range("requests_per_minute", rate_limit.requests_per_minute, 1, 10_000_000)?;
+        range("login_requests_per_minute", rate_limit.login_requests_per_minute, 1, 1_000_000)?;
+        range("user_requests_per_minute", rate_limit.user_requests_per_minute, 1, 10_000_000)?;
+        range("max_tracked_clients", rate_limit.max_tracked_clients, 1024, 100_000_000)?;
         let cors = CorsConfig {
             allowed_origins: env
                 .get("RAMPART_CORS_ALLOWED_ORIGINS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|o| o.trim().to_owned())
-                        .filter(|o| !o.is_empty())
-                        .collect()
-                })
+                .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
                 .or(file.cors.allowed_origins)
                 .unwrap_or_default(),
         };
         for o in &cors.allowed_origins {
-            if o == "*"
-                || !(o.starts_with("https://") || o.starts_with("http://"))
-                || o.ends_with('/')
-            {
+            if o == "*" || !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/') {
                 return Err(invalid(
                     "cors.allowed_origins",
                     format!("{o:?} is not an exact origin like https://app.example.com"),
@@ -352,43 +306,48 @@ impl Config {
             activity_retention_days: file.audit.activity_retention_days.unwrap_or(90),
             server_log_retention_days: file.audit.server_log_retention_days.unwrap_or(30),
             max_file_mb: file.audit.max_file_mb.unwrap_or(100),
+            record_reads: env.parse_bool("RAMPART_AUDIT_RECORD_READS")?.or(file.audit.record_reads).unwrap_or(true),
         };
         range("audit.retention_days", audit.retention_days, 1, 36_500)?;
         range("audit.max_file_mb", audit.max_file_mb, 1, 100_000)?;
+
+        let keys = KeysConfig {
+            rotation_days: env.parse_num("RAMPART_KEY_ROTATION_DAYS")?.or(file.keys.rotation_days).unwrap_or(90),
+            reencrypt_pause_ms: file.keys.reencrypt_pause_ms.unwrap_or(0),
+        };
+        range("key_rotation_days", keys.rotation_days, 1, 3650)?;
+        let backup = BackupConfig {
+            dir: env
+                .get("RAMPART_BACKUP_DIR")
+                .map(PathBuf::from)
+                .or(file.backup.dir)
+                .unwrap_or_else(|| server.data_dir.join("backups")),
+            encryption_required: match env.get("RAMPART_BACKUP_ENCRYPTION").or(file.backup.encryption) {
+                None => false,
+                Some(v) if v == "required" => true,
+                Some(v) if v == "optional" => false,
+                Some(_) => return Err(invalid("RAMPART_BACKUP_ENCRYPTION", "expected required or optional")),
+            },
+            key_backup_retention_days: file.backup.key_backup_retention_days.unwrap_or(30),
+        };
+        range("key_backup_retention_days", backup.key_backup_retention_days, 1, 3650)?;
 
         let secrets = Secrets {
             encryption_key: env.secret("RAMPART_ENCRYPTION_KEY")?,
             admin_username: env.get("RAMPART_ADMIN_USERNAME"),
             admin_password: env.secret("RAMPART_ADMIN_PASSWORD")?,
         };
-        Ok(Self {
-            server,
-            tls,
-            auth,
-            limits,
-            rate_limit,
-            cors,
-            audit,
-            secrets,
-        })
+        Ok(Self { server, tls, auth, limits, rate_limit, cors, audit, keys, backup, secrets })
     }
 
     /// Defaults only, rooted at `data_dir`: for tests and tools.
     pub fn for_data_dir(data_dir: &Path) -> Result<Self, ConfigError> {
-        let flags = Overrides {
-            data_dir: Some(data_dir.to_owned()),
-            ..Overrides::default()
-        };
+        let flags = Overrides { data_dir: Some(data_dir.to_owned()), ..Overrides::default() };
         Self::assemble(&Env::empty(), &flags, FileConfig::default())
     }
 }
 
-fn range<T: PartialOrd + std::fmt::Display>(
-    name: &str,
-    v: T,
-    lo: T,
-    hi: T,
-) -> Result<(), ConfigError> {
+fn range<T: PartialOrd + std::fmt::Display>(name: &str, v: T, lo: T, hi: T) -> Result<(), ConfigError> {
     if v < lo || v > hi {
         return Err(invalid(name, format!("must be between {lo} and {hi}")));
     }

@@ -1,11 +1,7 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Env {
-    Env::from_pairs(
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    )
+    Env::from_pairs(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
 }
 
 #[test]
@@ -23,33 +19,24 @@ fn defaults_are_secure() {
 fn file_then_env_then_flags() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("rampart.toml");
-    std::fs::write(&path, "[server]\nbind = \"127.0.0.1:1000\"\ndata_dir = \"/f\"\n[auth]\nsession_timeout_minutes = 5\n")
-        .expect("write");
-    let flags = Overrides {
-        config: Some(path.clone()),
-        ..Overrides::default()
-    };
+    std::fs::write(
+        &path,
+        "[server]\nbind = \"127.0.0.1:1000\"\ndata_dir = \"/f\"\n[auth]\nsession_timeout_minutes = 5\n",
+    )
+    .expect("write");
+    let flags = Overrides { config: Some(path.clone()), ..Overrides::default() };
     let c = Config::load(&Env::empty(), &flags).expect("file");
     assert_eq!(c.server.bind.port(), 1000);
     assert_eq!(c.auth.session_timeout_minutes, 5);
 
-    let e = env(&[
-        ("RAMPART_BIND", "127.0.0.1:2000"),
-        ("RAMPART_SESSION_TIMEOUT_MINUTES", "7"),
-    ]);
+    let e = env(&[("RAMPART_BIND", "127.0.0.1:2000"), ("RAMPART_SESSION_TIMEOUT_MINUTES", "7")]);
     let c = Config::load(&e, &flags).expect("env");
     assert_eq!(c.server.bind.port(), 2000);
     assert_eq!(c.auth.session_timeout_minutes, 7);
     assert_eq!(c.server.data_dir, PathBuf::from("/f"));
 
-    let flags = Overrides {
-        bind: Some("127.0.0.1:3000".into()),
-        ..flags
-    };
-    assert_eq!(
-        Config::load(&e, &flags).expect("flags").server.bind.port(),
-        3000
-    );
+    let flags = Overrides { bind: Some("127.0.0.1:3000".into()), ..flags };
+    assert_eq!(Config::load(&e, &flags).expect("flags").server.bind.port(), 3000);
 }
 
 #[test]
@@ -57,26 +44,16 @@ fn unknown_file_keys_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("rampart.toml");
     std::fs::write(&path, "[server]\nbnd = \"x\"\n").expect("write");
-    let flags = Overrides {
-        config: Some(path),
-        ..Overrides::default()
-    };
+    let flags = Overrides { config: Some(path), ..Overrides::default() };
     let err = Config::load(&Env::empty(), &flags).expect_err("typo");
     assert!(err.to_string().contains("bnd"), "{err}");
 }
 
 #[test]
 fn insecure_http_only_on_loopback() {
-    let flags = Overrides {
-        insecure_http: true,
-        bind: Some("0.0.0.0:9090".into()),
-        ..Overrides::default()
-    };
+    let flags = Overrides { insecure_http: true, bind: Some("0.0.0.0:9090".into()), ..Overrides::default() };
     assert!(Config::load(&Env::empty(), &flags).is_err());
-    let flags = Overrides {
-        bind: Some("[::1]:9090".into()),
-        ..flags
-    };
+    let flags = Overrides { bind: Some("[::1]:9090".into()), ..flags };
     assert!(Config::load(&Env::empty(), &flags).is_ok());
 }
 
@@ -85,44 +62,23 @@ fn secrets_come_from_env_file_var_or_secrets_file_and_debug_redacts() {
     let dir = tempfile::tempdir().expect("tmp");
     let secret_path = dir.path().join("pw");
     std::fs::write(&secret_path, "Canary-Secret-123!\n").expect("write");
-    let e = env(&[(
-        "RAMPART_ADMIN_PASSWORD_FILE",
-        secret_path.to_str().expect("utf8"),
-    )]);
+    let e = env(&[("RAMPART_ADMIN_PASSWORD_FILE", secret_path.to_str().expect("utf8"))]);
     let c = Config::load(&e, &Overrides::default()).expect("file var");
-    let pw = c
-        .secrets
-        .admin_password
-        .as_ref()
-        .map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned());
+    let pw = c.secrets.admin_password.as_ref().map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned());
     assert_eq!(pw.as_deref(), Some("Canary-Secret-123!"));
     assert!(!format!("{c:?}").contains("Canary-Secret"));
 
-    let both = env(&[
-        ("RAMPART_ADMIN_PASSWORD", "x"),
-        ("RAMPART_ADMIN_PASSWORD_FILE", "/y"),
-    ]);
+    let both = env(&[("RAMPART_ADMIN_PASSWORD", "x"), ("RAMPART_ADMIN_PASSWORD_FILE", "/y")]);
     assert!(Config::load(&both, &Overrides::default()).is_err());
 
-    std::fs::write(
-        dir.path().join(".secrets"),
-        "# generated\nRAMPART_ENCRYPTION_KEY=abc\n",
-    )
-    .expect("w");
+    std::fs::write(dir.path().join(".secrets"), "# generated\nRAMPART_ENCRYPTION_KEY=abc\n").expect("w");
     let toml = dir.path().join("rampart.toml");
     std::fs::write(&toml, "[server]\nsecrets_file = \".secrets\"\n").expect("w");
-    let flags = Overrides {
-        config: Some(toml),
-        ..Overrides::default()
-    };
+    let flags = Overrides { config: Some(toml), ..Overrides::default() };
     let c = Config::load(&Env::empty(), &flags).expect("secrets file");
     assert!(c.secrets.encryption_key.is_some());
     let c = Config::load(&env(&[("RAMPART_ENCRYPTION_KEY", "fromenv")]), &flags).expect("env wins");
-    let k = c
-        .secrets
-        .encryption_key
-        .as_ref()
-        .map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned());
+    let k = c.secrets.encryption_key.as_ref().map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned());
     assert_eq!(k.as_deref(), Some("fromenv"));
 }
 
@@ -139,18 +95,9 @@ fn out_of_range_values_are_named() {
 fn rate_limit_cors_audit_and_proxies_have_secure_defaults_and_validate() {
     let c = Config::load(&Env::empty(), &Overrides::default()).expect("config");
     assert!(c.rate_limit.enabled);
-    assert_eq!(
-        (
-            c.rate_limit.requests_per_minute,
-            c.rate_limit.login_requests_per_minute
-        ),
-        (1000, 30)
-    );
+    assert_eq!((c.rate_limit.requests_per_minute, c.rate_limit.login_requests_per_minute), (1000, 30));
     assert!(c.cors.allowed_origins.is_empty(), "CORS denies by default");
-    assert!(
-        c.server.trusted_proxies.is_empty(),
-        "no forwarding headers believed by default"
-    );
+    assert!(c.server.trusted_proxies.is_empty(), "no forwarding headers believed by default");
     assert_eq!(c.audit.retention_days, 2555);
 
     let e = env(&[
@@ -165,9 +112,6 @@ fn rate_limit_cors_audit_and_proxies_have_secure_defaults_and_validate() {
         ("RAMPART_TRUSTED_PROXIES", "10.0.0.0/40"),
         ("RAMPART_RATE_LIMIT_LOGIN_REQUESTS_PER_MINUTE", "0"),
     ] {
-        assert!(
-            Config::load(&env(&[bad]), &Overrides::default()).is_err(),
-            "{bad:?}"
-        );
+        assert!(Config::load(&env(&[bad]), &Overrides::default()).is_err(), "{bad:?}");
     }
 }

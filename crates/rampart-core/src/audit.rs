@@ -28,6 +28,13 @@ pub enum EventType {
     ConfigChange,
     PermissionDenied,
     RateLimited,
+    IntegrityError,
+    KeyRotate,
+    MasterKeyChange,
+    SubjectErase,
+    BackupCreate,
+    BackupVerify,
+    BackupRestore,
 }
 
 impl EventType {
@@ -46,6 +53,13 @@ impl EventType {
             Self::ConfigChange => "config_change",
             Self::PermissionDenied => "permission_denied",
             Self::RateLimited => "rate_limited",
+            Self::IntegrityError => "integrity_error",
+            Self::KeyRotate => "key_rotate",
+            Self::MasterKeyChange => "master_key_change",
+            Self::SubjectErase => "subject_erase",
+            Self::BackupCreate => "backup_create",
+            Self::BackupVerify => "backup_verify",
+            Self::BackupRestore => "backup_restore",
         }
     }
 }
@@ -99,13 +113,8 @@ impl AuditWriter {
                         Err(_) => break,
                     }
                 }
-                let events: Vec<AuditEvent> =
-                    batch.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
-                let result = store
-                    .append_audit(events)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
+                let events: Vec<AuditEvent> = batch.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
+                let result = store.append_audit(events).await.map(|_| ()).map_err(|e| e.to_string());
                 for (_, done) in batch {
                     let _ = done.send(result.clone());
                 }
@@ -116,15 +125,9 @@ impl AuditWriter {
 
     pub async fn append(&self, events: Vec<AuditEvent>) -> CoreResult<()> {
         let (done, wait) = oneshot::channel();
-        let unavailable =
-            |why: String| CoreError::Unavailable(StoreError::AuditUnavailable(why.into()));
-        self.tx
-            .send((events, done))
-            .await
-            .map_err(|_| unavailable("audit writer stopped".into()))?;
-        wait.await
-            .map_err(|_| unavailable("audit writer stopped".into()))?
-            .map_err(unavailable)
+        let unavailable = |why: String| CoreError::Unavailable(StoreError::AuditUnavailable(why.into()));
+        self.tx.send((events, done)).await.map_err(|_| unavailable("audit writer stopped".into()))?;
+        wait.await.map_err(|_| unavailable("audit writer stopped".into()))?.map_err(unavailable)
     }
 }
 
@@ -179,12 +182,7 @@ pub struct AuditVerification {
 }
 
 fn broken(records: u64, seq: i64, reason: &str) -> AuditVerification {
-    AuditVerification {
-        valid: false,
-        records,
-        first_bad_seq: Some(seq),
-        reason: Some(reason.to_owned()),
-    }
+    AuditVerification { valid: false, records, first_bad_seq: Some(seq), reason: Some(reason.to_owned()) }
 }
 
 /// Walks records in order, checking sequence, links and MACs, and the head against the
@@ -198,41 +196,23 @@ pub struct ChainVerifier<'a> {
 
 impl<'a> ChainVerifier<'a> {
     pub fn new(key: &'a AuditMacKey) -> Self {
-        Self {
-            key,
-            expected_seq: 1,
-            prev: GENESIS_HASH,
-            records: 0,
-        }
+        Self { key, expected_seq: 1, prev: GENESIS_HASH, records: 0 }
     }
 
     /// Checks the next record; `Err` carries the verdict at the first bad one.
     pub fn push(&mut self, r: &AuditRecord) -> Result<(), AuditVerification> {
         let seq = self.expected_seq;
         if r.seq != seq {
-            let why = if r.seq > seq {
-                "record missing (gap in sequence)"
-            } else {
-                "record out of order or duplicated"
-            };
+            let why =
+                if r.seq > seq { "record missing (gap in sequence)" } else { "record out of order or duplicated" };
             return Err(broken(self.records, seq, why));
         }
         if !ct_eq(&r.prev_hash, &self.prev) {
-            return Err(broken(
-                self.records,
-                seq,
-                "link to the previous record broken",
-            ));
+            return Err(broken(self.records, seq, "link to the previous record broken"));
         }
-        let expect = self
-            .key
-            .chain(&self.prev, &AuditRecord::canonical(r.seq, &r.event));
+        let expect = self.key.chain(&self.prev, &AuditRecord::canonical(r.seq, &r.event));
         if !ct_eq(&expect, &r.hash) {
-            return Err(broken(
-                self.records,
-                seq,
-                "record content does not match its MAC",
-            ));
+            return Err(broken(self.records, seq, "record content does not match its MAC"));
         }
         self.prev = r.hash;
         self.expected_seq += 1;
@@ -243,12 +223,7 @@ impl<'a> ChainVerifier<'a> {
     /// Ends a walk over a copy that carries no head (the audit.log files), whose end the
     /// caller checks against the database instead.
     pub fn finish_unanchored(self) -> AuditVerification {
-        AuditVerification {
-            valid: true,
-            records: self.records,
-            first_bad_seq: None,
-            reason: None,
-        }
+        AuditVerification { valid: true, records: self.records, first_bad_seq: None, reason: None }
     }
 
     pub fn last_seq(&self) -> i64 {
@@ -266,23 +241,14 @@ impl<'a> ChainVerifier<'a> {
                     return broken(self.records, last.max(1), "chain head MAC invalid");
                 }
                 if seq > last {
-                    return broken(
-                        self.records,
-                        last + 1,
-                        "records missing at the end (truncated)",
-                    );
+                    return broken(self.records, last + 1, "records missing at the end (truncated)");
                 }
                 if seq < last || !ct_eq(&hash, &self.prev) {
                     return broken(self.records, seq + 1, "records after the recorded head");
                 }
             }
         }
-        AuditVerification {
-            valid: true,
-            records: self.records,
-            first_bad_seq: None,
-            reason: None,
-        }
+        AuditVerification { valid: true, records: self.records, first_bad_seq: None, reason: None }
     }
 }
 
@@ -306,10 +272,7 @@ pub async fn verify_store(store: &dyn Store, key: &AuditMacKey) -> CoreResult<Au
 
 /// Constant-time comparison of two MACs.
 fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Core {
@@ -347,8 +310,7 @@ impl Core {
         success: bool,
         details: Value,
     ) -> CoreResult<()> {
-        self.record(vec![self.event(kind, user, meta, success, details)])
-            .await
+        self.record(vec![self.event(kind, user, meta, success, details)]).await
     }
 
     /// Audit records matching `filter`, for holders of `audit.read`.
@@ -357,15 +319,13 @@ impl Core {
         who: &crate::Principal,
         filter: rampart_store::AuditFilter,
     ) -> CoreResult<Vec<AuditRecord>> {
-        self.require(who, rampart_types::Permission::AuditRead, None)
-            .await?;
+        self.require(who, rampart_types::Permission::AuditRead, None).await?;
         Ok(self.inner.store.query_audit(filter).await?)
     }
 
     /// Verifies the chain, for holders of `audit.verify`.
     pub async fn verify_audit_as(&self, who: &crate::Principal) -> CoreResult<AuditVerification> {
-        self.require(who, rampart_types::Permission::AuditVerify, None)
-            .await?;
+        self.require(who, rampart_types::Permission::AuditVerify, None).await?;
         self.verify_audit().await
     }
 
@@ -389,24 +349,13 @@ impl Core {
 
     /// Records a refused action and returns the error to answer with. If the refusal cannot
     /// be recorded, the request fails as unavailable instead (fail closed).
-    pub async fn deny(
-        &self,
-        who: &crate::Principal,
-        reason: &'static str,
-        details: Value,
-    ) -> CoreError {
+    pub async fn deny(&self, who: &crate::Principal, reason: &'static str, details: Value) -> CoreError {
         let mut details = details;
         if let Some(obj) = details.as_object_mut() {
             obj.insert("reason".into(), Value::String(reason.into()));
         }
         match self
-            .record_event(
-                EventType::PermissionDenied,
-                Some(who.username.as_str()),
-                &who.origin,
-                false,
-                details,
-            )
+            .record_event(EventType::PermissionDenied, Some(who.username.as_str()), &who.origin, false, details)
             .await
         {
             Ok(()) => CoreError::Forbidden(reason),

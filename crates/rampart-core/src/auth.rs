@@ -19,15 +19,8 @@ pub struct RequestMeta {
 impl RequestMeta {
     /// Work started on this machine (CLI, bootstrap) rather than by a network request.
     pub fn local(origin: &str) -> Self {
-        let id: String = random_bytes::<8>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Self {
-            ip: None,
-            user_agent: None,
-            request_id: format!("{origin}-{id}"),
-        }
+        let id: String = random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
+        Self { ip: None, user_agent: None, request_id: format!("{origin}-{id}") }
     }
 }
 
@@ -44,56 +37,29 @@ const MAX_USER_AGENT: usize = 256;
 impl Core {
     /// Checks the password and opens a session. Unknown users, wrong passwords and disabled
     /// accounts all cost one Argon2 verification and end in the same `InvalidCredentials`.
-    pub async fn login(
-        &self,
-        username: &str,
-        password: SecretString,
-        meta: &RequestMeta,
-    ) -> CoreResult<LoginOutcome> {
+    pub async fn login(&self, username: &str, password: SecretString, meta: &RequestMeta) -> CoreResult<LoginOutcome> {
         let account = crate::audit::bounded(username);
         if let Some(wait) = self.inner.throttle.wait_secs(&account, self.now()) {
             let details = json!({ "reason": "login_delay", "retry_after_secs": wait });
-            self.record_event(EventType::RateLimited, Some(username), meta, false, details)
-                .await?;
-            return Err(CoreError::RateLimited {
-                retry_after_secs: wait,
-            });
+            self.record_event(EventType::RateLimited, Some(username), meta, false, details).await?;
+            return Err(CoreError::RateLimited { retry_after_secs: wait });
         }
         let fail = |reason: &'static str| async move {
-            self.inner
-                .throttle
-                .failed(&crate::audit::bounded(username), self.now());
-            self.record_event(
-                EventType::Login,
-                Some(username),
-                meta,
-                false,
-                json!({ "reason": reason }),
-            )
-            .await?;
+            self.inner.throttle.failed(&crate::audit::bounded(username), self.now());
+            self.record_event(EventType::Login, Some(username), meta, false, json!({ "reason": reason })).await?;
             Err::<LoginOutcome, CoreError>(CoreError::InvalidCredentials)
         };
         if password.expose_secret().len() > rampart_crypto::MAX_PASSWORD_BYTES {
             // Still spend the same work, so length probing reveals nothing.
-            let _ = self
-                .inner
-                .passwords
-                .verify(SecretString::from(String::new()), None)
-                .await?;
+            let _ = self.inner.passwords.verify(SecretString::from(String::new()), None).await?;
             return fail("invalid_credentials").await;
         }
         let user = match Username::parse(username) {
             Ok(name) => self.inner.store.get_user(&name).await?,
             Err(_) => None,
         };
-        let stored = user
-            .as_ref()
-            .map(|u| StoredPasswordHash::from_stored(u.password_hash.clone()));
-        let check = self
-            .inner
-            .passwords
-            .verify(password.clone(), stored)
-            .await?;
+        let stored = user.as_ref().map(|u| StoredPasswordHash::from_stored(u.password_hash.clone()));
+        let check = self.inner.passwords.verify(password.clone(), stored).await?;
         let user = match user {
             Some(u) if check.matches && !u.disabled => u,
             Some(u) if check.matches && u.disabled => return fail("account_disabled").await,
@@ -107,10 +73,7 @@ impl Core {
                 at: Some(self.now()),
                 ..UserChange::default()
             };
-            self.inner
-                .store
-                .update_user(&user.username, change, vec![])
-                .await?;
+            self.inner.store.update_user(&user.username, change, vec![]).await?;
         }
         let now = self.now();
         let token = SessionToken::generate(SESSION_PREFIX);
@@ -123,34 +86,14 @@ impl Core {
             last_seen_at: now,
             expires_at,
             ip_address: meta.ip.clone(),
-            user_agent: meta
-                .user_agent
-                .as_ref()
-                .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+            user_agent: meta.user_agent.as_ref().map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
         };
         let session_id = session.id.clone();
         self.inner.throttle.succeeded(&account);
-        let event = self.event(
-            EventType::Login,
-            Some(user.username.as_str()),
-            meta,
-            true,
-            json!({ "session_id": session_id }),
-        );
-        self.inner
-            .store
-            .create_session(
-                session,
-                self.inner.settings.max_sessions_per_user,
-                vec![event],
-            )
-            .await?;
-        Ok(LoginOutcome {
-            token: token.token,
-            session_id,
-            expires_at,
-            user: UserView::from(&user),
-        })
+        let event =
+            self.event(EventType::Login, Some(user.username.as_str()), meta, true, json!({ "session_id": session_id }));
+        self.inner.store.create_session(session, self.inner.settings.max_sessions_per_user, vec![event]).await?;
+        Ok(LoginOutcome { token: token.token, session_id, expires_at, user: UserView::from(&user) })
     }
 
     /// Resolves a bearer token to its principal, ending it if idle or past its lifetime.
@@ -164,9 +107,7 @@ impl Core {
             return Err(CoreError::Unauthenticated);
         };
         let now = self.now();
-        let idle_limit = session
-            .last_seen_at
-            .plus_seconds(self.inner.settings.session_idle_secs);
+        let idle_limit = session.last_seen_at.plus_seconds(self.inner.settings.session_idle_secs);
         if now >= session.expires_at || now >= idle_limit {
             store.delete_session(&session.id, vec![]).await?;
             return Err(CoreError::Unauthenticated);
@@ -178,19 +119,10 @@ impl Core {
             return Err(CoreError::Unauthenticated);
         }
         let role = self.role(&user.role)?;
-        if now
-            >= session
-                .last_seen_at
-                .plus_seconds(self.inner.settings.touch_interval_secs)
-        {
+        if now >= session.last_seen_at.plus_seconds(self.inner.settings.touch_interval_secs) {
             store.touch_session(&session.id, now).await?;
         }
-        Ok(Principal {
-            username: user.username,
-            role,
-            session_id: Some(session.id),
-            origin: meta.clone(),
-        })
+        Ok(Principal { username: user.username, role, session_id: Some(session.id), origin: meta.clone() })
     }
 
     pub async fn logout(&self, who: &Principal) -> CoreResult<()> {
@@ -216,46 +148,22 @@ impl Core {
             true,
             json!({ "all_sessions": true }),
         );
-        Ok(self
-            .inner
-            .store
-            .delete_user_sessions(&who.username, None, vec![event])
-            .await?)
+        Ok(self.inner.store.delete_user_sessions(&who.username, None, vec![event]).await?)
     }
 
     /// Needs the current password; ends every other session of the user.
-    pub async fn change_password(
-        &self,
-        who: &Principal,
-        current: SecretString,
-        new: SecretString,
-    ) -> CoreResult<()> {
-        let user = self
-            .inner
-            .store
-            .get_user(&who.username)
-            .await?
-            .ok_or(CoreError::Unauthenticated)?;
+    pub async fn change_password(&self, who: &Principal, current: SecretString, new: SecretString) -> CoreResult<()> {
+        let user = self.inner.store.get_user(&who.username).await?.ok_or(CoreError::Unauthenticated)?;
         let name = Some(who.username.as_str());
         let stored = StoredPasswordHash::from_stored(user.password_hash.clone());
-        if !self
-            .inner
-            .passwords
-            .verify(current, Some(stored))
-            .await?
-            .matches
-        {
+        if !self.inner.passwords.verify(current, Some(stored)).await?.matches {
             let details = json!({ "reason": "wrong_current_password" });
-            self.record_event(EventType::PasswordChange, name, &who.origin, false, details)
-                .await?;
+            self.record_event(EventType::PasswordChange, name, &who.origin, false, details).await?;
             return Err(CoreError::Forbidden("current password is incorrect"));
         }
-        if let Err(v) =
-            rampart_crypto::check_password_policy(new.expose_secret(), user.username.as_str())
-        {
+        if let Err(v) = rampart_crypto::check_password_policy(new.expose_secret(), user.username.as_str()) {
             let details = json!({ "reason": "password_policy", "rule": v.rule });
-            self.record_event(EventType::PasswordChange, name, &who.origin, false, details)
-                .await?;
+            self.record_event(EventType::PasswordChange, name, &who.origin, false, details).await?;
             return Err(CoreError::PasswordPolicy(v));
         }
         let hash = self.inner.passwords.hash(new).await?;
@@ -268,16 +176,18 @@ impl Core {
         };
         let audit = vec![
             self.event(EventType::PasswordChange, name, &who.origin, true, json!({})),
-            self.event(EventType::SessionRevoke, name, &who.origin, true, json!({ "target": who.username.as_str(), "reason": "password_change", "kept_session": who.session_id })),
+            self.event(
+                EventType::SessionRevoke,
+                name,
+                &who.origin,
+                true,
+                json!({ "target": who.username.as_str(), "reason": "password_change", "kept_session": who.session_id }),
+            ),
         ];
-        self.inner
-            .store
-            .update_user(&user.username, change, audit)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => CoreError::Unauthenticated,
-                e => e.into(),
-            })?;
+        self.inner.store.update_user(&user.username, change, audit).await.map_err(|e| match e {
+            StoreError::NotFound => CoreError::Unauthenticated,
+            e => e.into(),
+        })?;
         Ok(())
     }
 
@@ -285,17 +195,10 @@ impl Core {
     pub async fn purge_expired_sessions(&self) -> CoreResult<u64> {
         let now = self.now();
         let cutoff = now.minus_seconds(self.inner.settings.session_idle_secs);
-        Ok(self
-            .inner
-            .store
-            .delete_expired_sessions(cutoff, now)
-            .await?)
+        Ok(self.inner.store.delete_expired_sessions(cutoff, now).await?)
     }
 }
 
 pub(crate) fn hex_id() -> String {
-    random_bytes::<16>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -35,29 +35,13 @@ impl<K: Hash + Eq + Clone, V: Evictable> BoundedMap<K, V> {
     pub fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         let shards = (0..SHARDS)
-            .map(|i| {
-                Mutex::new(Shard {
-                    map: HashMap::new(),
-                    keys: Vec::new(),
-                    rng: 0x9E37_79B9_7F4A_7C15 ^ i as u64,
-                })
-            })
+            .map(|i| Mutex::new(Shard { map: HashMap::new(), keys: Vec::new(), rng: 0x9E37_79B9_7F4A_7C15 ^ i as u64 }))
             .collect();
-        Self {
-            shards,
-            per_shard,
-            hasher: RandomState::new(),
-        }
+        Self { shards, per_shard, hasher: RandomState::new() }
     }
 
     /// Runs `f` on the entry for `key`, creating it with `init` (evicting if full).
-    pub fn with<R>(
-        &self,
-        key: &K,
-        now: Timestamp,
-        init: impl FnOnce() -> V,
-        f: impl FnOnce(&mut V) -> R,
-    ) -> Option<R> {
+    pub fn with<R>(&self, key: &K, now: Timestamp, init: impl FnOnce() -> V, f: impl FnOnce(&mut V) -> R) -> Option<R> {
         let idx = (self.hasher.hash_one(key) as usize) % SHARDS;
         let mut shard = self.shards.get(idx)?.lock().ok()?;
         if !shard.map.contains_key(key) {
@@ -71,6 +55,13 @@ impl<K: Hash + Eq + Clone, V: Evictable> BoundedMap<K, V> {
         shard.map.get_mut(key).map(|(v, _)| f(v))
     }
 
+    /// Runs `f` on the entry for `key` if present.
+    pub fn get_with<R>(&self, key: &K, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+        let idx = (self.hasher.hash_one(key) as usize) % SHARDS;
+        let mut shard = self.shards.get(idx)?.lock().ok()?;
+        shard.map.get_mut(key).map(|(v, _)| f(v))
+    }
+
     pub fn remove(&self, key: &K) {
         let idx = (self.hasher.hash_one(key) as usize) % SHARDS;
         if let Some(mut shard) = self.shards.get(idx).and_then(|s| s.lock().ok()) {
@@ -78,11 +69,17 @@ impl<K: Hash + Eq + Clone, V: Evictable> BoundedMap<K, V> {
         }
     }
 
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            if let Ok(mut s) = shard.lock() {
+                s.map.clear();
+                s.keys.clear();
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .filter_map(|s| s.lock().ok().map(|s| s.keys.len()))
-            .sum()
+        self.shards.iter().filter_map(|s| s.lock().ok().map(|s| s.keys.len())).sum()
     }
 }
 
@@ -103,11 +100,7 @@ impl<K: Hash + Eq + Clone, V: Evictable> Shard<K, V> {
         let mut best: Option<(usize, f64)> = None;
         for _ in 0..SAMPLE.min(n) {
             let slot = self.next_rand() % n;
-            let score = self
-                .keys
-                .get(slot)
-                .and_then(|k| self.map.get(k))
-                .map(|(v, _)| v.eviction_score(now));
+            let score = self.keys.get(slot).and_then(|k| self.map.get(k)).map(|(v, _)| v.eviction_score(now));
             if let Some(score) = score {
                 if best.is_none_or(|(_, s)| score > s) {
                     best = Some((slot, score));

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use rampart_config::Config;
-use rampart_crypto::{random_password, AuditMacKey, BlindIndexKey, MasterKey};
+use rampart_crypto::{random_password, AuditMacKey, BlindIndexKey, MasterKey, PurposeKey};
 use rampart_store::{RoleRecord, Store, UserRecord};
 use rampart_types::{RoleName, Username};
 use secrecy::{ExposeSecret, SecretString};
@@ -26,6 +26,10 @@ pub struct CoreSettings {
     pub login_delay_after_failures: u32,
     pub max_login_delay_secs: u32,
     pub max_tracked_accounts: usize,
+    pub audit_reads: bool,
+    pub key_rotation_days: u32,
+    /// Pause between background re-encryption batches.
+    pub reencrypt_pause: std::time::Duration,
 }
 
 impl CoreSettings {
@@ -39,6 +43,9 @@ impl CoreSettings {
             login_delay_after_failures: c.auth.login_delay_after_failures,
             max_login_delay_secs: c.auth.max_login_delay_secs,
             max_tracked_accounts: c.rate_limit.max_tracked_clients,
+            audit_reads: c.audit.record_reads,
+            key_rotation_days: c.keys.rotation_days,
+            reencrypt_pause: std::time::Duration::from_millis(c.keys.reencrypt_pause_ms),
         }
     }
 }
@@ -61,6 +68,8 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub passwords: PasswordPool,
     pub blind_index: Arc<BlindIndexKey>,
+    pub keys: crate::keyring::KeyRing,
+    pub backup_key: Arc<PurposeKey>,
     pub settings: CoreSettings,
     pub roles: RwLock<HashMap<RoleName, Arc<RoleRecord>>>,
     pub audit: AuditWriter,
@@ -74,7 +83,7 @@ impl Core {
     pub async fn open(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        master: &MasterKey,
+        master: Arc<MasterKey>,
         passwords: PasswordPool,
         settings: CoreSettings,
         admin: (Option<String>, Option<SecretString>),
@@ -82,16 +91,11 @@ impl Core {
         // Read before writing anything, so a wrong key leaves the data untouched.
         let stored = match store.get_meta(KEY_CHECK_META).await? {
             Some(v) => v,
-            None => {
-                store
-                    .init_meta(KEY_CHECK_META, master.check_value().to_vec())
-                    .await?
-            }
+            None => store.init_meta(KEY_CHECK_META, master.check_value().to_vec()).await?,
         };
-        master
-            .verify_check_value(&stored)
-            .map_err(|_| CoreError::WrongMasterKey)?;
-        let audit_key = Arc::new(AuditMacKey::new(master));
+        master.verify_check_value(&stored).map_err(|_| CoreError::WrongMasterKey)?;
+        let (keys, root) = crate::keyring::KeyRing::open(master, Arc::clone(&store), clock.now()).await?;
+        let audit_key = root.audit;
         store.set_audit_chainer(Arc::new(Chainer(Arc::clone(&audit_key))));
         let audit = AuditWriter::spawn(Arc::clone(&store));
         let core = Self {
@@ -99,7 +103,9 @@ impl Core {
                 store,
                 clock,
                 passwords,
-                blind_index: Arc::new(BlindIndexKey::new(master)),
+                blind_index: root.blind,
+                keys,
+                backup_key: root.backup,
                 roles: RwLock::new(HashMap::new()),
                 audit,
                 audit_key,
@@ -117,6 +123,11 @@ impl Core {
         }
         core.reload_roles().await?;
         let bootstrap = core.bootstrap_admin(admin).await?;
+        if core.inner.store.reencrypt_cursor().await?.is_some() {
+            // A re-encryption was interrupted (crash or restart): resume it.
+            let resumed = core.clone();
+            tokio::spawn(async move { resumed.run_reencrypt(std::time::Duration::ZERO).await });
+        }
         Ok((core, bootstrap))
     }
 
@@ -159,10 +170,7 @@ impl Core {
                 vec![event],
             )
             .await?;
-        Ok(Some(Bootstrap {
-            admin_username: username,
-            generated_password: generated.then_some(password),
-        }))
+        Ok(Some(Bootstrap { admin_username: username, generated_password: generated.then_some(password) }))
     }
 
     pub(crate) fn now(&self) -> rampart_types::Timestamp {
@@ -171,10 +179,7 @@ impl Core {
 
     pub(crate) async fn reload_roles(&self) -> CoreResult<()> {
         let roles = self.inner.store.list_roles().await?;
-        let map = roles
-            .into_iter()
-            .map(|r| (r.name.clone(), Arc::new(r)))
-            .collect();
+        let map = roles.into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
         if let Ok(mut guard) = self.inner.roles.write() {
             *guard = map;
         }
@@ -182,12 +187,7 @@ impl Core {
     }
 
     pub(crate) fn role(&self, name: &RoleName) -> CoreResult<Arc<RoleRecord>> {
-        self.inner
-            .roles
-            .read()
-            .ok()
-            .and_then(|m| m.get(name).cloned())
-            .ok_or(CoreError::NotFound("role"))
+        self.inner.roles.read().ok().and_then(|m| m.get(name).cloned()).ok_or(CoreError::NotFound("role"))
     }
 
     /// The principal the local CLI acts as: the admin role, no session.
@@ -203,6 +203,11 @@ impl Core {
 
     pub fn settings(&self) -> &CoreSettings {
         &self.inner.settings
+    }
+
+    /// The key backups are encrypted with (derived from the root key).
+    pub fn backup_key(&self) -> Arc<PurposeKey> {
+        Arc::clone(&self.inner.backup_key)
     }
 
     pub fn clock(&self) -> Arc<dyn Clock> {

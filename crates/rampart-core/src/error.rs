@@ -11,10 +11,7 @@ pub enum CoreError {
     AlreadyExists(&'static str),
     /// Bad input; `field` names where, when known.
     #[error("{message}")]
-    Validation {
-        field: Option<String>,
-        message: String,
-    },
+    Validation { field: Option<String>, message: String },
     #[error("{0}")]
     PasswordPolicy(PolicyViolation),
     /// No or expired credentials.
@@ -35,6 +32,9 @@ pub enum CoreError {
     /// Too much concurrent work (password hashing queue full): retry shortly.
     #[error("server busy, retry shortly")]
     Busy,
+    /// Stored data failed authentication or its key is gone: never served, always audited.
+    #[error("stored data failed an integrity check: {0}")]
+    Integrity(&'static str),
     #[error("the master key does not match this data directory")]
     WrongMasterKey,
     #[error("service unavailable")]
@@ -47,10 +47,7 @@ pub type CoreResult<T> = Result<T, CoreError>;
 
 impl CoreError {
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Validation {
-            field: Some(field.into()),
-            message: message.into(),
-        }
+        Self::Validation { field: Some(field.into()), message: message.into() }
     }
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Internal(Box::new(e))
@@ -67,13 +64,9 @@ impl From<StoreError> for CoreError {
             StoreError::NotFound => CoreError::NotFound("resource"),
             StoreError::AlreadyExists => CoreError::AlreadyExists("resource"),
             StoreError::VersionMismatch => CoreError::PreconditionFailed,
-            StoreError::LastAdmin => {
-                CoreError::Conflict("the last admin cannot be removed, disabled or demoted")
-            }
+            StoreError::LastAdmin => CoreError::Conflict("the last admin cannot be removed, disabled or demoted"),
             StoreError::InUse(what) => CoreError::Conflict(what),
-            e @ (StoreError::Unavailable(_) | StoreError::AuditUnavailable(_)) => {
-                CoreError::Unavailable(e)
-            }
+            e @ (StoreError::Unavailable(_) | StoreError::AuditUnavailable(_)) => CoreError::Unavailable(e),
             StoreError::Internal(e) => CoreError::Internal(e),
         }
     }

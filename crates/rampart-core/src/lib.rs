@@ -9,11 +9,13 @@ mod clock;
 mod core;
 mod data;
 mod error;
+pub mod keyring;
 pub mod limiter;
 mod passwords;
 mod principal;
 mod rbac;
 mod roles;
+pub mod rotation;
 mod throttle;
 mod users;
 
@@ -21,10 +23,7 @@ pub use crate::core::{Bootstrap, Core, CoreSettings};
 pub use audit::{AuditVerification, EventType};
 pub use auth::{LoginOutcome, RequestMeta};
 pub use clock::{Clock, FakeClock, SystemClock};
-pub use data::{
-    CollectionSpec, CollectionUpdate, CollectionView, Document, DocumentChange, DocumentList,
-    ListParams,
-};
+pub use data::{CollectionSpec, CollectionUpdate, CollectionView, Document, DocumentChange, DocumentList, ListParams};
 pub use error::{CoreError, CoreResult};
 pub use limiter::{client_key, Decision, Limits, RateLimiter};
 pub use passwords::PasswordPool;

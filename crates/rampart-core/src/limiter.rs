@@ -63,11 +63,7 @@ const AUDIT_EVERY_MS: i64 = 60_000;
 
 impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(per_minute: u32, max_keys: usize, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            map: BoundedMap::new(max_keys),
-            per_minute: per_minute.max(1),
-            clock,
-        }
+        Self { map: BoundedMap::new(max_keys), per_minute: per_minute.max(1), clock }
     }
 
     pub fn check(&self, key: &K) -> Decision {
@@ -76,11 +72,7 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
         let capacity = f64::from(self.per_minute);
         let per_ms = capacity / 60_000.0;
         let init = || Scored {
-            bucket: Bucket {
-                tokens: capacity,
-                updated_ms: now_ms,
-                last_audit_ms: i64::MIN,
-            },
+            bucket: Bucket { tokens: capacity, updated_ms: now_ms, last_audit_ms: i64::MIN },
             capacity,
             per_ms,
         };
@@ -96,11 +88,8 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
                 b.last_audit_ms = now_ms;
             }
             let until_full_ms = ((capacity - b.tokens) / per_ms).ceil() as i64;
-            let retry_after_secs = if allowed {
-                0
-            } else {
-                (((1.0 - b.tokens) / per_ms) / 1000.0).ceil().max(1.0) as u64
-            };
+            let retry_after_secs =
+                if allowed { 0 } else { (((1.0 - b.tokens) / per_ms) / 1000.0).ceil().max(1.0) as u64 };
             Decision {
                 allowed,
                 limit: self.per_minute,
@@ -151,16 +140,8 @@ impl Limits {
     pub fn new(c: &rampart_config::RateLimitConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
             enabled: c.enabled,
-            api: RateLimiter::new(
-                c.requests_per_minute,
-                c.max_tracked_clients,
-                Arc::clone(&clock),
-            ),
-            login: RateLimiter::new(
-                c.login_requests_per_minute,
-                c.max_tracked_clients,
-                Arc::clone(&clock),
-            ),
+            api: RateLimiter::new(c.requests_per_minute, c.max_tracked_clients, Arc::clone(&clock)),
+            login: RateLimiter::new(c.login_requests_per_minute, c.max_tracked_clients, Arc::clone(&clock)),
             user: RateLimiter::new(c.user_requests_per_minute, c.max_tracked_clients, clock),
         }
     }
@@ -173,10 +154,7 @@ mod tests {
 
     fn limiter(per_minute: u32, keys: usize) -> (RateLimiter<u32>, FakeClock) {
         let clock = FakeClock::new(Timestamp::from_millis(1_700_000_000_000));
-        (
-            RateLimiter::new(per_minute, keys, Arc::new(clock.clone())),
-            clock,
-        )
+        (RateLimiter::new(per_minute, keys, Arc::new(clock.clone())), clock)
     }
 
     #[test]
@@ -218,19 +196,12 @@ mod tests {
 
     #[test]
     fn ipv6_clients_share_a_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1"
-            .parse()
-            .unwrap_or(IpAddr::from([0u8; 16]));
-        let b: IpAddr = "2001:db8:1:2:bbbb::9"
-            .parse()
-            .unwrap_or(IpAddr::from([0u8; 16]));
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap_or(IpAddr::from([0u8; 16]));
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap_or(IpAddr::from([0u8; 16]));
         let c: IpAddr = "2001:db8:1:3::1".parse().unwrap_or(IpAddr::from([0u8; 16]));
         assert_eq!(client_key(a), client_key(b));
         assert_ne!(client_key(a), client_key(c));
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap_or(a);
-        assert_eq!(
-            client_key(mapped),
-            "10.0.0.1".parse::<IpAddr>().unwrap_or(a)
-        );
+        assert_eq!(client_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap_or(a));
     }
 }

@@ -18,9 +18,7 @@ pub struct PasswordPool {
 impl PasswordPool {
     pub fn new(hasher: PasswordHasher, concurrency: usize, queue: usize) -> Self {
         let concurrency = if concurrency == 0 {
-            std::thread::available_parallelism()
-                .map(usize::from)
-                .unwrap_or(2)
+            std::thread::available_parallelism().map(usize::from).unwrap_or(2)
         } else {
             concurrency
         };
@@ -31,31 +29,15 @@ impl PasswordPool {
         }
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
-    ) -> CoreResult<T> {
-        let _slot = self
-            .queued
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| CoreError::Busy)?;
-        let _permit = self
-            .running
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| CoreError::Busy)?;
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce(&PasswordHasher) -> T + Send + 'static) -> CoreResult<T> {
+        let _slot = self.queued.clone().try_acquire_owned().map_err(|_| CoreError::Busy)?;
+        let _permit = self.running.clone().acquire_owned().await.map_err(|_| CoreError::Busy)?;
         let hasher = Arc::clone(&self.hasher);
-        tokio::task::spawn_blocking(move || work(&hasher))
-            .await
-            .map_err(CoreError::internal)
+        tokio::task::spawn_blocking(move || work(&hasher)).await.map_err(CoreError::internal)
     }
 
     pub async fn hash(&self, password: SecretString) -> CoreResult<StoredPasswordHash> {
-        self.run(move |h| h.hash(&password))
-            .await?
-            .map_err(CoreError::internal)
+        self.run(move |h| h.hash(&password)).await?.map_err(CoreError::internal)
     }
 
     /// `stored = None` verifies against a dummy hash: same cost, always false.
@@ -64,7 +46,6 @@ impl PasswordPool {
         password: SecretString,
         stored: Option<StoredPasswordHash>,
     ) -> CoreResult<PasswordVerification> {
-        self.run(move |h| h.verify(&password, stored.as_ref()))
-            .await
+        self.run(move |h| h.verify(&password, stored.as_ref())).await
     }
 }

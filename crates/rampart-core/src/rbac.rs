@@ -93,22 +93,10 @@ pub fn builtin_roles(at: Timestamp) -> Vec<RoleRecord> {
         role(
             "editor",
             "Reads and writes documents and manages collections",
-            vec![
-                CollectionsRead,
-                CollectionsCreate,
-                CollectionsUpdate,
-                DocumentsRead,
-                DocumentsWrite,
-                DocumentsDelete,
-            ],
+            vec![CollectionsRead, CollectionsCreate, CollectionsUpdate, DocumentsRead, DocumentsWrite, DocumentsDelete],
             at,
         ),
-        role(
-            "viewer",
-            "Reads documents",
-            vec![CollectionsRead, DocumentsRead],
-            at,
-        ),
+        role("viewer", "Reads documents", vec![CollectionsRead, DocumentsRead], at),
     ]
     .into_iter()
     .flatten()
@@ -129,9 +117,7 @@ pub fn grants(role: &RoleRecord, perm: P, collection: Option<&CollectionName>) -
 }
 
 pub fn collection_visible(role: &RoleRecord, c: &CollectionName) -> bool {
-    role.collections
-        .as_ref()
-        .is_none_or(|allowed| allowed.contains(c))
+    role.collections.as_ref().is_none_or(|allowed| allowed.contains(c))
 }
 
 /// Whether a holder of `actor` may hand out (or act upon holders of) `target`: no one can
@@ -154,11 +140,7 @@ mod tests {
     use super::*;
 
     fn find(roles: &[RoleRecord], name: &str) -> RoleRecord {
-        roles
-            .iter()
-            .find(|r| r.name.as_str() == name)
-            .cloned()
-            .expect("role")
+        roles.iter().find(|r| r.name.as_str() == name).cloned().expect("role")
     }
 
     #[test]
@@ -186,10 +168,7 @@ mod tests {
         assert!(grants(&scoped, P::DocumentsRead, Some(&c1)));
         assert!(!grants(&scoped, P::DocumentsRead, Some(&c2)));
         let unscoped = find(&builtin_roles(Timestamp::from_millis(0)), "editor");
-        assert!(
-            !covers(&scoped, &unscoped),
-            "a scoped role cannot grant an unscoped one"
-        );
+        assert!(!covers(&scoped, &unscoped), "a scoped role cannot grant an unscoped one");
         assert!(covers(&unscoped, &scoped));
     }
 }

@@ -30,8 +30,8 @@ impl Core {
     fn parse_role_spec(&self, spec: RoleSpec, name: RoleName) -> CoreResult<RoleRecord> {
         let mut permissions = Vec::with_capacity(spec.permissions.len());
         for (i, p) in spec.permissions.iter().enumerate() {
-            let p = Permission::parse(p)
-                .map_err(|e| CoreError::validation(format!("permissions[{i}]"), e.to_string()))?;
+            let p =
+                Permission::parse(p).map_err(|e| CoreError::validation(format!("permissions[{i}]"), e.to_string()))?;
             if !permissions.contains(&p) {
                 permissions.push(p);
             }
@@ -42,36 +42,20 @@ impl Core {
                 cs.iter()
                     .enumerate()
                     .map(|(i, c)| {
-                        CollectionName::parse(c).map_err(|e| {
-                            CoreError::validation(format!("collections[{i}]"), e.to_string())
-                        })
+                        CollectionName::parse(c)
+                            .map_err(|e| CoreError::validation(format!("collections[{i}]"), e.to_string()))
                     })
                     .collect::<CoreResult<Vec<_>>>()
             })
             .transpose()?;
         let description = spec.description.unwrap_or_default();
         if description.len() > MAX_DESCRIPTION {
-            return Err(CoreError::validation(
-                "description",
-                "must be at most 512 bytes",
-            ));
+            return Err(CoreError::validation("description", "must be at most 512 bytes"));
         }
-        Ok(RoleRecord {
-            name,
-            description,
-            permissions,
-            collections,
-            builtin: false,
-            created_at: self.now(),
-        })
+        Ok(RoleRecord { name, description, permissions, collections, builtin: false, created_at: self.now() })
     }
 
-    fn role_event(
-        &self,
-        actor: &Principal,
-        action: &str,
-        role: &RoleRecord,
-    ) -> rampart_store::AuditEvent {
+    fn role_event(&self, actor: &Principal, action: &str, role: &RoleRecord) -> rampart_store::AuditEvent {
         let details = json!({
             "object": "role",
             "action": action,
@@ -79,13 +63,7 @@ impl Core {
             "permissions": role.permissions,
             "collections": role.collections,
         });
-        self.event(
-            EventType::ConfigChange,
-            Some(actor.username.as_str()),
-            &actor.origin,
-            true,
-            details,
-        )
+        self.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details)
     }
 
     pub async fn list_roles(&self, actor: &Principal) -> CoreResult<Vec<RoleRecord>> {
@@ -95,113 +73,58 @@ impl Core {
 
     pub async fn get_role(&self, actor: &Principal, name: &str) -> CoreResult<RoleRecord> {
         self.require(actor, Permission::RolesRead, None).await?;
-        let name =
-            RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
-        self.inner
-            .store
-            .get_role(&name)
-            .await?
-            .ok_or(CoreError::NotFound("role"))
+        let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
+        self.inner.store.get_role(&name).await?.ok_or(CoreError::NotFound("role"))
     }
 
     pub async fn create_role(&self, actor: &Principal, spec: RoleSpec) -> CoreResult<RoleRecord> {
         self.require(actor, Permission::RolesManage, None).await?;
-        let name = RoleName::parse(&spec.name)
-            .map_err(|e| CoreError::validation("name", e.to_string()))?;
+        let name = RoleName::parse(&spec.name).map_err(|e| CoreError::validation("name", e.to_string()))?;
         let role = self.parse_role_spec(spec, name)?;
         if !rbac::covers(&actor.role, &role) {
             let details = json!({ "action": "create_role", "role": role.name.as_str() });
-            return Err(self
-                .deny(
-                    actor,
-                    "cannot create a role with permissions you do not hold",
-                    details,
-                )
-                .await);
+            return Err(self.deny(actor, "cannot create a role with permissions you do not hold", details).await);
         }
         if self.inner.roles.read().map(|m| m.len()).unwrap_or(0) >= MAX_ROLES {
             return Err(CoreError::Conflict("too many roles"));
         }
         let event = self.role_event(actor, "create", &role);
-        self.inner
-            .store
-            .create_role(role.clone(), vec![event])
-            .await
-            .map_err(role_error)?;
+        self.inner.store.create_role(role.clone(), vec![event]).await.map_err(role_error)?;
         self.reload_roles().await?;
         Ok(role)
     }
 
     /// Replaces a custom role's definition; its holders' sessions end.
-    pub async fn update_role(
-        &self,
-        actor: &Principal,
-        name: &str,
-        spec: RoleSpec,
-    ) -> CoreResult<RoleRecord> {
+    pub async fn update_role(&self, actor: &Principal, name: &str, spec: RoleSpec) -> CoreResult<RoleRecord> {
         self.require(actor, Permission::RolesManage, None).await?;
-        let name =
-            RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
-        let existing = self
-            .inner
-            .store
-            .get_role(&name)
-            .await?
-            .ok_or(CoreError::NotFound("role"))?;
+        let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
+        let existing = self.inner.store.get_role(&name).await?.ok_or(CoreError::NotFound("role"))?;
         if existing.builtin {
             return Err(CoreError::Conflict("built-in roles cannot be changed"));
         }
         if actor.role.name == name {
             let details = json!({ "action": "update_own_role", "role": name.as_str() });
-            return Err(self
-                .deny(actor, "you cannot change your own role", details)
-                .await);
+            return Err(self.deny(actor, "you cannot change your own role", details).await);
         }
-        let role = RoleRecord {
-            created_at: existing.created_at,
-            ..self.parse_role_spec(spec, name)?
-        };
+        let role = RoleRecord { created_at: existing.created_at, ..self.parse_role_spec(spec, name)? };
         if !rbac::covers(&actor.role, &role) || !rbac::covers(&actor.role, &existing) {
             let details = json!({ "action": "update_role", "role": role.name.as_str() });
-            return Err(self
-                .deny(actor, "cannot grant permissions you do not hold", details)
-                .await);
+            return Err(self.deny(actor, "cannot grant permissions you do not hold", details).await);
         }
         let mut audit = vec![self.role_event(actor, "update", &role)];
         let details = json!({ "role": role.name.as_str(), "reason": "role_redefined" });
-        audit.push(self.event(
-            EventType::SessionRevoke,
-            Some(actor.username.as_str()),
-            &actor.origin,
-            true,
-            details,
-        ));
-        self.inner
-            .store
-            .update_role(role.clone(), audit)
-            .await
-            .map_err(role_error)?;
+        audit.push(self.event(EventType::SessionRevoke, Some(actor.username.as_str()), &actor.origin, true, details));
+        self.inner.store.update_role(role.clone(), audit).await.map_err(role_error)?;
         self.reload_roles().await?;
         Ok(role)
     }
 
     pub async fn delete_role(&self, actor: &Principal, name: &str) -> CoreResult<()> {
         self.require(actor, Permission::RolesManage, None).await?;
-        let name =
-            RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
+        let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
         let details = json!({ "object": "role", "action": "delete", "name": name.as_str() });
-        let event = self.event(
-            EventType::ConfigChange,
-            Some(actor.username.as_str()),
-            &actor.origin,
-            true,
-            details,
-        );
-        self.inner
-            .store
-            .delete_role(&name, vec![event])
-            .await
-            .map_err(role_error)?;
+        let event = self.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details);
+        self.inner.store.delete_role(&name, vec![event]).await.map_err(role_error)?;
         self.reload_roles().await
     }
 }

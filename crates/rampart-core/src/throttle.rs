@@ -31,34 +31,20 @@ const FORGET_AFTER_MS: i64 = 24 * 3600 * 1000;
 
 impl LoginThrottle {
     pub fn new(after: u32, max_delay_secs: u32, capacity: usize) -> Self {
-        Self {
-            map: BoundedMap::new(capacity),
-            after,
-            max_delay_ms: i64::from(max_delay_secs) * 1000,
-        }
+        Self { map: BoundedMap::new(capacity), after, max_delay_ms: i64::from(max_delay_secs) * 1000 }
     }
 
     /// Seconds the account must still wait, if any.
     pub fn wait_secs(&self, account: &str, now: Timestamp) -> Option<u64> {
         let now_ms = now.as_millis();
-        let init = || Failures {
-            count: 0,
-            last_ms: now_ms,
-            next_allowed_ms: now_ms,
-        };
-        let wait = self.map.with(&account.to_owned(), now, init, |f| {
-            f.next_allowed_ms - now_ms
-        })?;
+        let init = || Failures { count: 0, last_ms: now_ms, next_allowed_ms: now_ms };
+        let wait = self.map.with(&account.to_owned(), now, init, |f| f.next_allowed_ms - now_ms)?;
         (wait > 0).then(|| (wait as u64).div_ceil(1000))
     }
 
     pub fn failed(&self, account: &str, now: Timestamp) {
         let now_ms = now.as_millis();
-        let init = || Failures {
-            count: 0,
-            last_ms: now_ms,
-            next_allowed_ms: now_ms,
-        };
+        let init = || Failures { count: 0, last_ms: now_ms, next_allowed_ms: now_ms };
         let (after, max) = (self.after, self.max_delay_ms);
         self.map.with(&account.to_owned(), now, init, |f| {
             if now_ms - f.last_ms > FORGET_AFTER_MS {

@@ -54,18 +54,10 @@ fn user_error(e: StoreError) -> CoreError {
 impl Core {
     /// Refuses (and records) handing out a role that grants more than the actor holds.
     async fn check_assignable(&self, actor: &Principal, role: &RoleName) -> CoreResult<()> {
-        let target = self
-            .role(role)
-            .map_err(|_| CoreError::validation("role", "no such role"))?;
+        let target = self.role(role).map_err(|_| CoreError::validation("role", "no such role"))?;
         if !rbac::covers(&actor.role, &target) {
             let details = json!({ "action": "assign_role", "role": role.as_str() });
-            return Err(self
-                .deny(
-                    actor,
-                    "cannot grant a role with permissions you do not hold",
-                    details,
-                )
-                .await);
+            return Err(self.deny(actor, "cannot grant a role with permissions you do not hold", details).await);
         }
         Ok(())
     }
@@ -75,13 +67,7 @@ impl Core {
         let role = self.role(&target.role)?;
         if !rbac::covers(&actor.role, &role) {
             let details = json!({ "action": "manage_user", "target": target.username.as_str() });
-            return Err(self
-                .deny(
-                    actor,
-                    "cannot manage a user with permissions you do not hold",
-                    details,
-                )
-                .await);
+            return Err(self.deny(actor, "cannot manage a user with permissions you do not hold", details).await);
         }
         Ok(())
     }
@@ -109,50 +95,25 @@ impl Core {
         };
         let view = UserView::from(&record);
         let details = json!({ "target": record.username.as_str(), "role": record.role.as_str() });
-        let event = self.event(
-            EventType::UserCreate,
-            Some(actor.username.as_str()),
-            &actor.origin,
-            true,
-            details,
-        );
-        self.inner
-            .store
-            .create_user(record, vec![event])
-            .await
-            .map_err(user_error)?;
+        let event = self.event(EventType::UserCreate, Some(actor.username.as_str()), &actor.origin, true, details);
+        self.inner.store.create_user(record, vec![event]).await.map_err(user_error)?;
         Ok(view)
     }
 
     pub async fn get_user(&self, actor: &Principal, name: &str) -> CoreResult<UserView> {
         self.require(actor, Permission::UsersRead, None).await?;
         let name = parse_username(name)?;
-        let user = self
-            .inner
-            .store
-            .get_user(&name)
-            .await?
-            .ok_or(CoreError::NotFound("user"))?;
+        let user = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
         Ok(UserView::from(&user))
     }
 
     pub async fn me(&self, who: &Principal) -> CoreResult<UserView> {
-        let user = self
-            .inner
-            .store
-            .get_user(&who.username)
-            .await?
-            .ok_or(CoreError::Unauthenticated)?;
+        let user = self.inner.store.get_user(&who.username).await?.ok_or(CoreError::Unauthenticated)?;
         Ok(UserView::from(&user))
     }
 
     /// Users by name; `after` is the last name of the previous page.
-    pub async fn list_users(
-        &self,
-        actor: &Principal,
-        after: Option<&str>,
-        limit: usize,
-    ) -> CoreResult<Vec<UserView>> {
+    pub async fn list_users(&self, actor: &Principal, after: Option<&str>, limit: usize) -> CoreResult<Vec<UserView>> {
         self.require(actor, Permission::UsersRead, None).await?;
         let after = after.map(parse_username).transpose()?;
         let limit = limit.clamp(1, self.inner.settings.max_page_size);
@@ -170,20 +131,13 @@ impl Core {
     ) -> CoreResult<UserView> {
         self.require(actor, Permission::UsersUpdate, None).await?;
         let name = parse_username(name)?;
-        let target = self
-            .inner
-            .store
-            .get_user(&name)
-            .await?
-            .ok_or(CoreError::NotFound("user"))?;
+        let target = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
         self.check_manageable(actor, &target).await?;
         let role = role.as_deref().map(parse_role).transpose()?;
         if let Some(r) = &role {
             if name == actor.username && *r != target.role {
                 let details = json!({ "action": "change_own_role", "role": r.as_str() });
-                return Err(self
-                    .deny(actor, "you cannot change your own role", details)
-                    .await);
+                return Err(self.deny(actor, "you cannot change your own role", details).await);
             }
             self.check_assignable(actor, r).await?;
         }
@@ -191,8 +145,7 @@ impl Core {
         let mut audit = Vec::new();
         let mut ends_sessions = false;
         if let Some(r) = role.as_ref().filter(|r| **r != target.role) {
-            let details =
-                json!({ "target": name.as_str(), "from": target.role.as_str(), "to": r.as_str() });
+            let details = json!({ "target": name.as_str(), "from": target.role.as_str(), "to": r.as_str() });
             audit.push(self.event(EventType::RoleChange, by, &actor.origin, true, details));
             ends_sessions = true;
         }
@@ -222,40 +175,19 @@ impl Core {
             let details = json!({ "target": name.as_str(), "reason": "privileges_changed" });
             audit.push(self.event(EventType::SessionRevoke, by, &actor.origin, true, details));
         }
-        let change = UserChange {
-            role,
-            disabled,
-            at: Some(self.now()),
-            ..UserChange::default()
-        };
-        let updated = self
-            .inner
-            .store
-            .update_user(&name, change, audit)
-            .await
-            .map_err(user_error)?;
+        let change = UserChange { role, disabled, at: Some(self.now()), ..UserChange::default() };
+        let updated = self.inner.store.update_user(&name, change, audit).await.map_err(user_error)?;
         Ok(UserView::from(&updated))
     }
 
     pub async fn delete_user(&self, actor: &Principal, name: &str) -> CoreResult<()> {
         self.require(actor, Permission::UsersDelete, None).await?;
         let name = parse_username(name)?;
-        let target = self
-            .inner
-            .store
-            .get_user(&name)
-            .await?
-            .ok_or(CoreError::NotFound("user"))?;
+        let target = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
         self.check_manageable(actor, &target).await?;
         let by = Some(actor.username.as_str());
         let audit = vec![
-            self.event(
-                EventType::UserDelete,
-                by,
-                &actor.origin,
-                true,
-                json!({ "target": name.as_str() }),
-            ),
+            self.event(EventType::UserDelete, by, &actor.origin, true, json!({ "target": name.as_str() })),
             self.event(
                 EventType::SessionRevoke,
                 by,
@@ -264,10 +196,6 @@ impl Core {
                 json!({ "target": name.as_str(), "reason": "user_deleted" }),
             ),
         ];
-        self.inner
-            .store
-            .delete_user(&name, audit)
-            .await
-            .map_err(user_error)
+        self.inner.store.delete_user(&name, audit).await.map_err(user_error)
     }
 }

@@ -12,6 +12,10 @@ pub enum KeyError {
     BadMasterKeyEncoding,
     #[error("master key does not match this data directory (key check value differs)")]
     WrongMasterKey,
+    #[error("a wrapped key failed to open (wrong key-encrypting key or damaged)")]
+    UnwrapFailed,
+    #[error("AES-256-GCM failed")]
+    Cipher,
 }
 
 /// The root secret; everything else is derived from it with HKDF-SHA256 and distinct labels.
@@ -23,6 +27,9 @@ pub struct PurposeKey(SecretBox<[u8; 32]>);
 impl PurposeKey {
     pub fn expose(&self) -> &[u8; 32] {
         self.0.expose_secret()
+    }
+    pub(crate) fn from_bytes(b: [u8; 32]) -> Self {
+        Self(SecretBox::new(Box::new(b)))
     }
 }
 
@@ -38,8 +45,6 @@ impl std::fmt::Debug for PurposeKey {
 }
 
 const KCV_LABEL: &[u8] = b"rampart/v1/key-check-value";
-pub const BLIND_INDEX_LABEL: &[u8] = b"rampart/v1/blind-index";
-const AUDIT_LABEL: &[u8] = b"rampart/v1/audit-chain";
 
 impl MasterKey {
     pub fn generate() -> Self {
@@ -48,9 +53,7 @@ impl MasterKey {
 
     /// Parses base64 text (surrounding whitespace ignored) of exactly 32 bytes.
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        let mut decoded = STANDARD
-            .decode(text.trim())
-            .map_err(|_| KeyError::BadMasterKeyEncoding)?;
+        let mut decoded = STANDARD.decode(text.trim()).map_err(|_| KeyError::BadMasterKeyEncoding)?;
         let result = <[u8; 32]>::try_from(decoded.as_slice())
             .map(|arr| Self(SecretBox::new(Box::new(arr))))
             .map_err(|_| KeyError::BadMasterKeyEncoding);
@@ -100,8 +103,8 @@ pub(crate) fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
 pub struct BlindIndexKey(PurposeKey);
 
 impl BlindIndexKey {
-    pub fn new(master: &MasterKey) -> Self {
-        Self(master.derive(BLIND_INDEX_LABEL))
+    pub(crate) fn from_purpose(key: PurposeKey) -> Self {
+        Self(key)
     }
 
     /// HMAC over collection, field and value, each length-prefixed so no two distinct
@@ -120,8 +123,8 @@ impl BlindIndexKey {
 pub struct AuditMacKey(PurposeKey);
 
 impl AuditMacKey {
-    pub fn new(master: &MasterKey) -> Self {
-        Self(master.derive(AUDIT_LABEL))
+    pub(crate) fn from_purpose(key: PurposeKey) -> Self {
+        Self(key)
     }
 
     pub fn chain(&self, prev_hash: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
@@ -146,10 +149,7 @@ mod tests {
 
     #[test]
     fn master_key_parsing_is_strict() {
-        assert_eq!(
-            MasterKey::from_base64("short").err(),
-            Some(KeyError::BadMasterKeyEncoding)
-        );
+        assert_eq!(MasterKey::from_base64("short").err(), Some(KeyError::BadMasterKeyEncoding));
         assert!(MasterKey::from_base64(&STANDARD.encode([7u8; 31])).is_err());
         assert!(MasterKey::from_base64(&STANDARD.encode([7u8; 33])).is_err());
         let k = MasterKey::from_base64(&format!(" {}\n", STANDARD.encode([7u8; 32]))).expect("k");
@@ -161,17 +161,14 @@ mod tests {
         let a = MasterKey::generate();
         let b = MasterKey::generate();
         assert!(a.verify_check_value(&a.check_value()).is_ok());
-        assert_eq!(
-            a.verify_check_value(&b.check_value()),
-            Err(KeyError::WrongMasterKey)
-        );
+        assert_eq!(a.verify_check_value(&b.check_value()), Err(KeyError::WrongMasterKey));
     }
 
     #[test]
     fn derived_keys_differ_by_label_and_blind_index_is_unambiguous() {
         let m = MasterKey::generate();
         assert_ne!(m.derive(b"a").expose(), m.derive(b"b").expose());
-        let bi = BlindIndexKey::new(&m);
+        let bi = BlindIndexKey::from_purpose(m.derive(b"bi"));
         assert_eq!(bi.token("c", "email", "x"), bi.token("c", "email", "x"));
         assert_ne!(bi.token("c", "ab", "c"), bi.token("c", "a", "bc"));
         assert_ne!(bi.token("c1", "f", "v"), bi.token("c2", "f", "v"));

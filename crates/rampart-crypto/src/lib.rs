@@ -1,12 +1,19 @@
 //! Cryptographic building blocks: password hashing and policy, session tokens, the master
 //! key and its derived purpose keys, blind indexes. No I/O and no clock.
 
+mod hierarchy;
 mod keys;
 mod password;
 mod policy;
+mod stream;
 mod token;
 
+pub use hierarchy::{DataKey, Kek};
 pub use keys::{AuditMacKey, BlindIndexKey, KeyError, MasterKey, PurposeKey};
 pub use password::{PasswordHashError, PasswordHasher, PasswordVerification, StoredPasswordHash};
 pub use policy::{check_password_policy, PolicyViolation, MAX_BYTES as MAX_PASSWORD_BYTES};
+pub use stream::{
+    decrypt_stream, encrypt_stream, nonce_for, read_stream_header, AeadError, OpenError, SealingKey, StreamError,
+    StreamHeader, StreamSummary,
+};
 pub use token::{random_bytes, random_password, SessionToken, TokenHash};

@@ -58,13 +58,9 @@ impl PasswordHasher {
 
     /// Other parameters are for tests of the rehash path only.
     pub fn with_params(m_kib: u32, t: u32, p: u32) -> Result<Self, PasswordHashError> {
-        let params =
-            Params::new(m_kib, t, p, Some(OUTPUT_LEN)).map_err(|_| PasswordHashError::Hashing)?;
+        let params = Params::new(m_kib, t, p, Some(OUTPUT_LEN)).map_err(|_| PasswordHashError::Hashing)?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let mut hasher = Self {
-            argon2,
-            dummy: StoredPasswordHash(String::new()),
-        };
+        let mut hasher = Self { argon2, dummy: StoredPasswordHash(String::new()) };
         let dummy_password = SecretString::from(crate::random_password(32));
         hasher.dummy = hasher.hash(&dummy_password)?;
         Ok(hasher)
@@ -80,29 +76,16 @@ impl PasswordHasher {
 
     /// Verifies `password` against `stored`, or against the dummy hash when `stored` is
     /// `None`, which always fails but takes the same time.
-    pub fn verify(
-        &self,
-        password: &SecretString,
-        stored: Option<&StoredPasswordHash>,
-    ) -> PasswordVerification {
+    pub fn verify(&self, password: &SecretString, stored: Option<&StoredPasswordHash>) -> PasswordVerification {
         let target = stored.unwrap_or(&self.dummy);
         let Ok(parsed) = PasswordHash::new(target.as_str()) else {
             // An unparseable stored hash must not make this path faster than a real check.
             let _ = self.verify(password, None);
-            return PasswordVerification {
-                matches: false,
-                needs_rehash: false,
-            };
+            return PasswordVerification { matches: false, needs_rehash: false };
         };
-        let matches = self
-            .argon2
-            .verify_password(password.expose_secret().as_bytes(), &parsed)
-            .is_ok()
-            && stored.is_some();
-        PasswordVerification {
-            matches,
-            needs_rehash: matches && !self.is_current(&parsed),
-        }
+        let matches =
+            self.argon2.verify_password(password.expose_secret().as_bytes(), &parsed).is_ok() && stored.is_some();
+        PasswordVerification { matches, needs_rehash: matches && !self.is_current(&parsed) }
     }
 
     fn is_current(&self, parsed: &PasswordHash<'_>) -> bool {
@@ -130,24 +113,14 @@ mod tests {
     #[test]
     fn stored_hash_uses_the_spec_parameters() {
         let h = PasswordHasher::new().expect("hasher");
-        let stored = h
-            .hash(&SecretString::from("Correct-Horse-42!"))
-            .expect("hash");
+        let stored = h.hash(&SecretString::from("Correct-Horse-42!")).expect("hash");
         let parsed = PasswordHash::new(stored.as_str()).expect("phc");
         assert_eq!(parsed.algorithm.as_str(), "argon2id");
         assert_eq!(parsed.version, Some(0x13));
         let params = Params::try_from(&parsed).expect("params");
-        assert_eq!(
-            (params.m_cost(), params.t_cost(), params.p_cost()),
-            (19_456, 2, 1)
-        );
+        assert_eq!((params.m_cost(), params.t_cost(), params.p_cost()), (19_456, 2, 1));
         assert_eq!(parsed.hash.map(|o| o.len()), Some(32));
-        assert_eq!(
-            parsed
-                .salt
-                .map(|s| s.decode_b64(&mut [0u8; 64]).map(|b| b.len())),
-            Some(Ok(16))
-        );
+        assert_eq!(parsed.salt.map(|s| s.decode_b64(&mut [0u8; 64]).map(|b| b.len())), Some(Ok(16)));
     }
 
     #[test]
@@ -156,18 +129,9 @@ mod tests {
         let pw = SecretString::from("Correct-Horse-42!");
         let stored = h.hash(&pw).expect("hash");
         assert!(h.verify(&pw, Some(&stored)).matches);
-        assert!(
-            !h.verify(&SecretString::from("wrong"), Some(&stored))
-                .matches
-        );
+        assert!(!h.verify(&SecretString::from("wrong"), Some(&stored)).matches);
         assert!(!h.verify(&pw, None).matches);
-        assert!(
-            !h.verify(
-                &pw,
-                Some(&StoredPasswordHash::from_stored("garbage".into()))
-            )
-            .matches
-        );
+        assert!(!h.verify(&pw, Some(&StoredPasswordHash::from_stored("garbage".into()))).matches);
     }
 
     #[test]

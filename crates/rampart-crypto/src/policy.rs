@@ -21,53 +21,30 @@ fn violation(rule: &'static str, message: &'static str) -> PolicyViolation {
 /// Checks SPEC section 4's policy. Order is cheapest first so huge inputs stop early.
 pub fn check_password_policy(password: &str, username: &str) -> Result<(), PolicyViolation> {
     if password.len() > MAX_BYTES {
-        return Err(violation(
-            "max_length",
-            "password must be at most 1024 bytes",
-        ));
+        return Err(violation("max_length", "password must be at most 1024 bytes"));
     }
     if password.chars().count() < MIN_CHARS {
-        return Err(violation(
-            "min_length",
-            "password must be at least 12 characters",
-        ));
+        return Err(violation("min_length", "password must be at least 12 characters"));
     }
     if !password.chars().any(char::is_uppercase) {
-        return Err(violation(
-            "uppercase",
-            "password must contain an upper-case letter",
-        ));
+        return Err(violation("uppercase", "password must contain an upper-case letter"));
     }
     if !password.chars().any(char::is_lowercase) {
-        return Err(violation(
-            "lowercase",
-            "password must contain a lower-case letter",
-        ));
+        return Err(violation("lowercase", "password must contain a lower-case letter"));
     }
     if !password.chars().any(|c| c.is_ascii_digit()) {
         return Err(violation("digit", "password must contain a digit"));
     }
-    if !password
-        .chars()
-        .any(|c| !c.is_alphanumeric() && !c.is_whitespace())
-    {
+    if !password.chars().any(|c| !c.is_alphanumeric() && !c.is_whitespace()) {
         return Err(violation("symbol", "password must contain a symbol"));
     }
     if !username.is_empty() && password.to_lowercase().contains(&username.to_lowercase()) {
-        return Err(violation(
-            "contains_username",
-            "password must not contain the username",
-        ));
+        return Err(violation("contains_username", "password must not contain the username"));
     }
     let prefix: String = password.chars().take(ESTIMATE_PREFIX_CHARS).collect();
-    let score: u8 = zxcvbn::zxcvbn(&prefix, &[username, "rampart"])
-        .score()
-        .into();
+    let score: u8 = zxcvbn::zxcvbn(&prefix, &[username, "rampart"]).score().into();
     if score < MIN_STRENGTH {
-        return Err(violation(
-            "too_common",
-            "password is too easy to guess (common password or pattern)",
-        ));
+        return Err(violation("too_common", "password is too easy to guess (common password or pattern)"));
     }
     Ok(())
 }
@@ -83,18 +60,12 @@ mod tests {
     #[test]
     fn each_rule_is_enforced_and_named() {
         assert_eq!(rule("Sh0rt!", "bob"), Some("min_length"));
-        assert_eq!(
-            rule(&format!("Aa1!{}", "x".repeat(1021)), "bob"),
-            Some("max_length")
-        );
+        assert_eq!(rule(&format!("Aa1!{}", "x".repeat(1021)), "bob"), Some("max_length"));
         assert_eq!(rule("all-lower-case-42!", "bob"), Some("uppercase"));
         assert_eq!(rule("ALL-UPPER-CASE-42!", "bob"), Some("lowercase"));
         assert_eq!(rule("No-Digits-Here-At-All!", "bob"), Some("digit"));
         assert_eq!(rule("NoSymbolsHere4242x", "bob"), Some("symbol"));
-        assert_eq!(
-            rule("Xy9!margaretlowell#Q", "margaretlowell"),
-            Some("contains_username")
-        );
+        assert_eq!(rule("Xy9!margaretlowell#Q", "margaretlowell"), Some("contains_username"));
         assert_eq!(rule("Password123!", "bob"), Some("too_common"));
         assert_eq!(rule("Qwerty123456!", "bob"), Some("too_common"));
         assert_eq!(rule("Tr0ub4dor&3-staple-Vivid", "bob"), None);

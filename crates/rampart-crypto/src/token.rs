@@ -19,10 +19,7 @@ pub fn random_password(len: usize) -> String {
     const SYMBOL: &[u8] = b"!#%+-=?@^_~";
     let classes = [UPPER, LOWER, DIGIT, SYMBOL];
     let len = len.max(classes.len());
-    let mut out: Vec<u8> = classes
-        .iter()
-        .map(|c| c[OsRng.gen_range(0..c.len())])
-        .collect();
+    let mut out: Vec<u8> = classes.iter().map(|c| c[OsRng.gen_range(0..c.len())]).collect();
     let all: Vec<u8> = classes.concat();
     while out.len() < len {
         out.push(all[OsRng.gen_range(0..all.len())]);
@@ -68,10 +65,7 @@ impl SessionToken {
         let raw = random_bytes::<32>();
         let token = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(raw));
         let hash = TokenHash::of(&token);
-        Self {
-            token: SecretString::from(token),
-            hash,
-        }
+        Self { token: SecretString::from(token), hash }
     }
     pub fn expose(&self) -> &str {
         self.token.expose_secret()

@@ -17,10 +17,7 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .map(|hop| {
-            hop.parse::<IpAddr>()
-                .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip()))
-        })
+        .map(|hop| hop.parse::<IpAddr>().or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip())))
         .collect::<Result<_, _>>()
         .unwrap_or_default();
     if let Some(client) = forwarded.iter().rev().find(|ip| !is_trusted(ip)) {
@@ -29,11 +26,7 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
     if let Some(first) = forwarded.first() {
         return *first;
     }
-    headers
-        .get("x-real-ip")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(peer)
+    headers.get("x-real-ip").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).unwrap_or(peer)
 }
 
 #[cfg(test)]
@@ -43,10 +36,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                v.parse().expect("value"),
-            );
+            h.append(axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"), v.parse().expect("value"));
         }
         h
     }
@@ -59,30 +49,13 @@ mod tests {
     fn forwarded_headers_count_only_from_trusted_proxies() {
         let trusted = [Cidr::parse("10.0.0.0/8").expect("cidr")];
         let spoof = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-real-ip", "5.6.7.8")]);
-        assert_eq!(
-            resolve(ip("203.0.113.9"), &spoof, &trusted),
-            ip("203.0.113.9"),
-            "untrusted peer"
-        );
-        assert_eq!(
-            resolve(ip("203.0.113.9"), &spoof, &[]),
-            ip("203.0.113.9"),
-            "no proxies configured"
-        );
+        assert_eq!(resolve(ip("203.0.113.9"), &spoof, &trusted), ip("203.0.113.9"), "untrusted peer");
+        assert_eq!(resolve(ip("203.0.113.9"), &spoof, &[]), ip("203.0.113.9"), "no proxies configured");
         // The client prepends a forged hop; the proxy appends the real one: right-most wins.
         let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")]);
-        assert_eq!(
-            resolve(ip("10.0.0.1"), &chain, &trusted),
-            ip("198.51.100.7")
-        );
-        let split = headers(&[
-            ("x-forwarded-for", "6.6.6.6"),
-            ("x-forwarded-for", "198.51.100.8"),
-        ]);
-        assert_eq!(
-            resolve(ip("10.0.0.1"), &split, &trusted),
-            ip("198.51.100.8")
-        );
+        assert_eq!(resolve(ip("10.0.0.1"), &chain, &trusted), ip("198.51.100.7"));
+        let split = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.8")]);
+        assert_eq!(resolve(ip("10.0.0.1"), &split, &trusted), ip("198.51.100.8"));
         let real = headers(&[("x-real-ip", "198.51.100.9")]);
         assert_eq!(resolve(ip("10.0.0.1"), &real, &trusted), ip("198.51.100.9"));
         let garbage = headers(&[("x-forwarded-for", "not-an-ip")]);

@@ -85,11 +85,7 @@ fn security_headers(h: &mut HeaderMap, tls: bool) {
     };
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
-    set(
-        h,
-        header::REFERRER_POLICY,
-        "strict-origin-when-cross-origin",
-    );
+    set(h, header::REFERRER_POLICY, "strict-origin-when-cross-origin");
     set(
         h,
         header::CONTENT_SECURITY_POLICY,
@@ -100,25 +96,13 @@ fn security_headers(h: &mut HeaderMap, tls: bool) {
         HeaderName::from_static("permissions-policy"),
         "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()",
     );
-    set(
-        h,
-        HeaderName::from_static("cross-origin-opener-policy"),
-        "same-origin",
-    );
-    set(
-        h,
-        HeaderName::from_static("cross-origin-resource-policy"),
-        "same-origin",
-    );
+    set(h, HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
+    set(h, HeaderName::from_static("cross-origin-resource-policy"), "same-origin");
     // API responses carry personal data and tokens: never cache any of them.
     set(h, header::CACHE_CONTROL, "no-store");
     set(h, header::PRAGMA, "no-cache");
     if tls {
-        set(
-            h,
-            header::STRICT_TRANSPORT_SECURITY,
-            "max-age=31536000; includeSubDomains",
-        );
+        set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains");
     }
 }
 
@@ -128,34 +112,19 @@ fn generic_error(status: StatusCode) -> ErrorBody {
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body too large"),
         StatusCode::REQUEST_TIMEOUT => ("timeout", "request timed out"),
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
-            ("headers_too_large", "request headers too large")
-        }
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ("headers_too_large", "request headers too large"),
         s if s.is_client_error() => ("bad_request", "bad request"),
         _ => ("internal_error", "internal error"),
     };
-    ErrorBody {
-        error: error.to_owned(),
-        code,
-        field: None,
-    }
+    ErrorBody { error: error.to_owned(), code, field: None }
 }
 
-fn render_error(
-    status: StatusCode,
-    mut headers: HeaderMap,
-    body: ErrorBody,
-    request_id: &str,
-) -> Response {
-    let mut json =
-        serde_json::json!({ "error": body.error, "code": body.code, "request_id": request_id });
+fn render_error(status: StatusCode, mut headers: HeaderMap, body: ErrorBody, request_id: &str) -> Response {
+    let mut json = serde_json::json!({ "error": body.error, "code": body.code, "request_id": request_id });
     if let (Some(field), Some(obj)) = (body.field, json.as_object_mut()) {
         obj.insert("field".to_owned(), serde_json::Value::String(field));
     }
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.remove(header::CONTENT_LENGTH);
     let mut res = (status, json.to_string()).into_response();
     for k in headers.keys() {
@@ -169,35 +138,19 @@ fn render_error(
 
 /// Methods the API knows; anything else (TRACE, CONNECT, inventions) is refused early.
 fn known_method(m: &Method) -> bool {
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::POST,
-        Method::PUT,
-        Method::PATCH,
-        Method::DELETE,
-        Method::OPTIONS,
-    ]
-    .contains(m)
+    [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS].contains(m)
 }
 
 /// Outermost layer of the API: request id, client address, error bodies, the
 /// authorization-decision guard, the activity log, and security headers on every response.
-pub(crate) async fn request_context(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = new_request_id();
-    let client_ip = req.extensions().get::<ClientAddr>().map(|a| {
-        crate::client_ip::resolve(a.0.ip(), req.headers(), &state.settings.trusted_proxies)
-    });
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let client_ip = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|a| crate::client_ip::resolve(a.0.ip(), req.headers(), &state.settings.trusted_proxies));
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let decision = Arc::new(AtomicU8::new(UNDECIDED));
     let user = Arc::new(OnceLock::new());
     let ctx = RequestContext {
@@ -208,10 +161,7 @@ pub(crate) async fn request_context(
         user: Arc::clone(&user),
         decision: Arc::clone(&decision),
     };
-    let (method, path) = (
-        req.method().to_string(),
-        req.uri().path().chars().take(512).collect::<String>(),
-    );
+    let (method, path) = (req.method().to_string(), req.uri().path().chars().take(512).collect::<String>());
     req.extensions_mut().insert(ctx.clone());
 
     let res = if !known_method(req.method()) {
@@ -228,35 +178,20 @@ pub(crate) async fn request_context(
     let routed = res.extensions().get::<Routed>().is_some();
     let mut res = if routed && decision.load(Ordering::Acquire) == UNDECIDED {
         // A handler answered without any authorization decision: fail closed.
-        tracing::error!(
-            request_id,
-            "route answered without an authorization decision"
-        );
+        tracing::error!(request_id, "route answered without an authorization decision");
         let body = generic_error(StatusCode::INTERNAL_SERVER_ERROR);
-        render_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            HeaderMap::new(),
-            body,
-            &request_id,
-        )
+        render_error(StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), body, &request_id)
     } else if let Some(body) = res.extensions().get::<ErrorBody>().cloned() {
         let (parts, _) = res.into_parts();
         render_error(parts.status, parts.headers, body, &request_id)
     } else if res.status().is_client_error() || res.status().is_server_error() {
-        let is_json = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        let is_json =
+            res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
         if is_json {
             res
         } else {
             let (parts, _) = res.into_parts();
-            render_error(
-                parts.status,
-                parts.headers,
-                generic_error(parts.status),
-                &request_id,
-            )
+            render_error(parts.status, parts.headers, generic_error(parts.status), &request_id)
         }
     } else {
         res

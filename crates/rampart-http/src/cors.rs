@@ -20,38 +20,22 @@ fn same_origin(origin: &str, headers: &HeaderMap, tls: bool) -> bool {
 /// Deny-by-default CORS: only listed origins (or our own) get CORS headers; preflights and
 /// state-changing requests from any other origin are refused with 403. Never `*`.
 pub(crate) async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .map(str::to_owned)
-    else {
+    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned) else {
         return next.run(req).await;
     };
     let listed = state.settings.cors_origins.contains(&origin);
     let allowed = listed || same_origin(&origin, req.headers(), state.settings.tls);
-    let preflight = req.method() == Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let preflight =
+        req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if !allowed && (preflight || !req.method().is_safe()) {
         return ApiError::OriginNotAllowed.into_response();
     }
     let mut res = if preflight {
         let mut r = axum::http::StatusCode::NO_CONTENT.into_response();
         let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static(ALLOW_METHODS),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static(ALLOW_HEADERS),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOW_METHODS));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOW_HEADERS));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         r
     } else {
         next.run(req).await
@@ -62,10 +46,7 @@ pub(crate) async fn cors(State(state): State<AppState>, req: Request, next: Next
         if let Ok(v) = HeaderValue::from_str(&origin) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         }
-        h.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(EXPOSE_HEADERS),
-        );
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
     }
     res
 }

@@ -11,10 +11,7 @@ pub enum ApiError {
     #[error(transparent)]
     Core(#[from] CoreError),
     #[error("{message}")]
-    BadRequest {
-        field: Option<String>,
-        message: String,
-    },
+    BadRequest { field: Option<String>, message: String },
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("expected Content-Type: application/json")]
@@ -31,10 +28,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad_request(field: Option<String>, message: impl Into<String>) -> Self {
-        Self::BadRequest {
-            field,
-            message: message.into(),
-        }
+        Self::BadRequest { field, message: message.into() }
     }
 }
 
@@ -52,27 +46,10 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
     use CoreError as C;
     let msg = e.to_string();
     match e {
-        ApiError::BadRequest { field, .. } => {
-            (StatusCode::BAD_REQUEST, "bad_request", msg, field.clone())
-        }
-        ApiError::PayloadTooLarge => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            msg,
-            None,
-        ),
-        ApiError::UnsupportedMediaType => (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            msg,
-            None,
-        ),
-        ApiError::MethodNotAllowed => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            msg,
-            None,
-        ),
+        ApiError::BadRequest { field, .. } => (StatusCode::BAD_REQUEST, "bad_request", msg, field.clone()),
+        ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg, None),
+        ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", msg, None),
+        ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", msg, None),
         ApiError::NoRoute => (StatusCode::NOT_FOUND, "not_found", msg, None),
         ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout", msg, None),
         ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", msg, None),
@@ -84,12 +61,7 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
                     Some(f) => format!("{f}: {message}"),
                     None => message.clone(),
                 };
-                (
-                    StatusCode::BAD_REQUEST,
-                    "validation_error",
-                    text,
-                    field.clone(),
-                )
+                (StatusCode::BAD_REQUEST, "validation_error", text, field.clone())
             }
             C::PasswordPolicy(v) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -100,22 +72,20 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
             C::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", msg, None),
             C::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", msg, None),
             C::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", msg, None),
-            C::PreconditionFailed => (
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                msg,
-                None,
-            ),
+            C::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed", msg, None),
             C::Conflict(_) => (StatusCode::CONFLICT, "conflict", msg, None),
             C::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg, None),
             C::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", msg, None),
             C::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg, None),
-            C::WrongMasterKey | C::Internal(_) => (
+            C::Integrity(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "internal error".to_owned(),
+                "integrity_error",
+                "stored data failed an integrity check".to_owned(),
                 None,
             ),
+            C::WrongMasterKey | C::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".to_owned(), None)
+            }
         },
     }
 }
@@ -129,20 +99,17 @@ impl IntoResponse for ApiError {
         }
         let mut res = status.into_response();
         if status == StatusCode::UNAUTHORIZED {
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let ApiError::Core(CoreError::RateLimited { retry_after_secs }) = &self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
-        res.extensions_mut()
-            .insert(ErrorBody { error, code, field });
+        res.extensions_mut().insert(ErrorBody { error, code, field });
         res
     }
 }

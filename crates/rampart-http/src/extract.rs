@@ -50,31 +50,16 @@ async fn principal(
     state: &AppState,
 ) -> Result<(Principal, RequestContext), axum::response::Response> {
     use axum::response::IntoResponse;
-    let Ctx(ctx) = Ctx::from_request_parts(parts, state)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    let Ctx(ctx) = Ctx::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
     // Whatever happens next is a decision: allow, or deny with 401/403/429.
     ctx.decided();
-    let token = bearer(parts)
-        .ok_or(ApiError::Core(CoreError::Unauthenticated))
-        .map_err(IntoResponse::into_response)?;
-    let who = state
-        .core
-        .authenticate(token, &ctx.meta())
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
+    let token = bearer(parts).ok_or(ApiError::Core(CoreError::Unauthenticated)).map_err(IntoResponse::into_response)?;
+    let who = state.core.authenticate(token, &ctx.meta()).await.map_err(|e| ApiError::from(e).into_response())?;
     let _ = ctx.user.set(who.username.to_string());
     if state.limits.enabled {
         let d = state.limits.user.check(&who.username.to_string());
         if !d.allowed {
-            return Err(crate::limits::refuse(
-                state,
-                &ctx,
-                &d,
-                "user",
-                Some(who.username.as_str()),
-            )
-            .await);
+            return Err(crate::limits::refuse(state, &ctx, &d, "user", Some(who.username.as_str())).await);
         }
     }
     Ok((who, ctx))
@@ -89,10 +74,7 @@ pub struct Authenticated {
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = axum::response::Response;
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let (who, ctx) = principal(parts, state).await?;
         Ok(Self { who, ctx })
     }
@@ -109,28 +91,20 @@ pub struct Authz<P: PermissionMarker> {
 
 impl<P: PermissionMarker> FromRequestParts<AppState> for Authz<P> {
     type Rejection = axum::response::Response;
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         use axum::response::IntoResponse;
         let (who, ctx) = principal(parts, state).await?;
         let collection = RawPathParams::from_request_parts(parts, state)
             .await
             .ok()
-            .and_then(|params| {
-                params
-                    .iter()
-                    .find(|(k, _)| *k == "collection")
-                    .map(|(_, v)| v.to_owned())
-            });
-        let collection =
-            match collection {
-                Some(c) => Some(CollectionName::parse(&c).map_err(|_| {
-                    ApiError::Core(CoreError::NotFound("collection")).into_response()
-                })?),
-                None => None,
-            };
+            .and_then(|params| params.iter().find(|(k, _)| *k == "collection").map(|(_, v)| v.to_owned()));
+        let collection = match collection {
+            Some(c) => Some(
+                CollectionName::parse(&c)
+                    .map_err(|_| ApiError::Core(CoreError::NotFound("collection")).into_response())?,
+            ),
+            None => None,
+        };
         if !who.can(P::PERMISSION, collection.as_ref()) {
             let details = serde_json::json!({
                 "permission": P::PERMISSION.as_str(),
@@ -138,15 +112,8 @@ impl<P: PermissionMarker> FromRequestParts<AppState> for Authz<P> {
                 "method": parts.method.as_str(),
                 "path": parts.uri.path(),
             });
-            return Err(
-                ApiError::from(state.core.deny(&who, "permission denied", details).await)
-                    .into_response(),
-            );
+            return Err(ApiError::from(state.core.deny(&who, "permission denied", details).await).into_response());
         }
-        Ok(Self {
-            who,
-            ctx,
-            _perm: PhantomData,
-        })
+        Ok(Self { who, ctx, _perm: PhantomData })
     }
 }

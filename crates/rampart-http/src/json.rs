@@ -39,26 +39,17 @@ fn nesting_exceeds(bytes: &[u8], limit: usize) -> bool {
 }
 
 fn is_json(req: &Request) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| {
+    req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
+        |mime| {
             let mime = mime.trim();
-            mime.eq_ignore_ascii_case("application/json")
-                || mime.to_ascii_lowercase().ends_with("+json")
-        })
+            mime.eq_ignore_ascii_case("application/json") || mime.to_ascii_lowercase().ends_with("+json")
+        },
+    )
 }
 
-pub(crate) fn parse_json<T: DeserializeOwned>(
-    bytes: &[u8],
-    max_depth: usize,
-) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
     if nesting_exceeds(bytes, max_depth) {
-        return Err(ApiError::bad_request(
-            None,
-            format!("JSON nesting deeper than {max_depth} levels"),
-        ));
+        return Err(ApiError::bad_request(None, format!("JSON nesting deeper than {max_depth} levels")));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -66,9 +57,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
         let inner = e.into_inner();
         let field = (path != ".").then_some(path);
         let what = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                "malformed JSON"
-            }
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",
             _ => "invalid value",
         };
         // serde's message names the expected type or the unknown field, never our internals.
@@ -135,14 +124,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_path() {
-        let err =
-            parse_json::<T>(br#"{"name": "x", "inner": {"n": "nope"}}"#, 32).expect_err("type");
-        assert!(
-            matches!(&err, ApiError::BadRequest { field: Some(f), .. } if f == "inner.n"),
-            "{err:?}"
-        );
-        let err = parse_json::<T>(br#"{"name": "x", "inner": {"n": 1}, "extra": 1}"#, 32)
-            .expect_err("unknown");
+        let err = parse_json::<T>(br#"{"name": "x", "inner": {"n": "nope"}}"#, 32).expect_err("type");
+        assert!(matches!(&err, ApiError::BadRequest { field: Some(f), .. } if f == "inner.n"), "{err:?}");
+        let err = parse_json::<T>(br#"{"name": "x", "inner": {"n": 1}, "extra": 1}"#, 32).expect_err("unknown");
         assert!(err.to_string().contains("extra"), "{err}");
         let err = parse_json::<T>(br#"{"name": "#, 32).expect_err("syntax");
         assert!(err.to_string().starts_with("malformed JSON"), "{err}");

@@ -12,9 +12,7 @@ use crate::AppState;
 /// Endpoints that check a password or second factor: the strict login budget applies.
 fn is_login_endpoint(method: &Method, path: &str) -> bool {
     method == Method::POST
-        && path
-            .strip_prefix("/api/v1/auth/")
-            .is_some_and(|p| matches!(p, "login" | "mfa/verify" | "refresh"))
+        && path.strip_prefix("/api/v1/auth/").is_some_and(|p| matches!(p, "login" | "mfa/verify" | "refresh"))
 }
 
 pub(crate) fn set_headers(h: &mut HeaderMap, d: &Decision) {
@@ -38,28 +36,17 @@ pub(crate) async fn refuse(
 ) -> Response {
     if d.audit {
         let details = json!({ "scope": scope, "limit_per_minute": d.limit });
-        if let Err(e) = state
-            .core
-            .record_event(EventType::RateLimited, user, &ctx.meta(), false, details)
-            .await
-        {
+        if let Err(e) = state.core.record_event(EventType::RateLimited, user, &ctx.meta(), false, details).await {
             tracing::warn!(error = %e, "could not audit a rate-limit refusal");
         }
     }
-    let mut res = ApiError::Core(CoreError::RateLimited {
-        retry_after_secs: d.retry_after_secs,
-    })
-    .into_response();
+    let mut res = ApiError::Core(CoreError::RateLimited { retry_after_secs: d.retry_after_secs }).into_response();
     set_headers(res.headers_mut(), d);
     res
 }
 
 /// Per-IP token buckets, before any other work (and, for login, before any hashing).
-pub(crate) async fn rate_limit(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if !state.limits.enabled {
         return next.run(req).await;
     }
@@ -70,11 +57,7 @@ pub(crate) async fn rate_limit(
         return next.run(req).await;
     };
     let login = is_login_endpoint(req.method(), req.uri().path());
-    let (limiter, scope) = if login {
-        (&state.limits.login, "login")
-    } else {
-        (&state.limits.api, "api")
-    };
+    let (limiter, scope) = if login { (&state.limits.login, "login") } else { (&state.limits.api, "api") };
     let d = limiter.check(&client_key(ip));
     if !d.allowed {
         return refuse(&state, &ctx, &d, scope, None).await;

@@ -35,14 +35,7 @@ struct Route {
 }
 
 fn r(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Route {
-    Route {
-        info: RouteInfo {
-            method,
-            path,
-            access,
-        },
-        handler,
-    }
+    Route { info: RouteInfo { method, path, access }, handler }
 }
 
 /// Every route of the API. The router is built from this list and nothing else, so the
@@ -53,133 +46,33 @@ fn routes() -> Vec<Route> {
     vec![
         r(M::GET, "/health", Public, get(handlers::health)),
         r(M::POST, "/api/v1/auth/login", Public, post(auth::login)),
-        r(
-            M::POST,
-            "/api/v1/auth/logout",
-            SelfService,
-            post(auth::logout),
-        ),
-        r(
-            M::POST,
-            "/api/v1/auth/logout-all",
-            SelfService,
-            post(auth::logout_all),
-        ),
+        r(M::POST, "/api/v1/auth/logout", SelfService, post(auth::logout)),
+        r(M::POST, "/api/v1/auth/logout-all", SelfService, post(auth::logout_all)),
         r(M::GET, "/api/v1/auth/me", SelfService, get(auth::me)),
-        r(
-            M::POST,
-            "/api/v1/auth/password",
-            SelfService,
-            post(auth::change_password),
-        ),
+        r(M::POST, "/api/v1/auth/password", SelfService, post(auth::change_password)),
         r(M::GET, "/api/v1/users", Permission, get(users::list)),
         r(M::POST, "/api/v1/users", Permission, post(users::create)),
-        r(
-            M::GET,
-            "/api/v1/users/{username}",
-            Permission,
-            get(users::get),
-        ),
-        r(
-            M::PATCH,
-            "/api/v1/users/{username}",
-            Permission,
-            patch(users::update),
-        ),
-        r(
-            M::DELETE,
-            "/api/v1/users/{username}",
-            Permission,
-            delete(users::delete),
-        ),
+        r(M::GET, "/api/v1/users/{username}", Permission, get(users::get)),
+        r(M::PATCH, "/api/v1/users/{username}", Permission, patch(users::update)),
+        r(M::DELETE, "/api/v1/users/{username}", Permission, delete(users::delete)),
         r(M::GET, "/api/v1/roles", Permission, get(roles::list)),
         r(M::POST, "/api/v1/roles", Permission, post(roles::create)),
         r(M::GET, "/api/v1/roles/{name}", Permission, get(roles::get)),
-        r(
-            M::PUT,
-            "/api/v1/roles/{name}",
-            Permission,
-            put(roles::replace),
-        ),
-        r(
-            M::DELETE,
-            "/api/v1/roles/{name}",
-            Permission,
-            delete(roles::delete),
-        ),
-        r(
-            M::GET,
-            "/api/v1/collections",
-            Permission,
-            get(collections::list),
-        ),
-        r(
-            M::POST,
-            "/api/v1/collections",
-            Permission,
-            post(collections::create),
-        ),
-        r(
-            M::GET,
-            "/api/v1/collections/{collection}",
-            Permission,
-            get(collections::get),
-        ),
-        r(
-            M::PATCH,
-            "/api/v1/collections/{collection}",
-            Permission,
-            patch(collections::update),
-        ),
-        r(
-            M::DELETE,
-            "/api/v1/collections/{collection}",
-            Permission,
-            delete(collections::delete),
-        ),
-        r(
-            M::GET,
-            "/api/v1/collections/{collection}/documents",
-            Permission,
-            get(documents::list),
-        ),
-        r(
-            M::POST,
-            "/api/v1/collections/{collection}/documents",
-            Permission,
-            post(documents::create),
-        ),
-        r(
-            M::GET,
-            "/api/v1/collections/{collection}/documents/{id}",
-            Permission,
-            get(documents::get),
-        ),
-        r(
-            M::PUT,
-            "/api/v1/collections/{collection}/documents/{id}",
-            Permission,
-            put(documents::replace),
-        ),
-        r(
-            M::PATCH,
-            "/api/v1/collections/{collection}/documents/{id}",
-            Permission,
-            patch(documents::patch),
-        ),
-        r(
-            M::DELETE,
-            "/api/v1/collections/{collection}/documents/{id}",
-            Permission,
-            delete(documents::delete),
-        ),
+        r(M::PUT, "/api/v1/roles/{name}", Permission, put(roles::replace)),
+        r(M::DELETE, "/api/v1/roles/{name}", Permission, delete(roles::delete)),
+        r(M::GET, "/api/v1/collections", Permission, get(collections::list)),
+        r(M::POST, "/api/v1/collections", Permission, post(collections::create)),
+        r(M::GET, "/api/v1/collections/{collection}", Permission, get(collections::get)),
+        r(M::PATCH, "/api/v1/collections/{collection}", Permission, patch(collections::update)),
+        r(M::DELETE, "/api/v1/collections/{collection}", Permission, delete(collections::delete)),
+        r(M::GET, "/api/v1/collections/{collection}/documents", Permission, get(documents::list)),
+        r(M::POST, "/api/v1/collections/{collection}/documents", Permission, post(documents::create)),
+        r(M::GET, "/api/v1/collections/{collection}/documents/{id}", Permission, get(documents::get)),
+        r(M::PUT, "/api/v1/collections/{collection}/documents/{id}", Permission, put(documents::replace)),
+        r(M::PATCH, "/api/v1/collections/{collection}/documents/{id}", Permission, patch(documents::patch)),
+        r(M::DELETE, "/api/v1/collections/{collection}/documents/{id}", Permission, delete(documents::delete)),
         r(M::GET, "/api/v1/admin/audit", Permission, get(admin::audit)),
-        r(
-            M::GET,
-            "/api/v1/admin/audit/verify",
-            Permission,
-            get(admin::verify),
-        ),
+        r(M::GET, "/api/v1/admin/audit/verify", Permission, get(admin::verify)),
     ]
 }
 
@@ -217,8 +110,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), crate::limits::rate_limit))
         .layer(from_fn_with_state(state.clone(), request_context))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            ApiError::Core(rampart_core::CoreError::internal_msg("handler panicked"))
-                .into_response_compat()
+            ApiError::Core(rampart_core::CoreError::internal_msg("handler panicked")).into_response_compat()
         }))
         .with_state(state)
 }

@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rampart_store::{
-    Audit, AuditChainer, AuditEvent, AuditFilter, AuditHead, AuditRecord, AuditStore, StoreError,
-    StoreResult, GENESIS_HASH,
+    Audit, AuditChainer, AuditEvent, AuditFilter, AuditHead, AuditRecord, AuditStore, StoreError, StoreResult,
+    GENESIS_HASH,
 };
 use rampart_types::Timestamp;
 use rusqlite::types::Value;
@@ -11,8 +11,7 @@ use rusqlite::{params, params_from_iter, OptionalExtension, Row, Transaction};
 
 use crate::{map_err, SqliteStore};
 
-const COLUMNS: &str =
-    "seq, timestamp, event_type, user, ip_address, success, details, request_id, prev_hash, hash";
+const COLUMNS: &str = "seq, timestamp, event_type, user, ip_address, success, details, request_id, prev_hash, hash";
 const HEAD_KEY: &str = "audit_head";
 
 fn audit_err(e: rusqlite::Error) -> StoreError {
@@ -41,31 +40,20 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
 
 /// Appends `events` to the chain inside `tx`. Failures are `AuditUnavailable`, so callers
 /// answer 503 and the surrounding change rolls back.
-pub(crate) fn append_in(
-    tx: &Transaction<'_>,
-    chainer: &dyn AuditChainer,
-    events: &Audit,
-) -> StoreResult<Vec<i64>> {
+pub(crate) fn append_in(tx: &Transaction<'_>, chainer: &dyn AuditChainer, events: &Audit) -> StoreResult<Vec<i64>> {
     let last: Option<(i64, [u8; 32])> = tx
-        .query_row(
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map_err(audit_err)?;
     let (mut seq, mut prev) = last.unwrap_or((0, GENESIS_HASH));
     let mut seqs = Vec::with_capacity(events.len());
     let mut stmt = tx
-        .prepare_cached(&format!(
-            "INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-        ))
+        .prepare_cached(&format!("INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"))
         .map_err(audit_err)?;
     for e in events {
         seq += 1;
         let hash = chainer.chain(&prev, &AuditRecord::canonical(seq, e));
-        let details = serde_json::to_string(&e.details)
-            .map_err(|x| StoreError::AuditUnavailable(Box::new(x)))?;
+        let details = serde_json::to_string(&e.details).map_err(|x| StoreError::AuditUnavailable(Box::new(x)))?;
         stmt.execute(params![
             seq,
             e.timestamp.as_millis(),
@@ -102,28 +90,19 @@ impl AuditStore for SqliteStore {
 
     async fn append_audit(&self, events: Audit) -> StoreResult<Vec<i64>> {
         let chainer = self.inner_chainer().get().cloned().ok_or_else(|| {
-            StoreError::AuditUnavailable(Box::new(std::io::Error::other(
-                "audit chain key not installed",
-            )))
+            StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
         })?;
         // Written through `write` with no extra events: one transaction, one sync per batch.
-        self.write(Vec::new(), move |tx| {
-            append_in(tx, chainer.as_ref(), &events)
-        })
-        .await
+        self.write(Vec::new(), move |tx| append_in(tx, chainer.as_ref(), &events)).await
     }
 
     async fn read_audit(&self, after_seq: i64, limit: usize) -> StoreResult<Vec<AuditRecord>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| {
             let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-                ))
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"))
                 .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![after_seq, limit], from_row)
-                .map_err(map_err)?;
+            let rows = stmt.query_map(params![after_seq, limit], from_row).map_err(map_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
         })
         .await
@@ -154,14 +133,9 @@ impl AuditStore for SqliteStore {
                 args.push(Value::Integer(i64::from(s)));
             }
             args.push(Value::Integer(i64::try_from(f.limit).unwrap_or(i64::MAX)));
-            let sql = format!(
-                "SELECT {COLUMNS} FROM audit_log WHERE {} ORDER BY seq LIMIT ?",
-                conds.join(" AND ")
-            );
+            let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE {} ORDER BY seq LIMIT ?", conds.join(" AND "));
             let mut stmt = c.prepare_cached(&sql).map_err(map_err)?;
-            let rows = stmt
-                .query_map(params_from_iter(args), from_row)
-                .map_err(map_err)?;
+            let rows = stmt.query_map(params_from_iter(args), from_row).map_err(map_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
         })
         .await
@@ -172,11 +146,7 @@ impl AuditStore for SqliteStore {
         let Some(raw) = raw else { return Ok(None) };
         if raw.len() != 72 {
             // A mangled head is reported as a head that cannot verify.
-            return Ok(Some(AuditHead {
-                seq: -1,
-                hash: [0; 32],
-                mac: [0; 32],
-            }));
+            return Ok(Some(AuditHead { seq: -1, hash: [0; 32], mac: [0; 32] }));
         }
         let mut seq = [0u8; 8];
         seq.copy_from_slice(&raw[..8]);
@@ -184,10 +154,6 @@ impl AuditStore for SqliteStore {
         hash.copy_from_slice(&raw[8..40]);
         let mut mac = [0u8; 32];
         mac.copy_from_slice(&raw[40..72]);
-        Ok(Some(AuditHead {
-            seq: i64::from_be_bytes(seq),
-            hash,
-            mac,
-        }))
+        Ok(Some(AuditHead { seq: i64::from_be_bytes(seq), hash, mac }))
     }
 }

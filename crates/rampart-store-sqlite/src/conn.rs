@@ -37,13 +37,9 @@ pub(crate) fn open_store(path: &Path) -> StoreResult<SqliteStore> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let mut writer = Connection::open_with_flags(path, flags).map_err(map_err)?;
-    let mode: String = writer
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(map_err)?;
+    let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(map_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(internal(std::io::Error::other(
-            "could not enable WAL journal mode",
-        )));
+        return Err(internal(std::io::Error::other("could not enable WAL journal mode")));
     }
     configure(&writer).map_err(map_err)?;
     migrations::run(&mut writer)?;
@@ -104,9 +100,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let guard = Arc::clone(&self.inner.writer).lock_owned().await;
-        tokio::task::spawn_blocking(move || f(&guard))
-            .await
-            .map_err(join_error)?
+        tokio::task::spawn_blocking(move || f(&guard)).await.map_err(join_error)?
     }
 
     /// Runs `f` in an immediate write transaction and appends `audit` to the chain in the
@@ -120,15 +114,11 @@ impl SqliteStore {
         let mut guard = Arc::clone(&self.inner.writer).lock_owned().await;
         let chainer = self.inner.chainer.get().cloned();
         tokio::task::spawn_blocking(move || {
-            let tx = guard
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(map_err)?;
+            let tx = guard.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
             let value = f(&tx)?;
             if !audit.is_empty() {
                 let chainer = chainer.ok_or_else(|| {
-                    StoreError::AuditUnavailable(Box::new(std::io::Error::other(
-                        "audit chain key not installed",
-                    )))
+                    StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
                 })?;
                 crate::audit::append_in(&tx, chainer.as_ref(), &audit)?;
             }

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use rampart_store::{
-    Audit, CollectionRecord, CollectionStore, DocumentQuery, DocumentRecord, DocumentStore,
-    IndexEntry, Indexer, StoreError, StoreResult,
+    Audit, CollectionRecord, CollectionStore, DocumentQuery, DocumentRecord, DocumentStore, IndexEntry, Indexer,
+    StoreError, StoreResult,
 };
 use rampart_types::{CollectionName, DocumentId, FieldPath, SubjectId, Timestamp};
 use rusqlite::types::Value;
@@ -9,22 +9,16 @@ use rusqlite::{params, params_from_iter, OptionalExtension, Row, Transaction};
 
 use crate::{internal, map_err, parse_col, SqliteStore};
 
-const COLL_COLUMNS: &str =
-    "name, indexes, pii_fields, retention_days, encrypted, created_at, updated_at";
-const DOC_COLUMNS: &str =
-    "d.seq, d.collection, d.id, d.version, d.subject_id, d.body, d.created_at, d.updated_at";
+const COLL_COLUMNS: &str = "name, indexes, pii_fields, retention_days, encrypted, created_at, updated_at";
+const DOC_COLUMNS: &str = "d.seq, d.collection, d.id, d.version, d.subject_id, d.body, d.created_at, d.updated_at";
 
 fn fields_from(text: String) -> rusqlite::Result<Vec<FieldPath>> {
     let names: Vec<String> = parse_col(text, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
-    names
-        .iter()
-        .map(|n| parse_col(n.clone(), FieldPath::parse))
-        .collect()
+    names.iter().map(|n| parse_col(n.clone(), FieldPath::parse)).collect()
 }
 
 fn fields_to(fields: &[FieldPath]) -> StoreResult<String> {
-    serde_json::to_string(&fields.iter().map(FieldPath::as_str).collect::<Vec<_>>())
-        .map_err(internal)
+    serde_json::to_string(&fields.iter().map(FieldPath::as_str).collect::<Vec<_>>()).map_err(internal)
 }
 
 fn coll_from_row(r: &Row<'_>) -> rusqlite::Result<CollectionRecord> {
@@ -46,50 +40,38 @@ fn doc_from_row(r: &Row<'_>) -> rusqlite::Result<DocumentRecord> {
         collection: parse_col(r.get(1)?, CollectionName::parse)?,
         id: parse_col(r.get(2)?, DocumentId::parse)?,
         version: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
-        subject_id: subject
-            .map(|s| parse_col(s, SubjectId::parse))
-            .transpose()?,
+        subject_id: subject.map(|s| parse_col(s, SubjectId::parse)).transpose()?,
         body: r.get(5)?,
         created_at: Timestamp::from_millis(r.get(6)?),
         updated_at: Timestamp::from_millis(r.get(7)?),
     })
 }
 
-fn write_index(
-    tx: &Transaction<'_>,
-    collection: &str,
-    seq: i64,
-    index: &[IndexEntry],
-) -> StoreResult<()> {
-    tx.execute("DELETE FROM doc_index WHERE doc_seq = ?1", params![seq])
-        .map_err(map_err)?;
+fn write_index(tx: &Transaction<'_>, collection: &str, seq: i64, index: &[IndexEntry]) -> StoreResult<()> {
+    tx.execute("DELETE FROM doc_index WHERE doc_seq = ?1", params![seq]).map_err(map_err)?;
     let mut stmt = tx
         .prepare_cached("INSERT OR IGNORE INTO doc_index (collection, field, token, doc_seq) VALUES (?1, ?2, ?3, ?4)")
         .map_err(map_err)?;
     for e in index {
-        stmt.execute(params![
-            collection,
-            e.field.as_str(),
-            e.token.as_slice(),
-            seq
-        ])
-        .map_err(map_err)?;
+        stmt.execute(params![collection, e.field.as_str(), e.token.as_slice(), seq]).map_err(map_err)?;
     }
     Ok(())
 }
 
-fn get_doc_in(
-    conn: &rusqlite::Connection,
-    c: &str,
-    id: &str,
-) -> StoreResult<Option<DocumentRecord>> {
-    conn.prepare_cached(&format!(
-        "SELECT {DOC_COLUMNS} FROM documents d WHERE d.collection = ?1 AND d.id = ?2"
-    ))
-    .map_err(map_err)?
-    .query_row(params![c, id], doc_from_row)
-    .optional()
-    .map_err(map_err)
+fn get_doc_in(conn: &rusqlite::Connection, c: &str, id: &str) -> StoreResult<Option<DocumentRecord>> {
+    conn.prepare_cached(&format!("SELECT {DOC_COLUMNS} FROM documents d WHERE d.collection = ?1 AND d.id = ?2"))
+        .map_err(map_err)?
+        .query_row(params![c, id], doc_from_row)
+        .optional()
+        .map_err(map_err)
+}
+
+pub(crate) fn documents_after(c: &rusqlite::Connection, seq: i64, limit: i64) -> StoreResult<Vec<DocumentRecord>> {
+    let mut stmt = c
+        .prepare_cached(&format!("SELECT {DOC_COLUMNS} FROM documents d WHERE d.seq > ?1 ORDER BY d.seq LIMIT ?2"))
+        .map_err(map_err)?;
+    let rows = stmt.query_map(params![seq, limit], doc_from_row).map_err(map_err)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
 }
 
 fn version_i64(v: u64) -> StoreResult<i64> {
@@ -102,9 +84,7 @@ impl CollectionStore for SqliteStore {
         let (idx, pii) = (fields_to(&c.indexes)?, fields_to(&c.pii_fields)?);
         self.write(audit, move |tx| {
             tx.execute(
-                &format!(
-                    "INSERT INTO collections ({COLL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-                ),
+                &format!("INSERT INTO collections ({COLL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                 params![
                     c.name.as_str(),
                     idx,
@@ -124,50 +104,33 @@ impl CollectionStore for SqliteStore {
     async fn get_collection(&self, name: &CollectionName) -> StoreResult<Option<CollectionRecord>> {
         let name = name.as_str().to_owned();
         self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {COLL_COLUMNS} FROM collections WHERE name = ?1"
-            ))
-            .map_err(map_err)?
-            .query_row(params![name], coll_from_row)
-            .optional()
-            .map_err(map_err)
+            c.prepare_cached(&format!("SELECT {COLL_COLUMNS} FROM collections WHERE name = ?1"))
+                .map_err(map_err)?
+                .query_row(params![name], coll_from_row)
+                .optional()
+                .map_err(map_err)
         })
         .await
     }
 
     async fn list_collections(&self) -> StoreResult<Vec<CollectionRecord>> {
         self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT {COLL_COLUMNS} FROM collections ORDER BY name"
-                ))
-                .map_err(map_err)?;
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {COLL_COLUMNS} FROM collections ORDER BY name")).map_err(map_err)?;
             let rows = stmt.query_map([], coll_from_row).map_err(map_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
         })
         .await
     }
 
-    async fn update_collection(
-        &self,
-        c: CollectionRecord,
-        reindex: Option<Indexer>,
-        audit: Audit,
-    ) -> StoreResult<()> {
+    async fn update_collection(&self, c: CollectionRecord, reindex: Option<Indexer>, audit: Audit) -> StoreResult<()> {
         let (idx, pii) = (fields_to(&c.indexes)?, fields_to(&c.pii_fields)?);
         self.write(audit, move |tx| {
             let n = tx
                 .execute(
                     "UPDATE collections SET indexes = ?2, pii_fields = ?3, retention_days = ?4,
                         encrypted = ?5, updated_at = ?6 WHERE name = ?1",
-                    params![
-                        c.name.as_str(),
-                        idx,
-                        pii,
-                        c.retention_days,
-                        c.encrypted,
-                        c.updated_at.as_millis()
-                    ],
+                    params![c.name.as_str(), idx, pii, c.retention_days, c.encrypted, c.updated_at.as_millis()],
                 )
                 .map_err(map_err)?;
             if n == 0 {
@@ -176,19 +139,11 @@ impl CollectionStore for SqliteStore {
             let Some(indexer) = reindex else {
                 return Ok(());
             };
-            tx.execute(
-                "DELETE FROM doc_index WHERE collection = ?1",
-                params![c.name.as_str()],
-            )
-            .map_err(map_err)?;
+            tx.execute("DELETE FROM doc_index WHERE collection = ?1", params![c.name.as_str()]).map_err(map_err)?;
             let mut stmt = tx
-                .prepare(&format!(
-                    "SELECT {DOC_COLUMNS} FROM documents d WHERE d.collection = ?1"
-                ))
+                .prepare(&format!("SELECT {DOC_COLUMNS} FROM documents d WHERE d.collection = ?1"))
                 .map_err(map_err)?;
-            let docs = stmt
-                .query_map(params![c.name.as_str()], doc_from_row)
-                .map_err(map_err)?;
+            let docs = stmt.query_map(params![c.name.as_str()], doc_from_row).map_err(map_err)?;
             for doc in docs {
                 let doc = doc.map_err(map_err)?;
                 let entries = indexer(&doc).map_err(|e| internal(std::io::Error::other(e)))?;
@@ -202,13 +157,9 @@ impl CollectionStore for SqliteStore {
     async fn delete_collection(&self, name: &CollectionName, audit: Audit) -> StoreResult<()> {
         let name = name.as_str().to_owned();
         self.write(audit, move |tx| {
-            tx.execute("DELETE FROM doc_index WHERE collection = ?1", params![name])
-                .map_err(map_err)?;
-            tx.execute("DELETE FROM documents WHERE collection = ?1", params![name])
-                .map_err(map_err)?;
-            let n = tx
-                .execute("DELETE FROM collections WHERE name = ?1", params![name])
-                .map_err(map_err)?;
+            tx.execute("DELETE FROM doc_index WHERE collection = ?1", params![name]).map_err(map_err)?;
+            tx.execute("DELETE FROM documents WHERE collection = ?1", params![name]).map_err(map_err)?;
+            let n = tx.execute("DELETE FROM collections WHERE name = ?1", params![name]).map_err(map_err)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -255,11 +206,7 @@ impl DocumentStore for SqliteStore {
         .await
     }
 
-    async fn get_document(
-        &self,
-        c: &CollectionName,
-        id: &DocumentId,
-    ) -> StoreResult<Option<DocumentRecord>> {
+    async fn get_document(&self, c: &CollectionName, id: &DocumentId) -> StoreResult<Option<DocumentRecord>> {
         let (c, id) = (c.as_str().to_owned(), id.as_str().to_owned());
         self.read(move |conn| get_doc_in(conn, &c, &id)).await
     }
@@ -273,9 +220,7 @@ impl DocumentStore for SqliteStore {
     ) -> StoreResult<DocumentRecord> {
         self.write(audit, move |tx| {
             let expected = version_i64(expected_version)?;
-            let new_version = expected_version
-                .checked_add(1)
-                .ok_or(StoreError::VersionMismatch)?;
+            let new_version = expected_version.checked_add(1).ok_or(StoreError::VersionMismatch)?;
             let seq: Option<i64> = tx
                 .query_row(
                     "SELECT seq FROM documents WHERE collection = ?1 AND id = ?2",
@@ -323,13 +268,8 @@ impl DocumentStore for SqliteStore {
             if expected_version.is_some_and(|v| v != current.version) {
                 return Err(StoreError::VersionMismatch);
             }
-            tx.execute(
-                "DELETE FROM doc_index WHERE doc_seq = ?1",
-                params![current.seq],
-            )
-            .map_err(map_err)?;
-            tx.execute("DELETE FROM documents WHERE seq = ?1", params![current.seq])
-                .map_err(map_err)?;
+            tx.execute("DELETE FROM doc_index WHERE doc_seq = ?1", params![current.seq]).map_err(map_err)?;
+            tx.execute("DELETE FROM documents WHERE seq = ?1", params![current.seq]).map_err(map_err)?;
             Ok(())
         })
         .await
@@ -377,13 +317,9 @@ impl DocumentStore for SqliteStore {
     async fn count_subject_documents(&self, subject: &SubjectId) -> StoreResult<u64> {
         let s = subject.as_str().to_owned();
         self.read(move |c| {
-            c.query_row(
-                "SELECT count(*) FROM documents WHERE subject_id = ?1",
-                params![s],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| u64::try_from(n).unwrap_or(0))
-            .map_err(map_err)
+            c.query_row("SELECT count(*) FROM documents WHERE subject_id = ?1", params![s], |r| r.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(map_err)
         })
         .await
     }

@@ -5,6 +5,7 @@
 mod audit;
 mod conn;
 mod documents;
+mod keys;
 mod migrations;
 mod roles;
 mod sessions;
@@ -27,12 +28,9 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode as C;
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            C::DatabaseBusy
-            | C::DatabaseLocked
-            | C::DiskFull
-            | C::SystemIoFailure
-            | C::CannotOpen
-            | C::ReadOnly => StoreError::Unavailable(Box::new(e)),
+            C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure | C::CannotOpen | C::ReadOnly => {
+                StoreError::Unavailable(Box::new(e))
+            }
             C::ConstraintViolation => StoreError::AlreadyExists,
             _ => internal(e),
         },
@@ -60,11 +58,8 @@ impl SqliteStore {
 
     /// Checkpoints the WAL into the main file; called on graceful shutdown.
     pub async fn close(&self) -> StoreResult<()> {
-        self.with_writer(|conn| {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .map_err(map_err)
-        })
-        .await
+        self.with_writer(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(map_err))
+            .await
     }
 }
 
@@ -72,11 +67,7 @@ impl SqliteStore {
     pub(crate) async fn get_meta_raw(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let key = key.to_owned();
         self.read(move |c| {
-            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(map_err)
+            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional().map_err(map_err)
         })
         .await
     }
@@ -87,11 +78,7 @@ impl MetaStore for SqliteStore {
     async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let key = key.to_owned();
         self.read(move |c| {
-            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(map_err)
+            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional().map_err(map_err)
         })
         .await
     }
@@ -99,15 +86,9 @@ impl MetaStore for SqliteStore {
     async fn init_meta(&self, key: &str, value: Vec<u8>) -> StoreResult<Vec<u8>> {
         let key = key.to_owned();
         self.write(Vec::new(), move |tx| {
-            tx.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
-                params![key, value],
-            )
-            .map_err(map_err)?;
-            tx.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
-                r.get(0)
-            })
-            .map_err(map_err)
+            tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])
+                .map_err(map_err)?;
+            tx.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).map_err(map_err)
         })
         .await
     }
@@ -118,11 +99,6 @@ pub(crate) fn parse_col<T, E: std::fmt::Display>(
     value: String,
     parse: impl Fn(&str) -> Result<T, E>,
 ) -> rusqlite::Result<T> {
-    parse(&value).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            e.to_string().into(),
-        )
-    })
+    parse(&value)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.to_string().into()))
 }

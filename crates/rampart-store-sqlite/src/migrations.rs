@@ -91,18 +91,39 @@ CREATE INDEX audit_by_type ON audit_log(event_type, seq);
 CREATE INDEX audit_by_user ON audit_log(user, seq);
 CREATE INDEX audit_by_time ON audit_log(timestamp);
 "#,
+    r#"
+CREATE TABLE data_keys (
+    key_id      TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    kek_version INTEGER NOT NULL,
+    wrapped     BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    successor   TEXT
+) STRICT;
+CREATE UNIQUE INDEX data_keys_current ON data_keys(kind, owner) WHERE successor IS NULL;
+CREATE INDEX data_keys_by_owner ON data_keys(kind, owner);
+
+CREATE TABLE kek_versions (
+    version    INTEGER PRIMARY KEY,
+    created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE erasure_ledger (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject_hash TEXT NOT NULL,
+    erased_at    INTEGER NOT NULL
+) STRICT;
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {
-    let done: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(map_err)?;
+    let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(map_err)?;
     let done = usize::try_from(done).unwrap_or(0);
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.transaction().map_err(map_err)?;
         tx.execute_batch(sql).map_err(map_err)?;
-        tx.pragma_update(None, "user_version", i + 1)
-            .map_err(map_err)?;
+        tx.pragma_update(None, "user_version", i + 1).map_err(map_err)?;
         tx.commit().map_err(map_err)?;
     }
     Ok(())

@@ -8,36 +8,25 @@ use crate::{internal, map_err, parse_col, SqliteStore};
 const COLUMNS: &str = "name, description, permissions, collections, builtin, created_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<RoleRecord> {
-    let perms: Vec<String> =
-        parse_col(r.get(2)?, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
+    let perms: Vec<String> = parse_col(r.get(2)?, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
     let permissions = perms
         .iter()
         .map(|p| Permission::parse(p))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
-        })?;
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into()))?;
     let collections: Option<String> = r.get(3)?;
-    let collections = match collections {
-        None => None,
-        Some(text) => {
-            let names: Vec<String> =
-                parse_col(text, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
-            Some(
-                names
-                    .iter()
-                    .map(|n| CollectionName::parse(n))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            3,
-                            rusqlite::types::Type::Text,
-                            e.into(),
-                        )
+    let collections =
+        match collections {
+            None => None,
+            Some(text) => {
+                let names: Vec<String> = parse_col(text, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
+                Some(
+                    names.iter().map(|n| CollectionName::parse(n)).collect::<Result<Vec<_>, _>>().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
                     })?,
-            )
-        }
-    };
+                )
+            }
+        };
     Ok(RoleRecord {
         name: parse_col(r.get(0)?, RoleName::parse)?,
         description: r.get(1)?,
@@ -61,22 +50,16 @@ fn encode(role: &RoleRecord) -> StoreResult<(String, Option<String>)> {
 }
 
 fn get_in(tx: &Transaction<'_>, name: &str) -> StoreResult<Option<RoleRecord>> {
-    tx.query_row(
-        &format!("SELECT {COLUMNS} FROM roles WHERE name = ?1"),
-        params![name],
-        from_row,
-    )
-    .optional()
-    .map_err(map_err)
+    tx.query_row(&format!("SELECT {COLUMNS} FROM roles WHERE name = ?1"), params![name], from_row)
+        .optional()
+        .map_err(map_err)
 }
 
 #[async_trait]
 impl RoleStore for SqliteStore {
     async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>> {
         self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM roles ORDER BY name"))
-                .map_err(map_err)?;
+            let mut stmt = c.prepare_cached(&format!("SELECT {COLUMNS} FROM roles ORDER BY name")).map_err(map_err)?;
             let rows = stmt.query_map([], from_row).map_err(map_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
         })
@@ -103,14 +86,7 @@ impl RoleStore for SqliteStore {
             }
             tx.execute(
                 &format!("INSERT INTO roles ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-                params![
-                    role.name.as_str(),
-                    role.description,
-                    perms,
-                    cols,
-                    role.builtin,
-                    role.created_at.as_millis()
-                ],
+                params![role.name.as_str(), role.description, perms, cols, role.builtin, role.created_at.as_millis()],
             )
             .map_err(map_err)?;
             Ok(())
@@ -128,13 +104,7 @@ impl RoleStore for SqliteStore {
                         permissions = excluded.permissions, collections = excluded.collections,
                         builtin = 1"
                 ),
-                params![
-                    role.name.as_str(),
-                    role.description,
-                    perms,
-                    cols,
-                    role.created_at.as_millis()
-                ],
+                params![role.name.as_str(), role.description, perms, cols, role.created_at.as_millis()],
             )
             .map_err(map_err)?;
             Ok(())
@@ -171,23 +141,16 @@ impl RoleStore for SqliteStore {
         self.write(audit, move |tx| {
             match get_in(tx, &name)? {
                 None => return Err(StoreError::NotFound),
-                Some(r) if r.builtin => {
-                    return Err(StoreError::InUse("built-in roles cannot be deleted"))
-                }
+                Some(r) if r.builtin => return Err(StoreError::InUse("built-in roles cannot be deleted")),
                 Some(_) => {}
             }
             let holders: i64 = tx
-                .query_row(
-                    "SELECT count(*) FROM users WHERE role = ?1",
-                    params![name],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT count(*) FROM users WHERE role = ?1", params![name], |r| r.get(0))
                 .map_err(map_err)?;
             if holders > 0 {
                 return Err(StoreError::InUse("the role is assigned to users"));
             }
-            tx.execute("DELETE FROM roles WHERE name = ?1", params![name])
-                .map_err(map_err)?;
+            tx.execute("DELETE FROM roles WHERE name = ?1", params![name]).map_err(map_err)?;
             Ok(())
         })
         .await

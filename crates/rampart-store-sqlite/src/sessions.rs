@@ -5,8 +5,7 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use crate::{map_err, parse_col, SqliteStore};
 
-const COLUMNS: &str =
-    "id, token_hash, username, created_at, last_seen_at, expires_at, ip_address, user_agent";
+const COLUMNS: &str = "id, token_hash, username, created_at, last_seen_at, expires_at, ip_address, user_agent";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -23,17 +22,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(
-        &self,
-        s: SessionRecord,
-        max_per_user: u32,
-        audit: Audit,
-    ) -> StoreResult<()> {
+    async fn create_session(&self, s: SessionRecord, max_per_user: u32, audit: Audit) -> StoreResult<()> {
         self.write(audit, move |tx| {
             tx.execute(
-                &format!(
-                    "INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                ),
+                &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
                 params![
                     s.id,
                     s.token_hash.as_slice(),
@@ -59,19 +51,14 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn get_session_by_token(
-        &self,
-        token_hash: &[u8; 32],
-    ) -> StoreResult<Option<SessionRecord>> {
+    async fn get_session_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionRecord>> {
         let hash = token_hash.to_vec();
         self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1"
-            ))
-            .map_err(map_err)?
-            .query_row(params![hash], from_row)
-            .optional()
-            .map_err(map_err)
+            c.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1"))
+                .map_err(map_err)?
+                .query_row(params![hash], from_row)
+                .optional()
+                .map_err(map_err)
         })
         .await
     }
@@ -93,9 +80,7 @@ impl SessionStore for SqliteStore {
         let name = username.as_str().to_owned();
         self.read(move |c| {
             let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM sessions WHERE username = ?1 ORDER BY created_at"
-                ))
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE username = ?1 ORDER BY created_at"))
                 .map_err(map_err)?;
             let rows = stmt.query_map(params![name], from_row).map_err(map_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
@@ -106,37 +91,23 @@ impl SessionStore for SqliteStore {
     async fn delete_session(&self, id: &str, audit: Audit) -> StoreResult<bool> {
         let id = id.to_owned();
         self.write(audit, move |tx| {
-            tx.execute("DELETE FROM sessions WHERE id = ?1", params![id])
-                .map(|n| n > 0)
+            tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]).map(|n| n > 0).map_err(map_err)
+        })
+        .await
+    }
+
+    async fn delete_user_sessions(&self, username: &Username, keep: Option<&str>, audit: Audit) -> StoreResult<u64> {
+        let name = username.as_str().to_owned();
+        let keep = keep.map(str::to_owned);
+        self.write(audit, move |tx| {
+            tx.execute("DELETE FROM sessions WHERE username = ?1 AND id IS NOT ?2", params![name, keep])
+                .map(|n| n as u64)
                 .map_err(map_err)
         })
         .await
     }
 
-    async fn delete_user_sessions(
-        &self,
-        username: &Username,
-        keep: Option<&str>,
-        audit: Audit,
-    ) -> StoreResult<u64> {
-        let name = username.as_str().to_owned();
-        let keep = keep.map(str::to_owned);
-        self.write(audit, move |tx| {
-            tx.execute(
-                "DELETE FROM sessions WHERE username = ?1 AND id IS NOT ?2",
-                params![name, keep],
-            )
-            .map(|n| n as u64)
-            .map_err(map_err)
-        })
-        .await
-    }
-
-    async fn delete_expired_sessions(
-        &self,
-        idle_cutoff: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<u64> {
+    async fn delete_expired_sessions(&self, idle_cutoff: Timestamp, now: Timestamp) -> StoreResult<u64> {
         self.write(Vec::new(), move |tx| {
             tx.execute(
                 "DELETE FROM sessions WHERE last_seen_at < ?1 OR expires_at <= ?2",

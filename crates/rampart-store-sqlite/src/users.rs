@@ -5,8 +5,7 @@ use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use crate::{map_err, parse_col, SqliteStore};
 
-const COLUMNS: &str =
-    "username, password_hash, role, disabled, mfa_enabled, created_at, updated_at";
+const COLUMNS: &str = "username, password_hash, role, disabled, mfa_enabled, created_at, updated_at";
 /// The built-in role whose holders count as admins for the last-admin rule.
 const ADMIN_ROLE: &str = "admin";
 
@@ -23,23 +22,15 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
 }
 
 fn enabled_admins(tx: &Transaction<'_>) -> StoreResult<i64> {
-    tx.query_row(
-        "SELECT count(*) FROM users WHERE role = ?1 AND disabled = 0",
-        params![ADMIN_ROLE],
-        |r| r.get(0),
-    )
-    .map_err(map_err)
+    tx.query_row("SELECT count(*) FROM users WHERE role = ?1 AND disabled = 0", params![ADMIN_ROLE], |r| r.get(0))
+        .map_err(map_err)
 }
 
 fn get_in(tx: &Transaction<'_>, username: &str) -> StoreResult<UserRecord> {
-    tx.query_row(
-        &format!("SELECT {COLUMNS} FROM users WHERE username = ?1"),
-        params![username],
-        from_row,
-    )
-    .optional()
-    .map_err(map_err)?
-    .ok_or(StoreError::NotFound)
+    tx.query_row(&format!("SELECT {COLUMNS} FROM users WHERE username = ?1"), params![username], from_row)
+        .optional()
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound)
 }
 
 #[async_trait]
@@ -47,11 +38,7 @@ impl UserStore for SqliteStore {
     async fn create_user(&self, u: UserRecord, audit: Audit) -> StoreResult<()> {
         self.write(audit, move |tx| {
             let exists: bool = tx
-                .query_row(
-                    "SELECT 1 FROM users WHERE username = ?1",
-                    params![u.username.as_str()],
-                    |_| Ok(true),
-                )
+                .query_row("SELECT 1 FROM users WHERE username = ?1", params![u.username.as_str()], |_| Ok(true))
                 .optional()
                 .map_err(map_err)?
                 .unwrap_or(false);
@@ -59,11 +46,7 @@ impl UserStore for SqliteStore {
                 return Err(StoreError::AlreadyExists);
             }
             let role_exists: bool = tx
-                .query_row(
-                    "SELECT 1 FROM roles WHERE name = ?1",
-                    params![u.role.as_str()],
-                    |_| Ok(true),
-                )
+                .query_row("SELECT 1 FROM roles WHERE name = ?1", params![u.role.as_str()], |_| Ok(true))
                 .optional()
                 .map_err(map_err)?
                 .unwrap_or(false);
@@ -91,33 +74,21 @@ impl UserStore for SqliteStore {
     async fn get_user(&self, username: &Username) -> StoreResult<Option<UserRecord>> {
         let name = username.as_str().to_owned();
         self.read(move |c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM users WHERE username = ?1"),
-                params![name],
-                from_row,
-            )
-            .optional()
-            .map_err(map_err)
+            c.query_row(&format!("SELECT {COLUMNS} FROM users WHERE username = ?1"), params![name], from_row)
+                .optional()
+                .map_err(map_err)
         })
         .await
     }
 
-    async fn list_users(
-        &self,
-        after: Option<&Username>,
-        limit: usize,
-    ) -> StoreResult<Vec<UserRecord>> {
+    async fn list_users(&self, after: Option<&Username>, limit: usize) -> StoreResult<Vec<UserRecord>> {
         let after = after.map(|u| u.as_str().to_owned()).unwrap_or_default();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| {
             let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM users WHERE username > ?1 ORDER BY username LIMIT ?2"
-                ))
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE username > ?1 ORDER BY username LIMIT ?2"))
                 .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![after, limit], from_row)
-                .map_err(map_err)?;
+            let rows = stmt.query_map(params![after, limit], from_row).map_err(map_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
         })
         .await
@@ -132,12 +103,7 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn update_user(
-        &self,
-        username: &Username,
-        change: UserChange,
-        audit: Audit,
-    ) -> StoreResult<UserRecord> {
+    async fn update_user(&self, username: &Username, change: UserChange, audit: Audit) -> StoreResult<UserRecord> {
         let name = username.as_str().to_owned();
         self.write(audit, move |tx| {
             let before = get_in(tx, &name)?;
@@ -186,9 +152,7 @@ impl UserStore for SqliteStore {
     async fn delete_user(&self, username: &Username, audit: Audit) -> StoreResult<()> {
         let name = username.as_str().to_owned();
         self.write(audit, move |tx| {
-            let n = tx
-                .execute("DELETE FROM users WHERE username = ?1", params![name])
-                .map_err(map_err)?;
+            let n = tx.execute("DELETE FROM users WHERE username = ?1", params![name]).map_err(map_err)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }

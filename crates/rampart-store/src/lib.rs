@@ -5,12 +5,14 @@
 //! their encryption). Index entries are keyed tokens, never plaintext field values.
 
 mod audit;
+mod keys;
 mod records;
 
 use async_trait::async_trait;
 use rampart_types::{CollectionName, DocumentId, RoleName, SubjectId, Timestamp, Username};
 
 pub use audit::*;
+pub use keys::*;
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,20 +53,11 @@ pub trait UserStore: Send + Sync {
     async fn create_user(&self, user: UserRecord, audit: Audit) -> StoreResult<()>;
     async fn get_user(&self, username: &Username) -> StoreResult<Option<UserRecord>>;
     /// Users ordered by name, starting after `after`.
-    async fn list_users(
-        &self,
-        after: Option<&Username>,
-        limit: usize,
-    ) -> StoreResult<Vec<UserRecord>>;
+    async fn list_users(&self, after: Option<&Username>, limit: usize) -> StoreResult<Vec<UserRecord>>;
     async fn count_users(&self) -> StoreResult<u64>;
     /// Applies `change` and, when it changes role or disabled state, ends every session of
     /// the user in the same transaction. Refuses with `LastAdmin` if no enabled admin remains.
-    async fn update_user(
-        &self,
-        username: &Username,
-        change: UserChange,
-        audit: Audit,
-    ) -> StoreResult<UserRecord>;
+    async fn update_user(&self, username: &Username, change: UserChange, audit: Audit) -> StoreResult<UserRecord>;
     /// Deletes the user and their sessions; `LastAdmin` if they are the last enabled admin.
     async fn delete_user(&self, username: &Username, audit: Audit) -> StoreResult<()>;
 }
@@ -72,33 +65,16 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Inserts the session, ending the user's oldest sessions beyond `max_per_user`.
-    async fn create_session(
-        &self,
-        session: SessionRecord,
-        max_per_user: u32,
-        audit: Audit,
-    ) -> StoreResult<()>;
-    async fn get_session_by_token(
-        &self,
-        token_hash: &[u8; 32],
-    ) -> StoreResult<Option<SessionRecord>>;
+    async fn create_session(&self, session: SessionRecord, max_per_user: u32, audit: Audit) -> StoreResult<()>;
+    async fn get_session_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionRecord>>;
     async fn touch_session(&self, id: &str, at: Timestamp) -> StoreResult<()>;
     async fn list_sessions(&self, username: &Username) -> StoreResult<Vec<SessionRecord>>;
     /// Returns whether a session was deleted.
     async fn delete_session(&self, id: &str, audit: Audit) -> StoreResult<bool>;
     /// Ends every session of `username` except `keep`; returns how many ended.
-    async fn delete_user_sessions(
-        &self,
-        username: &Username,
-        keep: Option<&str>,
-        audit: Audit,
-    ) -> StoreResult<u64>;
+    async fn delete_user_sessions(&self, username: &Username, keep: Option<&str>, audit: Audit) -> StoreResult<u64>;
     /// Ends sessions idle since before `idle_cutoff` or past their absolute expiry.
-    async fn delete_expired_sessions(
-        &self,
-        idle_cutoff: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<u64>;
+    async fn delete_expired_sessions(&self, idle_cutoff: Timestamp, now: Timestamp) -> StoreResult<u64>;
 }
 
 #[async_trait]
@@ -124,12 +100,7 @@ pub trait CollectionStore: Send + Sync {
     async fn list_collections(&self) -> StoreResult<Vec<CollectionRecord>>;
     /// Replaces the settings; when `reindex` is given, rebuilds every index entry of the
     /// collection with it in the same transaction.
-    async fn update_collection(
-        &self,
-        c: CollectionRecord,
-        reindex: Option<Indexer>,
-        audit: Audit,
-    ) -> StoreResult<()>;
+    async fn update_collection(&self, c: CollectionRecord, reindex: Option<Indexer>, audit: Audit) -> StoreResult<()>;
     /// Deletes the collection with its documents and index entries.
     async fn delete_collection(&self, name: &CollectionName, audit: Audit) -> StoreResult<()>;
 }
@@ -142,11 +113,7 @@ pub trait DocumentStore: Send + Sync {
         index: Vec<IndexEntry>,
         audit: Audit,
     ) -> StoreResult<DocumentRecord>;
-    async fn get_document(
-        &self,
-        c: &CollectionName,
-        id: &DocumentId,
-    ) -> StoreResult<Option<DocumentRecord>>;
+    async fn get_document(&self, c: &CollectionName, id: &DocumentId) -> StoreResult<Option<DocumentRecord>>;
     /// Replaces body and index if the stored version is `expected_version`
     /// (`VersionMismatch` otherwise); the new version is `expected_version + 1`.
     async fn replace_document(
@@ -170,16 +137,10 @@ pub trait DocumentStore: Send + Sync {
 
 /// Everything a Rampart backend provides.
 pub trait Store:
-    MetaStore + AuditStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore
+    MetaStore + AuditStore + KeyStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore
 {
 }
 impl<T> Store for T where
-    T: MetaStore
-        + AuditStore
-        + UserStore
-        + SessionStore
-        + RoleStore
-        + CollectionStore
-        + DocumentStore
+    T: MetaStore + AuditStore + KeyStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore
 {
 }

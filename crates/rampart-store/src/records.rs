@@ -1,6 +1,4 @@
-use rampart_types::{
-    CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId, Timestamp, Username,
-};
+use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId, Timestamp, Username};
 
 #[derive(Clone)]
 pub struct UserRecord {
@@ -64,10 +62,7 @@ pub struct SessionRecord {
 
 impl std::fmt::Debug for SessionRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionRecord")
-            .field("id", &self.id)
-            .field("username", &self.username)
-            .finish_non_exhaustive()
+        f.debug_struct("SessionRecord").field("id", &self.id).field("username", &self.username).finish_non_exhaustive()
     }
 }
 

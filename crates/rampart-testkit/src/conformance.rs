@@ -2,12 +2,10 @@
 //! Each function takes a fresh, empty, migrated store.
 
 use rampart_store::{
-    CollectionRecord, DocumentQuery, DocumentRecord, IndexEntry, RoleRecord, SessionRecord, Store,
-    StoreError, UserChange, UserRecord,
+    CollectionRecord, DocumentQuery, DocumentRecord, IndexEntry, RoleRecord, SessionRecord, Store, StoreError,
+    UserChange, UserRecord,
 };
-use rampart_types::{
-    CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId, Timestamp, Username,
-};
+use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId, Timestamp, Username};
 
 fn t(ms: i64) -> Timestamp {
     Timestamp::from_millis(1_767_225_600_000 + ms)
@@ -56,25 +54,15 @@ fn session(id: &str, u: &str, at: i64) -> SessionRecord {
 }
 
 async fn seed_roles(s: &dyn Store) {
-    s.upsert_builtin_role(role("admin", Permission::ALL.to_vec(), true))
-        .await
-        .unwrap();
-    s.upsert_builtin_role(role("viewer", vec![Permission::DocumentsRead], true))
-        .await
-        .unwrap();
+    s.upsert_builtin_role(role("admin", Permission::ALL.to_vec(), true)).await.unwrap();
+    s.upsert_builtin_role(role("viewer", vec![Permission::DocumentsRead], true)).await.unwrap();
 }
 
 pub async fn users(s: &dyn Store) {
     seed_roles(s).await;
     s.create_user(user("root", "admin"), vec![]).await.unwrap();
-    assert!(matches!(
-        s.create_user(user("root", "viewer"), vec![]).await,
-        Err(StoreError::AlreadyExists)
-    ));
-    assert!(matches!(
-        s.create_user(user("x", "no-such-role"), vec![]).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(s.create_user(user("root", "viewer"), vec![]).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(s.create_user(user("x", "no-such-role"), vec![]).await, Err(StoreError::NotFound)));
     for n in ["b", "c", "a"] {
         s.create_user(user(n, "viewer"), vec![]).await.unwrap();
     }
@@ -82,69 +70,33 @@ pub async fn users(s: &dyn Store) {
     let names: Vec<_> = page1.iter().map(|u| u.username.to_string()).collect();
     assert_eq!(names, ["a", "b"]);
     let page2 = s.list_users(Some(&name("b")), 10).await.unwrap();
-    assert_eq!(
-        page2
-            .iter()
-            .map(|u| u.username.to_string())
-            .collect::<Vec<_>>(),
-        ["c", "root"]
-    );
+    assert_eq!(page2.iter().map(|u| u.username.to_string()).collect::<Vec<_>>(), ["c", "root"]);
     assert_eq!(s.count_users().await.unwrap(), 4);
 
     let up = s
         .update_user(
             &name("a"),
-            UserChange {
-                role: Some(RoleName::parse("admin").unwrap()),
-                ..Default::default()
-            },
+            UserChange { role: Some(RoleName::parse("admin").unwrap()), ..Default::default() },
             vec![],
         )
         .await
         .unwrap();
     assert_eq!(up.role.as_str(), "admin");
     // Two admins: one may be disabled, then the other is the last.
-    s.update_user(
-        &name("a"),
-        UserChange {
-            disabled: Some(true),
-            ..Default::default()
-        },
-        vec![],
-    )
-    .await
-    .unwrap();
+    s.update_user(&name("a"), UserChange { disabled: Some(true), ..Default::default() }, vec![]).await.unwrap();
     let last = s
         .update_user(
             &name("root"),
-            UserChange {
-                role: Some(RoleName::parse("viewer").unwrap()),
-                ..Default::default()
-            },
+            UserChange { role: Some(RoleName::parse("viewer").unwrap()), ..Default::default() },
             vec![],
         )
         .await;
     assert!(matches!(last, Err(StoreError::LastAdmin)), "{last:?}");
-    assert!(matches!(
-        s.delete_user(&name("root"), vec![]).await,
-        Err(StoreError::LastAdmin)
-    ));
-    assert_eq!(
-        s.get_user(&name("root"))
-            .await
-            .unwrap()
-            .unwrap()
-            .role
-            .as_str(),
-        "admin",
-        "rolled back"
-    );
+    assert!(matches!(s.delete_user(&name("root"), vec![]).await, Err(StoreError::LastAdmin)));
+    assert_eq!(s.get_user(&name("root")).await.unwrap().unwrap().role.as_str(), "admin", "rolled back");
     s.delete_user(&name("c"), vec![]).await.unwrap();
     assert!(s.get_user(&name("c")).await.unwrap().is_none());
-    assert!(matches!(
-        s.delete_user(&name("c"), vec![]).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(s.delete_user(&name("c"), vec![]).await, Err(StoreError::NotFound)));
 }
 
 pub async fn sessions(s: &dyn Store) {
@@ -152,80 +104,35 @@ pub async fn sessions(s: &dyn Store) {
     s.create_user(user("root", "admin"), vec![]).await.unwrap();
     s.create_user(user("u", "viewer"), vec![]).await.unwrap();
     for (i, id) in ["s1", "s2", "s3"].iter().enumerate() {
-        s.create_session(session(id, "u", i as i64), 2, vec![])
-            .await
-            .unwrap();
+        s.create_session(session(id, "u", i as i64), 2, vec![]).await.unwrap();
     }
-    let ids: Vec<_> = s
-        .list_sessions(&name("u"))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|x| x.id)
-        .collect();
+    let ids: Vec<_> = s.list_sessions(&name("u")).await.unwrap().into_iter().map(|x| x.id).collect();
     assert_eq!(ids, ["s2", "s3"], "oldest evicted beyond the limit");
-    let by_token = s
-        .get_session_by_token(&session("s3", "u", 0).token_hash)
-        .await
-        .unwrap()
-        .unwrap();
+    let by_token = s.get_session_by_token(&session("s3", "u", 0).token_hash).await.unwrap().unwrap();
     assert_eq!(by_token.id, "s3");
     s.touch_session("s3", t(10_000)).await.unwrap();
     s.touch_session("s3", t(5_000)).await.unwrap();
-    let touched = s
-        .get_session_by_token(&by_token.token_hash)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        touched.last_seen_at,
-        t(10_000),
-        "last_seen never moves back"
-    );
-    assert_eq!(
-        s.delete_user_sessions(&name("u"), Some("s3"), vec![])
-            .await
-            .unwrap(),
-        1
-    );
+    let touched = s.get_session_by_token(&by_token.token_hash).await.unwrap().unwrap();
+    assert_eq!(touched.last_seen_at, t(10_000), "last_seen never moves back");
+    assert_eq!(s.delete_user_sessions(&name("u"), Some("s3"), vec![]).await.unwrap(), 1);
     assert!(s.delete_session("s3", vec![]).await.unwrap());
     assert!(!s.delete_session("s3", vec![]).await.unwrap());
 
-    s.create_session(session("old", "u", 0), 10, vec![])
-        .await
-        .unwrap();
-    s.create_session(session("new", "u", 100_000), 10, vec![])
-        .await
-        .unwrap();
-    assert_eq!(
-        s.delete_expired_sessions(t(50_000), t(60_000))
-            .await
-            .unwrap(),
-        1
-    );
+    s.create_session(session("old", "u", 0), 10, vec![]).await.unwrap();
+    s.create_session(session("new", "u", 100_000), 10, vec![]).await.unwrap();
+    assert_eq!(s.delete_expired_sessions(t(50_000), t(60_000)).await.unwrap(), 1);
     // Role change and disable end sessions in the same transaction.
     s.update_user(
         &name("u"),
-        UserChange {
-            role: Some(RoleName::parse("admin").unwrap()),
-            ..Default::default()
-        },
+        UserChange { role: Some(RoleName::parse("admin").unwrap()), ..Default::default() },
         vec![],
     )
     .await
     .unwrap();
     assert!(s.list_sessions(&name("u")).await.unwrap().is_empty());
-    s.create_session(session("k", "u", 0), 10, vec![])
-        .await
-        .unwrap();
+    s.create_session(session("k", "u", 0), 10, vec![]).await.unwrap();
     s.delete_user(&name("u"), vec![]).await.unwrap();
-    assert!(
-        s.get_session_by_token(&session("k", "u", 0).token_hash)
-            .await
-            .unwrap()
-            .is_none(),
-        "cascade"
-    );
+    assert!(s.get_session_by_token(&session("k", "u", 0).token_hash).await.unwrap().is_none(), "cascade");
 }
 
 pub async fn roles(s: &dyn Store) {
@@ -234,34 +141,16 @@ pub async fn roles(s: &dyn Store) {
     let mut custom = role("custom", vec![Permission::DocumentsRead], false);
     custom.collections = Some(vec![CollectionName::parse("a").unwrap()]);
     s.create_role(custom.clone(), vec![]).await.unwrap();
-    assert!(matches!(
-        s.create_role(custom.clone(), vec![]).await,
-        Err(StoreError::AlreadyExists)
-    ));
+    assert!(matches!(s.create_role(custom.clone(), vec![]).await, Err(StoreError::AlreadyExists)));
     assert_eq!(s.get_role(&custom.name).await.unwrap().unwrap(), custom);
     s.create_user(user("h", "custom"), vec![]).await.unwrap();
-    s.create_session(session("hs", "h", 0), 10, vec![])
-        .await
-        .unwrap();
+    s.create_session(session("hs", "h", 0), 10, vec![]).await.unwrap();
     custom.permissions.push(Permission::DocumentsWrite);
     s.update_role(custom.clone(), vec![]).await.unwrap();
-    assert!(
-        s.list_sessions(&name("h")).await.unwrap().is_empty(),
-        "holders' sessions end"
-    );
-    assert!(matches!(
-        s.delete_role(&custom.name, vec![]).await,
-        Err(StoreError::InUse(_))
-    ));
-    assert!(matches!(
-        s.update_role(role("viewer", vec![], false), vec![]).await,
-        Err(StoreError::InUse(_))
-    ));
-    assert!(matches!(
-        s.delete_role(&RoleName::parse("viewer").unwrap(), vec![])
-            .await,
-        Err(StoreError::InUse(_))
-    ));
+    assert!(s.list_sessions(&name("h")).await.unwrap().is_empty(), "holders' sessions end");
+    assert!(matches!(s.delete_role(&custom.name, vec![]).await, Err(StoreError::InUse(_))));
+    assert!(matches!(s.update_role(role("viewer", vec![], false), vec![]).await, Err(StoreError::InUse(_))));
+    assert!(matches!(s.delete_role(&RoleName::parse("viewer").unwrap(), vec![]).await, Err(StoreError::InUse(_))));
     s.delete_user(&name("h"), vec![]).await.unwrap();
     s.delete_role(&custom.name, vec![]).await.unwrap();
     assert_eq!(s.list_roles().await.unwrap().len(), 2);
@@ -281,20 +170,14 @@ fn doc(c: &str, id: &str, subject: Option<&str>, body: &[u8]) -> DocumentRecord 
 }
 
 fn entry(field: &str, v: u8) -> IndexEntry {
-    IndexEntry {
-        field: FieldPath::parse(field).unwrap(),
-        token: [v; 32],
-    }
+    IndexEntry { field: FieldPath::parse(field).unwrap(), token: [v; 32] }
 }
 
 pub async fn documents(s: &dyn Store) {
     let c = CollectionName::parse("c").unwrap();
     let coll = CollectionRecord {
         name: c.clone(),
-        indexes: vec![
-            FieldPath::parse("f").unwrap(),
-            FieldPath::parse("g").unwrap(),
-        ],
+        indexes: vec![FieldPath::parse("f").unwrap(), FieldPath::parse("g").unwrap()],
         pii_fields: vec![],
         retention_days: Some(30),
         encrypted: true,
@@ -302,101 +185,39 @@ pub async fn documents(s: &dyn Store) {
         updated_at: t(0),
     };
     s.create_collection(coll.clone(), vec![]).await.unwrap();
-    assert!(matches!(
-        s.create_collection(coll.clone(), vec![]).await,
-        Err(StoreError::AlreadyExists)
-    ));
+    assert!(matches!(s.create_collection(coll.clone(), vec![]).await, Err(StoreError::AlreadyExists)));
     assert_eq!(s.get_collection(&c).await.unwrap().unwrap(), coll);
-    assert!(matches!(
-        s.insert_document(doc("nope", "x", None, b"1"), vec![], vec![])
-            .await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(s.insert_document(doc("nope", "x", None, b"1"), vec![], vec![]).await, Err(StoreError::NotFound)));
     for i in 0..6u8 {
         let subject = if i % 2 == 0 { Some("even") } else { None };
         let d = doc("c", &format!("d{i}"), subject, &[i]);
-        s.insert_document(d, vec![entry("f", i % 3), entry("g", 9)], vec![])
-            .await
-            .unwrap();
+        s.insert_document(d, vec![entry("f", i % 3), entry("g", 9)], vec![]).await.unwrap();
     }
-    let q = |filters: Vec<IndexEntry>, subject: Option<&str>, after: Option<i64>, limit: usize| {
-        DocumentQuery {
-            collection: c.clone(),
-            filters,
-            subject_id: subject.map(|x| SubjectId::parse(x).unwrap()),
-            after_seq: after,
-            limit,
-        }
+    let q = |filters: Vec<IndexEntry>, subject: Option<&str>, after: Option<i64>, limit: usize| DocumentQuery {
+        collection: c.clone(),
+        filters,
+        subject_id: subject.map(|x| SubjectId::parse(x).unwrap()),
+        after_seq: after,
+        limit,
     };
     let ids = |v: Vec<DocumentRecord>| v.into_iter().map(|d| d.id.to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(s.query_documents(q(vec![entry("f", 0)], None, None, 10)).await.unwrap()), ["d0", "d3"]);
     assert_eq!(
-        ids(s
-            .query_documents(q(vec![entry("f", 0)], None, None, 10))
-            .await
-            .unwrap()),
-        ["d0", "d3"]
-    );
-    assert_eq!(
-        ids(s
-            .query_documents(q(
-                vec![entry("f", 0), entry("g", 9)],
-                Some("even"),
-                None,
-                10
-            ))
-            .await
-            .unwrap()),
+        ids(s.query_documents(q(vec![entry("f", 0), entry("g", 9)], Some("even"), None, 10)).await.unwrap()),
         ["d0"]
     );
-    assert!(s
-        .query_documents(q(vec![entry("f", 0), entry("g", 1)], None, None, 10))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(s.query_documents(q(vec![entry("f", 0), entry("g", 1)], None, None, 10)).await.unwrap().is_empty());
     let first = s.query_documents(q(vec![], None, None, 4)).await.unwrap();
-    let rest = s
-        .query_documents(q(vec![], None, first.last().map(|d| d.seq), 4))
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(first).into_iter().chain(ids(rest)).collect::<Vec<_>>(),
-        ["d0", "d1", "d2", "d3", "d4", "d5"]
-    );
-    assert_eq!(
-        s.count_subject_documents(&SubjectId::parse("even").unwrap())
-            .await
-            .unwrap(),
-        3
-    );
+    let rest = s.query_documents(q(vec![], None, first.last().map(|d| d.seq), 4)).await.unwrap();
+    assert_eq!(ids(first).into_iter().chain(ids(rest)).collect::<Vec<_>>(), ["d0", "d1", "d2", "d3", "d4", "d5"]);
+    assert_eq!(s.count_subject_documents(&SubjectId::parse("even").unwrap()).await.unwrap(), 3);
 
-    let current = s
-        .get_document(&c, &DocumentId::parse("d1").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let next = DocumentRecord {
-        body: b"new".to_vec(),
-        ..current.clone()
-    };
-    let stored = s
-        .replace_document(next.clone(), 1, vec![entry("f", 7)], vec![])
-        .await
-        .unwrap();
-    assert_eq!(
-        (stored.version, stored.body.as_slice()),
-        (2, b"new".as_slice())
-    );
-    assert!(matches!(
-        s.replace_document(next, 1, vec![], vec![]).await,
-        Err(StoreError::VersionMismatch)
-    ));
-    assert_eq!(
-        ids(s
-            .query_documents(q(vec![entry("f", 7)], None, None, 10))
-            .await
-            .unwrap()),
-        ["d1"]
-    );
+    let current = s.get_document(&c, &DocumentId::parse("d1").unwrap()).await.unwrap().unwrap();
+    let next = DocumentRecord { body: b"new".to_vec(), ..current.clone() };
+    let stored = s.replace_document(next.clone(), 1, vec![entry("f", 7)], vec![]).await.unwrap();
+    assert_eq!((stored.version, stored.body.as_slice()), (2, b"new".as_slice()));
+    assert!(matches!(s.replace_document(next, 1, vec![], vec![]).await, Err(StoreError::VersionMismatch)));
+    assert_eq!(ids(s.query_documents(q(vec![entry("f", 7)], None, None, 10)).await.unwrap()), ["d1"]);
     assert!(s
         .query_documents(q(vec![entry("f", 1)], None, None, 10))
         .await
@@ -404,10 +225,7 @@ pub async fn documents(s: &dyn Store) {
         .iter()
         .all(|d| d.id.as_str() != "d1"));
     let id1 = DocumentId::parse("d1").unwrap();
-    assert!(matches!(
-        s.delete_document(&c, &id1, Some(1), vec![]).await,
-        Err(StoreError::VersionMismatch)
-    ));
+    assert!(matches!(s.delete_document(&c, &id1, Some(1), vec![]).await, Err(StoreError::VersionMismatch)));
     s.delete_document(&c, &id1, Some(2), vec![]).await.unwrap();
     assert!(s.get_document(&c, &id1).await.unwrap().is_none());
 
@@ -415,58 +233,28 @@ pub async fn documents(s: &dyn Store) {
     let mut changed = coll.clone();
     changed.indexes = vec![FieldPath::parse("h").unwrap()];
     let indexer: rampart_store::Indexer = Box::new(|d: &DocumentRecord| {
-        Ok(vec![IndexEntry {
-            field: FieldPath::parse("h").unwrap(),
-            token: [d.body[0]; 32],
-        }])
+        Ok(vec![IndexEntry { field: FieldPath::parse("h").unwrap(), token: [d.body[0]; 32] }])
     });
-    s.update_collection(changed, Some(indexer), vec![])
-        .await
-        .unwrap();
-    assert!(s
-        .query_documents(q(vec![entry("f", 0)], None, None, 10))
-        .await
-        .unwrap()
-        .is_empty());
-    assert_eq!(
-        ids(s
-            .query_documents(q(vec![entry("h", 4)], None, None, 10))
-            .await
-            .unwrap()),
-        ["d4"]
-    );
+    s.update_collection(changed, Some(indexer), vec![]).await.unwrap();
+    assert!(s.query_documents(q(vec![entry("f", 0)], None, None, 10)).await.unwrap().is_empty());
+    assert_eq!(ids(s.query_documents(q(vec![entry("h", 4)], None, None, 10)).await.unwrap()), ["d4"]);
     let failing: rampart_store::Indexer = Box::new(|_| Err("boom".into()));
-    assert!(s
-        .update_collection(coll.clone(), Some(failing), vec![])
-        .await
-        .is_err());
+    assert!(s.update_collection(coll.clone(), Some(failing), vec![]).await.is_err());
     assert_eq!(
-        ids(s
-            .query_documents(q(vec![entry("h", 4)], None, None, 10))
-            .await
-            .unwrap()),
+        ids(s.query_documents(q(vec![entry("h", 4)], None, None, 10)).await.unwrap()),
         ["d4"],
         "failed reindex rolled back"
     );
 
     s.delete_collection(&c, vec![]).await.unwrap();
     assert!(s.get_collection(&c).await.unwrap().is_none());
-    assert_eq!(
-        s.count_subject_documents(&SubjectId::parse("even").unwrap())
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(s.count_subject_documents(&SubjectId::parse("even").unwrap()).await.unwrap(), 0);
 }
 
 pub async fn meta(s: &dyn Store) {
     assert!(s.get_meta("k").await.unwrap().is_none());
     assert_eq!(s.init_meta("k", b"first".to_vec()).await.unwrap(), b"first");
-    assert_eq!(
-        s.init_meta("k", b"second".to_vec()).await.unwrap(),
-        b"first",
-        "init never overwrites"
-    );
+    assert_eq!(s.init_meta("k", b"second".to_vec()).await.unwrap(), b"first", "init never overwrites");
 }
 
 /// A chainer with a fixed key, standing in for the core's HMAC key.
@@ -474,16 +262,16 @@ pub struct TestChainer;
 
 impl rampart_store::AuditChainer for TestChainer {
     fn chain(&self, prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
-        let key = rampart_crypto::AuditMacKey::new(&test_master_key());
-        key.chain(prev, canonical)
+        test_audit_key().chain(prev, canonical)
     }
     fn head_mac(&self, seq: i64, hash: &[u8; 32]) -> [u8; 32] {
-        rampart_crypto::AuditMacKey::new(&test_master_key()).head_mac(seq, hash)
+        test_audit_key().head_mac(seq, hash)
     }
 }
 
-pub fn test_master_key() -> rampart_crypto::MasterKey {
-    rampart_crypto::MasterKey::from_base64("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=").unwrap()
+fn test_audit_key() -> &'static rampart_crypto::AuditMacKey {
+    static KEY: std::sync::OnceLock<rampart_crypto::AuditMacKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| rampart_crypto::DataKey::generate().audit_key())
 }
 
 fn event(kind: &str, user: &str, ok: bool, at: i64) -> rampart_store::AuditEvent {
@@ -503,43 +291,15 @@ pub async fn audit(s: &dyn Store) {
     use std::sync::Arc;
     seed_roles(s).await;
     // Without a chain key, an audited change fails closed.
-    let refused = s
-        .create_user(
-            user("early", "viewer"),
-            vec![event("user_create", "x", true, 0)],
-        )
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::AuditUnavailable(_))),
-        "{refused:?}"
-    );
-    assert!(
-        s.get_user(&name("early")).await.unwrap().is_none(),
-        "no change without its audit record"
-    );
+    let refused = s.create_user(user("early", "viewer"), vec![event("user_create", "x", true, 0)]).await;
+    assert!(matches!(refused, Err(StoreError::AuditUnavailable(_))), "{refused:?}");
+    assert!(s.get_user(&name("early")).await.unwrap().is_none(), "no change without its audit record");
     s.set_audit_chainer(Arc::new(TestChainer));
-    let seqs = s
-        .append_audit(vec![
-            event("login", "a", false, 1),
-            event("login", "a", true, 2),
-        ])
-        .await
-        .unwrap();
+    let seqs = s.append_audit(vec![event("login", "a", false, 1), event("login", "a", true, 2)]).await.unwrap();
     assert_eq!(seqs, [1, 2]);
-    s.create_user(
-        user("root", "admin"),
-        vec![event("user_create", "root", true, 3)],
-    )
-    .await
-    .unwrap();
+    s.create_user(user("root", "admin"), vec![event("user_create", "root", true, 3)]).await.unwrap();
     // A failing change writes no audit record either.
-    assert!(s
-        .create_user(
-            user("root", "admin"),
-            vec![event("user_create", "root", true, 4)]
-        )
-        .await
-        .is_err());
+    assert!(s.create_user(user("root", "admin"), vec![event("user_create", "root", true, 4)]).await.is_err());
     let all = s.read_audit(0, 100).await.unwrap();
     assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(all[0].prev_hash, rampart_store::GENESIS_HASH);
@@ -560,32 +320,17 @@ pub async fn audit(s: &dyn Store) {
         .unwrap();
     assert_eq!(filtered.len(), 1);
     let by_time = s
-        .query_audit(rampart_store::AuditFilter {
-            from: Some(t(2)),
-            to: Some(t(3)),
-            limit: 10,
-            ..Default::default()
-        })
+        .query_audit(rampart_store::AuditFilter { from: Some(t(2)), to: Some(t(3)), limit: 10, ..Default::default() })
         .await
         .unwrap();
     assert_eq!(by_time.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
-    let paged = s
-        .query_audit(rampart_store::AuditFilter {
-            after_seq: Some(1),
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let paged =
+        s.query_audit(rampart_store::AuditFilter { after_seq: Some(1), limit: 1, ..Default::default() }).await.unwrap();
     assert_eq!(paged.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
 }
 
 impl TestChainer {
     fn chain_of(&self, r: &rampart_store::AuditRecord) -> [u8; 32] {
-        rampart_store::AuditChainer::chain(
-            self,
-            &r.prev_hash,
-            &rampart_store::AuditRecord::canonical(r.seq, &r.event),
-        )
+        rampart_store::AuditChainer::chain(self, &r.prev_hash, &rampart_store::AuditRecord::canonical(r.seq, &r.event))
     }
 }

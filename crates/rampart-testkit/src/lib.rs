@@ -78,45 +78,23 @@ impl TestApp {
         let (core, _) = Core::open(
             Arc::new(store.clone()),
             Arc::new(clock.clone()),
-            &key,
+            Arc::new(key),
             pool,
             CoreSettings::from_config(&config),
-            (
-                Some(ADMIN.to_owned()),
-                Some(SecretString::from(ADMIN_PASSWORD)),
-            ),
+            (Some(ADMIN.to_owned()), Some(SecretString::from(ADMIN_PASSWORD))),
         )
         .await
         .expect("core");
-        let state = AppState::new(
-            core.clone(),
-            &config,
-            "test",
-            Arc::new(rampart_http::NoActivityLog),
-        );
+        let state = AppState::new(core.clone(), &config, "test", Arc::new(rampart_http::NoActivityLog));
         let router = router(state);
-        Self {
-            dir,
-            clock,
-            core,
-            store,
-            router,
-            config,
-            master_key,
-        }
+        Self { dir, clock, core, store, router, config, master_key }
     }
 
     /// Closes the store and opens everything again on the same data directory, as a
     /// server restart would.
     pub async fn restart(self) -> Self {
         self.store.close().await.expect("close");
-        let Self {
-            dir,
-            config,
-            master_key,
-            clock,
-            ..
-        } = self;
+        let Self { dir, config, master_key, clock, .. } = self;
         Self::open(dir, config, master_key, clock).await
     }
 
@@ -131,43 +109,23 @@ impl TestApp {
     /// Sends as if the TCP peer were `peer` (an `ip:port`).
     pub async fn send_from(&self, req: Request<Body>, peer: &str) -> TestResponse {
         let mut req = req;
-        req.extensions_mut()
-            .insert(ClientAddr(peer.parse().expect("addr")));
+        req.extensions_mut().insert(ClientAddr(peer.parse().expect("addr")));
         let res = self.router.clone().oneshot(req).await.expect("infallible");
         let status = res.status();
         let headers = res.headers().clone();
-        let raw = res
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec();
+        let raw = res.into_body().collect().await.expect("body").to_bytes().to_vec();
         let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        TestResponse {
-            status,
-            headers,
-            body,
-            raw,
-        }
+        TestResponse { status, headers, body, raw }
     }
 
     /// A JSON request; `token` becomes a bearer token.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> TestResponse {
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> TestResponse {
         let mut b = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = match body {
-            Some(v) => b
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(v.to_string())),
+            Some(v) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(v.to_string())),
             None => b.body(Body::empty()),
         }
         .expect("request");
@@ -183,22 +141,12 @@ impl TestApp {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> TestResponse {
-        self.post(
-            "/api/v1/auth/login",
-            None,
-            serde_json::json!({"username": username, "password": password}),
-        )
-        .await
+        self.post("/api/v1/auth/login", None, serde_json::json!({"username": username, "password": password})).await
     }
 
     pub async fn token(&self, username: &str, password: &str) -> String {
         let res = self.login(username, password).await;
-        assert_eq!(
-            res.status,
-            StatusCode::OK,
-            "login {username}: {:?}",
-            res.body
-        );
+        assert_eq!(res.status, StatusCode::OK, "login {username}: {:?}", res.body);
         res.body["token"].as_str().expect("token").to_owned()
     }
 
@@ -216,12 +164,7 @@ impl TestApp {
                 serde_json::json!({"username": username, "password": USER_PASSWORD, "role": role}),
             )
             .await;
-        assert_eq!(
-            res.status,
-            StatusCode::CREATED,
-            "create {username}: {:?}",
-            res.body
-        );
+        assert_eq!(res.status, StatusCode::CREATED, "create {username}: {:?}", res.body);
         self.token(username, USER_PASSWORD).await
     }
 

@@ -102,9 +102,7 @@ mod tests {
         let v6 = Cidr::parse("2001:db8::/32").expect("cidr");
         assert!(v6.contains(&ip("2001:db8:1::5")) && !v6.contains(&ip("2001:db9::1")));
         assert!(!v6.contains(&ip("10.1.0.1")));
-        assert!(Cidr::parse("0.0.0.0/0")
-            .expect("any")
-            .contains(&ip("8.8.8.8")));
+        assert!(Cidr::parse("0.0.0.0/0").expect("any").contains(&ip("8.8.8.8")));
         for bad in ["10.0.0.0/33", "nope", "1.2.3.4/x", "::/129"] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }

@@ -112,14 +112,7 @@ impl DocumentId {
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        Self(format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        ))
+        Self(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
     }
 }
 
@@ -153,11 +146,7 @@ mod tests {
 
     #[test]
     fn field_paths_reject_empty_segments() {
-        assert!(FieldPath::parse("a.b")
-            .map(|f| f.is_well_formed())
-            .unwrap_or(false));
-        assert!(!FieldPath::parse("a..b")
-            .map(|f| f.is_well_formed())
-            .unwrap_or(true));
+        assert!(FieldPath::parse("a.b").map(|f| f.is_well_formed()).unwrap_or(false));
+        assert!(!FieldPath::parse("a..b").map(|f| f.is_well_formed()).unwrap_or(true));
     }
 }

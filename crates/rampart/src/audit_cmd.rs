@@ -8,9 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use rampart_config::{Config, Env, Overrides};
-use rampart_core::audit::{
-    parse_record_line, record_json, verify_store, AuditVerification, ChainVerifier,
-};
+use rampart_core::audit::{parse_record_line, record_json, verify_store, AuditVerification, ChainVerifier};
 use rampart_core::{AuditRecord, Store};
 use rampart_crypto::AuditMacKey;
 use rampart_store::{AuditStore, MetaStore};
@@ -46,27 +44,21 @@ async fn open_store(config: &Config) -> anyhow::Result<(SqliteStore, AuditMacKey
     }
     let key = datadir::master_key(config)?;
     let d = dir.clone();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&d))
-        .await?
-        .context("cannot open the database")?;
+    let store =
+        tokio::task::spawn_blocking(move || SqliteStore::open(&d)).await?.context("cannot open the database")?;
     if let Some(kcv) = store.get_meta("master_key_check_value").await? {
-        key.verify_check_value(&kcv)
-            .context("the master key does not match this data directory")?;
+        key.verify_check_value(&kcv).context("the master key does not match this data directory")?;
     }
-    Ok((store, AuditMacKey::new(&key)))
+    let audit_key = rampart_core::keyring::root_audit_key(&store, &key).await.context("cannot open the key store")?;
+    Ok((store, audit_key))
 }
 
 /// Verifies the chain as written to the audit.log files, and that it matches the database.
-fn verify_files(
-    log_dir: &Path,
-    key: &AuditMacKey,
-    db_head: Option<i64>,
-) -> anyhow::Result<AuditVerification> {
+fn verify_files(log_dir: &Path, key: &AuditMacKey, db_head: Option<i64>) -> anyhow::Result<AuditVerification> {
     let mut v = ChainVerifier::new(key);
     let mut last = 0;
     for path in log_files(log_dir, AUDIT_FILE) {
-        let file = std::fs::File::open(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let file = std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
         for line in BufReader::new(file).lines() {
             let line = line?;
             if line.trim().is_empty() {
@@ -104,9 +96,7 @@ pub async fn run(flags: Overrides, action: AuditAction) -> anyhow::Result<u8> {
     let (store, key) = open_store(&config).await?;
     match action {
         AuditAction::Verify => {
-            let db = verify_store(&store, &key)
-                .await
-                .context("reading the audit chain")?;
+            let db = verify_store(&store, &key).await.context("reading the audit chain")?;
             let head = store.audit_head().await?.map(|h| h.seq);
             let files = verify_files(&config.server.log_dir, &key, head)?;
             let ok = db.valid && files.valid;
@@ -142,11 +132,7 @@ fn exported_up_to(log_dir: &Path) -> i64 {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return 0;
     };
-    text.lines()
-        .rev()
-        .find_map(parse_record_line)
-        .map(|r| r.seq)
-        .unwrap_or(0)
+    text.lines().rev().find_map(parse_record_line).map(|r| r.seq).unwrap_or(0)
 }
 
 /// Mirrors new chain records into audit.log until `stop` fires, then flushes the rest.
@@ -167,10 +153,7 @@ pub async fn export(
         };
         if let Some(last) = page.last() {
             let seq = last.seq;
-            let lines: Vec<Vec<u8>> = page
-                .iter()
-                .filter_map(|r| serde_json::to_vec(&record_json(r)).ok())
-                .collect();
+            let lines: Vec<Vec<u8>> = page.iter().filter_map(|r| serde_json::to_vec(&record_json(r)).ok()).collect();
             let written = tokio::task::spawn_blocking(move || {
                 for l in &lines {
                     file.write_line(l)?;

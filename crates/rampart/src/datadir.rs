@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use rampart_config::Config;
-use rampart_core::{
-    Bootstrap, Core, CoreError, CoreSettings, MasterKey, PasswordPool, SystemClock,
-};
+use rampart_core::{Bootstrap, Core, CoreError, CoreSettings, MasterKey, PasswordPool, SystemClock};
 use rampart_crypto::PasswordHasher;
 use rampart_store_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
@@ -49,22 +47,13 @@ pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
     if path.exists() {
         let mode = fs::metadata(&path)?.permissions().mode();
         if mode & 0o077 != 0 {
-            bail!(
-                "{} is readable by other users (mode {:o}); run chmod 600 on it",
-                path.display(),
-                mode & 0o777
-            );
+            bail!("{} is readable by other users (mode {:o}); run chmod 600 on it", path.display(), mode & 0o777);
         }
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        return MasterKey::from_base64(&text)
-            .with_context(|| format!("{} is not a valid key file", path.display()));
+        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        return MasterKey::from_base64(&text).with_context(|| format!("{} is not a valid key file", path.display()));
     }
     let key = MasterKey::generate();
-    write_private(
-        &path,
-        format!("{}\n", key.to_base64().expose_secret()).as_bytes(),
-    )?;
+    write_private(&path, format!("{}\n", key.to_base64().expose_secret()).as_bytes())?;
     Ok(key)
 }
 
@@ -74,23 +63,15 @@ pub async fn open(config: &Config) -> anyhow::Result<(Core, SqliteStore)> {
     ensure_dir(&config.server.data_dir)?;
     let key = master_key(config)?;
     let dir = config.server.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
-        .await?
-        .context("cannot open the database")?;
+    let store =
+        tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await?.context("cannot open the database")?;
     let hasher = PasswordHasher::new().context("cannot set up password hashing")?;
-    let pool = PasswordPool::new(
-        hasher,
-        config.auth.password_hash_concurrency,
-        config.auth.password_hash_queue,
-    );
-    let admin = (
-        config.secrets.admin_username.clone(),
-        config.secrets.admin_password.clone(),
-    );
+    let pool = PasswordPool::new(hasher, config.auth.password_hash_concurrency, config.auth.password_hash_queue);
+    let admin = (config.secrets.admin_username.clone(), config.secrets.admin_password.clone());
     let opened = Core::open(
         Arc::new(store.clone()),
         Arc::new(SystemClock),
-        &key,
+        Arc::new(key),
         pool,
         CoreSettings::from_config(config),
         admin,
@@ -103,18 +84,12 @@ pub async fn open(config: &Config) -> anyhow::Result<(Core, SqliteStore)> {
              Use the key this directory was created with.",
             config.server.data_dir.display()
         ),
-        Err(CoreError::PasswordPolicy(v)) => bail!(
-            "RAMPART_ADMIN_PASSWORD is too weak: {} (rule: {})",
-            v.message,
-            v.rule
-        ),
+        Err(CoreError::PasswordPolicy(v)) => {
+            bail!("RAMPART_ADMIN_PASSWORD is too weak: {} (rule: {})", v.message, v.rule)
+        }
         Err(e) => return Err(anyhow::Error::new(e).context("cannot initialise the data directory")),
     };
-    if let Some(Bootstrap {
-        admin_username,
-        generated_password,
-    }) = bootstrap
-    {
+    if let Some(Bootstrap { admin_username, generated_password }) = bootstrap {
         match generated_password {
             Some(pw) => println!(
                 "Created the first admin user '{admin_username}' with password:\n\n    {}\n\n\

@@ -34,8 +34,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
             bail!("{} already exists; refusing to overwrite it", p.display());
         }
     }
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
     let master = MasterKey::generate();
     let admin_password = random_password(24);
     let webhook_secret = hex::encode(random_bytes::<32>());
@@ -66,14 +65,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&secrets_path);
         return Err(e);
     }
-    println!(
-        "Wrote {} and {} (mode 0600).",
-        config_path.display(),
-        secrets_path.display()
-    );
-    println!(
-        "The admin password is in {}; start the server with `rampart serve`.",
-        secrets_path.display()
-    );
+    println!("Wrote {} and {} (mode 0600).", config_path.display(), secrets_path.display());
+    println!("The admin password is in {}; start the server with `rampart serve`.", secrets_path.display());
     Ok(())
 }

@@ -31,20 +31,12 @@ fn utc_day(t: Timestamp) -> u64 {
 }
 
 fn modified_ms(m: &fs::Metadata) -> Option<i64> {
-    let d = m
-        .modified()
-        .ok()?
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .ok()?;
+    let d = m.modified().ok()?.duration_since(SystemTime::UNIX_EPOCH).ok()?;
     i64::try_from(d.as_millis()).ok()
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
 }
 
 impl RotatingFile {
@@ -59,11 +51,7 @@ impl RotatingFile {
         let path = dir.join(name);
         let file = open_append(&path)?;
         let meta = file.metadata()?;
-        let day = utc_day(
-            modified_ms(&meta)
-                .map(Timestamp::from_millis)
-                .unwrap_or_else(|| clock.now()),
-        );
+        let day = utc_day(modified_ms(&meta).map(Timestamp::from_millis).unwrap_or_else(|| clock.now()));
         Ok(Self {
             dir: dir.to_owned(),
             name,
@@ -123,11 +111,7 @@ impl RotatingFile {
             if !name.starts_with(&prefix) {
                 continue;
             }
-            let old = e
-                .metadata()
-                .ok()
-                .and_then(|m| modified_ms(&m))
-                .is_some_and(|m| now.saturating_sub(m) > keep_ms);
+            let old = e.metadata().ok().and_then(|m| modified_ms(&m)).is_some_and(|m| now.saturating_sub(m) > keep_ms);
             if old {
                 let _ = fs::remove_file(e.path());
             }
@@ -176,10 +160,7 @@ impl LineQueue {
                 let _ = file.sync();
             }
         });
-        Self {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-        }
+        Self { tx, dropped: Arc::new(AtomicU64::new(0)) }
     }
 
     pub fn push(&self, line: Vec<u8>) {
@@ -228,9 +209,6 @@ impl Drop for QueueWriter {
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineQueue {
     type Writer = QueueWriter;
     fn make_writer(&'a self) -> QueueWriter {
-        QueueWriter {
-            queue: self.clone(),
-            buf: Vec::new(),
-        }
+        QueueWriter { queue: self.clone(), buf: Vec::new() }
     }
 }

@@ -13,10 +13,6 @@ pub fn init(level: &str, file: Option<LineQueue>) {
             .json()
             .with_writer(std::io::stderr.and(queue))
             .try_init(),
-        None => tracing_subscriber::fmt()
-            .with_env_filter(filter())
-            .json()
-            .with_writer(std::io::stderr)
-            .try_init(),
+        None => tracing_subscriber::fmt().with_env_filter(filter()).json().with_writer(std::io::stderr).try_init(),
     };
 }

@@ -17,11 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use rampart_config::Overrides;
 
 #[derive(Parser)]
-#[command(
-    name = "rampart",
-    version,
-    about = "Security-first self-hosted JSON document server"
-)]
+#[command(name = "rampart", version, about = "Security-first self-hosted JSON document server")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -106,10 +102,7 @@ impl ServeFlags {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -121,9 +114,7 @@ fn main() -> ExitCode {
             Command::Serve(flags) => serve::run(flags.overrides()).await.map(|()| 0),
             Command::Init(args) => init::run(args).map(|()| 0),
             Command::Audit { common, action } => audit_cmd::run(common.overrides(), action).await,
-            Command::User { common, action } => {
-                user_cmd::run(common.overrides(), action).await.map(|()| 0)
-            }
+            Command::User { common, action } => user_cmd::run(common.overrides(), action).await.map(|()| 0),
         }
     });
     match result {

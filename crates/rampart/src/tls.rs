@@ -21,13 +21,8 @@ fn generate(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
         return Ok((cert_path, key_path));
     }
     ensure_dir(&tls_dir)?;
-    let names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
-    let certified =
-        rcgen::generate_simple_self_signed(names).context("cannot generate a TLS certificate")?;
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let certified = rcgen::generate_simple_self_signed(names).context("cannot generate a TLS certificate")?;
     write_private(&key_path, certified.key_pair.serialize_pem().as_bytes())?;
     std::fs::write(&cert_path, certified.cert.pem()).context("cannot write the TLS certificate")?;
     tracing::info!(path = %cert_path.display(), "generated a self-signed TLS certificate");

@@ -38,16 +38,10 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
     let (core, store) = datadir::open(&config).await?;
     let me = core.local_admin()?;
     let result = match action {
-        UserAction::Add {
-            username,
-            role,
-            password_stdin,
-        } => {
+        UserAction::Add { username, role, password_stdin } => {
             let (password, generated) = if password_stdin {
                 let mut text = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .context("reading the password from stdin")?;
+                std::io::stdin().read_to_string(&mut text).context("reading the password from stdin")?;
                 let text = text.trim_end_matches(['\n', '\r']).to_owned();
                 if text.is_empty() {
                     bail!("no password on stdin");
@@ -57,20 +51,10 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
                 (SecretString::from(random_password(20)), true)
             };
             let user = core
-                .create_user(
-                    &me,
-                    NewUser {
-                        username,
-                        password: password.clone(),
-                        role,
-                    },
-                )
+                .create_user(&me, NewUser { username, password: password.clone(), role })
                 .await
                 .map_err(describe)?;
-            println!(
-                "Created user '{}' with role '{}'.",
-                user.username, user.role
-            );
+            println!("Created user '{}' with role '{}'.", user.username, user.role);
             if generated {
                 println!("Password (shown once): {}", password.expose_secret());
             }
@@ -78,15 +62,9 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
         }
         UserAction::List => {
             let mut after: Option<String> = None;
-            println!(
-                "{:<32} {:<20} {:<9} {:<4} created",
-                "username", "role", "disabled", "mfa"
-            );
+            println!("{:<32} {:<20} {:<9} {:<4} created", "username", "role", "disabled", "mfa");
             loop {
-                let page = core
-                    .list_users(&me, after.as_deref(), 500)
-                    .await
-                    .map_err(describe)?;
+                let page = core.list_users(&me, after.as_deref(), 500).await.map_err(describe)?;
                 for u in &page {
                     println!(
                         "{:<32} {:<20} {:<9} {:<4} {}",
@@ -101,27 +79,17 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
             Ok(())
         }
         UserAction::SetRole { username, role } => {
-            let u = core
-                .update_user(&me, &username, Some(role), None)
-                .await
-                .map_err(describe)?;
-            println!(
-                "User '{}' now has role '{}'; their sessions have ended.",
-                u.username, u.role
-            );
+            let u = core.update_user(&me, &username, Some(role), None).await.map_err(describe)?;
+            println!("User '{}' now has role '{}'; their sessions have ended.", u.username, u.role);
             Ok(())
         }
         UserAction::Disable { username } => {
-            core.update_user(&me, &username, None, Some(true))
-                .await
-                .map_err(describe)?;
+            core.update_user(&me, &username, None, Some(true)).await.map_err(describe)?;
             println!("User '{username}' is disabled; their sessions have ended.");
             Ok(())
         }
         UserAction::Enable { username } => {
-            core.update_user(&me, &username, None, Some(false))
-                .await
-                .map_err(describe)?;
+            core.update_user(&me, &username, None, Some(false)).await.map_err(describe)?;
             println!("User '{username}' is enabled.");
             Ok(())
         }

@@ -27,12 +27,8 @@ pub(crate) struct AuditQuery {
 
 fn time(field: &str, v: Option<String>) -> ApiResult<Option<Timestamp>> {
     v.map(|s| {
-        Timestamp::parse_rfc3339(&s).ok_or_else(|| {
-            ApiError::bad_request(
-                Some(field.to_owned()),
-                format!("{field}: expected an RFC 3339 time"),
-            )
-        })
+        Timestamp::parse_rfc3339(&s)
+            .ok_or_else(|| ApiError::bad_request(Some(field.to_owned()), format!("{field}: expected an RFC 3339 time")))
     })
     .transpose()
 }
@@ -44,17 +40,13 @@ pub(crate) async fn audit(
 ) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
-        return Err(ApiError::bad_request(
-            Some("limit".into()),
-            "limit: must be between 1 and 1000",
-        ));
+        return Err(ApiError::bad_request(Some("limit".into()), "limit: must be between 1 and 1000"));
     }
     let after_seq = q
         .cursor
         .map(|c| {
-            c.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(Some("cursor".into()), "cursor: not a cursor from this API")
-            })
+            c.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(Some("cursor".into()), "cursor: not a cursor from this API"))
         })
         .transpose()?;
     let filter = AuditFilter {
@@ -67,14 +59,8 @@ pub(crate) async fn audit(
         limit,
     };
     let records = state.core.query_audit(&auth.who, filter).await?;
-    let next = if records.len() == limit {
-        records.last().map(|r| r.seq.to_string())
-    } else {
-        None
-    };
-    Ok(Json(
-        json!({ "records": records.iter().map(record_json).collect::<Vec<_>>(), "next_cursor": next }),
-    ))
+    let next = if records.len() == limit { records.last().map(|r| r.seq.to_string()) } else { None };
+    Ok(Json(json!({ "records": records.iter().map(record_json).collect::<Vec<_>>(), "next_cursor": next })))
 }
 
 pub(crate) async fn verify(

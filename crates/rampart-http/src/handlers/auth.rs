@@ -49,55 +49,28 @@ pub(crate) async fn login(
             ))
         }
     }
-    let out = state
-        .core
-        .login(&req.username, req.password, &ctx.meta())
-        .await?;
-    let UserView {
-        username,
-        role,
-        mfa_enabled,
-        ..
-    } = out.user;
+    let out = state.core.login(&req.username, req.password, &ctx.meta()).await?;
+    let UserView { username, role, mfa_enabled, .. } = out.user;
     Ok(Json(LoginResponse {
         token: out.token.expose_secret().to_owned(),
         expires_at: out.expires_at,
-        user: LoginUser {
-            username: username.to_string(),
-            role: role.to_string(),
-            mfa_enabled,
-        },
+        user: LoginUser { username: username.to_string(), role: role.to_string(), mfa_enabled },
     }))
 }
 
-pub(crate) async fn logout(
-    auth: Authenticated,
-    State(state): State<AppState>,
-) -> ApiResult<StatusCode> {
+pub(crate) async fn logout(auth: Authenticated, State(state): State<AppState>) -> ApiResult<StatusCode> {
     state.core.logout(&auth.who).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(crate) async fn logout_all(
-    auth: Authenticated,
-    State(state): State<AppState>,
-) -> ApiResult<Json<Value>> {
+pub(crate) async fn logout_all(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let n = state.core.logout_all(&auth.who).await?;
     Ok(Json(json!({ "sessions_ended": n })))
 }
 
-pub(crate) async fn me(
-    auth: Authenticated,
-    State(state): State<AppState>,
-) -> ApiResult<Json<Value>> {
+pub(crate) async fn me(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let user = state.core.me(&auth.who).await?;
-    let permissions: Vec<&str> = auth
-        .who
-        .role
-        .permissions
-        .iter()
-        .map(|p| p.as_str())
-        .collect();
+    let permissions: Vec<&str> = auth.who.role.permissions.iter().map(|p| p.as_str()).collect();
     Ok(Json(json!({
         "username": user.username,
         "role": user.role,
@@ -120,13 +93,9 @@ pub(crate) async fn change_password(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    state
-        .core
-        .change_password(&auth.who, req.current_password, req.new_password)
-        .await
-        .map_err(|e| match e {
-            CoreError::Forbidden(m) => ApiError::Core(CoreError::Forbidden(m)),
-            e => e.into(),
-        })?;
+    state.core.change_password(&auth.who, req.current_password, req.new_password).await.map_err(|e| match e {
+        CoreError::Forbidden(m) => ApiError::Core(CoreError::Forbidden(m)),
+        e => e.into(),
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -35,19 +35,11 @@ pub(crate) async fn create(
         retention_days: b.retention_days,
         encrypted: b.encrypted,
     };
-    Ok((
-        StatusCode::CREATED,
-        Json(state.core.create_collection(&auth.who, spec).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(state.core.create_collection(&auth.who, spec).await?)))
 }
 
-pub(crate) async fn list(
-    auth: Authz<perm::CollectionsRead>,
-    State(state): State<AppState>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "collections": state.core.list_collections(&auth.who).await? }),
-    ))
+pub(crate) async fn list(auth: Authz<perm::CollectionsRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "collections": state.core.list_collections(&auth.who).await? })))
 }
 
 pub(crate) async fn get(
@@ -55,9 +47,7 @@ pub(crate) async fn get(
     State(state): State<AppState>,
     Path(collection): Path<String>,
 ) -> ApiResult<Json<CollectionView>> {
-    Ok(Json(
-        state.core.get_collection(&auth.who, &collection).await?,
-    ))
+    Ok(Json(state.core.get_collection(&auth.who, &collection).await?))
 }
 
 #[derive(Deserialize)]
@@ -82,22 +72,10 @@ pub(crate) async fn update(
     ApiJson(b): ApiJson<UpdateCollection>,
 ) -> ApiResult<Json<CollectionView>> {
     if b.indexes.is_none() && b.pii_fields.is_none() && b.retention_days.is_none() {
-        return Err(ApiError::bad_request(
-            None,
-            "nothing to change: give indexes, pii_fields or retention_days",
-        ));
+        return Err(ApiError::bad_request(None, "nothing to change: give indexes, pii_fields or retention_days"));
     }
-    let up = CollectionUpdate {
-        indexes: b.indexes,
-        pii_fields: b.pii_fields,
-        retention_days: b.retention_days,
-    };
-    Ok(Json(
-        state
-            .core
-            .update_collection(&auth.who, &collection, up)
-            .await?,
-    ))
+    let up = CollectionUpdate { indexes: b.indexes, pii_fields: b.pii_fields, retention_days: b.retention_days };
+    Ok(Json(state.core.update_collection(&auth.who, &collection, up).await?))
 }
 
 pub(crate) async fn delete(

@@ -30,10 +30,7 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let text = v
-        .to_str()
-        .map_err(|_| ApiError::Core(CoreError::PreconditionFailed))?
-        .trim();
+    let text = v.to_str().map_err(|_| ApiError::Core(CoreError::PreconditionFailed))?.trim();
     if text == "*" {
         return Ok(None);
     }
@@ -58,10 +55,7 @@ pub(crate) async fn create(
     Path(collection): Path<String>,
     ApiJson(b): ApiJson<DocumentBody>,
 ) -> ApiResult<Response> {
-    let doc = state
-        .core
-        .insert_document(&auth.who, &collection, b.data, b.subject_id)
-        .await?;
+    let doc = state.core.insert_document(&auth.who, &collection, b.data, b.subject_id).await?;
     Ok(with_etag(StatusCode::CREATED, doc))
 }
 
@@ -88,14 +82,8 @@ pub(crate) async fn replace(
     headers: HeaderMap,
     ApiJson(b): ApiJson<DocumentBody>,
 ) -> ApiResult<Response> {
-    let change = DocumentChange::Replace {
-        data: b.data,
-        subject_id: b.subject_id,
-    };
-    let doc = state
-        .core
-        .modify_document(&auth.who, &collection, &id, if_match(&headers)?, change)
-        .await?;
+    let change = DocumentChange::Replace { data: b.data, subject_id: b.subject_id };
+    let doc = state.core.modify_document(&auth.who, &collection, &id, if_match(&headers)?, change).await?;
     Ok(with_etag(StatusCode::OK, doc))
 }
 
@@ -113,10 +101,7 @@ pub(crate) async fn patch(
     ApiJson(b): ApiJson<PatchBody>,
 ) -> ApiResult<Response> {
     let change = DocumentChange::MergePatch(b.data);
-    let doc = state
-        .core
-        .modify_document(&auth.who, &collection, &id, if_match(&headers)?, change)
-        .await?;
+    let doc = state.core.modify_document(&auth.who, &collection, &id, if_match(&headers)?, change).await?;
     Ok(with_etag(StatusCode::OK, doc))
 }
 
@@ -126,10 +111,7 @@ pub(crate) async fn delete(
     Path((collection, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    state
-        .core
-        .delete_document(&auth.who, &collection, &id, if_match(&headers)?)
-        .await?;
+    state.core.delete_document(&auth.who, &collection, &id, if_match(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -145,9 +127,9 @@ pub(crate) async fn list(
     for (k, v) in pairs {
         match k.as_str() {
             "limit" => {
-                let n = v.parse().map_err(|_| {
-                    ApiError::bad_request(Some("limit".into()), "limit: must be a positive integer")
-                })?;
+                let n = v
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(Some("limit".into()), "limit: must be a positive integer"))?;
                 p.limit = Some(n);
             }
             "cursor" => p.cursor = Some(v),
@@ -158,7 +140,5 @@ pub(crate) async fn list(
     if p.filters.len() > MAX_FILTERS {
         return Err(ApiError::bad_request(None, "at most 16 field filters"));
     }
-    Ok(Json(
-        state.core.list_documents(&auth.who, &collection, p).await?,
-    ))
+    Ok(Json(state.core.list_documents(&auth.who, &collection, p).await?))
 }

@@ -33,23 +33,13 @@ pub(crate) struct RoleBody {
 
 impl RoleBody {
     fn into_spec(self, name: String) -> RoleSpec {
-        RoleSpec {
-            name,
-            description: self.description,
-            permissions: self.permissions,
-            collections: self.collections,
-        }
+        RoleSpec { name, description: self.description, permissions: self.permissions, collections: self.collections }
     }
 }
 
-pub(crate) async fn list(
-    auth: Authz<perm::RolesRead>,
-    State(state): State<AppState>,
-) -> ApiResult<Json<Value>> {
+pub(crate) async fn list(auth: Authz<perm::RolesRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let roles = state.core.list_roles(&auth.who).await?;
-    Ok(Json(
-        json!({ "roles": roles.iter().map(view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(json!({ "roles": roles.iter().map(view).collect::<Vec<_>>() })))
 }
 
 pub(crate) async fn get(
@@ -66,10 +56,7 @@ pub(crate) async fn create(
     ApiJson(body): ApiJson<RoleBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = body.name.clone().unwrap_or_default();
-    let role = state
-        .core
-        .create_role(&auth.who, body.into_spec(name))
-        .await?;
+    let role = state.core.create_role(&auth.who, body.into_spec(name)).await?;
     Ok((StatusCode::CREATED, Json(view(&role))))
 }
 
@@ -79,10 +66,7 @@ pub(crate) async fn replace(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<RoleBody>,
 ) -> ApiResult<Json<Value>> {
-    let role = state
-        .core
-        .update_role(&auth.who, &name, body.into_spec(name.clone()))
-        .await?;
+    let role = state.core.update_role(&auth.who, &name, body.into_spec(name.clone())).await?;
     Ok(Json(view(&role)))
 }
 

@@ -25,11 +25,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
-    let new = NewUser {
-        username: req.username,
-        password: req.password,
-        role: req.role,
-    };
+    let new = NewUser { username: req.username, password: req.password, role: req.role };
     let user = state.core.create_user(&auth.who, new).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -47,15 +43,8 @@ pub(crate) async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(100);
-    let users = state
-        .core
-        .list_users(&auth.who, q.after.as_deref(), limit)
-        .await?;
-    let next = if users.len() == limit {
-        users.last().map(|u| u.username.to_string())
-    } else {
-        None
-    };
+    let users = state.core.list_users(&auth.who, q.after.as_deref(), limit).await?;
+    let next = if users.len() == limit { users.last().map(|u| u.username.to_string()) } else { None };
     Ok(Json(json!({ "users": users, "next_cursor": next })))
 }
 
@@ -80,12 +69,7 @@ pub(crate) async fn update(
     Path(username): Path<String>,
     ApiJson(req): ApiJson<UpdateUser>,
 ) -> ApiResult<Json<UserView>> {
-    Ok(Json(
-        state
-            .core
-            .update_user(&auth.who, &username, req.role, req.disabled)
-            .await?,
-    ))
+    Ok(Json(state.core.update_user(&auth.who, &username, req.role, req.disabled).await?))
 }
 
 pub(crate) async fn delete(

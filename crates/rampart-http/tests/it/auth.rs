@@ -19,43 +19,22 @@ async fn unknown_user_and_wrong_password_get_identical_responses() {
     assert_eq!(wrong_pw.status, StatusCode::UNAUTHORIZED);
     for other in [&unknown, &invalid_name] {
         assert_eq!(other.status, wrong_pw.status);
-        assert_eq!(
-            without_request_id(other.body.clone()),
-            without_request_id(wrong_pw.body.clone())
-        );
-        assert_eq!(
-            other.header("www-authenticate"),
-            wrong_pw.header("www-authenticate")
-        );
+        assert_eq!(without_request_id(other.body.clone()), without_request_id(wrong_pw.body.clone()));
+        assert_eq!(other.header("www-authenticate"), wrong_pw.header("www-authenticate"));
     }
     // A disabled account answers exactly like a wrong password, even with the right one.
     let admin = app.admin_token().await;
     app.user_with_role("dora", "viewer").await;
-    let res = app
-        .call(
-            Method::PATCH,
-            "/api/v1/users/dora",
-            Some(&admin),
-            Some(json!({"disabled": true})),
-        )
-        .await;
+    let res = app.call(Method::PATCH, "/api/v1/users/dora", Some(&admin), Some(json!({"disabled": true}))).await;
     assert_eq!(res.status, StatusCode::OK);
     let disabled = app.login("dora", USER_PASSWORD).await;
-    assert_eq!(
-        without_request_id(disabled.body),
-        without_request_id(wrong_pw.body)
-    );
+    assert_eq!(without_request_id(disabled.body), without_request_id(wrong_pw.body));
 }
 
 #[tokio::test]
 async fn stored_hash_is_argon2id_with_the_spec_parameters() {
     let app = TestApp::new().await;
-    let user = app
-        .store
-        .get_user(&Username::parse(ADMIN).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let user = app.store.get_user(&Username::parse(ADMIN).unwrap()).await.unwrap().unwrap();
     let parts: Vec<&str> = user.password_hash.split('$').collect();
     assert_eq!(parts[1], "argon2id");
     assert_eq!(parts[2], "v=19");
@@ -69,25 +48,13 @@ async fn login_rehashes_when_parameters_changed() {
     let app = TestApp::new().await;
     app.user_with_role("olga", "viewer").await;
     let weak = PasswordHasher::with_params(1024, 1, 1).unwrap();
-    let old = weak
-        .hash(&secrecy::SecretString::from(USER_PASSWORD))
-        .unwrap();
+    let old = weak.hash(&secrecy::SecretString::from(USER_PASSWORD)).unwrap();
     let name = Username::parse("olga").unwrap();
-    let change = UserChange {
-        password_hash: Some(old.as_str().to_owned()),
-        ..UserChange::default()
-    };
+    let change = UserChange { password_hash: Some(old.as_str().to_owned()), ..UserChange::default() };
     app.store.update_user(&name, change, vec![]).await.unwrap();
-    assert_eq!(
-        app.login("olga", USER_PASSWORD).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.login("olga", USER_PASSWORD).await.status, StatusCode::OK);
     let after = app.store.get_user(&name).await.unwrap().unwrap();
-    assert!(
-        after.password_hash.contains("m=19456,t=2,p=1"),
-        "{}",
-        after.password_hash
-    );
+    assert!(after.password_hash.contains("m=19456,t=2,p=1"), "{}", after.password_hash);
 }
 
 #[tokio::test]
@@ -99,15 +66,9 @@ async fn session_tokens_are_stored_only_as_hashes() {
     let app = app.restart().await; // checkpoints the WAL into the database file
     let files = app.all_file_bytes();
     let body = token.strip_prefix("rps_").unwrap();
-    assert!(
-        files.iter().any(|(_, b)| contains(b, hash.as_bytes())),
-        "the hash is what is stored"
-    );
+    assert!(files.iter().any(|(_, b)| contains(b, hash.as_bytes())), "the hash is what is stored");
     for (name, bytes) in &files {
-        assert!(
-            !contains(bytes, body.as_bytes()),
-            "token found in plaintext in {name}"
-        );
+        assert!(!contains(bytes, body.as_bytes()), "token found in plaintext in {name}");
     }
 }
 
@@ -117,33 +78,14 @@ async fn logout_and_logout_all_revoke() {
     let t1 = app.admin_token().await;
     let t2 = app.admin_token().await;
     let t3 = app.admin_token().await;
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&t1)).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.call(Method::POST, "/api/v1/auth/logout", Some(&t1), None)
-            .await
-            .status,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&t1)).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&t2)).await.status,
-        StatusCode::OK
-    );
-    let res = app
-        .call(Method::POST, "/api/v1/auth/logout-all", Some(&t2), None)
-        .await;
+    assert_eq!(app.get("/api/v1/auth/me", Some(&t1)).await.status, StatusCode::OK);
+    assert_eq!(app.call(Method::POST, "/api/v1/auth/logout", Some(&t1), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&t1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&t2)).await.status, StatusCode::OK);
+    let res = app.call(Method::POST, "/api/v1/auth/logout-all", Some(&t2), None).await;
     assert_eq!(res.body["sessions_ended"], 2);
     for t in [&t2, &t3] {
-        assert_eq!(
-            app.get("/api/v1/auth/me", Some(t)).await.status,
-            StatusCode::UNAUTHORIZED
-        );
+        assert_eq!(app.get("/api/v1/auth/me", Some(t)).await.status, StatusCode::UNAUTHORIZED);
     }
 }
 
@@ -168,30 +110,14 @@ async fn password_change_needs_the_current_password_and_ends_other_sessions() {
             json!({"current_password": ADMIN_PASSWORD, "new_password": "short"}),
         )
         .await;
-    assert_eq!(
-        (weak.status, weak.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "password_policy")
-    );
+    assert_eq!((weak.status, weak.code()), (StatusCode::UNPROCESSABLE_ENTITY, "password_policy"));
     let ok = app
-        .post(
-            "/api/v1/auth/password",
-            Some(&here),
-            json!({"current_password": ADMIN_PASSWORD, "new_password": new_pw}),
-        )
+        .post("/api/v1/auth/password", Some(&here), json!({"current_password": ADMIN_PASSWORD, "new_password": new_pw}))
         .await;
     assert_eq!(ok.status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&here)).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&elsewhere)).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.login(ADMIN, ADMIN_PASSWORD).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.get("/api/v1/auth/me", Some(&here)).await.status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&elsewhere)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.login(ADMIN, new_pw).await.status, StatusCode::OK);
 }
 
@@ -199,45 +125,23 @@ async fn password_change_needs_the_current_password_and_ends_other_sessions() {
 async fn role_change_disable_and_delete_end_sessions() {
     let app = TestApp::new().await;
     let admin = app.admin_token().await;
-    for (name, change) in [
-        ("rita", Some(json!({"role": "editor"}))),
-        ("dina", Some(json!({"disabled": true}))),
-        ("dave", None),
-    ] {
+    for (name, change) in
+        [("rita", Some(json!({"role": "editor"}))), ("dina", Some(json!({"disabled": true}))), ("dave", None)]
+    {
         let token = app.user_with_role(name, "viewer").await;
-        assert_eq!(
-            app.get("/api/v1/auth/me", Some(&token)).await.status,
-            StatusCode::OK
-        );
+        assert_eq!(app.get("/api/v1/auth/me", Some(&token)).await.status, StatusCode::OK);
         let path = format!("/api/v1/users/{name}");
         let res = match change {
-            Some(body) => {
-                app.call(Method::PATCH, &path, Some(&admin), Some(body))
-                    .await
-            }
+            Some(body) => app.call(Method::PATCH, &path, Some(&admin), Some(body)).await,
             None => app.call(Method::DELETE, &path, Some(&admin), None).await,
         };
         assert!(res.status.is_success(), "{name}: {:?}", res.body);
-        assert_eq!(
-            app.get("/api/v1/auth/me", Some(&token)).await.status,
-            StatusCode::UNAUTHORIZED,
-            "{name}"
-        );
+        assert_eq!(app.get("/api/v1/auth/me", Some(&token)).await.status, StatusCode::UNAUTHORIZED, "{name}");
     }
     // Re-enabling does not resurrect old sessions, and a new login works.
-    let res = app
-        .call(
-            Method::PATCH,
-            "/api/v1/users/dina",
-            Some(&admin),
-            Some(json!({"disabled": false})),
-        )
-        .await;
+    let res = app.call(Method::PATCH, "/api/v1/users/dina", Some(&admin), Some(json!({"disabled": false}))).await;
     assert_eq!(res.status, StatusCode::OK);
-    assert_eq!(
-        app.login("dina", USER_PASSWORD).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.login("dina", USER_PASSWORD).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -245,22 +149,11 @@ async fn idle_timeout_and_absolute_lifetime_end_sessions() {
     let app = TestApp::new().await; // 30 min idle, 12 h lifetime
     let token = app.admin_token().await;
     app.clock.advance_secs(29 * 60);
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&token)).await.status,
-        StatusCode::OK,
-        "activity resets idle"
-    );
+    assert_eq!(app.get("/api/v1/auth/me", Some(&token)).await.status, StatusCode::OK, "activity resets idle");
     app.clock.advance_secs(29 * 60);
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&token)).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/auth/me", Some(&token)).await.status, StatusCode::OK);
     app.clock.advance_secs(31 * 60);
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&token)).await.status,
-        StatusCode::UNAUTHORIZED,
-        "idle > 30 min"
-    );
+    assert_eq!(app.get("/api/v1/auth/me", Some(&token)).await.status, StatusCode::UNAUTHORIZED, "idle > 30 min");
 
     let token = app.admin_token().await;
     for _ in 0..(12 * 3) {
@@ -281,55 +174,24 @@ async fn concurrent_session_limit_ends_the_oldest() {
     let t2 = app.admin_token().await;
     app.clock.advance_secs(1);
     let t3 = app.admin_token().await;
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&t1)).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&t2)).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&t3)).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/auth/me", Some(&t1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&t2)).await.status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&t3)).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn sessions_and_data_survive_a_restart() {
     let app = TestApp::new().await;
     let token = app.admin_token().await;
-    let res = app
-        .post(
-            "/api/v1/collections",
-            Some(&token),
-            json!({"name": "notes", "indexes": ["k"]}),
-        )
-        .await;
+    let res = app.post("/api/v1/collections", Some(&token), json!({"name": "notes", "indexes": ["k"]})).await;
     assert_eq!(res.status, StatusCode::CREATED);
-    let res = app
-        .post(
-            "/api/v1/collections/notes/documents",
-            Some(&token),
-            json!({"data": {"k": "v"}}),
-        )
-        .await;
+    let res = app.post("/api/v1/collections/notes/documents", Some(&token), json!({"data": {"k": "v"}})).await;
     let id = res.body["id"].as_str().unwrap().to_owned();
     let app = app.restart().await;
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&token)).await.status,
-        StatusCode::OK
-    );
-    let res = app
-        .get(
-            &format!("/api/v1/collections/notes/documents/{id}"),
-            Some(&token),
-        )
-        .await;
+    assert_eq!(app.get("/api/v1/auth/me", Some(&token)).await.status, StatusCode::OK);
+    let res = app.get(&format!("/api/v1/collections/notes/documents/{id}"), Some(&token)).await;
     assert_eq!(res.body["data"], json!({"k": "v"}));
-    let res = app
-        .get("/api/v1/collections/notes/documents?k=v", Some(&token))
-        .await;
+    let res = app.get("/api/v1/collections/notes/documents?k=v", Some(&token)).await;
     assert_eq!(res.body["documents"].as_array().unwrap().len(), 1);
 }
 
@@ -348,27 +210,15 @@ async fn password_policy_names_each_rule() {
     ];
     for (pw, rule) in cases {
         let res = app
-            .post(
-                "/api/v1/users",
-                Some(&admin),
-                json!({"username": "penelope", "password": pw, "role": "viewer"}),
-            )
+            .post("/api/v1/users", Some(&admin), json!({"username": "penelope", "password": pw, "role": "viewer"}))
             .await;
         assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{pw}");
         assert_eq!(res.code(), "password_policy");
-        assert!(
-            res.body["error"].as_str().unwrap().contains(rule),
-            "{pw}: {:?}",
-            res.body
-        );
+        assert!(res.body["error"].as_str().unwrap().contains(rule), "{pw}: {:?}", res.body);
     }
     let long = format!("Aa1!{}", "x".repeat(1100));
     let res = app
-        .post(
-            "/api/v1/users",
-            Some(&admin),
-            json!({"username": "penelope", "password": long, "role": "viewer"}),
-        )
+        .post("/api/v1/users", Some(&admin), json!({"username": "penelope", "password": long, "role": "viewer"}))
         .await;
     assert!(res.body["error"].as_str().unwrap().contains("max_length"));
 }
@@ -385,17 +235,10 @@ async fn canary_admin_password_never_reaches_any_file() {
         json!({"current_password": ADMIN_PASSWORD, "new_password": "weak"}),
     )
     .await;
-    app.post(
-        "/api/v1/users",
-        Some(&token),
-        json!({"username": "u1", "password": ADMIN_PASSWORD, "role": "viewer"}),
-    )
-    .await;
+    app.post("/api/v1/users", Some(&token), json!({"username": "u1", "password": ADMIN_PASSWORD, "role": "viewer"}))
+        .await;
     let app = app.restart().await;
     for (name, bytes) in app.all_file_bytes() {
-        assert!(
-            !contains(&bytes, ADMIN_PASSWORD.as_bytes()),
-            "canary password in {name}"
-        );
+        assert!(!contains(&bytes, ADMIN_PASSWORD.as_bytes()), "canary password in {name}");
     }
 }

@@ -21,11 +21,9 @@ async fn every_error_body_has_error_code_and_request_id_and_headers() {
         app.get("/api/v1/users", Some("rps_forged")).await,
         app.get("/no/such/route", None).await,
         app.call(Method::DELETE, "/health", None, None).await,
-        app.call(Method::TRACE, "/api/v1/users", Some(&admin), None)
-            .await,
+        app.call(Method::TRACE, "/api/v1/users", Some(&admin), None).await,
         app.get("/api/v1/collections/missing", Some(&admin)).await,
-        app.post("/api/v1/collections", Some(&admin), json!({"nope": 1}))
-            .await,
+        app.post("/api/v1/collections", Some(&admin), json!({"nope": 1})).await,
     ];
     for res in &cases {
         assert!(res.status.is_client_error(), "{:?}", res);
@@ -49,10 +47,7 @@ async fn every_error_body_has_error_code_and_request_id_and_headers() {
 async fn success_responses_carry_security_headers_and_no_store() {
     let app = TestApp::new().await;
     let admin = app.admin_token().await;
-    for res in [
-        app.get("/health", None).await,
-        app.get("/api/v1/auth/me", Some(&admin)).await,
-    ] {
+    for res in [app.get("/health", None).await, app.get("/api/v1/auth/me", Some(&admin)).await] {
         assert_eq!(res.status, StatusCode::OK);
         for h in SECURITY_HEADERS {
             assert!(res.header(h).is_some(), "{h} missing");
@@ -80,9 +75,7 @@ async fn storage_failures_become_opaque_errors() {
     // Make the database unwritable underneath the server: the API must not leak SQLite text.
     let db = app.data_dir().join("rampart.db");
     let mut locker = hold_exclusive_lock(&db);
-    let res = app
-        .post("/api/v1/collections", Some(&admin), json!({"name": "x"}))
-        .await;
+    let res = app.post("/api/v1/collections", Some(&admin), json!({"name": "x"})).await;
     let _ = locker.kill();
     let _ = locker.wait();
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);

@@ -4,13 +4,7 @@ use rampart_testkit::{TestApp, ADMIN, ADMIN_PASSWORD};
 use serde_json::json;
 
 fn has_rate_headers(res: &rampart_testkit::TestResponse) -> bool {
-    [
-        "x-ratelimit-limit",
-        "x-ratelimit-remaining",
-        "x-ratelimit-reset",
-    ]
-    .iter()
-    .all(|h| res.header(h).is_some())
+    ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"].iter().all(|h| res.header(h).is_some())
 }
 
 #[tokio::test]
@@ -21,50 +15,28 @@ async fn the_31st_login_in_a_minute_is_refused_before_any_work() {
         let res = app.login(&format!("ghost{i}"), "Wrong-Passw0rd!!").await;
         assert_eq!(res.status, StatusCode::UNAUTHORIZED, "attempt {i}");
         assert_eq!(res.header("x-ratelimit-limit"), Some("30"));
-        assert_eq!(
-            res.header("x-ratelimit-remaining"),
-            Some(&*(29 - i).to_string())
-        );
+        assert_eq!(res.header("x-ratelimit-remaining"), Some(&*(29 - i).to_string()));
     }
     // Even the right password is not checked once the budget is spent.
     let res = app.login(ADMIN, ADMIN_PASSWORD).await;
-    assert_eq!(
-        (res.status, res.code()),
-        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
-    );
+    assert_eq!((res.status, res.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
     let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
-    assert_eq!(
-        res.body["error"],
-        format!("Rate limit exceeded. Try again in {retry} seconds.")
-    );
+    assert_eq!(res.body["error"], format!("Rate limit exceeded. Try again in {retry} seconds."));
     assert!(res.body["request_id"].is_string());
     assert!(has_rate_headers(&res));
     let reset: i64 = res.header("x-ratelimit-reset").unwrap().parse().unwrap();
     assert!(reset > rampart_testkit::T0.as_unix_seconds());
-    let audited = app
-        .audit_records()
-        .await
-        .iter()
-        .filter(|r| r.event.event_type == "rate_limited")
-        .count();
+    let audited = app.audit_records().await.iter().filter(|r| r.event.event_type == "rate_limited").count();
     assert_eq!(audited, 1);
     // A flood is sampled, not recorded request by request.
     for _ in 0..20 {
         app.login(ADMIN, ADMIN_PASSWORD).await;
     }
-    let audited = app
-        .audit_records()
-        .await
-        .iter()
-        .filter(|r| r.event.event_type == "rate_limited")
-        .count();
+    let audited = app.audit_records().await.iter().filter(|r| r.event.event_type == "rate_limited").count();
     assert_eq!(audited, 1);
     app.clock.advance_secs(60);
-    assert_eq!(
-        app.login(ADMIN, ADMIN_PASSWORD).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.login(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -96,72 +68,39 @@ async fn each_user_has_a_bucket_of_their_own() {
     app.clock.advance_secs(60); // the set-up requests above refill
     let admin = app.admin_token().await;
     for _ in 0..3 {
-        assert_eq!(
-            app.get("/api/v1/auth/me", Some(&admin)).await.status,
-            StatusCode::OK
-        );
+        assert_eq!(app.get("/api/v1/auth/me", Some(&admin)).await.status, StatusCode::OK);
     }
     let res = app.get("/api/v1/auth/me", Some(&admin)).await;
     assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(res.header("x-ratelimit-limit"), Some("3"));
     let rec = app.audit_records().await.pop().unwrap();
-    assert_eq!(
-        (rec.event.event_type.as_str(), rec.event.user.as_deref()),
-        ("rate_limited", Some(ADMIN))
-    );
+    assert_eq!((rec.event.event_type.as_str(), rec.event.user.as_deref()), ("rate_limited", Some(ADMIN)));
     // Another user from the same address is unaffected.
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&other)).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/auth/me", Some(&other)).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn repeated_failures_delay_the_account_without_locking_it() {
     let app = TestApp::new().await; // delay after 5 failures
     for _ in 0..5 {
-        assert_eq!(
-            app.login(ADMIN, "Wrong-Passw0rd!!").await.status,
-            StatusCode::UNAUTHORIZED
-        );
+        assert_eq!(app.login(ADMIN, "Wrong-Passw0rd!!").await.status, StatusCode::UNAUTHORIZED);
     }
     let res = app.login(ADMIN, ADMIN_PASSWORD).await;
-    assert_eq!(
-        res.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "inside the delay even the right password waits"
-    );
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "inside the delay even the right password waits");
     assert_eq!(res.header("retry-after"), Some("1"));
     app.clock.advance_secs(1);
-    assert_eq!(
-        app.login(ADMIN, "Wrong-Passw0rd!!").await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.login(ADMIN, "Wrong-Passw0rd!!").await.status, StatusCode::UNAUTHORIZED);
     let res = app.login(ADMIN, ADMIN_PASSWORD).await;
     assert_eq!(res.header("retry-after"), Some("2"), "the delay grows");
     app.clock.advance_secs(2);
-    assert_eq!(
-        app.login(ADMIN, ADMIN_PASSWORD).await.status,
-        StatusCode::OK,
-        "no permanent lockout"
-    );
-    assert_eq!(
-        app.login(ADMIN, "Wrong-Passw0rd!!").await.status,
-        StatusCode::UNAUTHORIZED,
-        "success resets"
-    );
-    assert_eq!(
-        app.login(ADMIN, ADMIN_PASSWORD).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.login(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::OK, "no permanent lockout");
+    assert_eq!(app.login(ADMIN, "Wrong-Passw0rd!!").await.status, StatusCode::UNAUTHORIZED, "success resets");
+    assert_eq!(app.login(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::OK);
     // Unknown accounts are delayed the same way, so the delay reveals nothing.
     for _ in 0..5 {
         app.login("nobody-here", "Wrong-Passw0rd!!").await;
     }
-    assert_eq!(
-        app.login("nobody-here", "Wrong-Passw0rd!!").await.status,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(app.login("nobody-here", "Wrong-Passw0rd!!").await.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 fn preflight(origin: &str) -> Request<Body> {
@@ -170,32 +109,21 @@ fn preflight(origin: &str) -> Request<Body> {
         .uri("/api/v1/collections")
         .header(header::ORIGIN, origin)
         .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
-        .header(
-            header::ACCESS_CONTROL_REQUEST_HEADERS,
-            "authorization, content-type",
-        )
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization, content-type")
         .body(Body::empty())
         .unwrap()
 }
 
 #[tokio::test]
 async fn cors_denies_by_default_and_allows_listed_origins_exactly() {
-    let app =
-        TestApp::with_config(|c| c.cors.allowed_origins = vec!["https://app.example.com".into()])
-            .await;
+    let app = TestApp::with_config(|c| c.cors.allowed_origins = vec!["https://app.example.com".into()]).await;
     let denied = app.send(preflight("https://evil.example")).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     assert!(denied.header("access-control-allow-origin").is_none());
     let allowed = app.send(preflight("https://app.example.com")).await;
     assert_eq!(allowed.status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        allowed.header("access-control-allow-origin"),
-        Some("https://app.example.com")
-    );
-    assert!(allowed
-        .header("access-control-allow-methods")
-        .unwrap()
-        .contains("POST"));
+    assert_eq!(allowed.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert!(allowed.header("access-control-allow-methods").unwrap().contains("POST"));
     let admin = app.admin_token().await;
     let cross_post = Request::builder()
         .method(Method::POST)
@@ -206,53 +134,29 @@ async fn cors_denies_by_default_and_allows_listed_origins_exactly() {
         .body(Body::from(json!({"name": "x"}).to_string()))
         .unwrap();
     let res = app.send(cross_post).await;
-    assert_eq!(
-        (res.status, res.code()),
-        (StatusCode::FORBIDDEN, "origin_not_allowed")
-    );
-    let get = Request::builder()
-        .uri("/health")
-        .header(header::ORIGIN, "https://evil.example")
-        .body(Body::empty())
-        .unwrap();
+    assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "origin_not_allowed"));
+    let get =
+        Request::builder().uri("/health").header(header::ORIGIN, "https://evil.example").body(Body::empty()).unwrap();
     let res = app.send(get).await;
-    assert!(
-        res.header("access-control-allow-origin").is_none(),
-        "unlisted origins get no CORS grant"
-    );
+    assert!(res.header("access-control-allow-origin").is_none(), "unlisted origins get no CORS grant");
     let get = Request::builder()
         .uri("/health")
         .header(header::ORIGIN, "https://app.example.com")
         .body(Body::empty())
         .unwrap();
-    assert_eq!(
-        app.send(get).await.header("access-control-allow-origin"),
-        Some("https://app.example.com")
-    );
+    assert_eq!(app.send(get).await.header("access-control-allow-origin"), Some("https://app.example.com"));
 
     let default = TestApp::new().await;
     let res = default.send(preflight("https://app.example.com")).await;
-    assert_eq!(
-        res.status,
-        StatusCode::FORBIDDEN,
-        "no origin is allowed unless listed"
-    );
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "no origin is allowed unless listed");
 }
 
 #[tokio::test]
 async fn trace_and_unknown_methods_are_refused() {
     let app = TestApp::new().await;
     for m in ["TRACE", "CONNECT", "PROPFIND", "FOO"] {
-        let req = Request::builder()
-            .method(m)
-            .uri("/health")
-            .body(Body::empty())
-            .unwrap();
+        let req = Request::builder().method(m).uri("/health").body(Body::empty()).unwrap();
         let res = app.send(req).await;
-        assert_eq!(
-            (res.status, res.code()),
-            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            "{m}"
-        );
+        assert_eq!((res.status, res.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"), "{m}");
     }
 }

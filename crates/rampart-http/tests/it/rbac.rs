@@ -3,13 +3,7 @@ use rampart_http::{route_inventory, Access};
 use rampart_testkit::{TestApp, ADMIN};
 use serde_json::json;
 
-async fn custom_role(
-    app: &TestApp,
-    admin: &str,
-    name: &str,
-    permissions: &[&str],
-    collections: Option<&[&str]>,
-) {
+async fn custom_role(app: &TestApp, admin: &str, name: &str, permissions: &[&str], collections: Option<&[&str]>) {
     let res = app
         .post(
             "/api/v1/roles",
@@ -24,38 +18,15 @@ async fn custom_role(
 async fn viewer_cannot_write_documents_or_read_users() {
     let app = TestApp::new().await;
     let admin = app.admin_token().await;
-    app.post("/api/v1/collections", Some(&admin), json!({"name": "c"}))
-        .await;
+    app.post("/api/v1/collections", Some(&admin), json!({"name": "c"})).await;
     let viewer = app.user_with_role("vic", "viewer").await;
-    let res = app
-        .post(
-            "/api/v1/collections/c/documents",
-            Some(&viewer),
-            json!({"data": {"a": 1}}),
-        )
-        .await;
+    let res = app.post("/api/v1/collections/c/documents", Some(&viewer), json!({"data": {"a": 1}})).await;
+    assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "forbidden"));
+    assert_eq!(app.get("/api/v1/users", Some(&viewer)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.get("/api/v1/users/admin", Some(&viewer)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.get("/api/v1/collections/c/documents", Some(&viewer)).await.status, StatusCode::OK);
     assert_eq!(
-        (res.status, res.code()),
-        (StatusCode::FORBIDDEN, "forbidden")
-    );
-    assert_eq!(
-        app.get("/api/v1/users", Some(&viewer)).await.status,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        app.get("/api/v1/users/admin", Some(&viewer)).await.status,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        app.get("/api/v1/collections/c/documents", Some(&viewer))
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.call(Method::DELETE, "/api/v1/collections/c", Some(&viewer), None)
-            .await
-            .status,
+        app.call(Method::DELETE, "/api/v1/collections/c", Some(&viewer), None).await.status,
         StatusCode::FORBIDDEN
     );
 }
@@ -74,15 +45,8 @@ fn concrete(path: &str, doc_id: &str) -> String {
 async fn every_route_makes_an_authorization_decision() {
     let app = TestApp::new().await;
     let admin = app.admin_token().await;
-    app.post("/api/v1/collections", Some(&admin), json!({"name": "walk"}))
-        .await;
-    let doc = app
-        .post(
-            "/api/v1/collections/walk/documents",
-            Some(&admin),
-            json!({"data": {"a": 1}}),
-        )
-        .await;
+    app.post("/api/v1/collections", Some(&admin), json!({"name": "walk"})).await;
+    let doc = app.post("/api/v1/collections/walk/documents", Some(&admin), json!({"data": {"a": 1}})).await;
     let doc_id = doc.body["id"].as_str().unwrap().to_owned();
     custom_role(&app, &admin, "nothing", &[], None).await;
     custom_role(&app, &admin, "walk-role", &["documents.read"], None).await;
@@ -90,53 +54,22 @@ async fn every_route_makes_an_authorization_decision() {
     app.user_with_role("powerless", "nothing").await;
 
     let routes = route_inventory();
-    assert!(
-        routes.len() >= 25,
-        "inventory lists {} routes",
-        routes.len()
-    );
+    assert!(routes.len() >= 25, "inventory lists {} routes", routes.len());
     for route in routes {
         let path = concrete(route.path, &doc_id);
-        let body =
-            matches!(route.method, Method::POST | Method::PUT | Method::PATCH).then(|| json!({}));
-        let anon = app
-            .call(route.method.clone(), &path, None, body.clone())
-            .await;
-        assert_ne!(
-            anon.status,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "{} {}",
-            route.method,
-            route.path
-        );
+        let body = matches!(route.method, Method::POST | Method::PUT | Method::PATCH).then(|| json!({}));
+        let anon = app.call(route.method.clone(), &path, None, body.clone()).await;
+        assert_ne!(anon.status, StatusCode::INTERNAL_SERVER_ERROR, "{} {}", route.method, route.path);
         match route.access {
-            Access::Public => assert_ne!(
-                anon.status,
-                StatusCode::UNAUTHORIZED,
-                "{} {}",
-                route.method,
-                route.path
-            ),
-            _ => assert_eq!(
-                anon.status,
-                StatusCode::UNAUTHORIZED,
-                "{} {} without credentials",
-                route.method,
-                route.path
-            ),
+            Access::Public => assert_ne!(anon.status, StatusCode::UNAUTHORIZED, "{} {}", route.method, route.path),
+            _ => {
+                assert_eq!(anon.status, StatusCode::UNAUTHORIZED, "{} {} without credentials", route.method, route.path)
+            }
         }
         if route.access == Access::Permission {
             let token = app.token("powerless", rampart_testkit::USER_PASSWORD).await;
-            let res = app
-                .call(route.method.clone(), &path, Some(&token), body)
-                .await;
-            assert_eq!(
-                res.status,
-                StatusCode::FORBIDDEN,
-                "{} {} with no permissions",
-                route.method,
-                route.path
-            );
+            let res = app.call(route.method.clone(), &path, Some(&token), body).await;
+            assert_eq!(res.status, StatusCode::FORBIDDEN, "{} {} with no permissions", route.method, route.path);
         }
     }
 }
@@ -149,74 +82,32 @@ async fn users_cannot_raise_their_own_or_anyone_elses_privileges() {
         &app,
         &admin,
         "user-manager",
-        &[
-            "users.read",
-            "users.create",
-            "users.update",
-            "roles.manage",
-            "roles.read",
-        ],
+        &["users.read", "users.create", "users.update", "roles.manage", "roles.read"],
         None,
     )
     .await;
     let um = app.user_with_role("manny", "user-manager").await;
     app.user_with_role("vera", "viewer").await;
 
-    let own = app
-        .call(
-            Method::PATCH,
-            "/api/v1/users/manny",
-            Some(&um),
-            Some(json!({"role": "admin"})),
-        )
-        .await;
+    let own = app.call(Method::PATCH, "/api/v1/users/manny", Some(&um), Some(json!({"role": "admin"}))).await;
     assert_eq!(own.status, StatusCode::FORBIDDEN);
-    let other = app
-        .call(
-            Method::PATCH,
-            "/api/v1/users/vera",
-            Some(&um),
-            Some(json!({"role": "admin"})),
-        )
-        .await;
-    assert_eq!(
-        other.status,
-        StatusCode::FORBIDDEN,
-        "cannot hand out a role it does not cover"
-    );
+    let other = app.call(Method::PATCH, "/api/v1/users/vera", Some(&um), Some(json!({"role": "admin"}))).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN, "cannot hand out a role it does not cover");
     let new_admin = app
-        .post("/api/v1/users", Some(&um), json!({"username": "sneaky", "password": rampart_testkit::USER_PASSWORD, "role": "admin"}))
+        .post(
+            "/api/v1/users",
+            Some(&um),
+            json!({"username": "sneaky", "password": rampart_testkit::USER_PASSWORD, "role": "admin"}),
+        )
         .await;
     assert_eq!(new_admin.status, StatusCode::FORBIDDEN);
-    let bigger_role = app
-        .post(
-            "/api/v1/roles",
-            Some(&um),
-            json!({"name": "bigger", "permissions": ["keys.rotate"]}),
-        )
-        .await;
+    let bigger_role =
+        app.post("/api/v1/roles", Some(&um), json!({"name": "bigger", "permissions": ["keys.rotate"]})).await;
     assert_eq!(bigger_role.status, StatusCode::FORBIDDEN);
-    let on_admin = app
-        .call(
-            Method::PATCH,
-            "/api/v1/users/admin",
-            Some(&um),
-            Some(json!({"disabled": true})),
-        )
-        .await;
-    assert_eq!(
-        on_admin.status,
-        StatusCode::FORBIDDEN,
-        "cannot act on a more privileged user"
-    );
+    let on_admin = app.call(Method::PATCH, "/api/v1/users/admin", Some(&um), Some(json!({"disabled": true}))).await;
+    assert_eq!(on_admin.status, StatusCode::FORBIDDEN, "cannot act on a more privileged user");
     // What it does hold, it may grant.
-    let ok = app
-        .post(
-            "/api/v1/roles",
-            Some(&um),
-            json!({"name": "reader", "permissions": ["users.read"]}),
-        )
-        .await;
+    let ok = app.post("/api/v1/roles", Some(&um), json!({"name": "reader", "permissions": ["users.read"]})).await;
     assert_eq!(ok.status, StatusCode::CREATED);
     let me = app.get("/api/v1/auth/me", Some(&um)).await;
     assert_eq!(me.body["role"], "user-manager");
@@ -227,31 +118,15 @@ async fn the_last_admin_cannot_be_removed_disabled_or_demoted() {
     let app = TestApp::new().await;
     let admin = app.admin_token().await;
     let path = format!("/api/v1/users/{ADMIN}");
-    let disable = app
-        .call(
-            Method::PATCH,
-            &path,
-            Some(&admin),
-            Some(json!({"disabled": true})),
-        )
-        .await;
+    let disable = app.call(Method::PATCH, &path, Some(&admin), Some(json!({"disabled": true}))).await;
     assert_eq!(disable.status, StatusCode::CONFLICT);
     let delete = app.call(Method::DELETE, &path, Some(&admin), None).await;
     assert_eq!(delete.status, StatusCode::CONFLICT);
     // Through the core directly (as the CLI does), demotion is refused too.
     let cli = app.core.local_admin().unwrap();
-    let demote = app
-        .core
-        .update_user(&cli, ADMIN, Some("viewer".into()), None)
-        .await;
-    assert!(
-        matches!(demote, Err(rampart_core::CoreError::Conflict(_))),
-        "{demote:?}"
-    );
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&admin)).await.body["role"],
-        "admin"
-    );
+    let demote = app.core.update_user(&cli, ADMIN, Some("viewer".into()), None).await;
+    assert!(matches!(demote, Err(rampart_core::CoreError::Conflict(_))), "{demote:?}");
+    assert_eq!(app.get("/api/v1/auth/me", Some(&admin)).await.body["role"], "admin");
     // With a second admin, the first may go.
     let second = app.user_with_role("second", "admin").await;
     let res = app.call(Method::DELETE, &path, Some(&second), None).await;
@@ -263,14 +138,8 @@ async fn collection_scoped_roles_see_only_their_collections() {
     let app = TestApp::new().await;
     let admin = app.admin_token().await;
     for c in ["alpha", "beta"] {
-        app.post("/api/v1/collections", Some(&admin), json!({"name": c}))
-            .await;
-        app.post(
-            &format!("/api/v1/collections/{c}/documents"),
-            Some(&admin),
-            json!({"data": {"c": c}}),
-        )
-        .await;
+        app.post("/api/v1/collections", Some(&admin), json!({"name": c})).await;
+        app.post(&format!("/api/v1/collections/{c}/documents"), Some(&admin), json!({"data": {"c": c}})).await;
     }
     custom_role(
         &app,
@@ -281,41 +150,15 @@ async fn collection_scoped_roles_see_only_their_collections() {
     )
     .await;
     let t = app.user_with_role("al", "alpha-editor").await;
-    assert_eq!(
-        app.get("/api/v1/collections/alpha/documents", Some(&t))
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.get("/api/v1/collections/beta/documents", Some(&t))
-            .await
-            .status,
-        StatusCode::FORBIDDEN
-    );
-    let res = app
-        .post(
-            "/api/v1/collections/beta/documents",
-            Some(&t),
-            json!({"data": {}}),
-        )
-        .await;
+    assert_eq!(app.get("/api/v1/collections/alpha/documents", Some(&t)).await.status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/collections/beta/documents", Some(&t)).await.status, StatusCode::FORBIDDEN);
+    let res = app.post("/api/v1/collections/beta/documents", Some(&t), json!({"data": {}})).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
-    let res = app
-        .post(
-            "/api/v1/collections/alpha/documents",
-            Some(&t),
-            json!({"data": {}}),
-        )
-        .await;
+    let res = app.post("/api/v1/collections/alpha/documents", Some(&t), json!({"data": {}})).await;
     assert_eq!(res.status, StatusCode::CREATED);
     let list = app.get("/api/v1/collections", Some(&t)).await;
-    let names: Vec<&str> = list.body["collections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> =
+        list.body["collections"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["alpha"]);
 }
 
@@ -334,31 +177,11 @@ async fn changing_a_custom_role_ends_its_holders_sessions_and_builtins_are_fixed
         )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(&t)).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    let res = app
-        .call(
-            Method::PUT,
-            "/api/v1/roles/viewer",
-            Some(&admin),
-            Some(json!({"permissions": []})),
-        )
-        .await;
+    assert_eq!(app.get("/api/v1/auth/me", Some(&t)).await.status, StatusCode::UNAUTHORIZED);
+    let res = app.call(Method::PUT, "/api/v1/roles/viewer", Some(&admin), Some(json!({"permissions": []}))).await;
     assert_eq!(res.status, StatusCode::CONFLICT);
-    let res = app
-        .call(Method::DELETE, "/api/v1/roles/temp", Some(&admin), None)
-        .await;
+    let res = app.call(Method::DELETE, "/api/v1/roles/temp", Some(&admin), None).await;
     assert_eq!(res.status, StatusCode::CONFLICT, "role still assigned");
     let roles = app.get("/api/v1/roles", Some(&admin)).await;
-    assert_eq!(
-        roles.body["roles"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["builtin"] == true)
-            .count(),
-        7
-    );
+    assert_eq!(roles.body["roles"].as_array().unwrap().iter().filter(|r| r["builtin"] == true).count(), 7);
 }

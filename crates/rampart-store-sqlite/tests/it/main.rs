@@ -57,9 +57,7 @@ async fn database_uses_the_wal_journal() {
     let (dir, s) = fresh();
     s.init_meta("x", b"1".to_vec()).await.unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("rampart.db")).unwrap();
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     assert!(dir.path().join("rampart.db-wal").exists());
 }

@@ -4,10 +4,7 @@
 use std::path::{Path, PathBuf};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 fn crates() -> Vec<(String, PathBuf)> {
@@ -49,20 +46,10 @@ fn normal_dependencies(krate: &Path) -> String {
 #[test]
 fn core_depends_on_no_transport_or_database_crate() {
     let deps = normal_dependencies(&workspace().join("crates/rampart-core"));
-    for banned in [
-        "axum",
-        "hyper",
-        "sqlx",
-        "rusqlite",
-        "tokio-postgres",
-        "reqwest",
-        "rampart-http",
-        "rampart-store-sqlite",
-    ] {
-        assert!(
-            !deps.lines().any(|l| l.trim_start().starts_with(banned)),
-            "rampart-core depends on {banned}"
-        );
+    for banned in
+        ["axum", "hyper", "sqlx", "rusqlite", "tokio-postgres", "reqwest", "rampart-http", "rampart-store-sqlite"]
+    {
+        assert!(!deps.lines().any(|l| l.trim_start().starts_with(banned)), "rampart-core depends on {banned}");
     }
 }
 
@@ -74,19 +61,8 @@ fn dependencies_point_one_way() {
         ("rampart-config", &["rampart-types"]),
         ("rampart-store", &["rampart-types"]),
         ("rampart-store-sqlite", &["rampart-store", "rampart-types"]),
-        (
-            "rampart-core",
-            &[
-                "rampart-types",
-                "rampart-crypto",
-                "rampart-config",
-                "rampart-store",
-            ],
-        ),
-        (
-            "rampart-http",
-            &["rampart-core", "rampart-types", "rampart-config"],
-        ),
+        ("rampart-core", &["rampart-types", "rampart-crypto", "rampart-config", "rampart-store"]),
+        ("rampart-http", &["rampart-core", "rampart-types", "rampart-config"]),
     ];
     for (name, ok) in allowed {
         let deps = normal_dependencies(&workspace().join("crates").join(name));
@@ -101,13 +77,7 @@ fn dependencies_point_one_way() {
 
 #[test]
 fn only_store_crates_contain_sql() {
-    let sql = [
-        "SELECT ",
-        "INSERT INTO",
-        "UPDATE ",
-        "DELETE FROM",
-        "CREATE TABLE",
-    ];
+    let sql = ["SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM", "CREATE TABLE"];
     for (name, path) in crates() {
         if name.starts_with("rampart-store-") || name == "rampart-testkit" {
             continue;
@@ -123,22 +93,11 @@ fn only_store_crates_contain_sql() {
 #[test]
 fn only_http_knows_status_codes() {
     for (name, path) in crates() {
-        if [
-            "rampart-http",
-            "rampart-testkit",
-            "rampart",
-            "rampart-bench",
-        ]
-        .contains(&name.as_str())
-        {
+        if ["rampart-http", "rampart-testkit", "rampart", "rampart-bench"].contains(&name.as_str()) {
             continue;
         }
         for (file, text) in sources(&path) {
-            assert!(
-                !text.contains("StatusCode"),
-                "{} uses HTTP status codes",
-                file.display()
-            );
+            assert!(!text.contains("StatusCode"), "{} uses HTTP status codes", file.display());
         }
     }
 }
@@ -152,10 +111,7 @@ fn environment_and_wall_clock_are_read_in_one_place_each() {
                 assert!(!text.contains("std::env::var"), "{f} reads the environment");
             }
             if !f.ends_with("rampart-core/src/clock.rs") && name != "rampart-bench" {
-                assert!(
-                    !text.contains("SystemTime::now"),
-                    "{f} reads the wall clock"
-                );
+                assert!(!text.contains("SystemTime::now"), "{f} reads the wall clock");
             }
         }
     }
@@ -165,10 +121,7 @@ fn environment_and_wall_clock_are_read_in_one_place_each() {
 fn every_crate_uses_the_workspace_lints() {
     for (name, path) in crates() {
         let manifest = std::fs::read_to_string(path.join("Cargo.toml")).unwrap();
-        assert!(
-            manifest.contains("[lints]\nworkspace = true"),
-            "{name} does not inherit the workspace lints"
-        );
+        assert!(manifest.contains("[lints]\nworkspace = true"), "{name} does not inherit the workspace lints");
     }
     let root = std::fs::read_to_string(workspace().join("Cargo.toml")).unwrap();
     assert!(root.contains("unsafe_code = \"forbid\""));

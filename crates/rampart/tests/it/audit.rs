@@ -6,25 +6,14 @@ use serde_json::{json, Value};
 use crate::support::{bin, start, ServerOpts, ADMIN_PASSWORD};
 
 fn audit_cmd(data: &Path, logs: &Path, args: &[&str]) -> Output {
-    bin()
-        .arg("audit")
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--log-dir")
-        .arg(logs)
-        .args(args)
-        .output()
-        .unwrap()
+    bin().arg("audit").arg("--data-dir").arg(data).arg("--log-dir").arg(logs).args(args).output().unwrap()
 }
 
 fn json_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {l:?}", path.display()))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {l:?}", path.display())))
         .collect()
 }
 
@@ -61,26 +50,14 @@ async fn log_files_are_json_lines_and_audit_verify_passes_offline() {
     let (data, logs) = audited_run(tmp.path()).await;
     let audit = json_lines(&logs.join("audit.log"));
     assert!(audit.len() >= 6, "{}", audit.len());
-    assert!(
-        audit.iter().any(|r| r["user"] == "mal\nlory\"\u{1b}[2J"),
-        "hostile name kept intact in one line"
-    );
+    assert!(audit.iter().any(|r| r["user"] == "mal\nlory\"\u{1b}[2J"), "hostile name kept intact in one line");
     let activity = json_lines(&logs.join("activity.log"));
-    assert!(activity
-        .iter()
-        .any(|a| a["path"] == "/api/v1/collections" && a["status"] == 201 && a["user"] == "admin"));
+    assert!(activity.iter().any(|a| a["path"] == "/api/v1/collections" && a["status"] == 201 && a["user"] == "admin"));
     let server_log = json_lines(&logs.join("server.log"));
-    assert!(server_log
-        .iter()
-        .any(|l| l["fields"]["message"] == "listening"));
+    assert!(server_log.iter().any(|l| l["fields"]["message"] == "listening"));
 
     let out = audit_cmd(&data, &logs, &["verify"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], true);
     assert_eq!(report["database"]["records"], audit.len());
@@ -88,10 +65,7 @@ async fn log_files_are_json_lines_and_audit_verify_passes_offline() {
     let tail = audit_cmd(&data, &logs, &["tail", "-n", "2"]);
     let lines: Vec<&str> = std::str::from_utf8(&tail.stdout).unwrap().lines().collect();
     assert_eq!(lines.len(), 2);
-    assert_eq!(
-        serde_json::from_str::<Value>(lines[1]).unwrap()["seq"],
-        audit.len()
-    );
+    assert_eq!(serde_json::from_str::<Value>(lines[1]).unwrap()["seq"], audit.len());
 }
 
 /// Each edit of audit.log is found by `rampart audit verify` (exit 1), naming the seq.
@@ -144,17 +118,9 @@ async fn tampering_with_audit_log_is_found_offline() {
     for (name, edited, bad) in edits {
         std::fs::write(&path, edited.join("\n") + "\n").unwrap();
         let out = audit_cmd(&data, &logs, &["verify"]);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", String::from_utf8_lossy(&out.stdout));
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(
-            report["audit_log"]["first_bad_seq"], bad,
-            "{name}: {report}"
-        );
+        assert_eq!(report["audit_log"]["first_bad_seq"], bad, "{name}: {report}");
         assert_eq!(report["database"]["valid"], true, "{name}");
     }
     std::fs::write(&path, &original).unwrap();
@@ -162,11 +128,7 @@ async fn tampering_with_audit_log_is_found_offline() {
 
     // And in the database, with the server stopped.
     let conn = rusqlite::Connection::open(data.join("rampart.db")).unwrap();
-    conn.execute(
-        "UPDATE audit_log SET ip_address = '10.9.9.9' WHERE seq = 2",
-        [],
-    )
-    .unwrap();
+    conn.execute("UPDATE audit_log SET ip_address = '10.9.9.9' WHERE seq = 2", []).unwrap();
     drop(conn);
     let out = audit_cmd(&data, &logs, &["verify"]);
     assert_eq!(out.status.code(), Some(1));

@@ -9,84 +9,41 @@ async fn init_secure_writes_private_files_refuses_overwrite_and_serve_uses_them(
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let data = dir.join("data");
-    let out = bin()
-        .args(["init", "--secure", "--dir"])
-        .arg(dir)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bin().args(["init", "--secure", "--dir"]).arg(dir).arg("--data-dir").arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for f in ["rampart.toml", ".secrets"] {
         let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{f}");
     }
     let secrets = std::fs::read_to_string(dir.join(".secrets")).unwrap();
-    for key in [
-        "RAMPART_ENCRYPTION_KEY=",
-        "RAMPART_ADMIN_PASSWORD=",
-        "RAMPART_BREACH_WEBHOOK_SECRET=",
-    ] {
+    for key in ["RAMPART_ENCRYPTION_KEY=", "RAMPART_ADMIN_PASSWORD=", "RAMPART_BREACH_WEBHOOK_SECRET="] {
         assert!(secrets.contains(key), "{key}");
     }
     let before = std::fs::read(dir.join(".secrets")).unwrap();
-    let again = bin()
-        .args(["init", "--secure", "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
+    let again = bin().args(["init", "--secure", "--dir"]).arg(dir).output().unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
     assert_eq!(std::fs::read(dir.join(".secrets")).unwrap(), before);
-    let plain = bin()
-        .args(["init", "--dir"])
-        .arg(dir.join("other"))
-        .output()
-        .unwrap();
+    let plain = bin().args(["init", "--dir"]).arg(dir.join("other")).output().unwrap();
     assert!(!plain.status.success(), "init without --secure is refused");
 
-    let password = secrets
-        .lines()
-        .find_map(|l| l.strip_prefix("RAMPART_ADMIN_PASSWORD="))
-        .unwrap()
-        .to_owned();
+    let password = secrets.lines().find_map(|l| l.strip_prefix("RAMPART_ADMIN_PASSWORD=")).unwrap().to_owned();
     let mut opts = ServerOpts::new(&data);
     opts.env = vec![];
-    opts.extra_args = vec![
-        "--config".into(),
-        dir.join("rampart.toml").display().to_string(),
-    ];
+    opts.extra_args = vec!["--config".into(), dir.join("rampart.toml").display().to_string()];
     let server = start(opts);
     let c = server.client();
     server.login(&c, "admin", &password).await;
-    assert!(
-        !data.join("master.key").exists(),
-        "the key came from .secrets"
-    );
+    assert!(!data.join("master.key").exists(), "the key came from .secrets");
 }
 
 fn user_cmd(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
     let mut cmd = bin();
-    cmd.arg("user")
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("RAMPART_ADMIN_PASSWORD", "Cli-Boss-Passw0rd!");
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.arg("user").arg("--data-dir").arg(data).args(args).env("RAMPART_ADMIN_PASSWORD", "Cli-Boss-Passw0rd!");
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -96,16 +53,8 @@ fn user_cmd(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::
 async fn user_verbs_manage_users_in_the_data_dir() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let add = user_cmd(
-        &data,
-        &["add", "bob", "--role", "editor", "--password-stdin"],
-        Some("Kx9!Strong-Passphrase\n"),
-    );
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
+    let add = user_cmd(&data, &["add", "bob", "--role", "editor", "--password-stdin"], Some("Kx9!Strong-Passphrase\n"));
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
     let weak = user_cmd(&data, &["add", "carl", "--password-stdin"], Some("weak\n"));
     assert!(!weak.status.success());
     assert!(String::from_utf8_lossy(&weak.stderr).contains("rule: min_length"));
@@ -113,14 +62,9 @@ async fn user_verbs_manage_users_in_the_data_dir() {
     assert!(String::from_utf8_lossy(&gen.stdout).contains("Password (shown once)"));
 
     let list = String::from_utf8_lossy(&user_cmd(&data, &["list"], None).stdout).to_string();
-    assert!(
-        list.contains("bob") && list.contains("editor") && list.contains("gina"),
-        "{list}"
-    );
+    assert!(list.contains("bob") && list.contains("editor") && list.contains("gina"), "{list}");
 
-    assert!(user_cmd(&data, &["set-role", "bob", "viewer"], None)
-        .status
-        .success());
+    assert!(user_cmd(&data, &["set-role", "bob", "viewer"], None).status.success());
     assert!(user_cmd(&data, &["disable", "gina"], None).status.success());
     let list = String::from_utf8_lossy(&user_cmd(&data, &["list"], None).stdout).to_string();
     let bob = list.lines().find(|l| l.starts_with("bob")).unwrap();
@@ -133,10 +77,7 @@ async fn user_verbs_manage_users_in_the_data_dir() {
     assert!(String::from_utf8_lossy(&demote.stderr).contains("last admin"));
 
     // The server sees the CLI's changes.
-    let server = start(ServerOpts {
-        env: vec![],
-        ..ServerOpts::new(&data)
-    });
+    let server = start(ServerOpts { env: vec![], ..ServerOpts::new(&data) });
     let c = server.client();
     let res = c
         .post(server.url("/api/v1/auth/login"))

@@ -21,11 +21,7 @@ fn nginx_binary() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Nginx(Child);
@@ -39,18 +35,11 @@ impl Drop for Nginx {
 
 /// The documented proxy block, pointed at this test's Rampart and certificate.
 fn proxy_block(rampart_port: u16, cert: &Path) -> String {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/nginx.conf"
-    ))
-    .unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/nginx.conf")).unwrap();
     let start = doc.find("# BEGIN rampart-proxy").unwrap();
     let end = doc.find("# END rampart-proxy").unwrap();
     doc[start..end]
-        .replace(
-            "https://rampart",
-            &format!("https://127.0.0.1:{rampart_port}"),
-        )
+        .replace("https://rampart", &format!("https://127.0.0.1:{rampart_port}"))
         .replace("/var/lib/rampart/tls/cert.pem", &cert.display().to_string())
 }
 
@@ -84,11 +73,7 @@ fn start_nginx(dir: &Path, port: u16, rampart_port: u16, data: &Path) -> Nginx {
         .expect("start nginx");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not start; see {}/error.log",
-            dir.display()
-        );
+        assert!(Instant::now() < deadline, "nginx did not start; see {}/error.log", dir.display());
         std::thread::sleep(Duration::from_millis(50));
     }
     Nginx(child)
@@ -96,10 +81,7 @@ fn start_nginx(dir: &Path, port: u16, rampart_port: u16, data: &Path) -> Nginx {
 
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }
 
@@ -112,12 +94,7 @@ fn client_from(source: &str, cert: &Path) -> reqwest::Client {
         .unwrap()
 }
 
-async fn failed_login(
-    client: &reqwest::Client,
-    base: &str,
-    user: &str,
-    xff: Option<&str>,
-) -> reqwest::Response {
+async fn failed_login(client: &reqwest::Client, base: &str, user: &str, xff: Option<&str>) -> reqwest::Response {
     let mut req = client
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"username": user, "password": "Wrong-Passw0rd!!"}));
@@ -132,8 +109,7 @@ async fn behind_nginx_the_real_client_address_is_seen_and_cannot_be_spoofed_dire
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let mut opts = ServerOpts::new(&data);
-    opts.env
-        .push(("RAMPART_TRUSTED_PROXIES", "127.0.0.1/32".into()));
+    opts.env.push(("RAMPART_TRUSTED_PROXIES", "127.0.0.1/32".into()));
     let server = start(opts);
     let rampart_port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
     let nginx_dir = tmp.path().join("nginx");
@@ -150,26 +126,16 @@ async fn behind_nginx_the_real_client_address_is_seen_and_cannot_be_spoofed_dire
     assert_eq!(ra.status(), 401);
     assert_eq!(ra.headers()["x-ratelimit-remaining"], "29");
     let ra2 = failed_login(&a, &via_nginx, "through-a2", None).await;
-    assert_eq!(
-        ra2.headers()["x-ratelimit-remaining"],
-        "28",
-        "same client, same bucket"
-    );
+    assert_eq!(ra2.headers()["x-ratelimit-remaining"], "28", "same client, same bucket");
     let rb = failed_login(&b, &via_nginx, "through-b", None).await;
-    assert_eq!(
-        rb.headers()["x-ratelimit-remaining"],
-        "29",
-        "another client has its own bucket, not nginx's"
-    );
+    assert_eq!(rb.headers()["x-ratelimit-remaining"], "29", "another client has its own bucket, not nginx's");
 
     // A client talking to Rampart directly cannot choose its address.
     let direct = client_from("127.0.0.4", &cert);
     let rd = failed_login(&direct, &server.base, "direct", Some("127.0.0.2")).await;
     assert_eq!(rd.headers()["x-ratelimit-remaining"], "29");
 
-    let admin = server
-        .login(&server.client(), "admin", ADMIN_PASSWORD)
-        .await;
+    let admin = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
     let records: Value = server
         .client()
         .get(server.url("/api/v1/admin/audit?event_type=login&success=false"))

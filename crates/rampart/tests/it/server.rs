@@ -14,10 +14,7 @@ async fn real_binary_over_tls_login_collection_insert_query() {
     let c = server.client();
     let health = c.get(server.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    assert!(health.headers()["strict-transport-security"]
-        .to_str()
-        .unwrap()
-        .contains("max-age=31536000"));
+    assert!(health.headers()["strict-transport-security"].to_str().unwrap().contains("max-age=31536000"));
     let token = server.login(&c, "admin", ADMIN_PASSWORD).await;
     let res = c
         .post(server.url("/api/v1/collections"))
@@ -75,28 +72,20 @@ async fn tls_offers_only_modern_versions_and_aead_ecdhe_suites() {
             .unwrap()
             .with_root_certificates(roots.clone())
             .with_no_client_auth();
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
             .unwrap();
         let (_, conn) = tls.get_ref();
         let suite = format!("{:?}", conn.negotiated_cipher_suite().unwrap().suite());
-        assert!(
-            suite.contains("GCM") || suite.contains("CHACHA20_POLY1305"),
-            "{suite}"
-        );
+        assert!(suite.contains("GCM") || suite.contains("CHACHA20_POLY1305"), "{suite}");
         if version == &rustls::version::TLS12 {
             assert!(suite.contains("ECDHE"), "{suite}");
         }
     }
     // Plain HTTP to the TLS port gets nothing useful.
-    let plain = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/health"))
-        .send()
-        .await;
+    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/health")).send().await;
     assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
 }
 
@@ -107,12 +96,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let server = start(ServerOpts::new(&data));
     let c = server.client();
     let token = server.login(&c, "admin", ADMIN_PASSWORD).await;
-    c.post(server.url("/api/v1/collections"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "log"}))
-        .send()
-        .await
-        .unwrap();
+    c.post(server.url("/api/v1/collections")).bearer_auth(&token).json(&json!({"name": "log"})).send().await.unwrap();
     let mut ids = Vec::new();
     for i in 0..150 {
         let res = c
@@ -123,12 +107,7 @@ async fn acknowledged_writes_survive_kill_9() {
             .await
             .unwrap();
         assert_eq!(res.status(), 201);
-        ids.push(
-            res.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
     }
     server.kill_9();
 
@@ -139,9 +118,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let mut cursor = String::new();
     loop {
         let page: Value = c
-            .get(server.url(&format!(
-                "/api/v1/collections/log/documents?limit=100{cursor}"
-            )))
+            .get(server.url(&format!("/api/v1/collections/log/documents?limit=100{cursor}")))
             .bearer_auth(&token)
             .send()
             .await
@@ -188,16 +165,8 @@ async fn secrets_never_reach_files_or_logs() {
     files.push((stderr_path.clone(), std::fs::read(&stderr_path).unwrap()));
     let body = token.strip_prefix("rps_").unwrap();
     for (path, bytes) in files {
-        assert!(
-            !contains(&bytes, ADMIN_PASSWORD.as_bytes()),
-            "password in {}",
-            path.display()
-        );
-        assert!(
-            !contains(&bytes, body.as_bytes()),
-            "session token in {}",
-            path.display()
-        );
+        assert!(!contains(&bytes, ADMIN_PASSWORD.as_bytes()), "password in {}", path.display());
+        assert!(!contains(&bytes, body.as_bytes()), "session token in {}", path.display());
     }
 }
 
@@ -219,24 +188,13 @@ async fn generated_admin_password_is_printed_once_and_logged_nowhere() {
     server.login(&c, "admin", &printed).await;
     let stderr_path = server.stderr_path.clone();
     assert!(server.stop().success());
-    let again = start(ServerOpts {
-        env: vec![],
-        ..ServerOpts::new(&data)
-    });
-    assert!(
-        !again.stdout_text.contains("password"),
-        "printed again: {}",
-        again.stdout_text
-    );
+    let again = start(ServerOpts { env: vec![], ..ServerOpts::new(&data) });
+    assert!(!again.stdout_text.contains("password"), "printed again: {}", again.stdout_text);
     drop(again);
     let mut files = files_under(&data);
     files.push((stderr_path.clone(), std::fs::read(&stderr_path).unwrap()));
     for (path, bytes) in files {
-        assert!(
-            !contains(&bytes, printed.as_bytes()),
-            "generated password in {}",
-            path.display()
-        );
+        assert!(!contains(&bytes, printed.as_bytes()), "generated password in {}", path.display());
     }
 }
 
@@ -251,10 +209,7 @@ async fn wrong_master_key_refuses_to_start_and_changes_nothing() {
     let server = start(opts);
     assert!(server.stop().success());
     let before = files_under(&data);
-    assert!(
-        !data.join("master.key").exists(),
-        "no key file when the key comes from the environment"
-    );
+    assert!(!data.join("master.key").exists(), "no key file when the key comes from the environment");
 
     let out = bin()
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
@@ -265,11 +220,7 @@ async fn wrong_master_key_refuses_to_start_and_changes_nothing() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("master key does not match"), "{err}");
-    assert_eq!(
-        files_under(&data),
-        before,
-        "files changed by a refused start"
-    );
+    assert_eq!(files_under(&data), before, "files changed by a refused start");
 
     let out = bin()
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
@@ -285,22 +236,13 @@ async fn wrong_master_key_refuses_to_start_and_changes_nothing() {
 async fn plain_http_needs_the_flag_and_loopback() {
     let tmp = tempfile::tempdir().unwrap();
     let out = bin()
-        .args([
-            "serve",
-            "--insecure-http",
-            "--bind",
-            "0.0.0.0:0",
-            "--data-dir",
-        ])
+        .args(["serve", "--insecure-http", "--bind", "0.0.0.0:0", "--data-dir"])
         .arg(tmp.path().join("d"))
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
-    assert!(
-        !tmp.path().join("d").exists(),
-        "refused before touching the disk"
-    );
+    assert!(!tmp.path().join("d").exists(), "refused before touching the disk");
 
     let data = tmp.path().join("data");
     let mut opts = ServerOpts::new(&data);
@@ -309,10 +251,7 @@ async fn plain_http_needs_the_flag_and_loopback() {
     assert!(server.base.starts_with("http://"));
     let res = reqwest::get(server.url("/health")).await.unwrap();
     assert_eq!(res.status(), 200);
-    assert!(
-        res.headers().get("strict-transport-security").is_none(),
-        "no HSTS over plain HTTP"
-    );
+    assert!(res.headers().get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,8 +263,5 @@ async fn sigterm_stops_cleanly_and_checkpoints() {
     server.login(&c, "admin", ADMIN_PASSWORD).await;
     assert!(server.stop().success());
     let wal = data.join("rampart.db-wal");
-    assert!(
-        !wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0,
-        "WAL left unmerged"
-    );
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0, "WAL left unmerged");
 }

@@ -7,8 +7,7 @@ pub const ADMIN_PASSWORD: &str = "E2e-Canary-Secret-93!";
 
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     c
 }
 
@@ -29,21 +28,13 @@ pub struct ServerOpts<'a> {
 
 impl<'a> ServerOpts<'a> {
     pub fn new(data_dir: &'a Path) -> Self {
-        Self {
-            data_dir,
-            env: vec![("RAMPART_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned())],
-            extra_args: vec![],
-        }
+        Self { data_dir, env: vec![("RAMPART_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned())], extra_args: vec![] }
     }
 }
 
 pub fn start(opts: ServerOpts<'_>) -> Server {
     let stderr_path = opts.data_dir.with_extension("stderr.log");
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&stderr_path)
-        .unwrap();
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_path).unwrap();
     let mut cmd = bin();
     cmd.arg("serve")
         .arg("--data-dir")
@@ -73,13 +64,7 @@ pub fn start(opts: ServerOpts<'_>) -> Server {
     match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(Ok((url, stdout_text))) => {
             let base = url.replace("127.0.0.1", "localhost");
-            Server {
-                child,
-                base,
-                data_dir: opts.data_dir.to_owned(),
-                stderr_path,
-                stdout_text,
-            }
+            Server { child, base, data_dir: opts.data_dir.to_owned(), stderr_path, stdout_text }
         }
         other => {
             let _ = child.kill();
@@ -92,10 +77,7 @@ pub fn start(opts: ServerOpts<'_>) -> Server {
 impl Server {
     pub fn client(&self) -> reqwest::Client {
         let pem = std::fs::read(self.data_dir.join("tls/cert.pem")).unwrap();
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .build()
-            .unwrap()
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).build().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -110,10 +92,7 @@ impl Server {
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
-        res.json::<serde_json::Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        res.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
     }
 
     /// SIGTERM, then wait for a clean exit.
@@ -123,6 +102,9 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if !status.success() {
+                    eprintln!("server exited with {status}; stderr:\n{}", std::fs::read_to_string(&self.stderr_path).unwrap_or_default());
+                }
                 return status;
             }
             assert!(Instant::now() < deadline, "server ignored SIGTERM");

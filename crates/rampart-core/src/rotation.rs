@@ -1,0 +1,200 @@
+//! Key rotation (re-wrap now, re-encrypt in the background), master key change and
+//! crypto-shredding of a data subject.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_crypto::MasterKey;
+use rampart_store::{KekVersion, KeyKind, Reseal, Rewrapper};
+use rampart_types::{Permission, SubjectId};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::EventType;
+use crate::keyring::KeyRing;
+use crate::{Core, CoreError, CoreResult, Principal, RequestMeta};
+
+/// Documents re-sealed per transaction by the background job.
+const RESEAL_BATCH: usize = 100;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KekVersionView {
+    pub version: u32,
+    pub created_at: rampart_types::Timestamp,
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeysView {
+    pub current_kek_version: u32,
+    pub kek_versions: Vec<KekVersionView>,
+    pub data_keys: serde_json::Value,
+    pub rotation_days: u32,
+    pub next_rotation_due: rampart_types::Timestamp,
+    pub reencryption: Option<serde_json::Value>,
+}
+
+fn rewrapper(master: Arc<MasterKey>, to: Arc<MasterKey>, version: Option<u32>) -> Rewrapper {
+    Box::new(move |rec| {
+        let key = master.kek(rec.kek_version).unwrap(&rec.key_id, &rec.wrapped).map_err(|e| e.to_string())?;
+        to.kek(version.unwrap_or(rec.kek_version)).wrap(&rec.key_id, &key).map_err(|e| e.to_string())
+    })
+}
+
+impl Core {
+    pub async fn keys_view(&self, who: &Principal) -> CoreResult<KeysView> {
+        self.require(who, Permission::KeysRead, None).await?;
+        self.keys_status().await
+    }
+
+    pub async fn keys_status(&self) -> CoreResult<KeysView> {
+        let store = &self.inner.store;
+        let current = self.inner.keys.current_kek();
+        let versions = store.kek_versions().await?;
+        let latest = versions.iter().map(|v| v.created_at).max().unwrap_or_else(|| self.now());
+        let counts: serde_json::Map<String, serde_json::Value> =
+            store.count_keys().await?.into_iter().map(|(k, n)| (k.as_str().to_owned(), json!(n))).collect();
+        let cursor = store.reencrypt_cursor().await?;
+        Ok(KeysView {
+            current_kek_version: current,
+            kek_versions: versions
+                .into_iter()
+                .map(|v| KekVersionView { current: v.version == current, version: v.version, created_at: v.created_at })
+                .collect(),
+            data_keys: serde_json::Value::Object(counts),
+            rotation_days: self.inner.settings.key_rotation_days,
+            next_rotation_due: latest.plus_seconds(i64::from(self.inner.settings.key_rotation_days) * 86_400),
+            reencryption: cursor.map(|c| json!({ "running": true, "last_document_seq": c })),
+        })
+    }
+
+    /// A new KEK version re-wraps every data key at once; with `reencrypt`, every
+    /// collection and subject key gets a successor and documents are re-sealed in the
+    /// background (resumable: the cursor is committed with each batch).
+    pub async fn rotate_keys(&self, who: &Principal, reencrypt: bool) -> CoreResult<KeysView> {
+        self.require(who, Permission::KeysRotate, None).await?;
+        self.rotate_keys_as(&who.username.to_string(), &who.origin, reencrypt).await?;
+        self.keys_status().await
+    }
+
+    pub(crate) async fn rotate_keys_as(&self, user: &str, meta: &RequestMeta, reencrypt: bool) -> CoreResult<u32> {
+        let ring = &self.inner.keys;
+        let version = ring.current_kek() + 1;
+        let master = Arc::clone(ring.master());
+        let details = json!({ "kek_version": version, "reencrypt": reencrypt });
+        let event = self.event(EventType::KeyRotate, Some(user), meta, true, details);
+        let kv = KekVersion { version, created_at: self.now() };
+        let n =
+            self.inner.store.rotate_kek(kv, rewrapper(Arc::clone(&master), master, Some(version)), vec![event]).await?;
+        ring.set_current_kek(version);
+        tracing::info!(version, keys = n, "key-encrypting key rotated");
+        if reencrypt {
+            self.start_reencrypt(user, meta).await?;
+        }
+        Ok(version)
+    }
+
+    async fn start_reencrypt(&self, user: &str, meta: &RequestMeta) -> CoreResult<()> {
+        let store = &self.inner.store;
+        let mut successors = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = store.list_keys(&after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.key_id.clone();
+            for k in page.iter().filter(|k| k.kind != KeyKind::Root && k.successor.is_none()) {
+                successors.push((k.key_id.clone(), self.inner.keys.successor_for(k, self.now())?));
+            }
+        }
+        let details = json!({ "phase": "reencrypt_started", "keys": successors.len() });
+        let event = self.event(EventType::KeyRotate, Some(user), meta, true, details);
+        store.start_reencrypt(successors, vec![event]).await.map_err(|e| match e {
+            rampart_store::StoreError::InUse(w) => CoreError::Conflict(w),
+            e => e.into(),
+        })?;
+        let core = self.clone();
+        tokio::spawn(async move { core.run_reencrypt(Duration::ZERO).await });
+        Ok(())
+    }
+
+    /// Re-seals documents whose key has a successor, batch by batch, until none is left;
+    /// then retires the old keys. Safe to call again after a crash: it resumes at the
+    /// committed cursor. `pause` spaces batches so the server keeps serving.
+    pub async fn run_reencrypt(&self, pause: Duration) {
+        if let Err(e) = self.reencrypt_loop(pause).await {
+            tracing::error!(error = %e, "re-encryption stopped; it resumes at the next start");
+        }
+    }
+
+    async fn reencrypt_loop(&self, pause: Duration) -> CoreResult<()> {
+        let store = &self.inner.store;
+        let pause = if pause.is_zero() { self.inner.settings.reencrypt_pause } else { pause };
+        while let Some(cursor) = store.reencrypt_cursor().await? {
+            let docs = store.documents_after(cursor, RESEAL_BATCH).await?;
+            let Some(last) = docs.last().map(|d| d.seq) else {
+                let meta = RequestMeta::local("reencrypt");
+                let event =
+                    self.event(EventType::KeyRotate, None, &meta, true, json!({ "phase": "reencrypt_finished" }));
+                let retired = store.finish_reencrypt(vec![event]).await?;
+                tracing::info!(retired, "re-encryption finished");
+                return Ok(());
+            };
+            let mut batch = Vec::new();
+            for d in &docs {
+                let Some(old) = KeyRing::key_id_of(&d.body) else { continue };
+                let Some(rec) = store.get_key(old).await? else { continue };
+                let Some(new) = rec.successor.clone() else { continue };
+                let json = self.inner.keys.open_body(&d.collection, &d.id, &d.body, self.now()).await?;
+                let body = self.inner.keys.seal_with(&d.collection, &d.id, &new, &json, self.now()).await?;
+                batch.push(Reseal { seq: d.seq, version: d.version, body });
+            }
+            store.apply_reseal(batch, last).await?;
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rotates when the newest KEK version is older than `key_rotation_days`.
+    pub async fn rotate_if_due(&self) -> CoreResult<bool> {
+        let status = self.keys_status().await?;
+        if self.now() < status.next_rotation_due {
+            return Ok(false);
+        }
+        self.rotate_keys_as("system", &RequestMeta::local("scheduled-rotation"), false).await?;
+        Ok(true)
+    }
+
+    /// Re-wraps every key under `new_master` and stores its check value, in one
+    /// transaction (crash-safe: before commit the old key works, after it the new one).
+    /// The caller then switches the key source; the running core must be reopened.
+    pub async fn change_master(&self, new_master: &MasterKey) -> CoreResult<u64> {
+        let old = Arc::clone(self.inner.keys.master());
+        let new = Arc::new(
+            MasterKey::from_base64(secrecy::ExposeSecret::expose_secret(&new_master.to_base64()))
+                .map_err(CoreError::internal)?,
+        );
+        let meta = RequestMeta::local("cli");
+        let event = self.event(EventType::MasterKeyChange, Some("local-cli"), &meta, true, json!({}));
+        Ok(self
+            .inner
+            .store
+            .change_master(new.check_value().to_vec(), rewrapper(old, Arc::clone(&new), None), vec![event])
+            .await?)
+    }
+
+    /// Crypto-shredding: deletes the subject's documents in every collection, destroys
+    /// the subject's data keys (so copies in backups cannot be opened) and appends a keyed
+    /// hash of the subject id to the erasure ledger. Returns how many documents went.
+    pub async fn erase_subject(&self, who: &Principal, subject: &str) -> CoreResult<u64> {
+        self.require(who, Permission::GdprErase, None).await?;
+        let subject = SubjectId::parse(subject).map_err(|e| CoreError::validation("subject_id", e.to_string()))?;
+        let hash = crate::keyring::subject_hash(&self.inner.blind_index, &subject);
+        let details = json!({ "subject_hash": hash });
+        let event = self.event(EventType::SubjectErase, Some(who.username.as_str()), &who.origin, true, details);
+        let n = self.inner.store.erase_subject(&subject, &hash, self.now(), vec![event]).await?;
+        self.inner.keys.forget_all();
+        Ok(n)
+    }
+}

@@ -34,4 +34,8 @@ markers!(
     DocumentsDelete,
     AuditRead,
     AuditVerify,
+    KeysRead,
+    KeysRotate,
+    BackupCreate,
+    BackupRead,
 );

@@ -7,7 +7,7 @@ use axum::Router;
 use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
-use crate::handlers::{self, admin, auth, collections, documents, roles, users};
+use crate::handlers::{self, admin, auth, collections, documents, keys, roles, users};
 use crate::AppState;
 
 /// Who may call a route, as declared by its handler's extractor. The route-walk test
@@ -73,6 +73,8 @@ fn routes() -> Vec<Route> {
         r(M::DELETE, "/api/v1/collections/{collection}/documents/{id}", Permission, delete(documents::delete)),
         r(M::GET, "/api/v1/admin/audit", Permission, get(admin::audit)),
         r(M::GET, "/api/v1/admin/audit/verify", Permission, get(admin::verify)),
+        r(M::GET, "/api/v1/admin/keys", Permission, get(keys::show)),
+        r(M::POST, "/api/v1/admin/keys/rotate", Permission, post(keys::rotate)),
     ]
 }
 

@@ -314,6 +314,10 @@ impl DocumentStore for SqliteStore {
         .await
     }
 
+    async fn max_document_seq(&self) -> StoreResult<i64> {
+        self.read(|c| c.query_row("SELECT coalesce(max(seq), 0) FROM documents", [], |r| r.get(0)).map_err(map_err)).await
+    }
+
     async fn count_subject_documents(&self, subject: &SubjectId) -> StoreResult<u64> {
         let s = subject.as_str().to_owned();
         self.read(move |c| {

@@ -133,6 +133,8 @@ pub trait DocumentStore: Send + Sync {
     async fn query_documents(&self, q: DocumentQuery) -> StoreResult<Vec<DocumentRecord>>;
     /// Every document of a subject across collections (for later privacy APIs and tests).
     async fn count_subject_documents(&self, subject: &SubjectId) -> StoreResult<u64>;
+    /// Highest document seq ever assigned (0 when none): progress reporting.
+    async fn max_document_seq(&self) -> StoreResult<i64>;
 }
 
 /// Everything a Rampart backend provides.

@@ -14,7 +14,9 @@ use rampart_crypto::PasswordHasher;
 use rampart_store_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
 
-const KEY_FILE: &str = "master.key";
+pub const KEY_FILE: &str = "master.key";
+/// A new master key written by `keys change-master` before the database switches to it.
+pub const PENDING_KEY_FILE: &str = "master.key.new";
 
 pub fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -57,6 +59,30 @@ pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
     Ok(key)
 }
 
+/// Finishes (or abandons) a `keys change-master` that stopped between writing the new key
+/// file and renaming it: whichever key matches the database's check value wins.
+async fn settle_pending_key(config: &Config, store: &SqliteStore, key: MasterKey) -> anyhow::Result<MasterKey> {
+    let pending = config.server.data_dir.join(PENDING_KEY_FILE);
+    if config.secrets.encryption_key.is_some() || !pending.exists() {
+        return Ok(key);
+    }
+    let Some(kcv) = rampart_store::MetaStore::get_meta(store, "master_key_check_value").await? else {
+        return Ok(key);
+    };
+    let text = fs::read_to_string(&pending)?;
+    let new = MasterKey::from_base64(&text).with_context(|| format!("{} is not a valid key file", pending.display()))?;
+    if new.verify_check_value(&kcv).is_ok() {
+        fs::rename(&pending, config.server.data_dir.join(KEY_FILE))?;
+        tracing::info!("finished an interrupted master key change");
+        return Ok(new);
+    }
+    if key.verify_check_value(&kcv).is_ok() {
+        fs::remove_file(&pending)?;
+        tracing::warn!("abandoned an interrupted master key change that never reached the database");
+    }
+    Ok(key)
+}
+
 /// Opens the data directory for use: directory, key, store, core. Prints the first
 /// admin's generated password to the terminal (never to the logs).
 pub async fn open(config: &Config) -> anyhow::Result<(Core, SqliteStore)> {
@@ -65,6 +91,7 @@ pub async fn open(config: &Config) -> anyhow::Result<(Core, SqliteStore)> {
     let dir = config.server.data_dir.clone();
     let store =
         tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await?.context("cannot open the database")?;
+    let key = settle_pending_key(config, &store, key).await?;
     let hasher = PasswordHasher::new().context("cannot set up password hashing")?;
     let pool = PasswordPool::new(hasher, config.auth.password_hash_concurrency, config.auth.password_hash_queue);
     let admin = (config.secrets.admin_username.clone(), config.secrets.admin_password.clone());

@@ -4,6 +4,7 @@
 mod audit_cmd;
 mod datadir;
 mod init;
+mod keys_cmd;
 mod logfiles;
 mod logging;
 mod serve;
@@ -68,6 +69,13 @@ enum Command {
         #[command(subcommand)]
         action: audit_cmd::AuditAction,
     },
+    /// Rotate keys, re-encrypt, or change the master key.
+    Keys {
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(subcommand)]
+        action: keys_cmd::KeysAction,
+    },
     /// Manage users directly in the data directory.
     User {
         #[command(flatten)]
@@ -114,6 +122,7 @@ fn main() -> ExitCode {
             Command::Serve(flags) => serve::run(flags.overrides()).await.map(|()| 0),
             Command::Init(args) => init::run(args).map(|()| 0),
             Command::Audit { common, action } => audit_cmd::run(common.overrides(), action).await,
+            Command::Keys { common, action } => keys_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::User { common, action } => user_cmd::run(common.overrides(), action).await.map(|()| 0),
         }
     });

@@ -68,6 +68,12 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
                 if let Err(e) = core.purge_expired_sessions().await {
                     tracing::warn!(error = %e, "session sweep failed");
                 }
+                // Scheduled key rotation (every key_rotation_days): re-wrap only.
+                match core.rotate_if_due().await {
+                    Ok(true) => tracing::info!("scheduled key rotation done"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "scheduled key rotation failed"),
+                }
             }
         }
     });

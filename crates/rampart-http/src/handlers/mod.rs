@@ -2,6 +2,7 @@ pub(crate) mod admin;
 pub(crate) mod auth;
 pub(crate) mod collections;
 pub(crate) mod documents;
+pub(crate) mod keys;
 pub(crate) mod roles;
 pub(crate) mod users;
 

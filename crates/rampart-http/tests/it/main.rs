@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod crypto;
 mod data;
 mod errors;
 mod limits;

@@ -1,0 +1,184 @@
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use rampart_testkit::{contains, TestApp};
+use serde_json::json;
+
+const CANARY: &str = "CANARY-7c1e-plaintext-must-not-leak";
+
+async fn with_docs() -> (TestApp, String) {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    app.post("/api/v1/collections", Some(&admin), json!({"name": "people", "indexes": ["email"]})).await;
+    app.post("/api/v1/collections", Some(&admin), json!({"name": "visits", "indexes": ["kind"]})).await;
+    (app, admin)
+}
+
+async fn insert(app: &TestApp, admin: &str, c: &str, data: serde_json::Value, subject: Option<&str>) -> String {
+    let res = app.post(&format!("/api/v1/collections/{c}/documents"), Some(admin), json!({"data": data, "subject_id": subject})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    res.body["id"].as_str().unwrap().to_owned()
+}
+
+fn db(app: &TestApp) -> rusqlite::Connection {
+    rusqlite::Connection::open(app.raw_db()).unwrap()
+}
+
+#[tokio::test]
+async fn document_values_never_reach_disk_in_plaintext() {
+    let (app, admin) = with_docs().await;
+    insert(&app, &admin, "people", json!({"email": CANARY, "note": CANARY}), Some("subj-1")).await;
+    insert(&app, &admin, "people", json!({"email": "x@y.z", "note": CANARY}), None).await;
+    let found = app.get(&format!("/api/v1/collections/people/documents?email={CANARY}"), Some(&admin)).await;
+    assert_eq!(found.body["documents"].as_array().unwrap().len(), 1, "blind index finds the sealed document");
+    for (name, bytes) in app.all_file_bytes() {
+        assert!(!contains(&bytes, CANARY.as_bytes()), "canary in {name} (WAL included)");
+    }
+    let app = app.restart().await;
+    for (name, bytes) in app.all_file_bytes() {
+        assert!(!contains(&bytes, CANARY.as_bytes()), "canary in {name} after checkpoint");
+    }
+    let found = app.get(&format!("/api/v1/collections/people/documents?email={CANARY}"), Some(&admin)).await;
+    assert_eq!(found.body["documents"][0]["data"]["note"], CANARY, "readable after restart");
+}
+
+#[tokio::test]
+async fn tampered_or_transplanted_ciphertext_is_an_audited_integrity_error() {
+    let (app, admin) = with_docs().await;
+    let a = insert(&app, &admin, "people", json!({"email": "a@x.io", "secret": "A"}), None).await;
+    let b = insert(&app, &admin, "people", json!({"email": "b@x.io", "secret": "B"}), None).await;
+    let c = insert(&app, &admin, "people", json!({"email": "c@x.io", "secret": "C"}), None).await;
+    let conn = db(&app);
+    // Flip one bit in the middle of A's ciphertext.
+    let mut body: Vec<u8> = conn.query_row("SELECT body FROM documents WHERE id = ?1", [&a], |r| r.get(0)).unwrap();
+    let mid = body.len() / 2;
+    body[mid] ^= 0x01;
+    conn.execute("UPDATE documents SET body = ?1 WHERE id = ?2", rusqlite::params![body, a]).unwrap();
+    // Copy B's (valid) ciphertext onto C: same collection, same key, other record.
+    conn.execute("UPDATE documents SET body = (SELECT body FROM documents WHERE id = ?1) WHERE id = ?2", [&b, &c]).unwrap();
+    drop(conn);
+    for id in [&a, &c] {
+        let res = app.get(&format!("/api/v1/collections/people/documents/{id}"), Some(&admin)).await;
+        assert_eq!((res.status, res.code()), (StatusCode::INTERNAL_SERVER_ERROR, "integrity_error"), "{id}");
+        assert!(res.body.get("data").is_none());
+        let text = String::from_utf8_lossy(&res.raw);
+        assert!(!text.contains("\"B\"") && !text.contains("authentication failed") && !text.contains("aead"), "{text}");
+    }
+    let list = app.get("/api/v1/collections/people/documents", Some(&admin)).await;
+    assert_eq!(list.code(), "integrity_error", "a list containing a bad record fails closed too");
+    assert_eq!(app.get(&format!("/api/v1/collections/people/documents/{b}"), Some(&admin)).await.status, StatusCode::OK);
+    let audited = app.audit_records().await.iter().filter(|r| r.event.event_type == "integrity_error").count();
+    assert_eq!(audited, 3);
+}
+
+#[tokio::test]
+async fn unencrypted_collections_are_an_explicit_choice() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    let res = app.post("/api/v1/collections", Some(&admin), json!({"name": "public", "encrypted": false})).await;
+    assert_eq!(res.body["encrypted"], false);
+    insert(&app, &admin, "public", json!({"v": CANARY}), None).await;
+    let bodies: Vec<Vec<u8>> = {
+        let conn = db(&app);
+        let mut stmt = conn.prepare("SELECT body FROM documents").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert!(bodies.iter().any(|b| contains(b, CANARY.as_bytes())), "stored as asked");
+    let res = app.post("/api/v1/collections", Some(&admin), json!({"name": "default"})).await;
+    assert_eq!(res.body["encrypted"], true, "encryption is the default");
+}
+
+async fn wait_reencryption(app: &TestApp, admin: &str) {
+    for _ in 0..400 {
+        let keys = app.get("/api/v1/admin/keys", Some(admin)).await;
+        if keys.body["reencryption"].is_null() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("re-encryption did not finish");
+}
+
+fn key_ids(app: &TestApp) -> Vec<String> {
+    let conn = db(app);
+    let mut stmt = conn.prepare("SELECT key_id FROM data_keys WHERE kind != 'root' ORDER BY key_id").unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_rewraps_and_reencrypts_without_losing_a_document() {
+    let (app, admin) = with_docs().await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let subject = (i % 3 == 0).then(|| format!("subject-{i}"));
+        ids.push(insert(&app, &admin, "people", json!({"email": format!("p{i}@x.io"), "i": i}), subject.as_deref()).await);
+    }
+    let viewer = app.user_with_role("vic", "viewer").await;
+    assert_eq!(app.get("/api/v1/admin/keys", Some(&viewer)).await.status, StatusCode::FORBIDDEN);
+    let res = app.call(Method::POST, "/api/v1/admin/keys/rotate", Some(&viewer), Some(json!({}))).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+
+    let before = key_ids(&app);
+    let res = app.call(Method::POST, "/api/v1/admin/keys/rotate", Some(&admin), Some(json!({}))).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    assert_eq!(res.body["current_kek_version"], 2);
+    assert_eq!(key_ids(&app), before, "re-wrap keeps the data keys");
+    let versions: Vec<i64> = {
+        let conn = db(&app);
+        let mut stmt = conn.prepare("SELECT DISTINCT kek_version FROM data_keys").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(versions, vec![2], "every key re-wrapped under the new KEK");
+    let app = app.restart().await;
+    for id in &ids {
+        assert_eq!(app.get(&format!("/api/v1/collections/people/documents/{id}"), Some(&admin)).await.status, StatusCode::OK);
+    }
+
+    let res = app.call(Method::POST, "/api/v1/admin/keys/rotate", Some(&admin), Some(json!({"reencrypt": true}))).await;
+    assert_eq!(res.body["current_kek_version"], 3);
+    wait_reencryption(&app, &admin).await;
+    let after = key_ids(&app);
+    assert!(after.iter().all(|k| !before.contains(k)), "old data keys destroyed: {after:?}");
+    for (i, id) in ids.iter().enumerate() {
+        let res = app.get(&format!("/api/v1/collections/people/documents/{id}"), Some(&admin)).await;
+        assert_eq!(res.body["data"]["i"], i, "{id}");
+    }
+    let found = app.get("/api/v1/collections/people/documents?email=p7@x.io", Some(&admin)).await;
+    assert_eq!(found.body["documents"].as_array().unwrap().len(), 1);
+    let rotations = app.audit_records().await.iter().filter(|r| r.event.event_type == "key_rotate").count();
+    assert_eq!(rotations, 4, "rotate, rotate, re-encryption started, finished");
+}
+
+#[tokio::test]
+async fn erasing_a_subject_shreds_its_documents_everywhere() {
+    let (app, admin) = with_docs().await;
+    let subject = "patient-erase-me-99";
+    insert(&app, &admin, "people", json!({"email": "e@x.io"}), Some(subject)).await;
+    insert(&app, &admin, "visits", json!({"kind": "checkup"}), Some(subject)).await;
+    let keep = insert(&app, &admin, "visits", json!({"kind": "other"}), Some("patient-keep")).await;
+    let body: Vec<u8> =
+        db(&app).query_row("SELECT body FROM documents WHERE subject_id = ?1 LIMIT 1", [subject], |r| r.get(0)).unwrap();
+    let sealed_key = String::from_utf8(body[2..2 + usize::from(body[1])].to_vec()).unwrap();
+    assert!(sealed_key.starts_with("sub-"), "sealed under the subject's key: {sealed_key}");
+    let viewer_token = app.user_with_role("vic", "viewer").await;
+    let viewer = app.core.authenticate(&viewer_token, &rampart_core::RequestMeta::default()).await.unwrap();
+    assert!(app.core.erase_subject(&viewer, subject).await.is_err(), "needs gdpr.erase");
+    let cli = app.core.local_admin().unwrap();
+    assert_eq!(app.core.erase_subject(&cli, subject).await.unwrap(), 2);
+
+    let res = app.get(&format!("/api/v1/collections/visits/documents?subject_id={subject}"), Some(&admin)).await;
+    assert!(res.body["documents"].as_array().unwrap().is_empty());
+    assert_eq!(app.get(&format!("/api/v1/collections/visits/documents/{keep}"), Some(&admin)).await.status, StatusCode::OK);
+    let conn = db(&app);
+    let left: i64 = conn.query_row("SELECT count(*) FROM data_keys WHERE key_id = ?1", [&sealed_key], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0, "the subject's key is destroyed");
+    let ledger: String = conn.query_row("SELECT subject_hash FROM erasure_ledger", [], |r| r.get(0)).unwrap();
+    assert_eq!(ledger.len(), 64, "a keyed hash, not the id");
+    drop(conn);
+    let app = app.restart().await;
+    for (name, bytes) in app.all_file_bytes() {
+        assert!(!contains(&bytes, subject.as_bytes()), "subject id lingers in {name}");
+    }
+    let event = app.audit_records().await.into_iter().find(|r| r.event.event_type == "subject_erase").unwrap();
+    assert_eq!(event.event.details["subject_hash"], ledger);
+}

@@ -5,6 +5,7 @@
 mod audit;
 mod cli;
 mod hardening;
+mod keys;
 mod nginx;
 mod server;
 mod support;

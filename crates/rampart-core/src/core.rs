@@ -75,6 +75,7 @@ pub(crate) struct Inner {
     pub audit: AuditWriter,
     pub audit_key: Arc<AuditMacKey>,
     pub throttle: crate::throttle::LoginThrottle,
+    pub erasure_hook: std::sync::OnceLock<crate::backup::ErasureHook>,
 }
 
 impl Core {
@@ -115,6 +116,7 @@ impl Core {
                     settings.max_tracked_accounts,
                 ),
                 settings,
+                erasure_hook: std::sync::OnceLock::new(),
             }),
         };
         let now = core.now();

@@ -4,6 +4,7 @@
 
 pub mod audit;
 mod auth;
+pub mod backup;
 mod bounded;
 mod clock;
 mod core;

@@ -195,6 +195,9 @@ impl Core {
         let event = self.event(EventType::SubjectErase, Some(who.username.as_str()), &who.origin, true, details);
         let n = self.inner.store.erase_subject(&subject, &hash, self.now(), vec![event]).await?;
         self.inner.keys.forget_all();
+        if let Some(hook) = self.inner.erasure_hook.get() {
+            hook(&hash);
+        }
         Ok(n)
     }
 }

@@ -54,6 +54,23 @@ pub struct AppState {
     pub settings: std::sync::Arc<HttpSettings>,
     pub limits: std::sync::Arc<rampart_core::Limits>,
     pub activity: std::sync::Arc<dyn ActivitySink>,
+    pub backups: std::sync::Arc<dyn rampart_core::backup::Backups>,
+}
+
+/// For servers (and tests) without a backup directory.
+pub struct NoBackups;
+
+#[async_trait::async_trait]
+impl rampart_core::backup::Backups for NoBackups {
+    async fn create(&self, _: bool, _: Option<String>) -> rampart_core::CoreResult<rampart_core::backup::BackupMeta> {
+        Err(rampart_core::CoreError::NotFound("backup service"))
+    }
+    async fn list(&self) -> rampart_core::CoreResult<Vec<rampart_core::backup::BackupMeta>> {
+        Ok(Vec::new())
+    }
+    async fn verify(&self, _: &str) -> rampart_core::CoreResult<rampart_core::backup::BackupVerification> {
+        Err(rampart_core::CoreError::NotFound("backup"))
+    }
 }
 
 impl AppState {
@@ -69,6 +86,7 @@ impl AppState {
             settings: std::sync::Arc::new(HttpSettings::from_config(config, version)),
             limits: std::sync::Arc::new(limits),
             activity,
+            backups: std::sync::Arc::new(NoBackups),
         }
     }
 }

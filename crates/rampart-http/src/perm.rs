@@ -38,4 +38,5 @@ markers!(
     KeysRotate,
     BackupCreate,
     BackupRead,
+    GdprErase,
 );

@@ -7,7 +7,7 @@ use axum::Router;
 use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
-use crate::handlers::{self, admin, auth, collections, documents, keys, roles, users};
+use crate::handlers::{self, admin, auth, backups, collections, documents, gdpr, keys, roles, users};
 use crate::AppState;
 
 /// Who may call a route, as declared by its handler's extractor. The route-walk test
@@ -75,6 +75,10 @@ fn routes() -> Vec<Route> {
         r(M::GET, "/api/v1/admin/audit/verify", Permission, get(admin::verify)),
         r(M::GET, "/api/v1/admin/keys", Permission, get(keys::show)),
         r(M::POST, "/api/v1/admin/keys/rotate", Permission, post(keys::rotate)),
+        r(M::POST, "/api/v1/admin/backup", Permission, post(backups::create)),
+        r(M::GET, "/api/v1/admin/backups", Permission, get(backups::list)),
+        r(M::POST, "/api/v1/admin/backups/{id}/verify", Permission, post(backups::verify)),
+        r(M::DELETE, "/api/v1/gdpr/erasure", Permission, delete(gdpr::erase)),
     ]
 }
 

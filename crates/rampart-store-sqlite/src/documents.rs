@@ -315,7 +315,8 @@ impl DocumentStore for SqliteStore {
     }
 
     async fn max_document_seq(&self) -> StoreResult<i64> {
-        self.read(|c| c.query_row("SELECT coalesce(max(seq), 0) FROM documents", [], |r| r.get(0)).map_err(map_err)).await
+        self.read(|c| c.query_row("SELECT coalesce(max(seq), 0) FROM documents", [], |r| r.get(0)).map_err(map_err))
+            .await
     }
 
     async fn count_subject_documents(&self, subject: &SubjectId) -> StoreResult<u64> {

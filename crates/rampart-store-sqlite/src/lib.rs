@@ -9,6 +9,7 @@ mod keys;
 mod migrations;
 mod roles;
 mod sessions;
+mod snapshot;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use rampart_store::{MetaStore, StoreError, StoreResult};
 use rusqlite::{params, OptionalExtension};
 
 pub use conn::SqliteStore;
+pub use snapshot::{check_file, install_keys};
 
 pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Internal(Box::new(e))

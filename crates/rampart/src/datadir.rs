@@ -18,6 +18,13 @@ pub const KEY_FILE: &str = "master.key";
 /// A new master key written by `keys change-master` before the database switches to it.
 pub const PENDING_KEY_FILE: &str = "master.key.new";
 
+/// An exclusive lock on the data directory, held while a server (or a restore) uses it.
+pub fn lock(dir: &Path) -> anyhow::Result<fs::File> {
+    let f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(dir.join(".lock"))?;
+    f.try_lock().map_err(|e| anyhow::anyhow!("{} is locked: {e}", dir.display()))?;
+    Ok(f)
+}
+
 pub fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
@@ -70,7 +77,8 @@ async fn settle_pending_key(config: &Config, store: &SqliteStore, key: MasterKey
         return Ok(key);
     };
     let text = fs::read_to_string(&pending)?;
-    let new = MasterKey::from_base64(&text).with_context(|| format!("{} is not a valid key file", pending.display()))?;
+    let new =
+        MasterKey::from_base64(&text).with_context(|| format!("{} is not a valid key file", pending.display()))?;
     if new.verify_check_value(&kcv).is_ok() {
         fs::rename(&pending, config.server.data_dir.join(KEY_FILE))?;
         tracing::info!("finished an interrupted master key change");

@@ -70,7 +70,8 @@ async fn wait_for_reencryption(store: &rampart_store_sqlite::SqliteStore) -> any
 /// switches in one transaction, then the file is renamed into place. A start that finds
 /// master.key.new matching the database finishes the rename.
 async fn change_master(config: &Config, core: &rampart_core::Core, new_key_file: &PathBuf) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(new_key_file).with_context(|| format!("cannot read {}", new_key_file.display()))?;
+    let text =
+        std::fs::read_to_string(new_key_file).with_context(|| format!("cannot read {}", new_key_file.display()))?;
     let new = MasterKey::from_base64(&text).context("the new master key must be base64 of exactly 32 bytes")?;
     let from_file = config.secrets.encryption_key.is_none();
     let key_path = config.server.data_dir.join(datadir::KEY_FILE);

@@ -2,6 +2,8 @@
 //! runs the chosen verb.
 
 mod audit_cmd;
+mod backup;
+mod backup_cmd;
 mod datadir;
 mod init;
 mod keys_cmd;
@@ -69,6 +71,13 @@ enum Command {
         #[command(subcommand)]
         action: audit_cmd::AuditAction,
     },
+    /// Create, list, verify and restore encrypted backups.
+    Backup {
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(subcommand)]
+        action: backup_cmd::BackupAction,
+    },
     /// Rotate keys, re-encrypt, or change the master key.
     Keys {
         #[command(flatten)]
@@ -122,6 +131,7 @@ fn main() -> ExitCode {
             Command::Serve(flags) => serve::run(flags.overrides()).await.map(|()| 0),
             Command::Init(args) => init::run(args).map(|()| 0),
             Command::Audit { common, action } => audit_cmd::run(common.overrides(), action).await,
+            Command::Backup { common, action } => backup_cmd::run(common.overrides(), action).await,
             Command::Keys { common, action } => keys_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::User { common, action } => user_cmd::run(common.overrides(), action).await.map(|()| 0),
         }

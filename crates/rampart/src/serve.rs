@@ -40,7 +40,11 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
         LineQueue::spawn(open("activity.log", a.activity_retention_days).context("cannot open activity.log")?);
     let audit_file = open(AUDIT_FILE, a.retention_days).context("cannot open audit.log")?;
     logging::init("info", Some(server_log));
+    datadir::ensure_dir(&config.server.data_dir)?;
+    let _lock =
+        datadir::lock(&config.server.data_dir).context("another Rampart process is using this data directory")?;
     let (core, store) = datadir::open(&config).await?;
+    core.on_erasure(crate::backup_cmd::erasure_hook(&config));
     let (stop_export, stop_rx) = tokio::sync::watch::channel(false);
     let exporter = tokio::spawn(audit_cmd::export(Arc::new(store.clone()), audit_file, log_dir.clone(), stop_rx));
     let acceptor = if config.server.insecure_http {
@@ -49,7 +53,8 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     } else {
         Some(TlsAcceptor::from(tls::server_config(&config)?))
     };
-    let state = AppState::new(core.clone(), &config, env!("CARGO_PKG_VERSION"), Arc::new(activity_log));
+    let mut state = AppState::new(core.clone(), &config, env!("CARGO_PKG_VERSION"), Arc::new(activity_log));
+    state.backups = Arc::new(crate::backup_cmd::file_backups(&config, &core, &store));
     let app = router(state);
     let listener = TcpListener::bind(config.server.bind)
         .await

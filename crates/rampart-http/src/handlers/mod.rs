@@ -1,7 +1,9 @@
 pub(crate) mod admin;
 pub(crate) mod auth;
+pub(crate) mod backups;
 pub(crate) mod collections;
 pub(crate) mod documents;
+pub(crate) mod gdpr;
 pub(crate) mod keys;
 pub(crate) mod roles;
 pub(crate) mod users;

@@ -15,7 +15,9 @@ async fn with_docs() -> (TestApp, String) {
 }
 
 async fn insert(app: &TestApp, admin: &str, c: &str, data: serde_json::Value, subject: Option<&str>) -> String {
-    let res = app.post(&format!("/api/v1/collections/{c}/documents"), Some(admin), json!({"data": data, "subject_id": subject})).await;
+    let res = app
+        .post(&format!("/api/v1/collections/{c}/documents"), Some(admin), json!({"data": data, "subject_id": subject}))
+        .await;
     assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
     res.body["id"].as_str().unwrap().to_owned()
 }
@@ -55,7 +57,8 @@ async fn tampered_or_transplanted_ciphertext_is_an_audited_integrity_error() {
     body[mid] ^= 0x01;
     conn.execute("UPDATE documents SET body = ?1 WHERE id = ?2", rusqlite::params![body, a]).unwrap();
     // Copy B's (valid) ciphertext onto C: same collection, same key, other record.
-    conn.execute("UPDATE documents SET body = (SELECT body FROM documents WHERE id = ?1) WHERE id = ?2", [&b, &c]).unwrap();
+    conn.execute("UPDATE documents SET body = (SELECT body FROM documents WHERE id = ?1) WHERE id = ?2", [&b, &c])
+        .unwrap();
     drop(conn);
     for id in [&a, &c] {
         let res = app.get(&format!("/api/v1/collections/people/documents/{id}"), Some(&admin)).await;
@@ -66,7 +69,10 @@ async fn tampered_or_transplanted_ciphertext_is_an_audited_integrity_error() {
     }
     let list = app.get("/api/v1/collections/people/documents", Some(&admin)).await;
     assert_eq!(list.code(), "integrity_error", "a list containing a bad record fails closed too");
-    assert_eq!(app.get(&format!("/api/v1/collections/people/documents/{b}"), Some(&admin)).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/api/v1/collections/people/documents/{b}"), Some(&admin)).await.status,
+        StatusCode::OK
+    );
     let audited = app.audit_records().await.iter().filter(|r| r.event.event_type == "integrity_error").count();
     assert_eq!(audited, 3);
 }
@@ -111,7 +117,9 @@ async fn rotation_rewraps_and_reencrypts_without_losing_a_document() {
     let mut ids = Vec::new();
     for i in 0..40 {
         let subject = (i % 3 == 0).then(|| format!("subject-{i}"));
-        ids.push(insert(&app, &admin, "people", json!({"email": format!("p{i}@x.io"), "i": i}), subject.as_deref()).await);
+        ids.push(
+            insert(&app, &admin, "people", json!({"email": format!("p{i}@x.io"), "i": i}), subject.as_deref()).await,
+        );
     }
     let viewer = app.user_with_role("vic", "viewer").await;
     assert_eq!(app.get("/api/v1/admin/keys", Some(&viewer)).await.status, StatusCode::FORBIDDEN);
@@ -131,7 +139,10 @@ async fn rotation_rewraps_and_reencrypts_without_losing_a_document() {
     assert_eq!(versions, vec![2], "every key re-wrapped under the new KEK");
     let app = app.restart().await;
     for id in &ids {
-        assert_eq!(app.get(&format!("/api/v1/collections/people/documents/{id}"), Some(&admin)).await.status, StatusCode::OK);
+        assert_eq!(
+            app.get(&format!("/api/v1/collections/people/documents/{id}"), Some(&admin)).await.status,
+            StatusCode::OK
+        );
     }
 
     let res = app.call(Method::POST, "/api/v1/admin/keys/rotate", Some(&admin), Some(json!({"reencrypt": true}))).await;
@@ -156,8 +167,9 @@ async fn erasing_a_subject_shreds_its_documents_everywhere() {
     insert(&app, &admin, "people", json!({"email": "e@x.io"}), Some(subject)).await;
     insert(&app, &admin, "visits", json!({"kind": "checkup"}), Some(subject)).await;
     let keep = insert(&app, &admin, "visits", json!({"kind": "other"}), Some("patient-keep")).await;
-    let body: Vec<u8> =
-        db(&app).query_row("SELECT body FROM documents WHERE subject_id = ?1 LIMIT 1", [subject], |r| r.get(0)).unwrap();
+    let body: Vec<u8> = db(&app)
+        .query_row("SELECT body FROM documents WHERE subject_id = ?1 LIMIT 1", [subject], |r| r.get(0))
+        .unwrap();
     let sealed_key = String::from_utf8(body[2..2 + usize::from(body[1])].to_vec()).unwrap();
     assert!(sealed_key.starts_with("sub-"), "sealed under the subject's key: {sealed_key}");
     let viewer_token = app.user_with_role("vic", "viewer").await;
@@ -168,9 +180,13 @@ async fn erasing_a_subject_shreds_its_documents_everywhere() {
 
     let res = app.get(&format!("/api/v1/collections/visits/documents?subject_id={subject}"), Some(&admin)).await;
     assert!(res.body["documents"].as_array().unwrap().is_empty());
-    assert_eq!(app.get(&format!("/api/v1/collections/visits/documents/{keep}"), Some(&admin)).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/api/v1/collections/visits/documents/{keep}"), Some(&admin)).await.status,
+        StatusCode::OK
+    );
     let conn = db(&app);
-    let left: i64 = conn.query_row("SELECT count(*) FROM data_keys WHERE key_id = ?1", [&sealed_key], |r| r.get(0)).unwrap();
+    let left: i64 =
+        conn.query_row("SELECT count(*) FROM data_keys WHERE key_id = ?1", [&sealed_key], |r| r.get(0)).unwrap();
     assert_eq!(left, 0, "the subject's key is destroyed");
     let ledger: String = conn.query_row("SELECT subject_hash FROM erasure_ledger", [], |r| r.get(0)).unwrap();
     assert_eq!(ledger.len(), 64, "a keyed hash, not the id");

@@ -53,6 +53,7 @@ async fn every_route_makes_an_authorization_decision() {
     app.user_with_role("target", "viewer").await;
     app.user_with_role("powerless", "nothing").await;
 
+    let powerless = app.token("powerless", rampart_testkit::USER_PASSWORD).await;
     let routes = route_inventory();
     assert!(routes.len() >= 25, "inventory lists {} routes", routes.len());
     for route in routes {
@@ -67,8 +68,7 @@ async fn every_route_makes_an_authorization_decision() {
             }
         }
         if route.access == Access::Permission {
-            let token = app.token("powerless", rampart_testkit::USER_PASSWORD).await;
-            let res = app.call(route.method.clone(), &path, Some(&token), body).await;
+            let res = app.call(route.method.clone(), &path, Some(&powerless), body).await;
             assert_eq!(res.status, StatusCode::FORBIDDEN, "{} {} with no permissions", route.method, route.path);
         }
     }

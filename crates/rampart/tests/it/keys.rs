@@ -51,7 +51,8 @@ async fn a_crash_during_reencryption_resumes_and_loses_nothing() {
     assert_eq!(res.status(), 200);
     // 6 batches of 100 with 100 ms pauses: kill it part-way.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let keys: Value = c.get(server.url("/api/v1/admin/keys")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let keys: Value =
+        c.get(server.url("/api/v1/admin/keys")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert!(!keys["reencryption"].is_null(), "still running when killed: {keys}");
     server.kill_9();
 
@@ -59,7 +60,8 @@ async fn a_crash_during_reencryption_resumes_and_loses_nothing() {
     let c = server.client();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let keys: Value = c.get(server.url("/api/v1/admin/keys")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let keys: Value =
+            c.get(server.url("/api/v1/admin/keys")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
         if keys["reencryption"].is_null() {
             assert_eq!(keys["data_keys"]["collection"], 1, "old collection key retired: {keys}");
             assert_eq!(keys["data_keys"]["subject"], 25, "old subject keys retired: {keys}");
@@ -119,7 +121,15 @@ async fn change_master_rewraps_and_the_old_key_stops_working() {
     let c = server.client();
     let token = server.login(&c, "admin", ADMIN_PASSWORD).await;
     let id = doc["id"].as_str().unwrap();
-    let got: Value = c.get(server.url(&format!("/api/v1/collections/n/documents/{id}"))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let got: Value = c
+        .get(server.url(&format!("/api/v1/collections/n/documents/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["data"]["x"], 1);
     assert!(server.stop().success());
     let out = bin()

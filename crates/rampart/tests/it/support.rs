@@ -103,7 +103,10 @@ impl Server {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 if !status.success() {
-                    eprintln!("server exited with {status}; stderr:\n{}", std::fs::read_to_string(&self.stderr_path).unwrap_or_default());
+                    eprintln!(
+                        "server exited with {status}; stderr:\n{}",
+                        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+                    );
                 }
                 return status;
             }

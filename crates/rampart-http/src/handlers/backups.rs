@@ -1,0 +1,46 @@
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rampart_core::backup::{BackupMeta, BackupVerification};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiResult;
+use crate::extract::Authz;
+use crate::json::ApiJson;
+use crate::perm;
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateBackup {
+    #[serde(default = "yes")]
+    encrypted: bool,
+    compliance_mode: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub(crate) async fn create(
+    auth: Authz<perm::BackupCreate>,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateBackup>,
+) -> ApiResult<(StatusCode, Json<BackupMeta>)> {
+    let meta = state.core.create_backup(&auth.who, state.backups.as_ref(), req.encrypted, req.compliance_mode).await?;
+    Ok((StatusCode::CREATED, Json(meta)))
+}
+
+pub(crate) async fn list(auth: Authz<perm::BackupRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let all = state.core.list_backups(&auth.who, state.backups.as_ref()).await?;
+    Ok(Json(json!({ "backups": all })))
+}
+
+pub(crate) async fn verify(
+    auth: Authz<perm::BackupRead>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BackupVerification>> {
+    Ok(Json(state.core.verify_backup(&auth.who, state.backups.as_ref(), &id).await?))
+}

@@ -1,0 +1,191 @@
+//! `rampart backup create|list|verify|restore`.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use rampart_config::{Config, Env, Overrides};
+use rampart_core::backup::BackupMeta;
+use rampart_store::{KeyKind, KeyStore};
+use rampart_store_sqlite::SqliteStore;
+
+use crate::backup::{self, FileBackups, KeyStoreFile};
+use crate::datadir;
+
+#[derive(Subcommand, Debug)]
+pub enum BackupAction {
+    /// Take a consistent snapshot, encrypted unless --unencrypted (refused when required).
+    Create {
+        #[arg(long)]
+        unencrypted: bool,
+        /// `hipaa` refuses unencrypted backups.
+        #[arg(long)]
+        compliance_mode: Option<String>,
+    },
+    /// List backups with their metadata.
+    List,
+    /// Check the checksum, decrypt every chunk and open the snapshot. Exit 1 if invalid.
+    Verify { backup_id: String },
+    /// Restore a backup file into --data-dir (empty, or with --force; never while a server
+    /// holds it). Finds the key-store file beside the backup; re-applies erasures.
+    Restore {
+        file: PathBuf,
+        #[arg(long)]
+        force: bool,
+        /// Master key file, when the target directory has none and RAMPART_ENCRYPTION_KEY is unset.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+}
+
+/// Prints a progress bar on stderr for long work.
+fn progress(total: u64, label: &'static str) -> impl FnMut(u64) {
+    let mut last = u64::MAX;
+    move |done: u64| {
+        let pct = done.saturating_mul(100).checked_div(total).unwrap_or(100).min(100);
+        if pct != last {
+            last = pct;
+            let bar = "#".repeat(usize::try_from(pct / 4).unwrap_or(0));
+            eprint!("\r{label} [{bar:<25}] {pct:>3}%");
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+pub fn file_backups(config: &Config, core: &rampart_core::Core, store: &SqliteStore) -> FileBackups {
+    FileBackups {
+        dir: config.backup.dir.clone(),
+        store: store.clone(),
+        core: core.clone(),
+        required: config.backup.encryption_required,
+        key_retention_days: config.backup.key_backup_retention_days,
+    }
+}
+
+pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
+    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    if let BackupAction::Restore { file, force, key_file } = action {
+        return restore(&config, &file, force, key_file.as_deref()).await.map(|()| 0);
+    }
+    let (core, store) = datadir::open(&config).await?;
+    let me = core.local_admin()?;
+    let backups = file_backups(&config, &core, &store);
+    let code = match action {
+        BackupAction::Create { unencrypted, compliance_mode } => {
+            let meta = core.create_backup(&me, &backups, !unencrypted, compliance_mode).await?;
+            println!("{}", serde_json::to_string_pretty(&meta)?);
+            0
+        }
+        BackupAction::List => {
+            println!("{}", serde_json::to_string_pretty(&core.list_backups(&me, &backups).await?)?);
+            0
+        }
+        BackupAction::Verify { backup_id } => {
+            let v = core.verify_backup(&me, &backups, &backup_id).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            u8::from(!v.valid)
+        }
+        BackupAction::Restore { .. } => 0,
+    };
+    let _ = store.close().await;
+    Ok(code)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid", path.display()))
+}
+
+async fn restore(config: &Config, file: &Path, force: bool, key_file: Option<&Path>) -> anyhow::Result<()> {
+    let target = &config.server.data_dir;
+    let stem = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".rbk"))
+        .context("expected a .rbk backup file")?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let (_, meta_path, keys_path) = backup::paths(dir, stem);
+    let meta: BackupMeta = read_json(&meta_path)?;
+    if backup::sha256_file(file)? != meta.sha256 {
+        bail!("{} does not match its checksum: refusing to restore it", file.display());
+    }
+    datadir::ensure_dir(target)?;
+    let _lock = datadir::lock(target).context("a server is using the target data directory; stop it first")?;
+    let live_db = target.join("rampart.db");
+    if live_db.exists() && !force {
+        bail!("{} already holds data: use --force to replace it", target.display());
+    }
+    if let Some(k) = key_file {
+        let dest = target.join(datadir::KEY_FILE);
+        if !dest.exists() {
+            datadir::write_private(&dest, std::fs::read(k).context("reading --key-file")?.as_slice())?;
+        }
+    }
+    let master = datadir::master_key(config)
+        .context("the master key is needed to restore (RAMPART_ENCRYPTION_KEY, --key-file or the target's key file)")?;
+
+    // Keys: the live key store when there is one (so erased subjects stay unreadable),
+    // otherwise the key-store file beside the backup.
+    let mut ledger: HashSet<String> = backup::read_ledger_copy(dir).into_iter().collect();
+    let (keys, source) = if live_db.exists() {
+        let d = target.clone();
+        let live = tokio::task::spawn_blocking(move || SqliteStore::open(&d)).await??;
+        let mut keys = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = live.list_keys(&after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.key_id.clone();
+            keys.extend(page);
+        }
+        ledger.extend(rampart_store::KeyStore::erasure_ledger(&live).await?.into_iter().map(|e| e.subject_hash));
+        let _ = live.close().await;
+        (keys, "live")
+    } else {
+        let file: KeyStoreFile =
+            read_json(&keys_path).context("no live key store and no key-store file beside the backup")?;
+        ledger.extend(file.erasure_ledger.iter().cloned());
+        (file.keys.iter().map(backup::StoredKey::to_record).collect::<anyhow::Result<Vec<_>>>()?, "key-store file")
+    };
+    let root = keys
+        .iter()
+        .find(|k| k.kind == KeyKind::Root && k.successor.is_none())
+        .context("the key store has no root key")?;
+    let root_key = master
+        .kek(root.kek_version)
+        .unwrap(&root.key_id, &root.wrapped)
+        .context("the master key does not open this key store")?;
+    let backup_key = root_key.backup_key();
+
+    let staged = target.join("rampart.db.restore");
+    let progress = progress(meta.size_bytes, "restoring");
+    let staged_for_task = staged.clone();
+    let (src, encrypted) = (file.to_owned(), meta.encrypted);
+    let key_bytes = *backup_key.expose();
+    tokio::task::spawn_blocking(move || backup::decrypt_to(&src, encrypted, &key_bytes, &staged_for_task, progress))
+        .await?
+        .map_err(|reason| anyhow::anyhow!("{reason}"))?;
+    eprintln!();
+    rampart_store_sqlite::install_keys(&staged, &keys)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(target.join(format!("rampart.db{suffix}")));
+    }
+    std::fs::rename(&staged, &live_db)?;
+
+    let (core, store) = datadir::open(config).await?;
+    let erased = core.apply_erasures(&ledger).await?;
+    core.record_restore(&meta.backup_id, erased, source).await?;
+    let _ = store.close().await;
+    println!(
+        "Restored {} into {} (keys from the {source}; {erased} erased document(s) removed again).",
+        meta.backup_id,
+        target.display()
+    );
+    Ok(())
+}
+
+pub fn erasure_hook(config: &Config) -> rampart_core::backup::ErasureHook {
+    backup::ledger_hook(config.backup.dir.clone())
+}

@@ -27,6 +27,39 @@ pub(crate) struct FileConfig {
     pub keys: FileKeys,
     #[serde(default)]
     pub backup: FileBackup,
+    #[serde(default)]
+    pub breach_detection: FileBreach,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileBreach {
+    pub enabled: Option<bool>,
+    pub failed_login_threshold: Option<u32>,
+    pub failed_login_window_minutes: Option<u32>,
+    pub token_failure_threshold: Option<u32>,
+    pub forbidden_threshold: Option<u32>,
+    pub anomaly_detection: Option<bool>,
+    pub sqli_detection: Option<bool>,
+    pub data_exfiltration_threshold_mb: Option<u64>,
+    pub exfiltration_window_minutes: Option<u32>,
+    pub block_duration_hours: Option<u32>,
+    pub alert_dedup_minutes: Option<u32>,
+    pub admin_allowed_ips: Option<Vec<String>>,
+    pub instance_id: Option<String>,
+    #[serde(default)]
+    pub webhook: Vec<FileWebhook>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileWebhook {
+    pub url: String,
+    /// Refused: secrets do not belong in the config file.
+    pub secret: Option<String>,
+    /// Name of the environment variable (or `_FILE` twin) holding the signing secret.
+    pub secret_env: Option<String>,
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

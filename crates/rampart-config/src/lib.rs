@@ -51,7 +51,43 @@ pub struct Config {
     pub audit: AuditConfig,
     pub keys: KeysConfig,
     pub backup: BackupConfig,
+    pub breach: BreachConfig,
     pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    Generic,
+    Slack,
+    PagerDuty,
+}
+
+/// A breach webhook endpoint. The secret signs deliveries (and is PagerDuty's routing key).
+#[derive(Debug, Clone)]
+pub struct WebhookEndpoint {
+    pub url: String,
+    pub secret: SecretString,
+    pub format: WebhookFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct BreachConfig {
+    pub enabled: bool,
+    pub failed_login_threshold: u32,
+    pub failed_login_window_minutes: u32,
+    pub token_failure_threshold: u32,
+    pub forbidden_threshold: u32,
+    pub anomaly_detection: bool,
+    pub sqli_detection: bool,
+    pub data_exfiltration_threshold_mb: u64,
+    pub exfiltration_window_minutes: u32,
+    pub block_duration_hours: u32,
+    pub alert_dedup_minutes: u32,
+    /// When set, the admin API answers only these networks.
+    pub admin_allowed_ips: Vec<Cidr>,
+    pub webhooks: Vec<WebhookEndpoint>,
+    pub allow_private_webhook_targets: bool,
+    pub instance_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -332,12 +368,64 @@ impl Config {
         };
         range("key_backup_retention_days", backup.key_backup_retention_days, 1, 3650)?;
 
+        let b = file.breach_detection;
+        let mut webhooks = Vec::new();
+        if let Some(url) = env.get("RAMPART_BREACH_WEBHOOK_URL") {
+            let secret = env
+                .secret("RAMPART_BREACH_WEBHOOK_SECRET")?
+                .ok_or_else(|| invalid("RAMPART_BREACH_WEBHOOK_SECRET", "required with RAMPART_BREACH_WEBHOOK_URL"))?;
+            let format = parse_format(env.get("RAMPART_BREACH_WEBHOOK_FORMAT").as_deref())?;
+            webhooks.push(WebhookEndpoint { url, secret, format });
+        }
+        for w in b.webhook {
+            let secret = match (w.secret, w.secret_env) {
+                (Some(_), _) => return Err(invalid("breach_detection.webhook.secret", "put secrets in the environment: use secret_env")),
+                (None, Some(var)) => env.secret(&var)?.ok_or_else(|| invalid(&var, "not set"))?,
+                (None, None) => return Err(invalid("breach_detection.webhook", "secret_env is required")),
+            };
+            webhooks.push(WebhookEndpoint { url: w.url, secret, format: parse_format(w.format.as_deref())? });
+        }
+        for w in &webhooks {
+            if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                return Err(invalid("webhook url", "must be an http(s) URL"));
+            }
+        }
+        let breach = BreachConfig {
+            enabled: env.parse_bool("RAMPART_BREACH_DETECTION_ENABLED")?.or(b.enabled).unwrap_or(true),
+            failed_login_threshold: b.failed_login_threshold.unwrap_or(10),
+            failed_login_window_minutes: b.failed_login_window_minutes.unwrap_or(5),
+            token_failure_threshold: b.token_failure_threshold.unwrap_or(20),
+            forbidden_threshold: b.forbidden_threshold.unwrap_or(5),
+            anomaly_detection: b.anomaly_detection.unwrap_or(true),
+            sqli_detection: b.sqli_detection.unwrap_or(true),
+            data_exfiltration_threshold_mb: env
+                .parse_num("RAMPART_DATA_EXFILTRATION_THRESHOLD_MB")?
+                .or(b.data_exfiltration_threshold_mb)
+                .unwrap_or(100),
+            exfiltration_window_minutes: b.exfiltration_window_minutes.unwrap_or(60),
+            block_duration_hours: b.block_duration_hours.unwrap_or(24),
+            alert_dedup_minutes: b.alert_dedup_minutes.unwrap_or(15),
+            admin_allowed_ips: parse_cidrs(
+                env.get("RAMPART_ADMIN_ALLOWED_IPS")
+                    .map(|v| v.split(',').map(str::to_owned).collect())
+                    .or(b.admin_allowed_ips)
+                    .unwrap_or_default(),
+            )?,
+            webhooks,
+            allow_private_webhook_targets: env.parse_bool("RAMPART_WEBHOOK_ALLOW_PRIVATE_TARGETS")?.unwrap_or(false),
+            instance_id: env.get("RAMPART_INSTANCE_ID").or(b.instance_id).unwrap_or_else(|| "rampart".to_owned()),
+        };
+        range("failed_login_threshold", breach.failed_login_threshold, 1, 1_000_000)?;
+        range("failed_login_window_minutes", breach.failed_login_window_minutes, 1, 1440)?;
+        range("data_exfiltration_threshold_mb", breach.data_exfiltration_threshold_mb, 1, 10_000_000)?;
+        range("block_duration_hours", breach.block_duration_hours, 1, 24 * 365)?;
+
         let secrets = Secrets {
             encryption_key: env.secret("RAMPART_ENCRYPTION_KEY")?,
             admin_username: env.get("RAMPART_ADMIN_USERNAME"),
             admin_password: env.secret("RAMPART_ADMIN_PASSWORD")?,
         };
-        Ok(Self { server, tls, auth, limits, rate_limit, cors, audit, keys, backup, secrets })
+        Ok(Self { server, tls, auth, limits, rate_limit, cors, audit, keys, backup, breach, secrets })
     }
 
     /// Defaults only, rooted at `data_dir`: for tests and tools.
@@ -352,6 +440,15 @@ fn range<T: PartialOrd + std::fmt::Display>(name: &str, v: T, lo: T, hi: T) -> R
         return Err(invalid(name, format!("must be between {lo} and {hi}")));
     }
     Ok(())
+}
+
+fn parse_format(v: Option<&str>) -> Result<WebhookFormat, ConfigError> {
+    match v.unwrap_or("generic") {
+        "generic" => Ok(WebhookFormat::Generic),
+        "slack" => Ok(WebhookFormat::Slack),
+        "pagerduty" => Ok(WebhookFormat::PagerDuty),
+        _ => Err(invalid("webhook format", "expected generic, slack or pagerduty")),
+    }
 }
 
 fn parse_cidrs(items: Vec<String>) -> Result<Vec<Cidr>, ConfigError> {

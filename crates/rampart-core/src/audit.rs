@@ -35,6 +35,9 @@ pub enum EventType {
     BackupCreate,
     BackupVerify,
     BackupRestore,
+    IpBlock,
+    IpUnblock,
+    AlertAck,
 }
 
 impl EventType {
@@ -60,6 +63,9 @@ impl EventType {
             Self::BackupCreate => "backup_create",
             Self::BackupVerify => "backup_verify",
             Self::BackupRestore => "backup_restore",
+            Self::IpBlock => "ip_block",
+            Self::IpUnblock => "ip_unblock",
+            Self::AlertAck => "alert_ack",
         }
     }
 }
@@ -354,6 +360,7 @@ impl Core {
         if let Some(obj) = details.as_object_mut() {
             obj.insert("reason".into(), Value::String(reason.into()));
         }
+        self.on_forbidden(who, &details);
         match self
             .record_event(EventType::PermissionDenied, Some(who.username.as_str()), &who.origin, false, details)
             .await

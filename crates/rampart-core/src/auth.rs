@@ -46,6 +46,7 @@ impl Core {
         }
         let fail = |reason: &'static str| async move {
             self.inner.throttle.failed(&crate::audit::bounded(username), self.now());
+            self.on_failed_login(meta, username);
             self.record_event(EventType::Login, Some(username), meta, false, json!({ "reason": reason })).await?;
             Err::<LoginOutcome, CoreError>(CoreError::InvalidCredentials)
         };
@@ -90,6 +91,7 @@ impl Core {
         };
         let session_id = session.id.clone();
         self.inner.throttle.succeeded(&account);
+        self.on_login_success(meta, user.username.as_str());
         let event =
             self.event(EventType::Login, Some(user.username.as_str()), meta, true, json!({ "session_id": session_id }));
         self.inner.store.create_session(session, self.inner.settings.max_sessions_per_user, vec![event]).await?;

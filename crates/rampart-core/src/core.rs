@@ -30,6 +30,7 @@ pub struct CoreSettings {
     pub key_rotation_days: u32,
     /// Pause between background re-encryption batches.
     pub reencrypt_pause: std::time::Duration,
+    pub breach: rampart_config::BreachConfig,
 }
 
 impl CoreSettings {
@@ -46,6 +47,7 @@ impl CoreSettings {
             audit_reads: c.audit.record_reads,
             key_rotation_days: c.keys.rotation_days,
             reencrypt_pause: std::time::Duration::from_millis(c.keys.reencrypt_pause_ms),
+            breach: c.breach.clone(),
         }
     }
 }
@@ -76,6 +78,7 @@ pub(crate) struct Inner {
     pub audit_key: Arc<AuditMacKey>,
     pub throttle: crate::throttle::LoginThrottle,
     pub erasure_hook: std::sync::OnceLock<crate::backup::ErasureHook>,
+    pub detector: crate::security::Detector,
 }
 
 impl Core {
@@ -99,6 +102,7 @@ impl Core {
         let audit_key = root.audit;
         store.set_audit_chainer(Arc::new(Chainer(Arc::clone(&audit_key))));
         let audit = AuditWriter::spawn(Arc::clone(&store));
+        let detector = crate::security::Detector::new(settings.breach.clone());
         let core = Self {
             inner: Arc::new(Inner {
                 store,
@@ -117,6 +121,7 @@ impl Core {
                 ),
                 settings,
                 erasure_hook: std::sync::OnceLock::new(),
+                detector,
             }),
         };
         let now = core.now();
@@ -124,6 +129,7 @@ impl Core {
             core.inner.store.upsert_builtin_role(role).await?;
         }
         core.reload_roles().await?;
+        core.refresh_blocks().await?;
         let bootstrap = core.bootstrap_admin(admin).await?;
         if core.inner.store.reencrypt_cursor().await?.is_some() {
             // A re-encryption was interrupted (crash or restart): resume it.

@@ -222,6 +222,11 @@ fn not_found(what: &'static str) -> impl Fn(StoreError) -> CoreError {
     }
 }
 
+/// Bytes of document data handed to a client (what exfiltration detection counts).
+fn json_size(v: &Value) -> u64 {
+    serde_json::to_vec(v).map(|b| b.len() as u64).unwrap_or(0)
+}
+
 /// RFC 7396 JSON merge patch.
 fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(p) = patch else {
@@ -389,6 +394,7 @@ impl Core {
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
         let doc = self.inner.store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
         let doc = self.to_document(actor, doc).await?;
+        self.on_data_returned(actor, json_size(&doc.data));
         if self.inner.settings.audit_reads {
             self.record(vec![self.query_event(actor, &name, "read", json!({ "id": id.as_str() }))]).await?;
         }
@@ -517,6 +523,7 @@ impl Core {
         if self.inner.settings.audit_reads {
             self.record(vec![self.query_event(actor, &name, "list", details)]).await?;
         }
+        self.on_data_returned(actor, documents.iter().map(|d| json_size(&d.data)).sum());
         Ok(DocumentList { documents, next_cursor })
     }
 }

@@ -16,6 +16,7 @@ mod passwords;
 mod principal;
 mod rbac;
 mod roles;
+pub mod security;
 pub mod rotation;
 mod throttle;
 mod users;
@@ -34,4 +35,4 @@ pub use roles::RoleSpec;
 pub use users::{NewUser, UserView};
 
 pub use rampart_crypto::MasterKey;
-pub use rampart_store::{AuditEvent, AuditFilter, AuditRecord, RoleRecord, SessionRecord, Store};
+pub use rampart_store::{AlertFilter, AlertRecord, AuditEvent, AuditFilter, AuditRecord, RoleRecord, SessionRecord, Store};

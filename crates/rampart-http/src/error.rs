@@ -24,6 +24,8 @@ pub enum ApiError {
     Timeout,
     #[error("origin not allowed")]
     OriginNotAllowed,
+    #[error("access from this address is blocked")]
+    IpBlocked,
 }
 
 impl ApiError {
@@ -53,6 +55,7 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
         ApiError::NoRoute => (StatusCode::NOT_FOUND, "not_found", msg, None),
         ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout", msg, None),
         ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", msg, None),
+        ApiError::IpBlocked => (StatusCode::FORBIDDEN, "ip_blocked", msg, None),
         ApiError::Core(core) => match core {
             C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", msg, None),
             C::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists", msg, None),

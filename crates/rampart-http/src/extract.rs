@@ -54,7 +54,15 @@ async fn principal(
     // Whatever happens next is a decision: allow, or deny with 401/403/429.
     ctx.decided();
     let token = bearer(parts).ok_or(ApiError::Core(CoreError::Unauthenticated)).map_err(IntoResponse::into_response)?;
-    let who = state.core.authenticate(token, &ctx.meta()).await.map_err(|e| ApiError::from(e).into_response())?;
+    let who = match state.core.authenticate(token, &ctx.meta()).await {
+        Ok(who) => who,
+        Err(e) => {
+            if matches!(e, CoreError::Unauthenticated) {
+                state.core.on_token_failure(&ctx.meta());
+            }
+            return Err(ApiError::from(e).into_response());
+        }
+    };
     let _ = ctx.user.set(who.username.to_string());
     if state.limits.enabled {
         let d = state.limits.user.check(&who.username.to_string());

@@ -47,26 +47,33 @@ fn is_json(req: &Request) -> bool {
     )
 }
 
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
+/// Parses `bytes` to a JSON value, refusing excessive nesting before parsing.
+pub(crate) fn parse_value(bytes: &[u8], max_depth: usize) -> Result<serde_json::Value, ApiError> {
     if nesting_exceeds(bytes, max_depth) {
         return Err(ApiError::bad_request(None, format!("JSON nesting deeper than {max_depth} levels")));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(None, format!("malformed JSON: {}", strip_position(&e.to_string()))))
+}
+
+/// Converts a value to the request type, naming the exact field path of any error.
+pub(crate) fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = (path != ".").then_some(path);
-        let what = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",
-            _ => "invalid value",
-        };
         // serde's message names the expected type or the unknown field, never our internals.
         let message = match &field {
-            Some(f) => format!("{what} at {f}: {}", strip_position(&inner.to_string())),
-            None => format!("{what}: {}", strip_position(&inner.to_string())),
+            Some(f) => format!("invalid value at {f}: {}", strip_position(&inner.to_string())),
+            None => format!("invalid value: {}", strip_position(&inner.to_string())),
         };
         ApiError::bad_request(field, message)
     })
+}
+
+#[cfg(test)]
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
+    typed(parse_value(bytes, max_depth)?)
 }
 
 fn strip_position(msg: &str) -> String {
@@ -82,6 +89,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         if !is_json(&req) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        let ctx = req.extensions().get::<crate::context::RequestContext>().cloned();
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
@@ -89,7 +97,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 ApiError::bad_request(None, "could not read request body")
             }
         })?;
-        parse_json(&bytes, state.settings.max_json_depth).map(ApiJson)
+        let value = parse_value(&bytes, state.settings.max_json_depth)?;
+        if let (Some((location, fp)), Some(ctx)) = (crate::sqli::check_json(&value), ctx) {
+            state.core.on_sqli(&ctx.meta(), ctx.user.get().map(String::as_str), &location, &fp);
+        }
+        typed(value).map(ApiJson)
     }
 }
 

@@ -11,6 +11,7 @@ mod json;
 mod limits;
 pub mod perm;
 mod routes;
+mod sqli;
 
 use rampart_core::Core;
 

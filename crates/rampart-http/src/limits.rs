@@ -45,17 +45,60 @@ pub(crate) async fn refuse(
     res
 }
 
+/// Query values and path segments are checked for SQL injection (JSON bodies are checked
+/// when parsed).
+fn inspect_request(state: &AppState, ctx: &RequestContext, req: &Request) {
+    let path = req.uri().path();
+    let query = req.uri().query().unwrap_or("");
+    let hit = path
+        .split('/')
+        .map(|seg| ("path", percent_decode(seg)))
+        .chain(query.split('&').filter_map(|kv| kv.split_once('=').map(|(_, v)| ("query", percent_decode(v)))))
+        .find_map(|(place, v)| crate::sqli::check(&v).map(|fp| (place, fp)));
+    if let Some((place, fp)) = hit {
+        state.core.on_sqli(&ctx.meta(), ctx.user.get().map(String::as_str), place, &fp);
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.replace('+', " ").into_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Per-IP token buckets, before any other work (and, for login, before any hashing).
 pub(crate) async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !state.limits.enabled {
-        return next.run(req).await;
-    }
     let Some(ctx) = req.extensions().get::<RequestContext>().cloned() else {
         return next.run(req).await;
     };
     let Some(ip) = ctx.client_ip else {
         return next.run(req).await;
     };
+    // Blocked clients get nothing else: no authentication, no rate accounting, no work.
+    if state.core.is_blocked(ip) {
+        return ApiError::IpBlocked.into_response();
+    }
+    if req.uri().path().starts_with("/api/v1/admin/") && !state.core.admin_ip_allowed(ip) {
+        return ApiError::IpBlocked.into_response();
+    }
+    inspect_request(&state, &ctx, &req);
+    if !state.limits.enabled {
+        return next.run(req).await;
+    }
     let login = is_login_endpoint(req.method(), req.uri().path());
     let (limiter, scope) = if login { (&state.limits.login, "login") } else { (&state.limits.api, "api") };
     let d = limiter.check(&client_key(ip));

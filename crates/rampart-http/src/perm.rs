@@ -39,4 +39,6 @@ markers!(
     BackupCreate,
     BackupRead,
     GdprErase,
+    SecurityRead,
+    SecurityManage,
 );

@@ -7,7 +7,7 @@ use axum::Router;
 use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
-use crate::handlers::{self, admin, auth, backups, collections, documents, gdpr, keys, roles, users};
+use crate::handlers::{self, admin, auth, backups, collections, documents, gdpr, keys, roles, security, users};
 use crate::AppState;
 
 /// Who may call a route, as declared by its handler's extractor. The route-walk test
@@ -79,6 +79,12 @@ fn routes() -> Vec<Route> {
         r(M::GET, "/api/v1/admin/backups", Permission, get(backups::list)),
         r(M::POST, "/api/v1/admin/backups/{id}/verify", Permission, post(backups::verify)),
         r(M::DELETE, "/api/v1/gdpr/erasure", Permission, delete(gdpr::erase)),
+        r(M::GET, "/api/v1/admin/security/alerts", Permission, get(security::alerts)),
+        r(M::POST, "/api/v1/admin/security/alerts/{id}/acknowledge", Permission, post(security::acknowledge)),
+        r(M::POST, "/api/v1/admin/security/alerts/{id}/resolve", Permission, post(security::resolve)),
+        r(M::POST, "/api/v1/admin/security/block-ip", Permission, post(security::block)),
+        r(M::GET, "/api/v1/admin/security/blocked-ips", Permission, get(security::blocked)),
+        r(M::DELETE, "/api/v1/admin/security/blocked-ips/{ip}", Permission, delete(security::unblock)),
     ]
 }
 

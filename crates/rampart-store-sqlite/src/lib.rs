@@ -8,6 +8,7 @@ mod documents;
 mod keys;
 mod migrations;
 mod roles;
+mod security;
 mod sessions;
 mod snapshot;
 mod users;

@@ -115,6 +115,49 @@ CREATE TABLE erasure_ledger (
     erased_at    INTEGER NOT NULL
 ) STRICT;
 "#,
+    r#"
+CREATE TABLE alerts (
+    id              TEXT PRIMARY KEY,
+    severity        TEXT NOT NULL,
+    breach_type     TEXT NOT NULL,
+    dedup_key       TEXT NOT NULL,
+    details         TEXT NOT NULL,
+    first_seen      INTEGER NOT NULL,
+    last_seen       INTEGER NOT NULL,
+    count           INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    acknowledged_by TEXT
+) STRICT;
+CREATE INDEX alerts_by_key ON alerts(dedup_key, last_seen);
+CREATE INDEX alerts_by_status ON alerts(status, last_seen);
+
+CREATE TABLE ip_blocks (
+    cidr       TEXT PRIMARY KEY,
+    reason     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE webhook_outbox (
+    event_id        TEXT NOT NULL,
+    endpoint        TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    last_error      TEXT,
+    PRIMARY KEY (event_id, endpoint)
+) STRICT;
+CREATE INDEX outbox_due ON webhook_outbox(next_attempt_at) WHERE delivered_at IS NULL;
+
+CREATE TABLE login_networks (
+    username   TEXT NOT NULL,
+    network    TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    PRIMARY KEY (username, network)
+) STRICT;
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {

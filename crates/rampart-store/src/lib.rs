@@ -7,6 +7,7 @@
 mod audit;
 mod keys;
 mod records;
+mod security;
 
 use async_trait::async_trait;
 use rampart_types::{CollectionName, DocumentId, RoleName, SubjectId, Timestamp, Username};
@@ -14,6 +15,7 @@ use rampart_types::{CollectionName, DocumentId, RoleName, SubjectId, Timestamp, 
 pub use audit::*;
 pub use keys::*;
 pub use records::*;
+pub use security::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -139,10 +141,10 @@ pub trait DocumentStore: Send + Sync {
 
 /// Everything a Rampart backend provides.
 pub trait Store:
-    MetaStore + AuditStore + KeyStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore
+    MetaStore + AuditStore + KeyStore + SecurityStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore
 {
 }
 impl<T> Store for T where
-    T: MetaStore + AuditStore + KeyStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore
+    T: MetaStore + AuditStore + KeyStore + SecurityStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore
 {
 }

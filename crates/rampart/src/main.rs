@@ -12,6 +12,7 @@ mod logging;
 mod serve;
 mod tls;
 mod user_cmd;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -46,7 +46,8 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let (core, store) = datadir::open(&config).await?;
     core.on_erasure(crate::backup_cmd::erasure_hook(&config));
     let (stop_export, stop_rx) = tokio::sync::watch::channel(false);
-    let exporter = tokio::spawn(audit_cmd::export(Arc::new(store.clone()), audit_file, log_dir.clone(), stop_rx));
+    let exporter = tokio::spawn(audit_cmd::export(Arc::new(store.clone()), audit_file, log_dir.clone(), stop_rx.clone()));
+    let webhooks = tokio::spawn(crate::webhooks::deliver(Arc::new(store.clone()), config.breach.clone(), clock.clone(), stop_rx));
     let acceptor = if config.server.insecure_http {
         tracing::warn!("serving plain HTTP on a loopback address (--insecure-http)");
         None
@@ -88,6 +89,7 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     // Every committed record reaches audit.log before the process exits.
     let _ = stop_export.send(true);
     let _ = exporter.await;
+    let _ = webhooks.await;
     // Committed data is durable already; the checkpoint only tidies the WAL away.
     if let Err(e) = store.close().await {
         tracing::warn!(error = %e, "final WAL checkpoint failed; the WAL is replayed at the next start");

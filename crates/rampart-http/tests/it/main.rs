@@ -8,3 +8,4 @@ mod data;
 mod errors;
 mod limits;
 mod rbac;
+mod security;

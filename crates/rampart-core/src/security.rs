@@ -1,0 +1,449 @@
+//! Breach detection wired into the request paths, with automatic response: stored and
+//! deduplicated alerts, temporary IP blocks, session revocation, and signed webhooks queued
+//! in a durable outbox. Detection runs in spawned tasks so it never slows the request.
+
+use std::net::IpAddr;
+use std::sync::RwLock;
+
+use rampart_config::{BreachConfig, WebhookFormat};
+use rampart_crypto::random_bytes;
+use rampart_store::{AlertFilter, AlertRecord, IpBlock, OutboxItem};
+use rampart_types::{Cidr, Permission, Timestamp};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::audit::EventType;
+use crate::bounded::{BoundedMap, Evictable};
+use crate::{Core, CoreError, CoreResult, Principal, RequestMeta};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// Sliding-window estimate from two tumbling windows: the previous window's count is
+/// weighted by how much of it still overlaps the sliding window.
+struct Window {
+    prev: u64,
+    cur: u64,
+    start_ms: i64,
+}
+
+impl Window {
+    fn add(&mut self, now_ms: i64, window_ms: i64, n: u64) -> u64 {
+        let elapsed = now_ms - self.start_ms;
+        if elapsed >= 2 * window_ms {
+            (self.prev, self.cur, self.start_ms) = (0, 0, now_ms);
+        } else if elapsed >= window_ms {
+            (self.prev, self.cur, self.start_ms) = (self.cur, 0, self.start_ms + window_ms);
+        }
+        self.cur = self.cur.saturating_add(n);
+        let into = (now_ms - self.start_ms) as f64 / window_ms as f64;
+        (self.prev as f64 * (1.0 - into)).round() as u64 + self.cur
+    }
+}
+
+impl Evictable for Window {
+    fn eviction_score(&self, now: Timestamp) -> f64 {
+        (now.as_millis() - self.start_ms) as f64
+    }
+}
+
+struct Counter {
+    map: BoundedMap<String, Window>,
+    window_ms: i64,
+}
+
+impl Counter {
+    fn new(window_minutes: u32) -> Self {
+        Self { map: BoundedMap::new(100_000), window_ms: i64::from(window_minutes.max(1)) * 60_000 }
+    }
+    /// Adds `n` and returns the windowed total.
+    fn add(&self, key: &str, now: Timestamp, n: u64) -> u64 {
+        let w = self.window_ms;
+        let init = || Window { prev: 0, cur: 0, start_ms: now.as_millis() };
+        self.map.with(&key.to_owned(), now, init, |win| win.add(now.as_millis(), w, n)).unwrap_or(0)
+    }
+}
+
+pub(crate) struct Detector {
+    pub config: BreachConfig,
+    failed_ip: Counter,
+    failed_account: Counter,
+    token_failures: Counter,
+    forbidden: Counter,
+    bytes_out: Counter,
+    blocks: RwLock<Vec<(Cidr, i64)>>,
+}
+
+impl Detector {
+    pub fn new(config: BreachConfig) -> Self {
+        let w = config.failed_login_window_minutes;
+        Self {
+            failed_ip: Counter::new(w),
+            failed_account: Counter::new(w),
+            token_failures: Counter::new(w),
+            forbidden: Counter::new(w),
+            bytes_out: Counter::new(config.exfiltration_window_minutes),
+            blocks: RwLock::new(Vec::new()),
+            config,
+        }
+    }
+}
+
+/// The network an address belongs to for "new network" checks: /24 or /64.
+fn network_of(ip: IpAddr) -> String {
+    let prefix = if ip.is_ipv4() { 24 } else { 64 };
+    Cidr::new(ip, prefix).to_string()
+}
+
+fn recommended_action(breach_type: &str) -> &'static str {
+    match breach_type {
+        "multiple_failed_logins" => "Review the source address (now blocked); reset credentials of targeted accounts if any login succeeded.",
+        "unauthorized_access" => "Check for leaked or forged tokens; the source keeps getting 401.",
+        "privilege_escalation" => "The account's sessions were revoked; review its role and recent activity.",
+        "sql_injection" => "The input was refused safely; review the client and block it if it persists.",
+        "data_exfiltration" => "The user's sessions were revoked; review what was read and whether the account is compromised.",
+        "unusual_access" => "Confirm with the user that this login from a new network was theirs.",
+        _ => "Review the alert details.",
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockView {
+    pub ip_address: String,
+    pub reason: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub created_by: String,
+}
+
+impl From<IpBlock> for BlockView {
+    fn from(b: IpBlock) -> Self {
+        Self { ip_address: b.cidr, reason: b.reason, created_at: b.created_at, expires_at: b.expires_at, created_by: b.created_by }
+    }
+}
+
+pub struct Detection<'a> {
+    pub breach_type: &'static str,
+    pub severity: Severity,
+    pub dedup: String,
+    pub details: Value,
+    pub ip: Option<IpAddr>,
+    pub user: Option<&'a str>,
+    pub revoke_sessions: bool,
+}
+
+impl Core {
+    fn detector(&self) -> &Detector {
+        &self.inner.detector
+    }
+
+    /// Whether `ip` is blocked right now (in-memory; refreshed on every change).
+    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+        let now = self.now().as_millis();
+        self.detector().blocks.read().map(|b| b.iter().any(|(c, exp)| *exp > now && c.contains(&ip))).unwrap_or(false)
+    }
+
+    /// Whether `ip` may use the admin API (`admin_allowed_ips`, when set).
+    pub fn admin_ip_allowed(&self, ip: IpAddr) -> bool {
+        let allowed = &self.detector().config.admin_allowed_ips;
+        allowed.is_empty() || allowed.iter().any(|c| c.contains(&ip))
+    }
+
+    pub async fn refresh_blocks(&self) -> CoreResult<()> {
+        let active = self.inner.store.active_blocks(self.now()).await?;
+        let parsed = active.iter().filter_map(|b| Cidr::parse(&b.cidr).ok().map(|c| (c, b.expires_at.as_millis()))).collect();
+        if let Ok(mut guard) = self.detector().blocks.write() {
+            *guard = parsed;
+        }
+        Ok(())
+    }
+
+    pub fn breach_enabled(&self) -> bool {
+        self.detector().config.enabled
+    }
+
+    /// Stores (or folds into an existing) alert and takes the automatic actions.
+    pub async fn raise(&self, d: Detection<'_>) -> CoreResult<()> {
+        let cfg = &self.detector().config;
+        let now = self.now();
+        let id: String = random_bytes::<12>().iter().map(|b| format!("{b:02x}")).collect();
+        let mut details = d.details;
+        if let Some(obj) = details.as_object_mut() {
+            obj.insert("ip_address".into(), json!(d.ip.map(|i| i.to_string())));
+            obj.insert("user".into(), json!(d.user));
+        }
+        let alert = AlertRecord {
+            id: format!("alert-{id}"),
+            severity: d.severity.as_str().to_owned(),
+            breach_type: d.breach_type.to_owned(),
+            dedup_key: format!("{}:{}", d.breach_type, d.dedup),
+            details: details.clone(),
+            first_seen: now,
+            last_seen: now,
+            count: 1,
+            status: "open".into(),
+            acknowledged_by: None,
+        };
+        let webhooks = self.webhooks_for(&alert, now);
+        let since = now.minus_seconds(i64::from(cfg.alert_dedup_minutes) * 60);
+        let (stored, new) = self.inner.store.raise_alert(alert, since, webhooks, vec![]).await?;
+        if !new {
+            return Ok(());
+        }
+        tracing::warn!(breach_type = d.breach_type, severity = d.severity.as_str(), alert = stored.id, "security alert");
+        let meta = RequestMeta { ip: d.ip.map(|i| i.to_string()), user_agent: None, request_id: format!("alert-{id}") };
+        if d.severity >= Severity::High {
+            if let Some(ip) = d.ip {
+                let reason = format!("automatic: {} ({})", d.breach_type, stored.id);
+                self.add_block(Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 }), &reason, cfg.block_duration_hours, "system", &meta).await?;
+            }
+        }
+        if d.revoke_sessions {
+            if let Some(user) = d.user.and_then(|u| rampart_types::Username::parse(u).ok()) {
+                let details = json!({ "target": user.as_str(), "reason": d.breach_type, "alert": stored.id });
+                let event = self.event(EventType::SessionRevoke, Some("system"), &meta, true, details);
+                self.inner.store.delete_user_sessions(&user, None, vec![event]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn webhooks_for(&self, alert: &AlertRecord, now: Timestamp) -> Vec<OutboxItem> {
+        let cfg = &self.detector().config;
+        let event_id = format!("evt-{}", alert.id.trim_start_matches("alert-"));
+        let base = json!({
+            "event_type": "security_breach",
+            "event_id": event_id,
+            "severity": alert.severity,
+            "timestamp": now,
+            "breach_type": alert.breach_type,
+            "details": alert.details,
+            "recommended_action": recommended_action(&alert.breach_type),
+            "instance_id": cfg.instance_id,
+        });
+        cfg.webhooks
+            .iter()
+            .map(|w| {
+                let payload = match w.format {
+                    WebhookFormat::Generic => base.clone(),
+                    WebhookFormat::Slack => json!({
+                        "text": format!("[{}] {} on {}: {}", alert.severity.to_uppercase(), alert.breach_type, cfg.instance_id, recommended_action(&alert.breach_type)),
+                        "event_id": event_id,
+                    }),
+                    WebhookFormat::PagerDuty => json!({
+                        "routing_key": w.secret.expose_secret(),
+                        "event_action": "trigger",
+                        "dedup_key": event_id,
+                        "payload": {
+                            "summary": format!("{} ({})", alert.breach_type, cfg.instance_id),
+                            "severity": match alert.severity.as_str() { "critical" => "critical", "high" => "error", "medium" => "warning", _ => "info" },
+                            "source": cfg.instance_id,
+                            "custom_details": base,
+                        },
+                    }),
+                };
+                OutboxItem { event_id: event_id.clone(), endpoint: w.url.clone(), payload: payload.to_string(), attempts: 0, next_attempt_at: now }
+            })
+            .collect()
+    }
+
+    async fn add_block(&self, cidr: Cidr, reason: &str, hours: u32, by: &str, meta: &RequestMeta) -> CoreResult<IpBlock> {
+        let now = self.now();
+        let block = IpBlock {
+            cidr: cidr.to_string(),
+            reason: reason.chars().take(500).collect(),
+            created_at: now,
+            expires_at: now.plus_seconds(i64::from(hours) * 3600),
+            created_by: by.to_owned(),
+        };
+        let details = json!({ "ip_address": block.cidr, "reason": block.reason, "expires_at": block.expires_at });
+        let event = self.event(EventType::IpBlock, Some(by), meta, true, details);
+        self.inner.store.add_block(block.clone(), vec![event]).await?;
+        self.refresh_blocks().await?;
+        Ok(block)
+    }
+
+    // ----- detectors, called from the request paths -----
+
+    pub(crate) fn spawn_detection(&self, f: impl std::future::Future<Output = CoreResult<()>> + Send + 'static) {
+        tokio::spawn(async move {
+            if let Err(e) = f.await {
+                tracing::warn!(error = %e, "breach detection failed");
+            }
+        });
+    }
+
+    pub(crate) fn on_failed_login(&self, meta: &RequestMeta, account: &str) {
+        if !self.breach_enabled() {
+            return;
+        }
+        let (core, meta, account) = (self.clone(), meta.clone(), crate::audit::bounded(account));
+        self.spawn_detection(async move {
+            let cfg = &core.detector().config;
+            let now = core.now();
+            let threshold = u64::from(cfg.failed_login_threshold);
+            let ip = meta.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+            if let Some(ip) = ip {
+                let n = core.detector().failed_ip.add(&ip.to_string(), now, 1);
+                if n > threshold {
+                    let details = json!({ "scope": "ip", "failures": n, "window_minutes": cfg.failed_login_window_minutes });
+                    core.raise(Detection { breach_type: "multiple_failed_logins", severity: Severity::High, dedup: ip.to_string(), details, ip: Some(ip), user: None, revoke_sessions: false }).await?;
+                }
+            }
+            let n = core.detector().failed_account.add(&account, now, 1);
+            if n > threshold {
+                // Password spraying and credential stuffing come from many addresses: alert
+                // on the account, but block no single address for it.
+                let details = json!({ "scope": "account", "failures": n, "window_minutes": cfg.failed_login_window_minutes });
+                core.raise(Detection { breach_type: "multiple_failed_logins", severity: Severity::High, dedup: format!("account:{account}"), details, ip: None, user: Some(&account), revoke_sessions: false }).await?;
+            }
+            Ok(())
+        });
+    }
+
+    pub(crate) fn on_login_success(&self, meta: &RequestMeta, user: &str) {
+        if !self.breach_enabled() || !self.detector().config.anomaly_detection {
+            return;
+        }
+        let (core, meta, user) = (self.clone(), meta.clone(), user.to_owned());
+        self.spawn_detection(async move {
+            let Some(ip) = meta.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok()) else { return Ok(()) };
+            let network = network_of(ip);
+            let first_ever = core.inner.store.note_login_network(&user, "*", core.now()).await?;
+            let new_network = core.inner.store.note_login_network(&user, &network, core.now()).await?;
+            if new_network && !first_ever {
+                let details = json!({ "network": network });
+                core.raise(Detection { breach_type: "unusual_access", severity: Severity::Medium, dedup: format!("{user}:{network}"), details, ip: Some(ip), user: Some(&user), revoke_sessions: false }).await?;
+            }
+            Ok(())
+        });
+    }
+
+    /// A request presented an invalid, expired or tampered token.
+    pub fn on_token_failure(&self, meta: &RequestMeta) {
+        if !self.breach_enabled() {
+            return;
+        }
+        let (core, meta) = (self.clone(), meta.clone());
+        self.spawn_detection(async move {
+            let Some(ip) = meta.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok()) else { return Ok(()) };
+            let n = core.detector().token_failures.add(&ip.to_string(), core.now(), 1);
+            if n > u64::from(core.detector().config.token_failure_threshold) {
+                let details = json!({ "failures": n });
+                core.raise(Detection { breach_type: "unauthorized_access", severity: Severity::Medium, dedup: ip.to_string(), details, ip: Some(ip), user: None, revoke_sessions: false }).await?;
+            }
+            Ok(())
+        });
+    }
+
+    /// A refusal: trying to raise one's own privileges is Critical at once; repeated
+    /// refusals on admin endpoints cross a threshold.
+    pub(crate) fn on_forbidden(&self, who: &Principal, details: &Value) {
+        if !self.breach_enabled() {
+            return;
+        }
+        let escalation = matches!(details["action"].as_str(), Some("change_own_role" | "update_own_role" | "assign_role"));
+        let admin_path = details["path"].as_str().is_some_and(|p| p.starts_with("/api/v1/admin/") || p.starts_with("/api/v1/users") || p.starts_with("/api/v1/roles"));
+        let (core, user, origin, details) = (self.clone(), who.username.to_string(), who.origin.clone(), details.clone());
+        self.spawn_detection(async move {
+            let n = core.detector().forbidden.add(&user, core.now(), u64::from(admin_path || escalation));
+            let ip = origin.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+            if escalation || (admin_path && n >= u64::from(core.detector().config.forbidden_threshold)) {
+                let details = json!({ "refused": details, "admin_refusals": n });
+                core.raise(Detection { breach_type: "privilege_escalation", severity: Severity::Critical, dedup: user.clone(), details, ip, user: Some(&user), revoke_sessions: true }).await?;
+            }
+            Ok(())
+        });
+    }
+
+    /// Input that libinjection classifies as SQL injection. The request itself is still
+    /// answered normally: nothing is ever concatenated into SQL.
+    pub fn on_sqli(&self, meta: &RequestMeta, user: Option<&str>, location: &str, fingerprint: &str) {
+        if !self.breach_enabled() || !self.detector().config.sqli_detection {
+            return;
+        }
+        let (core, meta, user, location, fp) = (self.clone(), meta.clone(), user.map(str::to_owned), location.to_owned(), fingerprint.to_owned());
+        self.spawn_detection(async move {
+            let ip = meta.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+            let details = json!({ "location": location, "fingerprint": fp, "request_id": meta.request_id });
+            let dedup = ip.map(|i| i.to_string()).unwrap_or_default();
+            core.raise(Detection { breach_type: "sql_injection", severity: Severity::High, dedup, details, ip, user: user.as_deref(), revoke_sessions: false }).await
+        });
+    }
+
+    pub(crate) fn on_data_returned(&self, who: &Principal, bytes: u64) {
+        if !self.breach_enabled() {
+            return;
+        }
+        let (core, user, origin) = (self.clone(), who.username.to_string(), who.origin.clone());
+        self.spawn_detection(async move {
+            let cfg = &core.detector().config;
+            let total = core.detector().bytes_out.add(&user, core.now(), bytes);
+            if total > cfg.data_exfiltration_threshold_mb.saturating_mul(1024 * 1024) {
+                let ip = origin.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+                let details = json!({ "bytes": total, "window_minutes": cfg.exfiltration_window_minutes, "threshold_mb": cfg.data_exfiltration_threshold_mb });
+                core.raise(Detection { breach_type: "data_exfiltration", severity: Severity::Critical, dedup: user.clone(), details, ip, user: Some(&user), revoke_sessions: true }).await?;
+            }
+            Ok(())
+        });
+    }
+
+    // ----- incident-response API -----
+
+    pub async fn list_alerts(&self, who: &Principal, filter: AlertFilter) -> CoreResult<Vec<AlertRecord>> {
+        self.require(who, Permission::SecurityRead, None).await?;
+        Ok(self.inner.store.list_alerts(filter).await?)
+    }
+
+    pub async fn set_alert_status(&self, who: &Principal, id: &str, status: &str) -> CoreResult<AlertRecord> {
+        self.require(who, Permission::SecurityManage, None).await?;
+        let details = json!({ "alert": id, "status": status });
+        let event = self.event(EventType::AlertAck, Some(who.username.as_str()), &who.origin, true, details);
+        self.inner.store.set_alert_status(id, status, who.username.as_str(), vec![event]).await.map_err(|e| match e {
+            rampart_store::StoreError::NotFound => CoreError::NotFound("alert"),
+            e => e.into(),
+        })
+    }
+
+    pub async fn block_ip(&self, who: &Principal, ip: &str, reason: &str, hours: u32) -> CoreResult<BlockView> {
+        self.require(who, Permission::SecurityManage, None).await?;
+        let cidr = Cidr::parse(ip).map_err(|e| CoreError::validation("ip_address", e.to_string()))?;
+        if !(1..=24 * 365).contains(&hours) {
+            return Err(CoreError::validation("duration_hours", "must be between 1 and 8760"));
+        }
+        Ok(self.add_block(cidr, reason, hours, who.username.as_str(), &who.origin).await?.into())
+    }
+
+    pub async fn unblock_ip(&self, who: &Principal, ip: &str) -> CoreResult<()> {
+        self.require(who, Permission::SecurityManage, None).await?;
+        let cidr = Cidr::parse(ip).map_err(|e| CoreError::validation("ip_address", e.to_string()))?;
+        let event = self.event(EventType::IpUnblock, Some(who.username.as_str()), &who.origin, true, json!({ "ip_address": cidr.to_string() }));
+        if !self.inner.store.remove_block(&cidr.to_string(), vec![event]).await? {
+            return Err(CoreError::NotFound("block"));
+        }
+        self.refresh_blocks().await
+    }
+
+    pub async fn list_blocks(&self, who: &Principal) -> CoreResult<Vec<BlockView>> {
+        self.require(who, Permission::SecurityRead, None).await?;
+        Ok(self.inner.store.active_blocks(self.now()).await?.into_iter().map(Into::into).collect())
+    }
+}

@@ -1,0 +1,161 @@
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use rampart_testkit::{TestApp, ADMIN, USER_PASSWORD};
+use serde_json::{json, Value};
+
+async fn alerts(app: &TestApp, admin: &str, query: &str) -> Vec<Value> {
+    app.get(&format!("/api/v1/admin/security/alerts{query}"), Some(admin)).await.body["alerts"].as_array().cloned().unwrap_or_default()
+}
+
+/// Detection runs in the background: wait (bounded) for an alert of `kind`.
+async fn wait_alert(app: &TestApp, admin: &str, kind: &str) -> Value {
+    for _ in 0..200 {
+        if let Some(a) = alerts(app, admin, &format!("?type={kind}")).await.into_iter().next() {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no {kind} alert");
+}
+
+fn from(path: &str, method: Method, token: Option<&str>, body: Option<Value>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    match body {
+        Some(v) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(v.to_string())).unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn manual_blocks_apply_before_anything_and_expire() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    let res = app.post("/api/v1/admin/security/block-ip", Some(&admin), json!({"ip_address": "10.0.0.0/8", "reason": "incident 7", "duration_hours": 1})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
+    let blocked = app.send_from(from("/health", Method::GET, None, None), "10.20.30.40:1234").await;
+    assert_eq!((blocked.status, blocked.code()), (StatusCode::FORBIDDEN, "ip_blocked"));
+    assert!(blocked.header("x-ratelimit-limit").is_none(), "refused before rate accounting");
+    let login = app.send_from(from("/api/v1/auth/login", Method::POST, None, Some(json!({"username": ADMIN, "password": "x"}))), "10.1.1.1:1").await;
+    assert_eq!(login.status, StatusCode::FORBIDDEN, "refused before authentication");
+    assert_eq!(app.send_from(from("/health", Method::GET, None, None), "11.0.0.1:1").await.status, StatusCode::OK);
+    let list = app.get("/api/v1/admin/security/blocked-ips", Some(&admin)).await;
+    assert_eq!(list.body["blocked_ips"][0]["ip_address"], "10.0.0.0/8");
+    app.clock.advance_secs(3601);
+    assert_eq!(app.send_from(from("/health", Method::GET, None, None), "10.20.30.40:1").await.status, StatusCode::OK, "expired");
+    let admin = app.admin_token().await; // the old session idled out meanwhile
+
+    app.post("/api/v1/admin/security/block-ip", Some(&admin), json!({"ip_address": "192.0.2.7", "reason": "x", "duration_hours": 2})).await;
+    assert_eq!(app.send_from(from("/health", Method::GET, None, None), "192.0.2.7:1").await.status, StatusCode::FORBIDDEN);
+    let res = app.call(Method::DELETE, "/api/v1/admin/security/blocked-ips/192.0.2.7", Some(&admin), None).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.send_from(from("/health", Method::GET, None, None), "192.0.2.7:1").await.status, StatusCode::OK);
+    for bad in [json!({"ip_address": "nope", "reason": "x", "duration_hours": 1}), json!({"ip_address": "1.2.3.4", "reason": "x", "duration_hours": 0})] {
+        assert_eq!(app.post("/api/v1/admin/security/block-ip", Some(&admin), bad).await.status, StatusCode::BAD_REQUEST);
+    }
+    let kinds: Vec<String> = app.audit_records().await.iter().map(|r| r.event.event_type.clone()).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "ip_block").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| *k == "ip_unblock").count(), 1);
+}
+
+#[tokio::test]
+async fn admin_api_can_be_limited_to_networks() {
+    let app = TestApp::with_config(|c| c.breach.admin_allowed_ips = vec![rampart_types::Cidr::parse("192.0.2.0/24").unwrap()]).await;
+    let admin = app.admin_token().await;
+    let outside = app.send_from(from("/api/v1/admin/audit", Method::GET, Some(&admin), None), "127.0.0.1:1").await;
+    assert_eq!(outside.status, StatusCode::FORBIDDEN);
+    let inside = app.send_from(from("/api/v1/admin/audit", Method::GET, Some(&admin), None), "192.0.2.10:1").await;
+    assert_eq!(inside.status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&admin)).await.status, StatusCode::OK, "the rest of the API is unaffected");
+}
+
+#[tokio::test]
+async fn raising_ones_own_role_is_critical_and_revokes_sessions() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    app.post("/api/v1/roles", Some(&admin), json!({"name": "um", "permissions": ["users.read", "users.update"]})).await;
+    let um = app.user_with_role("mallory", "um").await;
+    // From another address: Critical alerts block the source, and the checks below come
+    // from 127.0.0.1.
+    let patch = from("/api/v1/users/mallory", Method::PATCH, Some(&um), Some(json!({"role": "admin"})));
+    let res = app.send_from(patch, "203.0.113.66:1").await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let alert = wait_alert(&app, &admin, "privilege_escalation").await;
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["details"]["user"], "mallory");
+    for _ in 0..100 {
+        if app.get("/api/v1/auth/me", Some(&um)).await.status == StatusCode::UNAUTHORIZED {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the escalating user's session survived");
+}
+
+#[tokio::test]
+async fn injection_in_query_and_body_raises_an_alert_and_gets_a_safe_answer() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    app.post("/api/v1/collections", Some(&admin), json!({"name": "c", "indexes": ["email"]})).await;
+    let attack = "/api/v1/collections/c/documents?email=x%27%20OR%20%271%27%3D%271%27%20--";
+    let res = app.send_from(from(attack, Method::GET, Some(&admin), None), "203.0.113.9:1").await;
+    assert_eq!(res.status, StatusCode::OK, "answered normally: the value is only a blind-index key");
+    assert!(res.body["documents"].as_array().unwrap().is_empty());
+    let alert = wait_alert(&app, &admin, "sql_injection").await;
+    assert_eq!((alert["severity"].as_str(), alert["details"]["location"].as_str()), (Some("high"), Some("query")));
+    let mut blocked = StatusCode::OK;
+    for _ in 0..200 {
+        blocked = app.send_from(from("/health", Method::GET, None, None), "203.0.113.9:1").await.status;
+        if blocked == StatusCode::FORBIDDEN {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(blocked, StatusCode::FORBIDDEN, "High: the source is blocked for a while");
+    let res = app.post("/api/v1/collections/c/documents", Some(&admin), json!({"data": {"email": "1 UNION SELECT password FROM users"}})).await;
+    assert_eq!(res.status, StatusCode::CREATED, "stored as data, never executed");
+    // Ordinary data raises nothing.
+    app.post("/api/v1/collections/c/documents", Some(&admin), json!({"data": {"email": "o'brien@example.com"}})).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let all = alerts(&app, &admin, "?type=sql_injection").await;
+    assert_eq!(all.len(), 2, "one per source address: {all:?}");
+}
+
+#[tokio::test]
+async fn invalid_tokens_from_one_address_raise_unauthorized_access() {
+    let app = TestApp::with_config(|c| c.breach.token_failure_threshold = 5).await;
+    let admin = app.admin_token().await;
+    for i in 0..6 {
+        app.get("/api/v1/auth/me", Some(&format!("rps_forged{i}"))).await;
+    }
+    let alert = wait_alert(&app, &admin, "unauthorized_access").await;
+    assert_eq!(alert["severity"], "medium");
+    assert_eq!(app.get("/health", None).await.status, StatusCode::OK, "medium alerts block no one");
+}
+
+#[tokio::test]
+async fn alerts_can_be_acknowledged_and_resolved_with_an_audit_trail() {
+    let app = TestApp::with_config(|c| c.breach.token_failure_threshold = 1).await;
+    let admin = app.admin_token().await;
+    for _ in 0..3 {
+        app.get("/api/v1/auth/me", Some("rps_forged")).await;
+    }
+    let alert = wait_alert(&app, &admin, "unauthorized_access").await;
+    let id = alert["id"].as_str().unwrap();
+    let viewer = app.user_with_role("v", "viewer").await;
+    let denied = app.call(Method::POST, &format!("/api/v1/admin/security/alerts/{id}/acknowledge"), Some(&viewer), None).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let ack = app.call(Method::POST, &format!("/api/v1/admin/security/alerts/{id}/acknowledge"), Some(&admin), None).await;
+    assert_eq!((ack.body["status"].as_str(), ack.body["acknowledged_by"].as_str()), (Some("acknowledged"), Some(ADMIN)));
+    assert_eq!(alerts(&app, &admin, "?status=open").await.len(), 0);
+    let res = app.call(Method::POST, &format!("/api/v1/admin/security/alerts/{id}/resolve"), Some(&admin), None).await;
+    assert_eq!(res.body["status"], "resolved");
+    let missing = app.call(Method::POST, "/api/v1/admin/security/alerts/alert-nope/acknowledge", Some(&admin), None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.audit_records().await.iter().filter(|r| r.event.event_type == "alert_ack").count(), 2);
+    let _ = USER_PASSWORD;
+}

@@ -1,0 +1,70 @@
+use async_trait::async_trait;
+use rampart_types::Timestamp;
+use serde_json::Value;
+
+use crate::{Audit, StoreResult};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRecord {
+    pub id: String,
+    pub severity: String,
+    pub breach_type: String,
+    /// Alerts with the same key within the dedup window are one alert with a count.
+    pub dedup_key: String,
+    pub details: Value,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub count: u64,
+    /// `open`, `acknowledged` or `resolved`.
+    pub status: String,
+    pub acknowledged_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub status: Option<String>,
+    pub severity: Option<String>,
+    pub breach_type: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpBlock {
+    /// An address or CIDR block, normalised.
+    pub cidr: String,
+    pub reason: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub created_by: String,
+}
+
+/// A webhook delivery waiting in the outbox (durable: survives restarts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    /// Stable event id: receivers deduplicate on it.
+    pub event_id: String,
+    pub endpoint: String,
+    pub payload: String,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+}
+
+#[async_trait]
+pub trait SecurityStore: Send + Sync {
+    /// Folds `alert` into an unresolved alert with the same dedup key seen since
+    /// `since`, or inserts it. When it is new, `webhooks` are queued in the same
+    /// transaction. Returns the stored alert and whether it is new.
+    async fn raise_alert(&self, alert: AlertRecord, since: Timestamp, webhooks: Vec<OutboxItem>, audit: Audit) -> StoreResult<(AlertRecord, bool)>;
+    async fn list_alerts(&self, filter: AlertFilter) -> StoreResult<Vec<AlertRecord>>;
+    async fn set_alert_status(&self, id: &str, status: &str, by: &str, audit: Audit) -> StoreResult<AlertRecord>;
+    async fn add_block(&self, block: IpBlock, audit: Audit) -> StoreResult<()>;
+    /// Returns whether a block was removed.
+    async fn remove_block(&self, cidr: &str, audit: Audit) -> StoreResult<bool>;
+    /// Blocks whose expiry is after `now`.
+    async fn active_blocks(&self, now: Timestamp) -> StoreResult<Vec<IpBlock>>;
+    async fn due_webhooks(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<OutboxItem>>;
+    async fn webhook_delivered(&self, event_id: &str, endpoint: &str, at: Timestamp) -> StoreResult<()>;
+    async fn webhook_failed(&self, event_id: &str, endpoint: &str, next_attempt_at: Timestamp, error: &str) -> StoreResult<()>;
+    /// Records that `username` logged in from `network`; returns whether it was new.
+    async fn note_login_network(&self, username: &str, network: &str, at: Timestamp) -> StoreResult<bool>;
+}

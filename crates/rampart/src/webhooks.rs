@@ -1,0 +1,148 @@
+//! Delivers queued breach webhooks from the durable outbox: at least once, idempotent by
+//! event id (receivers deduplicate on `X-Rampart-Event-Id`), exponential backoff with
+//! jitter, signed, and refusing private, loopback and link-local targets unless allowed.
+//! Runs in its own task, so a slow or dead receiver never slows a request.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_config::BreachConfig;
+use rampart_core::{Clock, Store};
+use rampart_store::OutboxItem;
+use secrecy::ExposeSecret;
+
+const POLL: Duration = Duration::from_millis(500);
+const TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BACKOFF_SECS: i64 = 3600;
+
+/// Addresses a webhook must not reach unless explicitly allowed (SSRF guard).
+pub fn forbidden_target(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || (o[0] == 100 && (64..128).contains(&o[1])) // carrier-grade NAT
+                || o[0] == 0
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return forbidden_target(IpAddr::V4(v4));
+            }
+            let seg = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local
+                || (seg[0] & 0xffc0) == 0xfe80 // link local
+        }
+    }
+}
+
+/// Resolves the URL's host and refuses forbidden addresses; returns the address to pin.
+async fn resolve_target(url: &reqwest::Url, allow_private: bool) -> Result<(String, SocketAddr), String> {
+    let host = url.host_str().ok_or("webhook URL has no host")?.to_owned();
+    let port = url.port_or_known_default().ok_or("webhook URL has no port")?;
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+    let first = *addrs.first().ok_or_else(|| format!("{host} has no address"))?;
+    if !allow_private && addrs.iter().any(|a| forbidden_target(a.ip())) {
+        return Err(format!("{host} resolves to a private, loopback or link-local address (set RAMPART_WEBHOOK_ALLOW_PRIVATE_TARGETS=true to allow)"));
+    }
+    Ok((host, first))
+}
+
+async fn send(item: &OutboxItem, secret: &[u8], allow_private: bool, now_unix: i64) -> Result<(), String> {
+    let url = reqwest::Url::parse(&item.endpoint).map_err(|_| "invalid webhook URL".to_owned())?;
+    let (host, addr) = resolve_target(&url, allow_private).await?;
+    // Pin the checked address, and follow no redirects: both would bypass the guard.
+    let client = reqwest::Client::builder()
+        .resolve(&host, addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(TIMEOUT)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let body = item.payload.clone().into_bytes();
+    let signature = rampart_crypto::webhook_signature(secret, now_unix, &body);
+    let res = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-rampart-signature", signature)
+        .header("x-rampart-event-id", &item.event_id)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("delivery failed: {}", if e.is_timeout() { "timeout" } else { "connection error" }))?;
+    if res.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("receiver answered {}", res.status().as_u16()))
+    }
+}
+
+/// 2^attempts seconds (capped at an hour) plus up to a second of jitter.
+fn backoff_ms(attempts: u32) -> i64 {
+    let base = 1i64.checked_shl(attempts.min(12)).unwrap_or(MAX_BACKOFF_SECS).min(MAX_BACKOFF_SECS) * 1000;
+    let jitter: [u8; 2] = rampart_crypto::random_bytes();
+    base + i64::from(u16::from_le_bytes(jitter) % 1000)
+}
+
+pub async fn deliver(store: Arc<dyn Store>, config: BreachConfig, clock: Arc<dyn Clock>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = clock.now();
+        match store.due_webhooks(now, 50).await {
+            Ok(items) => {
+                for item in items {
+                    let Some(endpoint) = config.webhooks.iter().find(|w| w.url == item.endpoint) else { continue };
+                    let secret = endpoint.secret.expose_secret().as_bytes().to_vec();
+                    let outcome = send(&item, &secret, config.allow_private_webhook_targets, now.as_unix_seconds()).await;
+                    let recorded = match outcome {
+                        Ok(()) => store.webhook_delivered(&item.event_id, &item.endpoint, clock.now()).await,
+                        Err(why) => {
+                            tracing::warn!(event_id = item.event_id, attempts = item.attempts + 1, reason = why, "webhook not delivered; will retry");
+                            let next = clock.now().plus_seconds(0).as_millis() + backoff_ms(item.attempts);
+                            store.webhook_failed(&item.event_id, &item.endpoint, rampart_types::Timestamp::from_millis(next), &why).await
+                        }
+                    };
+                    if let Err(e) = recorded {
+                        tracing::warn!(error = %e, "webhook outbox update failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "webhook outbox read failed"),
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_local_targets_are_refused() {
+        for bad in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+            assert!(forbidden_target(bad.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))), "{bad}");
+        }
+        for ok in ["93.184.216.34", "2606:4700::1111"] {
+            assert!(!forbidden_target(ok.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]))), "{ok}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert!(backoff_ms(0) < 2000 && backoff_ms(0) >= 1000);
+        assert!(backoff_ms(5) >= 32_000);
+        assert!(backoff_ms(40) <= MAX_BACKOFF_SECS * 1000 + 1000);
+    }
+}

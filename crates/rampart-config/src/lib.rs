@@ -379,7 +379,12 @@ impl Config {
         }
         for w in b.webhook {
             let secret = match (w.secret, w.secret_env) {
-                (Some(_), _) => return Err(invalid("breach_detection.webhook.secret", "put secrets in the environment: use secret_env")),
+                (Some(_), _) => {
+                    return Err(invalid(
+                        "breach_detection.webhook.secret",
+                        "put secrets in the environment: use secret_env",
+                    ))
+                }
                 (None, Some(var)) => env.secret(&var)?.ok_or_else(|| invalid(&var, "not set"))?,
                 (None, None) => return Err(invalid("breach_detection.webhook", "secret_env is required")),
             };

@@ -42,6 +42,8 @@ impl Core {
         if let Some(wait) = self.inner.throttle.wait_secs(&account, self.now()) {
             let details = json!({ "reason": "login_delay", "retry_after_secs": wait });
             self.record_event(EventType::RateLimited, Some(username), meta, false, details).await?;
+            // Still an attempt on the account: breach detection counts it.
+            self.on_failed_login(meta, username);
             return Err(CoreError::RateLimited { retry_after_secs: wait });
         }
         let fail = |reason: &'static str| async move {

@@ -16,8 +16,8 @@ mod passwords;
 mod principal;
 mod rbac;
 mod roles;
-pub mod security;
 pub mod rotation;
+pub mod security;
 mod throttle;
 mod users;
 
@@ -35,4 +35,6 @@ pub use roles::RoleSpec;
 pub use users::{NewUser, UserView};
 
 pub use rampart_crypto::MasterKey;
-pub use rampart_store::{AlertFilter, AlertRecord, AuditEvent, AuditFilter, AuditRecord, RoleRecord, SessionRecord, Store};
+pub use rampart_store::{
+    AlertFilter, AlertRecord, AuditEvent, AuditFilter, AuditRecord, RoleRecord, SessionRecord, Store,
+};

@@ -115,11 +115,15 @@ fn network_of(ip: IpAddr) -> String {
 
 fn recommended_action(breach_type: &str) -> &'static str {
     match breach_type {
-        "multiple_failed_logins" => "Review the source address (now blocked); reset credentials of targeted accounts if any login succeeded.",
+        "multiple_failed_logins" => {
+            "Review the source address (now blocked); reset credentials of targeted accounts if any login succeeded."
+        }
         "unauthorized_access" => "Check for leaked or forged tokens; the source keeps getting 401.",
         "privilege_escalation" => "The account's sessions were revoked; review its role and recent activity.",
         "sql_injection" => "The input was refused safely; review the client and block it if it persists.",
-        "data_exfiltration" => "The user's sessions were revoked; review what was read and whether the account is compromised.",
+        "data_exfiltration" => {
+            "The user's sessions were revoked; review what was read and whether the account is compromised."
+        }
         "unusual_access" => "Confirm with the user that this login from a new network was theirs.",
         _ => "Review the alert details.",
     }
@@ -136,7 +140,13 @@ pub struct BlockView {
 
 impl From<IpBlock> for BlockView {
     fn from(b: IpBlock) -> Self {
-        Self { ip_address: b.cidr, reason: b.reason, created_at: b.created_at, expires_at: b.expires_at, created_by: b.created_by }
+        Self {
+            ip_address: b.cidr,
+            reason: b.reason,
+            created_at: b.created_at,
+            expires_at: b.expires_at,
+            created_by: b.created_by,
+        }
     }
 }
 
@@ -169,7 +179,8 @@ impl Core {
 
     pub async fn refresh_blocks(&self) -> CoreResult<()> {
         let active = self.inner.store.active_blocks(self.now()).await?;
-        let parsed = active.iter().filter_map(|b| Cidr::parse(&b.cidr).ok().map(|c| (c, b.expires_at.as_millis()))).collect();
+        let parsed =
+            active.iter().filter_map(|b| Cidr::parse(&b.cidr).ok().map(|c| (c, b.expires_at.as_millis()))).collect();
         if let Ok(mut guard) = self.detector().blocks.write() {
             *guard = parsed;
         }
@@ -208,12 +219,24 @@ impl Core {
         if !new {
             return Ok(());
         }
-        tracing::warn!(breach_type = d.breach_type, severity = d.severity.as_str(), alert = stored.id, "security alert");
+        tracing::warn!(
+            breach_type = d.breach_type,
+            severity = d.severity.as_str(),
+            alert = stored.id,
+            "security alert"
+        );
         let meta = RequestMeta { ip: d.ip.map(|i| i.to_string()), user_agent: None, request_id: format!("alert-{id}") };
         if d.severity >= Severity::High {
             if let Some(ip) = d.ip {
                 let reason = format!("automatic: {} ({})", d.breach_type, stored.id);
-                self.add_block(Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 }), &reason, cfg.block_duration_hours, "system", &meta).await?;
+                self.add_block(
+                    Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 }),
+                    &reason,
+                    cfg.block_duration_hours,
+                    "system",
+                    &meta,
+                )
+                .await?;
             }
         }
         if d.revoke_sessions {
@@ -265,7 +288,14 @@ impl Core {
             .collect()
     }
 
-    async fn add_block(&self, cidr: Cidr, reason: &str, hours: u32, by: &str, meta: &RequestMeta) -> CoreResult<IpBlock> {
+    async fn add_block(
+        &self,
+        cidr: Cidr,
+        reason: &str,
+        hours: u32,
+        by: &str,
+        meta: &RequestMeta,
+    ) -> CoreResult<IpBlock> {
         let now = self.now();
         let block = IpBlock {
             cidr: cidr.to_string(),
@@ -304,16 +334,36 @@ impl Core {
             if let Some(ip) = ip {
                 let n = core.detector().failed_ip.add(&ip.to_string(), now, 1);
                 if n > threshold {
-                    let details = json!({ "scope": "ip", "failures": n, "window_minutes": cfg.failed_login_window_minutes });
-                    core.raise(Detection { breach_type: "multiple_failed_logins", severity: Severity::High, dedup: ip.to_string(), details, ip: Some(ip), user: None, revoke_sessions: false }).await?;
+                    let details =
+                        json!({ "scope": "ip", "failures": n, "window_minutes": cfg.failed_login_window_minutes });
+                    core.raise(Detection {
+                        breach_type: "multiple_failed_logins",
+                        severity: Severity::High,
+                        dedup: ip.to_string(),
+                        details,
+                        ip: Some(ip),
+                        user: None,
+                        revoke_sessions: false,
+                    })
+                    .await?;
                 }
             }
             let n = core.detector().failed_account.add(&account, now, 1);
             if n > threshold {
                 // Password spraying and credential stuffing come from many addresses: alert
                 // on the account, but block no single address for it.
-                let details = json!({ "scope": "account", "failures": n, "window_minutes": cfg.failed_login_window_minutes });
-                core.raise(Detection { breach_type: "multiple_failed_logins", severity: Severity::High, dedup: format!("account:{account}"), details, ip: None, user: Some(&account), revoke_sessions: false }).await?;
+                let details =
+                    json!({ "scope": "account", "failures": n, "window_minutes": cfg.failed_login_window_minutes });
+                core.raise(Detection {
+                    breach_type: "multiple_failed_logins",
+                    severity: Severity::High,
+                    dedup: format!("account:{account}"),
+                    details,
+                    ip: None,
+                    user: Some(&account),
+                    revoke_sessions: false,
+                })
+                .await?;
             }
             Ok(())
         });
@@ -331,7 +381,16 @@ impl Core {
             let new_network = core.inner.store.note_login_network(&user, &network, core.now()).await?;
             if new_network && !first_ever {
                 let details = json!({ "network": network });
-                core.raise(Detection { breach_type: "unusual_access", severity: Severity::Medium, dedup: format!("{user}:{network}"), details, ip: Some(ip), user: Some(&user), revoke_sessions: false }).await?;
+                core.raise(Detection {
+                    breach_type: "unusual_access",
+                    severity: Severity::Medium,
+                    dedup: format!("{user}:{network}"),
+                    details,
+                    ip: Some(ip),
+                    user: Some(&user),
+                    revoke_sessions: false,
+                })
+                .await?;
             }
             Ok(())
         });
@@ -348,7 +407,16 @@ impl Core {
             let n = core.detector().token_failures.add(&ip.to_string(), core.now(), 1);
             if n > u64::from(core.detector().config.token_failure_threshold) {
                 let details = json!({ "failures": n });
-                core.raise(Detection { breach_type: "unauthorized_access", severity: Severity::Medium, dedup: ip.to_string(), details, ip: Some(ip), user: None, revoke_sessions: false }).await?;
+                core.raise(Detection {
+                    breach_type: "unauthorized_access",
+                    severity: Severity::Medium,
+                    dedup: ip.to_string(),
+                    details,
+                    ip: Some(ip),
+                    user: None,
+                    revoke_sessions: false,
+                })
+                .await?;
             }
             Ok(())
         });
@@ -360,15 +428,28 @@ impl Core {
         if !self.breach_enabled() {
             return;
         }
-        let escalation = matches!(details["action"].as_str(), Some("change_own_role" | "update_own_role" | "assign_role"));
-        let admin_path = details["path"].as_str().is_some_and(|p| p.starts_with("/api/v1/admin/") || p.starts_with("/api/v1/users") || p.starts_with("/api/v1/roles"));
-        let (core, user, origin, details) = (self.clone(), who.username.to_string(), who.origin.clone(), details.clone());
+        let escalation =
+            matches!(details["action"].as_str(), Some("change_own_role" | "update_own_role" | "assign_role"));
+        let admin_path = details["path"].as_str().is_some_and(|p| {
+            p.starts_with("/api/v1/admin/") || p.starts_with("/api/v1/users") || p.starts_with("/api/v1/roles")
+        });
+        let (core, user, origin, details) =
+            (self.clone(), who.username.to_string(), who.origin.clone(), details.clone());
         self.spawn_detection(async move {
             let n = core.detector().forbidden.add(&user, core.now(), u64::from(admin_path || escalation));
             let ip = origin.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
             if escalation || (admin_path && n >= u64::from(core.detector().config.forbidden_threshold)) {
                 let details = json!({ "refused": details, "admin_refusals": n });
-                core.raise(Detection { breach_type: "privilege_escalation", severity: Severity::Critical, dedup: user.clone(), details, ip, user: Some(&user), revoke_sessions: true }).await?;
+                core.raise(Detection {
+                    breach_type: "privilege_escalation",
+                    severity: Severity::Critical,
+                    dedup: user.clone(),
+                    details,
+                    ip,
+                    user: Some(&user),
+                    revoke_sessions: true,
+                })
+                .await?;
             }
             Ok(())
         });
@@ -380,12 +461,22 @@ impl Core {
         if !self.breach_enabled() || !self.detector().config.sqli_detection {
             return;
         }
-        let (core, meta, user, location, fp) = (self.clone(), meta.clone(), user.map(str::to_owned), location.to_owned(), fingerprint.to_owned());
+        let (core, meta, user, location, fp) =
+            (self.clone(), meta.clone(), user.map(str::to_owned), location.to_owned(), fingerprint.to_owned());
         self.spawn_detection(async move {
             let ip = meta.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
             let details = json!({ "location": location, "fingerprint": fp, "request_id": meta.request_id });
             let dedup = ip.map(|i| i.to_string()).unwrap_or_default();
-            core.raise(Detection { breach_type: "sql_injection", severity: Severity::High, dedup, details, ip, user: user.as_deref(), revoke_sessions: false }).await
+            core.raise(Detection {
+                breach_type: "sql_injection",
+                severity: Severity::High,
+                dedup,
+                details,
+                ip,
+                user: user.as_deref(),
+                revoke_sessions: false,
+            })
+            .await
         });
     }
 
@@ -435,7 +526,13 @@ impl Core {
     pub async fn unblock_ip(&self, who: &Principal, ip: &str) -> CoreResult<()> {
         self.require(who, Permission::SecurityManage, None).await?;
         let cidr = Cidr::parse(ip).map_err(|e| CoreError::validation("ip_address", e.to_string()))?;
-        let event = self.event(EventType::IpUnblock, Some(who.username.as_str()), &who.origin, true, json!({ "ip_address": cidr.to_string() }));
+        let event = self.event(
+            EventType::IpUnblock,
+            Some(who.username.as_str()),
+            &who.origin,
+            true,
+            json!({ "ip_address": cidr.to_string() }),
+        );
         if !self.inner.store.remove_block(&cidr.to_string(), vec![event]).await? {
             return Err(CoreError::NotFound("block"));
         }

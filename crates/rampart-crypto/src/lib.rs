@@ -9,7 +9,9 @@ mod stream;
 mod token;
 
 pub use hierarchy::{DataKey, Kek};
-pub use keys::{verify_webhook_signature, webhook_signature, AuditMacKey, BlindIndexKey, KeyError, MasterKey, PurposeKey};
+pub use keys::{
+    verify_webhook_signature, webhook_signature, AuditMacKey, BlindIndexKey, KeyError, MasterKey, PurposeKey,
+};
 pub use password::{PasswordHashError, PasswordHasher, PasswordVerification, StoredPasswordHash};
 pub use policy::{check_password_policy, PolicyViolation, MAX_BYTES as MAX_PASSWORD_BYTES};
 pub use stream::{

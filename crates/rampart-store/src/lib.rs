@@ -141,10 +141,26 @@ pub trait DocumentStore: Send + Sync {
 
 /// Everything a Rampart backend provides.
 pub trait Store:
-    MetaStore + AuditStore + KeyStore + SecurityStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore
+    MetaStore
+    + AuditStore
+    + KeyStore
+    + SecurityStore
+    + UserStore
+    + SessionStore
+    + RoleStore
+    + CollectionStore
+    + DocumentStore
 {
 }
 impl<T> Store for T where
-    T: MetaStore + AuditStore + KeyStore + SecurityStore + UserStore + SessionStore + RoleStore + CollectionStore + DocumentStore
+    T: MetaStore
+        + AuditStore
+        + KeyStore
+        + SecurityStore
+        + UserStore
+        + SessionStore
+        + RoleStore
+        + CollectionStore
+        + DocumentStore
 {
 }

@@ -54,7 +54,13 @@ pub trait SecurityStore: Send + Sync {
     /// Folds `alert` into an unresolved alert with the same dedup key seen since
     /// `since`, or inserts it. When it is new, `webhooks` are queued in the same
     /// transaction. Returns the stored alert and whether it is new.
-    async fn raise_alert(&self, alert: AlertRecord, since: Timestamp, webhooks: Vec<OutboxItem>, audit: Audit) -> StoreResult<(AlertRecord, bool)>;
+    async fn raise_alert(
+        &self,
+        alert: AlertRecord,
+        since: Timestamp,
+        webhooks: Vec<OutboxItem>,
+        audit: Audit,
+    ) -> StoreResult<(AlertRecord, bool)>;
     async fn list_alerts(&self, filter: AlertFilter) -> StoreResult<Vec<AlertRecord>>;
     async fn set_alert_status(&self, id: &str, status: &str, by: &str, audit: Audit) -> StoreResult<AlertRecord>;
     async fn add_block(&self, block: IpBlock, audit: Audit) -> StoreResult<()>;
@@ -64,7 +70,13 @@ pub trait SecurityStore: Send + Sync {
     async fn active_blocks(&self, now: Timestamp) -> StoreResult<Vec<IpBlock>>;
     async fn due_webhooks(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<OutboxItem>>;
     async fn webhook_delivered(&self, event_id: &str, endpoint: &str, at: Timestamp) -> StoreResult<()>;
-    async fn webhook_failed(&self, event_id: &str, endpoint: &str, next_attempt_at: Timestamp, error: &str) -> StoreResult<()>;
+    async fn webhook_failed(
+        &self,
+        event_id: &str,
+        endpoint: &str,
+        next_attempt_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<()>;
     /// Records that `username` logged in from `network`; returns whether it was new.
     async fn note_login_network(&self, username: &str, network: &str, at: Timestamp) -> StoreResult<bool>;
 }

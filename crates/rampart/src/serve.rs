@@ -46,8 +46,10 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let (core, store) = datadir::open(&config).await?;
     core.on_erasure(crate::backup_cmd::erasure_hook(&config));
     let (stop_export, stop_rx) = tokio::sync::watch::channel(false);
-    let exporter = tokio::spawn(audit_cmd::export(Arc::new(store.clone()), audit_file, log_dir.clone(), stop_rx.clone()));
-    let webhooks = tokio::spawn(crate::webhooks::deliver(Arc::new(store.clone()), config.breach.clone(), clock.clone(), stop_rx));
+    let exporter =
+        tokio::spawn(audit_cmd::export(Arc::new(store.clone()), audit_file, log_dir.clone(), stop_rx.clone()));
+    let webhooks =
+        tokio::spawn(crate::webhooks::deliver(Arc::new(store.clone()), config.breach.clone(), clock.clone(), stop_rx));
     let acceptor = if config.server.insecure_http {
         tracing::warn!("serving plain HTTP on a loopback address (--insecure-http)");
         None
@@ -63,6 +65,7 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     tracing::info!(address = %local, "listening");
+    let signals = Signals::install()?;
     println!("Rampart listening on {scheme}://{local}");
 
     let sweeper = tokio::spawn({
@@ -84,7 +87,7 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
         }
     });
 
-    serve_connections(&config, listener, acceptor, app).await;
+    serve_connections(&config, listener, acceptor, app, signals).await;
     sweeper.abort();
     // Every committed record reaches audit.log before the process exits.
     let _ = stop_export.send(true);
@@ -98,7 +101,13 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve_connections(config: &Config, listener: TcpListener, acceptor: Option<TlsAcceptor>, app: axum::Router) {
+async fn serve_connections(
+    config: &Config,
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    app: axum::Router,
+    signals: Signals,
+) {
     let slots = Arc::new(Semaphore::new(config.server.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -109,7 +118,7 @@ async fn serve_connections(config: &Config, listener: TcpListener, acceptor: Opt
         .max_buf_size(MAX_HEADER_BYTES.max(8192));
     builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEADER_BYTES as u32);
     let builder = Arc::new(builder);
-    let shutdown = shutdown_signal();
+    let shutdown = signals.wait();
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -161,21 +170,26 @@ async fn serve_connections(config: &Config, listener: TcpListener, acceptor: Opt
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Signal handlers, installed before the server announces itself so a SIGTERM that comes
+/// right after start still shuts down cleanly instead of killing the process.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

@@ -48,7 +48,10 @@ pub fn forbidden_target(ip: IpAddr) -> bool {
 async fn resolve_target(url: &reqwest::Url, allow_private: bool) -> Result<(String, SocketAddr), String> {
     let host = url.host_str().ok_or("webhook URL has no host")?.to_owned();
     let port = url.port_or_known_default().ok_or("webhook URL has no port")?;
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
     let first = *addrs.first().ok_or_else(|| format!("{host} has no address"))?;
     if !allow_private && addrs.iter().any(|a| forbidden_target(a.ip())) {
         return Err(format!("{host} resolves to a private, loopback or link-local address (set RAMPART_WEBHOOK_ALLOW_PRIVATE_TARGETS=true to allow)"));
@@ -91,7 +94,12 @@ fn backoff_ms(attempts: u32) -> i64 {
     base + i64::from(u16::from_le_bytes(jitter) % 1000)
 }
 
-pub async fn deliver(store: Arc<dyn Store>, config: BreachConfig, clock: Arc<dyn Clock>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn deliver(
+    store: Arc<dyn Store>,
+    config: BreachConfig,
+    clock: Arc<dyn Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let now = clock.now();
         match store.due_webhooks(now, 50).await {
@@ -99,13 +107,26 @@ pub async fn deliver(store: Arc<dyn Store>, config: BreachConfig, clock: Arc<dyn
                 for item in items {
                     let Some(endpoint) = config.webhooks.iter().find(|w| w.url == item.endpoint) else { continue };
                     let secret = endpoint.secret.expose_secret().as_bytes().to_vec();
-                    let outcome = send(&item, &secret, config.allow_private_webhook_targets, now.as_unix_seconds()).await;
+                    let outcome =
+                        send(&item, &secret, config.allow_private_webhook_targets, now.as_unix_seconds()).await;
                     let recorded = match outcome {
                         Ok(()) => store.webhook_delivered(&item.event_id, &item.endpoint, clock.now()).await,
                         Err(why) => {
-                            tracing::warn!(event_id = item.event_id, attempts = item.attempts + 1, reason = why, "webhook not delivered; will retry");
+                            tracing::warn!(
+                                event_id = item.event_id,
+                                attempts = item.attempts + 1,
+                                reason = why,
+                                "webhook not delivered; will retry"
+                            );
                             let next = clock.now().plus_seconds(0).as_millis() + backoff_ms(item.attempts);
-                            store.webhook_failed(&item.event_id, &item.endpoint, rampart_types::Timestamp::from_millis(next), &why).await
+                            store
+                                .webhook_failed(
+                                    &item.event_id,
+                                    &item.endpoint,
+                                    rampart_types::Timestamp::from_millis(next),
+                                    &why,
+                                )
+                                .await
                         }
                     };
                     if let Err(e) = recorded {
@@ -131,7 +152,19 @@ mod tests {
 
     #[test]
     fn private_and_local_targets_are_refused() {
-        for bad in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+        for bad in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(forbidden_target(bad.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))), "{bad}");
         }
         for ok in ["93.184.216.34", "2606:4700::1111"] {

@@ -185,7 +185,7 @@ async fn hostile_usernames_stay_one_json_line() {
 
 #[tokio::test]
 async fn spoofed_forwarded_for_from_an_untrusted_peer_is_ignored() {
-    let app = TestApp::new().await;
+    let app = TestApp::with_config(|c| c.breach.enabled = false).await;
     let req = |xff: &str| {
         Request::builder()
             .method(Method::POST)

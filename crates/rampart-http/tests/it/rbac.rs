@@ -43,7 +43,8 @@ fn concrete(path: &str, doc_id: &str) -> String {
 /// answer 403. A handler that forgot its authorization extractor fails one of the two.
 #[tokio::test]
 async fn every_route_makes_an_authorization_decision() {
-    let app = TestApp::new().await;
+    // Hundreds of refusals on purpose: breach detection would (rightly) block this client.
+    let app = TestApp::with_config(|c| c.breach.enabled = false).await;
     let admin = app.admin_token().await;
     app.post("/api/v1/collections", Some(&admin), json!({"name": "walk"})).await;
     let doc = app.post("/api/v1/collections/walk/documents", Some(&admin), json!({"data": {"a": 1}})).await;
@@ -76,7 +77,8 @@ async fn every_route_makes_an_authorization_decision() {
 
 #[tokio::test]
 async fn users_cannot_raise_their_own_or_anyone_elses_privileges() {
-    let app = TestApp::new().await;
+    // The refusals are the subject here; the escalation response is tested in security.rs.
+    let app = TestApp::with_config(|c| c.breach.enabled = false).await;
     let admin = app.admin_token().await;
     custom_role(
         &app,

@@ -4,6 +4,7 @@
 
 mod audit;
 mod backup;
+mod breach;
 mod cli;
 mod hardening;
 mod keys;

@@ -135,6 +135,8 @@ pub(crate) struct FileAuth {
     pub password_hash_queue: Option<usize>,
     pub login_delay_after_failures: Option<u32>,
     pub max_login_delay_secs: Option<u32>,
+    pub require_mfa_for_roles: Option<Vec<String>>,
+    pub refresh_lifetime_hours: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

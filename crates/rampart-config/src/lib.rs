@@ -172,6 +172,10 @@ pub struct AuthConfig {
     pub login_delay_after_failures: u32,
     /// Cap of that growing wait, in seconds (no permanent lockout).
     pub max_login_delay_secs: u32,
+    /// Holders of these roles without MFA get sessions that can only enrol MFA.
+    pub require_mfa_for_roles: Vec<String>,
+    /// Absolute lifetime of a refresh-token family.
+    pub refresh_lifetime_hours: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +290,12 @@ impl Config {
             password_hash_queue: file.auth.password_hash_queue.unwrap_or(64),
             login_delay_after_failures: file.auth.login_delay_after_failures.unwrap_or(5),
             max_login_delay_secs: file.auth.max_login_delay_secs.unwrap_or(900),
+            require_mfa_for_roles: match env.get("RAMPART_REQUIRE_MFA_FOR_ROLES") {
+                Some(v) if v.trim() == "none" => Vec::new(),
+                Some(v) => v.split(',').map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()).collect(),
+                None => file.auth.require_mfa_for_roles.unwrap_or_else(|| vec!["admin".to_owned()]),
+            },
+            refresh_lifetime_hours: file.auth.refresh_lifetime_hours.unwrap_or(24 * 7),
         };
         range("session_timeout_minutes", auth.session_timeout_minutes, 1, 24 * 60)?;
         range("session_lifetime_hours", auth.session_lifetime_hours, 1, 24 * 30)?;

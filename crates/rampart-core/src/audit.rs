@@ -38,6 +38,11 @@ pub enum EventType {
     IpBlock,
     IpUnblock,
     AlertAck,
+    MfaEnable,
+    MfaVerify,
+    MfaDisable,
+    MfaReset,
+    RecoveryCodeUsed,
 }
 
 impl EventType {
@@ -66,6 +71,11 @@ impl EventType {
             Self::IpBlock => "ip_block",
             Self::IpUnblock => "ip_unblock",
             Self::AlertAck => "alert_ack",
+            Self::MfaEnable => "mfa_enable",
+            Self::MfaVerify => "mfa_verify",
+            Self::MfaDisable => "mfa_disable",
+            Self::MfaReset => "mfa_reset",
+            Self::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 }

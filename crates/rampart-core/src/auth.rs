@@ -26,9 +26,12 @@ impl RequestMeta {
 
 pub struct LoginOutcome {
     pub token: SecretString,
+    pub refresh_token: SecretString,
     pub session_id: String,
     pub expires_at: Timestamp,
     pub user: UserView,
+    /// Set when the account must still pass a second factor: no session was opened.
+    pub mfa_token: Option<SecretString>,
 }
 
 const SESSION_PREFIX: &str = "rps_";
@@ -78,26 +81,49 @@ impl Core {
             };
             self.inner.store.update_user(&user.username, change, vec![]).await?;
         }
+        self.inner.throttle.succeeded(&account);
+        if user.mfa_enabled {
+            return self.mfa_challenge(&user, meta).await;
+        }
+        self.on_login_success(meta, user.username.as_str());
+        self.open_session(&user, meta, json!({ "method": "password" })).await
+    }
+
+    /// A new session with the first refresh token of a new family; audited as `login`.
+    pub(crate) async fn open_session(
+        &self,
+        user: &rampart_store::UserRecord,
+        meta: &RequestMeta,
+        details: serde_json::Value,
+    ) -> CoreResult<LoginOutcome> {
+        let (session, token) = self.new_session(&user.username, meta);
+        let (refresh, refresh_token) = self.new_refresh(&user.username, &session.id, None);
+        let session_id = session.id.clone();
+        let expires_at = session.expires_at;
+        let mut details = details;
+        if let Some(o) = details.as_object_mut() {
+            o.insert("session_id".into(), json!(session_id));
+        }
+        let event = self.event(EventType::Login, Some(user.username.as_str()), meta, true, details);
+        let max = self.inner.settings.max_sessions_per_user;
+        self.inner.store.create_session_with_refresh(session, refresh, max, vec![event]).await?;
+        Ok(LoginOutcome { token, refresh_token, session_id, expires_at, user: UserView::from(user), mfa_token: None })
+    }
+
+    pub(crate) fn new_session(&self, username: &Username, meta: &RequestMeta) -> (SessionRecord, SecretString) {
         let now = self.now();
         let token = SessionToken::generate(SESSION_PREFIX);
-        let expires_at = now.plus_seconds(self.inner.settings.session_lifetime_secs);
         let session = SessionRecord {
             id: hex_id(),
             token_hash: *token.hash.as_bytes(),
-            username: user.username.clone(),
+            username: username.clone(),
             created_at: now,
             last_seen_at: now,
-            expires_at,
+            expires_at: now.plus_seconds(self.inner.settings.session_lifetime_secs),
             ip_address: meta.ip.clone(),
             user_agent: meta.user_agent.as_ref().map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
         };
-        let session_id = session.id.clone();
-        self.inner.throttle.succeeded(&account);
-        self.on_login_success(meta, user.username.as_str());
-        let event =
-            self.event(EventType::Login, Some(user.username.as_str()), meta, true, json!({ "session_id": session_id }));
-        self.inner.store.create_session(session, self.inner.settings.max_sessions_per_user, vec![event]).await?;
-        Ok(LoginOutcome { token: token.token, session_id, expires_at, user: UserView::from(&user) })
+        (session, token.token)
     }
 
     /// Resolves a bearer token to its principal, ending it if idle or past its lifetime.
@@ -126,7 +152,15 @@ impl Core {
         if now >= session.last_seen_at.plus_seconds(self.inner.settings.touch_interval_secs) {
             store.touch_session(&session.id, now).await?;
         }
-        Ok(Principal { username: user.username, role, session_id: Some(session.id), origin: meta.clone() })
+        let enrollment_only =
+            !user.mfa_enabled && self.inner.settings.require_mfa_for_roles.iter().any(|r| r == user.role.as_str());
+        Ok(Principal {
+            username: user.username,
+            role,
+            session_id: Some(session.id),
+            origin: meta.clone(),
+            mfa_enrollment_only: enrollment_only,
+        })
     }
 
     pub async fn logout(&self, who: &Principal) -> CoreResult<()> {

@@ -31,6 +31,8 @@ pub struct CoreSettings {
     /// Pause between background re-encryption batches.
     pub reencrypt_pause: std::time::Duration,
     pub breach: rampart_config::BreachConfig,
+    pub require_mfa_for_roles: Vec<String>,
+    pub refresh_lifetime_secs: i64,
 }
 
 impl CoreSettings {
@@ -48,6 +50,8 @@ impl CoreSettings {
             key_rotation_days: c.keys.rotation_days,
             reencrypt_pause: std::time::Duration::from_millis(c.keys.reencrypt_pause_ms),
             breach: c.breach.clone(),
+            require_mfa_for_roles: c.auth.require_mfa_for_roles.clone(),
+            refresh_lifetime_secs: i64::from(c.auth.refresh_lifetime_hours) * 3600,
         }
     }
 }
@@ -206,6 +210,7 @@ impl Core {
             role,
             session_id: None,
             origin: RequestMeta::local("cli"),
+            mfa_enrollment_only: false,
         })
     }
 

@@ -242,6 +242,36 @@ impl KeyRing {
     }
 }
 
+const SECRETS_OWNER: &str = "_secrets";
+
+impl KeyRing {
+    /// Seals a small secret the store keeps (TOTP secrets, ...) under the secrets key, bound
+    /// to `aad` (its owner and purpose): `[key id len][key id][nonce|ciphertext|tag]`.
+    pub async fn seal_secret(&self, aad: &[u8], plain: &[u8], now: Timestamp) -> CoreResult<Vec<u8>> {
+        let key_id = self.current(KeyKind::Collection, SECRETS_OWNER, now).await?;
+        let key = self.sealing_key(&key_id, now).await?;
+        let mut full_aad = aad.to_vec();
+        full_aad.extend_from_slice(key_id.as_bytes());
+        let mut out = vec![u8::try_from(key_id.len()).map_err(|_| integrity("key id too long"))?];
+        out.extend_from_slice(key_id.as_bytes());
+        out.extend_from_slice(&key.seal(&full_aad, plain).map_err(CoreError::internal)?);
+        Ok(out)
+    }
+
+    pub async fn open_secret(&self, aad: &[u8], sealed: &[u8], now: Timestamp) -> CoreResult<Vec<u8>> {
+        let (&len, rest) = sealed.split_first().ok_or(integrity("sealed secret truncated"))?;
+        let key_id = rest
+            .get(..usize::from(len))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or(integrity("sealed secret header damaged"))?;
+        let body = rest.get(usize::from(len)..).ok_or(integrity("sealed secret truncated"))?;
+        let key = self.sealing_key(key_id, now).await?;
+        let mut full_aad = aad.to_vec();
+        full_aad.extend_from_slice(key_id.as_bytes());
+        key.open(&full_aad, body).map_err(|_| integrity("a stored secret failed authentication"))
+    }
+}
+
 /// Opens a body with already-unwrapped keys (inside a store transaction).
 pub(crate) fn open_with(
     keys: &std::collections::HashMap<String, SealingKey>,

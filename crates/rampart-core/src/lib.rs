@@ -12,6 +12,7 @@ mod data;
 mod error;
 pub mod keyring;
 pub mod limiter;
+pub mod mfa;
 mod passwords;
 mod principal;
 mod rbac;

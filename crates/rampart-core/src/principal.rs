@@ -14,6 +14,8 @@ pub struct Principal {
     pub session_id: Option<String>,
     /// Where the request came from, for audit records.
     pub origin: crate::RequestMeta,
+    /// The role requires MFA and the user has none yet: only enrolment and logout work.
+    pub mfa_enrollment_only: bool,
 }
 
 impl Principal {

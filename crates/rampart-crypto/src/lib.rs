@@ -7,6 +7,7 @@ mod password;
 mod policy;
 mod stream;
 mod token;
+mod totp;
 
 pub use hierarchy::{DataKey, Kek};
 pub use keys::{
@@ -19,3 +20,4 @@ pub use stream::{
     StreamHeader, StreamSummary,
 };
 pub use token::{random_bytes, random_password, SessionToken, TokenHash};
+pub use totp::{recovery_code_hash, recovery_codes, TotpSecret, STEP_SECS as TOTP_STEP_SECS};

@@ -26,6 +26,8 @@ pub enum ApiError {
     OriginNotAllowed,
     #[error("access from this address is blocked")]
     IpBlocked,
+    #[error("your role requires MFA: enrol with /api/v1/auth/mfa/enable and /confirm, then log in again")]
+    MfaEnrollmentRequired,
 }
 
 impl ApiError {
@@ -56,6 +58,7 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
         ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout", msg, None),
         ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", msg, None),
         ApiError::IpBlocked => (StatusCode::FORBIDDEN, "ip_blocked", msg, None),
+        ApiError::MfaEnrollmentRequired => (StatusCode::FORBIDDEN, "mfa_enrollment_required", msg, None),
         ApiError::Core(core) => match core {
             C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", msg, None),
             C::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists", msg, None),

@@ -113,6 +113,9 @@ impl<P: PermissionMarker> FromRequestParts<AppState> for Authz<P> {
             ),
             None => None,
         };
+        if who.mfa_enrollment_only {
+            return Err(ApiError::MfaEnrollmentRequired.into_response());
+        }
         if !who.can(P::PERMISSION, collection.as_ref()) {
             let details = serde_json::json!({
                 "permission": P::PERMISSION.as_str(),

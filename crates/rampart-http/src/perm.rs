@@ -41,4 +41,5 @@ markers!(
     GdprErase,
     SecurityRead,
     SecurityManage,
+    UsersMfaReset,
 );

@@ -7,7 +7,7 @@ use axum::Router;
 use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
-use crate::handlers::{self, admin, auth, backups, collections, documents, gdpr, keys, roles, security, users};
+use crate::handlers::{self, admin, auth, backups, collections, documents, gdpr, keys, mfa, roles, security, users};
 use crate::AppState;
 
 /// Who may call a route, as declared by its handler's extractor. The route-walk test
@@ -50,6 +50,15 @@ fn routes() -> Vec<Route> {
         r(M::POST, "/api/v1/auth/logout-all", SelfService, post(auth::logout_all)),
         r(M::GET, "/api/v1/auth/me", SelfService, get(auth::me)),
         r(M::POST, "/api/v1/auth/password", SelfService, post(auth::change_password)),
+        r(M::POST, "/api/v1/auth/refresh", Public, post(auth::refresh)),
+        r(M::POST, "/api/v1/auth/mfa/verify", Public, post(mfa::verify)),
+        r(M::POST, "/api/v1/auth/mfa/enable", SelfService, post(mfa::enable)),
+        r(M::POST, "/api/v1/auth/mfa/confirm", SelfService, post(mfa::confirm)),
+        r(M::POST, "/api/v1/auth/mfa/disable", SelfService, post(mfa::disable)),
+        r(M::POST, "/api/v1/auth/mfa/recovery-codes", SelfService, post(mfa::recovery_codes)),
+        r(M::GET, "/api/v1/auth/sessions", SelfService, get(mfa::sessions)),
+        r(M::DELETE, "/api/v1/auth/sessions/{id}", SelfService, delete(mfa::end_session)),
+        r(M::POST, "/api/v1/users/{username}/mfa/reset", Permission, post(mfa::reset)),
         r(M::GET, "/api/v1/users", Permission, get(users::list)),
         r(M::POST, "/api/v1/users", Permission, post(users::create)),
         r(M::GET, "/api/v1/users/{username}", Permission, get(users::get)),

@@ -6,6 +6,7 @@ mod audit;
 mod conn;
 mod documents;
 mod keys;
+mod mfa;
 mod migrations;
 mod roles;
 mod security;

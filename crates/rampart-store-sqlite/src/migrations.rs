@@ -158,6 +158,40 @@ CREATE TABLE login_networks (
     PRIMARY KEY (username, network)
 ) STRICT;
 "#,
+    r#"
+ALTER TABLE users ADD COLUMN mfa_secret BLOB;
+ALTER TABLE users ADD COLUMN mfa_pending BLOB;
+ALTER TABLE users ADD COLUMN mfa_last_step INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN family_id TEXT;
+CREATE INDEX sessions_by_family ON sessions(family_id) WHERE family_id IS NOT NULL;
+
+CREATE TABLE recovery_codes (
+    username  TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    code_hash BLOB NOT NULL,
+    used_at   INTEGER,
+    PRIMARY KEY (username, code_hash)
+) STRICT;
+
+CREATE TABLE mfa_challenges (
+    token_hash BLOB PRIMARY KEY,
+    username   TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    used       INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+CREATE TABLE refresh_tokens (
+    token_hash BLOB PRIMARY KEY,
+    family_id  TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    username   TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER,
+    revoked    INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX refresh_by_family ON refresh_tokens(family_id);
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {

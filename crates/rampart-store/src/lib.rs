@@ -6,6 +6,7 @@
 
 mod audit;
 mod keys;
+mod mfa;
 mod records;
 mod security;
 
@@ -14,6 +15,7 @@ use rampart_types::{CollectionName, DocumentId, RoleName, SubjectId, Timestamp, 
 
 pub use audit::*;
 pub use keys::*;
+pub use mfa::*;
 pub use records::*;
 pub use security::*;
 
@@ -145,6 +147,7 @@ pub trait Store:
     + AuditStore
     + KeyStore
     + SecurityStore
+    + MfaStore
     + UserStore
     + SessionStore
     + RoleStore
@@ -157,6 +160,7 @@ impl<T> Store for T where
         + AuditStore
         + KeyStore
         + SecurityStore
+        + MfaStore
         + UserStore
         + SessionStore
         + RoleStore

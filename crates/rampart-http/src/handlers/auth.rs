@@ -2,9 +2,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::{CoreError, UserView};
-use rampart_types::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
@@ -21,25 +20,26 @@ pub(crate) struct LoginRequest {
     method: Option<String>,
 }
 
-#[derive(Serialize)]
-pub(crate) struct LoginResponse {
-    token: String,
-    expires_at: Timestamp,
-    user: LoginUser,
-}
-
-#[derive(Serialize)]
-struct LoginUser {
-    username: String,
-    role: String,
-    mfa_enabled: bool,
+/// The login answer of SPEC section 4: a session with its refresh token, or, when the
+/// account has MFA, `{"mfa_required": true, "mfa_token"}` and no session.
+pub(crate) fn login_json(out: rampart_core::LoginOutcome) -> Value {
+    if let Some(mfa) = out.mfa_token {
+        return json!({ "mfa_required": true, "mfa_token": mfa.expose_secret() });
+    }
+    let UserView { username, role, mfa_enabled, .. } = out.user;
+    json!({
+        "token": out.token.expose_secret(),
+        "refresh_token": out.refresh_token.expose_secret(),
+        "expires_at": out.expires_at,
+        "user": { "username": username, "role": role, "mfa_enabled": mfa_enabled },
+    })
 }
 
 pub(crate) async fn login(
     Public(ctx): Public,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> ApiResult<Json<LoginResponse>> {
+) -> ApiResult<Json<Value>> {
     match req.method.as_deref() {
         None | Some("local") => {}
         Some(_) => {
@@ -50,12 +50,22 @@ pub(crate) async fn login(
         }
     }
     let out = state.core.login(&req.username, req.password, &ctx.meta()).await?;
-    let UserView { username, role, mfa_enabled, .. } = out.user;
-    Ok(Json(LoginResponse {
-        token: out.token.expose_secret().to_owned(),
-        expires_at: out.expires_at,
-        user: LoginUser { username: username.to_string(), role: role.to_string(), mfa_enabled },
-    }))
+    Ok(Json(login_json(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RefreshRequest {
+    refresh_token: SecretString,
+}
+
+pub(crate) async fn refresh(
+    Public(ctx): Public,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<Value>> {
+    let out = state.core.refresh(req.refresh_token.expose_secret(), &ctx.meta()).await?;
+    Ok(Json(login_json(out)))
 }
 
 pub(crate) async fn logout(auth: Authenticated, State(state): State<AppState>) -> ApiResult<StatusCode> {

@@ -5,6 +5,7 @@ pub(crate) mod collections;
 pub(crate) mod documents;
 pub(crate) mod gdpr;
 pub(crate) mod keys;
+pub(crate) mod mfa;
 pub(crate) mod roles;
 pub(crate) mod security;
 pub(crate) mod users;

@@ -7,5 +7,6 @@ mod crypto;
 mod data;
 mod errors;
 mod limits;
+mod mfa;
 mod rbac;
 mod security;

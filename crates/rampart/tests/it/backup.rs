@@ -108,7 +108,8 @@ async fn a_backup_under_concurrent_writes_verifies_and_restores() {
         &["restore", file.to_str().unwrap(), "--key-file", data.join("master.key").to_str().unwrap()],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let server = start(ServerOpts { env: vec![], ..ServerOpts::new(&restored) });
+    let server =
+        start(ServerOpts { env: vec![("RAMPART_REQUIRE_MFA_FOR_ROLES", "none".into())], ..ServerOpts::new(&restored) });
     let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
     assert_eq!(count_docs(&server, &token, "w").await as u64, backed_up);
     let hit: Value = server
@@ -302,7 +303,8 @@ async fn an_erased_subject_never_comes_back_from_an_old_backup() {
         String::from_utf8_lossy(&out.stdout)
     );
     for dir in [&fresh, &data] {
-        let server = start(ServerOpts { env: vec![], ..ServerOpts::new(dir) });
+        let server =
+            start(ServerOpts { env: vec![("RAMPART_REQUIRE_MFA_FOR_ROLES", "none".into())], ..ServerOpts::new(dir) });
         let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
         let x: Value = server
             .client()

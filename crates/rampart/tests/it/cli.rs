@@ -29,7 +29,7 @@ async fn init_secure_writes_private_files_refuses_overwrite_and_serve_uses_them(
 
     let password = secrets.lines().find_map(|l| l.strip_prefix("RAMPART_ADMIN_PASSWORD=")).unwrap().to_owned();
     let mut opts = ServerOpts::new(&data);
-    opts.env = vec![];
+    opts.env.retain(|(k, _)| *k != "RAMPART_ADMIN_PASSWORD");
     opts.extra_args = vec!["--config".into(), dir.join("rampart.toml").display().to_string()];
     let server = start(opts);
     let c = server.client();
@@ -77,7 +77,8 @@ async fn user_verbs_manage_users_in_the_data_dir() {
     assert!(String::from_utf8_lossy(&demote.stderr).contains("last admin"));
 
     // The server sees the CLI's changes.
-    let server = start(ServerOpts { env: vec![], ..ServerOpts::new(&data) });
+    let server =
+        start(ServerOpts { env: vec![("RAMPART_REQUIRE_MFA_FOR_ROLES", "none".into())], ..ServerOpts::new(&data) });
     let c = server.client();
     let res = c
         .post(server.url("/api/v1/auth/login"))

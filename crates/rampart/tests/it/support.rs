@@ -28,7 +28,15 @@ pub struct ServerOpts<'a> {
 
 impl<'a> ServerOpts<'a> {
     pub fn new(data_dir: &'a Path) -> Self {
-        Self { data_dir, env: vec![("RAMPART_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned())], extra_args: vec![] }
+        Self {
+            data_dir,
+            env: vec![
+                ("RAMPART_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+                // The default (admins must enrol MFA first) is tested on its own.
+                ("RAMPART_REQUIRE_MFA_FOR_ROLES", "none".to_owned()),
+            ],
+            extra_args: vec![],
+        }
     }
 }
 

@@ -1,0 +1,122 @@
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rampart_core::mfa::MfaEnrollment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiResult;
+use crate::extract::{Authenticated, Authz, Public};
+use crate::handlers::auth::login_json;
+use crate::json::ApiJson;
+use crate::perm;
+use crate::AppState;
+
+pub(crate) async fn enable(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<MfaEnrollment>> {
+    Ok(Json(state.core.mfa_enable(&auth.who).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodeBody {
+    code: String,
+}
+
+pub(crate) async fn confirm(
+    auth: Authenticated,
+    State(state): State<AppState>,
+    ApiJson(b): ApiJson<CodeBody>,
+) -> ApiResult<Json<Value>> {
+    let codes = state.core.mfa_confirm(&auth.who, &b.code).await?;
+    Ok(Json(json!({ "mfa_enabled": true, "recovery_codes": codes })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyBody {
+    token: SecretString,
+    code: String,
+}
+
+pub(crate) async fn verify(
+    Public(ctx): Public,
+    State(state): State<AppState>,
+    ApiJson(b): ApiJson<VerifyBody>,
+) -> ApiResult<Json<Value>> {
+    let out = state.core.mfa_verify(b.token.expose_secret(), &b.code, &ctx.meta()).await?;
+    Ok(Json(login_json(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DisableBody {
+    password: SecretString,
+    code: String,
+}
+
+pub(crate) async fn disable(
+    auth: Authenticated,
+    State(state): State<AppState>,
+    ApiJson(b): ApiJson<DisableBody>,
+) -> ApiResult<StatusCode> {
+    state.core.mfa_disable(&auth.who, b.password, &b.code).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn recovery_codes(
+    auth: Authenticated,
+    State(state): State<AppState>,
+    ApiJson(b): ApiJson<CodeBody>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "recovery_codes": state.core.mfa_regenerate_codes(&auth.who, &b.code).await? })))
+}
+
+pub(crate) async fn reset(
+    auth: Authz<perm::UsersMfaReset>,
+    State(state): State<AppState>,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.core.mfa_reset(&auth.who, &username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SessionsQuery {
+    username: Option<String>,
+}
+
+pub(crate) async fn sessions(
+    auth: Authenticated,
+    State(state): State<AppState>,
+    Query(q): Query<SessionsQuery>,
+) -> ApiResult<Json<Value>> {
+    let list = state.core.list_sessions(&auth.who, q.username.as_deref()).await?;
+    let current = auth.who.session_id.clone();
+    let view: Vec<Value> = list
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "username": s.username,
+                "created_at": s.created_at,
+                "last_seen_at": s.last_seen_at,
+                "expires_at": s.expires_at,
+                "ip_address": s.ip_address,
+                "user_agent": s.user_agent,
+                "current": current.as_deref() == Some(s.id.as_str()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sessions": view })))
+}
+
+pub(crate) async fn end_session(
+    auth: Authenticated,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.core.end_session(&auth.who, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

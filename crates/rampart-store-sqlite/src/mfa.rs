@@ -1,0 +1,289 @@
+use async_trait::async_trait;
+use rampart_store::{Audit, MfaState, MfaStore, RefreshOutcome, RefreshRecord, SessionRecord, StoreError, StoreResult};
+use rampart_types::{Timestamp, Username};
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use crate::{map_err, parse_col, SqliteStore};
+
+const CONCURRENT_USE_GRACE_MS: i64 = 5_000;
+
+fn insert_refresh(tx: &Transaction<'_>, r: &RefreshRecord) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO refresh_tokens (token_hash, family_id, session_id, username, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            r.token_hash.as_slice(),
+            r.family_id,
+            r.session_id,
+            r.username.as_str(),
+            r.created_at.as_millis(),
+            r.expires_at.as_millis()
+        ],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
+fn insert_session(tx: &Transaction<'_>, s: &SessionRecord, family: &str, max_per_user: u32) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO sessions (id, token_hash, username, created_at, last_seen_at, expires_at, ip_address, user_agent, family_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            s.id,
+            s.token_hash.as_slice(),
+            s.username.as_str(),
+            s.created_at.as_millis(),
+            s.last_seen_at.as_millis(),
+            s.expires_at.as_millis(),
+            s.ip_address,
+            s.user_agent,
+            family
+        ],
+    )
+    .map_err(map_err)?;
+    tx.execute(
+        "DELETE FROM sessions WHERE username = ?1 AND id NOT IN (
+             SELECT id FROM sessions WHERE username = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2)",
+        params![s.username.as_str(), i64::from(max_per_user)],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
+fn replace_codes(tx: &Transaction<'_>, user: &str, hashes: &[[u8; 32]]) -> StoreResult<()> {
+    tx.execute("DELETE FROM recovery_codes WHERE username = ?1", params![user]).map_err(map_err)?;
+    for h in hashes {
+        tx.execute("INSERT INTO recovery_codes (username, code_hash) VALUES (?1, ?2)", params![user, h.as_slice()])
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl MfaStore for SqliteStore {
+    async fn mfa_state(&self, user: &Username) -> StoreResult<MfaState> {
+        let u = user.as_str().to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT mfa_secret, mfa_pending, mfa_last_step FROM users WHERE username = ?1",
+                params![u],
+                |r| Ok(MfaState { secret: r.get(0)?, pending: r.get(1)?, last_step: r.get(2)? }),
+            )
+            .optional()
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn set_mfa_pending(&self, user: &Username, sealed: Option<Vec<u8>>) -> StoreResult<()> {
+        let u = user.as_str().to_owned();
+        self.write(Vec::new(), move |tx| {
+            let n = tx
+                .execute("UPDATE users SET mfa_pending = ?2 WHERE username = ?1", params![u, sealed])
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn activate_mfa(&self, user: &Username, code_hashes: Vec<[u8; 32]>, audit: Audit) -> StoreResult<()> {
+        let u = user.as_str().to_owned();
+        self.write(audit, move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE users SET mfa_secret = mfa_pending, mfa_pending = NULL, mfa_enabled = 1
+                     WHERE username = ?1 AND mfa_pending IS NOT NULL",
+                    params![u],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            replace_codes(tx, &u, &code_hashes)
+        })
+        .await
+    }
+
+    async fn disable_mfa(&self, user: &Username, end_sessions: bool, audit: Audit) -> StoreResult<()> {
+        let u = user.as_str().to_owned();
+        self.write(audit, move |tx| {
+            tx.execute(
+                "UPDATE users SET mfa_secret = NULL, mfa_pending = NULL, mfa_enabled = 0, mfa_last_step = 0 WHERE username = ?1",
+                params![u],
+            )
+            .map_err(map_err)?;
+            tx.execute("DELETE FROM recovery_codes WHERE username = ?1", params![u]).map_err(map_err)?;
+            if end_sessions {
+                tx.execute("DELETE FROM sessions WHERE username = ?1", params![u]).map_err(map_err)?;
+                tx.execute("UPDATE refresh_tokens SET revoked = 1 WHERE username = ?1", params![u]).map_err(map_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_totp_step(&self, user: &Username, step: i64) -> StoreResult<bool> {
+        let u = user.as_str().to_owned();
+        self.write(Vec::new(), move |tx| {
+            tx.execute(
+                "UPDATE users SET mfa_last_step = ?2 WHERE username = ?1 AND mfa_last_step < ?2",
+                params![u, step],
+            )
+            .map(|n| n == 1)
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user: &Username,
+        hash: [u8; 32],
+        at: Timestamp,
+        audit: Audit,
+    ) -> StoreResult<bool> {
+        let u = user.as_str().to_owned();
+        let used = self
+            .write(Vec::new(), move |tx| {
+                tx.execute(
+                    "UPDATE recovery_codes SET used_at = ?3 WHERE username = ?1 AND code_hash = ?2 AND used_at IS NULL",
+                    params![u, hash.as_slice(), at.as_millis()],
+                )
+                .map(|n| n == 1)
+                .map_err(map_err)
+            })
+            .await?;
+        if used && !audit.is_empty() {
+            rampart_store::AuditStore::append_audit(self, audit).await?;
+        }
+        Ok(used)
+    }
+
+    async fn replace_recovery_codes(&self, user: &Username, hashes: Vec<[u8; 32]>, audit: Audit) -> StoreResult<()> {
+        let u = user.as_str().to_owned();
+        self.write(audit, move |tx| replace_codes(tx, &u, &hashes)).await
+    }
+
+    async fn create_challenge(&self, hash: [u8; 32], user: &Username, expires_at: Timestamp) -> StoreResult<()> {
+        let u = user.as_str().to_owned();
+        self.write(Vec::new(), move |tx| {
+            tx.execute("DELETE FROM mfa_challenges WHERE expires_at < ?1", params![expires_at.as_millis() - 3_600_000])
+                .map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO mfa_challenges (token_hash, username, expires_at) VALUES (?1, ?2, ?3)",
+                params![hash.as_slice(), u, expires_at.as_millis()],
+            )
+            .map(|_| ())
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn attempt_challenge(
+        &self,
+        hash: [u8; 32],
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> StoreResult<Option<Username>> {
+        self.write(Vec::new(), move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE mfa_challenges SET attempts = attempts + 1
+                     WHERE token_hash = ?1 AND used = 0 AND expires_at > ?2 AND attempts < ?3",
+                    params![hash.as_slice(), now.as_millis(), max_attempts],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let user: String = tx
+                .query_row("SELECT username FROM mfa_challenges WHERE token_hash = ?1", params![hash.as_slice()], |r| {
+                    r.get(0)
+                })
+                .map_err(map_err)?;
+            parse_col(user, Username::parse).map(Some).map_err(map_err)
+        })
+        .await
+    }
+
+    async fn consume_challenge(&self, hash: [u8; 32]) -> StoreResult<()> {
+        self.write(Vec::new(), move |tx| {
+            tx.execute("UPDATE mfa_challenges SET used = 1 WHERE token_hash = ?1", params![hash.as_slice()])
+                .map(|_| ())
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn create_session_with_refresh(
+        &self,
+        s: SessionRecord,
+        r: RefreshRecord,
+        max_per_user: u32,
+        audit: Audit,
+    ) -> StoreResult<()> {
+        self.write(audit, move |tx| {
+            insert_session(tx, &s, &r.family_id, max_per_user)?;
+            insert_refresh(tx, &r)
+        })
+        .await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old: [u8; 32],
+        new: RefreshRecord,
+        session: SessionRecord,
+        now: Timestamp,
+        audit: Audit,
+    ) -> StoreResult<RefreshOutcome> {
+        self.write(audit, move |tx| {
+            let row: Option<(String, String, String, i64, Option<i64>, bool)> = tx
+                .query_row(
+                    "SELECT family_id, session_id, username, expires_at, used_at, revoked FROM refresh_tokens WHERE token_hash = ?1",
+                    params![old.as_slice()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                )
+                .optional()
+                .map_err(map_err)?;
+            let Some((family, old_session, user, expires, used_at, revoked)) = row else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            let username = parse_col(user, Username::parse).map_err(map_err)?;
+            // The same token presented twice within moments is a client racing itself (two
+            // tabs, a retry): the second loses, nothing is revoked. Later, it is a replay.
+            if used_at.is_some_and(|t| now.as_millis() - t < CONCURRENT_USE_GRACE_MS) && !revoked {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            if used_at.is_some() || revoked {
+                // A spent token came back: someone holds a stolen copy. End the family.
+                tx.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1", params![family]).map_err(map_err)?;
+                tx.execute("DELETE FROM sessions WHERE family_id = ?1", params![family]).map_err(map_err)?;
+                return Ok(RefreshOutcome::Reused { username, family_id: family });
+            }
+            if expires <= now.as_millis() {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            tx.execute("UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1", params![old.as_slice(), now.as_millis()])
+                .map_err(map_err)?;
+            tx.execute("DELETE FROM sessions WHERE id = ?1", params![old_session]).map_err(map_err)?;
+            // The new pair belongs to the family's user, and the family keeps its absolute
+            // lifetime: rotation never extends it.
+            let session = SessionRecord { username: username.clone(), ..session };
+            insert_session(tx, &session, &family, u32::MAX)?;
+            let new = RefreshRecord {
+                family_id: family.clone(),
+                username: username.clone(),
+                expires_at: Timestamp::from_millis(expires),
+                ..new
+            };
+            insert_refresh(tx, &new)?;
+            Ok(RefreshOutcome::Rotated { username, family_id: family })
+        })
+        .await
+    }
+}

@@ -43,6 +43,7 @@ pub enum EventType {
     MfaDisable,
     MfaReset,
     RecoveryCodeUsed,
+    JwtIssue,
 }
 
 impl EventType {
@@ -76,6 +77,7 @@ impl EventType {
             Self::MfaDisable => "mfa_disable",
             Self::MfaReset => "mfa_reset",
             Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::JwtIssue => "jwt_issue",
         }
     }
 }

@@ -83,6 +83,7 @@ pub(crate) struct Inner {
     pub throttle: crate::throttle::LoginThrottle,
     pub erasure_hook: std::sync::OnceLock<crate::backup::ErasureHook>,
     pub detector: crate::security::Detector,
+    pub jwt: crate::jwt::JwtKeys,
 }
 
 impl Core {
@@ -126,6 +127,7 @@ impl Core {
                 settings,
                 erasure_hook: std::sync::OnceLock::new(),
                 detector,
+                jwt: crate::jwt::JwtKeys::default(),
             }),
         };
         let now = core.now();
@@ -134,6 +136,7 @@ impl Core {
         }
         core.reload_roles().await?;
         core.refresh_blocks().await?;
+        core.load_jwt_key().await?;
         let bootstrap = core.bootstrap_admin(admin).await?;
         if core.inner.store.reencrypt_cursor().await?.is_some() {
             // A re-encryption was interrupted (crash or restart): resume it.

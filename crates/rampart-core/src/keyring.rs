@@ -242,7 +242,7 @@ impl KeyRing {
     }
 }
 
-const SECRETS_OWNER: &str = "_secrets";
+pub(crate) const SECRETS_OWNER: &str = "_secrets";
 
 impl KeyRing {
     /// Seals a small secret the store keeps (TOTP secrets, ...) under the secrets key, bound

@@ -10,6 +10,7 @@ mod clock;
 mod core;
 mod data;
 mod error;
+pub mod jwt;
 pub mod keyring;
 pub mod limiter;
 pub mod mfa;

@@ -87,6 +87,8 @@ impl Core {
         let n =
             self.inner.store.rotate_kek(kv, rewrapper(Arc::clone(&master), master, Some(version)), vec![event]).await?;
         ring.set_current_kek(version);
+        // Signing keys rotate with the key-encrypting key; the old one stays in the JWKS.
+        self.rotate_jwt_key(meta).await?;
         tracing::info!(version, keys = n, "key-encrypting key rotated");
         if reencrypt {
             self.start_reencrypt(user, meta).await?;
@@ -102,7 +104,10 @@ impl Core {
             let page = store.list_keys(&after, 1000).await?;
             let Some(last) = page.last() else { break };
             after = last.key_id.clone();
-            for k in page.iter().filter(|k| k.kind != KeyKind::Root && k.successor.is_none()) {
+            // The root and the small-secrets key (TOTP secrets, JWT signing keys) are only
+            // re-wrapped: replacing them would strand what is sealed under them.
+            let keep = |k: &rampart_store::KeyRecord| k.kind == KeyKind::Root || k.owner == crate::keyring::SECRETS_OWNER;
+            for k in page.iter().filter(|k| !keep(k) && k.successor.is_none()) {
                 successors.push((k.key_id.clone(), self.inner.keys.successor_for(k, self.now())?));
             }
         }

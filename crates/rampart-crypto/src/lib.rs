@@ -2,6 +2,7 @@
 //! key and its derived purpose keys, blind indexes. No I/O and no clock.
 
 mod hierarchy;
+mod jwt;
 mod keys;
 mod password;
 mod policy;
@@ -10,6 +11,7 @@ mod token;
 mod totp;
 
 pub use hierarchy::{DataKey, Kek};
+pub use jwt::{generate_jwt_key, jwk, JwtKeyError, JwtSigner};
 pub use keys::{
     verify_webhook_signature, webhook_signature, AuditMacKey, BlindIndexKey, KeyError, MasterKey, PurposeKey,
 };

@@ -28,6 +28,8 @@ pub enum ApiError {
     IpBlocked,
     #[error("your role requires MFA: enrol with /api/v1/auth/mfa/enable and /confirm, then log in again")]
     MfaEnrollmentRequired,
+    #[error("cross-site request refused: send X-CSRF-Token from an allowed origin")]
+    CsrfFailed,
 }
 
 impl ApiError {
@@ -58,6 +60,7 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
         ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout", msg, None),
         ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", msg, None),
         ApiError::IpBlocked => (StatusCode::FORBIDDEN, "ip_blocked", msg, None),
+        ApiError::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed", msg, None),
         ApiError::MfaEnrollmentRequired => (StatusCode::FORBIDDEN, "mfa_enrollment_required", msg, None),
         ApiError::Core(core) => match core {
             C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", msg, None),

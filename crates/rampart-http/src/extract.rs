@@ -44,6 +44,41 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The browser-mode session cookie (see `handlers::auth::login`).
+pub(crate) const SESSION_COOKIE: &str = "__Host-rampart_session";
+
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// Cookie-authenticated requests that change state must come from an allowed origin and
+/// carry the session's CSRF token (browsers attach cookies to cross-site requests).
+fn check_csrf(parts: &Parts, state: &AppState, token: &str) -> Result<(), ApiError> {
+    if parts.method.is_safe() {
+        return Ok(());
+    }
+    let origin = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let scheme = if state.settings.tls { "https" } else { "http" };
+    let same_origin = matches!((origin, host), (Some(o), Some(h)) if o == format!("{scheme}://{h}"));
+    let listed = origin.is_some_and(|o| state.settings.cors_origins.iter().any(|c| c == o));
+    let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    let expected = state.core.csrf_token_for(token);
+    if (same_origin || listed) && sent.is_some_and(|s| s == expected) {
+        Ok(())
+    } else {
+        Err(ApiError::CsrfFailed)
+    }
+}
+
 /// Authenticates the bearer token and applies the per-user rate limit.
 async fn principal(
     parts: &mut Parts,
@@ -53,7 +88,15 @@ async fn principal(
     let Ctx(ctx) = Ctx::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
     // Whatever happens next is a decision: allow, or deny with 401/403/429.
     ctx.decided();
-    let token = bearer(parts).ok_or(ApiError::Core(CoreError::Unauthenticated)).map_err(IntoResponse::into_response)?;
+    let token = match (bearer(parts), cookie(parts, SESSION_COOKIE)) {
+        (Some(t), _) => t.to_owned(),
+        (None, Some(c)) => {
+            check_csrf(parts, state, c).map_err(IntoResponse::into_response)?;
+            c.to_owned()
+        }
+        (None, None) => return Err(ApiError::Core(CoreError::Unauthenticated).into_response()),
+    };
+    let token = token.as_str();
     let who = match state.core.authenticate(token, &ctx.meta()).await {
         Ok(who) => who,
         Err(e) => {

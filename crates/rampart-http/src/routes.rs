@@ -59,6 +59,8 @@ fn routes() -> Vec<Route> {
         r(M::GET, "/api/v1/auth/sessions", SelfService, get(mfa::sessions)),
         r(M::DELETE, "/api/v1/auth/sessions/{id}", SelfService, delete(mfa::end_session)),
         r(M::POST, "/api/v1/users/{username}/mfa/reset", Permission, post(mfa::reset)),
+        r(M::POST, "/api/v1/auth/token", SelfService, post(mfa::mint)),
+        r(M::GET, "/.well-known/jwks.json", Public, get(mfa::jwks)),
         r(M::GET, "/api/v1/users", Permission, get(users::list)),
         r(M::POST, "/api/v1/users", Permission, post(users::create)),
         r(M::GET, "/api/v1/users/{username}", Permission, get(users::get)),

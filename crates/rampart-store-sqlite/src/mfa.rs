@@ -1,5 +1,7 @@
 use async_trait::async_trait;
-use rampart_store::{Audit, MfaState, MfaStore, RefreshOutcome, RefreshRecord, SessionRecord, StoreError, StoreResult};
+use rampart_store::{
+    Audit, JwtKeyRecord, MfaState, MfaStore, RefreshOutcome, RefreshRecord, SessionRecord, StoreError, StoreResult,
+};
 use rampart_types::{Timestamp, Username};
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -229,6 +231,43 @@ impl MfaStore for SqliteStore {
         self.write(audit, move |tx| {
             insert_session(tx, &s, &r.family_id, max_per_user)?;
             insert_refresh(tx, &r)
+        })
+        .await
+    }
+
+    async fn jwt_keys(&self) -> StoreResult<Vec<JwtKeyRecord>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT kid, sealed, public_key, created_at, retired_at FROM jwt_keys ORDER BY created_at",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(JwtKeyRecord {
+                        kid: r.get(0)?,
+                        sealed: r.get(1)?,
+                        public_key: r.get(2)?,
+                        created_at: Timestamp::from_millis(r.get(3)?),
+                        retired_at: r.get::<_, Option<i64>>(4)?.map(Timestamp::from_millis),
+                    })
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn add_jwt_key(&self, key: JwtKeyRecord, now: Timestamp, audit: Audit) -> StoreResult<()> {
+        self.write(audit, move |tx| {
+            tx.execute("UPDATE jwt_keys SET retired_at = ?1 WHERE retired_at IS NULL", params![now.as_millis()])
+                .map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO jwt_keys (kid, sealed, public_key, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![key.kid, key.sealed, key.public_key, key.created_at.as_millis()],
+            )
+            .map(|_| ())
+            .map_err(map_err)
         })
         .await
     }

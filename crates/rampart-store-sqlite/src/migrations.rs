@@ -192,6 +192,15 @@ CREATE TABLE refresh_tokens (
 ) STRICT;
 CREATE INDEX refresh_by_family ON refresh_tokens(family_id);
 "#,
+    r#"
+CREATE TABLE jwt_keys (
+    kid        TEXT PRIMARY KEY,
+    sealed     BLOB NOT NULL,
+    public_key BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    retired_at INTEGER
+) STRICT;
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {

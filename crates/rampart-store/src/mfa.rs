@@ -29,6 +29,17 @@ pub struct RefreshRecord {
     pub expires_at: Timestamp,
 }
 
+/// A JWT signing key: the PKCS#8 document sealed by the core, the public key in clear.
+#[derive(Clone)]
+pub struct JwtKeyRecord {
+    pub kid: String,
+    pub sealed: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub created_at: Timestamp,
+    /// When it stopped signing; still published in the JWKS for an overlap window.
+    pub retired_at: Option<Timestamp>,
+}
+
 #[derive(Debug)]
 pub enum RefreshOutcome {
     /// The old token is spent; `new` and its session replace it.
@@ -84,6 +95,9 @@ pub trait MfaStore: Send + Sync {
     /// Spends `old` and, if it was live, stores `new` with its session (same family),
     /// ending the old pair's session. Reuse of a spent token revokes the family. Atomic, so
     /// of two concurrent uses exactly one rotates.
+    async fn jwt_keys(&self) -> StoreResult<Vec<JwtKeyRecord>>;
+    /// Retires every current signing key at `now` and adds `key` as the current one.
+    async fn add_jwt_key(&self, key: JwtKeyRecord, now: Timestamp, audit: Audit) -> StoreResult<()>;
     async fn rotate_refresh(
         &self,
         old: [u8; 32],

@@ -35,11 +35,47 @@ pub(crate) fn login_json(out: rampart_core::LoginOutcome) -> Value {
     })
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginMode {
+    mode: Option<String>,
+}
+
+/// Browser mode: the session travels in a `__Host-` cookie (HttpOnly, Secure, SameSite=
+/// Strict, Path=/) that scripts cannot read; the body carries only the CSRF token that
+/// unsafe requests must echo in `X-CSRF-Token`.
+fn cookie_response(state: &AppState, out: rampart_core::LoginOutcome) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if out.mfa_token.is_some() {
+        return Json(login_json(out)).into_response();
+    }
+    let token = out.token.expose_secret().to_owned();
+    let csrf = state.core.csrf_token_for(&token);
+    let max_age = (out.expires_at.as_millis() - state.core.clock().now().as_millis()).max(0) / 1000;
+    let cookie = format!(
+        "{}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}",
+        crate::extract::SESSION_COOKIE
+    );
+    let UserView { username, role, mfa_enabled, .. } = out.user;
+    let body = json!({
+        "csrf_token": csrf,
+        "expires_at": out.expires_at,
+        "user": { "username": username, "role": role, "mfa_enabled": mfa_enabled },
+    });
+    let mut res = Json(body).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+    }
+    res
+}
+
 pub(crate) async fn login(
     Public(ctx): Public,
     State(state): State<AppState>,
+    axum::extract::Query(mode): axum::extract::Query<LoginMode>,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     match req.method.as_deref() {
         None | Some("local") => {}
         Some(_) => {
@@ -50,7 +86,11 @@ pub(crate) async fn login(
         }
     }
     let out = state.core.login(&req.username, req.password, &ctx.meta()).await?;
-    Ok(Json(login_json(out)))
+    match mode.mode.as_deref() {
+        None | Some("token") => Ok(Json(login_json(out)).into_response()),
+        Some("cookie") => Ok(cookie_response(&state, out)),
+        Some(_) => Err(ApiError::bad_request(Some("mode".into()), "mode: expected token or cookie")),
+    }
 }
 
 #[derive(Deserialize)]
@@ -68,9 +108,16 @@ pub(crate) async fn refresh(
     Ok(Json(login_json(out)))
 }
 
-pub(crate) async fn logout(auth: Authenticated, State(state): State<AppState>) -> ApiResult<StatusCode> {
+pub(crate) async fn logout(auth: Authenticated, State(state): State<AppState>) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     state.core.logout(&auth.who).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    // Clears a browser-mode cookie (harmless for bearer clients).
+    let clear = format!("{}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0", crate::extract::SESSION_COOKIE);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&clear) {
+        res.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+    }
+    Ok(res)
 }
 
 pub(crate) async fn logout_all(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<Value>> {

@@ -120,3 +120,23 @@ pub(crate) async fn end_session(
     state.core.end_session(&auth.who, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenRequest {
+    audience: String,
+    ttl_secs: Option<i64>,
+}
+
+/// A short-lived EdDSA JWT for a downstream service.
+pub(crate) async fn mint(
+    auth: Authenticated,
+    State(state): State<AppState>,
+    ApiJson(b): ApiJson<TokenRequest>,
+) -> ApiResult<Json<rampart_core::jwt::MintedToken>> {
+    Ok(Json(state.core.mint_jwt(&auth.who, &b.audience, b.ttl_secs).await?))
+}
+
+pub(crate) async fn jwks(_: Public, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(state.core.jwks().await?))
+}

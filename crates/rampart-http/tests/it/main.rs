@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod browser_jwt;
 mod crypto;
 mod data;
 mod errors;

@@ -1,0 +1,127 @@
+//! Short-lived EdDSA JWTs for downstream services, signed with keys that rotate with an
+//! overlap window (retired keys stay in the JWKS while tokens they signed can be alive).
+
+use std::sync::{Arc, RwLock};
+
+use rampart_crypto::{generate_jwt_key, jwk, random_bytes, JwtSigner};
+use rampart_store::JwtKeyRecord;
+use secrecy::SecretBox;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::audit::EventType;
+use crate::{Core, CoreError, CoreResult, Principal, RequestMeta};
+
+pub const MAX_TTL_SECS: i64 = 300;
+/// Retired keys stay published this long: far beyond the longest token lifetime.
+const OVERLAP_SECS: i64 = 3600;
+const KEY_AAD: &[u8] = b"rampart-jwt-signing-key";
+
+#[derive(Default)]
+pub(crate) struct JwtKeys {
+    signer: RwLock<Option<Arc<JwtSigner>>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MintedToken {
+    pub token: String,
+    pub expires_at: rampart_types::Timestamp,
+    pub kid: String,
+}
+
+impl Core {
+    /// Loads the current signing key, creating the first one on a new data directory.
+    pub(crate) async fn load_jwt_key(&self) -> CoreResult<()> {
+        let keys = self.inner.store.jwt_keys().await?;
+        let Some(current) = keys.iter().rev().find(|k| k.retired_at.is_none()) else {
+            return self.rotate_jwt_key(&RequestMeta::local("bootstrap")).await;
+        };
+        let pkcs8 = self.inner.keys.open_secret(KEY_AAD, &current.sealed, self.now()).await?;
+        let signer =
+            JwtSigner::from_pkcs8(&current.kid, &SecretBox::new(Box::new(pkcs8))).map_err(CoreError::internal)?;
+        if let Ok(mut s) = self.inner.jwt.signer.write() {
+            *s = Some(Arc::new(signer));
+        }
+        Ok(())
+    }
+
+    /// A new signing key; the previous one keeps verifying for the overlap window.
+    pub(crate) async fn rotate_jwt_key(&self, meta: &RequestMeta) -> CoreResult<()> {
+        let pkcs8 = generate_jwt_key().map_err(CoreError::internal)?;
+        let kid: String = random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
+        let signer = JwtSigner::from_pkcs8(&kid, &pkcs8).map_err(CoreError::internal)?;
+        let sealed =
+            self.inner.keys.seal_secret(KEY_AAD, secrecy::ExposeSecret::expose_secret(&pkcs8), self.now()).await?;
+        let rec = JwtKeyRecord {
+            kid: kid.clone(),
+            sealed,
+            public_key: signer.public_key(),
+            created_at: self.now(),
+            retired_at: None,
+        };
+        let event = self.event(EventType::KeyRotate, Some("system"), meta, true, json!({ "jwt_signing_key": kid }));
+        self.inner.store.add_jwt_key(rec, self.now(), vec![event]).await?;
+        if let Ok(mut s) = self.inner.jwt.signer.write() {
+            *s = Some(Arc::new(signer));
+        }
+        Ok(())
+    }
+
+    /// Mints a JWT for `audience`, valid at most five minutes.
+    pub async fn mint_jwt(&self, who: &Principal, audience: &str, ttl_secs: Option<i64>) -> CoreResult<MintedToken> {
+        if who.mfa_enrollment_only {
+            return Err(CoreError::Forbidden("enrol MFA before minting tokens"));
+        }
+        let audience = audience.trim();
+        if audience.is_empty() || audience.len() > 256 {
+            return Err(CoreError::validation("audience", "must be 1-256 characters"));
+        }
+        let ttl = ttl_secs.unwrap_or(MAX_TTL_SECS);
+        if !(1..=MAX_TTL_SECS).contains(&ttl) {
+            return Err(CoreError::validation("ttl_secs", "must be between 1 and 300"));
+        }
+        let signer = self
+            .inner
+            .jwt
+            .signer
+            .read()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or_else(|| CoreError::internal_msg("no JWT signing key"))?;
+        let now = self.now();
+        let jti: String = random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
+        let claims = json!({
+            "iss": self.inner.settings.breach.instance_id,
+            "sub": who.username.as_str(),
+            "roles": [who.role.name.as_str()],
+            "aud": audience,
+            "iat": now.as_unix_seconds(),
+            "exp": now.as_unix_seconds() + ttl,
+            "jti": jti,
+        });
+        let details = json!({ "audience": audience, "jti": jti, "kid": signer.kid(), "ttl_secs": ttl });
+        self.record_event(EventType::JwtIssue, Some(who.username.as_str()), &who.origin, true, details).await?;
+        Ok(MintedToken { token: signer.sign(&claims), expires_at: now.plus_seconds(ttl), kid: signer.kid().to_owned() })
+    }
+
+    /// The JWKS: the current key and keys retired within the overlap window.
+    pub async fn jwks(&self) -> CoreResult<Value> {
+        let now = self.now();
+        let keys: Vec<Value> = self
+            .inner
+            .store
+            .jwt_keys()
+            .await?
+            .iter()
+            .filter(|k| k.retired_at.is_none_or(|r| now < r.plus_seconds(OVERLAP_SECS)))
+            .map(|k| jwk(&k.kid, &k.public_key))
+            .collect();
+        Ok(json!({ "keys": keys }))
+    }
+
+    /// The CSRF token bound to a browser session token (double-submit, derived, not stored).
+    pub fn csrf_token_for(&self, session_token: &str) -> String {
+        let h = rampart_crypto::TokenHash::of(&format!("rampart-csrf\0{session_token}"));
+        h.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}

@@ -26,31 +26,6 @@ fn insert_refresh(tx: &Transaction<'_>, r: &RefreshRecord) -> StoreResult<()> {
     Ok(())
 }
 
-fn insert_session(tx: &Transaction<'_>, s: &SessionRecord, family: &str, max_per_user: u32) -> StoreResult<()> {
-    tx.execute(
-        "INSERT INTO sessions (id, token_hash, username, created_at, last_seen_at, expires_at, ip_address, user_agent, family_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            s.id,
-            s.token_hash.as_slice(),
-            s.username.as_str(),
-            s.created_at.as_millis(),
-            s.last_seen_at.as_millis(),
-            s.expires_at.as_millis(),
-            s.ip_address,
-            s.user_agent,
-            family
-        ],
-    )
-    .map_err(map_err)?;
-    tx.execute(
-        "DELETE FROM sessions WHERE username = ?1 AND id NOT IN (
-             SELECT id FROM sessions WHERE username = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2)",
-        params![s.username.as_str(), i64::from(max_per_user)],
-    )
-    .map_err(map_err)?;
-    Ok(())
-}
 
 fn replace_codes(tx: &Transaction<'_>, user: &str, hashes: &[[u8; 32]]) -> StoreResult<()> {
     tx.execute("DELETE FROM recovery_codes WHERE username = ?1", params![user]).map_err(map_err)?;
@@ -229,7 +204,7 @@ impl MfaStore for SqliteStore {
         audit: Audit,
     ) -> StoreResult<()> {
         self.write(audit, move |tx| {
-            insert_session(tx, &s, &r.family_id, max_per_user)?;
+            crate::sessions::insert_session(tx, &s, Some(&r.family_id), max_per_user)?;
             insert_refresh(tx, &r)
         })
         .await
@@ -313,7 +288,7 @@ impl MfaStore for SqliteStore {
             // The new pair belongs to the family's user, and the family keeps its absolute
             // lifetime: rotation never extends it.
             let session = SessionRecord { username: username.clone(), ..session };
-            insert_session(tx, &session, &family, u32::MAX)?;
+            crate::sessions::insert_session(tx, &session, Some(&family), u32::MAX)?;
             let new = RefreshRecord {
                 family_id: family.clone(),
                 username: username.clone(),

@@ -20,35 +20,42 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     })
 }
 
+/// Inserts a session (optionally in a refresh-token family) and ends the user's oldest
+/// sessions beyond `max_per_user`: a new login always succeeds.
+pub(crate) fn insert_session(
+    tx: &rusqlite::Transaction<'_>,
+    s: &SessionRecord,
+    family: Option<&str>,
+    max_per_user: u32,
+) -> StoreResult<()> {
+    tx.execute(
+        &format!("INSERT INTO sessions ({COLUMNS}, family_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        params![
+            s.id,
+            s.token_hash.as_slice(),
+            s.username.as_str(),
+            s.created_at.as_millis(),
+            s.last_seen_at.as_millis(),
+            s.expires_at.as_millis(),
+            s.ip_address,
+            s.user_agent,
+            family
+        ],
+    )
+    .map_err(map_err)?;
+    tx.execute(
+        "DELETE FROM sessions WHERE username = ?1 AND id NOT IN (
+             SELECT id FROM sessions WHERE username = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2)",
+        params![s.username.as_str(), i64::from(max_per_user)],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, s: SessionRecord, max_per_user: u32, audit: Audit) -> StoreResult<()> {
-        self.write(audit, move |tx| {
-            tx.execute(
-                &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-                params![
-                    s.id,
-                    s.token_hash.as_slice(),
-                    s.username.as_str(),
-                    s.created_at.as_millis(),
-                    s.last_seen_at.as_millis(),
-                    s.expires_at.as_millis(),
-                    s.ip_address,
-                    s.user_agent
-                ],
-            )
-            .map_err(map_err)?;
-            // Over the limit, the oldest sessions end: a new login always succeeds.
-            tx.execute(
-                "DELETE FROM sessions WHERE username = ?1 AND id NOT IN (
-                     SELECT id FROM sessions WHERE username = ?1
-                     ORDER BY created_at DESC, rowid DESC LIMIT ?2)",
-                params![s.username.as_str(), i64::from(max_per_user)],
-            )
-            .map_err(map_err)?;
-            Ok(())
-        })
-        .await
+        self.write(audit, move |tx| insert_session(tx, &s, None, max_per_user)).await
     }
 
     async fn get_session_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionRecord>> {

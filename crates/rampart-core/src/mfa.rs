@@ -31,34 +31,6 @@ fn secret_aad(user: &Username, kind: &str) -> Vec<u8> {
     format!("rampart-mfa\0{kind}\0{}", user.as_str()).into_bytes()
 }
 
-fn qr_svg_data_uri(text: &str) -> CoreResult<String> {
-    use base64_free::encode;
-    let code =
-        qrcode::QrCode::new(text.as_bytes()).map_err(|_| CoreError::internal_msg("QR code generation failed"))?;
-    let svg = code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build();
-    Ok(format!("data:image/svg+xml;base64,{}", encode(svg.as_bytes())))
-}
-
-mod base64_free {
-    /// Standard base64 (the QR data URI is the only user; keeps core free of one more crate).
-    pub fn encode(bytes: &[u8]) -> String {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-        for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-}
-
 impl Core {
     async fn seal_secret(&self, user: &Username, kind: &str, bytes: &[u8]) -> CoreResult<Vec<u8>> {
         self.inner.keys.seal_secret(&secret_aad(user, kind), bytes, self.now()).await
@@ -79,7 +51,7 @@ impl Core {
         let sealed = self.seal_secret(&who.username, "totp", secret.bytes()).await?;
         self.inner.store.set_mfa_pending(&who.username, Some(sealed)).await?;
         let uri = secret.otpauth_uri(ISSUER, who.username.as_str());
-        Ok(MfaEnrollment { secret: secret.base32(), qr_code: qr_svg_data_uri(&uri)?, otpauth_uri: uri })
+        Ok(MfaEnrollment { secret: secret.base32(), qr_code: rampart_crypto::qr_svg_data_uri(&uri).ok_or_else(|| CoreError::internal_msg("QR code generation failed"))?, otpauth_uri: uri })
     }
 
     /// Activates MFA once a code from the pending secret checks out; returns the ten

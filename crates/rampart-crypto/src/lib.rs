@@ -22,4 +22,4 @@ pub use stream::{
     StreamHeader, StreamSummary,
 };
 pub use token::{random_bytes, random_password, SessionToken, TokenHash};
-pub use totp::{recovery_code_hash, recovery_codes, TotpSecret, STEP_SECS as TOTP_STEP_SECS};
+pub use totp::{qr_svg_data_uri, recovery_code_hash, recovery_codes, TotpSecret, STEP_SECS as TOTP_STEP_SECS};

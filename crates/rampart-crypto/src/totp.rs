@@ -103,6 +103,14 @@ impl TotpSecret {
     }
 }
 
+/// An SVG QR code of `text` (an otpauth:// URI) as a `data:` URI for an `<img>`.
+pub fn qr_svg_data_uri(text: &str) -> Option<String> {
+    use base64::Engine as _;
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let svg = code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build();
+    Some(format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg)))
+}
+
 /// Ten fresh recovery codes (16 base32 characters, 80 bits each) and their hashes.
 pub fn recovery_codes() -> Vec<(String, [u8; 32])> {
     (0..10)

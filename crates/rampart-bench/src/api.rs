@@ -1,5 +1,6 @@
 //! The few Rampart API calls the bench needs: clients, login, and the read fixture.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -40,6 +41,22 @@ impl Api {
     pub fn clients(&self, n: usize) -> anyhow::Result<Vec<Client>> {
         (0..n).map(|_| self.client()).collect()
     }
+
+    /// A client whose connections come from `source` (any 127.0.0.0/8 address is local on
+    /// Linux), so the server sees a distinct client address. `localhost` is pinned to
+    /// 127.0.0.1: an IPv4 source cannot reach ::1.
+    pub fn client_from(&self, source: IpAddr) -> anyhow::Result<Client> {
+        let url = reqwest::Url::parse(&self.base_url).context("parsing the server URL")?;
+        let port = url.port_or_known_default().ok_or_else(|| anyhow!("no port in {}", self.base_url))?;
+        let host = url.host_str().ok_or_else(|| anyhow!("no host in {}", self.base_url))?.to_owned();
+        Client::builder()
+            .add_root_certificate(self.cert.clone())
+            .timeout(REQUEST_TIMEOUT)
+            .local_address(source)
+            .resolve(&host, SocketAddr::from(([127, 0, 0, 1], port)))
+            .build()
+            .context("building the HTTP client")
+    }
 }
 
 /// Sends and reads the whole body (a request is not done until then); non-2xx is an error.
@@ -53,7 +70,7 @@ pub async fn send_ok(req: RequestBuilder) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn send_json(req: RequestBuilder, want: StatusCode) -> anyhow::Result<Value> {
+pub async fn send_json(req: RequestBuilder, want: StatusCode) -> anyhow::Result<Value> {
     let res = req.send().await?;
     let status = res.status();
     let body = res.text().await?;
@@ -77,18 +94,68 @@ pub async fn create_fixture(
     name: &str,
     count: usize,
 ) -> anyhow::Result<Vec<String>> {
-    let req =
-        client.post(api.url("/api/v1/collections")).bearer_auth(token).json(&json!({"name": name, "indexes": ["k"]}));
-    send_json(req, StatusCode::CREATED).await.context("creating the bench collection")?;
+    create_collection(client, api, token, name, None).await?;
     let mut ids = Vec::with_capacity(count);
     for i in 0..count {
-        let doc = json!({"data": {"k": format!("key-{i}"), "n": i, "text": "a small benchmark document"}});
-        let req = client.post(api.url(&format!("/api/v1/collections/{name}/documents"))).bearer_auth(token).json(&doc);
-        let body = send_json(req, StatusCode::CREATED).await.context("inserting a bench document")?;
-        let id = body["id"].as_str().ok_or_else(|| anyhow!("insert response has no id"))?;
-        ids.push(id.to_owned());
+        let doc = json!({"k": format!("key-{i}"), "n": i, "text": "a small benchmark document"});
+        ids.push(insert(client, api, token, name, &doc).await?);
     }
     Ok(ids)
+}
+
+/// `encrypted: None` leaves the server's default (sealed with AES-256-GCM).
+pub async fn create_collection(
+    client: &Client,
+    api: &Api,
+    token: &str,
+    name: &str,
+    encrypted: Option<bool>,
+) -> anyhow::Result<()> {
+    let mut body = json!({"name": name, "indexes": ["k"]});
+    if let Some(encrypted) = encrypted {
+        body["encrypted"] = json!(encrypted);
+    }
+    let req = client.post(api.url("/api/v1/collections")).bearer_auth(token).json(&body);
+    send_json(req, StatusCode::CREATED).await.with_context(|| format!("creating collection {name}"))?;
+    Ok(())
+}
+
+/// Inserts one document (`data`) and returns its id.
+pub async fn insert(client: &Client, api: &Api, token: &str, collection: &str, data: &Value) -> anyhow::Result<String> {
+    let req = client
+        .post(api.url(&format!("/api/v1/collections/{collection}/documents")))
+        .bearer_auth(token)
+        .json(&json!({ "data": data }));
+    let body = send_json(req, StatusCode::CREATED).await.context("inserting a bench document")?;
+    body["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("insert response has no id"))
+}
+
+/// The URL of each document of `collection`.
+pub fn document_urls(api: &Api, collection: &str, ids: &[String]) -> Vec<String> {
+    ids.iter().map(|id| api.url(&format!("/api/v1/collections/{collection}/documents/{id}"))).collect()
+}
+
+/// A document of about `bytes` bytes of JSON with pseudo-random text, deterministic in
+/// `seed`: varied enough that no page compresses or deduplicates to nothing.
+pub fn random_document(seed: u64, bytes: usize) -> Value {
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut text = String::with_capacity(bytes + 16);
+    while text.len() < bytes {
+        let word_len = 3 + (next() % 9) as usize;
+        for _ in 0..word_len {
+            text.push(char::from(ALPHABET[(next() % ALPHABET.len() as u64) as usize]));
+        }
+        text.push(' ');
+    }
+    let readings: Vec<u64> = (0..8).map(|_| next() % 100_000).collect();
+    json!({"k": format!("doc-{seed}"), "n": seed, "readings": readings, "body": text})
 }
 
 /// The HTTP version ALPN settled on, for the report.

@@ -12,10 +12,13 @@ pub struct CpuSnapshot {
 
 impl CpuSnapshot {
     /// `None` where /proc is missing or unreadable; the figure is then reported as n/a.
-    pub fn take(server_pid: u32) -> Option<Self> {
+    /// `server_pids`: every server the bench has running (idle ones cost little, but count).
+    pub fn take(server_pids: &[u32]) -> Option<Self> {
         let (busy, total) = machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)?;
-        let own = process_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?
-            + process_ticks(&std::fs::read_to_string(format!("/proc/{server_pid}/stat")).ok()?)?;
+        let mut own = process_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+        for pid in server_pids {
+            own += process_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+        }
         Some(Self { busy, total, own })
     }
 

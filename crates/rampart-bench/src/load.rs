@@ -55,7 +55,7 @@ impl Tally {
         }
     }
 
-    fn record(&mut self, result: anyhow::Result<()>) {
+    pub fn record(&mut self, result: anyhow::Result<()>) {
         match result {
             Ok(()) => self.ops += 1,
             Err(e) => {
@@ -65,7 +65,7 @@ impl Tally {
         }
     }
 
-    fn merge(&mut self, other: Tally) {
+    pub fn merge(&mut self, other: Tally) {
         self.ops += other.ops;
         self.errors += other.errors;
         if self.first_error.is_none() {

@@ -34,6 +34,7 @@ impl Figure {
 }
 
 /// What the run was, for the report header.
+#[derive(Clone)]
 pub struct Setup {
     pub seconds: f64,
     pub warmup: f64,

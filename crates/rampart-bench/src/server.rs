@@ -1,6 +1,7 @@
 //! Spawning and stopping the real `rampart serve` binary in a throw-away data directory.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -33,17 +34,33 @@ pub fn server_env(extra: &[(String, String)]) -> Vec<(String, String)> {
         // exfiltration detector and end the bench's sessions. Its cost is measured by
         // passing --server-env RAMPART_BREACH_DETECTION_ENABLED=true.
         ("RAMPART_BREACH_DETECTION_ENABLED".to_owned(), "false".to_owned()),
+        // The bench's admin has no second factor; admins must otherwise enrol MFA first.
+        ("RAMPART_REQUIRE_MFA_FOR_ROLES".to_owned(), "none".to_owned()),
     ];
     env.extend(extra.iter().cloned());
     env
 }
 
+/// How the server listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tls,
+    /// `--insecure-http`, which the server allows on loopback only: for phases that open
+    /// tens of thousands of connections, where TLS handshakes would be all that is measured.
+    PlainHttp,
+}
+
 /// A running server. Killed on drop, so an error anywhere in the bench never leaves it behind.
 pub struct Server {
     child: Child,
-    /// `https://localhost:PORT`: the certificate names `localhost`, so TLS is verified for real.
+    /// `https://localhost:PORT`: the certificate names `localhost`, so TLS is verified for
+    /// real. `http://127.0.0.1:PORT` for plain HTTP.
     pub base_url: String,
+    /// Empty for plain HTTP.
     pub cert_pem: Vec<u8>,
+    /// The listening socket, for clients that speak HTTP over a raw TCP stream.
+    pub addr: SocketAddr,
+    data_dir: PathBuf,
     stderr_path: PathBuf,
     // Removed when the server is dropped, after `Drop::drop` has made sure the child is dead.
     _dir: tempfile::TempDir,
@@ -51,10 +68,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(bin: &Path, env: &[(String, String)]) -> anyhow::Result<Self> {
+        Self::start_with(bin, env, Transport::Tls)
+    }
+
+    pub fn start_with(bin: &Path, env: &[(String, String)], transport: Transport) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("rampart-bench-").tempdir()?;
         let data_dir = dir.path().join("data");
         let stderr_path = dir.path().join("server.stderr.log");
-        let mut child = spawn(bin, dir.path(), &data_dir, &stderr_path, env)?;
+        let mut child = spawn(bin, dir.path(), &data_dir, &stderr_path, env, transport)?;
         let ready = child.stdout.take().ok_or_else(|| anyhow!("server stdout not captured"));
         let url = ready.and_then(|out| wait_until_listening(out, STARTUP_TIMEOUT));
         let url = match url {
@@ -67,14 +88,42 @@ impl Server {
             }
         };
         // Built before the fallible steps below so that an error there kills the child.
-        let mut server = Self { child, base_url: String::new(), cert_pem: Vec::new(), stderr_path, _dir: dir };
-        server.base_url = localhost_url(&url)?;
-        server.cert_pem = std::fs::read(data_dir.join("tls/cert.pem")).context("reading the server certificate")?;
+        let mut server = Self {
+            child,
+            base_url: String::new(),
+            cert_pem: Vec::new(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.clone(),
+            stderr_path,
+            _dir: dir,
+        };
+        let (scheme, addr) = listening_addr(&url)?;
+        server.addr = addr;
+        match (transport, scheme) {
+            (Transport::Tls, "https") => {
+                server.base_url = format!("https://localhost:{}", addr.port());
+                server.cert_pem =
+                    std::fs::read(data_dir.join("tls/cert.pem")).context("reading the server certificate")?;
+            }
+            (Transport::PlainHttp, "http") => server.base_url = format!("http://{addr}"),
+            _ => bail!("server announced {url}, not the transport the bench asked for ({transport:?})"),
+        }
         Ok(server)
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Resident memory of the server process (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).context("reading /proc/PID/status")?;
+        vm_rss_kib(&status).ok_or_else(|| anyhow!("no VmRSS line in /proc/{}/status", self.pid()))
     }
 
     /// SIGTERM, then wait for the graceful shutdown; the exit status must be success.
@@ -119,6 +168,7 @@ fn spawn(
     data_dir: &Path,
     stderr_path: &Path,
     env: &[(String, String)],
+    transport: Transport,
 ) -> anyhow::Result<Child> {
     let stderr = std::fs::File::create(stderr_path)?;
     let mut cmd = Command::new(bin);
@@ -126,6 +176,7 @@ fn spawn(
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--bind", "127.0.0.1:0"])
+        .args(if transport == Transport::PlainHttp { &["--insecure-http"][..] } else { &[] })
         // An empty working directory, so no stray ./rampart.toml is picked up.
         .current_dir(cwd)
         .stdin(Stdio::null())
@@ -160,14 +211,23 @@ fn wait_until_listening(stdout: ChildStdout, timeout: Duration) -> anyhow::Resul
     })
 }
 
-/// `https://127.0.0.1:PORT` to `https://localhost:PORT`.
-fn localhost_url(listening: &str) -> anyhow::Result<String> {
-    let Some(addr) = listening.strip_prefix("https://") else {
-        bail!("server is not serving TLS: {listening}");
+/// `https://127.0.0.1:PORT` to `("https", 127.0.0.1:PORT)`.
+fn listening_addr(listening: &str) -> anyhow::Result<(&'static str, SocketAddr)> {
+    let (scheme, rest) = if let Some(rest) = listening.strip_prefix("https://") {
+        ("https", rest)
+    } else if let Some(rest) = listening.strip_prefix("http://") {
+        ("http", rest)
+    } else {
+        bail!("unexpected listening address {listening}");
     };
-    let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
-    let port = port.ok_or_else(|| anyhow!("no port in {listening}"))?;
-    Ok(format!("https://localhost:{port}"))
+    let addr = rest.trim_end_matches('/').parse().with_context(|| format!("no socket address in {listening}"))?;
+    Ok((scheme, addr))
+}
+
+/// The `VmRSS:  1234 kB` line of /proc/PID/status.
+fn vm_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `--rampart-bin`, else `<target-dir>/release/rampart` for the first target dir that has it.
@@ -182,4 +242,19 @@ pub fn find_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
         anyhow!("no rampart binary at {candidates:?}; run `cargo build --release -p rampart` or pass --rampart-bin")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_ready_line_and_vm_rss() {
+        let (scheme, addr) = listening_addr("https://127.0.0.1:8443").unwrap();
+        assert_eq!((scheme, addr.port()), ("https", 8443));
+        assert_eq!(listening_addr("http://127.0.0.1:80").unwrap().0, "http");
+        assert!(listening_addr("ftp://127.0.0.1:21").is_err());
+        assert_eq!(vm_rss_kib("Name:\trampart\nVmHWM:\t  9 kB\nVmRSS:\t   12345 kB\n"), Some(12345));
+        assert_eq!(vm_rss_kib("Name: x\n"), None);
+    }
 }

@@ -43,24 +43,28 @@ impl Target {
         let client = api.client()?;
         let token = api::login(&client, &api, ADMIN_USER, ADMIN_PASSWORD).await?;
         let ids = api::create_fixture(&client, &api, &token, COLLECTION, documents).await?;
-        let doc_urls =
-            ids.iter().map(|id| api.url(&format!("/api/v1/collections/{COLLECTION}/documents/{id}"))).collect();
+        let doc_urls = api::document_urls(&api, COLLECTION, &ids);
         Ok(Self { api, doc_urls: Arc::new(doc_urls), server_pid })
     }
 }
 
 pub async fn run_once(plan: &Plan, target: &Target, run: usize) -> anyhow::Result<Vec<Sample>> {
-    let cpu_start = CpuSnapshot::take(target.server_pid);
+    let cpu_start = CpuSnapshot::take(&[target.server_pid]);
     let mut samples = measure(plan, target, run).await?;
-    let foreign = cpu_start.zip(CpuSnapshot::take(target.server_pid));
-    samples.push(Sample {
+    samples.push(foreign_cpu_sample(cpu_start, &[target.server_pid]));
+    Ok(samples)
+}
+
+/// The noise figure: CPU other processes took since `start` (taken with the same pids).
+pub fn foreign_cpu_sample(start: Option<CpuSnapshot>, server_pids: &[u32]) -> Sample {
+    let foreign = start.zip(CpuSnapshot::take(server_pids));
+    Sample {
         key: "foreign_cpu_pct".to_owned(),
         label: "CPU taken by other processes during the run (noise; lower is better)".to_owned(),
         unit: "% of machine",
         value: foreign.and_then(|(start, end)| end.foreign_percent_since(&start)).unwrap_or(f64::NAN),
         errors: 0,
-    });
-    Ok(samples)
+    }
 }
 
 async fn measure(plan: &Plan, target: &Target, run: usize) -> anyhow::Result<Vec<Sample>> {
@@ -130,9 +134,22 @@ async fn logins(api: &Api, concurrency: usize, window: Window) -> anyhow::Result
 }
 
 async fn reads(target: &Target, token: &str, concurrency: usize, window: Window) -> anyhow::Result<Tally> {
-    let urls = Arc::clone(&target.doc_urls);
+    read_loop(&target.api, Arc::clone(&target.doc_urls), token, concurrency, window).await
+}
+
+/// `concurrency` closed loops of authorized `GET`s spread over `urls`.
+pub async fn read_loop(
+    api: &Api,
+    urls: Arc<Vec<String>>,
+    token: &str,
+    concurrency: usize,
+    window: Window,
+) -> anyhow::Result<Tally> {
+    if urls.is_empty() {
+        bail!("no documents to read");
+    }
     let token = token.to_owned();
-    load::closed_loop(target.api.clients(concurrency)?, window, move |client, n| {
+    load::closed_loop(api.clients(concurrency)?, window, move |client, n| {
         // Spread the reads over all documents rather than hammering one row.
         let url = &urls[(n % urls.len() as u64) as usize];
         api::send_ok(client.get(url).bearer_auth(&token))
@@ -186,12 +203,12 @@ fn latency_samples(key: &str, during: &str, latencies: &[Duration], tally: &Tall
         .collect()
 }
 
-fn rate_sample(key: String, label: String, tally: &Tally) -> Sample {
+pub fn rate_sample(key: String, label: String, tally: &Tally) -> Sample {
     warn_on_errors(&key, tally);
     Sample { key, label, unit: "req/s", value: tally.per_second(), errors: tally.errors }
 }
 
-fn warn_on_errors(key: &str, tally: &Tally) {
+pub fn warn_on_errors(key: &str, tally: &Tally) {
     if let Some(e) = &tally.first_error {
         eprintln!("warning: {key}: {} failed requests, first: {e}", tally.errors);
     }

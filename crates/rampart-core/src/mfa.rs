@@ -51,7 +51,12 @@ impl Core {
         let sealed = self.seal_secret(&who.username, "totp", secret.bytes()).await?;
         self.inner.store.set_mfa_pending(&who.username, Some(sealed)).await?;
         let uri = secret.otpauth_uri(ISSUER, who.username.as_str());
-        Ok(MfaEnrollment { secret: secret.base32(), qr_code: rampart_crypto::qr_svg_data_uri(&uri).ok_or_else(|| CoreError::internal_msg("QR code generation failed"))?, otpauth_uri: uri })
+        Ok(MfaEnrollment {
+            secret: secret.base32(),
+            qr_code: rampart_crypto::qr_svg_data_uri(&uri)
+                .ok_or_else(|| CoreError::internal_msg("QR code generation failed"))?,
+            otpauth_uri: uri,
+        })
     }
 
     /// Activates MFA once a code from the pending secret checks out; returns the ten

@@ -106,7 +106,8 @@ impl Core {
             after = last.key_id.clone();
             // The root and the small-secrets key (TOTP secrets, JWT signing keys) are only
             // re-wrapped: replacing them would strand what is sealed under them.
-            let keep = |k: &rampart_store::KeyRecord| k.kind == KeyKind::Root || k.owner == crate::keyring::SECRETS_OWNER;
+            let keep =
+                |k: &rampart_store::KeyRecord| k.kind == KeyKind::Root || k.owner == crate::keyring::SECRETS_OWNER;
             for k in page.iter().filter(|k| !keep(k) && k.successor.is_none()) {
                 successors.push((k.key_id.clone(), self.inner.keys.successor_for(k, self.now())?));
             }

@@ -26,7 +26,6 @@ fn insert_refresh(tx: &Transaction<'_>, r: &RefreshRecord) -> StoreResult<()> {
     Ok(())
 }
 
-
 fn replace_codes(tx: &Transaction<'_>, user: &str, hashes: &[[u8; 32]]) -> StoreResult<()> {
     tx.execute("DELETE FROM recovery_codes WHERE username = ?1", params![user]).map_err(map_err)?;
     for h in hashes {

@@ -107,7 +107,9 @@ async fn wait_reencryption(app: &TestApp, admin: &str) {
 
 fn key_ids(app: &TestApp) -> Vec<String> {
     let conn = db(app);
-    let mut stmt = conn.prepare("SELECT key_id FROM data_keys WHERE kind != 'root' AND owner != '_secrets' ORDER BY key_id").unwrap();
+    let mut stmt = conn
+        .prepare("SELECT key_id FROM data_keys WHERE kind != 'root' AND owner != '_secrets' ORDER BY key_id")
+        .unwrap();
     stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
 }
 

@@ -214,3 +214,64 @@ async fn alerts_can_be_acknowledged_and_resolved_with_an_audit_trail() {
     assert_eq!(app.audit_records().await.iter().filter(|r| r.event.event_type == "alert_ack").count(), 2);
     let _ = USER_PASSWORD;
 }
+
+#[tokio::test]
+async fn webhook_payloads_follow_each_endpoints_format() {
+    use rampart_config::{WebhookEndpoint, WebhookFormat};
+    let app = TestApp::with_config(|c| {
+        c.breach.token_failure_threshold = 1;
+        c.breach.instance_id = "node-7".into();
+        for (url, format) in [
+            ("https://hooks.example/generic", WebhookFormat::Generic),
+            ("https://hooks.example/slack", WebhookFormat::Slack),
+            ("https://events.example/pd", WebhookFormat::PagerDuty),
+        ] {
+            c.breach.webhooks.push(WebhookEndpoint {
+                url: url.into(),
+                secret: secrecy::SecretString::from("routing-key-1"),
+                format,
+            });
+        }
+    })
+    .await;
+    let admin = app.admin_token().await;
+    for _ in 0..3 {
+        app.get("/api/v1/auth/me", Some("rps_forged")).await;
+    }
+    wait_alert(&app, &admin, "unauthorized_access").await;
+    let conn = rusqlite::Connection::open(app.raw_db()).unwrap();
+    let mut stmt = conn.prepare("SELECT endpoint, event_id, payload FROM webhook_outbox").unwrap();
+    let rows: Vec<(String, String, Value)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&r.get::<_, String>(2)?).unwrap())))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 3, "one queued delivery per endpoint, in the alert's transaction");
+    let by = |suffix: &str| rows.iter().find(|(e, _, _)| e.ends_with(suffix)).unwrap();
+    let (_, id, generic) = by("generic");
+    for k in [
+        "event_type",
+        "severity",
+        "timestamp",
+        "breach_type",
+        "details",
+        "recommended_action",
+        "instance_id",
+        "event_id",
+    ] {
+        assert!(!generic[k].is_null(), "{k}");
+    }
+    assert_eq!(
+        (generic["event_type"].as_str(), generic["instance_id"].as_str(), generic["event_id"].as_str()),
+        (Some("security_breach"), Some("node-7"), Some(id.as_str()))
+    );
+    let (_, _, slack) = by("slack");
+    assert!(slack["text"].as_str().unwrap().contains("unauthorized_access"));
+    let (_, _, pd) = by("pd");
+    assert_eq!(
+        (pd["event_action"].as_str(), pd["routing_key"].as_str(), pd["dedup_key"].as_str()),
+        (Some("trigger"), Some("routing-key-1"), Some(id.as_str()))
+    );
+    assert_eq!(pd["payload"]["severity"], "warning", "medium maps to PagerDuty's warning");
+    assert_eq!(pd["payload"]["source"], "node-7");
+}

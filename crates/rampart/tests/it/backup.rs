@@ -339,3 +339,25 @@ async fn an_erased_subject_never_comes_back_from_an_old_backup() {
         conn.query_row("SELECT count(*) FROM data_keys WHERE kind = 'subject'", [], |r| r.get(0)).unwrap();
     assert_eq!(subject_keys, 1, "only subject-y's key");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_a_directory_a_running_server_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = start(ServerOpts::new(&data));
+    let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
+    let (_, meta) = post_json(&server, &token, "/api/v1/admin/backup", json!({})).await;
+    let file = data.join("backups").join(format!("{}.rbk", meta["backup_id"].as_str().unwrap()));
+    let out = backup_cli(&data, &["restore", file.to_str().unwrap(), "--force"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a server is using the target data directory"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server.client().get(server.url("/health")).send().await.unwrap().status(),
+        200,
+        "the live server is untouched"
+    );
+}

@@ -265,8 +265,8 @@ impl Core {
             return Err(CoreError::Unauthenticated);
         }
         let old = TokenHash::of(refresh_token);
-        // The user is known only after the lookup; the records carry a placeholder that the
-        // store replaces with the family's user (and refuses if they differ).
+        // Whose token it is becomes known only inside the store's transaction: the new
+        // records are built for a nominal user that the store sets to the family's user.
         let probe = Username::parse("refresh").map_err(CoreError::internal)?;
         let (session, token) = self.new_session(&probe, meta);
         let (rec, new_refresh) = self.new_refresh(&probe, &session.id, None);

@@ -120,6 +120,9 @@ impl AuditWriter {
         let (tx, mut rx) = mpsc::channel::<Pending>(QUEUE);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
+                // Let requests that are ready run up to their audit call first, so they
+                // join this batch instead of each starting one of their own.
+                tokio::task::yield_now().await;
                 let mut batch = vec![first];
                 let mut count = batch[0].0.len();
                 while count < MAX_BATCH {

@@ -82,8 +82,54 @@ impl Counter {
     }
 }
 
+/// A user's request rate: this minute's count and an exponentially weighted baseline of
+/// past minutes.
+struct RateBaseline {
+    minute: i64,
+    count: u64,
+    baseline: f64,
+    minutes_seen: u32,
+    alerted_minute: i64,
+}
+
+impl Evictable for RateBaseline {
+    fn eviction_score(&self, now: Timestamp) -> f64 {
+        (now.as_millis() / 60_000 - self.minute) as f64
+    }
+}
+
+/// Minutes of history before a baseline is trusted, and how far above it is "far".
+const BASELINE_MINUTES: u32 = 5;
+const BASELINE_FACTOR: f64 = 10.0;
+const BASELINE_FLOOR: f64 = 100.0;
+
+impl RateBaseline {
+    /// Counts one request; true when this minute first goes far above the baseline.
+    fn count(&mut self, now_minute: i64) -> bool {
+        if now_minute != self.minute {
+            // Fold finished minutes (idle ones count as zero) into the baseline.
+            let gap = (now_minute - self.minute).clamp(1, 60);
+            for i in 0..gap {
+                let c = if i == 0 { self.count as f64 } else { 0.0 };
+                self.baseline = if self.minutes_seen == 0 { c } else { 0.8 * self.baseline + 0.2 * c };
+                self.minutes_seen = self.minutes_seen.saturating_add(1);
+            }
+            (self.minute, self.count) = (now_minute, 0);
+        }
+        self.count += 1;
+        let limit = (self.baseline * BASELINE_FACTOR).max(BASELINE_FLOOR);
+        let far =
+            self.minutes_seen >= BASELINE_MINUTES && self.count as f64 > limit && self.alerted_minute != now_minute;
+        if far {
+            self.alerted_minute = now_minute;
+        }
+        far
+    }
+}
+
 pub(crate) struct Detector {
     pub config: BreachConfig,
+    rates: BoundedMap<String, RateBaseline>,
     failed_ip: Counter,
     failed_account: Counter,
     token_failures: Counter,
@@ -101,6 +147,7 @@ impl Detector {
             token_failures: Counter::new(w),
             forbidden: Counter::new(w),
             bytes_out: Counter::new(config.exfiltration_window_minutes),
+            rates: BoundedMap::new(100_000),
             blocks: RwLock::new(Vec::new()),
             config,
         }
@@ -396,6 +443,36 @@ impl Core {
         });
     }
 
+    /// Every authenticated request: a rate far above the account's own baseline is unusual
+    /// access (Medium). Cheap on the hot path; work is spawned only when it trips.
+    pub fn on_authenticated_request(&self, who: &Principal) {
+        if !self.breach_enabled() || !self.detector().config.anomaly_detection {
+            return;
+        }
+        let now = self.now();
+        let minute = now.as_millis() / 60_000;
+        let init = || RateBaseline { minute, count: 0, baseline: 0.0, minutes_seen: 0, alerted_minute: -1 };
+        let key = who.username.to_string();
+        let tripped = self.detector().rates.with(&key, now, init, |r| r.count(minute).then_some((r.count, r.baseline)));
+        let Some(Some((count, baseline))) = tripped else { return };
+        let (core, origin) = (self.clone(), who.origin.clone());
+        self.spawn_detection(async move {
+            let ip = origin.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+            let details =
+                json!({ "requests_this_minute": count, "baseline_per_minute": (baseline * 10.0).round() / 10.0 });
+            core.raise(Detection {
+                breach_type: "unusual_access",
+                severity: Severity::Medium,
+                dedup: format!("rate:{key}"),
+                details,
+                ip,
+                user: Some(&key),
+                revoke_sessions: false,
+            })
+            .await
+        });
+    }
+
     /// A request presented an invalid, expired or tampered token.
     pub fn on_token_failure(&self, meta: &RequestMeta) {
         if !self.breach_enabled() {
@@ -542,5 +619,24 @@ impl Core {
     pub async fn list_blocks(&self, who: &Principal) -> CoreResult<Vec<BlockView>> {
         self.require(who, Permission::SecurityRead, None).await?;
         Ok(self.inner.store.active_blocks(self.now()).await?.into_iter().map(Into::into).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_far_above_the_accounts_own_baseline_trips_once_per_minute() {
+        let mut r = RateBaseline { minute: 0, count: 0, baseline: 0.0, minutes_seen: 0, alerted_minute: -1 };
+        for minute in 0..6 {
+            for _ in 0..20 {
+                assert!(!r.count(minute), "steady traffic is normal");
+            }
+        }
+        let trips = (0..500).filter(|_| r.count(6)).count();
+        assert_eq!(trips, 1, "200 over a 20/min baseline trips, once");
+        let mut fresh = RateBaseline { minute: 0, count: 0, baseline: 0.0, minutes_seen: 0, alerted_minute: -1 };
+        assert!((0..1000).all(|_| !fresh.count(0)), "no baseline yet, no verdict");
     }
 }

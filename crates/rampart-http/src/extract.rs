@@ -107,6 +107,7 @@ async fn principal(
         }
     };
     let _ = ctx.user.set(who.username.to_string());
+    state.core.on_authenticated_request(&who);
     if state.limits.enabled {
         let d = state.limits.user.check(&who.username.to_string());
         if !d.allowed {

@@ -275,3 +275,23 @@ async fn webhook_payloads_follow_each_endpoints_format() {
     assert_eq!(pd["payload"]["severity"], "warning", "medium maps to PagerDuty's warning");
     assert_eq!(pd["payload"]["source"], "node-7");
 }
+
+#[tokio::test]
+async fn a_request_rate_far_above_the_accounts_baseline_is_unusual_access() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    let t = app.user_with_role("steady", "viewer").await;
+    for _ in 0..6 {
+        for _ in 0..10 {
+            app.get("/api/v1/auth/me", Some(&t)).await;
+        }
+        app.clock.advance_secs(60);
+    }
+    assert!(alerts(&app, &admin, "?type=unusual_access").await.is_empty(), "a steady pace is normal");
+    for _ in 0..150 {
+        app.get("/api/v1/auth/me", Some(&t)).await;
+    }
+    let alert = wait_alert(&app, &admin, "unusual_access").await;
+    assert_eq!((alert["severity"].as_str(), alert["details"]["user"].as_str()), (Some("medium"), Some("steady")));
+    assert!(alert["details"]["requests_this_minute"].as_u64().unwrap() > 100);
+}

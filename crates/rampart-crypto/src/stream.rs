@@ -355,7 +355,10 @@ impl SealingKey {
 
     /// Seals under a fresh random nonce. Fails only for plaintexts over ~64 GiB.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, AeadError> {
-        let nonce: [u8; NONCE_LEN] = random_bytes();
+        // A fresh nonce from the thread's CSPRNG (ChaCha, seeded and periodically reseeded
+        // from the OS): random 96-bit nonces without a system call on every seal.
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut nonce);
         let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);

@@ -9,7 +9,6 @@ use rampart_config::{BreachConfig, WebhookFormat};
 use rampart_crypto::random_bytes;
 use rampart_store::{AlertFilter, AlertRecord, IpBlock, OutboxItem};
 use rampart_types::{Cidr, Permission, Timestamp};
-use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -319,7 +318,8 @@ impl Core {
                         "event_id": event_id,
                     }),
                     WebhookFormat::PagerDuty => json!({
-                        "routing_key": w.secret.expose_secret(),
+                        // The routing key is the endpoint's secret: it is added at delivery
+                        // time so the outbox never holds it.
                         "event_action": "trigger",
                         "dedup_key": event_id,
                         "payload": {

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_config::BreachConfig;
+use rampart_config::{BreachConfig, WebhookFormat};
 use rampart_core::{Clock, Store};
 use rampart_store::OutboxItem;
 use secrecy::ExposeSecret;
@@ -59,7 +59,27 @@ async fn resolve_target(url: &reqwest::Url, allow_private: bool) -> Result<(Stri
     Ok((host, first))
 }
 
-async fn send(item: &OutboxItem, secret: &[u8], allow_private: bool, now_unix: i64) -> Result<(), String> {
+/// The body to send: PagerDuty needs the routing key (the endpoint's secret) inside it,
+/// which the outbox never stores; other formats go out as queued.
+fn body_for(item: &OutboxItem, format: WebhookFormat, secret: &str) -> Result<Vec<u8>, String> {
+    if format != WebhookFormat::PagerDuty {
+        return Ok(item.payload.clone().into_bytes());
+    }
+    let mut v: serde_json::Value =
+        serde_json::from_str(&item.payload).map_err(|_| "queued payload is not JSON".to_owned())?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("routing_key".into(), serde_json::Value::String(secret.to_owned()));
+    }
+    serde_json::to_vec(&v).map_err(|e| e.to_string())
+}
+
+async fn send(
+    item: &OutboxItem,
+    body: Vec<u8>,
+    secret: &[u8],
+    allow_private: bool,
+    now_unix: i64,
+) -> Result<(), String> {
     let url = reqwest::Url::parse(&item.endpoint).map_err(|_| "invalid webhook URL".to_owned())?;
     let (host, addr) = resolve_target(&url, allow_private).await?;
     // Pin the checked address, and follow no redirects: both would bypass the guard.
@@ -69,7 +89,6 @@ async fn send(item: &OutboxItem, secret: &[u8], allow_private: bool, now_unix: i
         .timeout(TIMEOUT)
         .build()
         .map_err(|e| e.to_string())?;
-    let body = item.payload.clone().into_bytes();
     let signature = rampart_crypto::webhook_signature(secret, now_unix, &body);
     let res = client
         .post(url)
@@ -106,9 +125,12 @@ pub async fn deliver(
             Ok(items) => {
                 for item in items {
                     let Some(endpoint) = config.webhooks.iter().find(|w| w.url == item.endpoint) else { continue };
-                    let secret = endpoint.secret.expose_secret().as_bytes().to_vec();
-                    let outcome =
-                        send(&item, &secret, config.allow_private_webhook_targets, now.as_unix_seconds()).await;
+                    let secret = endpoint.secret.expose_secret();
+                    let allow = config.allow_private_webhook_targets;
+                    let outcome = match body_for(&item, endpoint.format, secret) {
+                        Ok(body) => send(&item, body, secret.as_bytes(), allow, now.as_unix_seconds()).await,
+                        Err(e) => Err(e),
+                    };
                     let recorded = match outcome {
                         Ok(()) => store.webhook_delivered(&item.event_id, &item.endpoint, clock.now()).await,
                         Err(why) => {
@@ -170,6 +192,22 @@ mod tests {
         for ok in ["93.184.216.34", "2606:4700::1111"] {
             assert!(!forbidden_target(ok.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]))), "{ok}");
         }
+    }
+
+    #[test]
+    fn pagerduty_gets_its_routing_key_only_at_delivery() {
+        let item = OutboxItem {
+            event_id: "evt-1".into(),
+            endpoint: "https://events.example/pd".into(),
+            payload: r#"{"event_action":"trigger"}"#.into(),
+            attempts: 0,
+            next_attempt_at: rampart_types::Timestamp::from_millis(0),
+        };
+        let pd: serde_json::Value =
+            serde_json::from_slice(&body_for(&item, WebhookFormat::PagerDuty, "rk-1").unwrap_or_default())
+                .unwrap_or_default();
+        assert_eq!(pd["routing_key"], "rk-1");
+        assert_eq!(body_for(&item, WebhookFormat::Generic, "rk-1").unwrap_or_default(), item.payload.as_bytes());
     }
 
     #[test]

@@ -361,7 +361,7 @@ impl Core {
         perm: rampart_types::Permission,
         collection: Option<&rampart_types::CollectionName>,
     ) -> CoreResult<()> {
-        if who.can(perm, collection) {
+        if who.can(perm, collection) && !who.mfa_enrollment_only {
             return Ok(());
         }
         let details = serde_json::json!({ "permission": perm.as_str(), "collection": collection.map(|c| c.as_str()) });

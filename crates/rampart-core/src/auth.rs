@@ -81,10 +81,12 @@ impl Core {
             };
             self.inner.store.update_user(&user.username, change, vec![]).await?;
         }
-        self.inner.throttle.succeeded(&account);
         if user.mfa_enabled {
+            // The delay is cleared only once the second factor passes too: otherwise each
+            // correct password would reset the count of wrong TOTP codes.
             return self.mfa_challenge(&user, meta).await;
         }
+        self.inner.throttle.succeeded(&account);
         self.on_login_success(meta, user.username.as_str());
         self.open_session(&user, meta, json!({ "method": "password" })).await
     }

@@ -276,7 +276,7 @@ impl Core {
             if let Some(ip) = d.ip {
                 let reason = format!("automatic: {} ({})", d.breach_type, stored.id);
                 self.add_block(
-                    Cidr::new(ip, if ip.is_ipv4() { 32 } else { 128 }),
+                    Cidr::new(ip, if ip.is_ipv4() { 32 } else { 64 }),
                     &reason,
                     cfg.block_duration_hours,
                     "system",
@@ -379,7 +379,8 @@ impl Core {
             let threshold = u64::from(cfg.failed_login_threshold);
             let ip = meta.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
             if let Some(ip) = ip {
-                let n = core.detector().failed_ip.add(&ip.to_string(), now, 1);
+                // Counted per client key (IPv6 by /64), as the rate limiter does.
+                let n = core.detector().failed_ip.add(&crate::client_key(ip).to_string(), now, 1);
                 if n > threshold {
                     let details =
                         json!({ "scope": "ip", "failures": n, "window_minutes": cfg.failed_login_window_minutes });

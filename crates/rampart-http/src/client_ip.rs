@@ -17,9 +17,9 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .map(|hop| hop.parse::<IpAddr>().or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip())))
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
+        // A hop that does not parse is skipped, never a reason to fall back to X-Real-IP.
+        .filter_map(|hop| hop.parse::<IpAddr>().or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip())).ok())
+        .collect();
     if let Some(client) = forwarded.iter().rev().find(|ip| !is_trusted(ip)) {
         return *client;
     }
@@ -60,5 +60,7 @@ mod tests {
         assert_eq!(resolve(ip("10.0.0.1"), &real, &trusted), ip("198.51.100.9"));
         let garbage = headers(&[("x-forwarded-for", "not-an-ip")]);
         assert_eq!(resolve(ip("10.0.0.1"), &garbage, &trusted), ip("10.0.0.1"));
+        let mixed = headers(&[("x-forwarded-for", "junk, 198.51.100.3"), ("x-real-ip", "6.6.6.6")]);
+        assert_eq!(resolve(ip("10.0.0.1"), &mixed, &trusted), ip("198.51.100.3"), "a bad hop does not open X-Real-IP");
     }
 }

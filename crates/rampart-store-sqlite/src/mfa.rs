@@ -272,7 +272,11 @@ impl MfaStore for SqliteStore {
             if used_at.is_some_and(|t| now.as_millis() - t < CONCURRENT_USE_GRACE_MS) && !revoked {
                 return Ok(RefreshOutcome::Invalid);
             }
-            if used_at.is_some() || revoked {
+            if revoked && used_at.is_none() {
+                // Ended by logout or revocation, never spent: refuse, nothing to escalate.
+                return Ok(RefreshOutcome::Invalid);
+            }
+            if used_at.is_some() {
                 // A spent token came back: someone holds a stolen copy. End the family.
                 tx.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1", params![family]).map_err(map_err)?;
                 tx.execute("DELETE FROM sessions WHERE family_id = ?1", params![family]).map_err(map_err)?;

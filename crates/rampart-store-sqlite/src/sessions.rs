@@ -97,7 +97,14 @@ impl SessionStore for SqliteStore {
 
     async fn delete_session(&self, id: &str, audit: Audit) -> StoreResult<bool> {
         let id = id.to_owned();
+        let deliberate = !audit.is_empty();
         self.write(audit, move |tx| {
+            // Ending a session deliberately (an audited logout or revoke, unlike an idle
+            // expiry) also ends the refresh token that would renew it.
+            if deliberate {
+                tx.execute("UPDATE refresh_tokens SET revoked = 1 WHERE session_id = ?1", params![id])
+                    .map_err(map_err)?;
+            }
             tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]).map(|n| n > 0).map_err(map_err)
         })
         .await
@@ -107,6 +114,11 @@ impl SessionStore for SqliteStore {
         let name = username.as_str().to_owned();
         let keep = keep.map(str::to_owned);
         self.write(audit, move |tx| {
+            tx.execute(
+                "UPDATE refresh_tokens SET revoked = 1 WHERE username = ?1 AND session_id IS NOT ?2",
+                params![name, keep],
+            )
+            .map_err(map_err)?;
             tx.execute("DELETE FROM sessions WHERE username = ?1 AND id IS NOT ?2", params![name, keep])
                 .map(|n| n as u64)
                 .map_err(map_err)

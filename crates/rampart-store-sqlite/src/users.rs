@@ -139,6 +139,11 @@ impl UserStore for SqliteStore {
             let disabled_now = change.disabled == Some(true);
             if change.end_sessions || role_changed || disabled_now {
                 tx.execute(
+                    "UPDATE refresh_tokens SET revoked = 1 WHERE username = ?1 AND session_id IS NOT ?2",
+                    params![name, change.keep_session],
+                )
+                .map_err(map_err)?;
+                tx.execute(
                     "DELETE FROM sessions WHERE username = ?1 AND id IS NOT ?2",
                     params![name, change.keep_session],
                 )

@@ -32,6 +32,11 @@ pub enum KeysAction {
 
 pub async fn run(flags: Overrides, action: KeysAction) -> anyhow::Result<()> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    // A running server holds its own copy of the key ring: changing keys under it would
+    // let it wrap new keys with the old master. Keys change only on a stopped server.
+    datadir::ensure_dir(&config.server.data_dir)?;
+    let _lock =
+        datadir::lock(&config.server.data_dir).context("a server is using this data directory; stop it first")?;
     let (core, store) = datadir::open(&config).await?;
     let me = core.local_admin()?;
     match action {

@@ -296,3 +296,64 @@ async fn no_totp_secret_recovery_code_or_refresh_token_is_stored_in_plaintext() 
         }
     }
 }
+
+#[tokio::test]
+async fn ending_a_session_also_ends_its_refresh_token() {
+    let app = TestApp::new().await;
+    let login = app.login(ADMIN, ADMIN_PASSWORD).await;
+    let (t, r) =
+        (login.body["token"].as_str().unwrap().to_owned(), login.body["refresh_token"].as_str().unwrap().to_owned());
+    assert_eq!(app.call(Method::POST, "/api/v1/auth/logout", Some(&t), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.post("/api/v1/auth/refresh", None, json!({"refresh_token": r})).await.status,
+        StatusCode::UNAUTHORIZED,
+        "logout"
+    );
+    let login = app.login(ADMIN, ADMIN_PASSWORD).await;
+    let (t, r) =
+        (login.body["token"].as_str().unwrap().to_owned(), login.body["refresh_token"].as_str().unwrap().to_owned());
+    let other = app.admin_token().await;
+    let res = app
+        .post(
+            "/api/v1/auth/password",
+            Some(&other),
+            json!({"current_password": ADMIN_PASSWORD, "new_password": "N3w-Boss-Passphrase!7"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&t)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.post("/api/v1/auth/refresh", None, json!({"refresh_token": r})).await.status,
+        StatusCode::UNAUTHORIZED,
+        "password change"
+    );
+    // An idle-expired session can still be renewed by its refresh token.
+    let login = app.login(ADMIN, "N3w-Boss-Passphrase!7").await;
+    let (t, r) =
+        (login.body["token"].as_str().unwrap().to_owned(), login.body["refresh_token"].as_str().unwrap().to_owned());
+    app.clock.advance_secs(31 * 60);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&t)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.post("/api/v1/auth/refresh", None, json!({"refresh_token": r})).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_correct_password_does_not_reset_the_delay_on_wrong_codes() {
+    let app = TestApp::with_config(|c| c.breach.enabled = false).await;
+    let t = app.user_with_role("mia", "viewer").await;
+    enrol(&app, &t).await;
+    let mut delayed = false;
+    for _ in 0..4 {
+        let login = app.login("mia", USER_PASSWORD).await;
+        if login.status == StatusCode::TOO_MANY_REQUESTS {
+            delayed = true; // even the right password now waits
+            break;
+        }
+        let mt = login.body["mfa_token"].as_str().unwrap().to_owned();
+        for _ in 0..3 {
+            if verify(&app, &mt, "000000").await.status == StatusCode::TOO_MANY_REQUESTS {
+                delayed = true;
+            }
+        }
+    }
+    assert!(delayed, "wrong codes across fresh challenges accumulate into the account delay");
+}

@@ -135,13 +135,27 @@ impl Core {
     async fn reencrypt_loop(&self, pause: Duration) -> CoreResult<()> {
         let store = &self.inner.store;
         let pause = if pause.is_zero() { self.inner.settings.reencrypt_pause } else { pause };
+        let mut passes = 0;
         while let Some(cursor) = store.reencrypt_cursor().await? {
             let docs = store.documents_after(cursor, RESEAL_BATCH).await?;
             let Some(last) = docs.last().map(|d| d.seq) else {
+                // A write that raced a batch may still be sealed under a retiring key: go
+                // round again rather than destroy a key a document needs.
+                if self.any_document_on_retiring_key().await? {
+                    passes += 1;
+                    if passes > 3 {
+                        return Err(CoreError::Conflict(
+                            "documents still use retiring keys; re-encryption resumes at the next start",
+                        ));
+                    }
+                    store.apply_reseal(Vec::new(), 0).await?;
+                    continue;
+                }
                 let meta = RequestMeta::local("reencrypt");
                 let event =
                     self.event(EventType::KeyRotate, None, &meta, true, json!({ "phase": "reencrypt_finished" }));
                 let retired = store.finish_reencrypt(vec![event]).await?;
+                self.inner.keys.forget_all();
                 tracing::info!(retired, "re-encryption finished");
                 return Ok(());
             };
@@ -160,6 +174,27 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    async fn any_document_on_retiring_key(&self) -> CoreResult<bool> {
+        let store = &self.inner.store;
+        let mut retiring: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        let mut after = 0;
+        loop {
+            let docs = store.documents_after(after, 1000).await?;
+            let Some(last) = docs.last() else { return Ok(false) };
+            after = last.seq;
+            for d in &docs {
+                let Some(id) = KeyRing::key_id_of(&d.body) else { continue };
+                if !retiring.contains_key(id) {
+                    let has_successor = store.get_key(id).await?.is_some_and(|k| k.successor.is_some());
+                    retiring.insert(id.to_owned(), has_successor);
+                }
+                if retiring.get(id).copied().unwrap_or(false) {
+                    return Ok(true);
+                }
+            }
+        }
     }
 
     /// Rotates when the newest KEK version is older than `key_rotation_days`.

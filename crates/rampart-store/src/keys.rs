@@ -4,7 +4,7 @@ use rampart_types::{SubjectId, Timestamp};
 use crate::{Audit, StoreResult};
 
 /// What a data key protects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyKind {
     /// The root secret the audit, blind-index and backup keys are derived from.
     Root,

@@ -142,6 +142,26 @@ async fn restore(config: &Config, file: &Path, force: bool, key_file: Option<&Pa
         }
         ledger.extend(rampart_store::KeyStore::erasure_ledger(&live).await?.into_iter().map(|e| e.subject_hash));
         let _ = live.close().await;
+        // Keys retired since the backup (re-encryption) are still needed by its documents:
+        // take them from the backup's key-store file, except erased subjects' keys.
+        if let Ok(file) = read_json::<KeyStoreFile>(&keys_path) {
+            let known: HashSet<String> = keys.iter().map(|k| k.key_id.clone()).collect();
+            let current: std::collections::HashMap<(KeyKind, String), String> = keys
+                .iter()
+                .filter(|k| k.successor.is_none())
+                .map(|k| ((k.kind, k.owner.clone()), k.key_id.clone()))
+                .collect();
+            for k in &file.keys {
+                let erased = k.kind == "subject" && ledger.contains(&k.owner);
+                if !erased && !known.contains(&k.key_id) {
+                    let mut rec = k.to_record()?;
+                    // Restored as a retired key whose successor is today's key for the same
+                    // owner: the next re-encryption moves its documents over.
+                    rec.successor = current.get(&(rec.kind, rec.owner.clone())).cloned().or(rec.successor);
+                    keys.push(rec);
+                }
+            }
+        }
         (keys, "live")
     } else {
         let file: KeyStoreFile =

@@ -361,3 +361,33 @@ async fn restore_refuses_a_directory_a_running_server_holds() {
         "the live server is untouched"
     );
 }
+
+/// Re-encryption destroys the keys an older backup was sealed with; restoring that backup
+/// over the live directory takes them from the backup's key-store file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_from_before_a_reencryption_restores_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = start(ServerOpts::new(&data));
+    let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
+    post_json(&server, &token, "/api/v1/collections", json!({"name": "p"})).await;
+    for i in 0..5 {
+        post_json(
+            &server,
+            &token,
+            "/api/v1/collections/p/documents",
+            json!({"data": {"i": i}, "subject_id": format!("s{i}")}),
+        )
+        .await;
+    }
+    let (_, meta) = post_json(&server, &token, "/api/v1/admin/backup", json!({})).await;
+    let file = data.join("backups").join(format!("{}.rbk", meta["backup_id"].as_str().unwrap()));
+    assert!(server.stop().success());
+    let out = bin().args(["keys", "--data-dir"]).arg(&data).args(["rotate", "--reencrypt"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = backup_cli(&data, &["restore", file.to_str().unwrap(), "--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server = start(ServerOpts::new(&data));
+    let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
+    assert_eq!(count_docs(&server, &token, "p").await, 5, "every restored document opens");
+}

@@ -598,6 +598,16 @@ impl Core {
         if !(1..=24 * 365).contains(&hours) {
             return Err(CoreError::validation("duration_hours", "must be between 1 and 8760"));
         }
+        // A block this wide, or one covering the caller, would lock the operators out of
+        // the very API that lifts it.
+        let min_prefix = if cidr.network().is_ipv4() { 16 } else { 32 };
+        if cidr.prefix() < min_prefix {
+            return Err(CoreError::validation("ip_address", "blocks wider than /16 (IPv4) or /32 (IPv6) are refused"));
+        }
+        let caller = who.origin.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+        if caller.is_some_and(|c| cidr.contains(&c)) {
+            return Err(CoreError::validation("ip_address", "the block would cover your own address"));
+        }
         Ok(self.add_block(cidr, reason, hours, who.username.as_str(), &who.origin).await?.into())
     }
 

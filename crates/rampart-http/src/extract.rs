@@ -72,7 +72,11 @@ fn check_csrf(parts: &Parts, state: &AppState, token: &str) -> Result<(), ApiErr
     let listed = origin.is_some_and(|o| state.settings.cors_origins.iter().any(|c| c == o));
     let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
     let expected = state.core.csrf_token_for(token);
-    if (same_origin || listed) && sent.is_some_and(|s| s == expected) {
+    // Compared in constant time: the token is a secret bound to the session.
+    let matches = sent.is_some_and(|s| {
+        s.len() == expected.len() && s.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    });
+    if (same_origin || listed) && matches {
         Ok(())
     } else {
         Err(ApiError::CsrfFailed)

@@ -42,7 +42,7 @@ async fn manual_blocks_apply_before_anything_and_expire() {
         .post(
             "/api/v1/admin/security/block-ip",
             Some(&admin),
-            json!({"ip_address": "10.0.0.0/8", "reason": "incident 7", "duration_hours": 1}),
+            json!({"ip_address": "10.20.0.0/16", "reason": "incident 7", "duration_hours": 1}),
         )
         .await;
     assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
@@ -52,13 +52,13 @@ async fn manual_blocks_apply_before_anything_and_expire() {
     let login = app
         .send_from(
             from("/api/v1/auth/login", Method::POST, None, Some(json!({"username": ADMIN, "password": "x"}))),
-            "10.1.1.1:1",
+            "10.20.1.1:1",
         )
         .await;
     assert_eq!(login.status, StatusCode::FORBIDDEN, "refused before authentication");
     assert_eq!(app.send_from(from("/health", Method::GET, None, None), "11.0.0.1:1").await.status, StatusCode::OK);
     let list = app.get("/api/v1/admin/security/blocked-ips", Some(&admin)).await;
-    assert_eq!(list.body["blocked_ips"][0]["ip_address"], "10.0.0.0/8");
+    assert_eq!(list.body["blocked_ips"][0]["ip_address"], "10.20.0.0/16");
     app.clock.advance_secs(3601);
     assert_eq!(
         app.send_from(from("/health", Method::GET, None, None), "10.20.30.40:1").await.status,
@@ -83,6 +83,8 @@ async fn manual_blocks_apply_before_anything_and_expire() {
     for bad in [
         json!({"ip_address": "nope", "reason": "x", "duration_hours": 1}),
         json!({"ip_address": "1.2.3.4", "reason": "x", "duration_hours": 0}),
+        json!({"ip_address": "0.0.0.0/0", "reason": "lock everyone out", "duration_hours": 1}),
+        json!({"ip_address": "127.0.0.0/24", "reason": "covers the caller", "duration_hours": 1}),
     ] {
         assert_eq!(
             app.post("/api/v1/admin/security/block-ip", Some(&admin), bad).await.status,

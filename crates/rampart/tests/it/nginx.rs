@@ -27,7 +27,16 @@ fn free_port() -> u16 {
 struct Nginx(Child);
 
 impl Drop for Nginx {
+    /// SIGTERM, so the master takes its workers down with it (SIGKILL would orphan them).
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -17,6 +17,11 @@ pub struct RequestMeta {
 }
 
 impl RequestMeta {
+    /// The client address, when the request came over the network.
+    pub fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.ip.as_deref().and_then(|i| i.parse().ok())
+    }
+
     /// Work started on this machine (CLI, bootstrap) rather than by a network request.
     pub fn local(origin: &str) -> Self {
         let id: String = random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();

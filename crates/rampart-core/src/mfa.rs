@@ -290,7 +290,7 @@ impl Core {
                 let details = json!({ "family": family_id, "reason": "refresh_token_reuse" });
                 self.record_event(EventType::SessionRevoke, Some(username.as_str()), meta, false, details.clone())
                     .await?;
-                let ip = meta.ip.as_deref().and_then(|i| i.parse().ok());
+                let ip = meta.client_ip();
                 let user = username.to_string();
                 self.raise(Detection {
                     breach_type: "privilege_escalation",

@@ -377,7 +377,7 @@ impl Core {
             let cfg = &core.detector().config;
             let now = core.now();
             let threshold = u64::from(cfg.failed_login_threshold);
-            let ip = meta.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+            let ip = meta.client_ip();
             if let Some(ip) = ip {
                 // Counted per client key (IPv6 by /64), as the rate limiter does.
                 let n = core.detector().failed_ip.add(&crate::client_key(ip).to_string(), now, 1);
@@ -423,7 +423,7 @@ impl Core {
         }
         let (core, meta, user) = (self.clone(), meta.clone(), user.to_owned());
         self.spawn_detection(async move {
-            let Some(ip) = meta.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok()) else { return Ok(()) };
+            let Some(ip) = meta.client_ip() else { return Ok(()) };
             let network = network_of(ip);
             let first_ever = core.inner.store.note_login_network(&user, "*", core.now()).await?;
             let new_network = core.inner.store.note_login_network(&user, &network, core.now()).await?;
@@ -458,7 +458,7 @@ impl Core {
         let Some(Some((count, baseline))) = tripped else { return };
         let (core, origin) = (self.clone(), who.origin.clone());
         self.spawn_detection(async move {
-            let ip = origin.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+            let ip = origin.client_ip();
             let details =
                 json!({ "requests_this_minute": count, "baseline_per_minute": (baseline * 10.0).round() / 10.0 });
             core.raise(Detection {
@@ -481,7 +481,7 @@ impl Core {
         }
         let (core, meta) = (self.clone(), meta.clone());
         self.spawn_detection(async move {
-            let Some(ip) = meta.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok()) else { return Ok(()) };
+            let Some(ip) = meta.client_ip() else { return Ok(()) };
             let n = core.detector().token_failures.add(&ip.to_string(), core.now(), 1);
             if n > u64::from(core.detector().config.token_failure_threshold) {
                 let details = json!({ "failures": n });
@@ -515,7 +515,7 @@ impl Core {
             (self.clone(), who.username.to_string(), who.origin.clone(), details.clone());
         self.spawn_detection(async move {
             let n = core.detector().forbidden.add(&user, core.now(), u64::from(admin_path || escalation));
-            let ip = origin.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+            let ip = origin.client_ip();
             if escalation || (admin_path && n >= u64::from(core.detector().config.forbidden_threshold)) {
                 let details = json!({ "refused": details, "admin_refusals": n });
                 core.raise(Detection {
@@ -542,7 +542,7 @@ impl Core {
         let (core, meta, user, location, fp) =
             (self.clone(), meta.clone(), user.map(str::to_owned), location.to_owned(), fingerprint.to_owned());
         self.spawn_detection(async move {
-            let ip = meta.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+            let ip = meta.client_ip();
             let details = json!({ "location": location, "fingerprint": fp, "request_id": meta.request_id });
             let dedup = ip.map(|i| i.to_string()).unwrap_or_default();
             core.raise(Detection {
@@ -567,7 +567,7 @@ impl Core {
             let cfg = &core.detector().config;
             let total = core.detector().bytes_out.add(&user, core.now(), bytes);
             if total > cfg.data_exfiltration_threshold_mb.saturating_mul(1024 * 1024) {
-                let ip = origin.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+                let ip = origin.client_ip();
                 let details = json!({ "bytes": total, "window_minutes": cfg.exfiltration_window_minutes, "threshold_mb": cfg.data_exfiltration_threshold_mb });
                 core.raise(Detection { breach_type: "data_exfiltration", severity: Severity::Critical, dedup: user.clone(), details, ip, user: Some(&user), revoke_sessions: true }).await?;
             }
@@ -604,7 +604,7 @@ impl Core {
         if cidr.prefix() < min_prefix {
             return Err(CoreError::validation("ip_address", "blocks wider than /16 (IPv4) or /32 (IPv6) are refused"));
         }
-        let caller = who.origin.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+        let caller = who.origin.client_ip();
         if caller.is_some_and(|c| cidr.contains(&c)) {
             return Err(CoreError::validation("ip_address", "the block would cover your own address"));
         }

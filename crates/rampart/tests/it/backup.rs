@@ -20,16 +20,8 @@ async fn count_docs(server: &Server, token: &str, c: &str) -> usize {
     let mut n = 0;
     let mut cursor = String::new();
     loop {
-        let page: Value = server
-            .client()
-            .get(server.url(&format!("/api/v1/collections/{c}/documents?limit=1000{cursor}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value =
+            server.get_json(token, &format!("/api/v1/collections/{c}/documents?limit=1000{cursor}")).await;
         n += page["documents"].as_array().map(Vec::len).unwrap_or(0);
         match page["next_cursor"].as_str() {
             Some(next) => cursor = format!("&cursor={next}"),
@@ -82,16 +74,7 @@ async fn a_backup_under_concurrent_writes_verifies_and_restores() {
     assert_eq!((status, v["valid"].clone()), (200, json!(true)), "{v}");
     let backed_up = v["documents"].as_u64().unwrap();
     assert!(backed_up >= 50);
-    let list: Value = server
-        .client()
-        .get(server.url("/api/v1/admin/backups"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = server.get_json(&token, "/api/v1/admin/backups").await;
     assert_eq!(list["backups"][0]["backup_id"], id);
 
     let backups = data.join("backups");
@@ -112,27 +95,9 @@ async fn a_backup_under_concurrent_writes_verifies_and_restores() {
         start(ServerOpts { env: vec![("RAMPART_REQUIRE_MFA_FOR_ROLES", "none".into())], ..ServerOpts::new(&restored) });
     let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
     assert_eq!(count_docs(&server, &token, "w").await as u64, backed_up);
-    let hit: Value = server
-        .client()
-        .get(server.url("/api/v1/collections/w/documents?i=7"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hit: Value = server.get_json(&token, "/api/v1/collections/w/documents?i=7").await;
     assert_eq!(hit["documents"][0]["data"]["secret"], "BKP-CANARY-123");
-    let audit: Value = server
-        .client()
-        .get(server.url("/api/v1/admin/audit?event_type=backup_restore"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = server.get_json(&token, "/api/v1/admin/audit?event_type=backup_restore").await;
     assert_eq!(audit["records"].as_array().unwrap().len(), 1);
 }
 
@@ -235,16 +200,7 @@ async fn unencrypted_backups_are_refused_when_policy_requires_encryption() {
     assert_eq!(s, 400, "hipaa mode demands encryption");
     let (s, meta) = post_json(&server, &token, "/api/v1/admin/backup", json!({"encrypted": false})).await;
     assert_eq!((s, meta["encrypted"].clone()), (201, json!(false)), "allowed when not required");
-    let audit: Value = server
-        .client()
-        .get(server.url("/api/v1/admin/audit?event_type=backup_create"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = server.get_json(&token, "/api/v1/admin/audit?event_type=backup_create").await;
     let outcomes: Vec<bool> =
         audit["records"].as_array().unwrap().iter().map(|r| r["success"].as_bool().unwrap()).collect();
     assert_eq!(outcomes, vec![false, false, true]);
@@ -306,27 +262,9 @@ async fn an_erased_subject_never_comes_back_from_an_old_backup() {
         let server =
             start(ServerOpts { env: vec![("RAMPART_REQUIRE_MFA_FOR_ROLES", "none".into())], ..ServerOpts::new(dir) });
         let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
-        let x: Value = server
-            .client()
-            .get(server.url("/api/v1/collections/p/documents?subject_id=subject-x"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let x: Value = server.get_json(&token, "/api/v1/collections/p/documents?subject_id=subject-x").await;
         assert!(x["documents"].as_array().unwrap().is_empty(), "{}: {x}", dir.display());
-        let y: Value = server
-            .client()
-            .get(server.url("/api/v1/collections/p/documents?subject_id=subject-y"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let y: Value = server.get_json(&token, "/api/v1/collections/p/documents?subject_id=subject-y").await;
         assert_eq!(y["documents"][0]["data"]["n"], "keep");
         assert!(server.stop().success());
         for (path, bytes) in files_under(dir) {

@@ -39,16 +39,7 @@ where
 }
 
 async fn alerts(server: &Server, token: &str) -> Vec<Value> {
-    let v: Value = server
-        .client()
-        .get(server.url("/api/v1/admin/security/alerts"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = server.get_json(token, "/api/v1/admin/security/alerts").await;
     v["alerts"].as_array().cloned().unwrap_or_default()
 }
 

@@ -145,16 +145,7 @@ async fn behind_nginx_the_real_client_address_is_seen_and_cannot_be_spoofed_dire
     assert_eq!(rd.headers()["x-ratelimit-remaining"], "29");
 
     let admin = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
-    let records: Value = server
-        .client()
-        .get(server.url("/api/v1/admin/audit?event_type=login&success=false"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let records: Value = server.get_json(&admin, "/api/v1/admin/audit?event_type=login&success=false").await;
     let ip_of = |user: &str| {
         records["records"]
             .as_array()

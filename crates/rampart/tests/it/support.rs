@@ -103,6 +103,12 @@ impl Server {
         res.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
     }
 
+    /// GET `path` with a bearer token; the body as JSON.
+    pub async fn get_json(&self, token: &str, path: impl AsRef<str>) -> serde_json::Value {
+        let res = self.client().get(self.url(path.as_ref())).bearer_auth(token).send().await.unwrap();
+        res.json().await.unwrap()
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();

@@ -1,5 +1,5 @@
 use rampart_crypto::{random_bytes, SessionToken, StoredPasswordHash, TokenHash};
-use rampart_store::{SessionRecord, StoreError, UserChange};
+use rampart_store::{Assurance, SessionRecord, StoreError, UserChange};
 use rampart_types::{Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -37,6 +37,8 @@ pub struct LoginOutcome {
     pub user: UserView,
     /// Set when the account must still pass a second factor: no session was opened.
     pub mfa_token: Option<SecretString>,
+    /// The session can only enrol a second factor and log out (see `Principal`).
+    pub mfa_enrollment_required: bool,
 }
 
 const SESSION_PREFIX: &str = "rps_";
@@ -93,7 +95,7 @@ impl Core {
         }
         self.inner.throttle.succeeded(&account);
         self.on_login_success(meta, user.username.as_str());
-        self.open_session(&user, meta, json!({ "method": "password" })).await
+        self.open_session(&user, meta, Assurance::Password, json!({ "method": "password" })).await
     }
 
     /// A new session with the first refresh token of a new family; audited as `login`.
@@ -101,10 +103,11 @@ impl Core {
         &self,
         user: &rampart_store::UserRecord,
         meta: &RequestMeta,
+        assurance: Assurance,
         details: serde_json::Value,
     ) -> CoreResult<LoginOutcome> {
-        let (session, token) = self.new_session(&user.username, meta);
-        let (refresh, refresh_token) = self.new_refresh(&user.username, &session.id, None);
+        let (session, token) = self.new_session(&user.username, meta, assurance);
+        let (refresh, refresh_token) = self.new_refresh(&user.username, &session.id, None, assurance);
         let session_id = session.id.clone();
         let expires_at = session.expires_at;
         let mut details = details;
@@ -114,10 +117,29 @@ impl Core {
         let event = self.event(EventType::Login, Some(user.username.as_str()), meta, true, details);
         let max = self.inner.settings.max_sessions_per_user;
         self.inner.store.create_session_with_refresh(session, refresh, max, vec![event]).await?;
-        Ok(LoginOutcome { token, refresh_token, session_id, expires_at, user: UserView::from(user), mfa_token: None })
+        Ok(LoginOutcome {
+            token,
+            refresh_token,
+            session_id,
+            expires_at,
+            mfa_enrollment_required: self.enrollment_only(assurance, &user.role),
+            user: UserView::from(user),
+            mfa_token: None,
+        })
     }
 
-    pub(crate) fn new_session(&self, username: &Username, meta: &RequestMeta) -> (SessionRecord, SecretString) {
+    /// A session below multi-factor assurance whose role requires MFA may only enrol.
+    pub(crate) fn enrollment_only(&self, assurance: Assurance, role: &rampart_types::RoleName) -> bool {
+        assurance < Assurance::MultiFactor
+            && self.inner.settings.require_mfa_for_roles.iter().any(|r| r == role.as_str())
+    }
+
+    pub(crate) fn new_session(
+        &self,
+        username: &Username,
+        meta: &RequestMeta,
+        assurance: Assurance,
+    ) -> (SessionRecord, SecretString) {
         let now = self.now();
         let token = SessionToken::generate(SESSION_PREFIX);
         let session = SessionRecord {
@@ -129,6 +151,7 @@ impl Core {
             expires_at: now.plus_seconds(self.inner.settings.session_lifetime_secs),
             ip_address: meta.ip.clone(),
             user_agent: meta.user_agent.as_ref().map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+            assurance,
         };
         (session, token.token)
     }
@@ -159,14 +182,15 @@ impl Core {
         if now >= session.last_seen_at.plus_seconds(self.inner.settings.touch_interval_secs) {
             store.touch_session(&session.id, now).await?;
         }
-        let enrollment_only =
-            !user.mfa_enabled && self.inner.settings.require_mfa_for_roles.iter().any(|r| r == user.role.as_str());
+        // The session's own assurance decides, never the user's current MFA state: a
+        // password-only session stays enrol-only after the user enrols elsewhere.
         Ok(Principal {
+            mfa_enrollment_only: self.enrollment_only(session.assurance, &user.role),
+            assurance: session.assurance,
             username: user.username,
             role,
             session_id: Some(session.id),
             origin: meta.clone(),
-            mfa_enrollment_only: enrollment_only,
         })
     }
 

@@ -214,6 +214,7 @@ impl Core {
             session_id: None,
             origin: RequestMeta::local("cli"),
             mfa_enrollment_only: false,
+            assurance: rampart_store::Assurance::MultiFactor,
         })
     }
 

@@ -3,7 +3,7 @@
 use rampart_crypto::{
     random_bytes, recovery_code_hash, recovery_codes, SessionToken, StoredPasswordHash, TokenHash, TotpSecret,
 };
-use rampart_store::{RefreshOutcome, RefreshRecord, UserRecord};
+use rampart_store::{Assurance, RefreshOutcome, RefreshRecord, UserRecord};
 use rampart_types::{Permission, Username};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -60,8 +60,10 @@ impl Core {
     }
 
     /// Activates MFA once a code from the pending secret checks out; returns the ten
-    /// recovery codes (shown this once, stored only hashed).
-    pub async fn mfa_confirm(&self, who: &Principal, code: &str) -> CoreResult<Vec<String>> {
+    /// recovery codes (shown this once, stored only hashed) and a fresh multi-factor
+    /// session. Every earlier session of the user, this one included, ends: none of them
+    /// was opened with the new factor.
+    pub async fn mfa_confirm(&self, who: &Principal, code: &str) -> CoreResult<(Vec<String>, LoginOutcome)> {
         let state = self.inner.store.mfa_state(&who.username).await?;
         let pending =
             state.pending.ok_or(CoreError::Conflict("no MFA enrolment in progress: call mfa/enable first"))?;
@@ -74,10 +76,22 @@ impl Core {
         };
         let codes = recovery_codes();
         let hashes = codes.iter().map(|(_, h)| *h).collect();
-        let event = self.event(EventType::MfaEnable, name, &who.origin, true, json!({}));
-        self.inner.store.activate_mfa(&who.username, hashes, vec![event]).await?;
+        let audit = vec![
+            self.event(EventType::MfaEnable, name, &who.origin, true, json!({})),
+            self.event(
+                EventType::SessionRevoke,
+                name,
+                &who.origin,
+                true,
+                json!({ "target": who.username.as_str(), "reason": "mfa_enrolled" }),
+            ),
+        ];
+        self.inner.store.activate_mfa(&who.username, hashes, audit).await?;
         self.inner.store.claim_totp_step(&who.username, step).await?;
-        Ok(codes.into_iter().map(|(c, _)| c).collect())
+        let user = self.inner.store.get_user(&who.username).await?.ok_or(CoreError::Unauthenticated)?;
+        let details = json!({ "method": "mfa_enrolment", "second_factor": "totp" });
+        let session = self.open_session(&user, &who.origin, Assurance::MultiFactor, details).await?;
+        Ok((codes.into_iter().map(|(c, _)| c).collect(), session))
     }
 
     /// Login of an MFA user: a single-use, five-minute token bound to the user.
@@ -94,6 +108,7 @@ impl Core {
             expires_at: expires,
             user: crate::UserView::from(user),
             mfa_token: Some(token.token),
+            mfa_enrollment_required: false,
         })
     }
 
@@ -141,11 +156,15 @@ impl Core {
             .await?;
             return Err(CoreError::InvalidCredentials);
         };
-        self.inner.store.consume_challenge(*hash.as_bytes()).await?;
+        // Of concurrent right answers on one challenge, exactly one opens a session.
+        if !self.inner.store.consume_challenge(*hash.as_bytes()).await? {
+            return Err(CoreError::Unauthenticated);
+        }
         self.inner.throttle.succeeded(&account);
         self.record_event(EventType::MfaVerify, Some(&account), meta, true, json!({ "method": method })).await?;
         self.on_login_success(meta, &account);
-        self.open_session(&user, meta, json!({ "method": "password+mfa", "second_factor": method })).await
+        let details = json!({ "method": "password+mfa", "second_factor": method });
+        self.open_session(&user, meta, Assurance::MultiFactor, details).await
     }
 
     /// Turns MFA off: needs the password and a current code.
@@ -241,6 +260,7 @@ impl Core {
         user: &Username,
         session_id: &str,
         family: Option<&str>,
+        assurance: Assurance,
     ) -> (RefreshRecord, SecretString) {
         let token = SessionToken::generate(REFRESH_PREFIX);
         let now = self.now();
@@ -254,6 +274,7 @@ impl Core {
             username: user.clone(),
             created_at: now,
             expires_at: now.plus_seconds(self.inner.settings.refresh_lifetime_secs),
+            assurance,
         };
         (rec, token.token)
     }
@@ -268,12 +289,13 @@ impl Core {
         // Whose token it is becomes known only inside the store's transaction: the new
         // records are built for a nominal user that the store sets to the family's user.
         let probe = Username::parse("refresh").map_err(CoreError::internal)?;
-        let (session, token) = self.new_session(&probe, meta);
-        let (rec, new_refresh) = self.new_refresh(&probe, &session.id, None);
+        // Likewise the assurance: the store copies the family's onto the new pair.
+        let (session, token) = self.new_session(&probe, meta, Assurance::Password);
+        let (rec, new_refresh) = self.new_refresh(&probe, &session.id, None, Assurance::Password);
         let session_id = session.id.clone();
         let expires_at = session.expires_at;
         match self.inner.store.rotate_refresh(*old.as_bytes(), rec, session, self.now(), vec![]).await? {
-            RefreshOutcome::Rotated { username, family_id } => {
+            RefreshOutcome::Rotated { username, family_id, assurance } => {
                 let user = self.inner.store.get_user(&username).await?.ok_or(CoreError::Unauthenticated)?;
                 let details = json!({ "family": family_id, "session_id": session_id, "method": "refresh" });
                 self.record_event(EventType::Login, Some(username.as_str()), meta, true, details).await?;
@@ -282,6 +304,7 @@ impl Core {
                     refresh_token: new_refresh,
                     session_id,
                     expires_at,
+                    mfa_enrollment_required: self.enrollment_only(assurance, &user.role),
                     user: crate::UserView::from(&user),
                     mfa_token: None,
                 })

@@ -14,8 +14,11 @@ pub struct Principal {
     pub session_id: Option<String>,
     /// Where the request came from, for audit records.
     pub origin: crate::RequestMeta,
-    /// The role requires MFA and the user has none yet: only enrolment and logout work.
+    /// The role requires MFA and this session was opened without a second factor: only
+    /// enrolment and logout work, for the session's whole life.
     pub mfa_enrollment_only: bool,
+    /// How the session was authenticated (the CLI acts with full assurance).
+    pub assurance: rampart_store::Assurance,
 }
 
 impl Principal {

@@ -121,7 +121,9 @@ async fn principal(
     Ok((who, ctx))
 }
 
-/// Any authenticated user acting on their own account (me, logout, password change).
+/// Any authenticated user acting on their own account (me, password change, sessions),
+/// through a session with the assurance its role requires: an enrol-only session is
+/// refused here, so self-service is closed to it unless a route opts in with `Enrolling`.
 pub struct Authenticated {
     pub who: Principal,
     #[allow(dead_code)] // read by the audit trail
@@ -129,6 +131,26 @@ pub struct Authenticated {
 }
 
 impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = axum::response::Response;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        let (who, ctx) = principal(parts, state).await?;
+        if who.mfa_enrollment_only {
+            return Err(ApiError::MfaEnrollmentRequired.into_response());
+        }
+        Ok(Self { who, ctx })
+    }
+}
+
+/// Any session, enrol-only ones included: the routes that enrol a second factor and the
+/// logout. Nothing else may take it.
+pub struct Enrolling {
+    pub who: Principal,
+    #[allow(dead_code)] // read by the audit trail
+    pub ctx: RequestContext,
+}
+
+impl FromRequestParts<AppState> for Enrolling {
     type Rejection = axum::response::Response;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let (who, ctx) = principal(parts, state).await?;

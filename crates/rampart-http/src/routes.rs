@@ -18,6 +18,8 @@ pub enum Access {
     Public,
     /// Any authenticated user, acting on their own account (`Authenticated`).
     SelfService,
+    /// Any session, enrol-only ones too: second-factor enrolment and logout (`Enrolling`).
+    Enrolment,
     /// Needs a named permission (`Authz<P>`).
     Permission,
 }
@@ -46,14 +48,14 @@ fn routes() -> Vec<Route> {
     vec![
         r(M::GET, "/health", Public, get(handlers::health)),
         r(M::POST, "/api/v1/auth/login", Public, post(auth::login)),
-        r(M::POST, "/api/v1/auth/logout", SelfService, post(auth::logout)),
+        r(M::POST, "/api/v1/auth/logout", Enrolment, post(auth::logout)),
         r(M::POST, "/api/v1/auth/logout-all", SelfService, post(auth::logout_all)),
         r(M::GET, "/api/v1/auth/me", SelfService, get(auth::me)),
         r(M::POST, "/api/v1/auth/password", SelfService, post(auth::change_password)),
         r(M::POST, "/api/v1/auth/refresh", Public, post(auth::refresh)),
         r(M::POST, "/api/v1/auth/mfa/verify", Public, post(mfa::verify)),
-        r(M::POST, "/api/v1/auth/mfa/enable", SelfService, post(mfa::enable)),
-        r(M::POST, "/api/v1/auth/mfa/confirm", SelfService, post(mfa::confirm)),
+        r(M::POST, "/api/v1/auth/mfa/enable", Enrolment, post(mfa::enable)),
+        r(M::POST, "/api/v1/auth/mfa/confirm", Enrolment, post(mfa::confirm)),
         r(M::POST, "/api/v1/auth/mfa/disable", SelfService, post(mfa::disable)),
         r(M::POST, "/api/v1/auth/mfa/recovery-codes", SelfService, post(mfa::recovery_codes)),
         r(M::GET, "/api/v1/auth/sessions", SelfService, get(mfa::sessions)),

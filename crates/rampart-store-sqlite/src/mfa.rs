@@ -11,15 +11,16 @@ const CONCURRENT_USE_GRACE_MS: i64 = 5_000;
 
 fn insert_refresh(tx: &Transaction<'_>, r: &RefreshRecord) -> StoreResult<()> {
     tx.execute(
-        "INSERT INTO refresh_tokens (token_hash, family_id, session_id, username, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO refresh_tokens (token_hash, family_id, session_id, username, created_at, expires_at, assurance)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             r.token_hash.as_slice(),
             r.family_id,
             r.session_id,
             r.username.as_str(),
             r.created_at.as_millis(),
-            r.expires_at.as_millis()
+            r.expires_at.as_millis(),
+            r.assurance.as_i64()
         ],
     )
     .map_err(map_err)?;
@@ -79,6 +80,9 @@ impl MfaStore for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
+            // Every session so far was opened without the new factor: end them all.
+            tx.execute("UPDATE refresh_tokens SET revoked = 1 WHERE username = ?1", params![u]).map_err(map_err)?;
+            tx.execute("DELETE FROM sessions WHERE username = ?1", params![u]).map_err(map_err)?;
             replace_codes(tx, &u, &code_hashes)
         })
         .await
@@ -123,20 +127,25 @@ impl MfaStore for SqliteStore {
         audit: Audit,
     ) -> StoreResult<bool> {
         let u = user.as_str().to_owned();
-        let used = self
-            .write(Vec::new(), move |tx| {
-                tx.execute(
+        let chainer = self.inner_chainer().get().cloned();
+        // The code's use and its audit record commit together, or neither does.
+        self.write(Vec::new(), move |tx| {
+            let used = tx
+                .execute(
                     "UPDATE recovery_codes SET used_at = ?3 WHERE username = ?1 AND code_hash = ?2 AND used_at IS NULL",
                     params![u, hash.as_slice(), at.as_millis()],
                 )
                 .map(|n| n == 1)
-                .map_err(map_err)
-            })
-            .await?;
-        if used && !audit.is_empty() {
-            rampart_store::AuditStore::append_audit(self, audit).await?;
-        }
-        Ok(used)
+                .map_err(map_err)?;
+            if used && !audit.is_empty() {
+                let chainer = chainer.ok_or_else(|| {
+                    StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
+                })?;
+                crate::audit::append_in(tx, chainer.as_ref(), &audit)?;
+            }
+            Ok(used)
+        })
+        .await
     }
 
     async fn replace_recovery_codes(&self, user: &Username, hashes: Vec<[u8; 32]>, audit: Audit) -> StoreResult<()> {
@@ -186,10 +195,10 @@ impl MfaStore for SqliteStore {
         .await
     }
 
-    async fn consume_challenge(&self, hash: [u8; 32]) -> StoreResult<()> {
+    async fn consume_challenge(&self, hash: [u8; 32]) -> StoreResult<bool> {
         self.write(Vec::new(), move |tx| {
-            tx.execute("UPDATE mfa_challenges SET used = 1 WHERE token_hash = ?1", params![hash.as_slice()])
-                .map(|_| ())
+            tx.execute("UPDATE mfa_challenges SET used = 1 WHERE token_hash = ?1 AND used = 0", params![hash.as_slice()])
+                .map(|n| n == 1)
                 .map_err(map_err)
         })
         .await
@@ -255,15 +264,17 @@ impl MfaStore for SqliteStore {
         audit: Audit,
     ) -> StoreResult<RefreshOutcome> {
         self.write(audit, move |tx| {
-            let row: Option<(String, String, String, i64, Option<i64>, bool)> = tx
+            type Row = (String, String, String, i64, Option<i64>, bool, i64);
+            let row: Option<Row> = tx
                 .query_row(
-                    "SELECT family_id, session_id, username, expires_at, used_at, revoked FROM refresh_tokens WHERE token_hash = ?1",
+                    "SELECT family_id, session_id, username, expires_at, used_at, revoked, assurance
+                     FROM refresh_tokens WHERE token_hash = ?1",
                     params![old.as_slice()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
                 )
                 .optional()
                 .map_err(map_err)?;
-            let Some((family, old_session, user, expires, used_at, revoked)) = row else {
+            let Some((family, old_session, user, expires, used_at, revoked, assurance)) = row else {
                 return Ok(RefreshOutcome::Invalid);
             };
             let username = parse_col(user, Username::parse).map_err(map_err)?;
@@ -288,18 +299,21 @@ impl MfaStore for SqliteStore {
             tx.execute("UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1", params![old.as_slice(), now.as_millis()])
                 .map_err(map_err)?;
             tx.execute("DELETE FROM sessions WHERE id = ?1", params![old_session]).map_err(map_err)?;
-            // The new pair belongs to the family's user, and the family keeps its absolute
-            // lifetime: rotation never extends it.
-            let session = SessionRecord { username: username.clone(), ..session };
+            // The new pair belongs to the family's user, keeps the assurance of the login
+            // that started the family, and the family keeps its absolute lifetime: rotation
+            // never extends or upgrades it.
+            let assurance = rampart_store::Assurance::from_i64(assurance);
+            let session = SessionRecord { username: username.clone(), assurance, ..session };
             crate::sessions::insert_session(tx, &session, Some(&family), u32::MAX)?;
             let new = RefreshRecord {
                 family_id: family.clone(),
                 username: username.clone(),
                 expires_at: Timestamp::from_millis(expires),
+                assurance,
                 ..new
             };
             insert_refresh(tx, &new)?;
-            Ok(RefreshOutcome::Rotated { username, family_id: family })
+            Ok(RefreshOutcome::Rotated { username, family_id: family, assurance })
         })
         .await
     }

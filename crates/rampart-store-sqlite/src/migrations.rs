@@ -201,6 +201,12 @@ CREATE TABLE jwt_keys (
     retired_at INTEGER
 ) STRICT;
 "#,
+    // Sessions carry the assurance they were opened with; sessions from before this
+    // migration read as password-only (the weaker level).
+    r#"
+ALTER TABLE sessions ADD COLUMN assurance INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE refresh_tokens ADD COLUMN assurance INTEGER NOT NULL DEFAULT 1;
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {

@@ -1,11 +1,12 @@
 use async_trait::async_trait;
-use rampart_store::{Audit, SessionRecord, SessionStore, StoreResult};
+use rampart_store::{Assurance, Audit, SessionRecord, SessionStore, StoreResult};
 use rampart_types::{Timestamp, Username};
 use rusqlite::{params, OptionalExtension, Row};
 
 use crate::{map_err, parse_col, SqliteStore};
 
-const COLUMNS: &str = "id, token_hash, username, created_at, last_seen_at, expires_at, ip_address, user_agent";
+const COLUMNS: &str =
+    "id, token_hash, username, created_at, last_seen_at, expires_at, ip_address, user_agent, assurance";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -17,6 +18,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         expires_at: Timestamp::from_millis(r.get(5)?),
         ip_address: r.get(6)?,
         user_agent: r.get(7)?,
+        assurance: Assurance::from_i64(r.get(8)?),
     })
 }
 
@@ -29,7 +31,7 @@ pub(crate) fn insert_session(
     max_per_user: u32,
 ) -> StoreResult<()> {
     tx.execute(
-        &format!("INSERT INTO sessions ({COLUMNS}, family_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        &format!("INSERT INTO sessions ({COLUMNS}, family_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         params![
             s.id,
             s.token_hash.as_slice(),
@@ -39,6 +41,7 @@ pub(crate) fn insert_session(
             s.expires_at.as_millis(),
             s.ip_address,
             s.user_agent,
+            s.assurance.as_i64(),
             family
         ],
     )

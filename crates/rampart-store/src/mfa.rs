@@ -27,6 +27,8 @@ pub struct RefreshRecord {
     pub username: Username,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// The assurance of the login that started the family; every rotation keeps it.
+    pub assurance: crate::Assurance,
 }
 
 /// A JWT signing key: the PKCS#8 document sealed by the core, the public key in clear.
@@ -46,6 +48,8 @@ pub enum RefreshOutcome {
     Rotated {
         username: Username,
         family_id: String,
+        /// Carried from the family's first login.
+        assurance: crate::Assurance,
     },
     /// A spent token came back: the whole family was revoked.
     Reused {
@@ -59,7 +63,8 @@ pub enum RefreshOutcome {
 pub trait MfaStore: Send + Sync {
     async fn mfa_state(&self, user: &Username) -> StoreResult<MfaState>;
     async fn set_mfa_pending(&self, user: &Username, sealed: Option<Vec<u8>>) -> StoreResult<()>;
-    /// Makes the pending secret active, sets `mfa_enabled`, replaces recovery codes.
+    /// Makes the pending secret active, sets `mfa_enabled`, replaces recovery codes, and
+    /// ends every session and refresh token of the user (all were opened without it).
     async fn activate_mfa(&self, user: &Username, code_hashes: Vec<[u8; 32]>, audit: Audit) -> StoreResult<()>;
     /// Clears secret, pending secret and codes; `end_sessions` also ends every session.
     async fn disable_mfa(&self, user: &Username, end_sessions: bool, audit: Audit) -> StoreResult<()>;
@@ -83,7 +88,8 @@ pub trait MfaStore: Send + Sync {
         now: Timestamp,
         max_attempts: u32,
     ) -> StoreResult<Option<Username>>;
-    async fn consume_challenge(&self, hash: [u8; 32]) -> StoreResult<()>;
+    /// Marks the challenge used; true for exactly one of any number of concurrent calls.
+    async fn consume_challenge(&self, hash: [u8; 32]) -> StoreResult<bool>;
     /// Opens a session together with the first refresh token of a new family.
     async fn create_session_with_refresh(
         &self,

@@ -46,6 +46,42 @@ pub struct RoleRecord {
     pub created_at: Timestamp,
 }
 
+/// How strongly a session's holder proved who they are when it was opened (Kratos' AAL).
+/// It stays with the session for life and passes unchanged to the sessions its refresh
+/// tokens open: it is never re-derived from the user's current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Assurance {
+    /// Password only (AAL1).
+    Password,
+    /// Password and a second factor (AAL2).
+    MultiFactor,
+}
+
+impl Assurance {
+    pub const fn as_i64(self) -> i64 {
+        match self {
+            Self::Password => 1,
+            Self::MultiFactor => 2,
+        }
+    }
+
+    /// Unknown stored values read as the weaker level (fail closed).
+    pub const fn from_i64(v: i64) -> Self {
+        if v == 2 {
+            Self::MultiFactor
+        } else {
+            Self::Password
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::MultiFactor => "password+mfa",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct SessionRecord {
     /// Public identifier (for listing and revoking); not the bearer token.
@@ -58,6 +94,7 @@ pub struct SessionRecord {
     pub expires_at: Timestamp,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
+    pub assurance: Assurance,
 }
 
 impl std::fmt::Debug for SessionRecord {

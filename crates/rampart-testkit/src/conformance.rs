@@ -50,6 +50,7 @@ fn session(id: &str, u: &str, at: i64) -> SessionRecord {
         expires_at: t(at + 3_600_000),
         ip_address: Some("127.0.0.1".into()),
         user_agent: None,
+        assurance: rampart_store::Assurance::Password,
     }
 }
 

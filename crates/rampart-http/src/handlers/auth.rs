@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Authenticated, Public};
+use crate::extract::{Authenticated, Enrolling, Public};
 use crate::json::ApiJson;
 use crate::AppState;
 
@@ -27,12 +27,16 @@ pub(crate) fn login_json(out: rampart_core::LoginOutcome) -> Value {
         return json!({ "mfa_required": true, "mfa_token": mfa.expose_secret() });
     }
     let UserView { username, role, mfa_enabled, .. } = out.user;
-    json!({
+    let mut body = json!({
         "token": out.token.expose_secret(),
         "refresh_token": out.refresh_token.expose_secret(),
         "expires_at": out.expires_at,
         "user": { "username": username, "role": role, "mfa_enabled": mfa_enabled },
-    })
+    });
+    if out.mfa_enrollment_required {
+        body["mfa_enrollment_required"] = json!(true);
+    }
+    body
 }
 
 #[derive(Deserialize, Default)]
@@ -44,7 +48,12 @@ pub(crate) struct LoginMode {
 /// Browser mode: the session travels in a `__Host-` cookie (HttpOnly, Secure, SameSite=
 /// Strict, Path=/) that scripts cannot read; the body carries only the CSRF token that
 /// unsafe requests must echo in `X-CSRF-Token`.
-fn cookie_response(state: &AppState, out: rampart_core::LoginOutcome) -> axum::response::Response {
+/// `extra` fields join the body (the recovery codes of an enrolment).
+pub(crate) fn cookie_response(
+    state: &AppState,
+    out: rampart_core::LoginOutcome,
+    extra: Value,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     if out.mfa_token.is_some() {
         return Json(login_json(out)).into_response();
@@ -56,12 +65,19 @@ fn cookie_response(state: &AppState, out: rampart_core::LoginOutcome) -> axum::r
         "{}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}",
         crate::extract::SESSION_COOKIE
     );
+    let enrollment = out.mfa_enrollment_required;
     let UserView { username, role, mfa_enabled, .. } = out.user;
-    let body = json!({
+    let mut body = json!({
         "csrf_token": csrf,
         "expires_at": out.expires_at,
         "user": { "username": username, "role": role, "mfa_enabled": mfa_enabled },
     });
+    if enrollment {
+        body["mfa_enrollment_required"] = json!(true);
+    }
+    if let (Some(o), Value::Object(e)) = (body.as_object_mut(), extra) {
+        o.extend(e);
+    }
     let mut res = Json(body).into_response();
     if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
         res.headers_mut().insert(axum::http::header::SET_COOKIE, v);
@@ -88,7 +104,7 @@ pub(crate) async fn login(
     let out = state.core.login(&req.username, req.password, &ctx.meta()).await?;
     match mode.mode.as_deref() {
         None | Some("token") => Ok(Json(login_json(out)).into_response()),
-        Some("cookie") => Ok(cookie_response(&state, out)),
+        Some("cookie") => Ok(cookie_response(&state, out, json!({}))),
         Some(_) => Err(ApiError::bad_request(Some("mode".into()), "mode: expected token or cookie")),
     }
 }
@@ -108,7 +124,7 @@ pub(crate) async fn refresh(
     Ok(Json(login_json(out)))
 }
 
-pub(crate) async fn logout(auth: Authenticated, State(state): State<AppState>) -> ApiResult<axum::response::Response> {
+pub(crate) async fn logout(auth: Enrolling, State(state): State<AppState>) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     state.core.logout(&auth.who).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
@@ -135,6 +151,7 @@ pub(crate) async fn me(auth: Authenticated, State(state): State<AppState>) -> Ap
         "disabled": user.disabled,
         "created_at": user.created_at,
         "permissions": permissions,
+        "assurance": auth.who.assurance.as_str(),
     })))
 }
 

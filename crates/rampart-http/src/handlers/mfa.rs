@@ -7,13 +7,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiResult;
-use crate::extract::{Authenticated, Authz, Public};
+use crate::extract::{Authenticated, Authz, Enrolling, Public};
 use crate::handlers::auth::login_json;
 use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
 
-pub(crate) async fn enable(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<MfaEnrollment>> {
+pub(crate) async fn enable(auth: Enrolling, State(state): State<AppState>) -> ApiResult<Json<MfaEnrollment>> {
     Ok(Json(state.core.mfa_enable(&auth.who).await?))
 }
 
@@ -23,13 +23,32 @@ pub(crate) struct CodeBody {
     code: String,
 }
 
+/// Confirms enrolment. Every earlier session of the user ends; the answer carries the
+/// recovery codes and a fresh multi-factor session, in the form the caller logged in with
+/// (a bearer pair, or the browser cookie when the request came with one).
 pub(crate) async fn confirm(
-    auth: Authenticated,
+    auth: Enrolling,
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiJson(b): ApiJson<CodeBody>,
-) -> ApiResult<Json<Value>> {
-    let codes = state.core.mfa_confirm(&auth.who, &b.code).await?;
-    Ok(Json(json!({ "mfa_enabled": true, "recovery_codes": codes })))
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let (codes, session) = state.core.mfa_confirm(&auth.who, &b.code).await?;
+    let cookie_mode = headers.get(axum::http::header::AUTHORIZATION).is_none();
+    let extra = json!({ "mfa_enabled": true, "recovery_codes": codes });
+    if cookie_mode {
+        Ok(crate::handlers::auth::cookie_response(&state, session, extra))
+    } else {
+        let mut body = login_json(session);
+        merge(&mut body, extra);
+        Ok(Json(body).into_response())
+    }
+}
+
+fn merge(into: &mut Value, extra: Value) {
+    if let (Some(o), Value::Object(e)) = (into.as_object_mut(), extra) {
+        o.extend(e);
+    }
 }
 
 #[derive(Deserialize)]

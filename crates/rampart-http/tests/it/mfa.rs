@@ -35,9 +35,11 @@ impl Secs for rampart_core::FakeClock {
     }
 }
 
-/// Enrols `token`'s user; returns the shared secret (as the app would have it) and the
-/// recovery codes. The clock moves on a step so the confirmation code is not reused.
-async fn enrol(app: &TestApp, token: &str) -> (TotpSecret, Vec<String>) {
+/// Enrols `token`'s user; returns the shared secret (as the app would have it), the
+/// recovery codes and the fresh multi-factor session that confirmation hands out (every
+/// earlier session, `token`'s included, has ended). The clock moves on a step so the
+/// confirmation code is not reused.
+async fn enrol(app: &TestApp, token: &str) -> (TotpSecret, Vec<String>, String) {
     let res = app.call(Method::POST, "/api/v1/auth/mfa/enable", Some(token), None).await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     assert!(res.body["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/Rampart:"));
@@ -50,8 +52,11 @@ async fn enrol(app: &TestApp, token: &str) -> (TotpSecret, Vec<String>) {
     let codes: Vec<String> =
         res.body["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
     assert_eq!(codes.len(), 10);
+    let fresh = res.body["token"].as_str().expect("a fresh session").to_owned();
+    assert!(res.body["refresh_token"].is_string());
+    assert_eq!(app.get("/api/v1/auth/me", Some(token)).await.status, StatusCode::UNAUTHORIZED, "enrolling ended it");
     app.clock.advance_secs(30);
-    (secret, codes)
+    (secret, codes, fresh)
 }
 
 async fn mfa_token(app: &TestApp, user: &str, pw: &str) -> String {
@@ -72,8 +77,9 @@ async fn verify(app: &TestApp, token: &str, code: &str) -> rampart_testkit::Test
 async fn login_with_mfa_needs_the_second_factor_and_codes_work_once() {
     let app = TestApp::with_config(|c| c.breach.enabled = false).await;
     let t = app.user_with_role("tina", "viewer").await;
-    let (secret, recovery) = enrol(&app, &t).await;
-    assert_eq!(app.get("/api/v1/auth/me", Some(&t)).await.body["mfa_enabled"], true);
+    let (secret, recovery, t) = enrol(&app, &t).await;
+    let me = app.get("/api/v1/auth/me", Some(&t)).await;
+    assert_eq!((me.body["mfa_enabled"].clone(), me.body["assurance"].clone()), (json!(true), json!("password+mfa")));
 
     let mt = mfa_token(&app, "tina", USER_PASSWORD).await;
     assert_eq!(verify(&app, &mt, "123456").await.status, StatusCode::UNAUTHORIZED);
@@ -112,7 +118,7 @@ async fn login_with_mfa_needs_the_second_factor_and_codes_work_once() {
 async fn disabling_needs_the_password_and_a_current_code() {
     let app = TestApp::new().await;
     let t = app.user_with_role("dan", "viewer").await;
-    let (secret, _) = enrol(&app, &t).await;
+    let (secret, _, t) = enrol(&app, &t).await;
     let wrong_pw = app
         .post(
             "/api/v1/auth/mfa/disable",
@@ -138,11 +144,94 @@ async fn an_admin_without_mfa_can_only_enrol() {
     let admin = app.admin_token().await;
     let res = app.get("/api/v1/users", Some(&admin)).await;
     assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "mfa_enrollment_required"));
-    assert_eq!(app.get("/api/v1/auth/me", Some(&admin)).await.status, StatusCode::OK);
-    let (secret, _) = enrol(&app, &admin).await;
+    // Enrol and log out, nothing else: not even self-service.
+    for (method, path, body) in enrol_only_refusals() {
+        let res = app.call(method.clone(), path, Some(&admin), body).await;
+        assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "mfa_enrollment_required"), "{method} {path}");
+    }
+    let (secret, _, fresh) = enrol(&app, &admin).await;
+    assert_eq!(app.get("/api/v1/users", Some(&fresh)).await.status, StatusCode::OK, "confirm gives a full session");
     let mt = mfa_token(&app, ADMIN, ADMIN_PASSWORD).await;
     let full = verify(&app, &mt, &code(&secret, &app, 0)).await.body["token"].as_str().unwrap().to_owned();
     assert_eq!(app.get("/api/v1/users", Some(&full)).await.status, StatusCode::OK);
+}
+
+fn enrol_only_refusals() -> Vec<(Method, &'static str, Option<Value>)> {
+    vec![
+        (Method::GET, "/api/v1/auth/me", None),
+        (Method::GET, "/api/v1/users", None),
+        (Method::POST, "/api/v1/collections", Some(json!({"name": "x"}))),
+        (Method::POST, "/api/v1/auth/token", Some(json!({"audience": "svc"}))),
+        (
+            Method::POST,
+            "/api/v1/auth/password",
+            Some(json!({"current_password": ADMIN_PASSWORD, "new_password": "An0ther-Strong-Pass!"})),
+        ),
+        (Method::POST, "/api/v1/auth/logout-all", None),
+        (Method::GET, "/api/v1/auth/sessions", None),
+        (Method::DELETE, "/api/v1/auth/sessions/abc", None),
+    ]
+}
+
+/// The outside review's break: S1 and S2 opened with the password only; enrolling through
+/// S2 must not turn S1, or anything S1's refresh token opens, into a full session.
+#[tokio::test]
+async fn a_session_opened_before_enrolment_stays_enrol_only_and_ends_at_confirmation() {
+    let app = TestApp::with_config(|c| c.auth.require_mfa_for_roles = vec!["admin".into()]).await;
+    let s1 = app.login(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(s1.body["mfa_enrollment_required"], true, "{:?}", s1.body);
+    let (s1, r1) = (s1.body["token"].as_str().unwrap().to_owned(), s1.body["refresh_token"].as_str().unwrap().to_owned());
+    let s2 = app.admin_token().await;
+    // S1 refreshed before enrolment: the new pair carries the same password-only assurance.
+    let rotated = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": r1})).await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    assert_eq!(rotated.body["mfa_enrollment_required"], true);
+    let (s1b, r1b) =
+        (rotated.body["token"].as_str().unwrap().to_owned(), rotated.body["refresh_token"].as_str().unwrap().to_owned());
+    assert_eq!(app.get("/api/v1/users", Some(&s1b)).await.code(), "mfa_enrollment_required");
+
+    // Start enrolment through S2, and try S1 while it is pending and after it is confirmed.
+    let res = app.call(Method::POST, "/api/v1/auth/mfa/enable", Some(&s2), None).await;
+    let secret = TotpSecret::from_bytes(&b32_decode(res.body["secret"].as_str().unwrap())).unwrap();
+    assert_eq!(app.get("/api/v1/users", Some(&s1b)).await.code(), "mfa_enrollment_required");
+    let res = app.post("/api/v1/auth/mfa/confirm", Some(&s2), json!({"code": code(&secret, &app, 0)})).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    let fresh = res.body["token"].as_str().unwrap().to_owned();
+    for old in [&s1, &s1b, &s2] {
+        for (method, path, body) in [
+            (Method::GET, "/api/v1/users", None),
+            (Method::POST, "/api/v1/collections", Some(json!({"name": "stolen"}))),
+            (Method::POST, "/api/v1/auth/token", Some(json!({"audience": "svc"}))),
+        ] {
+            let res = app.call(method.clone(), path, Some(old), body).await;
+            assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{method} {path} with an earlier session: {:?}", res.body);
+        }
+    }
+    let refreshed = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": r1b})).await;
+    assert_eq!(refreshed.status, StatusCode::UNAUTHORIZED, "S1's refresh token died with it");
+    assert_eq!(app.get("/api/v1/users", Some(&fresh)).await.status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&fresh)).await.body["assurance"], "password+mfa");
+}
+
+/// A session keeps its assurance for life: even after the user has MFA, a session opened
+/// with the password only (e.g. from before an upgrade) is not promoted by the user's state.
+#[tokio::test]
+async fn assurance_comes_from_the_session_not_the_users_current_state() {
+    let app = TestApp::with_config(|c| c.auth.require_mfa_for_roles = vec!["admin".into()]).await;
+    let s1 = app.admin_token().await;
+    let (_, _, _fresh) = enrol(&app, &s1).await;
+    // Forge the situation directly: a password-only session row of a user who has MFA.
+    let db = rusqlite::Connection::open(app.raw_db()).unwrap();
+    let token = "rps_password-only-session-of-an-mfa-user";
+    let hash = rampart_crypto::TokenHash::of(token);
+    db.execute(
+        "INSERT INTO sessions (id, token_hash, username, created_at, last_seen_at, expires_at, assurance)
+         SELECT 'forged', ?1, username, created_at, last_seen_at, expires_at, 1 FROM sessions LIMIT 1",
+        rusqlite::params![hash.as_bytes().as_slice()],
+    )
+    .unwrap();
+    let res = app.get("/api/v1/users", Some(token)).await;
+    assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "mfa_enrollment_required"));
 }
 
 #[tokio::test]
@@ -150,7 +239,7 @@ async fn admins_reset_another_users_mfa_which_ends_their_sessions() {
     let app = TestApp::new().await;
     let admin = app.admin_token().await;
     let t = app.user_with_role("rob", "viewer").await;
-    enrol(&app, &t).await;
+    let (_, _, t) = enrol(&app, &t).await;
     let viewer = app.user_with_role("vic", "viewer").await;
     let res = app.call(Method::POST, "/api/v1/users/rob/mfa/reset", Some(&viewer), None).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);

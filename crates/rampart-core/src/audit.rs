@@ -44,6 +44,7 @@ pub enum EventType {
     MfaReset,
     RecoveryCodeUsed,
     JwtIssue,
+    AuditRepair,
 }
 
 impl EventType {
@@ -78,6 +79,7 @@ impl EventType {
             Self::MfaReset => "mfa_reset",
             Self::RecoveryCodeUsed => "recovery_code_used",
             Self::JwtIssue => "jwt_issue",
+            Self::AuditRepair => AUDIT_REPAIR,
         }
     }
 }
@@ -193,6 +195,38 @@ pub fn parse_record_line(line: &str) -> Option<AuditRecord> {
     })
 }
 
+/// Event type of an operator's repair record (see `Core::repair_audit`).
+pub const AUDIT_REPAIR: &str = "audit_repair";
+
+/// A range of records an operator declared lost, in a repair record under the chain key.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeclaredGap {
+    /// Seq of the repair record that declares the gap.
+    pub repair_seq: i64,
+    pub missing_from: i64,
+    pub missing_to: i64,
+}
+
+impl DeclaredGap {
+    pub fn covers(&self, seq: i64) -> bool {
+        (self.missing_from..=self.missing_to).contains(&seq)
+    }
+
+    /// The gap a repair record declares, if `r` is one.
+    fn of(r: &AuditRecord) -> Option<Self> {
+        if r.event.event_type != AUDIT_REPAIR {
+            return None;
+        }
+        let d = &r.event.details;
+        let (from, to) = (d.get("missing_from")?.as_i64()?, d.get("missing_to")?.as_i64()?);
+        (from >= 1 && to == r.seq - 1 && from <= r.seq).then_some(Self {
+            repair_seq: r.seq,
+            missing_from: from,
+            missing_to: to,
+        })
+    }
+}
+
 /// Outcome of checking the chain.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditVerification {
@@ -200,10 +234,19 @@ pub struct AuditVerification {
     pub records: u64,
     pub first_bad_seq: Option<i64>,
     pub reason: Option<String>,
+    /// Records declared lost by an operator's repair (empty when none ever was).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<DeclaredGap>,
 }
 
 fn broken(records: u64, seq: i64, reason: &str) -> AuditVerification {
-    AuditVerification { valid: false, records, first_bad_seq: Some(seq), reason: Some(reason.to_owned()) }
+    AuditVerification {
+        valid: false,
+        records,
+        first_bad_seq: Some(seq),
+        reason: Some(reason.to_owned()),
+        repairs: Vec::new(),
+    }
 }
 
 /// Walks records in order, checking sequence, links and MACs, and the head against the
@@ -213,38 +256,67 @@ pub struct ChainVerifier<'a> {
     expected_seq: i64,
     prev: [u8; 32],
     records: u64,
+    repairs: Vec<DeclaredGap>,
+    /// The copy may still hold records a repair declared lost (audit.log keeps what the
+    /// database lost), so a repair record may link behind the last record seen.
+    mirror: bool,
 }
 
 impl<'a> ChainVerifier<'a> {
     pub fn new(key: &'a AuditMacKey) -> Self {
-        Self { key, expected_seq: 1, prev: GENESIS_HASH, records: 0 }
+        Self { key, expected_seq: 1, prev: GENESIS_HASH, records: 0, repairs: Vec::new(), mirror: false }
+    }
+
+    /// A verifier for the audit.log mirror (see `mirror`).
+    pub fn for_mirror(key: &'a AuditMacKey) -> Self {
+        Self { mirror: true, ..Self::new(key) }
     }
 
     /// Checks the next record; `Err` carries the verdict at the first bad one.
     pub fn push(&mut self, r: &AuditRecord) -> Result<(), AuditVerification> {
         let seq = self.expected_seq;
-        if r.seq != seq {
+        // A gap (or, in the mirror, a relink behind the lost records) is accepted only
+        // where a repair record under the chain key declares exactly that range.
+        let gap = DeclaredGap::of(r).filter(|g| {
+            let mac_ok = ct_eq(&self.key.chain(&r.prev_hash, &AuditRecord::canonical(r.seq, &r.event)), &r.hash);
+            mac_ok && (g.missing_from == seq || (self.mirror && g.missing_from <= seq && r.seq >= seq))
+        });
+        if r.seq != seq && gap.is_none() {
             let why =
                 if r.seq > seq { "record missing (gap in sequence)" } else { "record out of order or duplicated" };
             return Err(broken(self.records, seq, why));
         }
-        if !ct_eq(&r.prev_hash, &self.prev) {
+        let relinked = gap.is_some() && self.mirror;
+        if !relinked && !ct_eq(&r.prev_hash, &self.prev) {
             return Err(broken(self.records, seq, "link to the previous record broken"));
         }
-        let expect = self.key.chain(&self.prev, &AuditRecord::canonical(r.seq, &r.event));
+        let expect = self.key.chain(&r.prev_hash, &AuditRecord::canonical(r.seq, &r.event));
         if !ct_eq(&expect, &r.hash) {
             return Err(broken(self.records, seq, "record content does not match its MAC"));
         }
+        if let Some(g) = gap.filter(|g| g.missing_from <= g.missing_to) {
+            self.repairs.push(g);
+        }
         self.prev = r.hash;
-        self.expected_seq += 1;
+        self.expected_seq = r.seq + 1;
         self.records += 1;
         Ok(())
+    }
+
+    pub fn repairs(&self) -> &[DeclaredGap] {
+        &self.repairs
     }
 
     /// Ends a walk over a copy that carries no head (the audit.log files), whose end the
     /// caller checks against the database instead.
     pub fn finish_unanchored(self) -> AuditVerification {
-        AuditVerification { valid: true, records: self.records, first_bad_seq: None, reason: None }
+        AuditVerification {
+            valid: true,
+            records: self.records,
+            first_bad_seq: None,
+            reason: None,
+            repairs: self.repairs,
+        }
     }
 
     pub fn last_seq(&self) -> i64 {
@@ -269,7 +341,13 @@ impl<'a> ChainVerifier<'a> {
                 }
             }
         }
-        AuditVerification { valid: true, records: self.records, first_bad_seq: None, reason: None }
+        AuditVerification {
+            valid: true,
+            records: self.records,
+            first_bad_seq: None,
+            reason: None,
+            repairs: self.repairs,
+        }
     }
 }
 
@@ -292,8 +370,8 @@ pub async fn verify_store(store: &dyn Store, key: &AuditMacKey) -> CoreResult<Au
 }
 
 /// Constant-time comparison of two MACs.
-fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+pub(crate) fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    rampart_crypto::ct_eq(a.as_slice(), b.as_slice())
 }
 
 impl Core {
@@ -344,14 +422,10 @@ impl Core {
         Ok(self.inner.store.query_audit(filter).await?)
     }
 
-    /// Verifies the chain, for holders of `audit.verify`.
-    pub async fn verify_audit_as(&self, who: &crate::Principal) -> CoreResult<AuditVerification> {
+    /// Verifies the chain, its mirror and checkpoint, for holders of `audit.verify`.
+    pub async fn verify_audit_as(&self, who: &crate::Principal) -> CoreResult<crate::audit_anchor::FullVerification> {
         self.require(who, rampart_types::Permission::AuditVerify, None).await?;
         self.verify_audit().await
-    }
-
-    pub async fn verify_audit(&self) -> CoreResult<AuditVerification> {
-        verify_store(self.inner.store.as_ref(), &self.inner.audit_key).await
     }
 
     /// Checks `perm`; a refusal is recorded as `permission_denied` before it is returned.

@@ -84,6 +84,7 @@ pub(crate) struct Inner {
     pub erasure_hook: std::sync::OnceLock<crate::backup::ErasureHook>,
     pub detector: crate::security::Detector,
     pub jwt: crate::jwt::JwtKeys,
+    pub audit_mirror: std::sync::OnceLock<Arc<dyn crate::audit_anchor::AuditMirror>>,
 }
 
 impl Core {
@@ -128,6 +129,7 @@ impl Core {
                 erasure_hook: std::sync::OnceLock::new(),
                 detector,
                 jwt: crate::jwt::JwtKeys::default(),
+                audit_mirror: std::sync::OnceLock::new(),
             }),
         };
         let now = core.now();
@@ -137,6 +139,7 @@ impl Core {
         core.reload_roles().await?;
         core.refresh_blocks().await?;
         core.load_jwt_key().await?;
+        core.check_audit_anchor().await?;
         let bootstrap = core.bootstrap_admin(admin).await?;
         if core.inner.store.reencrypt_cursor().await?.is_some() {
             // A re-encryption was interrupted (crash or restart): resume it.

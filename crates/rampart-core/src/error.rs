@@ -66,7 +66,9 @@ impl From<StoreError> for CoreError {
             StoreError::VersionMismatch => CoreError::PreconditionFailed,
             StoreError::LastAdmin => CoreError::Conflict("the last admin cannot be removed, disabled or demoted"),
             StoreError::InUse(what) => CoreError::Conflict(what),
-            e @ (StoreError::Unavailable(_) | StoreError::AuditUnavailable(_)) => CoreError::Unavailable(e),
+            e @ (StoreError::Unavailable(_) | StoreError::AuditUnavailable(_) | StoreError::AuditChainBroken(_)) => {
+                CoreError::Unavailable(e)
+            }
             StoreError::Internal(e) => CoreError::Internal(e),
         }
     }

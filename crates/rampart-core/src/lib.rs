@@ -3,6 +3,7 @@
 //! of HTTP or SQL.
 
 pub mod audit;
+pub mod audit_anchor;
 mod auth;
 pub mod backup;
 mod bounded;
@@ -25,6 +26,7 @@ mod users;
 
 pub use crate::core::{Bootstrap, Core, CoreSettings};
 pub use audit::{AuditVerification, EventType};
+pub use audit_anchor::{AuditCheckpoint, AuditMirror, FullVerification};
 pub use auth::{LoginOutcome, RequestMeta};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use data::{CollectionSpec, CollectionUpdate, CollectionView, Document, DocumentChange, DocumentList, ListParams};
@@ -36,7 +38,7 @@ pub use rbac::{builtin_roles, ADMIN_ROLE};
 pub use roles::RoleSpec;
 pub use users::{NewUser, UserView};
 
-pub use rampart_crypto::MasterKey;
+pub use rampart_crypto::{ct_eq, MasterKey};
 pub use rampart_store::{
     AlertFilter, AlertRecord, AuditEvent, AuditFilter, AuditRecord, RoleRecord, SessionRecord, Store,
 };

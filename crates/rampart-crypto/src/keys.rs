@@ -172,6 +172,17 @@ impl AuditMacKey {
         input.extend_from_slice(hash);
         hmac_sha256(self.0.expose(), &input)
     }
+
+    /// MAC of a checkpoint that leaves the database (audit.log, webhooks): the chain
+    /// reached `seq` with `hash` at `at_ms`. Domain-separated from the head MAC.
+    pub fn checkpoint_mac(&self, seq: i64, hash: &[u8; 32], at_ms: i64) -> [u8; 32] {
+        let mut input = Vec::with_capacity(59);
+        input.extend_from_slice(b"checkpoint:");
+        input.extend_from_slice(&seq.to_be_bytes());
+        input.extend_from_slice(hash);
+        input.extend_from_slice(&at_ms.to_be_bytes());
+        hmac_sha256(self.0.expose(), &input)
+    }
 }
 
 #[cfg(test)]

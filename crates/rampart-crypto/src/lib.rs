@@ -21,5 +21,11 @@ pub use stream::{
     decrypt_stream, encrypt_stream, nonce_for, read_stream_header, AeadError, OpenError, SealingKey, StreamError,
     StreamHeader, StreamSummary,
 };
+/// The one constant-time comparison for secrets and MACs (lengths may differ; a length
+/// mismatch is not secret).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
+}
+
 pub use token::{random_bytes, random_password, SessionToken, TokenHash};
 pub use totp::{qr_svg_data_uri, recovery_code_hash, recovery_codes, TotpSecret, STEP_SECS as TOTP_STEP_SECS};

@@ -73,9 +73,7 @@ fn check_csrf(parts: &Parts, state: &AppState, token: &str) -> Result<(), ApiErr
     let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
     let expected = state.core.csrf_token_for(token);
     // Compared in constant time: the token is a secret bound to the session.
-    let matches = sent.is_some_and(|s| {
-        s.len() == expected.len() && s.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    });
+    let matches = sent.is_some_and(|s| rampart_core::ct_eq(s.as_bytes(), expected.as_bytes()));
     if (same_origin || listed) && matches {
         Ok(())
     } else {

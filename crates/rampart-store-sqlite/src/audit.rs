@@ -38,24 +38,71 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     })
 }
 
-/// Appends `events` to the chain inside `tx`. Failures are `AuditUnavailable`, so callers
-/// answer 503 and the surrounding change rolls back.
-pub(crate) fn append_in(tx: &Transaction<'_>, chainer: &dyn AuditChainer, events: &Audit) -> StoreResult<Vec<i64>> {
-    let last: Option<(i64, [u8; 32])> = tx
-        .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+fn table_tail(tx: &Transaction<'_>) -> StoreResult<Option<(i64, [u8; 32])>> {
+    tx.query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(audit_err)
+}
+
+fn decode_head(raw: &[u8]) -> Option<AuditHead> {
+    if raw.len() != 72 {
+        return None;
+    }
+    let seq = i64::from_be_bytes(raw[..8].try_into().ok()?);
+    Some(AuditHead { seq, hash: raw[8..40].try_into().ok()?, mac: raw[40..72].try_into().ok()? })
+}
+
+/// Where the next record links: the table's tail, but only when it is exactly what the
+/// signed head says. Otherwise records were removed (or the head was), and continuing
+/// from whatever tail is there would re-sign the loss away.
+fn anchored_tail(tx: &Transaction<'_>, chainer: &dyn AuditChainer) -> StoreResult<(i64, [u8; 32])> {
+    let tail = table_tail(tx)?;
+    let head: Option<Vec<u8>> = tx
+        .query_row("SELECT value FROM meta WHERE key = ?1", params![HEAD_KEY], |r| r.get(0))
         .optional()
         .map_err(audit_err)?;
-    let (mut seq, mut prev) = last.unwrap_or((0, GENESIS_HASH));
-    let mut seqs = Vec::with_capacity(events.len());
-    let mut stmt = tx
-        .prepare_cached(&format!("INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"))
-        .map_err(audit_err)?;
-    for e in events {
-        seq += 1;
-        let hash = chainer.chain(&prev, &AuditRecord::canonical(seq, e));
-        let details = serde_json::to_string(&e.details).map_err(|x| StoreError::AuditUnavailable(Box::new(x)))?;
-        stmt.execute(params![
-            seq,
+    match (tail, head) {
+        (None, None) => Ok((0, GENESIS_HASH)),
+        (Some(_), None) => Err(StoreError::AuditChainBroken("chain head missing")),
+        (tail, Some(raw)) => {
+            let head = decode_head(&raw).ok_or(StoreError::AuditChainBroken("chain head malformed"))?;
+            let signed = chainer.head_mac(head.seq, &head.hash);
+            if !ct_eq(&signed, &head.mac) {
+                return Err(StoreError::AuditChainBroken("chain head signature invalid"));
+            }
+            match tail {
+                Some((seq, hash)) if seq == head.seq && ct_eq(&hash, &head.hash) => Ok((seq, hash)),
+                Some((seq, _)) if seq < head.seq => Err(StoreError::AuditChainBroken("records missing at the end")),
+                _ => Err(StoreError::AuditChainBroken("table tail does not match the signed head")),
+            }
+        }
+    }
+}
+
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()).into()
+}
+
+fn write_head(tx: &Transaction<'_>, chainer: &dyn AuditChainer, seq: i64, hash: &[u8; 32]) -> StoreResult<()> {
+    let mut head = Vec::with_capacity(72);
+    head.extend_from_slice(&seq.to_be_bytes());
+    head.extend_from_slice(hash);
+    head.extend_from_slice(&chainer.head_mac(seq, hash));
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![HEAD_KEY, head],
+    )
+    .map_err(audit_err)?;
+    Ok(())
+}
+
+fn insert_record(tx: &Transaction<'_>, r: &AuditRecord) -> StoreResult<()> {
+    let details = serde_json::to_string(&r.event.details).map_err(|x| StoreError::AuditUnavailable(Box::new(x)))?;
+    let e = &r.event;
+    tx.prepare_cached(&format!("INSERT INTO audit_log ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"))
+        .map_err(audit_err)?
+        .execute(params![
+            r.seq,
             e.timestamp.as_millis(),
             e.event_type,
             e.user,
@@ -63,22 +110,29 @@ pub(crate) fn append_in(tx: &Transaction<'_>, chainer: &dyn AuditChainer, events
             e.success,
             details,
             e.request_id,
-            prev.as_slice(),
-            hash.as_slice()
+            r.prev_hash.as_slice(),
+            r.hash.as_slice()
         ])
         .map_err(audit_err)?;
+    Ok(())
+}
+
+/// Appends `events` to the chain inside `tx`, continuing from the signed head. Failures
+/// are `AuditUnavailable` or `AuditChainBroken`, so callers answer 503 and the surrounding
+/// change rolls back.
+pub(crate) fn append_in(tx: &Transaction<'_>, chainer: &dyn AuditChainer, events: &Audit) -> StoreResult<Vec<i64>> {
+    let (mut seq, mut prev) = anchored_tail(tx, chainer)?;
+    let mut seqs = Vec::with_capacity(events.len());
+    for e in events {
+        seq += 1;
+        let hash = chainer.chain(&prev, &AuditRecord::canonical(seq, e));
+        insert_record(tx, &AuditRecord { seq, event: e.clone(), prev_hash: prev, hash })?;
         seqs.push(seq);
         prev = hash;
     }
-    let mut head = Vec::with_capacity(72);
-    head.extend_from_slice(&seq.to_be_bytes());
-    head.extend_from_slice(&prev);
-    head.extend_from_slice(&chainer.head_mac(seq, &prev));
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![HEAD_KEY, head],
-    )
-    .map_err(audit_err)?;
+    if !events.is_empty() {
+        write_head(tx, chainer, seq, &prev)?;
+    }
     Ok(seqs)
 }
 
@@ -144,16 +198,25 @@ impl AuditStore for SqliteStore {
     async fn audit_head(&self) -> StoreResult<Option<AuditHead>> {
         let raw: Option<Vec<u8>> = self.get_meta_raw(HEAD_KEY).await?;
         let Some(raw) = raw else { return Ok(None) };
-        if raw.len() != 72 {
-            // A mangled head is reported as a head that cannot verify.
-            return Ok(Some(AuditHead { seq: -1, hash: [0; 32], mac: [0; 32] }));
-        }
-        let mut seq = [0u8; 8];
-        seq.copy_from_slice(&raw[..8]);
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&raw[8..40]);
-        let mut mac = [0u8; 32];
-        mac.copy_from_slice(&raw[40..72]);
-        Ok(Some(AuditHead { seq: i64::from_be_bytes(seq), hash, mac }))
+        // A mangled head is reported as a head that cannot verify.
+        Ok(Some(decode_head(&raw).unwrap_or(AuditHead { seq: -1, hash: [0; 32], mac: [0; 32] })))
+    }
+
+    async fn reanchor_audit(&self, event: AuditEvent, seq: i64) -> StoreResult<AuditRecord> {
+        let chainer = self.inner_chainer().get().cloned().ok_or_else(|| {
+            StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
+        })?;
+        self.write(Vec::new(), move |tx| {
+            let (tail, prev) = table_tail(tx)?.unwrap_or((0, GENESIS_HASH));
+            if seq <= tail {
+                return Err(StoreError::AuditChainBroken("a repair record must follow the table's tail"));
+            }
+            let hash = chainer.chain(&prev, &AuditRecord::canonical(seq, &event));
+            let record = AuditRecord { seq, event, prev_hash: prev, hash };
+            insert_record(tx, &record)?;
+            write_head(tx, chainer.as_ref(), seq, &hash)?;
+            Ok(record)
+        })
+        .await
     }
 }

@@ -197,9 +197,12 @@ impl MfaStore for SqliteStore {
 
     async fn consume_challenge(&self, hash: [u8; 32]) -> StoreResult<bool> {
         self.write(Vec::new(), move |tx| {
-            tx.execute("UPDATE mfa_challenges SET used = 1 WHERE token_hash = ?1 AND used = 0", params![hash.as_slice()])
-                .map(|n| n == 1)
-                .map_err(map_err)
+            tx.execute(
+                "UPDATE mfa_challenges SET used = 1 WHERE token_hash = ?1 AND used = 0",
+                params![hash.as_slice()],
+            )
+            .map(|n| n == 1)
+            .map_err(map_err)
         })
         .await
     }
@@ -289,15 +292,19 @@ impl MfaStore for SqliteStore {
             }
             if used_at.is_some() {
                 // A spent token came back: someone holds a stolen copy. End the family.
-                tx.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1", params![family]).map_err(map_err)?;
+                tx.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1", params![family])
+                    .map_err(map_err)?;
                 tx.execute("DELETE FROM sessions WHERE family_id = ?1", params![family]).map_err(map_err)?;
                 return Ok(RefreshOutcome::Reused { username, family_id: family });
             }
             if expires <= now.as_millis() {
                 return Ok(RefreshOutcome::Invalid);
             }
-            tx.execute("UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1", params![old.as_slice(), now.as_millis()])
-                .map_err(map_err)?;
+            tx.execute(
+                "UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1",
+                params![old.as_slice(), now.as_millis()],
+            )
+            .map_err(map_err)?;
             tx.execute("DELETE FROM sessions WHERE id = ?1", params![old_session]).map_err(map_err)?;
             // The new pair belongs to the family's user, keeps the assurance of the login
             // that started the family, and the family keeps its absolute lifetime: rotation

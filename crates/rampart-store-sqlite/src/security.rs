@@ -41,8 +41,24 @@ fn outbox_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxItem> {
     })
 }
 
+fn insert_outbox(tx: &rusqlite::Transaction<'_>, items: &[OutboxItem]) -> StoreResult<()> {
+    for w in items {
+        tx.execute(
+            "INSERT OR IGNORE INTO webhook_outbox (event_id, endpoint, payload, attempts, next_attempt_at)
+             VALUES (?1, ?2, ?3, 0, ?4)",
+            params![w.event_id, w.endpoint, w.payload, w.next_attempt_at.as_millis()],
+        )
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl SecurityStore for SqliteStore {
+    async fn enqueue_webhooks(&self, items: Vec<OutboxItem>) -> StoreResult<()> {
+        self.write(Vec::new(), move |tx| insert_outbox(tx, &items)).await
+    }
+
     async fn raise_alert(
         &self,
         alert: AlertRecord,
@@ -85,14 +101,7 @@ impl SecurityStore for SqliteStore {
                 ],
             )
             .map_err(map_err)?;
-            for w in &webhooks {
-                tx.execute(
-                    "INSERT OR IGNORE INTO webhook_outbox (event_id, endpoint, payload, attempts, next_attempt_at)
-                     VALUES (?1, ?2, ?3, 0, ?4)",
-                    params![w.event_id, w.endpoint, w.payload, w.next_attempt_at.as_millis()],
-                )
-                .map_err(map_err)?;
-            }
+            insert_outbox(tx, &webhooks)?;
             Ok((alert, true))
         })
         .await

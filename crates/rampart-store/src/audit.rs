@@ -102,4 +102,9 @@ pub trait AuditStore: Send + Sync {
     async fn read_audit(&self, after_seq: i64, limit: usize) -> StoreResult<Vec<AuditRecord>>;
     async fn query_audit(&self, filter: AuditFilter) -> StoreResult<Vec<AuditRecord>>;
     async fn audit_head(&self) -> StoreResult<Option<AuditHead>>;
+    /// Operator repair of a broken chain: appends `event` at `seq` (beyond every seq the
+    /// chain is known to have reached), linked to the table's actual tail, and signs the
+    /// head there. The event declares the lost range; verification accepts the gap only
+    /// because that declaration is under the chain key.
+    async fn reanchor_audit(&self, event: AuditEvent, seq: i64) -> StoreResult<AuditRecord>;
 }

@@ -36,6 +36,10 @@ pub enum StoreError {
     /// The audit trail could not be written; the change was not made.
     #[error("audit log unavailable")]
     AuditUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The chain's table tail does not match its signed head (records removed, head lost
+    /// or forged): nothing is appended until an operator repairs the chain.
+    #[error("audit chain broken: {0}")]
+    AuditChainBroken(&'static str),
     /// The backend cannot serve right now (locked, disk full, I/O error): retryable.
     #[error("storage unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

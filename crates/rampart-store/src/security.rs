@@ -61,6 +61,8 @@ pub trait SecurityStore: Send + Sync {
         webhooks: Vec<OutboxItem>,
         audit: Audit,
     ) -> StoreResult<(AlertRecord, bool)>;
+    /// Queues deliveries that belong to no alert (signed audit checkpoints).
+    async fn enqueue_webhooks(&self, items: Vec<OutboxItem>) -> StoreResult<()>;
     async fn list_alerts(&self, filter: AlertFilter) -> StoreResult<Vec<AlertRecord>>;
     async fn set_alert_status(&self, id: &str, status: &str, by: &str, audit: Audit) -> StoreResult<AlertRecord>;
     async fn add_block(&self, block: IpBlock, audit: Audit) -> StoreResult<()>;

@@ -1,15 +1,16 @@
 //! `rampart audit verify|tail`, and the exporter that mirrors the chain into `audit.log`.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use rampart_config::{Config, Env, Overrides};
-use rampart_core::audit::{parse_record_line, record_json, verify_store, AuditVerification, ChainVerifier};
-use rampart_core::{AuditRecord, Store};
+use rampart_core::audit::{parse_record_line, record_json};
+use rampart_core::audit_anchor::verify_everything;
+use rampart_core::{AuditMirror, AuditRecord, Core, Store};
 use rampart_crypto::AuditMacKey;
 use rampart_store::{AuditStore, MetaStore};
 use rampart_store_sqlite::SqliteStore;
@@ -21,8 +22,9 @@ pub const AUDIT_FILE: &str = "audit.log";
 
 #[derive(Subcommand, Debug)]
 pub enum AuditAction {
-    /// Check the keyed chain in the database and in audit.log; exit 0 only when both are
-    /// intact. Works on a stopped server's data directory.
+    /// Check the keyed chain in the database, its signed head, the audit.log mirror and
+    /// the last signed checkpoint; exit 0 only when all agree. Works on a stopped
+    /// server's data directory.
     Verify,
     /// Print the newest records as JSON lines.
     Tail {
@@ -32,12 +34,35 @@ pub enum AuditAction {
         #[arg(long)]
         follow: bool,
     },
+    /// After records were lost (restored from an old copy, a disk fault, tampering):
+    /// append a signed `audit_repair` record that declares the lost range, so the server
+    /// can record again. Needs the server stopped. A changed record cannot be repaired.
+    Repair {
+        /// Why (kept in the repair record).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Exit status of `audit verify` when the chain is broken (2 is any other failure).
 pub const TAMPERED: u8 = 1;
 
-async fn open_store(config: &Config) -> anyhow::Result<(SqliteStore, AuditMacKey)> {
+/// The audit.log files (current and rotated), oldest first.
+pub struct FileMirror {
+    pub log_dir: PathBuf,
+}
+
+impl AuditMirror for FileMirror {
+    fn lines(&self) -> std::io::Result<Box<dyn Iterator<Item = std::io::Result<String>> + Send>> {
+        let mut readers = Vec::new();
+        for path in log_files(&self.log_dir, AUDIT_FILE) {
+            readers.push(BufReader::new(std::fs::File::open(&path)?));
+        }
+        Ok(Box::new(readers.into_iter().flat_map(|r| r.lines())))
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<(SqliteStore, Arc<AuditMacKey>)> {
     let dir = &config.server.data_dir;
     if !dir.join("rampart.db").exists() {
         bail!("no Rampart database in {}", dir.display());
@@ -50,59 +75,25 @@ async fn open_store(config: &Config) -> anyhow::Result<(SqliteStore, AuditMacKey
         key.verify_check_value(&kcv).context("the master key does not match this data directory")?;
     }
     let audit_key = rampart_core::keyring::root_audit_key(&store, &key).await.context("cannot open the key store")?;
-    Ok((store, audit_key))
+    Ok((store, Arc::new(audit_key)))
 }
 
-/// Verifies the chain as written to the audit.log files, and that it matches the database.
-fn verify_files(log_dir: &Path, key: &AuditMacKey, db_head: Option<i64>) -> anyhow::Result<AuditVerification> {
-    let mut v = ChainVerifier::new(key);
-    let mut last = 0;
-    for path in log_files(log_dir, AUDIT_FILE) {
-        let file = std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        for line in BufReader::new(file).lines() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let Some(record) = parse_record_line(&line) else {
-                return Ok(AuditVerification {
-                    valid: false,
-                    records: 0,
-                    first_bad_seq: Some(last + 1),
-                    reason: Some(format!("unparseable line in {}", path.display())),
-                });
-            };
-            if let Err(verdict) = v.push(&record) {
-                return Ok(verdict);
-            }
-            last = record.seq;
-        }
-    }
-    // The file is complete once the server has stopped; it must end where the database does.
-    let head = db_head.unwrap_or(0);
-    if last < head {
-        return Ok(AuditVerification {
-            valid: false,
-            records: u64::try_from(last).unwrap_or(0),
-            first_bad_seq: Some(last + 1),
-            reason: Some("audit.log ends before the database chain (truncated)".into()),
-        });
-    }
-    Ok(v.finish_unanchored())
+fn mirror(config: &Config) -> Option<Arc<dyn AuditMirror>> {
+    Some(Arc::new(FileMirror { log_dir: config.server.log_dir.clone() }))
 }
 
 pub async fn run(flags: Overrides, action: AuditAction) -> anyhow::Result<u8> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    if let AuditAction::Repair { reason } = action {
+        return repair(&config, &reason).await;
+    }
     let (store, key) = open_store(&config).await?;
     match action {
         AuditAction::Verify => {
-            let db = verify_store(&store, &key).await.context("reading the audit chain")?;
-            let head = store.audit_head().await?.map(|h| h.seq);
-            let files = verify_files(&config.server.log_dir, &key, head)?;
-            let ok = db.valid && files.valid;
-            let report = serde_json::json!({ "valid": ok, "database": db, "audit_log": files });
+            // Offline, the mirror is complete: it must reach the database's end.
+            let report = verify_everything(&store, &key, mirror(&config), true).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(if ok { 0 } else { TAMPERED })
+            Ok(if report.valid { 0 } else { TAMPERED })
         }
         AuditAction::Tail { lines, follow } => {
             let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
@@ -121,7 +112,32 @@ pub async fn run(flags: Overrides, action: AuditAction) -> anyhow::Result<u8> {
                 }
             }
         }
+        AuditAction::Repair { .. } => Ok(2),
     }
+}
+
+async fn repair(config: &Config, reason: &str) -> anyhow::Result<u8> {
+    let _lock = datadir::lock(&config.server.data_dir).context("stop the server before repairing its audit chain")?;
+    let (core, store) = datadir::open(config).await?;
+    let key = Arc::new(rampart_core::keyring::root_audit_key(&store, &datadir::master_key(config)?).await?);
+    let found = verify_everything(&store, &key, mirror(config), true).await?;
+    if found.valid {
+        println!("the audit chain verifies; nothing to repair");
+        return Ok(0);
+    }
+    let known = found.checkpoint_seq().max(found.mirror_last_seq.unwrap_or(0));
+    let record = core.repair_audit(reason, known, &found).await.context("cannot write the repair record")?;
+    // The mirror gets the repair record now, so an offline verify sees it too.
+    let clock = Arc::new(rampart_core::SystemClock);
+    let a = &config.audit;
+    let mut file = RotatingFile::open(&config.server.log_dir, AUDIT_FILE, a.max_file_mb, a.retention_days, clock)
+        .context("cannot open audit.log")?;
+    file.write_line(&serde_json::to_vec(&record_json(&record))?)?;
+    file.sync()?;
+    let after = verify_everything(&store, &key, mirror(config), true).await?;
+    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "before": found, "after": after }))?);
+    store.close().await.ok();
+    Ok(if after.valid { 0 } else { TAMPERED })
 }
 
 /// Highest seq already in audit.log (its last line), so a restart continues the file.
@@ -135,25 +151,63 @@ fn exported_up_to(log_dir: &Path) -> i64 {
     text.lines().rev().find_map(parse_record_line).map(|r| r.seq).unwrap_or(0)
 }
 
-/// Mirrors new chain records into audit.log until `stop` fires, then flushes the rest.
+/// Signed checkpoints leave the database at least this often (and at shutdown).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3600);
+const POLL: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Mirrors new chain records into audit.log until `stop` fires, then flushes the rest and
+/// writes a final signed checkpoint. A store that fails is retried with backoff, and
+/// the failure is logged once, not on every poll.
 pub async fn export(
+    core: Core,
     store: Arc<dyn Store>,
     mut file: RotatingFile,
     log_dir: std::path::PathBuf,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut after = exported_up_to(&log_dir);
+    let mut last_checkpoint = Instant::now();
+    let mut backoff = POLL;
+    let mut failing = false;
     loop {
+        let stopping = *stop.borrow();
         let page: Vec<AuditRecord> = match store.read_audit(after, 1000).await {
-            Ok(p) => p,
+            Ok(p) => {
+                if failing {
+                    tracing::info!("audit export: the store answers again");
+                    failing = false;
+                    backoff = POLL;
+                }
+                p
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "audit export: read failed");
-                Vec::new()
+                if !failing {
+                    tracing::warn!(error = %e, "audit export: read failed; retrying with backoff");
+                    failing = true;
+                }
+                if stopping {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
             }
         };
-        if let Some(last) = page.last() {
-            let seq = last.seq;
-            let lines: Vec<Vec<u8>> = page.iter().filter_map(|r| serde_json::to_vec(&record_json(r)).ok()).collect();
+        let mut lines: Vec<Vec<u8>> = page.iter().filter_map(|r| serde_json::to_vec(&record_json(r)).ok()).collect();
+        let caught_up = page.is_empty();
+        if caught_up && (stopping || last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL) {
+            match core.audit_checkpoint().await {
+                Ok(Some(cp)) => lines.extend(serde_json::to_vec(&cp.to_json()).ok()),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
+            }
+            last_checkpoint = Instant::now();
+        }
+        if !lines.is_empty() {
             let written = tokio::task::spawn_blocking(move || {
                 for l in &lines {
                     file.write_line(l)?;
@@ -163,23 +217,23 @@ pub async fn export(
             })
             .await;
             match written {
-                Ok(Ok(f)) => {
-                    file = f;
-                    after = seq;
-                }
+                Ok(Ok(f)) => file = f,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "audit export: cannot write audit.log");
                     return;
                 }
                 Err(_) => return,
             }
+        }
+        if let Some(last) = page.last() {
+            after = last.seq;
             continue;
         }
-        if *stop.borrow() {
+        if stopping {
             return;
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep(POLL) => {}
             _ = stop.changed() => {}
         }
     }

@@ -40,14 +40,25 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
         LineQueue::spawn(open("activity.log", a.activity_retention_days).context("cannot open activity.log")?);
     let audit_file = open(AUDIT_FILE, a.retention_days).context("cannot open audit.log")?;
     logging::init("info", Some(server_log));
+    // Bind before anything is created: a port in use must not leave a data directory
+    // and a first admin behind.
+    let listener = TcpListener::bind(config.server.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
     datadir::ensure_dir(&config.server.data_dir)?;
     let _lock =
         datadir::lock(&config.server.data_dir).context("another Rampart process is using this data directory")?;
     let (core, store) = datadir::open(&config).await?;
     core.on_erasure(crate::backup_cmd::erasure_hook(&config));
     let (stop_export, stop_rx) = tokio::sync::watch::channel(false);
-    let exporter =
-        tokio::spawn(audit_cmd::export(Arc::new(store.clone()), audit_file, log_dir.clone(), stop_rx.clone()));
+    core.set_audit_mirror(Arc::new(audit_cmd::FileMirror { log_dir: log_dir.clone() }));
+    let exporter = tokio::spawn(audit_cmd::export(
+        core.clone(),
+        Arc::new(store.clone()),
+        audit_file,
+        log_dir.clone(),
+        stop_rx.clone(),
+    ));
     let webhooks =
         tokio::spawn(crate::webhooks::deliver(Arc::new(store.clone()), config.breach.clone(), clock.clone(), stop_rx));
     let acceptor = if config.server.insecure_http {
@@ -59,9 +70,6 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let mut state = AppState::new(core.clone(), &config, env!("CARGO_PKG_VERSION"), Arc::new(activity_log));
     state.backups = Arc::new(crate::backup_cmd::file_backups(&config, &core, &store));
     let app = router(state);
-    let listener = TcpListener::bind(config.server.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
     let local = listener.local_addr()?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     tracing::info!(address = %local, "listening");

@@ -1,7 +1,7 @@
 use axum::extract::{Query, State};
 use axum::Json;
 use rampart_core::audit::record_json;
-use rampart_core::{AuditFilter, AuditVerification};
+use rampart_core::{AuditFilter, FullVerification};
 use rampart_types::Timestamp;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -66,6 +66,6 @@ pub(crate) async fn audit(
 pub(crate) async fn verify(
     auth: Authz<perm::AuditVerify>,
     State(state): State<AppState>,
-) -> ApiResult<Json<AuditVerification>> {
+) -> ApiResult<Json<FullVerification>> {
     Ok(Json(state.core.verify_audit_as(&auth.who).await?))
 }

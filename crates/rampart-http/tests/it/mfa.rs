@@ -180,14 +180,17 @@ async fn a_session_opened_before_enrolment_stays_enrol_only_and_ends_at_confirma
     let app = TestApp::with_config(|c| c.auth.require_mfa_for_roles = vec!["admin".into()]).await;
     let s1 = app.login(ADMIN, ADMIN_PASSWORD).await;
     assert_eq!(s1.body["mfa_enrollment_required"], true, "{:?}", s1.body);
-    let (s1, r1) = (s1.body["token"].as_str().unwrap().to_owned(), s1.body["refresh_token"].as_str().unwrap().to_owned());
+    let (s1, r1) =
+        (s1.body["token"].as_str().unwrap().to_owned(), s1.body["refresh_token"].as_str().unwrap().to_owned());
     let s2 = app.admin_token().await;
     // S1 refreshed before enrolment: the new pair carries the same password-only assurance.
     let rotated = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": r1})).await;
     assert_eq!(rotated.status, StatusCode::OK);
     assert_eq!(rotated.body["mfa_enrollment_required"], true);
-    let (s1b, r1b) =
-        (rotated.body["token"].as_str().unwrap().to_owned(), rotated.body["refresh_token"].as_str().unwrap().to_owned());
+    let (s1b, r1b) = (
+        rotated.body["token"].as_str().unwrap().to_owned(),
+        rotated.body["refresh_token"].as_str().unwrap().to_owned(),
+    );
     assert_eq!(app.get("/api/v1/users", Some(&s1b)).await.code(), "mfa_enrollment_required");
 
     // Start enrolment through S2, and try S1 while it is pending and after it is confirmed.

@@ -48,7 +48,11 @@ async fn audited_run(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 async fn log_files_are_json_lines_and_audit_verify_passes_offline() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, logs) = audited_run(tmp.path()).await;
-    let audit = json_lines(&logs.join("audit.log"));
+    let lines = json_lines(&logs.join("audit.log"));
+    let last = lines.last().unwrap().clone();
+    assert!(last["checkpoint"]["mac"].is_string(), "a signed checkpoint at shutdown: {last}");
+    let audit: Vec<Value> = lines.into_iter().filter(|l| l.get("checkpoint").is_none()).collect();
+    assert_eq!(last["checkpoint"]["seq"], audit.len(), "the checkpoint names the last record");
     assert!(audit.len() >= 6, "{}", audit.len());
     assert!(audit.iter().any(|r| r["user"] == "mal\nlory\"\u{1b}[2J"), "hostile name kept intact in one line");
     let activity = json_lines(&logs.join("activity.log"));
@@ -140,4 +144,113 @@ fn mutate_user(line: &str) -> String {
     let mut v: Value = serde_json::from_str(line).unwrap();
     v["user"] = json!("someone-else");
     v.to_string()
+}
+
+fn record_lines_without(path: &Path, from_seq: i64) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_i64().is_none_or(|s| s < from_seq))
+        .collect();
+    kept.join("\n") + "\n"
+}
+
+fn last_seq(data: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(data.join("rampart.db")).unwrap();
+    conn.query_row("SELECT max(seq) FROM audit_log", [], |r| r.get(0)).unwrap()
+}
+
+/// The outside review's break: with the server stopped, cut the last records from the
+/// table and the same records from audit.log, start, and cause an audited event. The
+/// signed head no longer matches the table's tail, so the append is refused (503) and
+/// both verify paths report the truncation; cutting the head too is still caught against
+/// the signed checkpoint. Only an operator's `audit repair` lets the server record again,
+/// and the repair shows as a declared gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutting_the_audit_tail_is_refused_and_found_until_an_operator_repairs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, logs) = audited_run(tmp.path()).await;
+    let end = last_seq(&data);
+    let cut_from = end - 2;
+    let conn = rusqlite::Connection::open(data.join("rampart.db")).unwrap();
+    conn.execute("DELETE FROM audit_log WHERE seq >= ?1", [cut_from]).unwrap();
+    drop(conn);
+    std::fs::write(logs.join("audit.log"), record_lines_without(&logs.join("audit.log"), cut_from)).unwrap();
+
+    let out = audit_cmd(&data, &logs, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let mut opts = ServerOpts::new(&data);
+    opts.extra_args = vec!["--log-dir".into(), logs.display().to_string()];
+    let server = start(opts);
+    let c = server.client();
+    let login = c
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 503, "a login cannot be recorded, so it does not happen");
+    let body: Value = login.json().await.unwrap();
+    assert!(body["request_id"].is_string() && body["code"].is_string(), "{body}");
+    let health: Value = c.get(server.url("/health")).send().await.unwrap().json().await.unwrap();
+    assert!(health.is_object());
+    assert!(server.stop().success());
+    let db = rusqlite::Connection::open(data.join("rampart.db")).unwrap();
+    assert_eq!(last_seq(&data), cut_from - 1, "nothing was appended to the cut chain");
+    let alert: String = db
+        .query_row("SELECT breach_type FROM alerts WHERE breach_type = 'audit_chain_broken'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(alert, "audit_chain_broken", "the start raised a Critical integrity alert");
+
+    // Cut the signed head as well: the checkpoint in audit.log still anchors the chain.
+    db.execute("DELETE FROM meta WHERE key = 'audit_head'", []).unwrap();
+    drop(db);
+    let out = audit_cmd(&data, &logs, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], false, "{report}");
+
+    // The operator repairs: the loss is declared in a signed record, not hidden.
+    let out = audit_cmd(&data, &logs, &["repair", "--reason", "restored after disk fault"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = audit_cmd(&data, &logs, &["verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["repairs"][0]["missing_from"], cut_from, "{report}");
+
+    // Recording works again, over the API verify too.
+    let mut opts = ServerOpts::new(&data);
+    opts.extra_args = vec!["--log-dir".into(), logs.display().to_string()];
+    let server = start(opts);
+    let c = server.client();
+    let token = server.login(&c, "admin", ADMIN_PASSWORD).await;
+    let v = server.get_json(&token, "/api/v1/admin/audit/verify").await;
+    assert_eq!(v["valid"], true, "{v}");
+    assert!(v["audit_log"]["valid"] == true && v["repairs"].as_array().is_some_and(|r| r.len() == 1), "{v}");
+    assert!(server.stop().success());
+    assert_eq!(audit_cmd(&data, &logs, &["verify"]).status.code(), Some(0));
+}
+
+/// The API verify reads the audit.log mirror too: records cut from the table alone (the
+/// head re-signed is impossible without the key, so here the head is left and the server
+/// refuses) and a mirror that disagrees are both reported by the running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_verify_checks_the_audit_log_mirror() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, logs) = audited_run(tmp.path()).await;
+    let path = logs.join("audit.log");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[1] = mutate_user(&lines[1]);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let mut opts = ServerOpts::new(&data);
+    opts.extra_args = vec!["--log-dir".into(), logs.display().to_string()];
+    let server = start(opts);
+    let c = server.client();
+    let token = server.login(&c, "admin", ADMIN_PASSWORD).await;
+    let v = server.get_json(&token, "/api/v1/admin/audit/verify").await;
+    assert_eq!((v["valid"].clone(), v["database"]["valid"].clone()), (json!(false), json!(true)), "{v}");
+    assert_eq!(v["audit_log"]["first_bad_seq"], 2, "{v}");
+    assert!(server.stop().success());
 }

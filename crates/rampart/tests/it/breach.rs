@@ -192,7 +192,15 @@ async fn webhooks_survive_a_dead_receiver_and_a_restart_and_arrive_once() {
     let server = start(opts());
     wait_for("the delivery", || async { !got.lock().unwrap().is_empty() }).await;
     tokio::time::sleep(Duration::from_secs(2)).await; // time for any duplicate to show up
-    let deliveries = got.lock().unwrap().clone();
+    let mut deliveries = got.lock().unwrap().clone();
+    // The shutdown also sent a signed audit checkpoint through the same durable outbox.
+    let checkpoints: Vec<_> = deliveries.keys().filter(|k| k.starts_with("audit-checkpoint-")).cloned().collect();
+    assert!(!checkpoints.is_empty(), "a checkpoint left with the webhooks: {deliveries:?}");
+    for id in checkpoints {
+        let seen = deliveries.remove(&id).unwrap();
+        assert_eq!(seen.len(), 1, "exactly once for {id}");
+        assert!(seen[0].1 && seen[0].0["event_type"] == "audit_checkpoint" && seen[0].0["mac"].is_string());
+    }
     assert_eq!(deliveries.len(), 1, "{deliveries:?}");
     let (id, seen) = deliveries.into_iter().next().unwrap();
     assert_eq!(seen.len(), 1, "exactly once for {id}");

@@ -39,6 +39,8 @@ pub struct LoginOutcome {
     pub mfa_token: Option<SecretString>,
     /// The session can only enrol a second factor and log out (see `Principal`).
     pub mfa_enrollment_required: bool,
+    /// Signed proof that this client completed a login (see `device`); set on logins.
+    pub device_token: Option<SecretString>,
 }
 
 const SESSION_PREFIX: &str = "rps_";
@@ -47,17 +49,19 @@ const MAX_USER_AGENT: usize = 256;
 impl Core {
     /// Checks the password and opens a session. Unknown users, wrong passwords and disabled
     /// accounts all cost one Argon2 verification and end in the same `InvalidCredentials`.
-    pub async fn login(&self, username: &str, password: SecretString, meta: &RequestMeta) -> CoreResult<LoginOutcome> {
-        let account = crate::audit::bounded(username);
-        if let Some(wait) = self.inner.throttle.wait_secs(&account, self.now()) {
-            let details = json!({ "reason": "login_delay", "retry_after_secs": wait });
-            self.record_event(EventType::RateLimited, Some(username), meta, false, details).await?;
-            // Still an attempt on the account: breach detection counts it.
-            self.on_failed_login(meta, username);
-            return Err(CoreError::RateLimited { retry_after_secs: wait });
-        }
-        let fail = |reason: &'static str| async move {
-            self.inner.throttle.failed(&crate::audit::bounded(username), self.now());
+    /// The attempt is reserved on the client's throttle bucket before any hashing, so
+    /// simultaneous guesses count against the delay like consecutive ones. `device` is the
+    /// client's device token, if it holds one.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: SecretString,
+        device: Option<&str>,
+        meta: &RequestMeta,
+    ) -> CoreResult<LoginOutcome> {
+        let attempt = self.reserve_attempt(username, device, meta).await?;
+        let fail = |reason: &'static str, attempt: crate::throttle::Attempt| async move {
+            attempt.failed(self.now());
             self.on_failed_login(meta, username);
             self.record_event(EventType::Login, Some(username), meta, false, json!({ "reason": reason })).await?;
             Err::<LoginOutcome, CoreError>(CoreError::InvalidCredentials)
@@ -65,7 +69,7 @@ impl Core {
         if password.expose_secret().len() > rampart_crypto::MAX_PASSWORD_BYTES {
             // Still spend the same work, so length probing reveals nothing.
             let _ = self.inner.passwords.verify(SecretString::from(String::new()), None).await?;
-            return fail("invalid_credentials").await;
+            return fail("invalid_credentials", attempt).await;
         }
         let user = match Username::parse(username) {
             Ok(name) => self.inner.store.get_user(&name).await?,
@@ -75,9 +79,9 @@ impl Core {
         let check = self.inner.passwords.verify(password.clone(), stored).await?;
         let user = match user {
             Some(u) if check.matches && !u.disabled => u,
-            Some(u) if check.matches && u.disabled => return fail("account_disabled").await,
-            Some(_) => return fail("wrong_password").await,
-            None => return fail("unknown_user").await,
+            Some(u) if check.matches && u.disabled => return fail("account_disabled", attempt).await,
+            Some(_) => return fail("wrong_password", attempt).await,
+            None => return fail("unknown_user", attempt).await,
         };
         if check.needs_rehash {
             let fresh = self.inner.passwords.hash(password).await?;
@@ -91,11 +95,33 @@ impl Core {
         if user.mfa_enabled {
             // The delay is cleared only once the second factor passes too: otherwise each
             // correct password would reset the count of wrong TOTP codes.
+            attempt.release();
             return self.mfa_challenge(&user, meta).await;
         }
-        self.inner.throttle.succeeded(&account);
+        attempt.succeeded();
         self.on_login_success(meta, user.username.as_str());
-        self.open_session(&user, meta, Assurance::Password, json!({ "method": "password" })).await
+        let mut out = self.open_session(&user, meta, Assurance::Password, json!({ "method": "password" })).await?;
+        out.device_token = Some(self.trust_client(user.username.as_str(), meta, device).await?);
+        Ok(out)
+    }
+
+    /// Reserves a login (or second-factor) attempt on the client's bucket; a refusal is
+    /// audited as `rate_limited` and is not a failed login.
+    pub(crate) async fn reserve_attempt(
+        &self,
+        username: &str,
+        device: Option<&str>,
+        meta: &RequestMeta,
+    ) -> CoreResult<crate::throttle::Attempt> {
+        let bucket = self.login_bucket(username, meta, device).await?;
+        match self.inner.throttle.reserve(&bucket, self.now()) {
+            Ok(a) => Ok(a),
+            Err(wait) => {
+                let details = json!({ "reason": "login_delay", "retry_after_secs": wait });
+                self.record_event(EventType::RateLimited, Some(username), meta, false, details).await?;
+                Err(CoreError::RateLimited { retry_after_secs: wait })
+            }
+        }
     }
 
     /// A new session with the first refresh token of a new family; audited as `login`.
@@ -125,6 +151,7 @@ impl Core {
             mfa_enrollment_required: self.enrollment_only(assurance, &user.role),
             user: UserView::from(user),
             mfa_token: None,
+            device_token: None,
         })
     }
 

@@ -22,6 +22,9 @@ pub enum CoreError {
     InvalidCredentials,
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A valid TOTP code that was already accepted once (the password was right).
+    #[error("this code was already used; wait for the next one")]
+    CodeAlreadyUsed,
     #[error("the resource changed since it was read")]
     PreconditionFailed,
     #[error("{0}")]

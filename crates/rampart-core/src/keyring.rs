@@ -41,6 +41,7 @@ pub(crate) struct RootKeys {
     pub audit: Arc<rampart_crypto::AuditMacKey>,
     pub blind: Arc<BlindIndexKey>,
     pub backup: Arc<rampart_crypto::PurposeKey>,
+    pub device: Arc<rampart_crypto::DeviceKey>,
 }
 
 fn new_key_id(prefix: &str) -> String {
@@ -90,6 +91,7 @@ impl KeyRing {
             audit: Arc::new(root.audit_key()),
             blind: Arc::new(root.blind_index_key()),
             backup: Arc::new(root.backup_key()),
+            device: Arc::new(root.device_key()),
         };
         Ok((ring, keys))
     }

@@ -10,6 +10,7 @@ mod bounded;
 mod clock;
 mod core;
 mod data;
+pub mod device;
 mod error;
 pub mod jwt;
 pub mod keyring;

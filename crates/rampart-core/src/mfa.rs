@@ -109,11 +109,18 @@ impl Core {
             user: crate::UserView::from(user),
             mfa_token: Some(token.token),
             mfa_enrollment_required: false,
+            device_token: None,
         })
     }
 
     /// Completes an MFA login with a TOTP code (each accepted once) or a recovery code.
-    pub async fn mfa_verify(&self, mfa_token: &str, code: &str, meta: &RequestMeta) -> CoreResult<LoginOutcome> {
+    pub async fn mfa_verify(
+        &self,
+        mfa_token: &str,
+        code: &str,
+        device: Option<&str>,
+        meta: &RequestMeta,
+    ) -> CoreResult<LoginOutcome> {
         let hash = TokenHash::of(mfa_token);
         let now = self.now();
         let Some(username) = self.inner.store.attempt_challenge(*hash.as_bytes(), now, CHALLENGE_ATTEMPTS).await?
@@ -123,9 +130,7 @@ impl Core {
             return Err(CoreError::Unauthenticated);
         };
         let account = username.to_string();
-        if let Some(wait) = self.inner.throttle.wait_secs(&account, now) {
-            return Err(CoreError::RateLimited { retry_after_secs: wait });
-        }
+        let attempt = self.reserve_attempt(&account, device, meta).await?;
         let user = self.inner.store.get_user(&username).await?.ok_or(CoreError::Unauthenticated)?;
         let state = self.inner.store.mfa_state(&username).await?;
         let secret = match state.secret.as_deref() {
@@ -134,7 +139,14 @@ impl Core {
         };
         let method = match secret.matching_step(code, now.as_unix_seconds()) {
             Some(step) if self.inner.store.claim_totp_step(&username, step).await? => Some("totp"),
-            Some(_) => None, // a replay of an already used code
+            Some(_) => {
+                // The password was right and so is the code, but it was used before: say
+                // so, rather than blaming the password.
+                attempt.failed(now);
+                let details = json!({ "reason": "code_already_used" });
+                self.record_event(EventType::MfaVerify, Some(&account), meta, false, details).await?;
+                return Err(CoreError::CodeAlreadyUsed);
+            }
             None => {
                 let details = json!({ "via": "mfa_verify" });
                 let event = self.event(EventType::RecoveryCodeUsed, Some(&account), meta, true, details);
@@ -144,7 +156,7 @@ impl Core {
             }
         };
         let Some(method) = method else {
-            self.inner.throttle.failed(&account, now);
+            attempt.failed(now);
             self.on_failed_login(meta, &account);
             self.record_event(
                 EventType::MfaVerify,
@@ -160,11 +172,13 @@ impl Core {
         if !self.inner.store.consume_challenge(*hash.as_bytes()).await? {
             return Err(CoreError::Unauthenticated);
         }
-        self.inner.throttle.succeeded(&account);
+        attempt.succeeded();
         self.record_event(EventType::MfaVerify, Some(&account), meta, true, json!({ "method": method })).await?;
         self.on_login_success(meta, &account);
         let details = json!({ "method": "password+mfa", "second_factor": method });
-        self.open_session(&user, meta, Assurance::MultiFactor, details).await
+        let mut out = self.open_session(&user, meta, Assurance::MultiFactor, details).await?;
+        out.device_token = Some(self.trust_client(&account, meta, device).await?);
+        Ok(out)
     }
 
     /// Turns MFA off: needs the password and a current code.
@@ -307,6 +321,7 @@ impl Core {
                     mfa_enrollment_required: self.enrollment_only(assurance, &user.role),
                     user: crate::UserView::from(&user),
                     mfa_token: None,
+                    device_token: None,
                 })
             }
             RefreshOutcome::Reused { username, family_id } => {

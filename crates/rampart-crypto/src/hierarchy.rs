@@ -15,7 +15,7 @@ use hkdf::Hkdf;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
 
-use crate::keys::{AuditMacKey, BlindIndexKey, KeyError, MasterKey, PurposeKey};
+use crate::keys::{AuditMacKey, BlindIndexKey, DeviceKey, KeyError, MasterKey, PurposeKey};
 use crate::stream::SealingKey;
 
 /// A random 256-bit key that seals records (or, for the root, derives purpose keys).
@@ -55,6 +55,9 @@ impl DataKey {
     }
     pub fn backup_key(&self) -> PurposeKey {
         self.derive(b"rampart/v1/backup")
+    }
+    pub fn device_key(&self) -> DeviceKey {
+        DeviceKey::from_purpose(self.derive(b"rampart/v1/device-token"))
     }
 }
 

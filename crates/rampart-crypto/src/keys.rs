@@ -119,6 +119,26 @@ impl BlindIndexKey {
     }
 }
 
+/// Signs device tokens (OWASP device cookies): proof that a client once completed a login
+/// for an account, so the account's failure delay need not apply to it.
+pub struct DeviceKey(PurposeKey);
+
+impl DeviceKey {
+    pub(crate) fn from_purpose(key: PurposeKey) -> Self {
+        Self(key)
+    }
+
+    pub fn sign(&self, username: &str, device_id: &[u8; 16], issued_ms: i64) -> [u8; 32] {
+        let mut input = Vec::with_capacity(username.len() + 40);
+        input.extend_from_slice(b"device:");
+        input.extend_from_slice(&(username.len() as u64).to_be_bytes());
+        input.extend_from_slice(username.as_bytes());
+        input.extend_from_slice(device_id);
+        input.extend_from_slice(&issued_ms.to_be_bytes());
+        hmac_sha256(self.0.expose(), &input)
+    }
+}
+
 /// `X-Rampart-Signature` value for a webhook body: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`.
 pub fn webhook_signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     #[allow(clippy::expect_used)] // HMAC takes keys of any length

@@ -13,7 +13,7 @@ mod totp;
 pub use hierarchy::{DataKey, Kek};
 pub use jwt::{generate_jwt_key, jwk, JwtKeyError, JwtSigner};
 pub use keys::{
-    verify_webhook_signature, webhook_signature, AuditMacKey, BlindIndexKey, KeyError, MasterKey, PurposeKey,
+    verify_webhook_signature, webhook_signature, AuditMacKey, BlindIndexKey, DeviceKey, KeyError, MasterKey, PurposeKey,
 };
 pub use password::{PasswordHashError, PasswordHasher, PasswordVerification, StoredPasswordHash};
 pub use policy::{check_password_policy, PolicyViolation, MAX_BYTES as MAX_PASSWORD_BYTES};

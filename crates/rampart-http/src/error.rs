@@ -80,6 +80,7 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
             ),
             C::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", msg, None),
             C::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", msg, None),
+            C::CodeAlreadyUsed => (StatusCode::UNAUTHORIZED, "code_already_used", msg, None),
             C::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", msg, None),
             C::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed", msg, None),
             C::Conflict(_) => (StatusCode::CONFLICT, "conflict", msg, None),

@@ -207,6 +207,15 @@ CREATE TABLE jwt_keys (
 ALTER TABLE sessions ADD COLUMN assurance INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE refresh_tokens ADD COLUMN assurance INTEGER NOT NULL DEFAULT 1;
 "#,
+    // Addresses each user completed a login from (device trust for the login delay).
+    r#"
+CREATE TABLE login_addresses (
+    username   TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    address    TEXT NOT NULL,
+    last_login INTEGER NOT NULL,
+    PRIMARY KEY (username, address)
+) STRICT;
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {

@@ -229,6 +229,42 @@ impl SecurityStore for SqliteStore {
         .await
     }
 
+    async fn remember_login_address(
+        &self,
+        username: &str,
+        address: &str,
+        at: Timestamp,
+        forget_before: Timestamp,
+    ) -> StoreResult<()> {
+        let (u, a) = (username.to_owned(), address.to_owned());
+        self.write(Vec::new(), move |tx| {
+            tx.execute(
+                "DELETE FROM login_addresses WHERE username = ?1 AND last_login < ?2",
+                params![u, forget_before.as_millis()],
+            )
+            .map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO login_addresses (username, address, last_login) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (username, address) DO UPDATE SET last_login = max(last_login, excluded.last_login)",
+                params![u, a, at.as_millis()],
+            )
+            .map(|_| ())
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn login_address_known(&self, username: &str, address: &str, since: Timestamp) -> StoreResult<bool> {
+        let (u, a) = (username.to_owned(), address.to_owned());
+        self.read(move |c| {
+            c.prepare_cached("SELECT 1 FROM login_addresses WHERE username = ?1 AND address = ?2 AND last_login >= ?3")
+                .map_err(map_err)?
+                .exists(params![u, a, since.as_millis()])
+                .map_err(map_err)
+        })
+        .await
+    }
+
     async fn note_login_network(&self, username: &str, network: &str, at: Timestamp) -> StoreResult<bool> {
         let (u, n) = (username.to_owned(), network.to_owned());
         self.write(Vec::new(), move |tx| {

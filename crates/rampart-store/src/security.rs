@@ -79,6 +79,17 @@ pub trait SecurityStore: Send + Sync {
         next_attempt_at: Timestamp,
         error: &str,
     ) -> StoreResult<()>;
+    /// Remembers that `username` completed a login from `address` (forgetting the user's
+    /// addresses last seen before `forget_before`, which bounds the rows per user).
+    async fn remember_login_address(
+        &self,
+        username: &str,
+        address: &str,
+        at: Timestamp,
+        forget_before: Timestamp,
+    ) -> StoreResult<()>;
+    /// Whether `username` completed a login from `address` since `since`.
+    async fn login_address_known(&self, username: &str, address: &str, since: Timestamp) -> StoreResult<bool>;
     /// Records that `username` logged in from `network`; returns whether it was new.
     async fn note_login_network(&self, username: &str, network: &str, at: Timestamp) -> StoreResult<bool>;
 }

@@ -18,6 +18,17 @@ pub(crate) struct LoginRequest {
     password: SecretString,
     #[serde(default)]
     method: Option<String>,
+    /// The device token a previous login handed out (API clients; browsers send a cookie).
+    #[serde(default)]
+    device_token: Option<SecretString>,
+}
+
+/// The browser-mode device cookie: long-lived, script-proof, sent only to this origin.
+pub(crate) const DEVICE_COOKIE: &str = "__Host-rampart_device";
+
+/// The client's device token: the body field, else the device cookie.
+pub(crate) fn device_token<'a>(body: Option<&'a SecretString>, headers: &'a axum::http::HeaderMap) -> Option<&'a str> {
+    body.map(|s| s.expose_secret()).or_else(|| crate::extract::cookie_in(headers, DEVICE_COOKIE))
 }
 
 /// The login answer of SPEC section 4: a session with its refresh token, or, when the
@@ -33,6 +44,9 @@ pub(crate) fn login_json(out: rampart_core::LoginOutcome) -> Value {
         "expires_at": out.expires_at,
         "user": { "username": username, "role": role, "mfa_enabled": mfa_enabled },
     });
+    if let Some(d) = &out.device_token {
+        body["device_token"] = json!(d.expose_secret());
+    }
     if out.mfa_enrollment_required {
         body["mfa_enrollment_required"] = json!(true);
     }
@@ -59,6 +73,13 @@ pub(crate) fn cookie_response(
         return Json(login_json(out)).into_response();
     }
     let token = out.token.expose_secret().to_owned();
+    let device = out.device_token.as_ref().map(|d| {
+        format!(
+            "{DEVICE_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+            d.expose_secret(),
+            rampart_core::device::DEVICE_TRUST_SECS
+        )
+    });
     let csrf = state.core.csrf_token_for(&token);
     let max_age = (out.expires_at.as_millis() - state.core.clock().now().as_millis()).max(0) / 1000;
     let cookie = format!(
@@ -79,8 +100,10 @@ pub(crate) fn cookie_response(
         o.extend(e);
     }
     let mut res = Json(body).into_response();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
-        res.headers_mut().insert(axum::http::header::SET_COOKIE, v);
+    for c in std::iter::once(cookie).chain(device) {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&c) {
+            res.headers_mut().append(axum::http::header::SET_COOKIE, v);
+        }
     }
     res
 }
@@ -89,6 +112,7 @@ pub(crate) async fn login(
     Public(ctx): Public,
     State(state): State<AppState>,
     axum::extract::Query(mode): axum::extract::Query<LoginMode>,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
@@ -101,7 +125,8 @@ pub(crate) async fn login(
             ))
         }
     }
-    let out = state.core.login(&req.username, req.password, &ctx.meta()).await?;
+    let device = device_token(req.device_token.as_ref(), &headers);
+    let out = state.core.login(&req.username, req.password, device, &ctx.meta()).await?;
     match mode.mode.as_deref() {
         None | Some("token") => Ok(Json(login_json(out)).into_response()),
         Some("cookie") => Ok(cookie_response(&state, out, json!({}))),

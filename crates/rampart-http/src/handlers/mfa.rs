@@ -56,14 +56,18 @@ fn merge(into: &mut Value, extra: Value) {
 pub(crate) struct VerifyBody {
     token: SecretString,
     code: String,
+    #[serde(default)]
+    device_token: Option<SecretString>,
 }
 
 pub(crate) async fn verify(
     Public(ctx): Public,
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiJson(b): ApiJson<VerifyBody>,
 ) -> ApiResult<Json<Value>> {
-    let out = state.core.mfa_verify(b.token.expose_secret(), &b.code, &ctx.meta()).await?;
+    let device = crate::handlers::auth::device_token(b.device_token.as_ref(), &headers);
+    let out = state.core.mfa_verify(b.token.expose_secret(), &b.code, device, &ctx.meta()).await?;
     Ok(Json(login_json(out)))
 }
 

@@ -162,3 +162,95 @@ async fn trace_and_unknown_methods_are_refused() {
         assert_eq!((res.status, res.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"), "{m}");
     }
 }
+
+fn login_req(user: &str, password: &str, device: Option<&str>) -> Request<Body> {
+    let mut body = serde_json::json!({"username": user, "password": password});
+    if let Some(d) = device {
+        body["device_token"] = serde_json::json!(d);
+    }
+    Request::post("/api/v1/auth/login")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// The outside review's break: 20 wrong passwords for one account, sent at the same
+/// moment from 20 addresses, were all evaluated. Attempts are reserved before hashing,
+/// so in-flight ones count: at most the free budget (5) is evaluated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_guesses_are_held_to_the_account_budget() {
+    let app = TestApp::with_config(|c| c.breach.enabled = false).await;
+    let guesses = (0..20).map(|i| {
+        let peer = format!("10.0.{i}.1:4000");
+        let app = &app;
+        async move { app.send_from(login_req(ADMIN, "Wrong-Passw0rd!!", None), &peer).await.status }
+    });
+    let statuses = futures_join_all(guesses).await;
+    let evaluated = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert!(evaluated <= 5, "{evaluated} evaluated: {statuses:?}");
+    assert_eq!(evaluated + refused, 20, "{statuses:?}");
+}
+
+async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = fs.collect();
+    let mut out = Vec::with_capacity(handles.len());
+    // Poll all together: each request runs up to its first await before any finishes.
+    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => done[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.extend(done.into_iter().flatten());
+    out
+}
+
+/// The outside review's break: 40 wrong passwords from other addresses made the owner
+/// wait up to 15 minutes at their usual address. A client that completed a login keeps a
+/// budget of its own: by its device token, or by the address it logged in from.
+#[tokio::test]
+async fn an_attacker_elsewhere_cannot_lock_the_owner_out() {
+    let app = TestApp::with_config(|c| c.breach.enabled = false).await;
+    let home = "192.0.2.10:5000";
+    let first = app.send_from(login_req(ADMIN, ADMIN_PASSWORD, None), home).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let device = first.body["device_token"].as_str().expect("a device token for API clients").to_owned();
+    assert!(device.starts_with("rpd_"));
+    for i in 0..40 {
+        app.send_from(login_req(ADMIN, "Wrong-Passw0rd!!", None), &format!("203.0.113.{i}:6000")).await;
+        app.clock.advance_secs(30);
+    }
+    let stranger = app.send_from(login_req(ADMIN, ADMIN_PASSWORD, None), "198.51.100.7:7000").await;
+    assert_eq!(stranger.status, StatusCode::TOO_MANY_REQUESTS, "untrusted clients share the delayed bucket");
+    let at_home = app.send_from(login_req(ADMIN, ADMIN_PASSWORD, None), home).await;
+    assert_eq!(at_home.status, StatusCode::OK, "the remembered address is not delayed: {:?}", at_home.body);
+    let travelling = app.send_from(login_req(ADMIN, ADMIN_PASSWORD, Some(&device)), "198.51.100.99:7000").await;
+    assert_eq!(travelling.status, StatusCode::OK, "the device token is not delayed: {:?}", travelling.body);
+
+    // A device's own budget is small: its failures delay that device, not the account.
+    for _ in 0..5 {
+        app.send_from(login_req(ADMIN, "Wrong-Passw0rd!!", Some(&device)), "198.51.100.99:7000").await;
+    }
+    let own = app.send_from(login_req(ADMIN, ADMIN_PASSWORD, Some(&device)), "198.51.100.99:7000").await;
+    assert_eq!(own.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(app.send_from(login_req(ADMIN, ADMIN_PASSWORD, None), home).await.status, StatusCode::OK);
+
+    // A forged or foreign token is just an untrusted client.
+    let forged = format!("{}00", &device[..device.len() - 2]);
+    let res = app.send_from(login_req(ADMIN, ADMIN_PASSWORD, Some(&forged)), "198.51.100.50:7000").await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+}

@@ -92,7 +92,12 @@ async fn login_with_mfa_needs_the_second_factor_and_codes_work_once() {
     assert_eq!(verify(&app, &mt, &current).await.status, StatusCode::UNAUTHORIZED, "the mfa_token is single use");
 
     let mt = mfa_token(&app, "tina", USER_PASSWORD).await;
-    assert_eq!(verify(&app, &mt, &current).await.status, StatusCode::UNAUTHORIZED, "a code is accepted once");
+    let replay = verify(&app, &mt, &current).await;
+    assert_eq!(
+        (replay.status, replay.code()),
+        (StatusCode::UNAUTHORIZED, "code_already_used"),
+        "a code is accepted once"
+    );
     assert_eq!(verify(&app, &mt, &code(&secret, &app, 2)).await.status, StatusCode::UNAUTHORIZED, "two windows ago");
     assert_eq!(verify(&app, &mt, &code(&secret, &app, -1)).await.status, StatusCode::OK, "one step of skew is fine");
 
@@ -448,4 +453,17 @@ async fn a_correct_password_does_not_reset_the_delay_on_wrong_codes() {
         }
     }
     assert!(delayed, "wrong codes across fresh challenges accumulate into the account delay");
+}
+
+/// Two recovery codes sent at the same moment on one mfa_token: the challenge is consumed
+/// atomically, so exactly one session opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_answers_on_one_challenge_open_one_session() {
+    let app = TestApp::with_config(|c| c.breach.enabled = false).await;
+    let t = app.user_with_role("rosa", "viewer").await;
+    let (_, recovery, _) = enrol(&app, &t).await;
+    let mt = mfa_token(&app, "rosa", USER_PASSWORD).await;
+    let (a, b) = tokio::join!(verify(&app, &mt, &recovery[0]), verify(&app, &mt, &recovery[1]));
+    let ok = [a.status, b.status].iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(ok, 1, "{:?} / {:?}", a.body, b.body);
 }

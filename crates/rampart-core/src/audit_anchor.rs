@@ -273,6 +273,7 @@ impl Core {
             ip: None,
             user: None,
             revoke_sessions: false,
+            block_source: false,
         })
         .await
     }

@@ -325,6 +325,8 @@ impl Core {
                 })
             }
             RefreshOutcome::Reused { username, family_id } => {
+                // Either party may be the thief (the first user of a stolen token, or the
+                // owner coming back later): revoke the family, alert, block no address.
                 let details = json!({ "family": family_id, "reason": "refresh_token_reuse" });
                 self.record_event(EventType::SessionRevoke, Some(username.as_str()), meta, false, details.clone())
                     .await?;
@@ -338,6 +340,7 @@ impl Core {
                     ip,
                     user: Some(&user),
                     revoke_sessions: false,
+                    block_source: false,
                 })
                 .await?;
                 Err(CoreError::Unauthenticated)

@@ -135,7 +135,21 @@ pub(crate) struct Detector {
     forbidden: Counter,
     bytes_out: Counter,
     blocks: RwLock<Vec<(Cidr, i64)>>,
+    /// Last audited refusal (blocked address, CSRF, origin) per address and reason.
+    refusals: BoundedMap<String, LastSeen>,
 }
+
+struct LastSeen(i64);
+
+impl Evictable for LastSeen {
+    fn eviction_score(&self, now: Timestamp) -> f64 {
+        (now.as_millis() - self.0) as f64
+    }
+}
+
+/// Refusals that do no work (blocked address, CSRF, origin) are audited at most this
+/// often per address and reason, so a flood cannot flood the audit log.
+const REFUSAL_AUDIT_INTERVAL_MS: i64 = 60_000;
 
 impl Detector {
     pub fn new(config: BreachConfig) -> Self {
@@ -148,6 +162,7 @@ impl Detector {
             bytes_out: Counter::new(config.exfiltration_window_minutes),
             rates: BoundedMap::new(100_000),
             blocks: RwLock::new(Vec::new()),
+            refusals: BoundedMap::new(100_000),
             config,
         }
     }
@@ -204,6 +219,10 @@ pub struct Detection<'a> {
     pub ip: Option<IpAddr>,
     pub user: Option<&'a str>,
     pub revoke_sessions: bool,
+    /// The evidence is the source's own doing (it cannot have been made to send it by a
+    /// victim's browser or a stolen token): only then may a High or Critical alert block
+    /// `ip`. Everything else alerts and never blocks.
+    pub block_source: bool,
 }
 
 impl Core {
@@ -213,8 +232,19 @@ impl Core {
 
     /// Whether `ip` is blocked right now (in-memory; refreshed on every change).
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
+        self.blocked_until(ip).is_some()
+    }
+
+    /// When the latest active block covering `ip` ends, if any.
+    pub fn blocked_until(&self, ip: IpAddr) -> Option<Timestamp> {
         let now = self.now().as_millis();
-        self.detector().blocks.read().map(|b| b.iter().any(|(c, exp)| *exp > now && c.contains(&ip))).unwrap_or(false)
+        let blocks = self.detector().blocks.read().ok()?;
+        blocks
+            .iter()
+            .filter(|(c, exp)| *exp > now && c.contains(&ip))
+            .map(|(_, exp)| *exp)
+            .max()
+            .map(Timestamp::from_millis)
     }
 
     /// Whether `ip` may use the admin API (`admin_allowed_ips`, when set).
@@ -272,7 +302,7 @@ impl Core {
             "security alert"
         );
         let meta = RequestMeta { ip: d.ip.map(|i| i.to_string()), user_agent: None, request_id: format!("alert-{id}") };
-        if d.severity >= Severity::High {
+        if d.severity >= Severity::High && d.block_source {
             if let Some(ip) = d.ip {
                 let reason = format!("automatic: {} ({})", d.breach_type, stored.id);
                 self.add_block(
@@ -392,6 +422,7 @@ impl Core {
                         ip: Some(ip),
                         user: None,
                         revoke_sessions: false,
+                        block_source: true,
                     })
                     .await?;
                 }
@@ -410,6 +441,7 @@ impl Core {
                     ip: None,
                     user: Some(&account),
                     revoke_sessions: false,
+                    block_source: false,
                 })
                 .await?;
             }
@@ -437,6 +469,7 @@ impl Core {
                     ip: Some(ip),
                     user: Some(&user),
                     revoke_sessions: false,
+                    block_source: false,
                 })
                 .await?;
             }
@@ -469,9 +502,39 @@ impl Core {
                 ip,
                 user: Some(&key),
                 revoke_sessions: false,
+                block_source: false,
             })
             .await
         });
+    }
+
+    /// Audits a refusal that needed no authorization decision (blocked address, CSRF or
+    /// origin check), sampled per address and reason; durable before the caller answers.
+    pub async fn record_refusal(&self, meta: &RequestMeta, reason: &'static str) {
+        let now = self.now();
+        let key = format!("{}\0{reason}", meta.ip.as_deref().unwrap_or("-"));
+        let due = self
+            .detector()
+            .refusals
+            .with(
+                &key,
+                now,
+                || LastSeen(i64::MIN),
+                |last| {
+                    let due = now.as_millis().saturating_sub(last.0) >= REFUSAL_AUDIT_INTERVAL_MS;
+                    if due {
+                        last.0 = now.as_millis();
+                    }
+                    due
+                },
+            )
+            .unwrap_or(false);
+        if due {
+            let details = json!({ "reason": reason, "sampled": "at most once a minute per address and reason" });
+            if let Err(e) = self.record_event(EventType::PermissionDenied, None, meta, false, details).await {
+                tracing::warn!(error = %e, "could not audit a refusal");
+            }
+        }
     }
 
     /// A request presented an invalid, expired or tampered token.
@@ -493,6 +556,7 @@ impl Core {
                     ip: Some(ip),
                     user: None,
                     revoke_sessions: false,
+                    block_source: false,
                 })
                 .await?;
             }
@@ -526,6 +590,7 @@ impl Core {
                     ip,
                     user: Some(&user),
                     revoke_sessions: true,
+                    block_source: true,
                 })
                 .await?;
             }
@@ -535,7 +600,15 @@ impl Core {
 
     /// Input that libinjection classifies as SQL injection. The request itself is still
     /// answered normally: nothing is ever concatenated into SQL.
-    pub fn on_sqli(&self, meta: &RequestMeta, user: Option<&str>, location: &str, fingerprint: &str) {
+    /// `self_produced`: authenticated and not cross-site (see `Detection::block_source`).
+    pub fn on_sqli(
+        &self,
+        meta: &RequestMeta,
+        user: Option<&str>,
+        self_produced: bool,
+        location: &str,
+        fingerprint: &str,
+    ) {
         if !self.breach_enabled() || !self.detector().config.sqli_detection {
             return;
         }
@@ -543,7 +616,13 @@ impl Core {
             (self.clone(), meta.clone(), user.map(str::to_owned), location.to_owned(), fingerprint.to_owned());
         self.spawn_detection(async move {
             let ip = meta.client_ip();
-            let details = json!({ "location": location, "fingerprint": fp, "request_id": meta.request_id });
+            let details = json!({
+                "location": location,
+                "fingerprint": fp,
+                "request_id": meta.request_id,
+                "authenticated": user.is_some(),
+                "address_blocked": self_produced,
+            });
             let dedup = ip.map(|i| i.to_string()).unwrap_or_default();
             core.raise(Detection {
                 breach_type: "sql_injection",
@@ -553,6 +632,7 @@ impl Core {
                 ip,
                 user: user.as_deref(),
                 revoke_sessions: false,
+                block_source: self_produced,
             })
             .await
         });
@@ -569,7 +649,7 @@ impl Core {
             if total > cfg.data_exfiltration_threshold_mb.saturating_mul(1024 * 1024) {
                 let ip = origin.client_ip();
                 let details = json!({ "bytes": total, "window_minutes": cfg.exfiltration_window_minutes, "threshold_mb": cfg.data_exfiltration_threshold_mb });
-                core.raise(Detection { breach_type: "data_exfiltration", severity: Severity::Critical, dedup: user.clone(), details, ip, user: Some(&user), revoke_sessions: true }).await?;
+                core.raise(Detection { breach_type: "data_exfiltration", severity: Severity::Critical, dedup: user.clone(), details, ip, user: Some(&user), revoke_sessions: true, block_source: true }).await?;
             }
             Ok(())
         });

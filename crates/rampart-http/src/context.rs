@@ -52,12 +52,21 @@ pub struct RequestContext {
     /// Set once the caller is authenticated, for the activity log.
     pub user: Arc<OnceLock<String>>,
     pub(crate) decision: Arc<AtomicU8>,
+    /// The browser says another site caused this request (`Sec-Fetch-Site` other than
+    /// `same-origin` or `none`): nothing in it is evidence against the sender's address.
+    pub cross_site: bool,
 }
 
 pub(crate) const UNDECIDED: u8 = 0;
 pub(crate) const DECIDED: u8 = 1;
 
 impl RequestContext {
+    /// Whether this request's content is the sender's own doing: authenticated, and not
+    /// caused by another site. Only such evidence may trigger an automatic block.
+    pub fn self_produced(&self) -> bool {
+        self.user.get().is_some() && !self.cross_site
+    }
+
     /// Records that an authorization decision (allow, deny or public) was taken.
     pub(crate) fn decided(&self) {
         self.decision.store(DECIDED, Ordering::Release);
@@ -153,6 +162,10 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let decision = Arc::new(AtomicU8::new(UNDECIDED));
     let user = Arc::new(OnceLock::new());
+    let cross_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.to_str().unwrap_or(""), "same-origin" | "none"));
     let ctx = RequestContext {
         request_id: request_id.clone(),
         client_ip,
@@ -160,6 +173,7 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
         user_agent,
         user: Arc::clone(&user),
         decision: Arc::clone(&decision),
+        cross_site,
     };
     let (method, path) = (req.method().to_string(), req.uri().path().chars().take(512).collect::<String>());
     req.extensions_mut().insert(ctx.clone());

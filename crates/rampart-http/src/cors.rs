@@ -28,6 +28,9 @@ pub(crate) async fn cors(State(state): State<AppState>, req: Request, next: Next
     let preflight =
         req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if !allowed && (preflight || !req.method().is_safe()) {
+        if let Some(ctx) = req.extensions().get::<crate::context::RequestContext>() {
+            state.core.record_refusal(&ctx.meta(), "origin_not_allowed").await;
+        }
         return ApiError::OriginNotAllowed.into_response();
     }
     let mut res = if preflight {

@@ -96,7 +96,10 @@ async fn principal(
     let token = match (bearer(parts), cookie(parts, SESSION_COOKIE)) {
         (Some(t), _) => t.to_owned(),
         (None, Some(c)) => {
-            check_csrf(parts, state, c).map_err(IntoResponse::into_response)?;
+            if let Err(e) = check_csrf(parts, state, c) {
+                state.core.record_refusal(&ctx.meta(), "csrf_failed").await;
+                return Err(e.into_response());
+            }
             c.to_owned()
         }
         (None, None) => return Err(ApiError::Core(CoreError::Unauthenticated).into_response()),

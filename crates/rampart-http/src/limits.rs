@@ -47,16 +47,16 @@ pub(crate) async fn refuse(
 
 /// Query values and path segments are checked for SQL injection (JSON bodies are checked
 /// when parsed).
-fn inspect_request(state: &AppState, ctx: &RequestContext, req: &Request) {
-    let path = req.uri().path();
-    let query = req.uri().query().unwrap_or("");
+fn inspect_request(state: &AppState, ctx: &RequestContext, uri: &axum::http::Uri) {
+    let path = uri.path();
+    let query = uri.query().unwrap_or("");
     let hit = path
         .split('/')
         .map(|seg| ("path", percent_decode(seg)))
         .chain(query.split('&').filter_map(|kv| kv.split_once('=').map(|(_, v)| ("query", percent_decode(v)))))
         .find_map(|(place, v)| crate::sqli::check(&v).map(|fp| (place, fp)));
     if let Some((place, fp)) = hit {
-        state.core.on_sqli(&ctx.meta(), ctx.user.get().map(String::as_str), place, &fp);
+        state.core.on_sqli(&ctx.meta(), ctx.user.get().map(String::as_str), ctx.self_produced(), place, &fp);
     }
 }
 
@@ -89,15 +89,21 @@ pub(crate) async fn rate_limit(State(state): State<AppState>, req: Request, next
         return next.run(req).await;
     };
     // Blocked clients get nothing else: no authentication, no rate accounting, no work.
-    if state.core.is_blocked(ip) {
-        return ApiError::IpBlocked.into_response();
+    if let Some(until) = state.core.blocked_until(ip) {
+        state.core.record_refusal(&ctx.meta(), "ip_blocked").await;
+        return ApiError::IpBlocked { until: Some(until) }.into_response();
     }
     if req.uri().path().starts_with("/api/v1/admin/") && !state.core.admin_ip_allowed(ip) {
-        return ApiError::IpBlocked.into_response();
+        state.core.record_refusal(&ctx.meta(), "admin_ip_not_allowed").await;
+        return ApiError::IpBlocked { until: None }.into_response();
     }
-    inspect_request(&state, &ctx, &req);
+    // Inspected once the handler has run, when it is known whether the caller was
+    // authenticated: only then may a finding count against the sender's address.
+    let uri = req.uri().clone();
     if !state.limits.enabled {
-        return next.run(req).await;
+        let res = next.run(req).await;
+        inspect_request(&state, &ctx, &uri);
+        return res;
     }
     let login = is_login_endpoint(req.method(), req.uri().path());
     let (limiter, scope) = if login { (&state.limits.login, "login") } else { (&state.limits.api, "api") };
@@ -106,6 +112,7 @@ pub(crate) async fn rate_limit(State(state): State<AppState>, req: Request, next
         return refuse(&state, &ctx, &d, scope, None).await;
     }
     let mut res = next.run(req).await;
+    inspect_request(&state, &ctx, &uri);
     // A per-user refusal further in has already set its own (stricter) figures.
     if !res.headers().contains_key("x-ratelimit-limit") {
         set_headers(res.headers_mut(), &d);

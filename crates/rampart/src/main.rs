@@ -9,7 +9,9 @@ mod init;
 mod keys_cmd;
 mod logfiles;
 mod logging;
+mod security_cmd;
 mod serve;
+mod table;
 mod tls;
 mod user_cmd;
 mod webhooks;
@@ -27,17 +29,18 @@ struct Cli {
     command: Command,
 }
 
-/// Flags shared by every verb that opens a data directory. Each has a `RAMPART_*` twin.
+/// Flags shared by every verb that opens a data directory, accepted before or after the
+/// verb's own words. Each has a `RAMPART_*` twin.
 #[derive(Args, Clone, Debug, Default)]
 pub struct CommonFlags {
     /// Configuration file (default: ./rampart.toml when present) [env: RAMPART_CONFIG]
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Data directory (default ./rampart-data) [env: RAMPART_DATA_DIR]
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Log directory (default <data-dir>/logs) [env: RAMPART_LOG_DIR]
-    #[arg(long)]
+    #[arg(long, global = true)]
     log_dir: Option<PathBuf>,
 }
 
@@ -85,6 +88,13 @@ enum Command {
         common: CommonFlags,
         #[command(subcommand)]
         action: keys_cmd::KeysAction,
+    },
+    /// List address blocks or lift one (works while the server runs).
+    Security {
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(subcommand)]
+        action: security_cmd::SecurityAction,
     },
     /// Manage users directly in the data directory.
     User {
@@ -135,6 +145,7 @@ fn main() -> ExitCode {
             Command::Backup { common, action } => backup_cmd::run(common.overrides(), action).await,
             Command::Keys { common, action } => keys_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::User { common, action } => user_cmd::run(common.overrides(), action).await.map(|()| 0),
+            Command::Security { common, action } => security_cmd::run(common.overrides(), action).await.map(|()| 0),
         }
     });
     match result {

@@ -24,6 +24,7 @@ use crate::{datadir, logging, tls};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+const BLOCK_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 /// Largest request head (request line + headers) accepted.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
@@ -95,8 +96,24 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
         }
     });
 
+    // Blocks lifted or added by `rampart security` (another process) take effect here
+    // within this interval; changes made through this server apply at once.
+    let block_reload = tokio::spawn({
+        let core = core.clone();
+        async move {
+            let mut tick = tokio::time::interval(BLOCK_RELOAD_INTERVAL);
+            loop {
+                tick.tick().await;
+                if let Err(e) = core.refresh_blocks().await {
+                    tracing::warn!(error = %e, "reloading address blocks failed");
+                }
+            }
+        }
+    });
+
     serve_connections(&config, listener, acceptor, app, signals).await;
     sweeper.abort();
+    block_reload.abort();
     // Every committed record reaches audit.log before the process exits.
     let _ = stop_export.send(true);
     let _ = exporter.await;

@@ -24,7 +24,10 @@ pub enum UserAction {
         password_stdin: bool,
     },
     /// List users.
-    List,
+    List {
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a user's role (ends their sessions).
     SetRole { username: String, role: String },
     /// Disable a user (ends their sessions).
@@ -60,21 +63,43 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        UserAction::List => {
+        UserAction::List { json } => {
             let mut after: Option<String> = None;
-            println!("{:<32} {:<20} {:<9} {:<4} created", "username", "role", "disabled", "mfa");
+            let mut users = Vec::new();
             loop {
                 let page = core.list_users(&me, after.as_deref(), 500).await.map_err(describe)?;
-                for u in &page {
-                    println!(
-                        "{:<32} {:<20} {:<9} {:<4} {}",
-                        u.username, u.role, u.disabled, u.mfa_enabled, u.created_at
-                    );
+                let full = page.len() == 500;
+                after = page.last().map(|u| u.username.to_string());
+                users.extend(page);
+                if !full {
+                    break;
                 }
-                match page.last() {
-                    Some(last) if page.len() == 500 => after = Some(last.username.to_string()),
-                    _ => break,
-                }
+            }
+            if json {
+                let list: Vec<serde_json::Value> = users
+                    .iter()
+                    .map(|u| {
+                        serde_json::json!({
+                            "username": u.username.as_str(), "role": u.role.as_str(), "disabled": u.disabled,
+                            "mfa_enabled": u.mfa_enabled, "created_at": u.created_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "users": list }))?);
+            } else {
+                let rows: Vec<Vec<String>> = users
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            u.username.to_string(),
+                            u.role.to_string(),
+                            u.disabled.to_string(),
+                            u.mfa_enabled.to_string(),
+                            u.created_at.to_string(),
+                        ]
+                    })
+                    .collect();
+                crate::table::print(&["username", "role", "disabled", "mfa", "created"], &rows);
             }
             Ok(())
         }

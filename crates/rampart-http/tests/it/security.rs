@@ -301,3 +301,137 @@ async fn a_request_rate_far_above_the_accounts_baseline_is_unusual_access() {
     assert_eq!((alert["severity"].as_str(), alert["details"]["user"].as_str()), (Some("medium"), Some("steady")));
     assert!(alert["details"]["requests_this_minute"].as_u64().unwrap() > 100);
 }
+
+/// Polls `/health` from `peer` for a while; true if it was ever refused as blocked.
+async fn gets_blocked(app: &TestApp, peer: &str) -> bool {
+    for _ in 0..50 {
+        if app.send_from(from("/health", Method::GET, None, None), peer).await.status == StatusCode::FORBIDDEN {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// The outside review's break: a cross-site `<img>` (no credentials, `Sec-Fetch-Site:
+/// cross-site`) with injection-looking text in its query got the victim's address blocked
+/// for 24 h. Such evidence alerts and never blocks.
+#[tokio::test]
+async fn injection_text_a_victims_browser_can_be_made_to_send_alerts_but_never_blocks() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    let attack = "/api/v1/collections?q=x%27%20OR%20%271%27%3D%271%27%20--";
+    let mut img = from(attack, Method::GET, None, None);
+    img.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
+    app.send_from(img, "198.51.100.20:1").await;
+    // Unauthenticated, no fetch metadata at all: still not the sender's own evidence.
+    app.send_from(from(attack, Method::GET, None, None), "198.51.100.21:1").await;
+    // Authenticated but cross-site (a page that could not have read the token anyway).
+    let mut xs = from(attack, Method::GET, Some(&admin), None);
+    xs.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
+    app.send_from(xs, "198.51.100.22:1").await;
+    for _ in 0..200 {
+        if alerts(&app, &admin, "?type=sql_injection").await.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let found = alerts(&app, &admin, "?type=sql_injection").await;
+    assert_eq!(found.len(), 3, "each still raises an alert: {found:?}");
+    assert!(found.iter().all(|a| a["details"]["address_blocked"] == false));
+    for peer in ["198.51.100.20:1", "198.51.100.21:1", "198.51.100.22:1"] {
+        assert!(!gets_blocked(&app, peer).await, "{peer} must not be blocked");
+    }
+    let blocks = app.get("/api/v1/admin/security/blocked-ips", Some(&admin)).await;
+    assert_eq!(blocks.body["blocked_ips"], json!([]));
+}
+
+/// The outside review's break: after a thief used a stolen refresh token first, the
+/// owner's later refresh blocked the owner's address. Reuse revokes the family and
+/// raises the Critical alert, and blocks neither address.
+#[tokio::test]
+async fn refresh_token_reuse_revokes_and_alerts_but_blocks_no_address() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    let owner = "192.0.2.44:1";
+    let thief = "203.0.113.66:1";
+    let login = app
+        .send_from(
+            Request::post("/api/v1/auth/login")
+                .header("content-type", "application/json")
+                .body(Body::from(json!({"username": ADMIN, "password": rampart_testkit::ADMIN_PASSWORD}).to_string()))
+                .unwrap(),
+            owner,
+        )
+        .await;
+    let stolen = login.body["refresh_token"].as_str().unwrap().to_owned();
+    let refresh = |peer: &'static str| {
+        let body = json!({"refresh_token": stolen}).to_string();
+        let app = &app;
+        async move {
+            let req = Request::post("/api/v1/auth/refresh")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap();
+            app.send_from(req, peer).await.status
+        }
+    };
+    assert_eq!(refresh(thief).await, StatusCode::OK, "the thief uses it first");
+    app.clock.advance_secs(10);
+    assert_eq!(refresh(owner).await, StatusCode::UNAUTHORIZED, "the owner's copy is now a reuse");
+    let alert = wait_alert(&app, &admin, "privilege_escalation").await;
+    assert_eq!(alert["severity"], "critical");
+    assert!(!gets_blocked(&app, owner).await && !gets_blocked(&app, thief).await);
+}
+
+/// A user retrying too fast (answered 429) is not failing logins: no failed-login alert,
+/// no block, however many retries.
+#[tokio::test]
+async fn refusals_answered_429_do_not_count_as_failed_logins() {
+    // The default threshold (more than 10 in 5 minutes); the login delay evaluates 5.
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    let peer = "192.0.2.77:1";
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        // Two wrong passwords, then the right one, over and over, faster than allowed.
+        let pw = if i % 3 == 2 { rampart_testkit::ADMIN_PASSWORD } else { "Wrong-Passw0rd!!" };
+        let req = Request::post("/api/v1/auth/login")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"username": "nobody-at-all", "password": pw}).to_string()))
+            .unwrap();
+        statuses.push(app.send_from(req, peer).await.status);
+    }
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    let failed = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    assert!(refused >= 30 && failed <= 5, "{statuses:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(alerts(&app, &admin, "?type=multiple_failed_logins").await.is_empty());
+    assert!(!gets_blocked(&app, peer).await);
+}
+
+/// A blocked client is told until when; the refusal is audited (sampled).
+#[tokio::test]
+async fn ip_blocked_says_until_when_and_is_audited() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    let res = app
+        .post(
+            "/api/v1/admin/security/block-ip",
+            Some(&admin),
+            json!({"ip_address": "192.0.2.99", "reason": "test", "duration_hours": 2}),
+        )
+        .await;
+    let until = res.body["expires_at"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let blocked = app.send_from(from("/health", Method::GET, None, None), "192.0.2.99:1").await;
+        assert_eq!(blocked.code(), "ip_blocked");
+        assert!(blocked.body["error"].as_str().unwrap().contains(&until), "{:?}", blocked.body);
+    }
+    let records = app.audit_records().await;
+    let refusals: Vec<_> = records
+        .iter()
+        .filter(|r| r.event.event_type == "permission_denied" && r.event.details["reason"] == "ip_blocked")
+        .collect();
+    assert_eq!(refusals.len(), 1, "audited once per minute per address, not per request");
+}

@@ -1,0 +1,50 @@
+//! `rampart security blocks|unblock`: the operator's way back in when an address (their
+//! own, say) is blocked. Works on the data directory of a running server: the server
+//! reloads its block list every few seconds.
+
+use anyhow::Context;
+use clap::Subcommand;
+use rampart_config::{Config, Env, Overrides};
+
+use crate::{datadir, table};
+
+#[derive(Subcommand, Debug)]
+pub enum SecurityAction {
+    /// List the active address blocks.
+    Blocks {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift the block on an address or CIDR block (audited).
+    Unblock { address: String },
+}
+
+pub async fn run(flags: Overrides, action: SecurityAction) -> anyhow::Result<()> {
+    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (core, store) = datadir::open(&config).await?;
+    let me = core.local_admin()?;
+    let result = match action {
+        SecurityAction::Blocks { json } => {
+            let blocks = core.list_blocks(&me).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "blocked_ips": blocks }))?);
+            } else {
+                let rows: Vec<Vec<String>> = blocks
+                    .iter()
+                    .map(|b| {
+                        vec![b.ip_address.clone(), b.expires_at.to_string(), b.created_by.clone(), b.reason.clone()]
+                    })
+                    .collect();
+                table::print(&["address", "until", "by", "reason"], &rows);
+            }
+            Ok(())
+        }
+        SecurityAction::Unblock { address } => {
+            core.unblock_ip(&me, &address).await.with_context(|| format!("cannot unblock {address}"))?;
+            println!("{address} is unblocked; a running server applies it within a few seconds.");
+            Ok(())
+        }
+    };
+    store.close().await.ok();
+    result
+}

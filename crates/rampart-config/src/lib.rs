@@ -368,8 +368,9 @@ impl Config {
                 .map(PathBuf::from)
                 .or(file.backup.dir)
                 .unwrap_or_else(|| server.data_dir.join("backups")),
+            // Encrypted unless the operator explicitly allows otherwise.
             encryption_required: match env.get("RAMPART_BACKUP_ENCRYPTION").or(file.backup.encryption) {
-                None => false,
+                None => true,
                 Some(v) if v == "required" => true,
                 Some(v) if v == "optional" => false,
                 Some(_) => return Err(invalid("RAMPART_BACKUP_ENCRYPTION", "expected required or optional")),

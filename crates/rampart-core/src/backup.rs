@@ -28,7 +28,15 @@ pub struct BackupMeta {
     pub key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compliance_mode: Option<String>,
+    /// Set on unencrypted backups: what the file exposes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
+
+/// What an unencrypted backup exposes, said wherever one is made.
+pub const UNENCRYPTED_WARNING: &str = "unencrypted backup: anyone who can read the file can read the usernames, \
+     password hashes, audit log, collection settings and every document of unencrypted collections (documents of \
+     encrypted collections stay sealed: their keys are kept in a separate file)";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BackupVerification {
@@ -107,8 +115,25 @@ impl Core {
     }
 
     /// Records a restore in the restored data directory's own audit chain.
-    pub async fn record_restore(&self, backup_id: &str, erased: u64, key_source: &str) -> CoreResult<()> {
-        let details = json!({ "backup_id": backup_id, "erased_documents": erased, "key_store": key_source });
+    /// `ledger_source`: where the current erasure ledger came from; `None` when the
+    /// operator restored without one (recorded, since erased subjects may be back).
+    pub async fn record_restore(
+        &self,
+        backup_id: &str,
+        erased: u64,
+        key_source: &str,
+        ledger_source: Option<&str>,
+    ) -> CoreResult<()> {
+        let ledger = ledger_source.map_or_else(
+            || json!({ "current": false, "risk": "restored with --without-erasure-ledger: subjects erased after the backup may be back" }),
+            |s| json!({ "current": true, "source": s }),
+        );
+        let details = json!({
+            "backup_id": backup_id,
+            "erased_documents": erased,
+            "key_store": key_source,
+            "erasure_ledger": ledger,
+        });
         self.record_event(EventType::BackupRestore, Some("local-cli"), &RequestMeta::local("restore"), true, details)
             .await
     }

@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub const ALGORITHM: &str = "AES-256-GCM-STREAM";
-const LEDGER_FILE: &str = "erasure-ledger.txt";
 
 /// The wrapped key store as exported beside a backup (still wrapped by the KEK, which only
 /// the master key can derive).
@@ -81,6 +80,11 @@ pub fn paths(dir: &Path, id: &str) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join(format!("{id}.rbk")), dir.join(format!("{id}.json")), dir.join(format!("{id}.keys.json")))
 }
 
+/// The erasure ledger as of the backup, written beside it.
+pub fn ledger_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.ledger.json"))
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
@@ -122,23 +126,6 @@ impl FileBackups {
         }
         let erasure_ledger = self.core.erasure_hashes().await?.into_iter().collect();
         Ok(KeyStoreFile { backup_id: id.to_owned(), keys, erasure_ledger })
-    }
-
-    /// Deletes key-store files past their retention, so erased subjects' keys expire.
-    fn prune_key_files(&self) {
-        let keep = std::time::Duration::from_secs(u64::from(self.key_retention_days) * 86_400);
-        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let old = e
-                .metadata()
-                .ok()
-                .and_then(|m| m.modified().ok())
-                .and_then(|m| m.elapsed().ok())
-                .is_some_and(|age| age > keep);
-            if name.ends_with(".keys.json") && old {
-                let _ = fs::remove_file(e.path());
-            }
-        }
     }
 
     fn unique_id(&self) -> String {
@@ -187,19 +174,35 @@ impl Backups for FileBackups {
         let _ = fs::remove_file(&snapshot);
         written.map_err(internal)?;
         let keys = self.export_keys(&id).await?;
-        write_atomic(&keys_path, &serde_json::to_vec(&keys).map_err(internal)?).map_err(internal)?;
-        let meta = BackupMeta {
-            backup_id: id,
-            encrypted,
-            encryption_algorithm: encrypted.then(|| ALGORITHM.to_owned()),
-            created_at: self.core.clock().now().to_rfc3339(),
-            size_bytes: fs::metadata(&data_path).map_err(internal)?.len(),
-            sha256: sha256_file(&data_path).map_err(internal)?,
-            key_id: encrypted.then(|| keys.keys.iter().find(|k| k.kind == "root").map(|k| k.key_id.clone())).flatten(),
-            compliance_mode: mode,
-        };
-        write_atomic(&meta_path, &serde_json::to_vec_pretty(&meta).map_err(internal)?).map_err(internal)?;
-        self.prune_key_files();
+        let now = self.core.clock().now();
+        let ledger = crate::ledger::LedgerFile::new(keys.erasure_ledger.iter().cloned(), now);
+        let root_key_id = keys.keys.iter().find(|k| k.kind == "root").map(|k| k.key_id.clone());
+        let (dir, retention) = (self.dir.clone(), self.key_retention_days);
+        // Hashing, fsyncs and pruning are file work: the blocking pool does them.
+        let meta = tokio::task::spawn_blocking(move || -> anyhow::Result<BackupMeta> {
+            write_atomic(&keys_path, &serde_json::to_vec(&keys)?)?;
+            ledger.write(&ledger_path(&dir, &id))?;
+            let mut current = ledger.clone();
+            current.entries.extend(crate::ledger::entries_in(&dir));
+            current.write(&dir.join(crate::ledger::CURRENT_FILE))?;
+            let meta = BackupMeta {
+                backup_id: id,
+                encrypted,
+                encryption_algorithm: encrypted.then(|| ALGORITHM.to_owned()),
+                created_at: now.to_rfc3339(),
+                size_bytes: fs::metadata(&data_path)?.len(),
+                sha256: sha256_file(&data_path)?,
+                key_id: root_key_id.filter(|_| encrypted),
+                compliance_mode: mode,
+                warning: (!encrypted).then(|| rampart_core::backup::UNENCRYPTED_WARNING.to_owned()),
+            };
+            write_atomic(&meta_path, &serde_json::to_vec_pretty(&meta)?)?;
+            prune_key_files(&dir, retention);
+            Ok(meta)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
         Ok(meta)
     }
 
@@ -207,7 +210,8 @@ impl Backups for FileBackups {
         let mut out = Vec::new();
         for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("backup-") && name.ends_with(".json") && !name.ends_with(".keys.json") {
+            let companion = name.ends_with(".keys.json") || name.ends_with(".ledger.json");
+            if name.starts_with("backup-") && name.ends_with(".json") && !companion {
                 if let Ok(meta) =
                     fs::read(e.path()).map_err(internal).and_then(|b| serde_json::from_slice(&b).map_err(internal))
                 {
@@ -304,22 +308,33 @@ pub fn decrypt_to(
     w.get_ref().sync_all().map_err(|e| e.kind().to_string())
 }
 
-/// Appends an erased subject's hash to the ledger copy kept beside the backups.
-pub fn ledger_hook(dir: PathBuf) -> rampart_core::backup::ErasureHook {
+/// Keeps the ledger copy beside the backups current: rewritten (atomically) with the new
+/// hash at every erasure, stamped with the time.
+pub fn ledger_hook(dir: PathBuf, clock: Arc<dyn rampart_core::Clock>) -> rampart_core::backup::ErasureHook {
     Arc::new(move |hash: &str| {
         let _ = crate::datadir::ensure_dir(&dir);
-        let appended = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(dir.join(LEDGER_FILE))
-            .and_then(|mut f| writeln!(f, "{hash}").and_then(|()| f.sync_all()));
-        if let Err(e) = appended {
-            tracing::error!(error = %e, "cannot append to the backup erasure ledger");
+        let path = dir.join(crate::ledger::CURRENT_FILE);
+        let mut entries = crate::ledger::entries_in(&dir);
+        entries.insert(hash.to_owned());
+        if let Err(e) = crate::ledger::LedgerFile::new(entries, clock.now()).write(&path) {
+            tracing::error!(error = %e, "cannot update the erasure ledger beside the backups");
         }
     })
 }
 
-pub fn read_ledger_copy(dir: &Path) -> Vec<String> {
-    fs::read_to_string(dir.join(LEDGER_FILE)).map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default()
+/// Deletes key-store files past their retention, so erased subjects' keys expire.
+fn prune_key_files(dir: &Path, retention_days: u32) {
+    let keep = std::time::Duration::from_secs(u64::from(retention_days) * 86_400);
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let old = e
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > keep);
+        if name.ends_with(".keys.json") && old {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }

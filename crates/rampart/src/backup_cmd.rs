@@ -13,6 +13,7 @@ use rampart_store_sqlite::SqliteStore;
 
 use crate::backup::{self, FileBackups, KeyStoreFile};
 use crate::datadir;
+use crate::ledger::LedgerFile;
 
 #[derive(Subcommand, Debug)]
 pub enum BackupAction {
@@ -29,7 +30,9 @@ pub enum BackupAction {
     /// Check the checksum, decrypt every chunk and open the snapshot. Exit 1 if invalid.
     Verify { backup_id: String },
     /// Restore a backup file into --data-dir (empty, or with --force; never while a server
-    /// holds it). Finds the key-store file beside the backup; re-applies erasures.
+    /// holds it). Finds the key-store file beside the backup; re-applies every erasure it
+    /// can find, and refuses without a current erasure ledger (the live target directory,
+    /// or --erasure-ledger), so an erasure is never silently undone.
     Restore {
         file: PathBuf,
         #[arg(long)]
@@ -37,6 +40,13 @@ pub enum BackupAction {
         /// Master key file, when the target directory has none and RAMPART_ENCRYPTION_KEY is unset.
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// A current erasure ledger (`rampart gdpr export-ledger`), at least as new as the backup.
+        #[arg(long)]
+        erasure_ledger: Option<PathBuf>,
+        /// Restore without a current ledger: subjects erased after the backup may come back.
+        /// Printed and audited.
+        #[arg(long, conflicts_with = "erasure_ledger")]
+        without_erasure_ledger: bool,
     },
 }
 
@@ -66,8 +76,13 @@ pub fn file_backups(config: &Config, core: &rampart_core::Core, store: &SqliteSt
 
 pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
-    if let BackupAction::Restore { file, force, key_file } = action {
-        return restore(&config, &file, force, key_file.as_deref()).await.map(|()| 0);
+    if let BackupAction::Restore { file, force, key_file, erasure_ledger, without_erasure_ledger } = action {
+        let ledger = match (erasure_ledger, without_erasure_ledger) {
+            (Some(path), _) => LedgerChoice::File(path),
+            (None, true) => LedgerChoice::Without,
+            (None, false) => LedgerChoice::Required,
+        };
+        return restore(&config, &file, force, key_file.as_deref(), ledger).await.map(|()| 0);
     }
     let (core, store) = datadir::open(&config).await?;
     let me = core.local_admin()?;
@@ -98,7 +113,22 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid", path.display()))
 }
 
-async fn restore(config: &Config, file: &Path, force: bool, key_file: Option<&Path>) -> anyhow::Result<()> {
+/// Where a restore gets the current erasure ledger from.
+enum LedgerChoice {
+    /// The live target directory's, or refuse.
+    Required,
+    File(PathBuf),
+    /// The operator accepts that erased subjects may come back.
+    Without,
+}
+
+async fn restore(
+    config: &Config,
+    file: &Path,
+    force: bool,
+    key_file: Option<&Path>,
+    choice: LedgerChoice,
+) -> anyhow::Result<()> {
     let target = &config.server.data_dir;
     let stem = file
         .file_name()
@@ -126,9 +156,57 @@ async fn restore(config: &Config, file: &Path, force: bool, key_file: Option<&Pa
     let master = datadir::master_key(config)
         .context("the master key is needed to restore (RAMPART_ENCRYPTION_KEY, --key-file or the target's key file)")?;
 
+    // Erasures: every copy found is applied (more is always safe), but one of them must be
+    // current, or the operator must say, on the record, that they restore without one.
+    let mut ledger: HashSet<String> = crate::ledger::entries_in(dir).into_iter().collect();
+    if let Ok(at_backup) = LedgerFile::read(&backup::ledger_path(dir, stem)) {
+        ledger.extend(at_backup.entries);
+    }
+    let mut current: Option<String> = live_db.exists().then(|| "the live data directory".to_owned());
+    match &choice {
+        LedgerChoice::File(path) => {
+            let own = backup::ledger_path(dir, stem);
+            if std::fs::canonicalize(path).ok() == std::fs::canonicalize(&own).ok() {
+                bail!(
+                    "{} is the ledger as of the backup itself: it cannot know of later erasures. \
+                     Export a current one with `rampart gdpr export-ledger --out FILE` on the live system.",
+                    path.display()
+                );
+            }
+            let given = LedgerFile::read(path)?;
+            let created = rampart_types::Timestamp::parse_rfc3339(&meta.created_at);
+            if given.exported_at() < created {
+                bail!(
+                    "{} was exported at {}, before the backup was taken ({}): it cannot know of later \
+                     erasures. Export a current one with `rampart gdpr export-ledger --out FILE` on the live system.",
+                    path.display(),
+                    given.exported_at,
+                    meta.created_at
+                );
+            }
+            ledger.extend(given.entries);
+            current = Some(path.display().to_string());
+        }
+        LedgerChoice::Without => {
+            eprintln!(
+                "WARNING: restoring without a current erasure ledger. Data subjects erased after {} \
+                 may come back. This is recorded in the audit log.",
+                meta.created_at
+            );
+        }
+        LedgerChoice::Required if current.is_none() => bail!(
+            "no current erasure ledger: restoring {} into a new directory could bring back data subjects \
+             erased after it was taken. On the live system run `rampart gdpr export-ledger --out ledger.json` \
+             and pass --erasure-ledger ledger.json (the copy kept current beside the backups, {}, also \
+             serves), or pass --without-erasure-ledger to accept the risk (audited).",
+            meta.backup_id,
+            dir.join(crate::ledger::CURRENT_FILE).display()
+        ),
+        LedgerChoice::Required => {}
+    }
+
     // Keys: the live key store when there is one (so erased subjects stay unreadable),
     // otherwise the key-store file beside the backup.
-    let mut ledger: HashSet<String> = backup::read_ledger_copy(dir).into_iter().collect();
     let (keys, source) = if live_db.exists() {
         let d = target.clone();
         let live = tokio::task::spawn_blocking(move || SqliteStore::open(&d)).await??;
@@ -179,7 +257,12 @@ async fn restore(config: &Config, file: &Path, force: bool, key_file: Option<&Pa
         .context("the master key does not open this key store")?;
     let backup_key = root_key.backup_key();
 
-    let staged = target.join("rampart.db.restore");
+    // Staged in a directory of its own, erasures applied there, then renamed over the live
+    // file: a crash at any point leaves the old database or the new one, never neither.
+    let staging = target.join(".restore");
+    let _ = std::fs::remove_dir_all(&staging);
+    datadir::ensure_dir(&staging)?;
+    let staged = staging.join("rampart.db");
     let progress = progress(meta.size_bytes, "restoring");
     let staged_for_task = staged.clone();
     let (src, encrypted) = (file.to_owned(), meta.encrypted);
@@ -189,15 +272,20 @@ async fn restore(config: &Config, file: &Path, force: bool, key_file: Option<&Pa
         .map_err(|reason| anyhow::anyhow!("{reason}"))?;
     eprintln!();
     rampart_store_sqlite::install_keys(&staged, &keys)?;
-    for suffix in ["", "-wal", "-shm"] {
+
+    let (core, store) = datadir::open_database(config, &staging, master).await?;
+    let erased = core.apply_erasures(&ledger).await?;
+    core.record_restore(&meta.backup_id, erased, source, current.as_deref()).await?;
+    store.close().await.context("checkpointing the restored database")?;
+    drop((core, store));
+    // Both WALs are checkpointed by now (the live one when its keys were read): what
+    // remains of them is empty, and must not be replayed into the other file.
+    for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(target.join(format!("rampart.db{suffix}")));
     }
     std::fs::rename(&staged, &live_db)?;
-
-    let (core, store) = datadir::open(config).await?;
-    let erased = core.apply_erasures(&ledger).await?;
-    core.record_restore(&meta.backup_id, erased, source).await?;
-    let _ = store.close().await;
+    std::fs::File::open(target).and_then(|d| d.sync_all()).context("syncing the data directory")?;
+    let _ = std::fs::remove_dir_all(&staging);
     println!(
         "Restored {} into {} (keys from the {source}; {erased} erased document(s) removed again).",
         meta.backup_id,
@@ -207,5 +295,5 @@ async fn restore(config: &Config, file: &Path, force: bool, key_file: Option<&Pa
 }
 
 pub fn erasure_hook(config: &Config) -> rampart_core::backup::ErasureHook {
-    backup::ledger_hook(config.backup.dir.clone())
+    backup::ledger_hook(config.backup.dir.clone(), std::sync::Arc::new(rampart_core::SystemClock))
 }

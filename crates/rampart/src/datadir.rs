@@ -96,7 +96,13 @@ async fn settle_pending_key(config: &Config, store: &SqliteStore, key: MasterKey
 pub async fn open(config: &Config) -> anyhow::Result<(Core, SqliteStore)> {
     ensure_dir(&config.server.data_dir)?;
     let key = master_key(config)?;
-    let dir = config.server.data_dir.clone();
+    open_database(config, &config.server.data_dir, key).await
+}
+
+/// Opens the database in `db_dir` (the data directory, or a restore's staging directory)
+/// with `key`.
+pub async fn open_database(config: &Config, db_dir: &Path, key: MasterKey) -> anyhow::Result<(Core, SqliteStore)> {
+    let dir = db_dir.to_owned();
     let store =
         tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await?.context("cannot open the database")?;
     let key = settle_pending_key(config, &store, key).await?;

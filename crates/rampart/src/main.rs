@@ -5,8 +5,10 @@ mod audit_cmd;
 mod backup;
 mod backup_cmd;
 mod datadir;
+mod gdpr_cmd;
 mod init;
 mod keys_cmd;
+mod ledger;
 mod logfiles;
 mod logging;
 mod security_cmd;
@@ -89,6 +91,13 @@ enum Command {
         #[command(subcommand)]
         action: keys_cmd::KeysAction,
     },
+    /// Data-subject tooling: export the erasure ledger.
+    Gdpr {
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(subcommand)]
+        action: gdpr_cmd::GdprAction,
+    },
     /// List address blocks or lift one (works while the server runs).
     Security {
         #[command(flatten)]
@@ -145,6 +154,7 @@ fn main() -> ExitCode {
             Command::Backup { common, action } => backup_cmd::run(common.overrides(), action).await,
             Command::Keys { common, action } => keys_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::User { common, action } => user_cmd::run(common.overrides(), action).await.map(|()| 0),
+            Command::Gdpr { common, action } => gdpr_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::Security { common, action } => security_cmd::run(common.overrides(), action).await.map(|()| 0),
         }
     });

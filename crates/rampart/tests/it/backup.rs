@@ -86,9 +86,18 @@ async fn a_backup_under_concurrent_writes_verifies_and_restores() {
 
     let restored = tmp.path().join("restored");
     let file = backups.join(format!("{id}.rbk"));
+    let ledger = backups.join("erasure-ledger.json");
+    let key = data.join("master.key");
     let out = backup_cli(
         &restored,
-        &["restore", file.to_str().unwrap(), "--key-file", data.join("master.key").to_str().unwrap()],
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--erasure-ledger",
+            ledger.to_str().unwrap(),
+        ],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let server =
@@ -185,21 +194,23 @@ fn sha256_hex(b: &[u8]) -> String {
 async fn unencrypted_backups_are_refused_when_policy_requires_encryption() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut opts = ServerOpts::new(&data);
-    opts.env.push(("RAMPART_BACKUP_ENCRYPTION", "required".into()));
-    let server = start(opts);
+    // `required` is the default: no setting at all refuses an unencrypted backup.
+    let server = start(ServerOpts::new(&data));
     let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
     let (s, body) = post_json(&server, &token, "/api/v1/admin/backup", json!({"encrypted": false})).await;
     assert_eq!((s, body["field"].as_str()), (400, Some("encrypted")), "{body}");
     assert!(server.stop().success());
-    let server = start(ServerOpts::new(&data));
+    let mut opts = ServerOpts::new(&data);
+    opts.env.push(("RAMPART_BACKUP_ENCRYPTION", "optional".into()));
+    let server = start(opts);
     let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
     let (s, _) =
         post_json(&server, &token, "/api/v1/admin/backup", json!({"encrypted": false, "compliance_mode": "hipaa"}))
             .await;
     assert_eq!(s, 400, "hipaa mode demands encryption");
     let (s, meta) = post_json(&server, &token, "/api/v1/admin/backup", json!({"encrypted": false})).await;
-    assert_eq!((s, meta["encrypted"].clone()), (201, json!(false)), "allowed when not required");
+    assert_eq!((s, meta["encrypted"].clone()), (201, json!(false)), "allowed when explicitly optional");
+    assert!(meta["warning"].as_str().is_some_and(|w| w.contains("anyone who can read")), "says what it exposes: {meta}");
     let audit: Value = server.get_json(&token, "/api/v1/admin/audit?event_type=backup_create").await;
     let outcomes: Vec<bool> =
         audit["records"].as_array().unwrap().iter().map(|r| r["success"].as_bool().unwrap()).collect();
@@ -246,9 +257,18 @@ async fn an_erased_subject_never_comes_back_from_an_old_backup() {
     let file = data.join("backups").join(format!("{id}.rbk"));
 
     let fresh = tmp.path().join("fresh");
+    let key = data.join("master.key");
+    let current = data.join("backups").join("erasure-ledger.json");
     let out = backup_cli(
         &fresh,
-        &["restore", file.to_str().unwrap(), "--key-file", data.join("master.key").to_str().unwrap()],
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--erasure-ledger",
+            current.to_str().unwrap(),
+        ],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = backup_cli(&data, &["restore", file.to_str().unwrap(), "--force"]);
@@ -328,4 +348,80 @@ async fn a_backup_from_before_a_reencryption_restores_readable() {
     let server = start(ServerOpts::new(&data));
     let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
     assert_eq!(count_docs(&server, &token, "p").await, 5, "every restored document opens");
+}
+
+/// The outside review's break: copy a backup and its key file elsewhere, erase a subject,
+/// restore the copy into a new directory, and the subject came back without a warning.
+/// Without a current erasure ledger the restore now refuses; with one exported after the
+/// erasure the subject stays erased; an explicit --without-erasure-ledger is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_off_site_copy_cannot_silently_bring_back_an_erased_subject() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = start(ServerOpts::new(&data));
+    let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
+    post_json(&server, &token, "/api/v1/collections", json!({"name": "p"})).await;
+    let doc = json!({"data": {"n": "forget me"}, "subject_id": "subject-z"});
+    post_json(&server, &token, "/api/v1/collections/p/documents", doc).await;
+    let (_, meta) = post_json(&server, &token, "/api/v1/admin/backup", json!({})).await;
+    let id = meta["backup_id"].as_str().unwrap().to_owned();
+    // The off-site copy: the backup, its metadata and its key file, nothing else.
+    let offsite = tmp.path().join("offsite");
+    std::fs::create_dir_all(&offsite).unwrap();
+    for suffix in [".rbk", ".json", ".keys.json", ".ledger.json"] {
+        std::fs::copy(data.join("backups").join(format!("{id}{suffix}")), offsite.join(format!("{id}{suffix}")))
+            .unwrap();
+    }
+    let res = server
+        .client()
+        .delete(server.url("/api/v1/gdpr/erasure?subject_id=subject-z"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(server.stop().success());
+    let file = offsite.join(format!("{id}.rbk"));
+    let key = data.join("master.key");
+    let restore = |dir: &Path, extra: &[&str]| {
+        let mut args = vec!["restore", file.to_str().unwrap(), "--key-file", key.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        backup_cli(dir, &args)
+    };
+
+    let refused = restore(&tmp.path().join("new1"), &[]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("erasure ledger") && why.contains("export-ledger"), "{why}");
+    assert!(!tmp.path().join("new1/rampart.db").exists(), "nothing restored");
+    let own = offsite.join(format!("{id}.ledger.json"));
+    let stale = restore(&tmp.path().join("new2"), &["--erasure-ledger", own.to_str().unwrap()]);
+    assert!(!stale.status.success(), "the backup's own ledger is not current");
+
+    // The current ledger, exported from the live system after the erasure.
+    let exported = tmp.path().join("ledger.json");
+    let out = crate::support::bin()
+        .args(["gdpr", "export-ledger", "--out", exported.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!contains(&std::fs::read(&exported).unwrap(), b"subject-z"), "only keyed hashes leave");
+    let good = tmp.path().join("new3");
+    let ok = restore(&good, &["--erasure-ledger", exported.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let risky = tmp.path().join("new4");
+    let out = restore(&risky, &["--without-erasure-ledger"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+
+    for (dir, back) in [(&good, false), (&risky, true)] {
+        let server = start(ServerOpts::new(dir));
+        let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
+        let z: Value = server.get_json(&token, "/api/v1/collections/p/documents?subject_id=subject-z").await;
+        assert_eq!(!z["documents"].as_array().unwrap().is_empty(), back, "{}: {z}", dir.display());
+        let audit: Value = server.get_json(&token, "/api/v1/admin/audit?event_type=backup_restore").await;
+        let ledger = &audit["records"][0]["details"]["erasure_ledger"];
+        assert_eq!(ledger["current"], !back, "{audit}");
+        assert!(server.stop().success());
+    }
 }

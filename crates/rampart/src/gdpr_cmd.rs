@@ -1,0 +1,35 @@
+//! `rampart gdpr export-ledger`: the erasure ledger, for restores elsewhere.
+
+use anyhow::Context;
+use clap::Subcommand;
+use rampart_config::{Config, Env, Overrides};
+
+use crate::datadir;
+use crate::ledger::LedgerFile;
+
+#[derive(Subcommand, Debug)]
+pub enum GdprAction {
+    /// Write the erasure ledger (keyed hashes of erased subjects, never their ids) to
+    /// --out or stdout. Give it to `backup restore --erasure-ledger` when restoring a copy
+    /// elsewhere, so erased subjects stay erased.
+    ExportLedger {
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+pub async fn run(flags: Overrides, action: GdprAction) -> anyhow::Result<()> {
+    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (core, store) = datadir::open(&config).await?;
+    let GdprAction::ExportLedger { out } = action;
+    let file = LedgerFile::new(core.erasure_hashes().await?, core.clock().now());
+    match out {
+        Some(path) => {
+            file.write(&path).with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("{} erased subject(s) written to {}", file.entries.len(), path.display());
+        }
+        None => println!("{}", serde_json::to_string_pretty(&file)?),
+    }
+    store.close().await.ok();
+    Ok(())
+}

@@ -146,6 +146,12 @@ pub struct ServerConfig {
     pub log_dir: PathBuf,
     pub insecure_http: bool,
     pub max_connections: usize,
+    /// Open connections one client address may hold (trusted proxies are exempt).
+    pub max_connections_per_ip: usize,
+    /// Longest wait for the next piece of a request body.
+    pub body_idle_timeout_secs: u64,
+    /// Slowest average request-body rate accepted (after the idle timeout's grace).
+    pub min_body_bytes_per_sec: u64,
     pub header_read_timeout_secs: u64,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
@@ -251,6 +257,12 @@ impl Config {
             log_dir,
             insecure_http,
             max_connections: env.parse_num("RAMPART_MAX_CONNECTIONS")?.or(file.server.max_connections).unwrap_or(1024),
+            max_connections_per_ip: env
+                .parse_num("RAMPART_MAX_CONNECTIONS_PER_IP")?
+                .or(file.server.max_connections_per_ip)
+                .unwrap_or(64),
+            body_idle_timeout_secs: file.server.body_idle_timeout_secs.unwrap_or(5),
+            min_body_bytes_per_sec: file.server.min_body_bytes_per_sec.unwrap_or(512),
             header_read_timeout_secs: file.server.header_read_timeout_secs.unwrap_or(10),
             request_timeout_secs: file.server.request_timeout_secs.unwrap_or(30),
             shutdown_grace_secs: file.server.shutdown_grace_secs.unwrap_or(30),
@@ -262,6 +274,9 @@ impl Config {
             )?,
         };
         range("max_connections", server.max_connections, 1, 1_000_000)?;
+        range("max_connections_per_ip", server.max_connections_per_ip, 1, 1_000_000)?;
+        range("body_idle_timeout_secs", server.body_idle_timeout_secs, 1, 3600)?;
+        range("min_body_bytes_per_sec", server.min_body_bytes_per_sec, 0, 1 << 30)?;
         range("header_read_timeout_secs", server.header_read_timeout_secs, 1, 3600)?;
         range("request_timeout_secs", server.request_timeout_secs, 1, 3600)?;
 

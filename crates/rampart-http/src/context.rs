@@ -177,6 +177,8 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
     };
     let (method, path) = (req.method().to_string(), req.uri().path().chars().take(512).collect::<String>());
     req.extensions_mut().insert(ctx.clone());
+    let rate = state.settings.body_rate;
+    let req = req.map(|body| crate::slow_body::RateGuard::wrap(body, rate));
 
     let res = if !known_method(req.method()) {
         ApiError::MethodNotAllowed.into_response()

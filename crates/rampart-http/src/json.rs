@@ -91,8 +91,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         }
         let ctx = req.extensions().get::<crate::context::RequestContext>().cloned();
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            use std::error::Error as _;
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
+            } else if r.source().is_some_and(crate::slow_body::is_too_slow) {
+                ApiError::Timeout
             } else {
                 ApiError::bad_request(None, "could not read request body")
             }

@@ -11,6 +11,7 @@ mod json;
 mod limits;
 pub mod perm;
 mod routes;
+pub mod slow_body;
 mod sqli;
 
 use rampart_core::Core;
@@ -28,6 +29,8 @@ pub struct HttpSettings {
     pub max_json_depth: usize,
     /// A handler running longer than this is abandoned with 408.
     pub request_timeout: std::time::Duration,
+    /// Minimum request-body data rate (slow bodies get 408).
+    pub body_rate: slow_body::BodyRate,
     pub version: &'static str,
     /// Peers whose forwarding headers name the client.
     pub trusted_proxies: Vec<rampart_types::Cidr>,
@@ -42,6 +45,11 @@ impl HttpSettings {
             max_body_bytes: c.limits.max_body_bytes,
             max_json_depth: c.limits.max_json_depth,
             request_timeout: std::time::Duration::from_secs(c.server.request_timeout_secs),
+            body_rate: slow_body::BodyRate {
+                idle: std::time::Duration::from_secs(c.server.body_idle_timeout_secs),
+                grace: std::time::Duration::from_secs(c.server.body_idle_timeout_secs),
+                min_bytes_per_sec: c.server.min_body_bytes_per_sec,
+            },
             version,
             trusted_proxies: c.server.trusted_proxies.clone(),
             cors_origins: c.cors.allowed_origins.clone(),

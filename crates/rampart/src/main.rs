@@ -4,6 +4,7 @@
 mod audit_cmd;
 mod backup;
 mod backup_cmd;
+mod conn_limit;
 mod datadir;
 mod gdpr_cmd;
 mod init;

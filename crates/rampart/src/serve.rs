@@ -134,6 +134,8 @@ async fn serve_connections(
     signals: Signals,
 ) {
     let slots = Arc::new(Semaphore::new(config.server.max_connections));
+    let per_address = crate::conn_limit::PerAddress::new(config.server.max_connections_per_ip);
+    let proxies = config.server.trusted_proxies.clone();
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -161,6 +163,19 @@ async fn serve_connections(
             },
             () = &mut shutdown => break,
         };
+        // Beyond its share, an address's new connection is closed at once, so slots stay
+        // free for everyone else. Trusted proxies carry many clients and are exempt.
+        let slot = if proxies.iter().any(|c| c.contains(&peer.ip())) {
+            None
+        } else {
+            match per_address.acquire(peer.ip()) {
+                Some(s) => Some(s),
+                None => {
+                    drop(tcp);
+                    continue;
+                }
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let svc = app.clone().map_request(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ClientAddr(peer));
@@ -172,6 +187,7 @@ async fn serve_connections(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             match acceptor {
                 Some(acceptor) => {
                     let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {

@@ -210,7 +210,10 @@ async fn unencrypted_backups_are_refused_when_policy_requires_encryption() {
     assert_eq!(s, 400, "hipaa mode demands encryption");
     let (s, meta) = post_json(&server, &token, "/api/v1/admin/backup", json!({"encrypted": false})).await;
     assert_eq!((s, meta["encrypted"].clone()), (201, json!(false)), "allowed when explicitly optional");
-    assert!(meta["warning"].as_str().is_some_and(|w| w.contains("anyone who can read")), "says what it exposes: {meta}");
+    assert!(
+        meta["warning"].as_str().is_some_and(|w| w.contains("anyone who can read")),
+        "says what it exposes: {meta}"
+    );
     let audit: Value = server.get_json(&token, "/api/v1/admin/audit?event_type=backup_create").await;
     let outcomes: Vec<bool> =
         audit["records"].as_array().unwrap().iter().map(|r| r["success"].as_bool().unwrap()).collect();

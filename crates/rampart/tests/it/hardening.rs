@@ -7,6 +7,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::{start, ServerOpts};
 
 async fn tls_stream(data: &std::path::Path, port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_stream_from(data, port, "127.0.0.1").await.unwrap()
+}
+
+/// A TLS connection from the loopback address `source` (the attacker's or a bystander's).
+async fn tls_stream_from(
+    data: &std::path::Path,
+    port: u16,
+    source: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
@@ -19,11 +28,10 @@ async fn tls_stream(data: &std::path::Path, port: u16) -> tokio_rustls::client::
         .with_root_certificates(roots)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(source.parse().unwrap(), 0))?;
+    let tcp = socket.connect(([127, 0, 0, 1], port).into()).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(ServerName::try_from("localhost").unwrap(), tcp).await
 }
 
 fn config_with(dir: &std::path::Path, toml: &str) -> String {
@@ -69,4 +77,79 @@ async fn oversized_headers_get_431() {
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
     // The server is still healthy afterwards.
     assert_eq!(server.client().get(server.url("/health")).send().await.unwrap().status(), 200);
+}
+
+/// The outside review's break: one account's client held every connection by sending a
+/// JSON body one byte every 4 s, and a fresh client waited 17 s. An address now gets at
+/// most `max_connections_per_ip` connections (the rest are closed at once), a body that
+/// trickles in below the minimum rate is answered 408, and a client from another address
+/// is served at once throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_from_one_address_cannot_hold_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut opts = ServerOpts::new(&data);
+    let toml = "[server]\nmax_connections = 120\nmax_connections_per_ip = 16\nbody_idle_timeout_secs = 2\n";
+    opts.extra_args = vec!["--config".into(), config_with(tmp.path(), toml)];
+    let server = start(opts);
+    let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
+    let token = server.login(&server.client(), "admin", crate::support::ADMIN_PASSWORD).await;
+    let head = format!(
+        "POST /api/v1/collections HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{{"
+    );
+    let mut attackers = Vec::new();
+    for _ in 0..150 {
+        // Connections beyond the address's share are closed before or during the handshake.
+        if let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_secs(5), tls_stream_from(&data, port, "127.0.0.5")).await
+        {
+            if s.write_all(head.as_bytes()).await.is_ok() && s.flush().await.is_ok() {
+                attackers.push(s);
+            }
+        }
+    }
+    assert!(attackers.len() <= 16, "{} connections held by one address", attackers.len());
+
+    let bystander = {
+        let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .local_address("127.0.0.6".parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let served = tokio::time::timeout(Duration::from_secs(1), bystander.get(server.url("/health")).send()).await;
+    assert!(served.is_ok_and(|r| r.is_ok_and(|r| r.status() == 200)), "another address is served within 1 s");
+
+    // The trickle: one byte every 1.5 s (under the idle timeout) is still far below the rate.
+    let mut slow = attackers.pop().expect("at least one attacker connection");
+    let mut answer = Vec::new();
+    let trickle = async {
+        for _ in 0..20 {
+            if slow.write_all(b" ").await.is_err() || slow.flush().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let mut buf = [0u8; 512];
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(10), slow.read(&mut buf)).await {
+                answer.extend_from_slice(&buf[..n]);
+                if n == 0 || !answer.is_empty() {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(40), trickle).await.unwrap();
+    let mut rest = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("request_id") {
+        match tokio::time::timeout(Duration::from_secs(2), slow.read(&mut rest)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&rest[..n]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "a trickled body is refused: {text:?}");
+    assert!(text.contains("\"request_id\""), "as a JSON error: {text}");
+    drop(attackers);
 }

@@ -291,7 +291,14 @@ impl Core {
         if record.retention_days == Some(0) {
             return Err(CoreError::validation("retention_days", "must be at least 1"));
         }
-        let event = self.collection_event(actor, "create", &record.name);
+        if !record.encrypted {
+            // Plaintext at rest weakens a default: a configuration decision, not an editor's.
+            self.require(actor, Permission::ConfigWrite, None).await?;
+        }
+        let mut event = self.collection_event(actor, "create", &record.name);
+        if let Some(d) = event.details.as_object_mut() {
+            d.insert("encrypted".into(), json!(record.encrypted));
+        }
         self.inner.store.create_collection(record.clone(), vec![event]).await.map_err(not_found("collection"))?;
         Ok(record.into())
     }

@@ -308,7 +308,8 @@ impl Core {
         let (rec, new_refresh) = self.new_refresh(&probe, &session.id, None, Assurance::Password);
         let session_id = session.id.clone();
         let expires_at = session.expires_at;
-        match self.inner.store.rotate_refresh(*old.as_bytes(), rec, session, self.now(), vec![]).await? {
+        let max = self.inner.settings.max_sessions_per_user;
+        match self.inner.store.rotate_refresh(*old.as_bytes(), rec, session, self.now(), max, vec![]).await? {
             RefreshOutcome::Rotated { username, family_id, assurance } => {
                 let user = self.inner.store.get_user(&username).await?.ok_or(CoreError::Unauthenticated)?;
                 let details = json!({ "family": family_id, "session_id": session_id, "method": "refresh" });

@@ -122,6 +122,12 @@ impl Core {
     pub async fn delete_role(&self, actor: &Principal, name: &str) -> CoreResult<()> {
         self.require(actor, Permission::RolesManage, None).await?;
         let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
+        let existing = self.inner.store.get_role(&name).await?.ok_or(CoreError::NotFound("role"))?;
+        // As for creating and changing roles: only roles whose permissions you hold.
+        if !rbac::covers(&actor.role, &existing) {
+            let details = json!({ "action": "delete_role", "role": name.as_str() });
+            return Err(self.deny(actor, "cannot delete a role with permissions you do not hold", details).await);
+        }
         let details = json!({ "object": "role", "action": "delete", "name": name.as_str() });
         let event = self.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details);
         self.inner.store.delete_role(&name, vec![event]).await.map_err(role_error)?;

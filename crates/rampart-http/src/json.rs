@@ -52,8 +52,72 @@ pub(crate) fn parse_value(bytes: &[u8], max_depth: usize) -> Result<serde_json::
     if nesting_exceeds(bytes, max_depth) {
         return Err(ApiError::bad_request(None, format!("JSON nesting deeper than {max_depth} levels")));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(None, format!("malformed JSON: {}", strip_position(&e.to_string()))))
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde::de::DeserializeSeed::deserialize(Strict, &mut de).and_then(|v| de.end().map(|()| v));
+    value.map_err(|e| ApiError::bad_request(None, format!("malformed JSON: {}", strip_position(&e.to_string()))))
+}
+
+/// Builds a JSON value like serde_json does, but refuses duplicate object keys: with
+/// "last wins", `{"role": "viewer", "role": "admin"}` would mean different things to
+/// different readers (a proxy's filter and this server, say).
+struct Strict;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+    type Value = serde_json::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Strict)? {
+            out.push(v);
+        }
+        Ok(serde_json::Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                let shown: String = key.chars().take(64).collect();
+                return Err(serde::de::Error::custom(format!("duplicate key \"{shown}\"")));
+            }
+            let value = map.next_value_seed(Strict)?;
+            out.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(out))
+    }
 }
 
 /// Converts a value to the request type, naming the exact field path of any error.
@@ -87,7 +151,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         if !is_json(&req) {
-            return Err(ApiError::UnsupportedMediaType);
+            // No body at all (and no content type) reads as `{}`: endpoints whose fields
+            // are all optional accept it, the others name the missing field.
+            let empty = req.headers().get(header::CONTENT_TYPE).is_none()
+                && http_body::Body::size_hint(req.body()).exact() == Some(0);
+            if !empty {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            return typed(serde_json::Value::Object(serde_json::Map::new())).map(ApiJson);
         }
         let ctx = req.extensions().get::<crate::context::RequestContext>().cloned();
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
@@ -111,6 +182,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicate_keys_are_refused_naming_the_key() {
+        let err = parse_value(br#"{"user": {"role": "viewer", "role": "admin"}}"#, 32).unwrap_err();
+        assert!(err.to_string().contains("duplicate key \"role\""), "{err}");
+        let ok = parse_value(br#"{"a": [1, 2.5, "x", null, true, {"b": {}}], "c": -3}"#, 32).unwrap();
+        assert_eq!(ok, serde_json::json!({"a": [1, 2.5, "x", null, true, {"b": {}}], "c": -3}));
+        assert!(parse_value(b"{} trailing", 32).is_err());
+    }
 
     #[test]
     fn nesting_is_measured_outside_strings_only() {

@@ -9,6 +9,14 @@ use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::AppState;
 
+/// Endpoints that administer the deployment or other people's data: `admin_allowed_ips`
+/// applies to all of them, not only to `/api/v1/admin/`.
+fn is_admin_area(path: &str) -> bool {
+    ["/api/v1/admin/", "/api/v1/users", "/api/v1/roles", "/api/v1/gdpr/", "/api/v1/ccpa/"]
+        .iter()
+        .any(|p| path == p.trim_end_matches('/') || path.starts_with(p))
+}
+
 /// Endpoints that check a password or second factor: the strict login budget applies.
 fn is_login_endpoint(method: &Method, path: &str) -> bool {
     method == Method::POST
@@ -93,7 +101,7 @@ pub(crate) async fn rate_limit(State(state): State<AppState>, req: Request, next
         state.core.record_refusal(&ctx.meta(), "ip_blocked").await;
         return ApiError::IpBlocked { until: Some(until) }.into_response();
     }
-    if req.uri().path().starts_with("/api/v1/admin/") && !state.core.admin_ip_allowed(ip) {
+    if is_admin_area(req.uri().path()) && !state.core.admin_ip_allowed(ip) {
         state.core.record_refusal(&ctx.meta(), "admin_ip_not_allowed").await;
         return ApiError::IpBlocked { until: None }.into_response();
     }

@@ -264,6 +264,7 @@ impl MfaStore for SqliteStore {
         new: RefreshRecord,
         session: SessionRecord,
         now: Timestamp,
+        max_per_user: u32,
         audit: Audit,
     ) -> StoreResult<RefreshOutcome> {
         self.write(audit, move |tx| {
@@ -311,7 +312,7 @@ impl MfaStore for SqliteStore {
             // never extends or upgrades it.
             let assurance = rampart_store::Assurance::from_i64(assurance);
             let session = SessionRecord { username: username.clone(), assurance, ..session };
-            crate::sessions::insert_session(tx, &session, Some(&family), u32::MAX)?;
+            crate::sessions::insert_session(tx, &session, Some(&family), max_per_user)?;
             let new = RefreshRecord {
                 family_id: family.clone(),
                 username: username.clone(),

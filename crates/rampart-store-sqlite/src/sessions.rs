@@ -46,12 +46,14 @@ pub(crate) fn insert_session(
         ],
     )
     .map_err(map_err)?;
-    tx.execute(
-        "DELETE FROM sessions WHERE username = ?1 AND id NOT IN (
-             SELECT id FROM sessions WHERE username = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2)",
-        params![s.username.as_str(), i64::from(max_per_user)],
-    )
-    .map_err(map_err)?;
+    // The sessions beyond the limit end, and so do their refresh tokens: an evicted
+    // session must not come back through its refresh token.
+    let beyond = "SELECT id FROM sessions WHERE username = ?1 AND id NOT IN (
+         SELECT id FROM sessions WHERE username = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2)";
+    let args = params![s.username.as_str(), i64::from(max_per_user)];
+    tx.execute(&format!("UPDATE refresh_tokens SET revoked = 1 WHERE session_id IN ({beyond})"), args)
+        .map_err(map_err)?;
+    tx.execute(&format!("DELETE FROM sessions WHERE id IN ({beyond})"), args).map_err(map_err)?;
     Ok(())
 }
 

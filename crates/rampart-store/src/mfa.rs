@@ -104,12 +104,15 @@ pub trait MfaStore: Send + Sync {
     async fn jwt_keys(&self) -> StoreResult<Vec<JwtKeyRecord>>;
     /// Retires every current signing key at `now` and adds `key` as the current one.
     async fn add_jwt_key(&self, key: JwtKeyRecord, now: Timestamp, audit: Audit) -> StoreResult<()>;
+    /// The new session counts against `max_per_user` like a login's (oldest end first).
+    #[allow(clippy::too_many_arguments)]
     async fn rotate_refresh(
         &self,
         old: [u8; 32],
         new: RefreshRecord,
         session: SessionRecord,
         now: Timestamp,
+        max_per_user: u32,
         audit: Audit,
     ) -> StoreResult<RefreshOutcome>;
 }

@@ -92,6 +92,17 @@ async fn unencrypted_collections_are_an_explicit_choice() {
     assert!(bodies.iter().any(|b| contains(b, CANARY.as_bytes())), "stored as asked");
     let res = app.post("/api/v1/collections", Some(&admin), json!({"name": "default"})).await;
     assert_eq!(res.body["encrypted"], true, "encryption is the default");
+    let listed = app.get("/api/v1/collections", Some(&admin)).await;
+    let public = listed.body["collections"].as_array().unwrap().iter().find(|c| c["name"] == "public").cloned();
+    assert_eq!(public.unwrap()["encrypted"], false, "the listing shows it");
+    let audited = app.audit_records().await;
+    assert!(audited.iter().any(|r| r.event.details["name"] == "public" && r.event.details["encrypted"] == false));
+    // An editor may create collections, but not plaintext ones.
+    let editor = app.user_with_role("ed", "editor").await;
+    let res = app.post("/api/v1/collections", Some(&editor), json!({"name": "leaky", "encrypted": false})).await;
+    assert_eq!(res.status, axum::http::StatusCode::FORBIDDEN, "{:?}", res.body);
+    let res = app.post("/api/v1/collections", Some(&editor), json!({"name": "sealed"})).await;
+    assert_eq!(res.status, axum::http::StatusCode::CREATED);
 }
 
 async fn wait_reencryption(app: &TestApp, admin: &str) {

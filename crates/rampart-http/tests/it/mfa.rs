@@ -467,3 +467,33 @@ async fn concurrent_answers_on_one_challenge_open_one_session() {
     let ok = [a.status, b.status].iter().filter(|s| **s == StatusCode::OK).count();
     assert_eq!(ok, 1, "{:?} / {:?}", a.body, b.body);
 }
+
+/// Refresh rotation counts against max_sessions_per_user like a login, and a session
+/// evicted by the limit cannot come back through its refresh token.
+#[tokio::test]
+async fn refresh_respects_the_session_limit_and_evicted_sessions_stay_gone() {
+    let app = TestApp::with_config(|c| c.auth.max_sessions_per_user = 2).await;
+    let pairs: Vec<(String, String)> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            let r = app.login(ADMIN, ADMIN_PASSWORD).await;
+            v.push((
+                r.body["token"].as_str().unwrap().to_owned(),
+                r.body["refresh_token"].as_str().unwrap().to_owned(),
+            ));
+        }
+        v
+    };
+    assert_eq!(app.get("/api/v1/auth/me", Some(&pairs[0].0)).await.status, StatusCode::UNAUTHORIZED, "evicted");
+    let back = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": pairs[0].1})).await;
+    assert_eq!(back.status, StatusCode::UNAUTHORIZED, "its refresh token ended with it");
+    let mut refresh = pairs[1].1.clone();
+    for _ in 0..3 {
+        let r = app.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
+        assert_eq!(r.status, StatusCode::OK);
+        refresh = r.body["refresh_token"].as_str().unwrap().to_owned();
+        app.clock.advance_secs(6);
+    }
+    let sessions = app.get("/api/v1/auth/sessions", Some(&pairs[2].0)).await;
+    assert!(sessions.body["sessions"].as_array().unwrap().len() <= 2, "{:?}", sessions.body);
+}

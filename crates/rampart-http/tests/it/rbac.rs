@@ -187,3 +187,23 @@ async fn changing_a_custom_role_ends_its_holders_sessions_and_builtins_are_fixed
     let roles = app.get("/api/v1/roles", Some(&admin)).await;
     assert_eq!(roles.body["roles"].as_array().unwrap().iter().filter(|r| r["builtin"] == true).count(), 7);
 }
+
+/// Deleting a role follows the same rule as creating or changing one: only roles whose
+/// permissions the actor holds.
+#[tokio::test]
+async fn roles_you_do_not_cover_cannot_be_deleted() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    let strong = json!({"name": "strong", "permissions": ["users.read", "audit.read", "roles.manage", "roles.read"]});
+    assert_eq!(app.post("/api/v1/roles", Some(&admin), strong).await.status, StatusCode::CREATED);
+    let weak = json!({"name": "rolemgr", "permissions": ["roles.manage", "roles.read"]});
+    assert_eq!(app.post("/api/v1/roles", Some(&admin), weak).await.status, StatusCode::CREATED);
+    let mgr = app.user_with_role("rita", "rolemgr").await;
+    let res = app.call(Method::DELETE, "/api/v1/roles/strong", Some(&mgr), None).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{:?}", res.body);
+    assert_eq!(app.get("/api/v1/roles/strong", Some(&admin)).await.status, StatusCode::OK, "still there");
+    assert_eq!(
+        app.call(Method::DELETE, "/api/v1/roles/strong", Some(&admin), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+}

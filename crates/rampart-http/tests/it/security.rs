@@ -107,6 +107,12 @@ async fn admin_api_can_be_limited_to_networks() {
     assert_eq!(outside.status, StatusCode::FORBIDDEN);
     let inside = app.send_from(from("/api/v1/admin/audit", Method::GET, Some(&admin), None), "192.0.2.10:1").await;
     assert_eq!(inside.status, StatusCode::OK);
+    // User, role and data-subject management are administration too.
+    for path in ["/api/v1/users", "/api/v1/users/admin", "/api/v1/roles", "/api/v1/gdpr/erasure?subject_id=s"] {
+        let method = if path.starts_with("/api/v1/gdpr") { Method::DELETE } else { Method::GET };
+        let res = app.send_from(from(path, method, Some(&admin), None), "127.0.0.1:1").await;
+        assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "ip_blocked"), "{path}");
+    }
     assert_eq!(
         app.get("/api/v1/auth/me", Some(&admin)).await.status,
         StatusCode::OK,

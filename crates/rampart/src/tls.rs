@@ -14,18 +14,47 @@ use rustls::{ServerConfig, SupportedCipherSuite};
 
 use crate::datadir::{ensure_dir, write_private};
 
+/// A generated certificate is valid from now for this long (the CA/Browser Forum's cap)...
+const VALIDITY_DAYS: i64 = 397;
+/// ...and replaced at start once fewer than this many days remain.
+const RENEW_BEFORE_DAYS: i64 = 30;
+/// Beside a generated certificate: when it expires (Unix seconds). Operator-supplied
+/// certificates have none and are never touched.
+const EXPIRY_FILE: &str = "cert.expires";
+
 fn generate(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    use rampart_core::Clock as _;
     let tls_dir = dir.join("tls");
-    let (cert_path, key_path) = (tls_dir.join("cert.pem"), tls_dir.join("key.pem"));
-    if cert_path.exists() && key_path.exists() {
+    let (cert_path, key_path, expiry_path) =
+        (tls_dir.join("cert.pem"), tls_dir.join("key.pem"), tls_dir.join(EXPIRY_FILE));
+    let now = rampart_core::SystemClock.now().as_unix_seconds();
+    let expires: Option<i64> = std::fs::read_to_string(&expiry_path).ok().and_then(|t| t.trim().parse().ok());
+    let fresh = expires.is_some_and(|e| e - now > RENEW_BEFORE_DAYS * 86_400);
+    if cert_path.exists() && key_path.exists() && fresh {
         return Ok((cert_path, key_path));
     }
     ensure_dir(&tls_dir)?;
     let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    let certified = rcgen::generate_simple_self_signed(names).context("cannot generate a TLS certificate")?;
-    write_private(&key_path, certified.key_pair.serialize_pem().as_bytes())?;
-    std::fs::write(&cert_path, certified.cert.pem()).context("cannot write the TLS certificate")?;
-    tracing::info!(path = %cert_path.display(), "generated a self-signed TLS certificate");
+    let mut params = rcgen::CertificateParams::new(names).context("certificate names")?;
+    // An hour of slack for clients whose clocks run a little behind.
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(now - 3600).context("certificate start")?;
+    let not_after = now + VALIDITY_DAYS * 86_400;
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).context("certificate end")?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    let key = rcgen::KeyPair::generate().context("cannot generate a TLS key")?;
+    let cert = params.self_signed(&key).context("cannot generate a TLS certificate")?;
+    for p in [&key_path, &cert_path, &expiry_path] {
+        let _ = std::fs::remove_file(p);
+    }
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    std::fs::write(&cert_path, cert.pem()).context("cannot write the TLS certificate")?;
+    std::fs::write(&expiry_path, format!("{not_after}\n")).context("cannot write the certificate expiry")?;
+    let why = if expires.is_some() {
+        "renewed the generated TLS certificate (under 30 days left)"
+    } else {
+        "generated a self-signed TLS certificate"
+    };
+    tracing::info!(path = %cert_path.display(), valid_days = VALIDITY_DAYS, "{why}");
     Ok((cert_path, key_path))
 }
 
@@ -66,5 +95,7 @@ pub fn server_config(config: &Config) -> anyhow::Result<Arc<ServerConfig>> {
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // No session tickets: resumption secrets never leave the server.
     tls.send_tls13_tickets = 0;
+    // The server's suite order (strongest first) wins over the client's.
+    tls.ignore_client_order = true;
     Ok(Arc::new(tls))
 }

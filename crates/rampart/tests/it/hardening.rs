@@ -153,3 +153,45 @@ async fn slow_bodies_from_one_address_cannot_hold_the_server() {
     assert!(text.contains("\"request_id\""), "as a JSON error: {text}");
     drop(attackers);
 }
+
+fn openssl_dates(cert: &std::path::Path) -> (i64, i64) {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-startdate", "-enddate", "-dateopt", "iso_8601", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl (installed by ./scripts/test)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let date = |key: &str| {
+        let v = text.lines().find_map(|l| l.strip_prefix(key)).unwrap().trim().to_owned();
+        let v = v.replace(' ', "T").replace("TZ", "Z");
+        rampart_types::Timestamp::parse_rfc3339(&v).unwrap_or_else(|| panic!("{v}")).as_unix_seconds()
+    };
+    (date("notBefore="), date("notAfter="))
+}
+
+/// A generated certificate is valid from now for at most 397 days (scanners rated 1975 to
+/// 4096 HIGH), and is renewed at start once fewer than 30 days remain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generated_certificate_is_short_lived_and_renewed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = start(ServerOpts::new(&data));
+    assert!(server.stop().success());
+    let cert = data.join("tls/cert.pem");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let (from, until) = openssl_dates(&cert);
+    assert!((now - 7200..=now).contains(&from), "valid from about now: {from} vs {now}");
+    assert!(until - from <= 398 * 86_400 && until - now >= 396 * 86_400, "at most 397 days: {from}..{until}");
+
+    let first = std::fs::read(&cert).unwrap();
+    let server = start(ServerOpts::new(&data));
+    assert!(server.stop().success());
+    assert_eq!(std::fs::read(&cert).unwrap(), first, "kept while far from expiry");
+    std::fs::write(data.join("tls/cert.expires"), format!("{}\n", now + 10 * 86_400)).unwrap();
+    let server = start(ServerOpts::new(&data));
+    let served = server.client().get(server.url("/health")).send().await.unwrap();
+    assert_eq!(served.status(), 200, "the client trusts the renewed certificate");
+    assert!(server.stop().success());
+    assert_ne!(std::fs::read(&cert).unwrap(), first, "renewed with under 30 days left");
+}

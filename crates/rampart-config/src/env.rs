@@ -6,6 +6,63 @@ use secrecy::SecretString;
 
 use crate::{invalid, ConfigError};
 
+/// Every `RAMPART_*` variable the configuration reads (a test keeps this list in step
+/// with the code); anything else with the prefix is probably a typo.
+pub const KNOWN_VARIABLES: &[&str] = &[
+    "RAMPART_ADMIN_ALLOWED_IPS",
+    "RAMPART_ADMIN_PASSWORD",
+    "RAMPART_ADMIN_PASSWORD_FILE",
+    "RAMPART_ADMIN_USERNAME",
+    "RAMPART_AUDIT_RECORD_READS",
+    "RAMPART_BACKUP_DIR",
+    "RAMPART_BACKUP_ENCRYPTION",
+    "RAMPART_BIND",
+    "RAMPART_BREACH_DETECTION_ENABLED",
+    "RAMPART_BREACH_WEBHOOK_FORMAT",
+    "RAMPART_BREACH_WEBHOOK_SECRET",
+    "RAMPART_BREACH_WEBHOOK_SECRET_FILE",
+    "RAMPART_BREACH_WEBHOOK_URL",
+    "RAMPART_CONFIG",
+    "RAMPART_CORS_ALLOWED_ORIGINS",
+    "RAMPART_DATA_DIR",
+    "RAMPART_DATA_EXFILTRATION_THRESHOLD_MB",
+    "RAMPART_ENCRYPTION_KEY",
+    "RAMPART_ENCRYPTION_KEY_FILE",
+    "RAMPART_INSECURE_HTTP",
+    "RAMPART_INSTANCE_ID",
+    "RAMPART_KEY_ROTATION_DAYS",
+    "RAMPART_LOG_DIR",
+    "RAMPART_MAX_CONNECTIONS",
+    "RAMPART_MAX_CONNECTIONS_PER_IP",
+    "RAMPART_MAX_SESSIONS_PER_USER",
+    "RAMPART_RATE_LIMIT_ENABLED",
+    "RAMPART_RATE_LIMIT_LOGIN_REQUESTS_PER_MINUTE",
+    "RAMPART_RATE_LIMIT_REQUESTS_PER_MINUTE",
+    "RAMPART_RATE_LIMIT_USER_REQUESTS_PER_MINUTE",
+    "RAMPART_REQUIRE_MFA_FOR_ROLES",
+    "RAMPART_SESSION_LIFETIME_HOURS",
+    "RAMPART_SESSION_TIMEOUT_MINUTES",
+    "RAMPART_TLS_CERT",
+    "RAMPART_TLS_KEY",
+    "RAMPART_TRUSTED_PROXIES",
+    "RAMPART_WEBHOOK_ALLOW_PRIVATE_TARGETS",
+];
+
+/// Edit distance, for suggesting the variable a typo meant.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// A snapshot of `RAMPART_*` variables. Only `from_process` touches the real environment.
 #[derive(Clone, Default)]
 pub struct Env {
@@ -30,6 +87,21 @@ impl Env {
 
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
         Self { vars: pairs.into_iter().collect() }
+    }
+
+    /// Warnings for set `RAMPART_*` variables that nothing reads, each naming the closest
+    /// known one. `also_known`: names the configuration points at (webhook `secret_env`).
+    pub fn unknown_variables(&self, also_known: &[String]) -> Vec<String> {
+        let known: Vec<&str> = KNOWN_VARIABLES.iter().copied().chain(also_known.iter().map(String::as_str)).collect();
+        let is_known = |k: &str| known.contains(&k) || k.strip_suffix("_FILE").is_some_and(|b| known.contains(&b));
+        self.vars
+            .keys()
+            .filter(|k| k.starts_with("RAMPART_") && !is_known(k))
+            .map(|k| {
+                let closest = known.iter().min_by_key(|c| distance(k, c)).copied().unwrap_or("RAMPART_DATA_DIR");
+                format!("{k} is not a Rampart setting and is ignored; did you mean {closest}?")
+            })
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Option<String> {

@@ -154,7 +154,19 @@ impl FileConfig {
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::ReadFile { path: path.to_owned(), reason: e.kind().to_string() })?;
-        toml::from_str(&text)
-            .map_err(|e| ConfigError::ParseFile { path: path.to_owned(), reason: e.message().to_owned() })
+        // The error names the key (`server.max_connections`) and the line it is on.
+        let de = toml::Deserializer::new(&text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let at = match (key.as_str(), line) {
+                (".", Some(l)) => format!("line {l}: "),
+                (".", None) => String::new(),
+                (k, Some(l)) => format!("{k} (line {l}): "),
+                (k, None) => format!("{k}: "),
+            };
+            ConfigError::ParseFile { path: path.to_owned(), reason: format!("{at}{}", inner.message()) }
+        })
     }
 }

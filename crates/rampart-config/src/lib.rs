@@ -53,6 +53,8 @@ pub struct Config {
     pub backup: BackupConfig,
     pub breach: BreachConfig,
     pub secrets: Secrets,
+    /// Things worth telling the operator at start (misspelled variables), never errors.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,6 +397,8 @@ impl Config {
         range("key_backup_retention_days", backup.key_backup_retention_days, 1, 3650)?;
 
         let b = file.breach_detection;
+        let pointed: Vec<String> = b.webhook.iter().filter_map(|w| w.secret_env.clone()).collect();
+        let warnings = env.unknown_variables(&pointed);
         let mut webhooks = Vec::new();
         if let Some(url) = env.get("RAMPART_BREACH_WEBHOOK_URL") {
             let secret = env
@@ -456,7 +460,7 @@ impl Config {
             admin_username: env.get("RAMPART_ADMIN_USERNAME"),
             admin_password: env.secret("RAMPART_ADMIN_PASSWORD")?,
         };
-        Ok(Self { server, tls, auth, limits, rate_limit, cors, audit, keys, backup, breach, secrets })
+        Ok(Self { server, tls, auth, limits, rate_limit, cors, audit, keys, backup, breach, secrets, warnings })
     }
 
     /// Defaults only, rooted at `data_dir`: for tests and tools.

@@ -115,3 +115,40 @@ fn rate_limit_cors_audit_and_proxies_have_secure_defaults_and_validate() {
         assert!(Config::load(&env(&[bad]), &Overrides::default()).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn misspelled_variables_are_named_with_the_closest_known_one() {
+    let env = Env::from_pairs([
+        ("RAMPART_REQUIRE_MFA_FOR_ROLE".to_owned(), "none".to_owned()),
+        ("RAMPART_ENCRYPTION_KEY_FILE".to_owned(), "/dev/null".to_owned()),
+        ("RAMPART_DATA_DIR".to_owned(), "/tmp/x".to_owned()),
+    ]);
+    let warnings = env.unknown_variables(&[]);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("RAMPART_REQUIRE_MFA_FOR_ROLE ") && warnings[0].contains("RAMPART_REQUIRE_MFA_FOR_ROLES")
+    );
+}
+
+/// The list of known variables matches what the code reads, so a new setting cannot be
+/// reported as a typo (nor a typo go unreported because the list is stale).
+#[test]
+fn the_known_variable_list_matches_the_code() {
+    let src = concat!(include_str!("lib.rs"), include_str!("env.rs"));
+    let mut read: Vec<&str> = src
+        .match_indices("\"RAMPART_")
+        .filter_map(|(i, _)| src[i + 1..].split('"').next())
+        .filter(|n| {
+            n.len() > "RAMPART_".len() && n.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    read.sort_unstable();
+    read.dedup();
+    for name in read {
+        let base = name.strip_suffix("_FILE").unwrap_or(name);
+        assert!(
+            crate::env::KNOWN_VARIABLES.contains(&name) || crate::env::KNOWN_VARIABLES.contains(&base),
+            "{name} is read but not in KNOWN_VARIABLES"
+        );
+    }
+}

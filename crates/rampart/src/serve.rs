@@ -40,11 +40,17 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let activity_log =
         LineQueue::spawn(open("activity.log", a.activity_retention_days).context("cannot open activity.log")?);
     let audit_file = open(AUDIT_FILE, a.retention_days).context("cannot open audit.log")?;
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
     // rustls warns on every handshake that names an IP address as SNI (scanners and
     // some clients do): that is noise, not an operational event.
     logging::init("info,rustls=error", Some(server_log));
     // Bind before anything is created: a port in use must not leave a data directory
     // and a first admin behind.
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let listener = TcpListener::bind(config.server.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.bind))?;

@@ -89,3 +89,37 @@ async fn user_verbs_manage_users_in_the_data_dir() {
     assert_eq!(res.status(), 401);
     server.login(&c, "bob", "Kx9!Strong-Passphrase").await;
 }
+
+/// A wrong type in rampart.toml names the key and the line; a misspelled RAMPART_*
+/// variable is reported at start with the closest known name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_mistakes_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("rampart.toml");
+    std::fs::write(&config, "[server]\nbind = \"127.0.0.1:0\"\n\n[rate_limit]\nrequests_per_minute = \"lots\"\n")
+        .unwrap();
+    let out = crate::support::bin()
+        .args(["serve", "--data-dir"])
+        .arg(tmp.path().join("d"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("rate_limit.requests_per_minute (line 5)"), "{err}");
+    assert!(!tmp.path().join("d").exists(), "nothing created for a bad configuration");
+
+    let data = tmp.path().join("data");
+    let mut opts = crate::support::ServerOpts::new(&data);
+    opts.env.push(("RAMPART_SESION_TIMEOUT_MINUTES", "5".into()));
+    let server = crate::support::start(opts);
+    let stderr_path = server.stderr_path.clone();
+    assert!(server.stop().success());
+    let err = std::fs::read_to_string(stderr_path).unwrap();
+    assert!(
+        err.contains("RAMPART_SESION_TIMEOUT_MINUTES is not a Rampart setting")
+            && err.contains("RAMPART_SESSION_TIMEOUT_MINUTES"),
+        "{err}"
+    );
+}

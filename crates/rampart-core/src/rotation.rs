@@ -16,6 +16,9 @@ use crate::{Core, CoreError, CoreResult, Principal, RequestMeta};
 
 /// Documents re-sealed per transaction by the background job.
 const RESEAL_BATCH: usize = 100;
+/// Damaged documents remembered per run (bounded; past it re-encryption stops and resumes
+/// at the next start, as before).
+const MAX_DAMAGED_TRACKED: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KekVersionView {
@@ -136,12 +139,15 @@ impl Core {
         let store = &self.inner.store;
         let pause = if pause.is_zero() { self.inner.settings.reencrypt_pause } else { pause };
         let mut passes = 0;
+        // Documents that fail their integrity check cannot be re-sealed: each is recorded
+        // and alerted once, left as it is, and the rest carry on.
+        let mut damaged: std::collections::HashSet<i64> = std::collections::HashSet::new();
         while let Some(cursor) = store.reencrypt_cursor().await? {
             let docs = store.documents_after(cursor, RESEAL_BATCH).await?;
             let Some(last) = docs.last().map(|d| d.seq) else {
                 // A write that raced a batch may still be sealed under a retiring key: go
                 // round again rather than destroy a key a document needs.
-                if self.any_document_on_retiring_key().await? {
+                if self.any_document_on_retiring_key(&damaged).await? {
                     passes += 1;
                     if passes > 3 {
                         return Err(CoreError::Conflict(
@@ -152,8 +158,8 @@ impl Core {
                     continue;
                 }
                 let meta = RequestMeta::local("reencrypt");
-                let event =
-                    self.event(EventType::KeyRotate, None, &meta, true, json!({ "phase": "reencrypt_finished" }));
+                let details = json!({ "phase": "reencrypt_finished", "documents_failing_integrity": damaged.len() });
+                let event = self.event(EventType::KeyRotate, None, &meta, true, details);
                 let retired = store.finish_reencrypt(vec![event]).await?;
                 self.inner.keys.forget_all();
                 tracing::info!(retired, "re-encryption finished");
@@ -164,7 +170,16 @@ impl Core {
                 let Some(old) = KeyRing::key_id_of(&d.body) else { continue };
                 let Some(rec) = store.get_key(old).await? else { continue };
                 let Some(new) = rec.successor.clone() else { continue };
-                let json = self.inner.keys.open_body(&d.collection, &d.id, &d.body, self.now()).await?;
+                let json = match self.inner.keys.open_body(&d.collection, &d.id, &d.body, self.now()).await {
+                    Ok(j) => j,
+                    Err(CoreError::Integrity(why)) => {
+                        if damaged.len() < MAX_DAMAGED_TRACKED && damaged.insert(d.seq) {
+                            self.report_damaged(d, why).await?;
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let body = self.inner.keys.seal_with(&d.collection, &d.id, &new, &json, self.now()).await?;
                 batch.push(Reseal { seq: d.seq, version: d.version, body });
             }
@@ -176,7 +191,31 @@ impl Core {
         Ok(())
     }
 
-    async fn any_document_on_retiring_key(&self) -> CoreResult<bool> {
+    /// Audits and alerts a document that failed its integrity check during re-encryption.
+    async fn report_damaged(&self, d: &rampart_store::DocumentRecord, why: &'static str) -> CoreResult<()> {
+        let meta = RequestMeta::local("reencrypt");
+        let details = json!({
+            "collection": d.collection.as_str(),
+            "document_id": d.id.as_str(),
+            "reason": why,
+            "phase": "reencrypt",
+        });
+        self.record_event(EventType::IntegrityError, None, &meta, false, details.clone()).await?;
+        tracing::error!(collection = d.collection.as_str(), reason = why, "re-encryption skipped a damaged document");
+        self.raise(crate::security::Detection {
+            breach_type: "integrity_error",
+            severity: crate::security::Severity::High,
+            dedup: format!("reencrypt:{}:{}", d.collection.as_str(), d.id.as_str()),
+            details,
+            ip: None,
+            user: None,
+            revoke_sessions: false,
+            block_source: false,
+        })
+        .await
+    }
+
+    async fn any_document_on_retiring_key(&self, damaged: &std::collections::HashSet<i64>) -> CoreResult<bool> {
         let store = &self.inner.store;
         let mut retiring: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
         let mut after = 0;
@@ -184,7 +223,7 @@ impl Core {
             let docs = store.documents_after(after, 1000).await?;
             let Some(last) = docs.last() else { return Ok(false) };
             after = last.seq;
-            for d in &docs {
+            for d in docs.iter().filter(|d| !damaged.contains(&d.seq)) {
                 let Some(id) = KeyRing::key_id_of(&d.body) else { continue };
                 if !retiring.contains_key(id) {
                     let has_successor = store.get_key(id).await?.is_some_and(|k| k.successor.is_some());

@@ -216,3 +216,35 @@ async fn erasing_a_subject_shreds_its_documents_everywhere() {
     let event = app.audit_records().await.into_iter().find(|r| r.event.event_type == "subject_erase").unwrap();
     assert_eq!(event.event.details["subject_hash"], ledger);
 }
+
+/// A document that fails its integrity check does not stop re-encryption: it is recorded
+/// and alerted, the others are re-sealed, and the run finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reencryption_records_a_damaged_document_and_moves_on() {
+    let (app, admin) = with_docs().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(insert(&app, &admin, "people", json!({"email": format!("d{i}@x.io")}), None).await);
+    }
+    let conn = db(&app);
+    let mut body: Vec<u8> =
+        conn.query_row("SELECT body FROM documents WHERE id = ?1", [&ids[2]], |r| r.get(0)).unwrap();
+    let mid = body.len() / 2;
+    body[mid] ^= 0x01;
+    conn.execute("UPDATE documents SET body = ?1 WHERE id = ?2", rusqlite::params![body, ids[2]]).unwrap();
+    drop(conn);
+    let res = app.post("/api/v1/admin/keys/rotate", Some(&admin), json!({"reencrypt": true})).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    wait_reencryption(&app, &admin).await;
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| *i != 2) {
+        let res = app.get(&format!("/api/v1/collections/people/documents/{id}"), Some(&admin)).await;
+        assert_eq!(res.status, StatusCode::OK, "document {i} re-sealed and readable");
+    }
+    let records = app.audit_records().await;
+    assert!(records.iter().any(|r| r.event.event_type == "integrity_error" && r.event.details["phase"] == "reencrypt"));
+    assert!(records.iter().any(
+        |r| r.event.details["phase"] == "reencrypt_finished" && r.event.details["documents_failing_integrity"] == 1
+    ));
+    let alerts = app.get("/api/v1/admin/security/alerts?type=integrity_error", Some(&admin)).await;
+    assert_eq!(alerts.body["alerts"].as_array().map(Vec::len), Some(1), "{:?}", alerts.body);
+}

@@ -28,7 +28,15 @@ pub enum BackupAction {
     /// List backups with their metadata.
     List,
     /// Check the checksum, decrypt every chunk and open the snapshot. Exit 1 if invalid.
-    Verify { backup_id: String },
+    /// Takes a backup id of the data directory, or the path of a .rbk file anywhere (an
+    /// off-site copy, with its .json and .keys.json beside it) and the master key file.
+    Verify {
+        backup: String,
+        /// Master key file for a backup file elsewhere (else RAMPART_ENCRYPTION_KEY or the
+        /// data directory's key).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
     /// Restore a backup file into --data-dir (empty, or with --force; never while a server
     /// holds it). Finds the key-store file beside the backup; re-applies every erasure it
     /// can find, and refuses without a current erasure ledger (the live target directory,
@@ -76,6 +84,13 @@ pub fn file_backups(config: &Config, core: &rampart_core::Core, store: &SqliteSt
 
 pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    if let BackupAction::Verify { backup, key_file } = &action {
+        if backup.ends_with(".rbk") {
+            let v = verify_offline(&config, Path::new(backup), key_file.as_deref()).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(u8::from(!v.valid));
+        }
+    }
     if let BackupAction::Restore { file, force, key_file, erasure_ledger, without_erasure_ledger } = action {
         let ledger = match (erasure_ledger, without_erasure_ledger) {
             (Some(path), _) => LedgerChoice::File(path),
@@ -97,8 +112,8 @@ pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string_pretty(&core.list_backups(&me, &backups).await?)?);
             0
         }
-        BackupAction::Verify { backup_id } => {
-            let v = core.verify_backup(&me, &backups, &backup_id).await?;
+        BackupAction::Verify { backup, .. } => {
+            let v = core.verify_backup(&me, &backups, &backup).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             u8::from(!v.valid)
         }
@@ -111,6 +126,52 @@ pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid", path.display()))
+}
+
+/// Verifies a backup file outside any data directory: its key-store file gives the root key,
+/// which the master key unwraps.
+async fn verify_offline(
+    config: &Config,
+    file: &Path,
+    key_file: Option<&Path>,
+) -> anyhow::Result<rampart_core::backup::BackupVerification> {
+    let stem = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".rbk"))
+        .context("expected a .rbk backup file")?;
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let (_, meta_path, keys_path) = backup::paths(dir, stem);
+    let meta: BackupMeta = read_json(&meta_path)?;
+    let master = match key_file {
+        Some(k) => {
+            let text = std::fs::read_to_string(k).with_context(|| format!("cannot read {}", k.display()))?;
+            rampart_crypto::MasterKey::from_base64(&text).context("--key-file is not a master key file")?
+        }
+        None => datadir::master_key(config)?,
+    };
+    let keys: KeyStoreFile = read_json(&keys_path).context("the key-store file beside the backup is needed")?;
+    let root = keys
+        .keys
+        .iter()
+        .map(backup::StoredKey::to_record)
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .find(|k| k.kind == KeyKind::Root && k.successor.is_none())
+        .context("the key-store file has no root key")?;
+    let root_key = master
+        .kek(root.kek_version)
+        .unwrap(&root.key_id, &root.wrapped)
+        .context("this master key does not open the backup's key store")?;
+    let key = *root_key.backup_key().expose();
+    let (data, scratch, id) = (file.to_owned(), dir.to_owned(), meta.backup_id.clone());
+    let total = meta.size_bytes;
+    let v = tokio::task::spawn_blocking(move || {
+        backup::verify_file(&data, &meta, &key, &scratch, &id, progress(total, "verifying"))
+    })
+    .await?;
+    eprintln!();
+    Ok(v)
 }
 
 /// Where a restore gets the current erasure ledger from.

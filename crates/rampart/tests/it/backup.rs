@@ -386,6 +386,14 @@ async fn an_off_site_copy_cannot_silently_bring_back_an_erased_subject() {
     assert!(server.stop().success());
     let file = offsite.join(format!("{id}.rbk"));
     let key = data.join("master.key");
+    // The off-site copy verifies on its own, given the master key file.
+    let out = backup_cli(
+        &tmp.path().join("nowhere"),
+        &["verify", file.to_str().unwrap(), "--key-file", key.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((verdict["valid"].clone(), verdict["documents"].clone()), (json!(true), json!(1)), "{verdict}");
     let restore = |dir: &Path, extra: &[&str]| {
         let mut args = vec!["restore", file.to_str().unwrap(), "--key-file", key.to_str().unwrap()];
         args.extend_from_slice(extra);

@@ -178,7 +178,8 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
     let (method, path) = (req.method().to_string(), req.uri().path().chars().take(512).collect::<String>());
     req.extensions_mut().insert(ctx.clone());
     let rate = state.settings.body_rate;
-    let req = req.map(|body| crate::slow_body::RateGuard::wrap(body, rate));
+    let leftover: crate::slow_body::Leftover = Arc::default();
+    let req = req.map(|body| crate::slow_body::RateGuard::wrap(body, rate, Arc::clone(&leftover)));
 
     let res = if !known_method(req.method()) {
         ApiError::MethodNotAllowed.into_response()
@@ -191,6 +192,12 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
             }
         }
     };
+    // A refusal sent before the body was read (413, 415, 403 ...) must still reach the
+    // client as its status: over HTTP/2 an unread body would reset the stream first.
+    if res.status().is_client_error() {
+        let cap = state.settings.max_body_bytes.saturating_mul(4);
+        crate::slow_body::drain(&leftover, cap, std::time::Duration::from_secs(3)).await;
+    }
     let routed = res.extensions().get::<Routed>().is_some();
     let mut res = if routed && decision.load(Ordering::Acquire) == UNDECIDED {
         // A handler answered without any authorization decision: fail closed.

@@ -195,3 +195,55 @@ async fn the_generated_certificate_is_short_lived_and_renewed() {
     assert!(server.stop().success());
     assert_ne!(std::fs::read(&cert).unwrap(), first, "renewed with under 30 days left");
 }
+
+/// The newcomer trial's defect: over HTTP/2 a request refused before its body was read
+/// (413, 415, 403 ip_blocked) often reached curl as a stream reset with no status. Every
+/// refusal arrives as its JSON status, over HTTP/1.1 and HTTP/2 alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_before_the_body_arrive_as_their_status_on_http1_and_http2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = start(ServerOpts::new(&data));
+    let admin = server.login(&server.client(), "admin", crate::support::ADMIN_PASSWORD).await;
+    let res = server
+        .client()
+        .post(server.url("/api/v1/admin/security/block-ip"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"ip_address": "127.0.0.8", "reason": "test", "duration_hours": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
+    let client = |h2: bool, source: &str| {
+        let b = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .local_address(source.parse::<std::net::IpAddr>().unwrap());
+        if h2 { b.http2_prior_knowledge() } else { b.http1_only() }.build().unwrap()
+    };
+    let big = vec![b'a'; 2 * 1024 * 1024];
+    for h2 in [false, true] {
+        let version = if h2 { reqwest::Version::HTTP_2 } else { reqwest::Version::HTTP_11 };
+        let cases: Vec<(&str, &str, &str, u16)> = vec![
+            ("127.0.0.1", "/api/v1/collections", "application/json", 413),
+            ("127.0.0.1", "/api/v1/collections", "text/plain", 415),
+            ("127.0.0.8", "/api/v1/collections", "application/json", 403),
+        ];
+        for (source, path, content_type, want) in cases {
+            let c = client(h2, source);
+            for _ in 0..10 {
+                let res = c
+                    .post(server.url(path))
+                    .bearer_auth(&admin)
+                    .header("content-type", content_type)
+                    .body(big.clone())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{want} over {version:?} arrived as an error: {e}"));
+                assert_eq!((res.version(), res.status().as_u16()), (version, want));
+                let body: serde_json::Value = res.json().await.unwrap();
+                assert!(body["code"].is_string() && body["request_id"].is_string(), "{body}");
+            }
+        }
+    }
+}

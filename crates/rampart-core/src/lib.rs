@@ -35,7 +35,7 @@ pub use error::{CoreError, CoreResult};
 pub use limiter::{client_key, Decision, Limits, RateLimiter};
 pub use passwords::PasswordPool;
 pub use principal::Principal;
-pub use rbac::{builtin_roles, ADMIN_ROLE};
+pub use rbac::{builtin_roles, grants, ADMIN_ROLE};
 pub use roles::RoleSpec;
 pub use users::{NewUser, UserView};
 

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::extract::Public;
 use crate::handlers::{self, admin, auth, backups, collections, documents, gdpr, keys, mfa, roles, security, users};
 use crate::AppState;
+use rampart_types::Permission;
 
 /// Who may call a route, as declared by its handler's extractor. The route-walk test
 /// checks each declaration against the running router.
@@ -29,6 +30,9 @@ pub struct RouteInfo {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    /// For `Access::Permission`: the permission the handler's `Authz<P>` names. The
+    /// authorization matrix test checks every role against it.
+    pub permission: Option<Permission>,
 }
 
 struct Route {
@@ -37,12 +41,18 @@ struct Route {
 }
 
 fn r(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Route {
-    Route { info: RouteInfo { method, path, access }, handler }
+    Route { info: RouteInfo { method, path, access, permission: None }, handler }
+}
+
+/// A route that needs `permission`.
+fn p(method: Method, path: &'static str, permission: Permission, handler: MethodRouter<AppState>) -> Route {
+    Route { info: RouteInfo { method, path, access: Access::Permission, permission: Some(permission) }, handler }
 }
 
 /// Every route of the API. The router is built from this list and nothing else, so the
 /// inventory the tests walk is exactly what is served.
 fn routes() -> Vec<Route> {
+    use rampart_types::Permission as P;
     use Access::*;
     use Method as M;
     vec![
@@ -60,44 +70,44 @@ fn routes() -> Vec<Route> {
         r(M::POST, "/api/v1/auth/mfa/recovery-codes", SelfService, post(mfa::recovery_codes)),
         r(M::GET, "/api/v1/auth/sessions", SelfService, get(mfa::sessions)),
         r(M::DELETE, "/api/v1/auth/sessions/{id}", SelfService, delete(mfa::end_session)),
-        r(M::POST, "/api/v1/users/{username}/mfa/reset", Permission, post(mfa::reset)),
+        p(M::POST, "/api/v1/users/{username}/mfa/reset", P::UsersMfaReset, post(mfa::reset)),
         r(M::POST, "/api/v1/auth/token", SelfService, post(mfa::mint)),
         r(M::GET, "/.well-known/jwks.json", Public, get(mfa::jwks)),
-        r(M::GET, "/api/v1/users", Permission, get(users::list)),
-        r(M::POST, "/api/v1/users", Permission, post(users::create)),
-        r(M::GET, "/api/v1/users/{username}", Permission, get(users::get)),
-        r(M::PATCH, "/api/v1/users/{username}", Permission, patch(users::update)),
-        r(M::DELETE, "/api/v1/users/{username}", Permission, delete(users::delete)),
-        r(M::GET, "/api/v1/roles", Permission, get(roles::list)),
-        r(M::POST, "/api/v1/roles", Permission, post(roles::create)),
-        r(M::GET, "/api/v1/roles/{name}", Permission, get(roles::get)),
-        r(M::PUT, "/api/v1/roles/{name}", Permission, put(roles::replace)),
-        r(M::DELETE, "/api/v1/roles/{name}", Permission, delete(roles::delete)),
-        r(M::GET, "/api/v1/collections", Permission, get(collections::list)),
-        r(M::POST, "/api/v1/collections", Permission, post(collections::create)),
-        r(M::GET, "/api/v1/collections/{collection}", Permission, get(collections::get)),
-        r(M::PATCH, "/api/v1/collections/{collection}", Permission, patch(collections::update)),
-        r(M::DELETE, "/api/v1/collections/{collection}", Permission, delete(collections::delete)),
-        r(M::GET, "/api/v1/collections/{collection}/documents", Permission, get(documents::list)),
-        r(M::POST, "/api/v1/collections/{collection}/documents", Permission, post(documents::create)),
-        r(M::GET, "/api/v1/collections/{collection}/documents/{id}", Permission, get(documents::get)),
-        r(M::PUT, "/api/v1/collections/{collection}/documents/{id}", Permission, put(documents::replace)),
-        r(M::PATCH, "/api/v1/collections/{collection}/documents/{id}", Permission, patch(documents::patch)),
-        r(M::DELETE, "/api/v1/collections/{collection}/documents/{id}", Permission, delete(documents::delete)),
-        r(M::GET, "/api/v1/admin/audit", Permission, get(admin::audit)),
-        r(M::GET, "/api/v1/admin/audit/verify", Permission, get(admin::verify)),
-        r(M::GET, "/api/v1/admin/keys", Permission, get(keys::show)),
-        r(M::POST, "/api/v1/admin/keys/rotate", Permission, post(keys::rotate)),
-        r(M::POST, "/api/v1/admin/backup", Permission, post(backups::create)),
-        r(M::GET, "/api/v1/admin/backups", Permission, get(backups::list)),
-        r(M::POST, "/api/v1/admin/backups/{id}/verify", Permission, post(backups::verify)),
-        r(M::DELETE, "/api/v1/gdpr/erasure", Permission, delete(gdpr::erase)),
-        r(M::GET, "/api/v1/admin/security/alerts", Permission, get(security::alerts)),
-        r(M::POST, "/api/v1/admin/security/alerts/{id}/acknowledge", Permission, post(security::acknowledge)),
-        r(M::POST, "/api/v1/admin/security/alerts/{id}/resolve", Permission, post(security::resolve)),
-        r(M::POST, "/api/v1/admin/security/block-ip", Permission, post(security::block)),
-        r(M::GET, "/api/v1/admin/security/blocked-ips", Permission, get(security::blocked)),
-        r(M::DELETE, "/api/v1/admin/security/blocked-ips/{ip}", Permission, delete(security::unblock)),
+        p(M::GET, "/api/v1/users", P::UsersRead, get(users::list)),
+        p(M::POST, "/api/v1/users", P::UsersCreate, post(users::create)),
+        p(M::GET, "/api/v1/users/{username}", P::UsersRead, get(users::get)),
+        p(M::PATCH, "/api/v1/users/{username}", P::UsersUpdate, patch(users::update)),
+        p(M::DELETE, "/api/v1/users/{username}", P::UsersDelete, delete(users::delete)),
+        p(M::GET, "/api/v1/roles", P::RolesRead, get(roles::list)),
+        p(M::POST, "/api/v1/roles", P::RolesManage, post(roles::create)),
+        p(M::GET, "/api/v1/roles/{name}", P::RolesRead, get(roles::get)),
+        p(M::PUT, "/api/v1/roles/{name}", P::RolesManage, put(roles::replace)),
+        p(M::DELETE, "/api/v1/roles/{name}", P::RolesManage, delete(roles::delete)),
+        p(M::GET, "/api/v1/collections", P::CollectionsRead, get(collections::list)),
+        p(M::POST, "/api/v1/collections", P::CollectionsCreate, post(collections::create)),
+        p(M::GET, "/api/v1/collections/{collection}", P::CollectionsRead, get(collections::get)),
+        p(M::PATCH, "/api/v1/collections/{collection}", P::CollectionsUpdate, patch(collections::update)),
+        p(M::DELETE, "/api/v1/collections/{collection}", P::CollectionsDelete, delete(collections::delete)),
+        p(M::GET, "/api/v1/collections/{collection}/documents", P::DocumentsRead, get(documents::list)),
+        p(M::POST, "/api/v1/collections/{collection}/documents", P::DocumentsWrite, post(documents::create)),
+        p(M::GET, "/api/v1/collections/{collection}/documents/{id}", P::DocumentsRead, get(documents::get)),
+        p(M::PUT, "/api/v1/collections/{collection}/documents/{id}", P::DocumentsWrite, put(documents::replace)),
+        p(M::PATCH, "/api/v1/collections/{collection}/documents/{id}", P::DocumentsWrite, patch(documents::patch)),
+        p(M::DELETE, "/api/v1/collections/{collection}/documents/{id}", P::DocumentsDelete, delete(documents::delete)),
+        p(M::GET, "/api/v1/admin/audit", P::AuditRead, get(admin::audit)),
+        p(M::GET, "/api/v1/admin/audit/verify", P::AuditVerify, get(admin::verify)),
+        p(M::GET, "/api/v1/admin/keys", P::KeysRead, get(keys::show)),
+        p(M::POST, "/api/v1/admin/keys/rotate", P::KeysRotate, post(keys::rotate)),
+        p(M::POST, "/api/v1/admin/backup", P::BackupCreate, post(backups::create)),
+        p(M::GET, "/api/v1/admin/backups", P::BackupRead, get(backups::list)),
+        p(M::POST, "/api/v1/admin/backups/{id}/verify", P::BackupRead, post(backups::verify)),
+        p(M::DELETE, "/api/v1/gdpr/erasure", P::GdprErase, delete(gdpr::erase)),
+        p(M::GET, "/api/v1/admin/security/alerts", P::SecurityRead, get(security::alerts)),
+        p(M::POST, "/api/v1/admin/security/alerts/{id}/acknowledge", P::SecurityManage, post(security::acknowledge)),
+        p(M::POST, "/api/v1/admin/security/alerts/{id}/resolve", P::SecurityManage, post(security::resolve)),
+        p(M::POST, "/api/v1/admin/security/block-ip", P::SecurityManage, post(security::block)),
+        p(M::GET, "/api/v1/admin/security/blocked-ips", P::SecurityRead, get(security::blocked)),
+        p(M::DELETE, "/api/v1/admin/security/blocked-ips/{ip}", P::SecurityManage, delete(security::unblock)),
     ]
 }
 

@@ -207,3 +207,75 @@ async fn roles_you_do_not_cover_cannot_be_deleted() {
         StatusCode::NO_CONTENT
     );
 }
+
+/// The authorization matrix: every permission route of the route table, for every
+/// built-in role, against the role's grants; plus own-versus-other for session routes.
+/// A refusal counts as "denied" only when it is the permission check's ("permission
+/// denied"); rules past it (escalation, last admin) answer otherwise. 0 mismatches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_matrix_has_no_mismatches() {
+    let app = TestApp::with_config(|c| {
+        c.breach.enabled = false;
+        c.rate_limit.enabled = false;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    app.post("/api/v1/collections", Some(&admin), json!({"name": "walk"})).await;
+    custom_role(&app, &admin, "walk-role", &["documents.read"], None).await;
+    app.user_with_role("target", "viewer").await;
+    let target = app.token("target", rampart_testkit::USER_PASSWORD).await;
+    let target_session =
+        app.get("/api/v1/auth/sessions", Some(&target)).await.body["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let roles = rampart_core::builtin_roles(rampart_testkit::T0);
+    let mut tokens = Vec::new();
+    for role in &roles {
+        let name = format!("m-{}", role.name.as_str().replace('_', "-"));
+        tokens.push((role.clone(), app.user_with_role(&name, role.name.as_str()).await));
+    }
+    let collection = rampart_types::CollectionName::parse("walk").unwrap();
+    let (mut checked, mut mismatches) = (0, Vec::new());
+    for route in route_inventory().into_iter().filter(|r| r.access == Access::Permission) {
+        let perm = route.permission.expect("permission routes declare their permission");
+        for (role, token) in &tokens {
+            let doc = app.post("/api/v1/collections/walk/documents", Some(&admin), json!({"data": {"a": 1}})).await;
+            let doc_id = doc.body["id"].as_str().unwrap_or("missing").to_owned();
+            let path = concrete(route.path, &doc_id);
+            let body = matches!(route.method, Method::POST | Method::PUT | Method::PATCH).then(|| json!({}));
+            let res = app.call(route.method.clone(), &path, Some(token), body).await;
+            let denied = res.status == StatusCode::FORBIDDEN && res.body["error"] == "permission denied";
+            let scope = (perm.scope() == rampart_types::PermissionScope::Collection).then_some(&collection);
+            let expected = rampart_core::grants(role, perm, scope);
+            checked += 1;
+            if denied == expected || res.status == StatusCode::INTERNAL_SERVER_ERROR {
+                mismatches
+                    .push(format!("{} {} as {}: {} {:?}", route.method, route.path, role.name, res.status, res.body));
+            }
+            // Whatever the route did (deleted the collection, the target...), put it back.
+            app.post("/api/v1/collections", Some(&admin), json!({"name": "walk"})).await;
+        }
+    }
+    // Own and other: one's own sessions always; another user's only with sessions.manage.
+    for (role, token) in &tokens {
+        let manage = rampart_core::grants(role, rampart_types::Permission::SessionsManage, None);
+        let own = app.get("/api/v1/auth/sessions", Some(token)).await;
+        let other = app.get("/api/v1/auth/sessions?username=target", Some(token)).await;
+        let end_other =
+            app.call(Method::DELETE, &format!("/api/v1/auth/sessions/{target_session}"), Some(token), None).await;
+        checked += 3;
+        for (what, res, allowed) in [("own", &own, true), ("other", &other, manage)] {
+            if (res.status == StatusCode::OK) != allowed {
+                mismatches.push(format!("list {what} sessions as {}: {}", role.name, res.status));
+            }
+        }
+        let ended = end_other.status == StatusCode::NO_CONTENT || end_other.status == StatusCode::NOT_FOUND;
+        if ended != manage {
+            mismatches.push(format!("end another's session as {}: {}", role.name, end_other.status));
+        }
+    }
+    let summary = format!("authorization matrix: {checked} requests, {} mismatches", mismatches.len());
+    if let Some(dir) = std::env::var_os("RAMPART_SECURITY_RESULTS") {
+        std::fs::write(std::path::Path::new(&dir).join("authz-matrix.txt"), format!("{summary}\n")).unwrap();
+    }
+    assert!(mismatches.is_empty(), "{summary}:\n{}", mismatches.join("\n"));
+    assert!(checked > 250, "{summary}");
+}

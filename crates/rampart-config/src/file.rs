@@ -154,8 +154,13 @@ impl FileConfig {
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::ReadFile { path: path.to_owned(), reason: e.kind().to_string() })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses the text of the file at `path` (named in errors only).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         // The error names the key (`server.max_connections`) and the line it is on.
-        let de = toml::Deserializer::new(&text);
+        let de = toml::Deserializer::new(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();

@@ -470,6 +470,22 @@ impl Config {
     }
 }
 
+/// Exists for the `config_parser` fuzz target (fuzz/): `rampart.toml` text through `Config::load`'s checks.
+#[doc(hidden)]
+pub fn fuzz_parse_config(text: &str) -> bool {
+    // No environment and a fixed data dir. `server.secrets_file` is read by `load`, not by
+    // `assemble`, so it is parsed but never opened: nothing here touches the filesystem.
+    let file = match FileConfig::parse(text, Path::new("rampart.toml")) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = e.to_string();
+            return false;
+        }
+    };
+    let flags = Overrides { data_dir: Some("/nonexistent".into()), ..Overrides::default() };
+    Config::assemble(&Env::empty(), &flags, file).map_err(|e| e.to_string()).is_ok()
+}
+
 fn range<T: PartialOrd + std::fmt::Display>(name: &str, v: T, lo: T, hi: T) -> Result<(), ConfigError> {
     if v < lo || v > hi {
         return Err(invalid(name, format!("must be between {lo} and {hi}")));

@@ -18,6 +18,10 @@ use rampart_core::Core;
 
 pub use context::{ActivityEntry, ActivitySink, ClientAddr, NoActivityLog};
 pub use error::ApiError;
+#[doc(hidden)]
+pub use handlers::documents::fuzz_list_query;
+#[doc(hidden)]
+pub use json::fuzz_parse_body;
 pub use routes::{route_inventory, router, Access, RouteInfo};
 
 /// Settings the HTTP layer needs, fixed at start.

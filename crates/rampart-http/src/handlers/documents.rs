@@ -123,6 +123,12 @@ pub(crate) async fn list(
     Path(collection): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<DocumentList>> {
+    let p = list_params(pairs)?;
+    Ok(Json(state.core.list_documents(&auth.who, &collection, p).await?))
+}
+
+/// The list endpoint's query: `limit`, `cursor`, `subject_id`, and field filters.
+fn list_params(pairs: Vec<(String, String)>) -> ApiResult<ListParams> {
     let mut p = ListParams::default();
     for (k, v) in pairs {
         match k.as_str() {
@@ -140,5 +146,15 @@ pub(crate) async fn list(
     if p.filters.len() > MAX_FILTERS {
         return Err(ApiError::bad_request(None, "at most 16 field filters"));
     }
-    Ok(Json(state.core.list_documents(&auth.who, &collection, p).await?))
+    Ok(p)
+}
+
+/// Exists for the `query_cursor` fuzz target (fuzz/): the list query as the handler reads it.
+#[doc(hidden)]
+pub fn fuzz_list_query(query: &str) -> Option<ListParams> {
+    // `None` where the request is refused. The cursor's own check (a non-negative
+    // integer) runs later, inside `Core::list_documents`, behind the store.
+    let uri: axum::http::Uri = format!("/api/v1/collections/c/documents?{query}").parse().ok()?;
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&uri).ok()?;
+    list_params(pairs).ok()
 }

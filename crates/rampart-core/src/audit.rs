@@ -239,7 +239,7 @@ pub struct AuditVerification {
     pub repairs: Vec<DeclaredGap>,
 }
 
-fn broken(records: u64, seq: i64, reason: &str) -> AuditVerification {
+pub(crate) fn broken(records: u64, seq: i64, reason: &str) -> AuditVerification {
     AuditVerification {
         valid: false,
         records,
@@ -310,13 +310,7 @@ impl<'a> ChainVerifier<'a> {
     /// Ends a walk over a copy that carries no head (the audit.log files), whose end the
     /// caller checks against the database instead.
     pub fn finish_unanchored(self) -> AuditVerification {
-        AuditVerification {
-            valid: true,
-            records: self.records,
-            first_bad_seq: None,
-            reason: None,
-            repairs: self.repairs,
-        }
+        self.intact()
     }
 
     pub fn last_seq(&self) -> i64 {
@@ -341,6 +335,10 @@ impl<'a> ChainVerifier<'a> {
                 }
             }
         }
+        self.intact()
+    }
+
+    fn intact(self) -> AuditVerification {
         AuditVerification {
             valid: true,
             records: self.records,

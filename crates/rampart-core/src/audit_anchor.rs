@@ -10,7 +10,9 @@ use rampart_types::Timestamp;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::audit::{ct_eq, parse_record_line, verify_store, AuditVerification, ChainVerifier, DeclaredGap, EventType};
+use crate::audit::{
+    broken, ct_eq, parse_record_line, verify_store, AuditVerification, ChainVerifier, DeclaredGap, EventType,
+};
 use crate::security::{Detection, Severity};
 use crate::{Core, CoreError, CoreResult, RequestMeta};
 
@@ -73,13 +75,8 @@ pub fn scan_mirror(key: &AuditMacKey, mirror: &dyn AuditMirror) -> std::io::Resu
     let mut v = ChainVerifier::for_mirror(key);
     let mut last = None;
     let mut checkpoint = None;
-    let bad = |v: &ChainVerifier<'_>, seq: i64, reason: String| AuditVerification {
-        valid: false,
-        records: u64::try_from(v.last_seq()).unwrap_or(0),
-        first_bad_seq: Some(seq),
-        reason: Some(reason),
-        repairs: Vec::new(),
-    };
+    let bad =
+        |v: &ChainVerifier<'_>, seq: i64, reason: &str| broken(u64::try_from(v.last_seq()).unwrap_or(0), seq, reason);
     for line in mirror.lines()? {
         let line = line?;
         if line.trim().is_empty() {
@@ -92,12 +89,12 @@ pub fn scan_mirror(key: &AuditMacKey, mirror: &dyn AuditMirror) -> std::io::Resu
             last = Some((record.seq, record.hash));
         } else if let Some(cp) = AuditCheckpoint::parse_line(&line) {
             if !cp.verifies(key) {
-                let verdict = bad(&v, cp.seq, "audit.log holds a checkpoint with an invalid signature".into());
+                let verdict = bad(&v, cp.seq, "audit.log holds a checkpoint with an invalid signature");
                 return Ok(MirrorScan { verdict, last, checkpoint });
             }
             checkpoint = Some(cp);
         } else {
-            let verdict = bad(&v, v.last_seq() + 1, "unparseable line in audit.log".into());
+            let verdict = bad(&v, v.last_seq() + 1, "unparseable line in audit.log");
             return Ok(MirrorScan { verdict, last, checkpoint });
         }
     }
@@ -132,10 +129,6 @@ async fn hash_at(store: &dyn Store, seq: i64) -> CoreResult<Option<[u8; 32]>> {
     Ok(store.read_audit(seq - 1, 1).await?.into_iter().find(|r| r.seq == seq).map(|r| r.hash))
 }
 
-fn failed(records: u64, seq: i64, reason: &str) -> AuditVerification {
-    AuditVerification { valid: false, records, first_bad_seq: Some(seq), reason: Some(reason.into()), repairs: vec![] }
-}
-
 /// Checks the database chain, then the mirror and its last checkpoint against it.
 /// `complete`: the server is stopped, so the mirror must reach the database's end.
 pub async fn verify_everything(
@@ -161,23 +154,23 @@ pub async fn verify_everything(
         if verdict.valid {
             if let Some((seq, hash)) = scan.last {
                 if seq > tail {
-                    verdict = failed(verdict.records, tail + 1, "the database chain ends before audit.log (truncated)");
+                    verdict = broken(verdict.records, tail + 1, "the database chain ends before audit.log (truncated)");
                 } else if !lost(seq) && !matches!(hash_at(store, seq).await?, Some(h) if ct_eq(&h, &hash)) {
-                    verdict = failed(verdict.records, seq, "audit.log and the database disagree");
+                    verdict = broken(verdict.records, seq, "audit.log and the database disagree");
                 }
             }
         }
         if verdict.valid && complete && scan.last.map_or(0, |l| l.0) < tail {
             let at = scan.last.map_or(0, |l| l.0) + 1;
-            verdict = failed(verdict.records, at, "audit.log ends before the database chain (truncated)");
+            verdict = broken(verdict.records, at, "audit.log ends before the database chain (truncated)");
         }
         if let Some(cp) = &scan.checkpoint {
             checkpoint = Some(json!({ "seq": cp.seq, "at": cp.at }));
             if verdict.valid && !lost(cp.seq) {
                 if cp.seq > tail {
-                    verdict = failed(verdict.records, tail + 1, "the chain ends before its last signed checkpoint");
+                    verdict = broken(verdict.records, tail + 1, "the chain ends before its last signed checkpoint");
                 } else if !matches!(hash_at(store, cp.seq).await?, Some(h) if ct_eq(&h, &cp.hash)) {
-                    verdict = failed(verdict.records, cp.seq, "the chain does not match its last signed checkpoint");
+                    verdict = broken(verdict.records, cp.seq, "the chain does not match its last signed checkpoint");
                 }
             }
         }

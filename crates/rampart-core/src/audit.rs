@@ -219,7 +219,7 @@ impl DeclaredGap {
         }
         let d = &r.event.details;
         let (from, to) = (d.get("missing_from")?.as_i64()?, d.get("missing_to")?.as_i64()?);
-        (from >= 1 && to == r.seq - 1 && from <= r.seq).then_some(Self {
+        (from >= 1 && r.seq.checked_sub(1) == Some(to) && from <= r.seq).then_some(Self {
             repair_seq: r.seq,
             missing_from: from,
             missing_to: to,
@@ -294,11 +294,15 @@ impl<'a> ChainVerifier<'a> {
         if !ct_eq(&expect, &r.hash) {
             return Err(broken(self.records, seq, "record content does not match its MAC"));
         }
+        // No record can follow the largest seq (a gap may jump straight to it).
+        let Some(next) = r.seq.checked_add(1) else {
+            return Err(broken(self.records, seq, "sequence number out of range"));
+        };
         if let Some(g) = gap.filter(|g| g.missing_from <= g.missing_to) {
             self.repairs.push(g);
         }
         self.prev = r.hash;
-        self.expected_seq = r.seq + 1;
+        self.expected_seq = next;
         self.records += 1;
         Ok(())
     }

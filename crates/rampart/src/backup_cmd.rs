@@ -25,8 +25,11 @@ pub enum BackupAction {
         #[arg(long)]
         compliance_mode: Option<String>,
     },
-    /// List backups with their metadata.
-    List,
+    /// List backups with their metadata (a table; --json for scripts).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the checksum, decrypt every chunk and open the snapshot. Exit 1 if invalid.
     /// Takes a backup id of the data directory, or the path of a .rbk file anywhere (an
     /// off-site copy, with its .json and .keys.json beside it) and the master key file.
@@ -108,8 +111,25 @@ pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string_pretty(&meta)?);
             0
         }
-        BackupAction::List => {
-            println!("{}", serde_json::to_string_pretty(&core.list_backups(&me, &backups).await?)?);
+        BackupAction::List { json } => {
+            let list = core.list_backups(&me, &backups).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "backups": list }))?);
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.backup_id.clone(),
+                            b.created_at.clone(),
+                            if b.encrypted { "yes" } else { "NO" }.to_owned(),
+                            b.size_bytes.to_string(),
+                            b.sha256.chars().take(16).collect(),
+                        ]
+                    })
+                    .collect();
+                crate::table::print(&["backup", "created", "encrypted", "bytes", "sha256"], &rows);
+            }
             0
         }
         BackupAction::Verify { backup, .. } => {

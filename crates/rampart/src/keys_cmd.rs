@@ -15,8 +15,12 @@ use crate::datadir;
 
 #[derive(Subcommand, Debug)]
 pub enum KeysAction {
-    /// Show key-encrypting key versions, data key counts and rotation state.
-    Show,
+    /// Show key-encrypting key versions, data key counts and rotation state (JSON; --json
+    /// is accepted for symmetry with the listing verbs).
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a new key-encrypting key version and re-wrap every data key under it.
     Rotate {
         /// Also give every data key a successor and re-seal all documents (waits for it).
@@ -40,7 +44,7 @@ pub async fn run(flags: Overrides, action: KeysAction) -> anyhow::Result<()> {
     let (core, store) = datadir::open(&config).await?;
     let me = core.local_admin()?;
     match action {
-        KeysAction::Show => {
+        KeysAction::Show { .. } => {
             println!("{}", serde_json::to_string_pretty(&core.keys_view(&me).await?)?);
         }
         KeysAction::Rotate { reencrypt } => {

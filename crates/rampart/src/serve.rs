@@ -30,6 +30,14 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    // Bind before anything is created: a port in use must not leave a data directory,
+    // log files or a first admin behind.
+    let listener = TcpListener::bind(config.server.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
     let log_dir = config.server.log_dir.clone();
     datadir::ensure_dir(&log_dir)?;
     let clock = Arc::new(SystemClock);
@@ -40,20 +48,12 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let activity_log =
         LineQueue::spawn(open("activity.log", a.activity_retention_days).context("cannot open activity.log")?);
     let audit_file = open(AUDIT_FILE, a.retention_days).context("cannot open audit.log")?;
-    for w in &config.warnings {
-        eprintln!("warning: {w}");
-    }
     // rustls warns on every handshake that names an IP address as SNI (scanners and
     // some clients do): that is noise, not an operational event.
     logging::init("info,rustls=error", Some(server_log));
-    // Bind before anything is created: a port in use must not leave a data directory
-    // and a first admin behind.
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let listener = TcpListener::bind(config.server.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
     datadir::ensure_dir(&config.server.data_dir)?;
     let _lock =
         datadir::lock(&config.server.data_dir).context("another Rampart process is using this data directory")?;

@@ -123,3 +123,50 @@ async fn configuration_mistakes_are_named() {
         "{err}"
     );
 }
+
+/// Starting on a port that is in use fails before anything is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = tmp.path().join("data");
+    let out = crate::support::bin()
+        .env("RAMPART_ADMIN_PASSWORD", crate::support::ADMIN_PASSWORD)
+        .args(["serve", "--bind", &addr, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen on"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!data.exists(), "no data directory, no admin, before the port is ours");
+    drop(taken);
+}
+
+/// Listing verbs print aligned columns, and JSON with --json.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_verbs_align_and_take_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    assert!(user_cmd(&data, &["add", "a-very-long-user-name@example.com", "--role", "editor"], None).status.success());
+    assert!(user_cmd(&data, &["add", "bo"], None).status.success());
+    let table = String::from_utf8(user_cmd(&data, &["list"], None).stdout).unwrap();
+    let second_column: Vec<usize> = table
+        .lines()
+        .map(|l| {
+            let first_end = l.find("  ").unwrap();
+            first_end + l[first_end..].len() - l[first_end..].trim_start().len()
+        })
+        .collect();
+    assert!(second_column.windows(2).all(|w| w[0] == w[1]), "columns line up:\n{table}");
+    let json: serde_json::Value = serde_json::from_slice(&user_cmd(&data, &["list", "--json"], None).stdout).unwrap();
+    assert_eq!(json["users"].as_array().map(Vec::len), Some(3), "{json}");
+    let out = crate::support::bin().args(["backup", "list", "--json", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let backups: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(backups["backups"].is_array());
+}

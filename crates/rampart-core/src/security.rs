@@ -231,10 +231,6 @@ impl Core {
     }
 
     /// Whether `ip` is blocked right now (in-memory; refreshed on every change).
-    pub fn is_blocked(&self, ip: IpAddr) -> bool {
-        self.blocked_until(ip).is_some()
-    }
-
     /// When the latest active block covering `ip` ends, if any.
     pub fn blocked_until(&self, ip: IpAddr) -> Option<Timestamp> {
         let now = self.now().as_millis();

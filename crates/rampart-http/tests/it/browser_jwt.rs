@@ -194,3 +194,43 @@ async fn jwts_verify_against_the_jwks_and_tampering_is_rejected() {
     let jwks = app.get("/.well-known/jwks.json", None).await.body;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1, "the retired key leaves after the overlap window");
 }
+
+/// CSRF and cross-origin refusals leave an audit record, sampled: a flood of them gives
+/// one record per address and reason a minute, not one per request.
+#[tokio::test]
+async fn csrf_and_origin_refusals_are_audited_once_a_minute() {
+    let app = TestApp::with_config(|c| c.breach.enabled = false).await;
+    let (cookie, _) = cookie_login(&app).await;
+    for _ in 0..3 {
+        let no_token = with_cookie(
+            Method::POST,
+            "/api/v1/collections",
+            &cookie,
+            Some("https://localhost:9090"),
+            None,
+            Some(json!({"name": "x"})),
+        );
+        assert_eq!(app.send(no_token).await.code(), "csrf_failed");
+        let mut foreign = with_cookie(
+            Method::POST,
+            "/api/v1/collections",
+            &cookie,
+            Some("https://evil.example"),
+            None,
+            Some(json!({"name": "x"})),
+        );
+        foreign.headers_mut().remove(header::COOKIE);
+        assert_eq!(app.send(foreign).await.code(), "origin_not_allowed");
+    }
+    assert_eq!(refusals(&app, "csrf_failed").await, 1);
+    assert_eq!(refusals(&app, "origin_not_allowed").await, 1);
+    app.clock.advance_secs(61);
+    let again = with_cookie(Method::POST, "/api/v1/collections", &cookie, Some("https://localhost:9090"), None, None);
+    app.send(again).await;
+    assert_eq!(refusals(&app, "csrf_failed").await, 2, "the next minute is recorded again");
+}
+
+async fn refusals(app: &TestApp, reason: &str) -> usize {
+    let records = app.audit_records().await;
+    records.iter().filter(|r| r.event.event_type == "permission_denied" && r.event.details["reason"] == reason).count()
+}

@@ -34,17 +34,17 @@ fn from(path: &str, method: Method, token: Option<&str>, body: Option<Value>) ->
     }
 }
 
+/// Blocks `ip` (an address or CIDR) for `hours` through the API, as `admin`.
+async fn block(app: &TestApp, admin: &str, ip: &str, reason: &str, hours: u32) -> rampart_testkit::TestResponse {
+    let body = json!({"ip_address": ip, "reason": reason, "duration_hours": hours});
+    app.post("/api/v1/admin/security/block-ip", Some(admin), body).await
+}
+
 #[tokio::test]
 async fn manual_blocks_apply_before_anything_and_expire() {
     let app = TestApp::new().await;
     let admin = app.admin_token().await;
-    let res = app
-        .post(
-            "/api/v1/admin/security/block-ip",
-            Some(&admin),
-            json!({"ip_address": "10.20.0.0/16", "reason": "incident 7", "duration_hours": 1}),
-        )
-        .await;
+    let res = block(&app, &admin, "10.20.0.0/16", "incident 7", 1).await;
     assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
     let blocked = app.send_from(from("/health", Method::GET, None, None), "10.20.30.40:1234").await;
     assert_eq!((blocked.status, blocked.code()), (StatusCode::FORBIDDEN, "ip_blocked"));
@@ -421,13 +421,7 @@ async fn refusals_answered_429_do_not_count_as_failed_logins() {
 async fn ip_blocked_says_until_when_and_is_audited() {
     let app = TestApp::new().await;
     let admin = app.admin_token().await;
-    let res = app
-        .post(
-            "/api/v1/admin/security/block-ip",
-            Some(&admin),
-            json!({"ip_address": "192.0.2.99", "reason": "test", "duration_hours": 2}),
-        )
-        .await;
+    let res = block(&app, &admin, "192.0.2.99", "test", 2).await;
     let until = res.body["expires_at"].as_str().unwrap().to_owned();
     for _ in 0..3 {
         let blocked = app.send_from(from("/health", Method::GET, None, None), "192.0.2.99:1").await;

@@ -42,6 +42,18 @@ fn machine_ticks(stat: &str) -> Option<(u64, u64)> {
     Some((busy, busy + idle + iowait))
 }
 
+/// CPU ticks of a process and all its descendants (nginx's workers, say).
+pub fn tree_ticks(pid: u32) -> Option<u64> {
+    let mut total = process_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            total += tree_ticks(child).unwrap_or(0);
+        }
+    }
+    Some(total)
+}
+
 /// utime + stime of a process, from /proc/<pid>/stat. The command name may contain spaces
 /// and parentheses, so fields are counted from the last ')'.
 fn process_ticks(stat: &str) -> Option<u64> {

@@ -5,6 +5,7 @@
 mod alerts;
 mod api;
 mod argon;
+mod compare;
 mod cpu;
 mod http1;
 mod load;
@@ -49,6 +50,8 @@ enum Suite {
     Breach,
     /// Issue 3/5: refresh-token rotations/s and JWT mints/s
     Tokens,
+    /// Issue 10: wrk against Rampart, nginx and PocketBase side by side (needs wrk, nginx, pocketbase)
+    Compare,
 }
 
 impl Suite {
@@ -61,6 +64,7 @@ impl Suite {
             Suite::Backup => "backup: encrypted backup create and verify",
             Suite::Breach => "breach: detection cost and alert latency",
             Suite::Tokens => "tokens: refresh rotations and JWT mints",
+            Suite::Compare => "compare: Rampart beside nginx and PocketBase (wrk)",
         }
     }
 
@@ -115,6 +119,9 @@ struct Cli {
     /// Concurrent read loops in the audit, encryption and breach comparisons
     #[arg(long, default_value_t = 16)]
     compare_concurrency: usize,
+    /// Connections wrk holds open in the compare suite
+    #[arg(long, default_value_t = 32)]
+    wrk_connections: usize,
     /// Size of the large documents in the encryption comparison, in kB
     #[arg(long, default_value_t = 20)]
     large_doc_kb: usize,
@@ -262,6 +269,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Suite::Backup => suites::backup(&settings).await.map(outcome),
             Suite::Breach => suites::breach(&settings).await.map(outcome),
             Suite::Tokens => suites::tokens(&settings).await.map(outcome),
+            Suite::Compare => compare::compare(&compare::ComparePlan {
+                bin: bin.clone(),
+                extra_env: settings.extra_env.clone(),
+                window: plan.window,
+                runs: cli.runs,
+                connections: cli.wrk_connections.max(1),
+                documents: cli.documents,
+            })
+            .await
+            .map(|report| (report, "HTTP/1.1 (wrk)".to_owned())),
         };
         match measured {
             Ok((report, http_version)) => results.push((suite, report, Setup { http_version, ..setup.clone() })),

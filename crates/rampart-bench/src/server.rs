@@ -232,16 +232,19 @@ fn vm_rss_kib(status: &str) -> Option<u64> {
 
 /// `--rampart-bin`, else `<target-dir>/release/rampart` for the first target dir that has it.
 pub fn find_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    // Absolute, because the server runs in its own temporary working directory.
+    let absolute = |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
     if let Some(bin) = explicit {
-        return Ok(bin);
+        return absolute(&bin);
     }
     let mut dirs: Vec<PathBuf> = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).into_iter().collect();
     // This workspace's target dir (~/.cargo/config.toml), then cargo's default.
     dirs.extend([PathBuf::from("/work/cache/target"), PathBuf::from("target")]);
     let candidates: Vec<PathBuf> = dirs.iter().map(|d| d.join("release").join("rampart")).collect();
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+    let found = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
         anyhow!("no rampart binary at {candidates:?}; run `cargo build --release -p rampart` or pass --rampart-bin")
-    })
+    })?;
+    absolute(found)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The audit trail: event construction, group commit for events that accompany no change,
 //! and verification of the keyed chain.
 
+use rampart_crypto::ct_eq;
 use std::sync::Arc;
 
 use rampart_crypto::AuditMacKey;
@@ -100,6 +101,9 @@ impl AuditChainer for Chainer {
     }
     fn head_mac(&self, seq: i64, hash: &[u8; 32]) -> [u8; 32] {
         self.0.head_mac(seq, hash)
+    }
+    fn head_is_signed(&self, seq: i64, hash: &[u8; 32], mac: &[u8; 32]) -> bool {
+        self.0.head_is_signed(seq, hash, mac)
     }
 }
 
@@ -278,7 +282,7 @@ impl<'a> ChainVerifier<'a> {
         // A gap (or, in the mirror, a relink behind the lost records) is accepted only
         // where a repair record under the chain key declares exactly that range.
         let gap = DeclaredGap::of(r).filter(|g| {
-            let mac_ok = ct_eq(&self.key.chain(&r.prev_hash, &AuditRecord::canonical(r.seq, &r.event)), &r.hash);
+            let mac_ok = ct_eq(self.key.chain(&r.prev_hash, &AuditRecord::canonical(r.seq, &r.event)), r.hash);
             mac_ok && (g.missing_from == seq || (self.mirror && g.missing_from <= seq && r.seq >= seq))
         });
         if r.seq != seq && gap.is_none() {
@@ -287,11 +291,11 @@ impl<'a> ChainVerifier<'a> {
             return Err(broken(self.records, seq, why));
         }
         let relinked = gap.is_some() && self.mirror;
-        if !relinked && !ct_eq(&r.prev_hash, &self.prev) {
+        if !relinked && !ct_eq(r.prev_hash, self.prev) {
             return Err(broken(self.records, seq, "link to the previous record broken"));
         }
         let expect = self.key.chain(&r.prev_hash, &AuditRecord::canonical(r.seq, &r.event));
-        if !ct_eq(&expect, &r.hash) {
+        if !ct_eq(expect, r.hash) {
             return Err(broken(self.records, seq, "record content does not match its MAC"));
         }
         // No record can follow the largest seq (a gap may jump straight to it).
@@ -328,13 +332,13 @@ impl<'a> ChainVerifier<'a> {
             None if last == 0 => {}
             None => return broken(self.records, last, "chain head missing"),
             Some((seq, hash, mac)) => {
-                if !ct_eq(&self.key.head_mac(seq, &hash), &mac) {
+                if !ct_eq(self.key.head_mac(seq, &hash), mac) {
                     return broken(self.records, last.max(1), "chain head MAC invalid");
                 }
                 if seq > last {
                     return broken(self.records, last + 1, "records missing at the end (truncated)");
                 }
-                if seq < last || !ct_eq(&hash, &self.prev) {
+                if seq < last || !ct_eq(hash, self.prev) {
                     return broken(self.records, seq + 1, "records after the recorded head");
                 }
             }
@@ -369,11 +373,6 @@ pub async fn verify_store(store: &dyn Store, key: &AuditMacKey) -> CoreResult<Au
     }
     let head = store.audit_head().await?.map(|h| (h.seq, h.hash, h.mac));
     Ok(v.finish(head))
-}
-
-/// Constant-time comparison of two MACs.
-pub(crate) fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    rampart_crypto::ct_eq(a.as_slice(), b.as_slice())
 }
 
 impl Core {

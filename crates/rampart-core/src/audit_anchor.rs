@@ -2,6 +2,7 @@
 //! store on every append), signed checkpoints that leave the database (audit.log and the
 //! webhook outbox), the audit.log mirror, and the operator's repair of a broken chain.
 
+use rampart_crypto::ct_eq;
 use std::sync::Arc;
 
 use rampart_crypto::AuditMacKey;
@@ -10,9 +11,7 @@ use rampart_types::Timestamp;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::audit::{
-    broken, ct_eq, parse_record_line, verify_store, AuditVerification, ChainVerifier, DeclaredGap, EventType,
-};
+use crate::audit::{broken, parse_record_line, verify_store, AuditVerification, ChainVerifier, DeclaredGap, EventType};
 use crate::security::{Detection, Severity};
 use crate::{Core, CoreError, CoreResult, RequestMeta};
 
@@ -31,7 +30,7 @@ impl AuditCheckpoint {
     }
 
     pub fn verifies(&self, key: &AuditMacKey) -> bool {
-        ct_eq(&key.checkpoint_mac(self.seq, &self.hash, self.at.as_millis()), &self.mac)
+        ct_eq(key.checkpoint_mac(self.seq, &self.hash, self.at.as_millis()), self.mac)
     }
 
     /// The audit.log line: `{"checkpoint": {...}}`, never mistaken for a record.
@@ -155,7 +154,7 @@ pub async fn verify_everything(
             if let Some((seq, hash)) = scan.last {
                 if seq > tail {
                     verdict = broken(verdict.records, tail + 1, "the database chain ends before audit.log (truncated)");
-                } else if !lost(seq) && !matches!(hash_at(store, seq).await?, Some(h) if ct_eq(&h, &hash)) {
+                } else if !lost(seq) && !matches!(hash_at(store, seq).await?, Some(h) if ct_eq(h, hash)) {
                     verdict = broken(verdict.records, seq, "audit.log and the database disagree");
                 }
             }
@@ -169,7 +168,7 @@ pub async fn verify_everything(
             if verdict.valid && !lost(cp.seq) {
                 if cp.seq > tail {
                     verdict = broken(verdict.records, tail + 1, "the chain ends before its last signed checkpoint");
-                } else if !matches!(hash_at(store, cp.seq).await?, Some(h) if ct_eq(&h, &cp.hash)) {
+                } else if !matches!(hash_at(store, cp.seq).await?, Some(h) if ct_eq(h, cp.hash)) {
                     verdict = broken(verdict.records, cp.seq, "the chain does not match its last signed checkpoint");
                 }
             }
@@ -206,7 +205,7 @@ impl Core {
     /// webhook endpoint. `None` on an empty chain or one whose head does not verify.
     pub async fn audit_checkpoint(&self) -> CoreResult<Option<AuditCheckpoint>> {
         let Some(head) = self.inner.store.audit_head().await? else { return Ok(None) };
-        if !ct_eq(&self.inner.audit_key.head_mac(head.seq, &head.hash), &head.mac) {
+        if !ct_eq(self.inner.audit_key.head_mac(head.seq, &head.hash), head.mac) {
             return Ok(None);
         }
         let now = self.now();
@@ -250,9 +249,9 @@ impl Core {
         let reason = match &head {
             None if store.read_audit(0, 1).await?.is_empty() => return Ok(()),
             None => "chain head missing",
-            Some(h) if !ct_eq(&self.inner.audit_key.head_mac(h.seq, &h.hash), &h.mac) => "chain head signature invalid",
+            Some(h) if !ct_eq(self.inner.audit_key.head_mac(h.seq, &h.hash), h.mac) => "chain head signature invalid",
             Some(h) => match hash_at(store.as_ref(), h.seq).await? {
-                Some(hash) if ct_eq(&hash, &h.hash) && store.read_audit(h.seq, 1).await?.is_empty() => return Ok(()),
+                Some(hash) if ct_eq(hash, h.hash) && store.read_audit(h.seq, 1).await?.is_empty() => return Ok(()),
                 Some(_) => "table tail does not match the signed head",
                 None => "records missing at the end",
             },

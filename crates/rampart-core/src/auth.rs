@@ -1,10 +1,11 @@
-use rampart_crypto::{random_bytes, SessionToken, StoredPasswordHash, TokenHash};
+use rampart_crypto::{SessionToken, StoredPasswordHash, TokenHash};
 use rampart_store::{Assurance, SessionRecord, StoreError, UserChange};
 use rampart_types::{Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::audit::EventType;
+use crate::session_cache::ResolvedSession;
 use crate::users::UserView;
 use crate::{Core, CoreError, CoreResult, Principal};
 
@@ -24,7 +25,7 @@ impl RequestMeta {
 
     /// Work started on this machine (CLI, bootstrap) rather than by a network request.
     pub fn local(origin: &str) -> Self {
-        let id: String = random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
+        let id = rampart_crypto::random_id::<8>();
         Self { ip: None, user_agent: None, request_id: format!("{origin}-{id}") }
     }
 }
@@ -170,7 +171,7 @@ impl Core {
         let now = self.now();
         let token = SessionToken::generate(SESSION_PREFIX);
         let session = SessionRecord {
-            id: hex_id(),
+            id: rampart_crypto::random_id::<16>(),
             token_hash: *token.hash.as_bytes(),
             username: username.clone(),
             created_at: now,
@@ -184,40 +185,63 @@ impl Core {
     }
 
     /// Resolves a bearer token to its principal, ending it if idle or past its lifetime.
+    /// A hit in the session cache costs no store round trip; the cache never outlives a
+    /// change to the session, its user or the roles (see `session_cache`).
     pub async fn authenticate(&self, token: &str, meta: &RequestMeta) -> CoreResult<Principal> {
         if !token.starts_with(SESSION_PREFIX) || token.len() > 128 {
             return Err(CoreError::Unauthenticated);
         }
-        let hash = TokenHash::of(token);
+        let hash = *TokenHash::of(token).as_bytes();
         let store = &self.inner.store;
-        let Some(session) = store.get_session_by_token(hash.as_bytes()).await? else {
-            return Err(CoreError::Unauthenticated);
+        let cache = &self.inner.sessions;
+        let session = match cache.get(&hash) {
+            Some(s) => s,
+            None => {
+                let stamp = cache.stamp();
+                let resolved = self.resolve_session(&hash).await?;
+                cache.put(hash, stamp, resolved.clone());
+                resolved
+            }
         };
         let now = self.now();
         let idle_limit = session.last_seen_at.plus_seconds(self.inner.settings.session_idle_secs);
         if now >= session.expires_at || now >= idle_limit {
-            store.delete_session(&session.id, vec![]).await?;
+            cache.forget(&hash);
+            store.delete_session(&session.session_id, vec![]).await?;
             return Err(CoreError::Unauthenticated);
         }
-        let Some(user) = store.get_user(&session.username).await? else {
-            return Err(CoreError::Unauthenticated);
-        };
-        if user.disabled {
-            return Err(CoreError::Unauthenticated);
-        }
-        let role = self.role(&user.role)?;
+        let role = self.role(&session.role)?;
         if now >= session.last_seen_at.plus_seconds(self.inner.settings.touch_interval_secs) {
-            store.touch_session(&session.id, now).await?;
+            store.touch_session(&session.session_id, now).await?;
+            cache.touched(&hash, now);
         }
         // The session's own assurance decides, never the user's current MFA state: a
         // password-only session stays enrol-only after the user enrols elsewhere.
         Ok(Principal {
-            mfa_enrollment_only: self.enrollment_only(session.assurance, &user.role),
+            mfa_enrollment_only: self.enrollment_only(session.assurance, &session.role),
             assurance: session.assurance,
-            username: user.username,
+            username: session.username,
             role,
-            session_id: Some(session.id),
+            session_id: Some(session.session_id),
             origin: meta.clone(),
+        })
+    }
+
+    /// A live session of an enabled user, read from the store.
+    async fn resolve_session(&self, token_hash: &[u8; 32]) -> CoreResult<ResolvedSession> {
+        let store = &self.inner.store;
+        let session = store.get_session_by_token(token_hash).await?.ok_or(CoreError::Unauthenticated)?;
+        let user = store.get_user(&session.username).await?.ok_or(CoreError::Unauthenticated)?;
+        if user.disabled {
+            return Err(CoreError::Unauthenticated);
+        }
+        Ok(ResolvedSession {
+            session_id: session.id,
+            username: user.username,
+            role: user.role,
+            assurance: session.assurance,
+            expires_at: session.expires_at,
+            last_seen_at: session.last_seen_at,
         })
     }
 
@@ -293,8 +317,4 @@ impl Core {
         let cutoff = now.minus_seconds(self.inner.settings.session_idle_secs);
         Ok(self.inner.store.delete_expired_sessions(cutoff, now).await?)
     }
-}
-
-pub(crate) fn hex_id() -> String {
-    random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
 }

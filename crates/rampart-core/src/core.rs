@@ -13,6 +13,8 @@ use crate::{rbac, Clock, CoreError, CoreResult, PasswordPool, Principal, Request
 const KEY_CHECK_META: &str = "master_key_check_value";
 /// Custom roles are admin-made, but a bound keeps the in-memory role cache bounded too.
 pub(crate) const MAX_ROLES: usize = 1000;
+/// Live sessions resolved in memory (a few hundred bytes each); beyond it, one is dropped.
+const SESSION_CACHE_CAPACITY: usize = 50_000;
 
 /// Settings the core needs, taken from the validated config once at start.
 #[derive(Debug, Clone)]
@@ -86,6 +88,7 @@ pub(crate) struct Inner {
     pub detector: crate::security::Detector,
     pub jwt: crate::jwt::JwtKeys,
     pub audit_mirror: std::sync::OnceLock<Arc<dyn crate::audit_anchor::AuditMirror>>,
+    pub sessions: crate::session_cache::SessionCache,
 }
 
 impl Core {
@@ -110,6 +113,7 @@ impl Core {
         store.set_audit_chainer(Arc::new(Chainer(Arc::clone(&audit_key))));
         let audit = AuditWriter::spawn(Arc::clone(&store));
         let detector = crate::security::Detector::new(settings.breach.clone());
+        let sessions = crate::session_cache::SessionCache::new(store.invalidation(), SESSION_CACHE_CAPACITY);
         let core = Self {
             inner: Arc::new(Inner {
                 store,
@@ -132,6 +136,7 @@ impl Core {
                 detector,
                 jwt: crate::jwt::JwtKeys::default(),
                 audit_mirror: std::sync::OnceLock::new(),
+                sessions,
             }),
         };
         let now = core.now();

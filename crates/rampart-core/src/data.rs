@@ -214,14 +214,6 @@ impl Core {
     }
 }
 
-fn not_found(what: &'static str) -> impl Fn(StoreError) -> CoreError {
-    move |e| match e {
-        StoreError::NotFound => CoreError::NotFound(what),
-        StoreError::AlreadyExists => CoreError::AlreadyExists(what),
-        e => e.into(),
-    }
-}
-
 /// Bytes of document data handed to a client (what exfiltration detection counts).
 fn json_size(v: &Value) -> u64 {
     serde_json::to_vec(v).map(|b| b.len() as u64).unwrap_or(0)
@@ -299,7 +291,11 @@ impl Core {
         if let Some(d) = event.details.as_object_mut() {
             d.insert("encrypted".into(), json!(record.encrypted));
         }
-        self.inner.store.create_collection(record.clone(), vec![event]).await.map_err(not_found("collection"))?;
+        self.inner
+            .store
+            .create_collection(record.clone(), vec![event])
+            .await
+            .map_err(CoreError::about("collection"))?;
         Ok(record.into())
     }
 
@@ -343,7 +339,11 @@ impl Core {
         c.updated_at = self.now();
         let indexer = if reindex { Some(self.reindexer(&c).await?) } else { None };
         let event = self.collection_event(actor, "update", &c.name);
-        self.inner.store.update_collection(c.clone(), indexer, vec![event]).await.map_err(not_found("collection"))?;
+        self.inner
+            .store
+            .update_collection(c.clone(), indexer, vec![event])
+            .await
+            .map_err(CoreError::about("collection"))?;
         Ok(c.into())
     }
 
@@ -351,7 +351,7 @@ impl Core {
         let name = parse_collection(name)?;
         self.require(actor, Permission::CollectionsDelete, Some(&name)).await?;
         let event = self.collection_event(actor, "delete", &name);
-        self.inner.store.delete_collection(&name, vec![event]).await.map_err(not_found("collection"))
+        self.inner.store.delete_collection(&name, vec![event]).await.map_err(CoreError::about("collection"))
     }
 
     pub async fn insert_document(
@@ -383,8 +383,12 @@ impl Core {
         };
         let index = self.index_entries(&c, &data);
         let event = self.query_event(actor, &record.collection, "insert", json!({ "id": record.id.as_str() }));
-        let stored =
-            self.inner.store.insert_document(record, index, vec![event]).await.map_err(not_found("collection"))?;
+        let stored = self
+            .inner
+            .store
+            .insert_document(record, index, vec![event])
+            .await
+            .map_err(CoreError::about("collection"))?;
         Ok(Document {
             id: stored.id,
             version: stored.version,
@@ -457,7 +461,7 @@ impl Core {
                 Ok(stored) => return self.to_document(actor, stored).await,
                 Err(StoreError::VersionMismatch) if if_match.is_none() => continue,
                 Err(StoreError::VersionMismatch) => return Err(CoreError::PreconditionFailed),
-                Err(e) => return Err(not_found("document")(e)),
+                Err(e) => return Err(CoreError::about("document")(e)),
             }
         }
         Err(CoreError::Conflict("the document is being changed concurrently; retry"))
@@ -474,7 +478,7 @@ impl Core {
         self.require(actor, Permission::DocumentsDelete, Some(&name)).await?;
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
         let event = self.query_event(actor, &name, "delete", json!({ "id": id.as_str() }));
-        self.inner.store.delete_document(&name, &id, if_match, vec![event]).await.map_err(not_found("document"))
+        self.inner.store.delete_document(&name, &id, if_match, vec![event]).await.map_err(CoreError::about("document"))
     }
 
     /// Equality queries on declared indexes, by blind-index token; cursor pagination.

@@ -43,7 +43,7 @@ impl Core {
     fn trusted_device(&self, username: &str, token: Option<&str>, now: Timestamp) -> Option<[u8; 16]> {
         let t = DeviceToken::parse(token?)?;
         let fresh = t.issued_ms <= now.as_millis() && now.as_millis() - t.issued_ms < DEVICE_TRUST_SECS * 1000;
-        let signed = rampart_crypto::ct_eq(&self.inner.device_key.sign(username, &t.id, t.issued_ms), &t.mac);
+        let signed = rampart_crypto::ct_eq(self.inner.device_key.sign(username, &t.id, t.issued_ms), t.mac);
         (fresh && signed).then_some(t.id)
     }
 

@@ -60,6 +60,18 @@ impl CoreError {
     }
 }
 
+impl CoreError {
+    /// The one mapping of store errors for an operation on one kind of resource, which the
+    /// answer names ("user not found"); anything else maps as `From` does.
+    pub(crate) fn about(what: &'static str) -> impl Fn(StoreError) -> CoreError {
+        move |e| match e {
+            StoreError::NotFound => CoreError::NotFound(what),
+            StoreError::AlreadyExists => CoreError::AlreadyExists(what),
+            e => e.into(),
+        }
+    }
+}
+
 /// Default mapping for store errors where the operation gives them no specific meaning.
 impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {

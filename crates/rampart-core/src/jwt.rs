@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use rampart_crypto::{generate_jwt_key, jwk, random_bytes, JwtSigner};
+use rampart_crypto::{generate_jwt_key, jwk, JwtSigner};
 use rampart_store::JwtKeyRecord;
 use secrecy::SecretBox;
 use serde::Serialize;
@@ -48,7 +48,7 @@ impl Core {
     /// A new signing key; the previous one keeps verifying for the overlap window.
     pub(crate) async fn rotate_jwt_key(&self, meta: &RequestMeta) -> CoreResult<()> {
         let pkcs8 = generate_jwt_key().map_err(CoreError::internal)?;
-        let kid: String = random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
+        let kid = rampart_crypto::random_id::<8>();
         let signer = JwtSigner::from_pkcs8(&kid, &pkcs8).map_err(CoreError::internal)?;
         let sealed =
             self.inner.keys.seal_secret(KEY_AAD, secrecy::ExposeSecret::expose_secret(&pkcs8), self.now()).await?;
@@ -89,7 +89,7 @@ impl Core {
             .and_then(|s| s.clone())
             .ok_or_else(|| CoreError::internal_msg("no JWT signing key"))?;
         let now = self.now();
-        let jti: String = random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
+        let jti = rampart_crypto::random_id::<16>();
         let claims = json!({
             "iss": self.inner.settings.breach.instance_id,
             "sub": who.username.as_str(),
@@ -122,6 +122,6 @@ impl Core {
     /// The CSRF token bound to a browser session token (double-submit, derived, not stored).
     pub fn csrf_token_for(&self, session_token: &str) -> String {
         let h = rampart_crypto::TokenHash::of(&format!("rampart-csrf\0{session_token}"));
-        h.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(h.as_bytes())
     }
 }

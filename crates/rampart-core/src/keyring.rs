@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use rampart_crypto::{random_bytes, BlindIndexKey, DataKey, MasterKey, SealingKey};
+use rampart_crypto::{BlindIndexKey, DataKey, MasterKey, SealingKey};
 use rampart_store::{KekVersion, KeyKind, KeyRecord, Store, StoreError};
 use rampart_types::{CollectionName, DocumentId, SubjectId, Timestamp};
 
@@ -45,7 +45,7 @@ pub(crate) struct RootKeys {
 }
 
 fn new_key_id(prefix: &str) -> String {
-    let id: String = random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect();
+    let id = rampart_crypto::random_id::<8>();
     format!("{prefix}-{id}")
 }
 
@@ -295,7 +295,7 @@ pub(crate) fn open_with(
 
 /// The keyed hash a subject is known by in key records and the erasure ledger.
 pub(crate) fn subject_hash(blind: &BlindIndexKey, s: &SubjectId) -> String {
-    blind.token("", "subject", s.as_str()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(blind.token("", "subject", s.as_str()))
 }
 
 /// Unwraps the root key of a data directory (for offline tools such as `audit verify`).

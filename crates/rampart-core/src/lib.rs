@@ -22,6 +22,7 @@ mod rbac;
 mod roles;
 pub mod rotation;
 pub mod security;
+mod session_cache;
 mod throttle;
 mod users;
 

@@ -1,8 +1,6 @@
 //! Second factor (TOTP with recovery codes) and refresh-token rotation.
 
-use rampart_crypto::{
-    random_bytes, recovery_code_hash, recovery_codes, SessionToken, StoredPasswordHash, TokenHash, TotpSecret,
-};
+use rampart_crypto::{recovery_code_hash, recovery_codes, SessionToken, StoredPasswordHash, TokenHash, TotpSecret};
 use rampart_store::{Assurance, RefreshOutcome, RefreshRecord, UserRecord};
 use rampart_types::{Permission, Username};
 use secrecy::SecretString;
@@ -278,9 +276,7 @@ impl Core {
     ) -> (RefreshRecord, SecretString) {
         let token = SessionToken::generate(REFRESH_PREFIX);
         let now = self.now();
-        let family = family
-            .map(str::to_owned)
-            .unwrap_or_else(|| random_bytes::<12>().iter().map(|b| format!("{b:02x}")).collect());
+        let family = family.map(str::to_owned).unwrap_or_else(rampart_crypto::random_id::<12>);
         let rec = RefreshRecord {
             token_hash: *token.hash.as_bytes(),
             family_id: family,

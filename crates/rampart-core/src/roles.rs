@@ -1,4 +1,4 @@
-use rampart_store::{RoleRecord, StoreError};
+use rampart_store::RoleRecord;
 use rampart_types::{CollectionName, Permission, RoleName};
 
 use serde_json::json;
@@ -17,14 +17,6 @@ pub struct RoleSpec {
 }
 
 const MAX_DESCRIPTION: usize = 512;
-
-fn role_error(e: StoreError) -> CoreError {
-    match e {
-        StoreError::NotFound => CoreError::NotFound("role"),
-        StoreError::AlreadyExists => CoreError::AlreadyExists("role"),
-        e => e.into(),
-    }
-}
 
 impl Core {
     fn parse_role_spec(&self, spec: RoleSpec, name: RoleName) -> CoreResult<RoleRecord> {
@@ -89,7 +81,7 @@ impl Core {
             return Err(CoreError::Conflict("too many roles"));
         }
         let event = self.role_event(actor, "create", &role);
-        self.inner.store.create_role(role.clone(), vec![event]).await.map_err(role_error)?;
+        self.inner.store.create_role(role.clone(), vec![event]).await.map_err(CoreError::about("role"))?;
         self.reload_roles().await?;
         Ok(role)
     }
@@ -114,7 +106,7 @@ impl Core {
         let mut audit = vec![self.role_event(actor, "update", &role)];
         let details = json!({ "role": role.name.as_str(), "reason": "role_redefined" });
         audit.push(self.event(EventType::SessionRevoke, Some(actor.username.as_str()), &actor.origin, true, details));
-        self.inner.store.update_role(role.clone(), audit).await.map_err(role_error)?;
+        self.inner.store.update_role(role.clone(), audit).await.map_err(CoreError::about("role"))?;
         self.reload_roles().await?;
         Ok(role)
     }
@@ -130,7 +122,7 @@ impl Core {
         }
         let details = json!({ "object": "role", "action": "delete", "name": name.as_str() });
         let event = self.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details);
-        self.inner.store.delete_role(&name, vec![event]).await.map_err(role_error)?;
+        self.inner.store.delete_role(&name, vec![event]).await.map_err(CoreError::about("role"))?;
         self.reload_roles().await
     }
 }

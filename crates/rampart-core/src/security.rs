@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::sync::RwLock;
 
 use rampart_config::{BreachConfig, WebhookFormat};
-use rampart_crypto::random_bytes;
 use rampart_store::{AlertFilter, AlertRecord, IpBlock, OutboxItem};
 use rampart_types::{Cidr, Permission, Timestamp};
 use serde::Serialize;
@@ -267,7 +266,7 @@ impl Core {
     pub async fn raise(&self, d: Detection<'_>) -> CoreResult<()> {
         let cfg = &self.detector().config;
         let now = self.now();
-        let id: String = random_bytes::<12>().iter().map(|b| format!("{b:02x}")).collect();
+        let id = rampart_crypto::random_id::<12>();
         let mut details = d.details;
         if let Some(obj) = details.as_object_mut() {
             obj.insert("ip_address".into(), json!(d.ip.map(|i| i.to_string())));

@@ -1,4 +1,4 @@
-use rampart_store::{StoreError, UserChange, UserRecord};
+use rampart_store::{UserChange, UserRecord};
 use rampart_types::{Permission, RoleName, Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -41,14 +41,6 @@ fn parse_username(s: &str) -> CoreResult<Username> {
 
 fn parse_role(s: &str) -> CoreResult<RoleName> {
     RoleName::parse(s).map_err(|e| CoreError::validation("role", e.to_string()))
-}
-
-fn user_error(e: StoreError) -> CoreError {
-    match e {
-        StoreError::NotFound => CoreError::NotFound("user"),
-        StoreError::AlreadyExists => CoreError::AlreadyExists("user"),
-        e => e.into(),
-    }
 }
 
 impl Core {
@@ -96,7 +88,7 @@ impl Core {
         let view = UserView::from(&record);
         let details = json!({ "target": record.username.as_str(), "role": record.role.as_str() });
         let event = self.event(EventType::UserCreate, Some(actor.username.as_str()), &actor.origin, true, details);
-        self.inner.store.create_user(record, vec![event]).await.map_err(user_error)?;
+        self.inner.store.create_user(record, vec![event]).await.map_err(CoreError::about("user"))?;
         Ok(view)
     }
 
@@ -176,7 +168,7 @@ impl Core {
             audit.push(self.event(EventType::SessionRevoke, by, &actor.origin, true, details));
         }
         let change = UserChange { role, disabled, at: Some(self.now()), ..UserChange::default() };
-        let updated = self.inner.store.update_user(&name, change, audit).await.map_err(user_error)?;
+        let updated = self.inner.store.update_user(&name, change, audit).await.map_err(CoreError::about("user"))?;
         Ok(UserView::from(&updated))
     }
 
@@ -196,6 +188,6 @@ impl Core {
                 json!({ "target": name.as_str(), "reason": "user_deleted" }),
             ),
         ];
-        self.inner.store.delete_user(&name, audit).await.map_err(user_error)
+        self.inner.store.delete_user(&name, audit).await.map_err(CoreError::about("user"))
     }
 }

@@ -4,7 +4,6 @@ use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
@@ -83,7 +82,7 @@ impl MasterKey {
     }
 
     pub fn verify_check_value(&self, stored: &[u8]) -> Result<(), KeyError> {
-        if bool::from(self.check_value().ct_eq(stored)) {
+        if crate::ct_eq(self.check_value(), stored) {
             Ok(())
         } else {
             Err(KeyError::WrongMasterKey)
@@ -167,7 +166,7 @@ pub fn verify_webhook_signature(secret: &[u8], header: &str, body: &[u8], now_un
     }
     let expected = webhook_signature(secret, t, body);
     let expected = expected.rsplit("v1=").next().unwrap_or("");
-    bool::from(expected.as_bytes().ct_eq(v1.as_bytes()))
+    crate::ct_eq(expected, v1)
 }
 
 /// Key of the tamper-evident audit chain: `hash = HMAC(key, prev_hash || record)`.
@@ -191,6 +190,11 @@ impl AuditMacKey {
         input.extend_from_slice(&seq.to_be_bytes());
         input.extend_from_slice(hash);
         hmac_sha256(self.0.expose(), &input)
+    }
+
+    /// Whether `mac` is this key's signature of the head (compared in constant time).
+    pub fn head_is_signed(&self, seq: i64, hash: &[u8; 32], mac: &[u8; 32]) -> bool {
+        crate::ct_eq(self.head_mac(seq, hash), mac)
     }
 
     /// MAC of a checkpoint that leaves the database (audit.log, webhooks): the chain

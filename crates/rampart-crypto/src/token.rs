@@ -11,6 +11,12 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
+/// The one generator of opaque identifiers (sessions, alerts, refresh families, `kid`,
+/// `jti`, key ids): `N` random bytes as lowercase hex.
+pub fn random_id<const N: usize>() -> String {
+    hex::encode(random_bytes::<N>())
+}
+
 /// A random password that passes the policy: drawn from all four classes.
 pub fn random_password(len: usize) -> String {
     const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";

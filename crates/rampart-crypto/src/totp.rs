@@ -98,7 +98,7 @@ impl TotpSecret {
         let now = unix_secs.div_euclid(STEP_SECS);
         [now, now - 1, now + 1].into_iter().find(|s| {
             let expect = self.code_at(*s);
-            bool::from(subtle::ConstantTimeEq::ct_eq(expect.as_bytes(), code.as_bytes()))
+            crate::ct_eq(expect, code)
         })
     }
 }

@@ -61,13 +61,24 @@ impl HttpSettings {
     }
 }
 
+/// What every handler and middleware shares. One `Arc`, so the per-request clones axum
+/// makes (one per layer and extractor) cost one reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<AppParts>);
+
+pub struct AppParts {
     pub core: Core,
-    pub settings: std::sync::Arc<HttpSettings>,
-    pub limits: std::sync::Arc<rampart_core::Limits>,
+    pub settings: HttpSettings,
+    pub limits: rampart_core::Limits,
     pub activity: std::sync::Arc<dyn ActivitySink>,
     pub backups: std::sync::Arc<dyn rampart_core::backup::Backups>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
 }
 
 /// For servers (and tests) without a backup directory.
@@ -93,13 +104,18 @@ impl AppState {
         version: &'static str,
         activity: std::sync::Arc<dyn ActivitySink>,
     ) -> Self {
+        Self::with_backups(core, config, version, activity, std::sync::Arc::new(NoBackups))
+    }
+
+    pub fn with_backups(
+        core: Core,
+        config: &rampart_config::Config,
+        version: &'static str,
+        activity: std::sync::Arc<dyn ActivitySink>,
+        backups: std::sync::Arc<dyn rampart_core::backup::Backups>,
+    ) -> Self {
         let limits = rampart_core::Limits::new(&config.rate_limit, core.clock());
-        Self {
-            core,
-            settings: std::sync::Arc::new(HttpSettings::from_config(config, version)),
-            limits: std::sync::Arc::new(limits),
-            activity,
-            backups: std::sync::Arc::new(NoBackups),
-        }
+        let settings = HttpSettings::from_config(config, version);
+        Self(std::sync::Arc::new(AppParts { core, settings, limits, activity, backups }))
     }
 }

@@ -306,6 +306,9 @@ impl AuditChainer for MacChainer {
     fn head_mac(&self, seq: i64, hash: &[u8; 32]) -> [u8; 32] {
         self.0.head_mac(seq, hash)
     }
+    fn head_is_signed(&self, seq: i64, hash: &[u8; 32], mac: &[u8; 32]) -> bool {
+        self.0.head_is_signed(seq, hash, mac)
+    }
 }
 
 fn audit_event(i: usize) -> AuditEvent {

@@ -1,13 +1,21 @@
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rampart_store::{Audit, AuditChainer, StoreError, StoreResult};
+use rampart_store::{
+    Audit, AuditChainer, CacheInvalidation, LocalInvalidation, StoreError, StoreResult, Topic, Topics,
+};
+use rusqlite::hooks::Action;
 use rusqlite::{Connection, OpenFlags, Transaction};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::{internal, map_err, migrations};
 
 const READERS: usize = 4;
+/// Writes waiting for the writer; senders wait (backpressure) beyond this.
+const WRITE_QUEUE: usize = 1024;
+/// Most writes committed by one transaction (and one fsync).
+const MAX_BATCH: usize = 256;
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
@@ -16,10 +24,23 @@ pub struct SqliteStore {
 }
 
 struct Inner {
-    writer: Arc<tokio::sync::Mutex<Connection>>,
+    writes: Option<mpsc::Sender<Work>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     reader_slots: Semaphore,
-    pub(crate) chainer: std::sync::OnceLock<Arc<dyn AuditChainer>>,
+    chainer: Arc<std::sync::OnceLock<Arc<dyn AuditChainer>>>,
+    invalidation: Arc<dyn CacheInvalidation>,
+}
+
+impl Drop for Inner {
+    /// Closes the queue and waits for the writer to finish what it holds, so the database
+    /// file is closed (and may be reopened or replaced) once the last handle is gone.
+    fn drop(&mut self) {
+        self.writes.take();
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -49,14 +70,261 @@ pub(crate) fn open_store(path: &Path) -> StoreResult<SqliteStore> {
         configure(&r).map_err(map_err)?;
         readers.push(r);
     }
+    let chainer = Arc::new(std::sync::OnceLock::new());
+    let invalidation: Arc<dyn CacheInvalidation> = Arc::new(LocalInvalidation::default());
+    let changes = Arc::new(Changes::default());
+    let hook_changes = Arc::clone(&changes);
+    writer.update_hook(Some(move |action, _: &str, table: &str, _| hook_changes.saw(action, table)));
+    let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+    watch_other_processes(writes.downgrade(), Arc::clone(&invalidation))?;
+    let writer =
+        Writer { conn: writer, chainer: Arc::clone(&chainer), changes, invalidation: Arc::clone(&invalidation) };
+    let writer_thread = std::thread::Builder::new()
+        .name("rampart-sqlite-writer".into())
+        .spawn(move || writer.run(queue))
+        .map_err(internal)?;
     Ok(SqliteStore {
         inner: Arc::new(Inner {
-            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            writes: Some(writes),
+            writer_thread: Some(writer_thread),
             readers: Mutex::new(readers),
             reader_slots: Semaphore::new(READERS),
-            chainer: std::sync::OnceLock::new(),
+            chainer,
+            invalidation,
         }),
     })
+}
+
+/// How often the writer asks SQLite whether another process (a CLI verb run beside the
+/// server) committed: such a change reaches no update hook of ours, so every cache is
+/// dropped when one is seen. This bounds how long an outside change can go unnoticed.
+const OTHER_PROCESS_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn watch_other_processes(writes: mpsc::WeakSender<Work>, invalidation: Arc<dyn CacheInvalidation>) -> StoreResult<()> {
+    let seen = Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN));
+    std::thread::Builder::new()
+        .name("rampart-sqlite-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(OTHER_PROCESS_POLL);
+            // A weak handle: the store closing ends this thread instead of being held open.
+            let Some(writes) = writes.upgrade() else { return };
+            let (seen, invalidation) = (Arc::clone(&seen), Arc::clone(&invalidation));
+            let check = Work::Raw(Box::new(move |conn| {
+                // `data_version` changes on this connection only when another connection
+                // commits; our own readers never write.
+                let Ok(version) = conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) else { return };
+                let before = seen.swap(version, Ordering::Relaxed);
+                if before != i64::MIN && before != version {
+                    invalidation.invalidate(Topics::EVERYTHING);
+                }
+            }));
+            if writes.blocking_send(check).is_err() {
+                return;
+            }
+        })
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// The cached topics a write transaction touched, collected by SQLite's update hook so no
+/// code path can forget to report one. Session inserts stale nothing; a quiet write (the
+/// idle-timer touch) changes only what caches keep up to date themselves.
+#[derive(Default)]
+struct Changes {
+    topics: AtomicU8,
+    quiet: AtomicBool,
+}
+
+impl Changes {
+    fn saw(&self, action: Action, table: &str) {
+        let topic = match table {
+            "users" | "roles" => Topic::Auth,
+            "sessions" if action == Action::SQLITE_INSERT || self.quiet.load(Ordering::Relaxed) => return,
+            "sessions" => Topic::Auth,
+            "collections" => Topic::Collections,
+            _ => return,
+        };
+        self.topics.fetch_or(Topics::of(topic).bits(), Ordering::Relaxed);
+    }
+
+    fn take(&self) -> Topics {
+        Topics::from_bits(self.topics.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// What a write answers once its transaction has committed (or failed to).
+type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
+
+/// One queued change: run inside the shared transaction, or refused unrun.
+trait Change: Send {
+    /// Applies the change; `Some` when it succeeded and waits for the commit, `None` when it
+    /// failed (and has answered) so its savepoint must be rolled back.
+    fn run(self: Box<Self>, tx: &Transaction<'_>, chainer: Option<&Arc<dyn AuditChainer>>) -> Option<Finish>;
+    fn refuse(self: Box<Self>, e: StoreError);
+}
+
+struct ChangeJob<T, F> {
+    f: F,
+    audit: Audit,
+    done: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Change for ChangeJob<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+{
+    fn run(self: Box<Self>, tx: &Transaction<'_>, chainer: Option<&Arc<dyn AuditChainer>>) -> Option<Finish> {
+        let ChangeJob { f, audit, done } = *self;
+        let result = f(tx).and_then(|value| {
+            if !audit.is_empty() {
+                let chainer = chainer.ok_or_else(|| {
+                    StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
+                })?;
+                crate::audit::append_in(tx, chainer.as_ref(), &audit)?;
+            }
+            Ok(value)
+        });
+        match result {
+            Ok(value) => Some(Box::new(move |failed: Option<StoreError>| {
+                let _ = done.send(failed.map_or(Ok(value), Err));
+            })),
+            Err(e) => {
+                let _ = done.send(Err(e));
+                None
+            }
+        }
+    }
+
+    fn refuse(self: Box<Self>, e: StoreError) {
+        let _ = self.done.send(Err(e));
+    }
+}
+
+enum Work {
+    /// A change and its audit events, committed with whatever else is queued.
+    Change { quiet: bool, change: Box<dyn Change> },
+    /// Work outside any transaction (checkpoints).
+    Raw(Box<dyn FnOnce(&Connection) + Send>),
+}
+
+struct Writer {
+    conn: Connection,
+    chainer: Arc<std::sync::OnceLock<Arc<dyn AuditChainer>>>,
+    changes: Arc<Changes>,
+    invalidation: Arc<dyn CacheInvalidation>,
+}
+
+impl Writer {
+    /// Group commit: every change queued while the previous transaction was syncing joins
+    /// the next one, each inside its own savepoint, so concurrent writers share one fsync
+    /// and a failing change undoes only itself.
+    fn run(mut self, mut queue: mpsc::Receiver<Work>) {
+        while let Some(first) = queue.blocking_recv() {
+            let mut batch = Vec::new();
+            let mut after = None;
+            match first {
+                Work::Raw(f) => self.run_raw(f),
+                Work::Change { quiet, change } => batch.push((quiet, change)),
+            }
+            while !batch.is_empty() && batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(Work::Change { quiet, change }) => batch.push((quiet, change)),
+                    Ok(raw) => {
+                        after = Some(raw);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(batch);
+            }
+            if let Some(Work::Raw(f)) = after {
+                self.run_raw(f);
+            }
+        }
+    }
+
+    fn run_raw(&self, f: Box<dyn FnOnce(&Connection) + Send>) {
+        let conn = &self.conn;
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn))).is_err() {
+            tracing::error!("a maintenance task on the database writer panicked");
+        }
+    }
+
+    fn commit(&mut self, batch: Vec<(bool, Box<dyn Change>)>) {
+        let chainer = self.chainer.get().cloned();
+        self.changes.take();
+        let tx = match self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                for (_, change) in batch {
+                    change.refuse(commit_error(&e));
+                }
+                return;
+            }
+        };
+        let mut finishes = Vec::with_capacity(batch.len());
+        let mut broken = None;
+        for (quiet, change) in batch {
+            if let Some(e) = &broken {
+                change.refuse(commit_error(e));
+                continue;
+            }
+            if let Err(e) = tx.execute_batch("SAVEPOINT change") {
+                change.refuse(commit_error(&e));
+                broken = Some(e);
+                continue;
+            }
+            self.changes.quiet.store(quiet, Ordering::Relaxed);
+            // A panicking change must not take the writer (and every later write) with it:
+            // its waiter sees the writer error, its savepoint is undone, the batch goes on.
+            let run = std::panic::AssertUnwindSafe(|| change.run(&tx, chainer.as_ref()));
+            let finish = std::panic::catch_unwind(run).unwrap_or(None);
+            self.changes.quiet.store(false, Ordering::Relaxed);
+            let end = if finish.is_some() { "RELEASE change" } else { "ROLLBACK TO change; RELEASE change" };
+            if let Err(e) = tx.execute_batch(end) {
+                broken = Some(e);
+            }
+            finishes.extend(finish);
+        }
+        let outcome = match broken {
+            // A statement failure that ended the whole transaction: nothing here commits.
+            Some(e) => Err(e),
+            None => tx.commit(),
+        };
+        match outcome {
+            Ok(()) => {
+                let changed = self.changes.take();
+                if !changed.is_empty() {
+                    self.invalidation.invalidate(changed);
+                }
+                for finish in finishes {
+                    finish(None);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a write transaction failed to commit");
+                for finish in finishes {
+                    finish(Some(commit_error(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// The commit failure as each waiting writer's error (a rusqlite error cannot be cloned).
+fn commit_error(e: &rusqlite::Error) -> StoreError {
+    let copy = match e {
+        rusqlite::Error::SqliteFailure(f, msg) => rusqlite::Error::SqliteFailure(*f, msg.clone()),
+        other => rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(other.to_string()))),
+    };
+    map_err(copy)
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable(Box::new(std::io::Error::other("the database writer has stopped")))
 }
 
 fn join_error(e: tokio::task::JoinError) -> StoreError {
@@ -66,6 +334,10 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
 impl SqliteStore {
     pub(crate) fn inner_chainer(&self) -> &std::sync::OnceLock<Arc<dyn AuditChainer>> {
         &self.inner.chainer
+    }
+
+    pub(crate) fn invalidation_feed(&self) -> Arc<dyn CacheInvalidation> {
+        Arc::clone(&self.inner.invalidation)
     }
 
     /// Runs `f` on a reader connection off the async runtime.
@@ -99,33 +371,47 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let guard = Arc::clone(&self.inner.writer).lock_owned().await;
-        tokio::task::spawn_blocking(move || f(&guard)).await.map_err(join_error)?
+        let (done, answer) = oneshot::channel();
+        let work = Work::Raw(Box::new(move |conn| {
+            let _ = done.send(f(conn));
+        }));
+        self.enqueue(work).await?;
+        answer.await.map_err(|_| writer_gone())?
     }
 
     /// Runs `f` in an immediate write transaction and appends `audit` to the chain in the
-    /// same transaction; commits only if both succeed, so a change is never made without
-    /// its audit record.
+    /// same transaction; answers only once that transaction has committed, so a change is
+    /// never made without its audit record and never acknowledged before it is durable.
     pub(crate) async fn write<T, F>(&self, audit: Audit, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let mut guard = Arc::clone(&self.inner.writer).lock_owned().await;
-        let chainer = self.inner.chainer.get().cloned();
-        tokio::task::spawn_blocking(move || {
-            let tx = guard.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err)?;
-            let value = f(&tx)?;
-            if !audit.is_empty() {
-                let chainer = chainer.ok_or_else(|| {
-                    StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
-                })?;
-                crate::audit::append_in(&tx, chainer.as_ref(), &audit)?;
-            }
-            tx.commit().map_err(map_err)?;
-            Ok(value)
-        })
-        .await
-        .map_err(join_error)?
+        self.change(false, audit, f).await
+    }
+
+    /// A write that stales no cache (the idle-timer touch, which the session cache applies
+    /// itself): it does not count as a change of its topic.
+    pub(crate) async fn write_quiet<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.change(true, Vec::new(), f).await
+    }
+
+    async fn change<T, F>(&self, quiet: bool, audit: Audit, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let (done, answer) = oneshot::channel::<StoreResult<T>>();
+        self.enqueue(Work::Change { quiet, change: Box::new(ChangeJob { f, audit, done }) }).await?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    async fn enqueue(&self, work: Work) -> StoreResult<()> {
+        let writes = self.inner.writes.as_ref().ok_or_else(writer_gone)?;
+        writes.send(work).await.map_err(|_| writer_gone())
     }
 }

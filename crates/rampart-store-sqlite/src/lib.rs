@@ -96,6 +96,10 @@ impl MetaStore for SqliteStore {
         })
         .await
     }
+
+    fn invalidation(&self) -> std::sync::Arc<dyn rampart_store::CacheInvalidation> {
+        self.invalidation_feed()
+    }
 }
 
 /// Shared by the aggregates: parses a stored text column into a validated type.

@@ -77,7 +77,7 @@ impl SessionStore for SqliteStore {
 
     async fn touch_session(&self, id: &str, at: Timestamp) -> StoreResult<()> {
         let id = id.to_owned();
-        self.write(Vec::new(), move |tx| {
+        self.write_quiet(move |tx| {
             tx.execute(
                 "UPDATE sessions SET last_seen_at = max(last_seen_at, ?2) WHERE id = ?1",
                 params![id, at.as_millis()],

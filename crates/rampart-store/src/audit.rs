@@ -68,6 +68,8 @@ pub trait AuditChainer: Send + Sync {
     /// MAC over the head (last seq and hash), stored beside the chain so truncation of the
     /// tail is detectable.
     fn head_mac(&self, seq: i64, hash: &[u8; 32]) -> [u8; 32];
+    /// Whether `mac` signs the head, compared in constant time (the crypto side owns that).
+    fn head_is_signed(&self, seq: i64, hash: &[u8; 32], mac: &[u8; 32]) -> bool;
 }
 
 /// The newest record's seq and hash, with its MAC.

@@ -5,6 +5,7 @@
 //! their encryption). Index entries are keyed tokens, never plaintext field values.
 
 mod audit;
+mod invalidation;
 mod keys;
 mod mfa;
 mod records;
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use rampart_types::{CollectionName, DocumentId, RoleName, SubjectId, Timestamp, Username};
 
 pub use audit::*;
+pub use invalidation::*;
 pub use keys::*;
 pub use mfa::*;
 pub use records::*;
@@ -54,6 +56,8 @@ pub trait MetaStore: Send + Sync {
     async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets `key` only if it has no value yet; returns the value now stored.
     async fn init_meta(&self, key: &str, value: Vec<u8>) -> StoreResult<Vec<u8>>;
+    /// The feed this store publishes every committed change of a cached topic to.
+    fn invalidation(&self) -> std::sync::Arc<dyn CacheInvalidation>;
 }
 
 #[async_trait]

@@ -1,5 +1,29 @@
 //! The store conformance suite: the same behaviour asserted against every backend.
-//! Each function takes a fresh, empty, migrated store.
+//! Each function takes a fresh, empty, migrated store. A backend runs all of them with one
+//! line: `rampart_testkit::conformance_suite!(open_fresh_store());`, where the expression
+//! yields `(guard, store)` (the guard, a temp dir or a database, lives as long as the test).
+
+/// One `#[tokio::test]` per conformance case, in a `conformance` module, each opening a
+/// fresh store with `$open`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($open:expr) => {
+        mod conformance {
+            $crate::conformance_suite!(@cases $open; users sessions roles documents meta audit concurrent_writes invalidation);
+        }
+    };
+    (@cases $open:expr; $($case:ident)*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                #[allow(unused_imports)]
+                use super::*;
+                let (_guard, store) = $open;
+                $crate::conformance::$case(&store).await;
+            }
+        )*
+    };
+}
 
 use rampart_store::{
     CollectionRecord, DocumentQuery, DocumentRecord, IndexEntry, RoleRecord, SessionRecord, Store, StoreError,
@@ -268,6 +292,9 @@ impl rampart_store::AuditChainer for TestChainer {
     fn head_mac(&self, seq: i64, hash: &[u8; 32]) -> [u8; 32] {
         test_audit_key().head_mac(seq, hash)
     }
+    fn head_is_signed(&self, seq: i64, hash: &[u8; 32], mac: &[u8; 32]) -> bool {
+        test_audit_key().head_is_signed(seq, hash, mac)
+    }
 }
 
 fn test_audit_key() -> &'static rampart_crypto::AuditMacKey {
@@ -334,4 +361,118 @@ impl TestChainer {
     fn chain_of(&self, r: &rampart_store::AuditRecord) -> [u8; 32] {
         rampart_store::AuditChainer::chain(self, &r.prev_hash, &rampart_store::AuditRecord::canonical(r.seq, &r.event))
     }
+}
+
+/// Polls every future in one task, so the backend receives the writes together.
+async fn all<'a, T>(mut pending: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>>) -> Vec<T> {
+    let mut done: Vec<Option<T>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (slot, fut) in done.iter_mut().zip(pending.iter_mut()) {
+            if slot.is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
+/// Concurrent writes each commit or fail alone: when a backend commits them together, a
+/// failing change undoes only itself (its audit records too) and the chain stays whole.
+pub async fn concurrent_writes(s: &dyn Store) {
+    use std::sync::Arc;
+    seed_roles(s).await;
+    s.set_audit_chainer(Arc::new(TestChainer));
+    s.create_user(user("taken", "viewer"), vec![event("user_create", "taken", true, 0)]).await.unwrap();
+    let names: Vec<String> = (0..48).map(|i| if i % 8 == 0 { "taken".into() } else { format!("u{i}") }).collect();
+    let writes = names
+        .iter()
+        .map(|n| {
+            Box::pin(s.create_user(user(n, "viewer"), vec![event("user_create", n, true, 1)]))
+                as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>
+        })
+        .collect();
+    let results = all(writes).await;
+    for (n, r) in names.iter().zip(&results) {
+        if n == "taken" {
+            assert!(matches!(r, Err(StoreError::AlreadyExists)), "{n}: {r:?}");
+        } else {
+            assert!(r.is_ok(), "{n}: {r:?}");
+            assert!(s.get_user(&name(n)).await.unwrap().is_some(), "{n} acknowledged but missing");
+        }
+    }
+    let records = s.read_audit(0, 1000).await.unwrap();
+    let mut subjects: Vec<_> = records.iter().filter_map(|r| r.event.user.clone()).collect();
+    subjects.sort();
+    let mut expected: Vec<_> = names.iter().filter(|n| *n != "taken").cloned().chain(["taken".into()]).collect();
+    expected.sort();
+    assert_eq!(subjects, expected, "one audit record per committed change, none for a failed one");
+    assert_eq!(records[0].prev_hash, rampart_store::GENESIS_HASH);
+    for pair in records.windows(2) {
+        assert_eq!((pair[1].seq, pair[1].prev_hash), (pair[0].seq + 1, pair[0].hash), "chain broken");
+        assert_eq!(pair[1].hash, TestChainer.chain_of(&pair[1]));
+    }
+    assert_eq!(s.audit_head().await.unwrap().unwrap().seq, records.last().unwrap().seq);
+}
+
+/// The invalidation feed moves before a write returns whenever a committed change could
+/// alter what a cache derived from it (sessions, users, roles; collections), and not for
+/// changes caches apply themselves (a new session, the idle-timer touch).
+pub async fn invalidation(s: &dyn Store) {
+    use rampart_store::Topic;
+    let feed = s.invalidation();
+    let auth = || feed.generation(Topic::Auth);
+    let before = auth();
+    seed_roles(s).await;
+    s.create_user(user("u", "viewer"), vec![]).await.unwrap();
+    assert!(auth() > before, "users and roles written");
+    let quiet = auth();
+    s.create_session(session("s1", "u", 0), 10, vec![]).await.unwrap();
+    s.touch_session("s1", t(1_000)).await.unwrap();
+    assert_eq!(auth(), quiet, "a new session and a touch stale nothing");
+    // Each change must move the generation by the time it returns.
+    macro_rules! invalidates {
+        ($what:expr, $change:expr) => {{
+            let g = auth();
+            $change;
+            assert!(auth() > g, "{} did not invalidate", $what);
+        }};
+    }
+    invalidates!("delete_session", assert!(s.delete_session("s1", vec![]).await.unwrap()));
+    s.create_session(session("s2", "u", 1), 1, vec![]).await.unwrap();
+    invalidates!(
+        "eviction beyond the session limit",
+        s.create_session(session("s3", "u", 2), 1, vec![]).await.unwrap()
+    );
+    invalidates!("delete_user_sessions", s.delete_user_sessions(&name("u"), None, vec![]).await.unwrap());
+    invalidates!(
+        "update_user",
+        s.update_user(&name("u"), UserChange { disabled: Some(true), ..Default::default() }, vec![]).await.unwrap()
+    );
+    invalidates!("create_role", s.create_role(role("custom", vec![], false), vec![]).await.unwrap());
+    invalidates!(
+        "update_role",
+        s.update_role(role("custom", vec![Permission::DocumentsRead], false), vec![]).await.unwrap()
+    );
+    let g = feed.generation(Topic::Collections);
+    let c = CollectionRecord {
+        name: CollectionName::parse("inv").unwrap(),
+        indexes: vec![],
+        pii_fields: vec![],
+        retention_days: None,
+        encrypted: false,
+        created_at: t(0),
+        updated_at: t(0),
+    };
+    s.create_collection(c, vec![]).await.unwrap();
+    assert!(feed.generation(Topic::Collections) > g, "collections written");
 }

@@ -66,15 +66,28 @@ impl RotatingFile {
 
     /// Appends one line (a newline is added), rotating first when size or day require it.
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.write_lines(std::iter::once(line))
+    }
+
+    /// Appends lines with one write per file (not one per line), rotating between lines
+    /// when size or day require it.
+    pub fn write_lines<'a>(&mut self, lines: impl IntoIterator<Item = &'a [u8]>) -> io::Result<()> {
         let today = utc_day(self.clock.now());
-        let too_big = self.size + line.len() as u64 + 1 > self.max_bytes;
-        if self.size > 0 && (too_big || today != self.day) {
-            self.rotate()?;
+        let mut pending = Vec::new();
+        for line in lines {
+            let too_big = self.size + (pending.len() + line.len()) as u64 + 1 > self.max_bytes;
+            if self.size + pending.len() as u64 > 0 && (too_big || today != self.day) {
+                self.file.write_all(&pending)?;
+                self.size += pending.len() as u64;
+                pending.clear();
+                self.rotate()?;
+            }
+            self.day = today;
+            pending.extend_from_slice(line);
+            pending.push(b'\n');
         }
-        self.day = today;
-        self.file.write_all(line)?;
-        self.file.write_all(b"\n")?;
-        self.size += line.len() as u64 + 1;
+        self.file.write_all(&pending)?;
+        self.size += pending.len() as u64;
         Ok(())
     }
 
@@ -142,30 +155,67 @@ pub fn log_files(dir: &Path, name: &str) -> Vec<PathBuf> {
 /// audit log is exported from the database and never dropped).
 #[derive(Clone)]
 pub struct LineQueue {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<Queued>,
     dropped: Arc<AtomicU64>,
 }
 
+enum Queued {
+    Line(Vec<u8>),
+    /// Write and sync everything queued before this, then answer.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
 const QUEUE_LINES: usize = 8192;
+/// How long the writer gathers lines between writes; the queue holds far more than
+/// arrive in this time at any rate the server reaches.
+const BATCH_PAUSE: Duration = Duration::from_millis(20);
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 impl LineQueue {
     pub fn spawn(mut file: RotatingFile) -> Self {
-        let (tx, rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = sync_channel(QUEUE_LINES);
+        let (tx, rx): (SyncSender<Queued>, Receiver<Queued>) = sync_channel(QUEUE_LINES);
         std::thread::spawn(move || {
-            while let Ok(line) = rx.recv() {
-                let _ = file.write_line(&line);
-                while let Ok(more) = rx.try_recv() {
-                    let _ = file.write_line(&more);
+            let mut last_sync = std::time::Instant::now();
+            while let Ok(first) = rx.recv() {
+                // Lines queued while this thread slept: written with one write, and the
+                // pause means busy producers queue without waking this thread per line.
+                let mut lines = Vec::new();
+                let mut flushes = Vec::new();
+                for item in std::iter::once(first).chain(rx.try_iter().take(QUEUE_LINES)) {
+                    match item {
+                        Queued::Line(line) => lines.push(line),
+                        Queued::Flush(done) => flushes.push(done),
+                    }
                 }
-                let _ = file.sync();
+                let _ = file.write_lines(lines.iter().map(Vec::as_slice));
+                // A log, not the audit trail: synced about once a second (and on flush).
+                if !flushes.is_empty() || last_sync.elapsed() >= SYNC_EVERY {
+                    let _ = file.sync();
+                    last_sync = std::time::Instant::now();
+                }
+                if flushes.is_empty() {
+                    std::thread::sleep(BATCH_PAUSE);
+                }
+                for done in flushes {
+                    let _ = done.send(());
+                }
             }
         });
         Self { tx, dropped: Arc::new(AtomicU64::new(0)) }
     }
 
     pub fn push(&self, line: Vec<u8>) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(line) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Queued::Line(line)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits (up to `timeout`) until every line queued so far is written and synced; at
+    /// shutdown, so the last requests' lines are not lost with the process.
+    pub fn flush(&self, timeout: Duration) {
+        let (done, wait) = std::sync::mpsc::channel();
+        if self.tx.send(Queued::Flush(done)).is_ok() {
+            let _ = wait.recv_timeout(timeout);
         }
     }
 }

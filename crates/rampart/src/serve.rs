@@ -50,7 +50,7 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let audit_file = open(AUDIT_FILE, a.retention_days).context("cannot open audit.log")?;
     // rustls warns on every handshake that names an IP address as SNI (scanners and
     // some clients do): that is noise, not an operational event.
-    logging::init("info,rustls=error", Some(server_log));
+    logging::init("info,rustls=error", Some(server_log.clone()));
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -76,8 +76,14 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     } else {
         Some(TlsAcceptor::from(tls::server_config(&config)?))
     };
-    let mut state = AppState::new(core.clone(), &config, env!("CARGO_PKG_VERSION"), Arc::new(activity_log));
-    state.backups = Arc::new(crate::backup_cmd::file_backups(&config, &core, &store));
+    let backups = Arc::new(crate::backup_cmd::file_backups(&config, &core, &store));
+    let state = AppState::with_backups(
+        core.clone(),
+        &config,
+        env!("CARGO_PKG_VERSION"),
+        Arc::new(activity_log.clone()),
+        backups,
+    );
     let app = router(state);
     let local = listener.local_addr()?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
@@ -131,6 +137,12 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "final WAL checkpoint failed; the WAL is replayed at the next start");
     }
     tracing::info!("stopped cleanly");
+    tokio::task::spawn_blocking(move || {
+        for log in [activity_log, server_log] {
+            log.flush(Duration::from_secs(2));
+        }
+    })
+    .await?;
     Ok(())
 }
 

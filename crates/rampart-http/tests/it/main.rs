@@ -11,3 +11,4 @@ mod limits;
 mod mfa;
 mod rbac;
 mod security;
+mod session_cache;

@@ -3,7 +3,6 @@
 
 use rampart_store::{CollectionStore, MetaStore};
 use rampart_store_sqlite::SqliteStore;
-use rampart_testkit::conformance;
 
 fn fresh() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -11,35 +10,8 @@ fn fresh() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-#[tokio::test]
-async fn conformance_users() {
-    let (_d, s) = fresh();
-    conformance::users(&s).await;
-}
-
-#[tokio::test]
-async fn conformance_sessions() {
-    let (_d, s) = fresh();
-    conformance::sessions(&s).await;
-}
-
-#[tokio::test]
-async fn conformance_roles() {
-    let (_d, s) = fresh();
-    conformance::roles(&s).await;
-}
-
-#[tokio::test]
-async fn conformance_documents() {
-    let (_d, s) = fresh();
-    conformance::documents(&s).await;
-}
-
-#[tokio::test]
-async fn conformance_meta() {
-    let (_d, s) = fresh();
-    conformance::meta(&s).await;
-}
+// The whole conformance suite, one test per case, each on a fresh database.
+rampart_testkit::conformance_suite!(fresh());
 
 #[tokio::test]
 async fn reopen_keeps_data_and_runs_no_migration_twice() {
@@ -60,10 +32,4 @@ async fn database_uses_the_wal_journal() {
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     assert!(dir.path().join("rampart.db-wal").exists());
-}
-
-#[tokio::test]
-async fn conformance_audit() {
-    let (_d, s) = fresh();
-    conformance::audit(&s).await;
 }

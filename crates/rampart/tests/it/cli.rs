@@ -170,3 +170,35 @@ async fn listing_verbs_align_and_take_json() {
     let backups: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(backups["backups"].is_array());
 }
+
+/// A `user` verb run beside a live server ends the user's sessions there too, though the
+/// server answers repeat requests from its session cache: the store notices the other
+/// process's commit (polled every 100 ms) and drops the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_disable_ends_cached_sessions_of_a_running_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = start(ServerOpts::new(&data));
+    let add = user_cmd(&data, &["add", "gus", "--role", "editor", "--password-stdin"], Some("Kx9!Strong-Passphrase\n"));
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let c = server.client();
+    let token = server.login(&c, "gus", "Kx9!Strong-Passphrase").await;
+    let me = || c.get(server.url("/api/v1/auth/me")).bearer_auth(&token).send();
+    for _ in 0..3 {
+        assert_eq!(me().await.unwrap().status(), 200, "served (and cached)");
+    }
+    let disable = user_cmd(&data, &["disable", "gus"], None);
+    assert!(disable.status.success(), "{}", String::from_utf8_lossy(&disable.stderr));
+    let disabled_at = std::time::Instant::now();
+    let mut refused_after = None;
+    while disabled_at.elapsed() < std::time::Duration::from_secs(5) {
+        if me().await.unwrap().status() == 401 {
+            refused_after = Some(disabled_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let refused_after = refused_after.expect("the disabled user's session was still served after 5 s");
+    // The poll interval plus scheduling slack on a loaded 2-core machine.
+    assert!(refused_after < std::time::Duration::from_secs(1), "refused only after {refused_after:?}");
+}

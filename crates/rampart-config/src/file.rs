@@ -107,6 +107,7 @@ pub(crate) struct FileAudit {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileServer {
     pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
     pub bind: Option<String>,
     pub log_dir: Option<PathBuf>,
     pub insecure_http: Option<bool>,

@@ -33,6 +33,7 @@ fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
 pub struct Overrides {
     pub config: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
     pub bind: Option<String>,
     pub log_dir: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
@@ -141,9 +142,50 @@ pub struct AuditConfig {
     pub record_reads: bool,
 }
 
+/// Where the data lives: `--database-url` (`RAMPART_DATABASE_URL`, `server.database_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://PATH`, PATH being the database file `rampart.db` (its WAL, backups and
+    /// restores go by that name) in `dir`; by default the data directory.
+    Sqlite { dir: PathBuf },
+}
+
+impl DatabaseUrl {
+    /// Parses a URL. Errors never repeat it: a database URL may carry a password.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let path = Path::new(rest);
+                if path.file_name().and_then(|n| n.to_str()) != Some(DatabaseUrl::SQLITE_FILE) {
+                    return Err(invalid(
+                        "database_url",
+                        "expected sqlite://PATH/rampart.db (the file must be named rampart.db)",
+                    ));
+                }
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                Ok(DatabaseUrl::Sqlite { dir: dir.to_owned() })
+            }
+            "postgres" | "postgresql" => Err(invalid(
+                "database_url",
+                "PostgreSQL is not supported by this version of Rampart yet; use sqlite://PATH/rampart.db",
+            )),
+            _ => Err(invalid("database_url", "expected sqlite://PATH/rampart.db")),
+        }
+    }
+
+    pub const SQLITE_FILE: &'static str = "rampart.db";
+
+    /// The default: SQLite in the data directory.
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        DatabaseUrl::Sqlite { dir: data_dir.to_owned() }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    pub database: DatabaseUrl,
     pub bind: SocketAddr,
     pub log_dir: PathBuf,
     pub insecure_http: bool,
@@ -253,7 +295,13 @@ impl Config {
                 "plain HTTP is only allowed on a loopback address; use TLS for other addresses",
             ));
         }
+        let database =
+            match flags.database_url.clone().or_else(|| env.get("RAMPART_DATABASE_URL")).or(file.server.database_url) {
+                Some(url) => DatabaseUrl::parse(&url)?,
+                None => DatabaseUrl::in_data_dir(&data_dir),
+            };
         let server = ServerConfig {
+            database,
             data_dir,
             bind,
             log_dir,

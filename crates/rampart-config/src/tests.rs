@@ -152,3 +152,24 @@ fn the_known_variable_list_matches_the_code() {
         );
     }
 }
+
+#[test]
+fn database_url_is_sqlite_by_default_and_never_echoed_in_errors() {
+    let dir = std::path::Path::new("/srv/rampart");
+    let flags = Overrides { data_dir: Some(dir.to_owned()), ..Overrides::default() };
+    let c = Config::load(&Env::empty(), &flags).unwrap();
+    assert_eq!(c.server.database, DatabaseUrl::Sqlite { dir: dir.to_owned() });
+    let url = |u: &str| Config::load(&env(&[("RAMPART_DATABASE_URL", u)]), &flags);
+    assert_eq!(
+        url("sqlite:///var/lib/db/rampart.db").unwrap().server.database,
+        DatabaseUrl::Sqlite { dir: "/var/lib/db".into() }
+    );
+    assert_eq!(url("sqlite://rampart.db").unwrap().server.database, DatabaseUrl::Sqlite { dir: ".".into() });
+    for bad in ["postgres://app:Sup3r-Secret@db/rampart", "sqlite:///var/lib/other.db", "mysql://x", "rampart.db"] {
+        let e = url(bad).unwrap_err().to_string();
+        assert!(e.contains("database_url") && !e.contains("Sup3r-Secret"), "{bad}: {e}");
+    }
+    let flag = Overrides { database_url: Some("sqlite:///flag/rampart.db".into()), ..flags.clone() };
+    let c = Config::load(&env(&[("RAMPART_DATABASE_URL", "sqlite:///env/rampart.db")]), &flag);
+    assert_eq!(c.unwrap().server.database, DatabaseUrl::Sqlite { dir: "/flag".into() }, "flags win");
+}

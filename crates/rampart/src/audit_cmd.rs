@@ -12,9 +12,8 @@ use rampart_core::audit::{parse_record_line, record_json};
 use rampart_core::audit_anchor::verify_everything;
 use rampart_core::{AuditMirror, AuditRecord, Core, Store};
 use rampart_crypto::AuditMacKey;
-use rampart_store::{AuditStore, MetaStore};
-use rampart_store_sqlite::SqliteStore;
 
+use crate::app::Backend;
 use crate::datadir;
 use crate::logfiles::{log_files, RotatingFile};
 
@@ -62,19 +61,16 @@ impl AuditMirror for FileMirror {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<(SqliteStore, Arc<AuditMacKey>)> {
-    let dir = &config.server.data_dir;
-    if !dir.join("rampart.db").exists() {
-        bail!("no Rampart database in {}", dir.display());
+async fn open_store(config: &Config) -> anyhow::Result<(Backend, Arc<AuditMacKey>)> {
+    if !Backend::exists(&config.server.database) {
+        bail!("no Rampart database in {}", config.server.data_dir.display());
     }
     let key = datadir::master_key(config)?;
-    let d = dir.clone();
-    let store =
-        tokio::task::spawn_blocking(move || SqliteStore::open(&d)).await?.context("cannot open the database")?;
+    let store = Backend::open(&config.server.database).await?;
     if let Some(kcv) = store.get_meta("master_key_check_value").await? {
         key.verify_check_value(&kcv).context("the master key does not match this data directory")?;
     }
-    let audit_key = rampart_core::keyring::root_audit_key(&store, &key).await.context("cannot open the key store")?;
+    let audit_key = rampart_core::keyring::root_audit_key(&*store, &key).await.context("cannot open the key store")?;
     Ok((store, Arc::new(audit_key)))
 }
 
@@ -91,7 +87,7 @@ pub async fn run(flags: Overrides, action: AuditAction) -> anyhow::Result<u8> {
     match action {
         AuditAction::Verify => {
             // Offline, the mirror is complete: it must reach the database's end.
-            let report = verify_everything(&store, &key, mirror(&config), true).await?;
+            let report = verify_everything(&*store, &key, mirror(&config), true).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.valid { 0 } else { TAMPERED })
         }
@@ -118,9 +114,9 @@ pub async fn run(flags: Overrides, action: AuditAction) -> anyhow::Result<u8> {
 
 async fn repair(config: &Config, reason: &str) -> anyhow::Result<u8> {
     let _lock = datadir::lock(&config.server.data_dir).context("stop the server before repairing its audit chain")?;
-    let (core, store) = datadir::open(config).await?;
-    let key = Arc::new(rampart_core::keyring::root_audit_key(&store, &datadir::master_key(config)?).await?);
-    let found = verify_everything(&store, &key, mirror(config), true).await?;
+    let crate::app::App { core, backend: store } = crate::app::App::open(config).await?;
+    let key = Arc::new(rampart_core::keyring::root_audit_key(&*store, &datadir::master_key(config)?).await?);
+    let found = verify_everything(&*store, &key, mirror(config), true).await?;
     if found.valid {
         println!("the audit chain verifies; nothing to repair");
         return Ok(0);
@@ -134,7 +130,7 @@ async fn repair(config: &Config, reason: &str) -> anyhow::Result<u8> {
         .context("cannot open audit.log")?;
     file.write_line(&serde_json::to_vec(&record_json(&record))?)?;
     file.sync()?;
-    let after = verify_everything(&store, &key, mirror(config), true).await?;
+    let after = verify_everything(&*store, &key, mirror(config), true).await?;
     println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "before": found, "after": after }))?);
     store.close().await.ok();
     Ok(if after.valid { 0 } else { TAMPERED })

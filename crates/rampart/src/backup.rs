@@ -8,11 +8,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::app::Backend;
 use async_trait::async_trait;
 use rampart_core::backup::{check_policy, BackupMeta, BackupVerification, Backups};
 use rampart_core::{Core, CoreError, CoreResult};
-use rampart_store::{KeyKind, KeyRecord, KeyStore};
-use rampart_store_sqlite::SqliteStore;
+use rampart_store::{KeyKind, KeyRecord};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -66,7 +66,7 @@ impl StoredKey {
 
 pub struct FileBackups {
     pub dir: PathBuf,
-    pub store: SqliteStore,
+    pub store: Backend,
     pub core: Core,
     pub required: bool,
     pub key_retention_days: u32,
@@ -262,7 +262,7 @@ pub fn verify_file(
     let opened = decrypt_to(data, meta.encrypted, key, &plain, progress);
     let result = match opened {
         Err(reason) => verdict(id, false, Some(reason), None),
-        Ok(()) => match rampart_store_sqlite::check_file(&plain) {
+        Ok(()) => match Backend::check_snapshot(&plain) {
             Ok((true, docs)) => verdict(id, true, None, Some(docs)),
             Ok((false, _)) => verdict(id, false, Some("the snapshot fails PRAGMA integrity_check".into()), None),
             Err(_) => verdict(id, false, Some("the snapshot is not a readable database".into()), None),

@@ -4,12 +4,12 @@ use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::app::{App, Backend};
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use rampart_config::{Config, Env, Overrides};
+use rampart_config::{Config, DatabaseUrl, Env, Overrides};
 use rampart_core::backup::BackupMeta;
-use rampart_store::{KeyKind, KeyStore};
-use rampart_store_sqlite::SqliteStore;
+use rampart_store::KeyKind;
 
 use crate::backup::{self, FileBackups, KeyStoreFile};
 use crate::datadir;
@@ -75,7 +75,7 @@ fn progress(total: u64, label: &'static str) -> impl FnMut(u64) {
     }
 }
 
-pub fn file_backups(config: &Config, core: &rampart_core::Core, store: &SqliteStore) -> FileBackups {
+pub fn file_backups(config: &Config, core: &rampart_core::Core, store: &Backend) -> FileBackups {
     FileBackups {
         dir: config.backup.dir.clone(),
         store: store.clone(),
@@ -102,7 +102,7 @@ pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
         };
         return restore(&config, &file, force, key_file.as_deref(), ledger).await.map(|()| 0);
     }
-    let (core, store) = datadir::open(&config).await?;
+    let App { core, backend: store } = App::open(&config).await?;
     let me = core.local_admin()?;
     let backups = file_backups(&config, &core, &store);
     let code = match action {
@@ -224,7 +224,10 @@ async fn restore(
     }
     datadir::ensure_dir(target)?;
     let _lock = datadir::lock(target).context("a server is using the target data directory; stop it first")?;
-    let live_db = target.join("rampart.db");
+    // Where the live database is (the data directory unless --database-url says otherwise).
+    let DatabaseUrl::Sqlite { dir: db_dir } = &config.server.database;
+    datadir::ensure_dir(db_dir)?;
+    let live_db = db_dir.join(DatabaseUrl::SQLITE_FILE);
     if live_db.exists() && !force {
         bail!("{} already holds data: use --force to replace it", target.display());
     }
@@ -289,8 +292,7 @@ async fn restore(
     // Keys: the live key store when there is one (so erased subjects stay unreadable),
     // otherwise the key-store file beside the backup.
     let (keys, source) = if live_db.exists() {
-        let d = target.clone();
-        let live = tokio::task::spawn_blocking(move || SqliteStore::open(&d)).await??;
+        let live = Backend::open(&config.server.database).await?;
         let mut keys = Vec::new();
         let mut after = String::new();
         loop {
@@ -299,7 +301,7 @@ async fn restore(
             after = last.key_id.clone();
             keys.extend(page);
         }
-        ledger.extend(rampart_store::KeyStore::erasure_ledger(&live).await?.into_iter().map(|e| e.subject_hash));
+        ledger.extend(rampart_store::KeyStore::erasure_ledger(&*live).await?.into_iter().map(|e| e.subject_hash));
         let _ = live.close().await;
         // Keys retired since the backup (re-encryption) are still needed by its documents:
         // take them from the backup's key-store file, except erased subjects' keys.
@@ -340,7 +342,8 @@ async fn restore(
 
     // Staged in a directory of its own, erasures applied there, then renamed over the live
     // file: a crash at any point leaves the old database or the new one, never neither.
-    let staging = target.join(".restore");
+    // Beside the live file, so the final rename stays on one file system.
+    let staging = db_dir.join(".restore");
     let _ = std::fs::remove_dir_all(&staging);
     datadir::ensure_dir(&staging)?;
     let staged = staging.join("rampart.db");
@@ -352,9 +355,10 @@ async fn restore(
         .await?
         .map_err(|reason| anyhow::anyhow!("{reason}"))?;
     eprintln!();
-    rampart_store_sqlite::install_keys(&staged, &keys)?;
+    Backend::install_snapshot_keys(&staged, &keys)?;
 
-    let (core, store) = datadir::open_database(config, &staging, master).await?;
+    let staged_url = DatabaseUrl::Sqlite { dir: staging.clone() };
+    let App { core, backend: store } = App::open_with(config, &staged_url, master).await?;
     let erased = core.apply_erasures(&ledger).await?;
     core.record_restore(&meta.backup_id, erased, source, current.as_deref()).await?;
     store.close().await.context("checkpointing the restored database")?;
@@ -362,10 +366,10 @@ async fn restore(
     // Both WALs are checkpointed by now (the live one when its keys were read): what
     // remains of them is empty, and must not be replayed into the other file.
     for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(target.join(format!("rampart.db{suffix}")));
+        let _ = std::fs::remove_file(db_dir.join(format!("{}{suffix}", DatabaseUrl::SQLITE_FILE)));
     }
     std::fs::rename(&staged, &live_db)?;
-    std::fs::File::open(target).and_then(|d| d.sync_all()).context("syncing the data directory")?;
+    std::fs::File::open(db_dir).and_then(|d| d.sync_all()).context("syncing the database directory")?;
     let _ = std::fs::remove_dir_all(&staging);
     println!(
         "Restored {} into {} (keys from the {source}; {erased} erased document(s) removed again).",

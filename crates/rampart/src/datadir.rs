@@ -5,13 +5,11 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use rampart_config::Config;
-use rampart_core::{Bootstrap, Core, CoreError, CoreSettings, MasterKey, PasswordPool, SystemClock};
-use rampart_crypto::PasswordHasher;
-use rampart_store_sqlite::SqliteStore;
+use rampart_core::MasterKey;
+use rampart_store::Store;
 use secrecy::ExposeSecret;
 
 pub const KEY_FILE: &str = "master.key";
@@ -68,12 +66,16 @@ pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
 
 /// Finishes (or abandons) a `keys change-master` that stopped between writing the new key
 /// file and renaming it: whichever key matches the database's check value wins.
-async fn settle_pending_key(config: &Config, store: &SqliteStore, key: MasterKey) -> anyhow::Result<MasterKey> {
+pub(crate) async fn settle_pending_key(
+    config: &Config,
+    store: &dyn Store,
+    key: MasterKey,
+) -> anyhow::Result<MasterKey> {
     let pending = config.server.data_dir.join(PENDING_KEY_FILE);
     if config.secrets.encryption_key.is_some() || !pending.exists() {
         return Ok(key);
     }
-    let Some(kcv) = rampart_store::MetaStore::get_meta(store, "master_key_check_value").await? else {
+    let Some(kcv) = store.get_meta("master_key_check_value").await? else {
         return Ok(key);
     };
     let text = fs::read_to_string(&pending)?;
@@ -89,56 +91,4 @@ async fn settle_pending_key(config: &Config, store: &SqliteStore, key: MasterKey
         tracing::warn!("abandoned an interrupted master key change that never reached the database");
     }
     Ok(key)
-}
-
-/// Opens the data directory for use: directory, key, store, core. Prints the first
-/// admin's generated password to the terminal (never to the logs).
-pub async fn open(config: &Config) -> anyhow::Result<(Core, SqliteStore)> {
-    ensure_dir(&config.server.data_dir)?;
-    let key = master_key(config)?;
-    open_database(config, &config.server.data_dir, key).await
-}
-
-/// Opens the database in `db_dir` (the data directory, or a restore's staging directory)
-/// with `key`.
-pub async fn open_database(config: &Config, db_dir: &Path, key: MasterKey) -> anyhow::Result<(Core, SqliteStore)> {
-    let dir = db_dir.to_owned();
-    let store =
-        tokio::task::spawn_blocking(move || SqliteStore::open(&dir)).await?.context("cannot open the database")?;
-    let key = settle_pending_key(config, &store, key).await?;
-    let hasher = PasswordHasher::new().context("cannot set up password hashing")?;
-    let pool = PasswordPool::new(hasher, config.auth.password_hash_concurrency, config.auth.password_hash_queue);
-    let admin = (config.secrets.admin_username.clone(), config.secrets.admin_password.clone());
-    let opened = Core::open(
-        Arc::new(store.clone()),
-        Arc::new(SystemClock),
-        Arc::new(key),
-        pool,
-        CoreSettings::from_config(config),
-        admin,
-    )
-    .await;
-    let (core, bootstrap) = match opened {
-        Ok(v) => v,
-        Err(CoreError::WrongMasterKey) => bail!(
-            "the master key does not match this data directory ({}); refusing to start. \
-             Use the key this directory was created with.",
-            config.server.data_dir.display()
-        ),
-        Err(CoreError::PasswordPolicy(v)) => {
-            bail!("RAMPART_ADMIN_PASSWORD is too weak: {} (rule: {})", v.message, v.rule)
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("cannot initialise the data directory")),
-    };
-    if let Some(Bootstrap { admin_username, generated_password }) = bootstrap {
-        match generated_password {
-            Some(pw) => println!(
-                "Created the first admin user '{admin_username}' with password:\n\n    {}\n\n\
-                 This password is shown only once. Log in and change it.",
-                pw.expose_secret()
-            ),
-            None => println!("Created the first admin user '{admin_username}'."),
-        }
-    }
-    Ok((core, store))
 }

@@ -4,7 +4,6 @@ use anyhow::Context;
 use clap::Subcommand;
 use rampart_config::{Config, Env, Overrides};
 
-use crate::datadir;
 use crate::ledger::LedgerFile;
 
 #[derive(Subcommand, Debug)]
@@ -20,7 +19,7 @@ pub enum GdprAction {
 
 pub async fn run(flags: Overrides, action: GdprAction) -> anyhow::Result<()> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
-    let (core, store) = datadir::open(&config).await?;
+    let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
     let GdprAction::ExportLedger { out } = action;
     let file = LedgerFile::new(core.erasure_hashes().await?, core.clock().now());
     match out {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use rampart_config::{Config, Env, Overrides};
 use rampart_core::MasterKey;
-use rampart_store::KeyStore;
+
 use secrecy::ExposeSecret;
 
 use crate::datadir;
@@ -41,7 +41,7 @@ pub async fn run(flags: Overrides, action: KeysAction) -> anyhow::Result<()> {
     datadir::ensure_dir(&config.server.data_dir)?;
     let _lock =
         datadir::lock(&config.server.data_dir).context("a server is using this data directory; stop it first")?;
-    let (core, store) = datadir::open(&config).await?;
+    let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
     let me = core.local_admin()?;
     match action {
         KeysAction::Show { .. } => {
@@ -51,7 +51,7 @@ pub async fn run(flags: Overrides, action: KeysAction) -> anyhow::Result<()> {
             let view = core.rotate_keys(&me, reencrypt).await?;
             println!("Key-encrypting key is now version {}; every data key is re-wrapped.", view.current_kek_version);
             if reencrypt {
-                wait_for_reencryption(&store).await?;
+                wait_for_reencryption(&*store).await?;
                 println!("\nEvery document is re-sealed under new data keys; the old keys are destroyed.");
             }
         }
@@ -62,7 +62,7 @@ pub async fn run(flags: Overrides, action: KeysAction) -> anyhow::Result<()> {
 }
 
 /// Shows progress of the background job until it finishes.
-async fn wait_for_reencryption(store: &rampart_store_sqlite::SqliteStore) -> anyhow::Result<()> {
+async fn wait_for_reencryption(store: &dyn rampart_store::Store) -> anyhow::Result<()> {
     let total = rampart_store::DocumentStore::max_document_seq(store).await?.max(1);
     while let Some(cursor) = store.reencrypt_cursor().await? {
         let pct = (cursor.max(0) * 100 / total).min(100);

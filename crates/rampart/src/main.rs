@@ -1,6 +1,7 @@
 //! `rampart`: the single binary. Parses the command line, wires the crates together and
 //! runs the chosen verb.
 
+mod app;
 mod audit_cmd;
 mod backup;
 mod backup_cmd;
@@ -42,6 +43,9 @@ pub struct CommonFlags {
     /// Data directory (default ./rampart-data) [env: RAMPART_DATA_DIR]
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// Database: sqlite://PATH/rampart.db (default: in the data directory) [env: RAMPART_DATABASE_URL]
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     /// Log directory (default <data-dir>/logs) [env: RAMPART_LOG_DIR]
     #[arg(long, global = true)]
     log_dir: Option<PathBuf>,
@@ -120,6 +124,7 @@ impl CommonFlags {
         Overrides {
             config: self.config.clone(),
             data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
             log_dir: self.log_dir.clone(),
             ..Overrides::default()
         }

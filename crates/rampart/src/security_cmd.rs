@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use rampart_config::{Config, Env, Overrides};
 
-use crate::{datadir, table};
+use crate::table;
 
 #[derive(Subcommand, Debug)]
 pub enum SecurityAction {
@@ -21,7 +21,7 @@ pub enum SecurityAction {
 
 pub async fn run(flags: Overrides, action: SecurityAction) -> anyhow::Result<()> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
-    let (core, store) = datadir::open(&config).await?;
+    let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
     let me = core.local_admin()?;
     let result = match action {
         SecurityAction::Blocks { json } => {

@@ -18,13 +18,12 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::app::{App, SingleNode};
 use crate::audit_cmd::{self, AUDIT_FILE};
 use crate::logfiles::{LineQueue, RotatingFile};
 use crate::{datadir, logging, tls};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
-const BLOCK_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 /// Largest request head (request line + headers) accepted.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
@@ -57,19 +56,14 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     datadir::ensure_dir(&config.server.data_dir)?;
     let _lock =
         datadir::lock(&config.server.data_dir).context("another Rampart process is using this data directory")?;
-    let (core, store) = datadir::open(&config).await?;
+    let app = App::open(&config).await?;
+    let (core, store) = (app.core.clone(), app.backend.clone());
     core.on_erasure(crate::backup_cmd::erasure_hook(&config));
     let (stop_export, stop_rx) = tokio::sync::watch::channel(false);
     core.set_audit_mirror(Arc::new(audit_cmd::FileMirror { log_dir: log_dir.clone() }));
-    let exporter = tokio::spawn(audit_cmd::export(
-        core.clone(),
-        Arc::new(store.clone()),
-        audit_file,
-        log_dir.clone(),
-        stop_rx.clone(),
-    ));
-    let webhooks =
-        tokio::spawn(crate::webhooks::deliver(Arc::new(store.clone()), config.breach.clone(), clock.clone(), stop_rx));
+    let exporter =
+        tokio::spawn(audit_cmd::export(core.clone(), store.store(), audit_file, log_dir.clone(), stop_rx.clone()));
+    let workers = app.start_workers(&config, Arc::new(SingleNode), stop_rx);
     let acceptor = if config.server.insecure_http {
         tracing::warn!("serving plain HTTP on a loopback address (--insecure-http)");
         None
@@ -84,54 +78,18 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
         Arc::new(activity_log.clone()),
         backups,
     );
-    let app = router(state);
+    let router = router(state);
     let local = listener.local_addr()?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     tracing::info!(address = %local, "listening");
     let signals = Signals::install()?;
     println!("Rampart listening on {scheme}://{local}");
 
-    let sweeper = tokio::spawn({
-        let core = core.clone();
-        async move {
-            let mut tick = tokio::time::interval(SESSION_SWEEP_INTERVAL);
-            loop {
-                tick.tick().await;
-                if let Err(e) = core.purge_expired_sessions().await {
-                    tracing::warn!(error = %e, "session sweep failed");
-                }
-                // Scheduled key rotation (every key_rotation_days): re-wrap only.
-                match core.rotate_if_due().await {
-                    Ok(true) => tracing::info!("scheduled key rotation done"),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "scheduled key rotation failed"),
-                }
-            }
-        }
-    });
-
-    // Blocks lifted or added by `rampart security` (another process) take effect here
-    // within this interval; changes made through this server apply at once.
-    let block_reload = tokio::spawn({
-        let core = core.clone();
-        async move {
-            let mut tick = tokio::time::interval(BLOCK_RELOAD_INTERVAL);
-            loop {
-                tick.tick().await;
-                if let Err(e) = core.refresh_blocks().await {
-                    tracing::warn!(error = %e, "reloading address blocks failed");
-                }
-            }
-        }
-    });
-
-    serve_connections(&config, listener, acceptor, app, signals).await;
-    sweeper.abort();
-    block_reload.abort();
+    serve_connections(&config, listener, acceptor, router, signals).await;
     // Every committed record reaches audit.log before the process exits.
     let _ = stop_export.send(true);
     let _ = exporter.await;
-    let _ = webhooks.await;
+    workers.stop().await;
     // Committed data is durable already; the checkpoint only tidies the WAL away.
     if let Err(e) = store.close().await {
         tracing::warn!(error = %e, "final WAL checkpoint failed; the WAL is replayed at the next start");

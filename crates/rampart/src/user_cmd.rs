@@ -10,8 +10,6 @@ use rampart_core::NewUser;
 use rampart_crypto::random_password;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::datadir;
-
 #[derive(Subcommand, Debug)]
 pub enum UserAction {
     /// Create a user. The password is read from stdin with --password-stdin, otherwise a
@@ -38,7 +36,7 @@ pub enum UserAction {
 
 pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
-    let (core, store) = datadir::open(&config).await?;
+    let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
     let me = core.local_admin()?;
     let result = match action {
         UserAction::Add { username, role, password_stdin } => {

@@ -117,11 +117,14 @@ pub async fn deliver(
     store: Arc<dyn Store>,
     config: BreachConfig,
     clock: Arc<dyn Clock>,
+    lease: Arc<dyn crate::app::LeaderLease>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         let now = clock.now();
-        match store.due_webhooks(now, 50).await {
+        // Another node delivers while it holds the lease; this one waits its turn.
+        let due = if lease.held().await { store.due_webhooks(now, 50).await } else { Ok(Vec::new()) };
+        match due {
             Ok(items) => {
                 for item in items {
                     let Some(endpoint) = config.webhooks.iter().find(|w| w.url == item.endpoint) else { continue };

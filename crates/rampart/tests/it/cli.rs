@@ -202,3 +202,50 @@ async fn a_cli_disable_ends_cached_sessions_of_a_running_server() {
     // The poll interval plus scheduling slack on a loaded 2-core machine.
     assert!(refused_after < std::time::Duration::from_secs(1), "refused only after {refused_after:?}");
 }
+
+/// `--database-url sqlite://PATH/rampart.db` puts the database there (SPEC 2); a URL this
+/// version cannot serve is refused by name, without echoing its password, creating nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_url_chooses_where_the_data_lives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let elsewhere = tmp.path().join("db");
+    let url = format!("sqlite://{}/rampart.db", elsewhere.display());
+    let mut opts = ServerOpts::new(&data);
+    opts.extra_args = vec!["--database-url".into(), url.clone()];
+    let server = start(opts);
+    let c = server.client();
+    let token = server.login(&c, "admin", crate::support::ADMIN_PASSWORD).await;
+    let res = c
+        .post(server.url("/api/v1/collections"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "notes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(server.stop().success());
+    assert!(elsewhere.join("rampart.db").exists(), "the database is where the URL says");
+    assert!(!data.join("rampart.db").exists(), "and not in the data directory");
+    // CLI verbs follow the same setting.
+    let list = bin()
+        .args(["user", "list", "--data-dir"])
+        .arg(&data)
+        .env("RAMPART_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("admin"), "{}", String::from_utf8_lossy(&list.stderr));
+
+    let fresh = tmp.path().join("fresh");
+    let out = bin()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&fresh)
+        .args(["--database-url", "postgres://app:Sup3r-Secret-Pw@db.example/rampart"])
+        .env("RAMPART_ADMIN_PASSWORD", crate::support::ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("database_url") && !err.contains("Sup3r-Secret-Pw"), "{err}");
+    assert!(!fresh.exists(), "nothing created for a refused configuration");
+}

@@ -1,0 +1,230 @@
+//! The one place that assembles a deployment from its configuration: the store the
+//! database URL names, the core on it, and the background workers `serve` runs. Every CLI
+//! verb and `serve` open through `App`; no other module names a storage backend.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rampart_config::{Config, DatabaseUrl};
+use rampart_core::{Bootstrap, Clock, Core, CoreError, CoreSettings, MasterKey, PasswordPool, SystemClock};
+use rampart_crypto::PasswordHasher;
+use rampart_store::{Store, StoreError};
+use rampart_store_sqlite::SqliteStore;
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::datadir;
+
+/// The opened storage backend: `dyn Store` for everything generic (it dereferences to it),
+/// plus the few operations that differ by backend (SQLite: `VACUUM INTO` snapshots and
+/// key-store files for backups and restores).
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite(SqliteStore),
+}
+
+impl Backend {
+    pub async fn open(url: &DatabaseUrl) -> anyhow::Result<Self> {
+        match url {
+            DatabaseUrl::Sqlite { dir } => {
+                // Private like the data directory: it holds the sealed data and its WAL.
+                datadir::ensure_dir(dir)?;
+                let dir = dir.clone();
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
+                    .await?
+                    .context("cannot open the database")?;
+                Ok(Backend::Sqlite(store))
+            }
+        }
+    }
+
+    /// Whether the database at `url` holds data already (nothing is created to find out).
+    pub fn exists(url: &DatabaseUrl) -> bool {
+        match url {
+            DatabaseUrl::Sqlite { dir } => dir.join(DatabaseUrl::SQLITE_FILE).exists(),
+        }
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Sqlite(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Flushes what the backend buffers (SQLite: a WAL checkpoint); data is durable before.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite(s) => s.close().await,
+        }
+    }
+
+    /// A consistent copy of the whole database in `path`, for a backup.
+    pub async fn snapshot_into(&self, path: &Path) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite(s) => s.snapshot_into(path).await,
+        }
+    }
+}
+
+/// Backup snapshots are SQLite database files, whichever backend wrote them.
+impl Backend {
+    /// `PRAGMA integrity_check` of a snapshot file, and how many documents it holds.
+    pub fn check_snapshot(path: &Path) -> Result<(bool, u64), StoreError> {
+        rampart_store_sqlite::check_file(path)
+    }
+
+    /// Replaces the key store of a snapshot file (a restore keeps the live keys).
+    pub fn install_snapshot_keys(path: &Path, keys: &[rampart_store::KeyRecord]) -> Result<(), StoreError> {
+        rampart_store_sqlite::install_keys(path, keys)
+    }
+}
+
+impl std::ops::Deref for Backend {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        match self {
+            Backend::Sqlite(s) => s,
+        }
+    }
+}
+
+/// A deployment: the core over its backend.
+pub struct App {
+    pub core: Core,
+    pub backend: Backend,
+}
+
+impl App {
+    /// Opens the configured deployment: data directory, master key, store, core. Prints the
+    /// first admin's generated password to the terminal (never to the logs).
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        datadir::ensure_dir(&config.server.data_dir)?;
+        let key = datadir::master_key(config)?;
+        Self::open_with(config, &config.server.database, key).await
+    }
+
+    /// Opens the database at `url` (the configured one, or a restore's staging copy).
+    pub async fn open_with(config: &Config, url: &DatabaseUrl, key: MasterKey) -> anyhow::Result<Self> {
+        let backend = Backend::open(url).await?;
+        let key = datadir::settle_pending_key(config, &*backend, key).await?;
+        let hasher = PasswordHasher::new().context("cannot set up password hashing")?;
+        let pool = PasswordPool::new(hasher, config.auth.password_hash_concurrency, config.auth.password_hash_queue);
+        let admin = (config.secrets.admin_username.clone(), config.secrets.admin_password.clone());
+        let opened = Core::open(
+            backend.store(),
+            Arc::new(SystemClock),
+            Arc::new(key),
+            pool,
+            CoreSettings::from_config(config),
+            admin,
+        )
+        .await;
+        let (core, bootstrap) = match opened {
+            Ok(v) => v,
+            Err(CoreError::WrongMasterKey) => bail!(
+                "the master key does not match this data directory ({}); refusing to start. \
+                 Use the key this directory was created with.",
+                config.server.data_dir.display()
+            ),
+            Err(CoreError::PasswordPolicy(v)) => {
+                bail!("RAMPART_ADMIN_PASSWORD is too weak: {} (rule: {})", v.message, v.rule)
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot initialise the data directory")),
+        };
+        if let Some(Bootstrap { admin_username, generated_password }) = bootstrap {
+            match generated_password {
+                Some(pw) => println!(
+                    "Created the first admin user '{admin_username}' with password:\n\n    {}\n\n\
+                     This password is shown only once. Log in and change it.",
+                    pw.expose_secret()
+                ),
+                None => println!("Created the first admin user '{admin_username}'."),
+            }
+        }
+        Ok(Self { core, backend })
+    }
+
+    /// Starts the background jobs of a serving node: the session sweep with scheduled key
+    /// rotation and webhook delivery (one node at a time, under `lease`), and the reload of
+    /// address blocks (every node). They end when `stop` turns true (or are aborted).
+    pub fn start_workers(&self, config: &Config, lease: Arc<dyn LeaderLease>, stop: watch::Receiver<bool>) -> Workers {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let sweeper = tokio::spawn(sweep(self.core.clone(), Arc::clone(&lease)));
+        let block_reload = tokio::spawn(reload_blocks(self.core.clone()));
+        let webhooks =
+            tokio::spawn(crate::webhooks::deliver(self.backend.store(), config.breach.clone(), clock, lease, stop));
+        Workers { periodic: vec![sweeper, block_reload], webhooks }
+    }
+}
+
+/// Jobs that must run on one node at a time (sweeps, scheduled rotation, webhook delivery)
+/// run only while their node holds this lease. A single node always does; nodes sharing
+/// PostgreSQL will take it as an advisory lock, so it moves when its holder dies.
+#[async_trait::async_trait]
+pub trait LeaderLease: Send + Sync {
+    async fn held(&self) -> bool;
+}
+
+/// The lease of a deployment with one node (SQLite): always held.
+pub struct SingleNode;
+
+#[async_trait::async_trait]
+impl LeaderLease for SingleNode {
+    async fn held(&self) -> bool {
+        true
+    }
+}
+
+/// The running background jobs.
+pub struct Workers {
+    periodic: Vec<JoinHandle<()>>,
+    webhooks: JoinHandle<()>,
+}
+
+impl Workers {
+    /// Stops the periodic jobs and waits for webhook delivery to finish its round (it
+    /// watches the stop signal).
+    pub async fn stop(self) {
+        for job in self.periodic {
+            job.abort();
+        }
+        let _ = self.webhooks.await;
+    }
+}
+
+const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+/// Blocks lifted or added by `rampart security` (another process) take effect within this
+/// interval; changes made through this server apply at once.
+const BLOCK_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+async fn sweep(core: Core, lease: Arc<dyn LeaderLease>) {
+    let mut tick = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        if !lease.held().await {
+            continue;
+        }
+        if let Err(e) = core.purge_expired_sessions().await {
+            tracing::warn!(error = %e, "session sweep failed");
+        }
+        // Scheduled key rotation (every key_rotation_days): re-wrap only.
+        match core.rotate_if_due().await {
+            Ok(true) => tracing::info!("scheduled key rotation done"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "scheduled key rotation failed"),
+        }
+    }
+}
+
+async fn reload_blocks(core: Core) {
+    let mut tick = tokio::time::interval(BLOCK_RELOAD_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = core.refresh_blocks().await {
+            tracing::warn!(error = %e, "reloading address blocks failed");
+        }
+    }
+}

@@ -273,7 +273,17 @@ fn sample_record() -> Value {
 struct Owned(Child);
 
 impl Drop for Owned {
+    /// SIGTERM first: nginx's master stops its workers only when asked (SIGKILL would
+    /// orphan them); SIGKILL if it has not exited within 5 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -328,4 +328,9 @@ impl DocumentStore for SqliteStore {
         })
         .await
     }
+
+    async fn documents_after(&self, seq: i64, limit: usize) -> StoreResult<Vec<DocumentRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| documents_after(c, seq, limit)).await
+    }
 }

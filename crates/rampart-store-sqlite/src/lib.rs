@@ -8,10 +8,12 @@ mod documents;
 mod keys;
 mod mfa;
 mod migrations;
+mod privacy;
 mod roles;
 mod security;
 mod sessions;
 mod snapshot;
+mod tokens;
 mod users;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use rampart_types::{SubjectId, Timestamp};
+use rampart_types::Timestamp;
 
 use crate::{Audit, StoreResult};
 
@@ -71,12 +71,6 @@ pub struct Reseal {
     pub body: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErasureEntry {
-    pub subject_hash: String,
-    pub erased_at: Timestamp,
-}
-
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     async fn get_key(&self, key_id: &str) -> StoreResult<Option<KeyRecord>>;
@@ -102,16 +96,4 @@ pub trait KeyStore: Send + Sync {
     async fn apply_reseal(&self, batch: Vec<Reseal>, cursor: i64) -> StoreResult<()>;
     /// Ends the job: retires (deletes) every key that has a successor.
     async fn finish_reencrypt(&self, audit: Audit) -> StoreResult<u64>;
-    /// Crypto-shredding: deletes the subject's documents in every collection and its keys,
-    /// and appends `subject_hash` to the erasure ledger, in one transaction.
-    async fn erase_subject(
-        &self,
-        subject: &SubjectId,
-        subject_hash: &str,
-        at: Timestamp,
-        audit: Audit,
-    ) -> StoreResult<u64>;
-    async fn erasure_ledger(&self) -> StoreResult<Vec<ErasureEntry>>;
-    /// Documents after `seq` in seq order (for re-encryption and restore).
-    async fn documents_after(&self, seq: i64, limit: usize) -> StoreResult<Vec<crate::DocumentRecord>>;
 }

@@ -8,8 +8,10 @@ mod audit;
 mod invalidation;
 mod keys;
 mod mfa;
+mod privacy;
 mod records;
 mod security;
+mod tokens;
 
 use async_trait::async_trait;
 use rampart_types::{CollectionName, DocumentId, RoleName, SubjectId, Timestamp, Username};
@@ -18,8 +20,10 @@ pub use audit::*;
 pub use invalidation::*;
 pub use keys::*;
 pub use mfa::*;
+pub use privacy::*;
 pub use records::*;
 pub use security::*;
+pub use tokens::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -147,6 +151,8 @@ pub trait DocumentStore: Send + Sync {
     async fn count_subject_documents(&self, subject: &SubjectId) -> StoreResult<u64>;
     /// Highest document seq ever assigned (0 when none): progress reporting.
     async fn max_document_seq(&self) -> StoreResult<i64>;
+    /// Documents after `seq` in seq order (for re-encryption and restore).
+    async fn documents_after(&self, seq: i64, limit: usize) -> StoreResult<Vec<DocumentRecord>>;
 }
 
 /// Everything a Rampart backend provides.
@@ -156,6 +162,8 @@ pub trait Store:
     + KeyStore
     + SecurityStore
     + MfaStore
+    + TokenStore
+    + PrivacyStore
     + UserStore
     + SessionStore
     + RoleStore
@@ -169,6 +177,8 @@ impl<T> Store for T where
         + KeyStore
         + SecurityStore
         + MfaStore
+        + TokenStore
+        + PrivacyStore
         + UserStore
         + SessionStore
         + RoleStore

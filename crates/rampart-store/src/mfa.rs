@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use rampart_types::{Timestamp, Username};
 
-use crate::{Audit, SessionRecord, StoreResult};
+use crate::{Audit, StoreResult};
 
 /// A user's second-factor state; secrets are sealed by the core before they get here.
 #[derive(Clone, Default)]
@@ -18,47 +18,9 @@ impl std::fmt::Debug for MfaState {
     }
 }
 
-/// A refresh token as stored (hash only), one link of a rotation family.
-#[derive(Clone)]
-pub struct RefreshRecord {
-    pub token_hash: [u8; 32],
-    pub family_id: String,
-    pub session_id: String,
-    pub username: Username,
-    pub created_at: Timestamp,
-    pub expires_at: Timestamp,
-    /// The assurance of the login that started the family; every rotation keeps it.
-    pub assurance: crate::Assurance,
-}
-
-/// A JWT signing key: the PKCS#8 document sealed by the core, the public key in clear.
-#[derive(Clone)]
-pub struct JwtKeyRecord {
-    pub kid: String,
-    pub sealed: Vec<u8>,
-    pub public_key: Vec<u8>,
-    pub created_at: Timestamp,
-    /// When it stopped signing; still published in the JWKS for an overlap window.
-    pub retired_at: Option<Timestamp>,
-}
-
-#[derive(Debug)]
-pub enum RefreshOutcome {
-    /// The old token is spent; `new` and its session replace it.
-    Rotated {
-        username: Username,
-        family_id: String,
-        /// Carried from the family's first login.
-        assurance: crate::Assurance,
-    },
-    /// A spent token came back: the whole family was revoked.
-    Reused {
-        username: Username,
-        family_id: String,
-    },
-    Invalid,
-}
-
+/// Second factors: TOTP secrets, recovery codes and login challenges. Every "claim" or
+/// "spend" method is atomic: of concurrent calls for the same step, code or challenge,
+/// exactly one succeeds.
 #[async_trait]
 pub trait MfaStore: Send + Sync {
     async fn mfa_state(&self, user: &Username) -> StoreResult<MfaState>;
@@ -90,29 +52,4 @@ pub trait MfaStore: Send + Sync {
     ) -> StoreResult<Option<Username>>;
     /// Marks the challenge used; true for exactly one of any number of concurrent calls.
     async fn consume_challenge(&self, hash: [u8; 32]) -> StoreResult<bool>;
-    /// Opens a session together with the first refresh token of a new family.
-    async fn create_session_with_refresh(
-        &self,
-        s: SessionRecord,
-        r: RefreshRecord,
-        max_per_user: u32,
-        audit: Audit,
-    ) -> StoreResult<()>;
-    /// Spends `old` and, if it was live, stores `new` with its session (same family),
-    /// ending the old pair's session. Reuse of a spent token revokes the family. Atomic, so
-    /// of two concurrent uses exactly one rotates.
-    async fn jwt_keys(&self) -> StoreResult<Vec<JwtKeyRecord>>;
-    /// Retires every current signing key at `now` and adds `key` as the current one.
-    async fn add_jwt_key(&self, key: JwtKeyRecord, now: Timestamp, audit: Audit) -> StoreResult<()>;
-    /// The new session counts against `max_per_user` like a login's (oldest end first).
-    #[allow(clippy::too_many_arguments)]
-    async fn rotate_refresh(
-        &self,
-        old: [u8; 32],
-        new: RefreshRecord,
-        session: SessionRecord,
-        now: Timestamp,
-        max_per_user: u32,
-        audit: Audit,
-    ) -> StoreResult<RefreshOutcome>;
 }

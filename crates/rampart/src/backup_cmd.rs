@@ -301,7 +301,7 @@ async fn restore(
             after = last.key_id.clone();
             keys.extend(page);
         }
-        ledger.extend(rampart_store::KeyStore::erasure_ledger(&*live).await?.into_iter().map(|e| e.subject_hash));
+        ledger.extend(rampart_store::PrivacyStore::erasure_ledger(&*live).await?.into_iter().map(|e| e.subject_hash));
         let _ = live.close().await;
         // Keys retired since the backup (re-encryption) are still needed by its documents:
         // take them from the backup's key-store file, except erased subjects' keys.

@@ -228,12 +228,8 @@ async fn the_database_url_chooses_where_the_data_lives() {
     assert!(elsewhere.join("rampart.db").exists(), "the database is where the URL says");
     assert!(!data.join("rampart.db").exists(), "and not in the data directory");
     // CLI verbs follow the same setting.
-    let list = bin()
-        .args(["user", "list", "--data-dir"])
-        .arg(&data)
-        .env("RAMPART_DATABASE_URL", &url)
-        .output()
-        .unwrap();
+    let list =
+        bin().args(["user", "list", "--data-dir"]).arg(&data).env("RAMPART_DATABASE_URL", &url).output().unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("admin"), "{}", String::from_utf8_lossy(&list.stderr));
 
     let fresh = tmp.path().join("fresh");

@@ -13,6 +13,8 @@ mod roles;
 mod security;
 mod sessions;
 mod snapshot;
+#[cfg(feature = "tamper")]
+pub mod tamper;
 mod tokens;
 mod users;
 

@@ -1,5 +1,6 @@
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
+use rampart_store_sqlite::tamper::{self, AuditEdit};
 use rampart_testkit::{TestApp, ADMIN, ADMIN_PASSWORD, USER_PASSWORD};
 use serde_json::json;
 
@@ -115,32 +116,26 @@ async fn audit_api_filters_and_paginates() {
 /// Each kind of tampering, applied to a fresh chain, is found at the right seq.
 #[tokio::test]
 async fn tampering_with_the_chain_is_found() {
-    let cases: &[(&str, &str, i64)] = &[
-        ("changed", "UPDATE audit_log SET details = '{\"k\":1}' WHERE seq = 3", 3),
-        ("removed", "DELETE FROM audit_log WHERE seq = 3", 3),
-        ("reordered", "UPDATE audit_log SET seq = -seq WHERE seq IN (3, 4); UPDATE audit_log SET seq = 7 - seq WHERE seq IN (-3, -4)", 3),
-        ("inserted", "UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 3; UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1000; INSERT INTO audit_log SELECT 3, timestamp, 'login', 'mallory', ip_address, 1, details, request_id, prev_hash, hash FROM audit_log WHERE seq = 2", 3),
-        ("truncated", "DELETE FROM audit_log WHERE seq >= 5", 5),
-        ("forged", "UPDATE audit_log SET user = 'mallory', hash = prev_hash WHERE seq = 4", 4),
+    let cases: &[(&str, AuditEdit, i64)] = &[
+        ("changed", AuditEdit::ChangeDetails(3), 3),
+        ("removed", AuditEdit::Remove(3), 3),
+        ("reordered", AuditEdit::Swap(3, 4), 3),
+        ("inserted", AuditEdit::InsertAt(3), 3),
+        ("truncated", AuditEdit::TruncateFrom(5), 5),
+        ("forged", AuditEdit::Forge(4), 4),
     ];
-    for (name, sql, bad_seq) in cases {
+    for (name, edit, bad_seq) in cases {
         let app = TestApp::new().await;
         for _ in 0..5 {
             app.login(ADMIN, "Wrong-Passw0rd!!").await;
         }
         let before = app.core.verify_audit().await.unwrap();
         assert!(before.valid, "{name}: {before:?}");
-        let conn = rusqlite_conn(&app.raw_db());
-        conn.execute_batch(sql).unwrap();
-        drop(conn);
+        tamper::edit_audit(&app.raw_db(), edit).unwrap();
         let after = app.core.verify_audit().await.unwrap();
         assert!(!after.valid, "{name} not detected");
         assert_eq!(after.first_bad_seq, Some(*bad_seq), "{name}: {after:?}");
     }
-}
-
-fn rusqlite_conn(path: &std::path::Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(path).unwrap()
 }
 
 /// Fail closed: if the audit record cannot be stored, the change is not made (503).
@@ -148,11 +143,7 @@ fn rusqlite_conn(path: &std::path::Path) -> rusqlite::Connection {
 async fn a_change_whose_audit_cannot_be_stored_is_refused_and_not_made() {
     let app = TestApp::new().await;
     let admin = app.admin_token().await;
-    let conn = rusqlite_conn(&app.raw_db());
-    conn.execute_batch(
-        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
-    )
-    .unwrap();
+    tamper::fail_audit_appends(&app.raw_db(), true).unwrap();
     let res = app.post("/api/v1/collections", Some(&admin), json!({"name": "blocked"})).await;
     assert_eq!((res.status, res.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
     assert!(!String::from_utf8_lossy(&res.raw).contains("fire"), "no internals in the body");
@@ -162,7 +153,7 @@ async fn a_change_whose_audit_cannot_be_stored_is_refused_and_not_made() {
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     // Reads whose audit cannot be stored are refused too, and logins open no session.
     assert_eq!(app.login(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::SERVICE_UNAVAILABLE);
-    conn.execute_batch("DROP TRIGGER no_audit;").unwrap();
+    tamper::fail_audit_appends(&app.raw_db(), false).unwrap();
     let list = app.get("/api/v1/collections", Some(&admin)).await;
     assert!(list.body["collections"].as_array().unwrap().is_empty(), "the refused change left nothing behind");
     assert_eq!(app.get("/api/v1/users/x", Some(&admin)).await.status, StatusCode::NOT_FOUND);

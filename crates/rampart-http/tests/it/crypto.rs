@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use rampart_store_sqlite::tamper;
 use rampart_testkit::{contains, TestApp};
 use serde_json::json;
 
@@ -22,8 +23,10 @@ async fn insert(app: &TestApp, admin: &str, c: &str, data: serde_json::Value, su
     res.body["id"].as_str().unwrap().to_owned()
 }
 
-fn db(app: &TestApp) -> rusqlite::Connection {
-    rusqlite::Connection::open(app.raw_db()).unwrap()
+/// Every data key except the root and small-secrets keys, as stored.
+async fn data_keys(app: &TestApp) -> Vec<rampart_store::KeyRecord> {
+    let keys = rampart_store::KeyStore::list_keys(&app.store, "", 10_000).await.unwrap();
+    keys.into_iter().filter(|k| k.kind != rampart_store::KeyKind::Root && k.owner != "_secrets").collect()
 }
 
 #[tokio::test]
@@ -50,16 +53,10 @@ async fn tampered_or_transplanted_ciphertext_is_an_audited_integrity_error() {
     let a = insert(&app, &admin, "people", json!({"email": "a@x.io", "secret": "A"}), None).await;
     let b = insert(&app, &admin, "people", json!({"email": "b@x.io", "secret": "B"}), None).await;
     let c = insert(&app, &admin, "people", json!({"email": "c@x.io", "secret": "C"}), None).await;
-    let conn = db(&app);
     // Flip one bit in the middle of A's ciphertext.
-    let mut body: Vec<u8> = conn.query_row("SELECT body FROM documents WHERE id = ?1", [&a], |r| r.get(0)).unwrap();
-    let mid = body.len() / 2;
-    body[mid] ^= 0x01;
-    conn.execute("UPDATE documents SET body = ?1 WHERE id = ?2", rusqlite::params![body, a]).unwrap();
+    tamper::flip_document_bit(&app.raw_db(), &a).unwrap();
     // Copy B's (valid) ciphertext onto C: same collection, same key, other record.
-    conn.execute("UPDATE documents SET body = (SELECT body FROM documents WHERE id = ?1) WHERE id = ?2", [&b, &c])
-        .unwrap();
-    drop(conn);
+    tamper::copy_document_body(&app.raw_db(), &b, &c).unwrap();
     for id in [&a, &c] {
         let res = app.get(&format!("/api/v1/collections/people/documents/{id}"), Some(&admin)).await;
         assert_eq!((res.status, res.code()), (StatusCode::INTERNAL_SERVER_ERROR, "integrity_error"), "{id}");
@@ -83,13 +80,9 @@ async fn unencrypted_collections_are_an_explicit_choice() {
     let admin = app.admin_token().await;
     let res = app.post("/api/v1/collections", Some(&admin), json!({"name": "public", "encrypted": false})).await;
     assert_eq!(res.body["encrypted"], false);
-    insert(&app, &admin, "public", json!({"v": CANARY}), None).await;
-    let bodies: Vec<Vec<u8>> = {
-        let conn = db(&app);
-        let mut stmt = conn.prepare("SELECT body FROM documents").unwrap();
-        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-    };
-    assert!(bodies.iter().any(|b| contains(b, CANARY.as_bytes())), "stored as asked");
+    let id = insert(&app, &admin, "public", json!({"v": CANARY}), None).await;
+    let body = tamper::document_body(&app.raw_db(), &id).unwrap();
+    assert!(contains(&body, CANARY.as_bytes()), "stored as asked");
     let res = app.post("/api/v1/collections", Some(&admin), json!({"name": "default"})).await;
     assert_eq!(res.body["encrypted"], true, "encryption is the default");
     let listed = app.get("/api/v1/collections", Some(&admin)).await;
@@ -116,12 +109,8 @@ async fn wait_reencryption(app: &TestApp, admin: &str) {
     panic!("re-encryption did not finish");
 }
 
-fn key_ids(app: &TestApp) -> Vec<String> {
-    let conn = db(app);
-    let mut stmt = conn
-        .prepare("SELECT key_id FROM data_keys WHERE kind != 'root' AND owner != '_secrets' ORDER BY key_id")
-        .unwrap();
-    stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+async fn key_ids(app: &TestApp) -> Vec<String> {
+    data_keys(app).await.into_iter().map(|k| k.key_id).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,16 +128,14 @@ async fn rotation_rewraps_and_reencrypts_without_losing_a_document() {
     let res = app.call(Method::POST, "/api/v1/admin/keys/rotate", Some(&viewer), Some(json!({}))).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
 
-    let before = key_ids(&app);
+    let before = key_ids(&app).await;
     let res = app.call(Method::POST, "/api/v1/admin/keys/rotate", Some(&admin), Some(json!({}))).await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     assert_eq!(res.body["current_kek_version"], 2);
-    assert_eq!(key_ids(&app), before, "re-wrap keeps the data keys");
-    let versions: Vec<i64> = {
-        let conn = db(&app);
-        let mut stmt = conn.prepare("SELECT DISTINCT kek_version FROM data_keys").unwrap();
-        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-    };
+    assert_eq!(key_ids(&app).await, before, "re-wrap keeps the data keys");
+    let all_keys = rampart_store::KeyStore::list_keys(&app.store, "", 10_000).await.unwrap();
+    let mut versions: Vec<u32> = all_keys.iter().map(|k| k.kek_version).collect();
+    versions.dedup();
     assert_eq!(versions, vec![2], "every key re-wrapped under the new KEK");
     let app = app.restart().await;
     for id in &ids {
@@ -161,7 +148,7 @@ async fn rotation_rewraps_and_reencrypts_without_losing_a_document() {
     let res = app.call(Method::POST, "/api/v1/admin/keys/rotate", Some(&admin), Some(json!({"reencrypt": true}))).await;
     assert_eq!(res.body["current_kek_version"], 3);
     wait_reencryption(&app, &admin).await;
-    let after = key_ids(&app);
+    let after = key_ids(&app).await;
     assert!(after.iter().all(|k| !before.contains(k)), "old data keys destroyed: {after:?}");
     for (i, id) in ids.iter().enumerate() {
         let res = app.get(&format!("/api/v1/collections/people/documents/{id}"), Some(&admin)).await;
@@ -182,12 +169,10 @@ async fn rotation_rewraps_and_reencrypts_without_losing_a_document() {
 async fn erasing_a_subject_shreds_its_documents_everywhere() {
     let (app, admin) = with_docs().await;
     let subject = "patient-erase-me-99";
-    insert(&app, &admin, "people", json!({"email": "e@x.io"}), Some(subject)).await;
+    let first = insert(&app, &admin, "people", json!({"email": "e@x.io"}), Some(subject)).await;
     insert(&app, &admin, "visits", json!({"kind": "checkup"}), Some(subject)).await;
     let keep = insert(&app, &admin, "visits", json!({"kind": "other"}), Some("patient-keep")).await;
-    let body: Vec<u8> = db(&app)
-        .query_row("SELECT body FROM documents WHERE subject_id = ?1 LIMIT 1", [subject], |r| r.get(0))
-        .unwrap();
+    let body = tamper::document_body(&app.raw_db(), &first).unwrap();
     let sealed_key = String::from_utf8(body[2..2 + usize::from(body[1])].to_vec()).unwrap();
     assert!(sealed_key.starts_with("sub-"), "sealed under the subject's key: {sealed_key}");
     let viewer_token = app.user_with_role("vic", "viewer").await;
@@ -202,13 +187,11 @@ async fn erasing_a_subject_shreds_its_documents_everywhere() {
         app.get(&format!("/api/v1/collections/visits/documents/{keep}"), Some(&admin)).await.status,
         StatusCode::OK
     );
-    let conn = db(&app);
-    let left: i64 =
-        conn.query_row("SELECT count(*) FROM data_keys WHERE key_id = ?1", [&sealed_key], |r| r.get(0)).unwrap();
-    assert_eq!(left, 0, "the subject's key is destroyed");
-    let ledger: String = conn.query_row("SELECT subject_hash FROM erasure_ledger", [], |r| r.get(0)).unwrap();
+    let left = rampart_store::KeyStore::get_key(&app.store, &sealed_key).await.unwrap();
+    assert!(left.is_none(), "the subject's key is destroyed");
+    let ledger = rampart_store::PrivacyStore::erasure_ledger(&app.store).await.unwrap();
+    let ledger = ledger[0].subject_hash.clone();
     assert_eq!(ledger.len(), 64, "a keyed hash, not the id");
-    drop(conn);
     let app = app.restart().await;
     for (name, bytes) in app.all_file_bytes() {
         assert!(!contains(&bytes, subject.as_bytes()), "subject id lingers in {name}");
@@ -226,13 +209,7 @@ async fn reencryption_records_a_damaged_document_and_moves_on() {
     for i in 0..5 {
         ids.push(insert(&app, &admin, "people", json!({"email": format!("d{i}@x.io")}), None).await);
     }
-    let conn = db(&app);
-    let mut body: Vec<u8> =
-        conn.query_row("SELECT body FROM documents WHERE id = ?1", [&ids[2]], |r| r.get(0)).unwrap();
-    let mid = body.len() / 2;
-    body[mid] ^= 0x01;
-    conn.execute("UPDATE documents SET body = ?1 WHERE id = ?2", rusqlite::params![body, ids[2]]).unwrap();
-    drop(conn);
+    tamper::flip_document_bit(&app.raw_db(), &ids[2]).unwrap();
     let res = app.post("/api/v1/admin/keys/rotate", Some(&admin), json!({"reencrypt": true})).await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     wait_reencryption(&app, &admin).await;

@@ -229,15 +229,20 @@ async fn assurance_comes_from_the_session_not_the_users_current_state() {
     let s1 = app.admin_token().await;
     let (_, _, _fresh) = enrol(&app, &s1).await;
     // Forge the situation directly: a password-only session row of a user who has MFA.
-    let db = rusqlite::Connection::open(app.raw_db()).unwrap();
     let token = "rps_password-only-session-of-an-mfa-user";
-    let hash = rampart_crypto::TokenHash::of(token);
-    db.execute(
-        "INSERT INTO sessions (id, token_hash, username, created_at, last_seen_at, expires_at, assurance)
-         SELECT 'forged', ?1, username, created_at, last_seen_at, expires_at, 1 FROM sessions LIMIT 1",
-        rusqlite::params![hash.as_bytes().as_slice()],
-    )
-    .unwrap();
+    let now = rampart_core::Clock::now(&app.clock);
+    let forged = rampart_store::SessionRecord {
+        id: "forged".into(),
+        token_hash: *rampart_crypto::TokenHash::of(token).as_bytes(),
+        username: rampart_types::Username::parse(ADMIN).unwrap(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now.plus_seconds(3600),
+        ip_address: None,
+        user_agent: None,
+        assurance: rampart_store::Assurance::Password,
+    };
+    rampart_store::SessionStore::create_session(&app.store, forged, 100, vec![]).await.unwrap();
     let res = app.get("/api/v1/users", Some(token)).await;
     assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "mfa_enrollment_required"));
 }

@@ -247,12 +247,10 @@ async fn webhook_payloads_follow_each_endpoints_format() {
         app.get("/api/v1/auth/me", Some("rps_forged")).await;
     }
     wait_alert(&app, &admin, "unauthorized_access").await;
-    let conn = rusqlite::Connection::open(app.raw_db()).unwrap();
-    let mut stmt = conn.prepare("SELECT endpoint, event_id, payload FROM webhook_outbox").unwrap();
-    let rows: Vec<(String, String, Value)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&r.get::<_, String>(2)?).unwrap())))
+    let rows: Vec<(String, String, Value)> = rampart_store_sqlite::tamper::webhook_outbox(&app.raw_db())
         .unwrap()
-        .map(Result::unwrap)
+        .into_iter()
+        .map(|(endpoint, id, payload)| (endpoint, id, serde_json::from_str(&payload).unwrap()))
         .collect();
     assert_eq!(rows.len(), 3, "one queued delivery per endpoint, in the alert's transaction");
     let by = |suffix: &str| rows.iter().find(|(e, _, _)| e.ends_with(suffix)).unwrap();
@@ -278,8 +276,6 @@ async fn webhook_payloads_follow_each_endpoints_format() {
     let (_, _, pd) = by("pd");
     assert_eq!((pd["event_action"].as_str(), pd["dedup_key"].as_str()), (Some("trigger"), Some(id.as_str())));
     assert!(pd.get("routing_key").is_none(), "the routing key (a secret) is added at delivery, never stored");
-    drop(stmt);
-    drop(conn);
     let app = app.restart().await;
     for (name, bytes) in app.all_file_bytes() {
         assert!(!rampart_testkit::contains(&bytes, b"routing-key-1"), "webhook secret in {name}");

@@ -3,6 +3,8 @@ use std::process::Output;
 
 use serde_json::{json, Value};
 
+use rampart_store_sqlite::tamper::{self, AuditEdit};
+
 use crate::support::{bin, start, ServerOpts, ADMIN_PASSWORD};
 
 fn audit_cmd(data: &Path, logs: &Path, args: &[&str]) -> Output {
@@ -131,9 +133,7 @@ async fn tampering_with_audit_log_is_found_offline() {
     assert_eq!(audit_cmd(&data, &logs, &["verify"]).status.code(), Some(0));
 
     // And in the database, with the server stopped.
-    let conn = rusqlite::Connection::open(data.join("rampart.db")).unwrap();
-    conn.execute("UPDATE audit_log SET ip_address = '10.9.9.9' WHERE seq = 2", []).unwrap();
-    drop(conn);
+    tamper::edit_audit(&data.join("rampart.db"), &AuditEdit::ChangeIp(2, "10.9.9.9".into())).unwrap();
     let out = audit_cmd(&data, &logs, &["verify"]);
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -156,8 +156,7 @@ fn record_lines_without(path: &Path, from_seq: i64) -> String {
 }
 
 fn last_seq(data: &Path) -> i64 {
-    let conn = rusqlite::Connection::open(data.join("rampart.db")).unwrap();
-    conn.query_row("SELECT max(seq) FROM audit_log", [], |r| r.get(0)).unwrap()
+    tamper::max_audit_seq(&data.join("rampart.db")).unwrap()
 }
 
 /// The outside review's break: with the server stopped, cut the last records from the
@@ -172,9 +171,7 @@ async fn cutting_the_audit_tail_is_refused_and_found_until_an_operator_repairs_i
     let (data, logs) = audited_run(tmp.path()).await;
     let end = last_seq(&data);
     let cut_from = end - 2;
-    let conn = rusqlite::Connection::open(data.join("rampart.db")).unwrap();
-    conn.execute("DELETE FROM audit_log WHERE seq >= ?1", [cut_from]).unwrap();
-    drop(conn);
+    tamper::edit_audit(&data.join("rampart.db"), &AuditEdit::TruncateFrom(cut_from)).unwrap();
     std::fs::write(logs.join("audit.log"), record_lines_without(&logs.join("audit.log"), cut_from)).unwrap();
 
     let out = audit_cmd(&data, &logs, &["verify"]);
@@ -196,16 +193,20 @@ async fn cutting_the_audit_tail_is_refused_and_found_until_an_operator_repairs_i
     let health: Value = c.get(server.url("/health")).send().await.unwrap().json().await.unwrap();
     assert!(health.is_object());
     assert!(server.stop().success());
-    let db = rusqlite::Connection::open(data.join("rampart.db")).unwrap();
     assert_eq!(last_seq(&data), cut_from - 1, "nothing was appended to the cut chain");
-    let alert: String = db
-        .query_row("SELECT breach_type FROM alerts WHERE breach_type = 'audit_chain_broken'", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(alert, "audit_chain_broken", "the start raised a Critical integrity alert");
+    let store = rampart_store_sqlite::SqliteStore::open(&data).unwrap();
+    let filter = rampart_store::AlertFilter {
+        breach_type: Some("audit_chain_broken".into()),
+        limit: 10,
+        ..rampart_store::AlertFilter::default()
+    };
+    let alerts = rampart_store::SecurityStore::list_alerts(&store, filter).await.unwrap();
+    assert_eq!(alerts.len(), 1, "the start raised a Critical integrity alert");
+    store.close().await.unwrap();
+    drop(store);
 
     // Cut the signed head as well: the checkpoint in audit.log still anchors the chain.
-    db.execute("DELETE FROM meta WHERE key = 'audit_head'", []).unwrap();
-    drop(db);
+    tamper::edit_audit(&data.join("rampart.db"), &AuditEdit::RemoveHead).unwrap();
     let out = audit_cmd(&data, &logs, &["verify"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();

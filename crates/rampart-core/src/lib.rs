@@ -33,7 +33,7 @@ pub use auth::{LoginOutcome, RequestMeta};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use data::{CollectionSpec, CollectionUpdate, CollectionView, Document, DocumentChange, DocumentList, ListParams};
 pub use error::{CoreError, CoreResult};
-pub use limiter::{client_key, Decision, Limits, RateLimiter};
+pub use limiter::{client_key, Budget, Decision, LimitKey, Limiter, LocalLimiter, RateLimiter};
 pub use passwords::PasswordPool;
 pub use principal::Principal;
 pub use rbac::{builtin_roles, grants, ADMIN_ROLE};

@@ -128,21 +128,77 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Every limiter of the server.
-pub struct Limits {
-    pub enabled: bool,
-    pub api: RateLimiter<IpAddr>,
-    pub login: RateLimiter<IpAddr>,
-    pub user: RateLimiter<String>,
+/// Which budget a request is charged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Every request, per client address.
+    Api,
+    /// Login and second-factor endpoints, per client address (stricter).
+    Login,
+    /// Every authenticated request, per user.
+    User,
 }
 
-impl Limits {
+impl Budget {
+    /// The scope name audit records and headers use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Budget::Api => "api",
+            Budget::Login => "login",
+            Budget::User => "user",
+        }
+    }
+}
+
+/// Who a budget is kept for.
+#[derive(Debug, Clone, Copy)]
+pub enum LimitKey<'a> {
+    /// A client address (IPv6 by /64: see `client_key`).
+    Address(IpAddr),
+    User(&'a str),
+}
+
+/// The rate-limit port: in memory on one node now, shared across nodes (Redis) later, so
+/// a check may wait on I/O.
+#[async_trait::async_trait]
+pub trait Limiter: Send + Sync {
+    /// False when rate limiting is switched off (`rate_limit.enabled = false`).
+    fn enabled(&self) -> bool;
+    async fn check(&self, budget: Budget, key: LimitKey<'_>) -> Decision;
+}
+
+/// Every budget in this process's memory, each bounded in the clients it tracks.
+pub struct LocalLimiter {
+    enabled: bool,
+    api: RateLimiter<IpAddr>,
+    login: RateLimiter<IpAddr>,
+    user: RateLimiter<String>,
+}
+
+impl LocalLimiter {
     pub fn new(c: &rampart_config::RateLimitConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
             enabled: c.enabled,
             api: RateLimiter::new(c.requests_per_minute, c.max_tracked_clients, Arc::clone(&clock)),
             login: RateLimiter::new(c.login_requests_per_minute, c.max_tracked_clients, Arc::clone(&clock)),
             user: RateLimiter::new(c.user_requests_per_minute, c.max_tracked_clients, clock),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Limiter for LocalLimiter {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    async fn check(&self, budget: Budget, key: LimitKey<'_>) -> Decision {
+        match (budget, key) {
+            (Budget::Api, LimitKey::Address(ip)) => self.api.check(&client_key(ip)),
+            (Budget::Login, LimitKey::Address(ip)) => self.login.check(&client_key(ip)),
+            (_, LimitKey::User(name)) => self.user.check(&name.to_owned()),
+            // A user budget asked for by address: charge the address's API budget.
+            (Budget::User, LimitKey::Address(ip)) => self.api.check(&client_key(ip)),
         }
     }
 }

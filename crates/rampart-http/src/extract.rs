@@ -3,7 +3,7 @@ use std::marker::PhantomData;
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header;
 use axum::http::request::Parts;
-use rampart_core::{CoreError, Principal};
+use rampart_core::{Budget, CoreError, LimitKey, Principal};
 use rampart_types::CollectionName;
 
 use crate::context::RequestContext;
@@ -116,8 +116,8 @@ async fn principal(
     };
     let _ = ctx.user.set(who.username.to_string());
     state.core.on_authenticated_request(&who);
-    if state.limits.enabled {
-        let d = state.limits.user.check(&who.username.to_string());
+    if state.limits.enabled() {
+        let d = state.limits.check(Budget::User, LimitKey::User(who.username.as_str())).await;
         if !d.allowed {
             return Err(crate::limits::refuse(state, &ctx, &d, "user", Some(who.username.as_str())).await);
         }

@@ -69,7 +69,7 @@ pub struct AppState(std::sync::Arc<AppParts>);
 pub struct AppParts {
     pub core: Core,
     pub settings: HttpSettings,
-    pub limits: rampart_core::Limits,
+    pub limits: std::sync::Arc<dyn rampart_core::Limiter>,
     pub activity: std::sync::Arc<dyn ActivitySink>,
     pub backups: std::sync::Arc<dyn rampart_core::backup::Backups>,
 }
@@ -79,6 +79,13 @@ impl std::ops::Deref for AppState {
     fn deref(&self) -> &AppParts {
         &self.0
     }
+}
+
+/// The adapters the HTTP layer needs beyond the core.
+pub struct AppPorts {
+    pub activity: std::sync::Arc<dyn ActivitySink>,
+    pub backups: std::sync::Arc<dyn rampart_core::backup::Backups>,
+    pub limits: std::sync::Arc<dyn rampart_core::Limiter>,
 }
 
 /// For servers (and tests) without a backup directory.
@@ -104,17 +111,13 @@ impl AppState {
         version: &'static str,
         activity: std::sync::Arc<dyn ActivitySink>,
     ) -> Self {
-        Self::with_backups(core, config, version, activity, std::sync::Arc::new(NoBackups))
+        let limits = std::sync::Arc::new(rampart_core::LocalLimiter::new(&config.rate_limit, core.clock()));
+        Self::assemble(core, config, version, AppPorts { activity, backups: std::sync::Arc::new(NoBackups), limits })
     }
 
-    pub fn with_backups(
-        core: Core,
-        config: &rampart_config::Config,
-        version: &'static str,
-        activity: std::sync::Arc<dyn ActivitySink>,
-        backups: std::sync::Arc<dyn rampart_core::backup::Backups>,
-    ) -> Self {
-        let limits = rampart_core::Limits::new(&config.rate_limit, core.clock());
+    /// The state over the ports a deployment chose (see the binary's `app` module).
+    pub fn assemble(core: Core, config: &rampart_config::Config, version: &'static str, ports: AppPorts) -> Self {
+        let AppPorts { activity, backups, limits } = ports;
         let settings = HttpSettings::from_config(config, version);
         Self(std::sync::Arc::new(AppParts { core, settings, limits, activity, backups }))
     }

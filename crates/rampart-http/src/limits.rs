@@ -2,7 +2,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rampart_core::{client_key, CoreError, Decision, EventType};
+use rampart_core::{Budget, CoreError, Decision, EventType, LimitKey};
 use serde_json::json;
 
 use crate::context::RequestContext;
@@ -108,16 +108,16 @@ pub(crate) async fn rate_limit(State(state): State<AppState>, req: Request, next
     // Inspected once the handler has run, when it is known whether the caller was
     // authenticated: only then may a finding count against the sender's address.
     let uri = req.uri().clone();
-    if !state.limits.enabled {
+    if !state.limits.enabled() {
         let res = next.run(req).await;
         inspect_request(&state, &ctx, &uri);
         return res;
     }
     let login = is_login_endpoint(req.method(), req.uri().path());
-    let (limiter, scope) = if login { (&state.limits.login, "login") } else { (&state.limits.api, "api") };
-    let d = limiter.check(&client_key(ip));
+    let budget = if login { Budget::Login } else { Budget::Api };
+    let d = state.limits.check(budget, LimitKey::Address(ip)).await;
     if !d.allowed {
-        return refuse(&state, &ctx, &d, scope, None).await;
+        return refuse(&state, &ctx, &d, budget.as_str(), None).await;
     }
     let mut res = next.run(req).await;
     inspect_request(&state, &ctx, &uri);

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rampart_config::{Config, DatabaseUrl};
-use rampart_core::{Bootstrap, Clock, Core, CoreError, CoreSettings, MasterKey, PasswordPool, SystemClock};
+use rampart_core::{
+    Bootstrap, Clock, Core, CoreError, CoreSettings, Limiter, LocalLimiter, MasterKey, PasswordPool, SystemClock,
+};
 use rampart_crypto::PasswordHasher;
 use rampart_store::{Store, StoreError};
 use rampart_store_sqlite::SqliteStore;
@@ -145,6 +147,12 @@ impl App {
             }
         }
         Ok(Self { core, backend })
+    }
+
+    /// The rate limiter `rate_limit` asks for: in this process's memory (a Redis-backed
+    /// one, shared by several nodes, plugs in here).
+    pub fn limiter(&self, config: &Config) -> Arc<dyn Limiter> {
+        Arc::new(LocalLimiter::new(&config.rate_limit, self.core.clock()))
     }
 
     /// Starts the background jobs of a serving node: the session sweep with scheduled key

@@ -12,7 +12,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rampart_config::{Config, Env, Overrides};
 use rampart_core::SystemClock;
-use rampart_http::{router, AppState, ClientAddr};
+use rampart_http::{router, AppPorts, AppState, ClientAddr};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -70,14 +70,12 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     } else {
         Some(TlsAcceptor::from(tls::server_config(&config)?))
     };
-    let backups = Arc::new(crate::backup_cmd::file_backups(&config, &core, &store));
-    let state = AppState::with_backups(
-        core.clone(),
-        &config,
-        env!("CARGO_PKG_VERSION"),
-        Arc::new(activity_log.clone()),
-        backups,
-    );
+    let ports = AppPorts {
+        activity: Arc::new(activity_log.clone()),
+        backups: Arc::new(crate::backup_cmd::file_backups(&config, &core, &store)),
+        limits: app.limiter(&config),
+    };
+    let state = AppState::assemble(core.clone(), &config, env!("CARGO_PKG_VERSION"), ports);
     let router = router(state);
     let local = listener.local_addr()?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };

@@ -114,3 +114,13 @@ pub(crate) fn parse_col<T, E: std::fmt::Display>(
     parse(&value)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.to_string().into()))
 }
+
+/// A removal whose change reported `NotFound` (and so rolled back, audit records included):
+/// `false` rather than an error, for methods that answer whether something was removed.
+pub(crate) fn changed(result: StoreResult<()>) -> StoreResult<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(StoreError::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

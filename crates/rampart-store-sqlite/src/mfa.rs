@@ -69,11 +69,15 @@ impl MfaStore for SqliteStore {
     async fn disable_mfa(&self, user: &Username, end_sessions: bool, audit: Audit) -> StoreResult<()> {
         let u = user.as_str().to_owned();
         self.write(audit, move |tx| {
-            tx.execute(
-                "UPDATE users SET mfa_secret = NULL, mfa_pending = NULL, mfa_enabled = 0, mfa_last_step = 0 WHERE username = ?1",
-                params![u],
-            )
-            .map_err(map_err)?;
+            let found = tx
+                .execute(
+                    "UPDATE users SET mfa_secret = NULL, mfa_pending = NULL, mfa_enabled = 0, mfa_last_step = 0 WHERE username = ?1",
+                    params![u],
+                )
+                .map_err(map_err)?;
+            if found == 0 {
+                return Err(StoreError::NotFound);
+            }
             tx.execute("DELETE FROM recovery_codes WHERE username = ?1", params![u]).map_err(map_err)?;
             if end_sessions {
                 tx.execute("DELETE FROM sessions WHERE username = ?1", params![u]).map_err(map_err)?;

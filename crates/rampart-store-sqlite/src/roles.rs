@@ -125,9 +125,13 @@ impl RoleStore for SqliteStore {
                 params![role.name.as_str(), role.description, perms, cols],
             )
             .map_err(map_err)?;
-            // Holders' privileges changed: their sessions end, as on a role change.
+            // Holders' privileges changed: their sessions end, as on a role change, and with
+            // them the refresh tokens that could open new ones.
+            let holders = "SELECT username FROM users WHERE role = ?1";
+            tx.execute(&format!("DELETE FROM sessions WHERE username IN ({holders})"), params![role.name.as_str()])
+                .map_err(map_err)?;
             tx.execute(
-                "DELETE FROM sessions WHERE username IN (SELECT username FROM users WHERE role = ?1)",
+                &format!("UPDATE refresh_tokens SET revoked = 1 WHERE username IN ({holders})"),
                 params![role.name.as_str()],
             )
             .map_err(map_err)?;

@@ -158,10 +158,13 @@ impl SecurityStore for SqliteStore {
 
     async fn remove_block(&self, cidr: &str, audit: Audit) -> StoreResult<bool> {
         let cidr = cidr.to_owned();
-        self.write(audit, move |tx| {
-            tx.execute("DELETE FROM ip_blocks WHERE cidr = ?1", params![cidr]).map(|n| n > 0).map_err(map_err)
-        })
-        .await
+        let removed = self.write(audit, move |tx| {
+            match tx.execute("DELETE FROM ip_blocks WHERE cidr = ?1", params![cidr]).map_err(map_err)? {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        });
+        crate::changed(removed.await)
     }
 
     async fn active_blocks(&self, now: Timestamp) -> StoreResult<Vec<IpBlock>> {

@@ -103,16 +103,19 @@ impl SessionStore for SqliteStore {
     async fn delete_session(&self, id: &str, audit: Audit) -> StoreResult<bool> {
         let id = id.to_owned();
         let deliberate = !audit.is_empty();
-        self.write(audit, move |tx| {
+        let deleted = self.write(audit, move |tx| {
             // Ending a session deliberately (an audited logout or revoke, unlike an idle
             // expiry) also ends the refresh token that would renew it.
             if deliberate {
                 tx.execute("UPDATE refresh_tokens SET revoked = 1 WHERE session_id = ?1", params![id])
                     .map_err(map_err)?;
             }
-            tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]).map(|n| n > 0).map_err(map_err)
-        })
-        .await
+            match tx.execute("DELETE FROM sessions WHERE id = ?1", params![id]).map_err(map_err)? {
+                0 => Err(rampart_store::StoreError::NotFound),
+                _ => Ok(()),
+            }
+        });
+        crate::changed(deleted.await)
     }
 
     async fn delete_user_sessions(&self, username: &Username, keep: Option<&str>, audit: Audit) -> StoreResult<u64> {

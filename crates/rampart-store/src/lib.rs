@@ -149,7 +149,8 @@ pub trait DocumentStore: Send + Sync {
     async fn query_documents(&self, q: DocumentQuery) -> StoreResult<Vec<DocumentRecord>>;
     /// Every document of a subject across collections (for later privacy APIs and tests).
     async fn count_subject_documents(&self, subject: &SubjectId) -> StoreResult<u64>;
-    /// Highest document seq ever assigned (0 when none): progress reporting.
+    /// Highest seq among stored documents (0 when none): a bound for progress reporting,
+    /// not a sequence (seqs are never reused, but the newest may have been deleted).
     async fn max_document_seq(&self) -> StoreResult<i64>;
     /// Documents after `seq` in seq order (for re-encryption and restore).
     async fn documents_after(&self, seq: i64, limit: usize) -> StoreResult<Vec<DocumentRecord>>;

@@ -29,6 +29,7 @@ pub trait MfaStore: Send + Sync {
     /// ends every session and refresh token of the user (all were opened without it).
     async fn activate_mfa(&self, user: &Username, code_hashes: Vec<[u8; 32]>, audit: Audit) -> StoreResult<()>;
     /// Clears secret, pending secret and codes; `end_sessions` also ends every session.
+    /// `NotFound` (and no audit record) for an unknown user.
     async fn disable_mfa(&self, user: &Username, end_sessions: bool, audit: Audit) -> StoreResult<()>;
     /// Accepts TOTP step `step` only if it is newer than the last accepted one (atomic).
     async fn claim_totp_step(&self, user: &Username, step: i64) -> StoreResult<bool>;

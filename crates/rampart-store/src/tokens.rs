@@ -62,7 +62,9 @@ pub trait TokenStore: Send + Sync {
     /// Retires every current signing key at `now` and adds `key` as the current one.
     async fn add_jwt_key(&self, key: JwtKeyRecord, now: Timestamp, audit: Audit) -> StoreResult<()>;
     /// Spends `old` and, if it was live, stores `new` with its session (same family),
-    /// ending the old pair's session. Reuse of a spent token revokes the family. Atomic, so
+    /// ending the old pair's session. Reuse of a spent token revokes the family, except
+    /// within 5 s of its use, which is the client racing itself (two tabs, a retry): that
+    /// use is `Invalid` and revokes nothing. Atomic, so
     /// of two concurrent uses exactly one rotates. The new session counts against
     /// `max_per_user` like a login's (oldest end first).
     #[allow(clippy::too_many_arguments)]

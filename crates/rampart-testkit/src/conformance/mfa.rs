@@ -9,9 +9,9 @@ use rampart_store::{
     Assurance, JwtKeyRecord, RefreshOutcome, RefreshRecord, SessionRecord, Store, StoreError, StoreResult, Topic,
     UserChange,
 };
-use rampart_types::Username;
+use rampart_types::{Permission, RoleName, Username};
 
-use super::{all, ev, name, seed_roles, session, t, user, TestChainer};
+use super::{all, ev, name, role, seed_roles, session, t, user, TestChainer};
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
@@ -158,6 +158,8 @@ pub async fn mfa_enrolment(s: &dyn Store) {
     s.set_mfa_pending(&name("u"), Some(b"p4".to_vec())).await.unwrap();
     let generation = s.invalidation().generation(Topic::Auth);
     audited!(s, ["mfa_reset"], s.disable_mfa(&name("u"), true, vec![ev("mfa_reset")]).await.unwrap());
+    let ghost = audited!(s, [], s.disable_mfa(&name("ghost"), true, vec![ev("mfa_reset")]).await);
+    assert!(matches!(ghost, Err(StoreError::NotFound)), "{ghost:?}");
     assert!(s.invalidation().generation(Topic::Auth) > generation);
     let st = s.mfa_state(&name("u")).await.unwrap();
     assert_eq!((st.secret, st.pending), (None, None), "pending secret cleared as well");
@@ -477,8 +479,15 @@ pub async fn refresh_tokens(s: &dyn Store) {
     s.update_user(&name("u"), disable, vec![]).await.unwrap();
     assert_eq!(rotated(&rotate(s, 38, 39, "e39", 400_080, 10).await), None, "a disabled user's session came back");
     assert!(s.list_sessions(&name("u")).await.unwrap().is_empty());
-    // Not asserted yet: `update_role` ending the holders' sessions ends their refresh tokens
-    // too. The SQLite store leaves them live, so a holder rotates back into a session.
+    // Redefining a role ends its holders' sessions, refresh tokens included.
+    s.create_role(role("custom", vec![Permission::DocumentsRead], false), vec![]).await.unwrap();
+    let to_custom =
+        UserChange { disabled: Some(false), role: Some(RoleName::parse("custom").unwrap()), ..Default::default() };
+    s.update_user(&name("u"), to_custom, vec![]).await.unwrap();
+    open(40, "e40", 400_090).await.unwrap();
+    s.update_role(role("custom", vec![], false), vec![]).await.unwrap();
+    assert_eq!(rotated(&rotate(s, 40, 41, "e41", 400_100, 10).await), None, "a redefined role's session came back");
+    assert!(s.list_sessions(&name("u")).await.unwrap().is_empty());
 }
 
 /// Of concurrent uses of one refresh token, exactly one rotates.

@@ -124,20 +124,26 @@ fn round_samples(scenarios: &[Scenario], round: &[(&'static str, Measured)], con
         samples.push(sample("p99", "p99 latency", "ms", m.p99_ms));
         samples.push(sample("cpu", "server CPU per request", "µs", m.cpu_us_per_request));
     }
-    let ratios: [(&str, &str, Option<f64>); 5] = [
-        ("ratio_health_nginx", "/health ÷ nginx (target ≥ 0.6)", ratio(get("health_tls"), get("nginx_tls"))),
-        ("ratio_read_health", "read ÷ /health (target ≥ 0.5)", ratio(get("read_tls"), get("health_tls"))),
-        ("ratio_read_pb", "read ÷ PocketBase read (target ≥ 3)", ratio(get("read_tls"), get("pb_read"))),
-        ("ratio_write_pb", "write ÷ PocketBase create (target ≥ 2)", ratio(get("write_http"), get("pb_create"))),
+    let ratios: [(&str, &str, &'static str, Option<f64>); 5] = [
+        ("ratio_health_nginx", "/health ÷ nginx (target ≥ 0.6)", "ratio", ratio(get("health_tls"), get("nginx_tls"))),
+        ("ratio_read_health", "read ÷ /health (target ≥ 0.5)", "ratio", ratio(get("read_tls"), get("health_tls"))),
+        ("ratio_read_pb", "read ÷ PocketBase read (target ≥ 3)", "ratio", ratio(get("read_tls"), get("pb_read"))),
+        (
+            "ratio_write_pb",
+            "write ÷ PocketBase create (target ≥ 2)",
+            "ratio",
+            ratio(get("write_http"), get("pb_create")),
+        ),
         (
             "read_p99_headroom",
             "read p99 − (2 × /health p99 + 1 ms) (target ≤ 0)",
+            "ms",
             get("read_tls").zip(get("health_tls")).map(|(r, h)| r.p99_ms - (2.0 * h.p99_ms + 1.0)),
         ),
     ];
-    for (key, label, value) in ratios {
+    for (key, label, unit, value) in ratios {
         if let Some(value) = value {
-            samples.push(Sample { key: key.into(), label: label.into(), unit: "ratio", value, errors: 0 });
+            samples.push(Sample { key: key.into(), label: label.into(), unit, value, errors: 0 });
         }
     }
     samples

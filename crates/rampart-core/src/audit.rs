@@ -8,7 +8,6 @@ use rampart_crypto::AuditMacKey;
 use rampart_store::{AuditChainer, AuditEvent, AuditRecord, Store, StoreError, GENESIS_HASH};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::RequestMeta;
 use crate::{Core, CoreError, CoreResult};
@@ -104,57 +103,6 @@ impl AuditChainer for Chainer {
     }
     fn head_is_signed(&self, seq: i64, hash: &[u8; 32], mac: &[u8; 32]) -> bool {
         self.0.head_is_signed(seq, hash, mac)
-    }
-}
-
-type Pending = (Vec<AuditEvent>, oneshot::Sender<Result<(), String>>);
-
-/// Group commit: events from concurrent requests are appended in one transaction (one
-/// sync), and each request waits until its batch is durable.
-#[derive(Clone)]
-pub(crate) struct AuditWriter {
-    tx: mpsc::Sender<Pending>,
-}
-
-/// Most events appended per transaction.
-const MAX_BATCH: usize = 512;
-/// Requests waiting for the writer before new ones wait for room (bounded memory).
-const QUEUE: usize = 4096;
-
-impl AuditWriter {
-    pub fn spawn(store: Arc<dyn Store>) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Pending>(QUEUE);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                // Let requests that are ready run up to their audit call first, so they
-                // join this batch instead of each starting one of their own.
-                tokio::task::yield_now().await;
-                let mut batch = vec![first];
-                let mut count = batch[0].0.len();
-                while count < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(p) => {
-                            count += p.0.len();
-                            batch.push(p);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let events: Vec<AuditEvent> = batch.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
-                let result = store.append_audit(events).await.map(|_| ()).map_err(|e| e.to_string());
-                for (_, done) in batch {
-                    let _ = done.send(result.clone());
-                }
-            }
-        });
-        Self { tx }
-    }
-
-    pub async fn append(&self, events: Vec<AuditEvent>) -> CoreResult<()> {
-        let (done, wait) = oneshot::channel();
-        let unavailable = |why: String| CoreError::Unavailable(StoreError::AuditUnavailable(why.into()));
-        self.tx.send((events, done)).await.map_err(|_| unavailable("audit writer stopped".into()))?;
-        wait.await.map_err(|_| unavailable("audit writer stopped".into()))?.map_err(unavailable)
     }
 }
 
@@ -398,7 +346,9 @@ impl Core {
 
     /// Records events that accompany no change, durably, before returning (group commit).
     pub async fn record(&self, events: Vec<AuditEvent>) -> CoreResult<()> {
-        self.inner.audit.append(events).await
+        // The store merges concurrent audit-only appends into one transaction (one sync).
+        let unavailable = |why: String| CoreError::Unavailable(StoreError::AuditUnavailable(why.into()));
+        self.inner.store.append_audit(events).await.map(|_| ()).map_err(|e| unavailable(e.to_string()))
     }
 
     /// Records one event (see `record`).

@@ -7,7 +7,7 @@ use rampart_store::{RoleRecord, Store, UserRecord};
 use rampart_types::{RoleName, Username};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::audit::{AuditWriter, Chainer};
+use crate::audit::Chainer;
 use crate::{rbac, Clock, CoreError, CoreResult, PasswordPool, Principal, RequestMeta};
 
 const KEY_CHECK_META: &str = "master_key_check_value";
@@ -80,7 +80,6 @@ pub(crate) struct Inner {
     pub backup_key: Arc<PurposeKey>,
     pub settings: CoreSettings,
     pub roles: RwLock<HashMap<RoleName, Arc<RoleRecord>>>,
-    pub audit: AuditWriter,
     pub audit_key: Arc<AuditMacKey>,
     pub throttle: Arc<crate::throttle::LoginThrottle>,
     pub device_key: Arc<rampart_crypto::DeviceKey>,
@@ -111,7 +110,6 @@ impl Core {
         let (keys, root) = crate::keyring::KeyRing::open(master, Arc::clone(&store), clock.now()).await?;
         let audit_key = root.audit;
         store.set_audit_chainer(Arc::new(Chainer(Arc::clone(&audit_key))));
-        let audit = AuditWriter::spawn(Arc::clone(&store));
         let detector = crate::security::Detector::new(settings.breach.clone());
         let sessions = crate::session_cache::SessionCache::new(store.invalidation(), SESSION_CACHE_CAPACITY);
         let core = Self {
@@ -123,7 +121,6 @@ impl Core {
                 keys,
                 backup_key: root.backup,
                 roles: RwLock::new(HashMap::new()),
-                audit,
                 audit_key,
                 throttle: crate::throttle::LoginThrottle::new(
                     settings.login_delay_after_failures,

@@ -139,11 +139,8 @@ impl AuditStore for SqliteStore {
     }
 
     async fn append_audit(&self, events: Audit) -> StoreResult<Vec<i64>> {
-        let chainer = self.inner_chainer().get().cloned().ok_or_else(|| {
-            StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
-        })?;
-        // Written through `write` with no extra events: one transaction, one sync per batch.
-        self.write(Vec::new(), move |tx| append_in(tx, chainer.as_ref(), &events)).await
+        // Merged with the other audit-only appends queued now: one chain walk, one sync.
+        self.append_only(events).await
     }
 
     async fn read_audit(&self, after_seq: i64, limit: usize) -> StoreResult<Vec<AuditRecord>> {

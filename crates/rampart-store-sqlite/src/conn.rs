@@ -201,9 +201,73 @@ where
     }
 }
 
+/// Events that accompany no change (reads, refusals), to be appended to the chain.
+type AuditOnly = (Audit, oneshot::Sender<StoreResult<Vec<i64>>>);
+
+/// Every audit-only append queued together, written with one walk of the chain (the tail
+/// verified once) in the shared transaction; each caller gets its own seqs.
+struct AuditAppends(Vec<AuditOnly>);
+
+impl Change for AuditAppends {
+    fn run(self: Box<Self>, tx: &Transaction<'_>, chainer: Option<&Arc<dyn AuditChainer>>) -> Option<Finish> {
+        let mut events = Vec::with_capacity(self.0.iter().map(|(e, _)| e.len()).sum());
+        let mut waiters = Vec::with_capacity(self.0.len());
+        for (mine, done) in self.0 {
+            waiters.push((mine.len(), done));
+            events.extend(mine);
+        }
+        let appended = chainer
+            .ok_or_else(|| {
+                StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
+            })
+            .and_then(|c| crate::audit::append_in(tx, c.as_ref(), &events));
+        match appended {
+            Ok(seqs) => Some(Box::new(move |failed: Option<StoreError>| {
+                let mut seqs = seqs.into_iter();
+                for (n, done) in waiters {
+                    let mine: Vec<i64> = seqs.by_ref().take(n).collect();
+                    let _ = done.send(failed.as_ref().map_or(Ok(mine), |e| Err(duplicate(e))));
+                }
+            })),
+            Err(e) => {
+                for (_, done) in waiters {
+                    let _ = done.send(Err(duplicate(&e)));
+                }
+                None
+            }
+        }
+    }
+
+    fn refuse(self: Box<Self>, e: StoreError) {
+        for (_, done) in self.0 {
+            let _ = done.send(Err(duplicate(&e)));
+        }
+    }
+}
+
+/// The same failure for each of several waiters (a `StoreError` cannot be cloned).
+fn duplicate(e: &StoreError) -> StoreError {
+    let copy = |x: &(dyn std::error::Error + Send + Sync)| -> Box<dyn std::error::Error + Send + Sync> {
+        Box::new(std::io::Error::other(x.to_string()))
+    };
+    match e {
+        StoreError::NotFound => StoreError::NotFound,
+        StoreError::AlreadyExists => StoreError::AlreadyExists,
+        StoreError::VersionMismatch => StoreError::VersionMismatch,
+        StoreError::LastAdmin => StoreError::LastAdmin,
+        StoreError::InUse(what) => StoreError::InUse(what),
+        StoreError::AuditChainBroken(why) => StoreError::AuditChainBroken(why),
+        StoreError::AuditUnavailable(x) => StoreError::AuditUnavailable(copy(x.as_ref())),
+        StoreError::Unavailable(x) => StoreError::Unavailable(copy(x.as_ref())),
+        StoreError::Internal(x) => StoreError::Internal(copy(x.as_ref())),
+    }
+}
+
 enum Work {
     /// A change and its audit events, committed with whatever else is queued.
     Change { quiet: bool, change: Box<dyn Change> },
+    /// Audit events alone, merged with the other audit-only appends of the batch.
+    Audit(AuditOnly),
     /// Work outside any transaction (checkpoints).
     Raw(Box<dyn FnOnce(&Connection) + Send>),
 }
@@ -221,21 +285,28 @@ impl Writer {
     /// and a failing change undoes only itself.
     fn run(mut self, mut queue: mpsc::Receiver<Work>) {
         while let Some(first) = queue.blocking_recv() {
-            let mut batch = Vec::new();
-            let mut after = None;
-            match first {
-                Work::Raw(f) => self.run_raw(f),
-                Work::Change { quiet, change } => batch.push((quiet, change)),
-            }
-            while !batch.is_empty() && batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(Work::Change { quiet, change }) => batch.push((quiet, change)),
-                    Ok(raw) => {
+            let (mut batch, mut audits, mut after) = (Vec::new(), Vec::new(), None);
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(work) = next.take() {
+                match work {
+                    Work::Change { quiet, change } => batch.push((quiet, change)),
+                    Work::Audit(append) => audits.push(append),
+                    // Maintenance runs between transactions, never inside one.
+                    Work::Raw(f) if taken == 0 => self.run_raw(f),
+                    raw => {
                         after = Some(raw);
                         break;
                     }
-                    Err(_) => break,
                 }
+                taken += 1;
+                // Gather what else is queued, unless the first was maintenance run alone.
+                if taken < MAX_BATCH && !(batch.is_empty() && audits.is_empty()) {
+                    next = queue.try_recv().ok();
+                }
+            }
+            if !audits.is_empty() {
+                batch.push((false, Box::new(AuditAppends(audits)) as Box<dyn Change>));
             }
             if !batch.is_empty() {
                 self.commit(batch);
@@ -407,6 +478,14 @@ impl SqliteStore {
     {
         let (done, answer) = oneshot::channel::<StoreResult<T>>();
         self.enqueue(Work::Change { quiet, change: Box::new(ChangeJob { f, audit, done }) }).await?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    /// Appends events that accompany no change; merged with the other such appends queued
+    /// at the same time, and answered once their transaction has committed.
+    pub(crate) async fn append_only(&self, events: Audit) -> StoreResult<Vec<i64>> {
+        let (done, answer) = oneshot::channel();
+        self.enqueue(Work::Audit((events, done))).await?;
         answer.await.map_err(|_| writer_gone())?
     }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use rampart_core::{Core, CoreSettings, PasswordPool, RateLimiter, SystemClock};
 use rampart_crypto::{AuditMacKey, DataKey, MasterKey, PasswordHasher, SealingKey};
-use rampart_store::{AuditChainer, AuditEvent, AuditStore};
+use rampart_store::{AuditChainer, AuditEvent, AuditStore, MetaStore};
 use rampart_store_sqlite::SqliteStore;
 use rampart_types::Timestamp;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};

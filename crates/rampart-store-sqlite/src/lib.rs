@@ -63,12 +63,6 @@ impl SqliteStore {
         }
         conn::open_store(&path)
     }
-
-    /// Checkpoints the WAL into the main file; called on graceful shutdown.
-    pub async fn close(&self) -> StoreResult<()> {
-        self.with_writer(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(map_err))
-            .await
-    }
 }
 
 impl SqliteStore {
@@ -83,6 +77,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl MetaStore for SqliteStore {
+    /// Checkpoints the WAL into the main file; called on graceful shutdown.
+    async fn close(&self) -> StoreResult<()> {
+        self.with_writer(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(map_err))
+            .await
+    }
+
     async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let key = key.to_owned();
         self.read(move |c| {

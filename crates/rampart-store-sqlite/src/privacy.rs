@@ -1,7 +1,7 @@
 //! Crypto-shredding of data subjects and the erasure ledger.
 
 use async_trait::async_trait;
-use rampart_store::{Audit, ErasureEntry, PrivacyStore, StoreResult};
+use rampart_store::{Audit, ErasureEntry, MetaStore, PrivacyStore, StoreResult};
 use rampart_types::{SubjectId, Timestamp};
 use rusqlite::params;
 

@@ -62,6 +62,9 @@ pub trait MetaStore: Send + Sync {
     async fn init_meta(&self, key: &str, value: Vec<u8>) -> StoreResult<Vec<u8>>;
     /// The feed this store publishes every committed change of a cached topic to.
     fn invalidation(&self) -> std::sync::Arc<dyn CacheInvalidation>;
+    /// Flushes what the backend buffers (SQLite: a WAL checkpoint) before a shutdown or a
+    /// reopen; everything acknowledged is durable before it already.
+    async fn close(&self) -> StoreResult<()>;
 }
 
 #[async_trait]

@@ -14,6 +14,7 @@ use rampart_config::Config;
 use rampart_core::{Core, CoreSettings, FakeClock, MasterKey, PasswordPool};
 use rampart_crypto::PasswordHasher;
 use rampart_http::{router, AppState, ClientAddr};
+use rampart_store::Store;
 use rampart_store_sqlite::SqliteStore;
 use rampart_types::Timestamp;
 use secrecy::SecretString;
@@ -29,11 +30,27 @@ pub const USER_PASSWORD: &str = "Us3r-Strong-Passw0rd!";
 /// 2026-01-01T00:00:00Z: a fixed start so expiry tests are deterministic.
 pub const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 
+/// The backend the API tests run on: opens (or reopens, for a restart) the store of a data
+/// directory. SQLite today; the PostgreSQL store adds one implementation.
+pub trait TestBackend: Send + Sync {
+    fn open(&self, data_dir: &Path) -> Arc<dyn Store>;
+}
+
+/// The embedded default: `rampart.db` in the data directory.
+pub struct Sqlite;
+
+impl TestBackend for Sqlite {
+    fn open(&self, data_dir: &Path) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(data_dir).expect("store"))
+    }
+}
+
 pub struct TestApp {
     pub dir: TempDir,
     pub clock: FakeClock,
     pub core: Core,
-    pub store: SqliteStore,
+    pub store: Arc<dyn Store>,
+    backend: Arc<dyn TestBackend>,
     pub router: axum::Router,
     pub config: Config,
     master_key: String,
@@ -71,15 +88,21 @@ impl TestApp {
         tweak(&mut config);
         let key = MasterKey::generate();
         let master_key = secrecy::ExposeSecret::expose_secret(&key.to_base64()).to_owned();
-        Self::open(dir, config, master_key, FakeClock::new(T0)).await
+        Self::open(dir, config, master_key, FakeClock::new(T0), Arc::new(Sqlite)).await
     }
 
-    async fn open(dir: TempDir, config: Config, master_key: String, clock: FakeClock) -> Self {
-        let store = SqliteStore::open(dir.path()).expect("store");
+    async fn open(
+        dir: TempDir,
+        config: Config,
+        master_key: String,
+        clock: FakeClock,
+        backend: Arc<dyn TestBackend>,
+    ) -> Self {
+        let store = backend.open(dir.path());
         let key = MasterKey::from_base64(&master_key).expect("key");
         let pool = PasswordPool::new(PasswordHasher::new().expect("hasher"), 0, 64);
         let (core, _) = Core::open(
-            Arc::new(store.clone()),
+            Arc::clone(&store),
             Arc::new(clock.clone()),
             Arc::new(key),
             pool,
@@ -90,15 +113,15 @@ impl TestApp {
         .expect("core");
         let state = AppState::new(core.clone(), &config, "test", Arc::new(rampart_http::NoActivityLog));
         let router = router(state);
-        Self { dir, clock, core, store, router, config, master_key }
+        Self { dir, clock, core, store, backend, router, config, master_key }
     }
 
     /// Closes the store and opens everything again on the same data directory, as a
     /// server restart would.
     pub async fn restart(self) -> Self {
         self.store.close().await.expect("close");
-        let Self { dir, config, master_key, clock, .. } = self;
-        Self::open(dir, config, master_key, clock).await
+        let Self { dir, config, master_key, clock, backend, .. } = self;
+        Self::open(dir, config, master_key, clock, backend).await
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -173,11 +196,10 @@ impl TestApp {
 
     /// Every audit record, oldest first.
     pub async fn audit_records(&self) -> Vec<rampart_core::AuditRecord> {
-        use rampart_store::AuditStore;
         self.store.read_audit(0, 100_000).await.expect("audit")
     }
 
-    /// A raw SQLite connection to the data directory's database, for tamper tests.
+    /// The SQLite database file, for the store crate's tamper helpers.
     pub fn raw_db(&self) -> std::path::PathBuf {
         self.data_dir().join("rampart.db")
     }

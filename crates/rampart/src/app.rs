@@ -56,13 +56,6 @@ impl Backend {
         }
     }
 
-    /// Flushes what the backend buffers (SQLite: a WAL checkpoint); data is durable before.
-    pub async fn close(&self) -> Result<(), StoreError> {
-        match self {
-            Backend::Sqlite(s) => s.close().await,
-        }
-    }
-
     /// A consistent copy of the whole database in `path`, for a backup.
     pub async fn snapshot_into(&self, path: &Path) -> Result<(), StoreError> {
         match self {

@@ -1,6 +1,6 @@
 use axum::http::{Method, StatusCode};
 use rampart_crypto::{PasswordHasher, TokenHash};
-use rampart_store::{UserChange, UserStore};
+use rampart_store::UserChange;
 use rampart_testkit::{contains, TestApp, ADMIN, ADMIN_PASSWORD, USER_PASSWORD};
 use rampart_types::Username;
 use serde_json::json;

@@ -25,7 +25,7 @@ async fn insert(app: &TestApp, admin: &str, c: &str, data: serde_json::Value, su
 
 /// Every data key except the root and small-secrets keys, as stored.
 async fn data_keys(app: &TestApp) -> Vec<rampart_store::KeyRecord> {
-    let keys = rampart_store::KeyStore::list_keys(&app.store, "", 10_000).await.unwrap();
+    let keys = rampart_store::KeyStore::list_keys(&*app.store, "", 10_000).await.unwrap();
     keys.into_iter().filter(|k| k.kind != rampart_store::KeyKind::Root && k.owner != "_secrets").collect()
 }
 
@@ -133,7 +133,7 @@ async fn rotation_rewraps_and_reencrypts_without_losing_a_document() {
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     assert_eq!(res.body["current_kek_version"], 2);
     assert_eq!(key_ids(&app).await, before, "re-wrap keeps the data keys");
-    let all_keys = rampart_store::KeyStore::list_keys(&app.store, "", 10_000).await.unwrap();
+    let all_keys = rampart_store::KeyStore::list_keys(&*app.store, "", 10_000).await.unwrap();
     let mut versions: Vec<u32> = all_keys.iter().map(|k| k.kek_version).collect();
     versions.dedup();
     assert_eq!(versions, vec![2], "every key re-wrapped under the new KEK");
@@ -187,9 +187,9 @@ async fn erasing_a_subject_shreds_its_documents_everywhere() {
         app.get(&format!("/api/v1/collections/visits/documents/{keep}"), Some(&admin)).await.status,
         StatusCode::OK
     );
-    let left = rampart_store::KeyStore::get_key(&app.store, &sealed_key).await.unwrap();
+    let left = rampart_store::KeyStore::get_key(&*app.store, &sealed_key).await.unwrap();
     assert!(left.is_none(), "the subject's key is destroyed");
-    let ledger = rampart_store::PrivacyStore::erasure_ledger(&app.store).await.unwrap();
+    let ledger = rampart_store::PrivacyStore::erasure_ledger(&*app.store).await.unwrap();
     let ledger = ledger[0].subject_hash.clone();
     assert_eq!(ledger.len(), 64, "a keyed hash, not the id");
     let app = app.restart().await;

@@ -242,7 +242,7 @@ async fn assurance_comes_from_the_session_not_the_users_current_state() {
         user_agent: None,
         assurance: rampart_store::Assurance::Password,
     };
-    rampart_store::SessionStore::create_session(&app.store, forged, 100, vec![]).await.unwrap();
+    rampart_store::SessionStore::create_session(&*app.store, forged, 100, vec![]).await.unwrap();
     let res = app.get("/api/v1/users", Some(token)).await;
     assert_eq!((res.status, res.code()), (StatusCode::FORBIDDEN, "mfa_enrollment_required"));
 }

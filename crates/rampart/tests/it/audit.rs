@@ -202,7 +202,7 @@ async fn cutting_the_audit_tail_is_refused_and_found_until_an_operator_repairs_i
     };
     let alerts = rampart_store::SecurityStore::list_alerts(&store, filter).await.unwrap();
     assert_eq!(alerts.len(), 1, "the start raised a Critical integrity alert");
-    store.close().await.unwrap();
+    rampart_store::MetaStore::close(&store).await.unwrap();
     drop(store);
 
     // Cut the signed head as well: the checkpoint in audit.log still anchors the chain.

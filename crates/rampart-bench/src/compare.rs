@@ -295,6 +295,15 @@ impl Drop for Owned {
     }
 }
 
+/// Starts a reference server with its output discarded and waits until it listens on
+/// `port`. Owned from the start, so a failed start leaves no process behind.
+fn start_listening(cmd: &mut Command, port: u16, what: &str) -> anyhow::Result<Owned> {
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {what}"))?;
+    let mut owned = Owned(child);
+    wait_for_port(port, &mut owned.0, what)?;
+    Ok(owned)
+}
+
 fn wait_for_port(port: u16, child: &mut Child, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -331,17 +340,10 @@ impl Nginx {
             tls = tls_dir.display(),
         );
         std::fs::write(root.join("nginx.conf"), conf)?;
-        let mut child = Command::new(nginx)
-            .arg("-c")
-            .arg(root.join("nginx.conf"))
-            .arg("-p")
-            .arg(&root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nginx")?;
-        wait_for_port(port, &mut child, "nginx")?;
-        Ok(Self { child: Owned(child), base_url: format!("https://localhost:{port}") })
+        let mut cmd = Command::new(nginx);
+        cmd.arg("-c").arg(root.join("nginx.conf")).arg("-p").arg(&root);
+        let child = start_listening(&mut cmd, port, "nginx")?;
+        Ok(Self { child, base_url: format!("https://localhost:{port}") })
     }
 
     fn pid(&self) -> u32 {
@@ -370,15 +372,10 @@ impl PocketBase {
             bail!("pocketbase superuser upsert failed: {}", String::from_utf8_lossy(&upsert.stderr));
         }
         let port = free_port()?;
-        let mut child = Command::new(&pb)
-            .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting pocketbase")?;
-        wait_for_port(port, &mut child, "pocketbase")?;
-        Ok(Self { child: Owned(child), base_url: format!("http://127.0.0.1:{port}") })
+        let mut cmd = Command::new(&pb);
+        cmd.args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"]).arg(&data);
+        let child = start_listening(&mut cmd, port, "pocketbase")?;
+        Ok(Self { child, base_url: format!("http://127.0.0.1:{port}") })
     }
 
     fn pid(&self) -> u32 {

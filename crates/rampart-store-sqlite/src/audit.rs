@@ -113,6 +113,20 @@ fn insert_record(tx: &Transaction<'_>, r: &AuditRecord) -> StoreResult<()> {
     Ok(())
 }
 
+/// The chain key is installed by the core at start; without it nothing audited may commit.
+pub(crate) fn chain_key_missing() -> StoreError {
+    StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
+}
+
+/// `append_in` with the chainer the store may not have yet (then: `chain_key_missing`).
+pub(crate) fn append_chained(
+    tx: &Transaction<'_>,
+    chainer: Option<&Arc<dyn AuditChainer>>,
+    events: &Audit,
+) -> StoreResult<Vec<i64>> {
+    append_in(tx, chainer.ok_or_else(chain_key_missing)?.as_ref(), events)
+}
+
 /// Appends `events` to the chain inside `tx`, continuing from the signed head. Failures
 /// are `AuditUnavailable` or `AuditChainBroken`, so callers answer 503 and the surrounding
 /// change rolls back.
@@ -196,9 +210,7 @@ impl AuditStore for SqliteStore {
     }
 
     async fn reanchor_audit(&self, event: AuditEvent, seq: i64) -> StoreResult<AuditRecord> {
-        let chainer = self.inner_chainer().get().cloned().ok_or_else(|| {
-            StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
-        })?;
+        let chainer = self.inner_chainer().get().cloned().ok_or_else(chain_key_missing)?;
         self.write(Vec::new(), move |tx| {
             let (tail, prev) = table_tail(tx)?.unwrap_or((0, GENESIS_HASH));
             if seq <= tail {

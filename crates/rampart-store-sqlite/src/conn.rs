@@ -76,9 +76,14 @@ pub(crate) fn open_store(path: &Path) -> StoreResult<SqliteStore> {
     let hook_changes = Arc::clone(&changes);
     writer.update_hook(Some(move |action, _: &str, table: &str, _| hook_changes.saw(action, table)));
     let (writes, queue) = mpsc::channel(WRITE_QUEUE);
-    watch_other_processes(writes.downgrade(), Arc::clone(&invalidation))?;
-    let writer =
-        Writer { conn: writer, chainer: Arc::clone(&chainer), changes, invalidation: Arc::clone(&invalidation) };
+    watch_other_processes(writes.downgrade())?;
+    let writer = Writer {
+        conn: writer,
+        chainer: Arc::clone(&chainer),
+        changes,
+        invalidation: Arc::clone(&invalidation),
+        data_version: None,
+    };
     let writer_thread = std::thread::Builder::new()
         .name("rampart-sqlite-writer".into())
         .spawn(move || writer.run(queue))
@@ -100,25 +105,15 @@ pub(crate) fn open_store(path: &Path) -> StoreResult<SqliteStore> {
 /// dropped when one is seen. This bounds how long an outside change can go unnoticed.
 const OTHER_PROCESS_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-fn watch_other_processes(writes: mpsc::WeakSender<Work>, invalidation: Arc<dyn CacheInvalidation>) -> StoreResult<()> {
-    let seen = Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN));
+/// Asks the writer, every `OTHER_PROCESS_POLL`, to look for other processes' commits.
+fn watch_other_processes(writes: mpsc::WeakSender<Work>) -> StoreResult<()> {
     std::thread::Builder::new()
         .name("rampart-sqlite-watch".into())
         .spawn(move || loop {
             std::thread::sleep(OTHER_PROCESS_POLL);
             // A weak handle: the store closing ends this thread instead of being held open.
             let Some(writes) = writes.upgrade() else { return };
-            let (seen, invalidation) = (Arc::clone(&seen), Arc::clone(&invalidation));
-            let check = Work::Raw(Box::new(move |conn| {
-                // `data_version` changes on this connection only when another connection
-                // commits; our own readers never write.
-                let Ok(version) = conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) else { return };
-                let before = seen.swap(version, Ordering::Relaxed);
-                if before != i64::MIN && before != version {
-                    invalidation.invalidate(Topics::EVERYTHING);
-                }
-            }));
-            if writes.blocking_send(check).is_err() {
+            if writes.blocking_send(Work::CheckOtherProcesses).is_err() {
                 return;
             }
         })
@@ -178,10 +173,7 @@ where
         let ChangeJob { f, audit, done } = *self;
         let result = f(tx).and_then(|value| {
             if !audit.is_empty() {
-                let chainer = chainer.ok_or_else(|| {
-                    StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
-                })?;
-                crate::audit::append_in(tx, chainer.as_ref(), &audit)?;
+                crate::audit::append_chained(tx, chainer, &audit)?;
             }
             Ok(value)
         });
@@ -216,12 +208,7 @@ impl Change for AuditAppends {
             waiters.push((mine.len(), done));
             events.extend(mine);
         }
-        let appended = chainer
-            .ok_or_else(|| {
-                StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
-            })
-            .and_then(|c| crate::audit::append_in(tx, c.as_ref(), &events));
-        match appended {
+        match crate::audit::append_chained(tx, chainer, &events) {
             Ok(seqs) => Some(Box::new(move |failed: Option<StoreError>| {
                 let mut seqs = seqs.into_iter();
                 for (n, done) in waiters {
@@ -270,6 +257,8 @@ enum Work {
     Audit(AuditOnly),
     /// Work outside any transaction (checkpoints).
     Raw(Box<dyn FnOnce(&Connection) + Send>),
+    /// Drop every cache if another process committed since the last check.
+    CheckOtherProcesses,
 }
 
 struct Writer {
@@ -277,6 +266,8 @@ struct Writer {
     chainer: Arc<std::sync::OnceLock<Arc<dyn AuditChainer>>>,
     changes: Arc<Changes>,
     invalidation: Arc<dyn CacheInvalidation>,
+    /// `PRAGMA data_version` at the last check (`None` before the first).
+    data_version: Option<i64>,
 }
 
 impl Writer {
@@ -294,6 +285,7 @@ impl Writer {
                     Work::Audit(append) => audits.push(append),
                     // Maintenance runs between transactions, never inside one.
                     Work::Raw(f) if taken == 0 => self.run_raw(f),
+                    Work::CheckOtherProcesses if taken == 0 => self.check_other_processes(),
                     raw => {
                         after = Some(raw);
                         break;
@@ -311,9 +303,21 @@ impl Writer {
             if !batch.is_empty() {
                 self.commit(batch);
             }
-            if let Some(Work::Raw(f)) = after {
-                self.run_raw(f);
+            match after {
+                Some(Work::Raw(f)) => self.run_raw(f),
+                Some(Work::CheckOtherProcesses) => self.check_other_processes(),
+                _ => {}
             }
+        }
+    }
+
+    /// `data_version` moves on this connection only when another connection commits, and
+    /// our own readers never write: a move is another process's change, which reached no
+    /// update hook of ours, so every cache is dropped.
+    fn check_other_processes(&mut self) {
+        let Ok(version) = self.conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) else { return };
+        if self.data_version.replace(version).is_some_and(|before| before != version) {
+            self.invalidation.invalidate(Topics::EVERYTHING);
         }
     }
 

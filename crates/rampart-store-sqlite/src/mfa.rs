@@ -109,25 +109,17 @@ impl MfaStore for SqliteStore {
         audit: Audit,
     ) -> StoreResult<bool> {
         let u = user.as_str().to_owned();
-        let chainer = self.inner_chainer().get().cloned();
-        // The code's use and its audit record commit together, or neither does.
-        self.write(Vec::new(), move |tx| {
-            let used = tx
-                .execute(
-                    "UPDATE recovery_codes SET used_at = ?3 WHERE username = ?1 AND code_hash = ?2 AND used_at IS NULL",
-                    params![u, hash.as_slice(), at.as_millis()],
-                )
-                .map(|n| n == 1)
-                .map_err(map_err)?;
-            if used && !audit.is_empty() {
-                let chainer = chainer.ok_or_else(|| {
-                    StoreError::AuditUnavailable(Box::new(std::io::Error::other("audit chain key not installed")))
-                })?;
-                crate::audit::append_in(tx, chainer.as_ref(), &audit)?;
+        // The code's use and its audit record commit together; an unknown or spent code
+        // rolls back with its record (see `changed`).
+        let spent = self.write(audit, move |tx| {
+            let sql =
+                "UPDATE recovery_codes SET used_at = ?3 WHERE username = ?1 AND code_hash = ?2 AND used_at IS NULL";
+            match tx.execute(sql, params![u, hash.as_slice(), at.as_millis()]).map_err(map_err)? {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
             }
-            Ok(used)
-        })
-        .await
+        });
+        crate::changed(spent.await)
     }
 
     async fn replace_recovery_codes(&self, user: &Username, hashes: Vec<[u8; 32]>, audit: Audit) -> StoreResult<()> {

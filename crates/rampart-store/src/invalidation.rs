@@ -34,14 +34,6 @@ impl Topics {
         Topics(topic.bit())
     }
 
-    pub const fn with(self, topic: Topic) -> Self {
-        Topics(self.0 | topic.bit())
-    }
-
-    pub const fn union(self, other: Topics) -> Self {
-        Topics(self.0 | other.0)
-    }
-
     pub const fn contains(self, topic: Topic) -> bool {
         self.0 & topic.bit() != 0
     }
@@ -101,7 +93,7 @@ mod tests {
         local.invalidate(Topics::of(Topic::Collections));
         assert_eq!(local.generation(Topic::Auth), 0);
         assert_eq!(local.generation(Topic::Collections), 1);
-        local.invalidate(Topics::NONE.with(Topic::Auth).with(Topic::Collections));
+        local.invalidate(Topics::EVERYTHING);
         assert_eq!((local.generation(Topic::Auth), local.generation(Topic::Collections)), (1, 2));
         assert!(Topics::NONE.is_empty() && !Topics::of(Topic::Auth).is_empty());
         assert!(Topic::ALL.iter().all(|t| Topics::EVERYTHING.contains(*t)));

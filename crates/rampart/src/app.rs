@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use rampart_config::{Config, DatabaseUrl};
 use rampart_core::{
-    Bootstrap, Clock, Core, CoreError, CoreSettings, Limiter, LocalLimiter, MasterKey, PasswordPool, SystemClock,
+    Bootstrap, Core, CoreError, CoreSettings, Limiter, LocalLimiter, MasterKey, PasswordPool, SystemClock,
 };
 use rampart_crypto::PasswordHasher;
 use rampart_store::{Store, StoreError};
@@ -152,7 +152,7 @@ impl App {
     /// rotation and webhook delivery (one node at a time, under `lease`), and the reload of
     /// address blocks (every node). They end when `stop` turns true (or are aborted).
     pub fn start_workers(&self, config: &Config, lease: Arc<dyn LeaderLease>, stop: watch::Receiver<bool>) -> Workers {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let clock = self.core.clock();
         let sweeper = tokio::spawn(sweep(self.core.clone(), Arc::clone(&lease)));
         let block_reload = tokio::spawn(reload_blocks(self.core.clone()));
         let webhooks =

@@ -213,6 +213,63 @@ mod tests {
         assert_eq!(body_for(&item, WebhookFormat::Generic, "rk-1").unwrap_or_default(), item.payload.as_bytes());
     }
 
+    /// A lease that is never held: another node is delivering.
+    struct Elsewhere;
+
+    #[async_trait::async_trait]
+    impl crate::app::LeaderLease for Elsewhere {
+        async fn held(&self) -> bool {
+            false
+        }
+    }
+
+    /// Webhooks go out only from the node holding the lease: without it a due delivery
+    /// is left queued for the holder; with it, the same delivery is attempted at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_lease_holder_delivers() {
+        #![allow(clippy::unwrap_used)]
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(rampart_store_sqlite::SqliteStore::open(dir.path()).unwrap());
+        let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", receiver.local_addr().unwrap());
+        let mut config = rampart_config::Config::for_data_dir(dir.path()).unwrap().breach;
+        config.allow_private_webhook_targets = true;
+        config.webhooks = vec![rampart_config::WebhookEndpoint {
+            url: url.clone(),
+            secret: "s3cret-for-the-test".to_owned().into(),
+            format: WebhookFormat::Generic,
+        }];
+        let clock: Arc<dyn Clock> = Arc::new(rampart_core::SystemClock);
+        let item = OutboxItem {
+            event_id: "evt-lease".into(),
+            endpoint: url,
+            payload: "{}".into(),
+            attempts: 0,
+            next_attempt_at: rampart_types::Timestamp::from_millis(0),
+        };
+        store.enqueue_webhooks(vec![item]).await.unwrap();
+        let run = |lease: Arc<dyn crate::app::LeaderLease>| {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let job = tokio::spawn(deliver(Arc::clone(&store), config.clone(), Arc::clone(&clock), lease, stopped));
+            (stop, job)
+        };
+
+        let (stop, job) = run(Arc::new(Elsewhere));
+        let contacted = tokio::time::timeout(POLL * 3, receiver.accept()).await;
+        assert!(contacted.is_err(), "a node without the lease delivered");
+        stop.send(true).unwrap();
+        job.await.unwrap();
+        let due = store.due_webhooks(clock.now(), 10).await.unwrap();
+        assert_eq!((due.len(), due[0].attempts), (1, 0), "left queued, untouched, for the holder");
+
+        let (stop, job) = run(Arc::new(crate::app::SingleNode));
+        let contacted = tokio::time::timeout(POLL * 6, receiver.accept()).await;
+        assert!(contacted.is_ok(), "the lease holder did not deliver");
+        drop(contacted); // the attempt fails at once instead of waiting for an answer
+        stop.send(true).unwrap();
+        let _ = job.await;
+    }
+
     #[test]
     fn backoff_grows_and_caps() {
         assert!(backoff_ms(0) < 2000 && backoff_ms(0) >= 1000);

@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::auth::RequestMeta;
-use crate::{Core, CoreError, CoreResult};
+use crate::{Authorized, Core, CoreError, CoreResult};
+use rampart_types::perm;
 
 /// Event names of SPEC section 7 (and the ones later issues add).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,50 +364,20 @@ impl Core {
         self.record(vec![self.event(kind, user, meta, success, details)]).await
     }
 
-    /// Audit records matching `filter`, for holders of `audit.read`.
+    /// Audit records matching `filter`.
     pub async fn query_audit(
         &self,
-        who: &crate::Principal,
+        _: &Authorized<perm::AuditRead>,
         filter: rampart_store::AuditFilter,
     ) -> CoreResult<Vec<AuditRecord>> {
-        self.require(who, rampart_types::Permission::AuditRead, None).await?;
         Ok(self.inner.store.query_audit(filter).await?)
     }
 
-    /// Verifies the chain, its mirror and checkpoint, for holders of `audit.verify`.
-    pub async fn verify_audit_as(&self, who: &crate::Principal) -> CoreResult<crate::audit_anchor::FullVerification> {
-        self.require(who, rampart_types::Permission::AuditVerify, None).await?;
-        self.verify_audit().await
-    }
-
-    /// Checks `perm`; a refusal is recorded as `permission_denied` before it is returned.
-    pub(crate) async fn require(
+    /// Verifies the chain, its mirror and checkpoint.
+    pub async fn verify_audit_as(
         &self,
-        who: &crate::Principal,
-        perm: rampart_types::Permission,
-        collection: Option<&rampart_types::CollectionName>,
-    ) -> CoreResult<()> {
-        if who.can(perm, collection) && !who.mfa_enrollment_only {
-            return Ok(());
-        }
-        let details = serde_json::json!({ "permission": perm.as_str(), "collection": collection.map(|c| c.as_str()) });
-        Err(self.deny(who, "permission denied", details).await)
-    }
-
-    /// Records a refused action and returns the error to answer with. If the refusal cannot
-    /// be recorded, the request fails as unavailable instead (fail closed).
-    pub async fn deny(&self, who: &crate::Principal, reason: &'static str, details: Value) -> CoreError {
-        let mut details = details;
-        if let Some(obj) = details.as_object_mut() {
-            obj.insert("reason".into(), Value::String(reason.into()));
-        }
-        self.on_forbidden(who, &details);
-        match self
-            .record_event(EventType::PermissionDenied, Some(who.username.as_str()), &who.origin, false, details)
-            .await
-        {
-            Ok(()) => CoreError::Forbidden(reason),
-            Err(e) => e,
-        }
+        _: &Authorized<perm::AuditVerify>,
+    ) -> CoreResult<crate::audit_anchor::FullVerification> {
+        self.verify_audit().await
     }
 }

@@ -6,12 +6,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rampart_types::Permission;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::audit::EventType;
-use crate::{Core, CoreError, CoreResult, Principal, RequestMeta};
+use crate::Authorized;
+use crate::{Core, CoreError, CoreResult, RequestMeta};
+use rampart_types::perm;
 
 /// Called with the keyed hash of each erased subject.
 pub type ErasureHook = Arc<dyn Fn(&str) + Send + Sync>;
@@ -75,12 +76,12 @@ pub fn check_policy(encrypted: bool, required: bool, mode: Option<&str>) -> Core
 impl Core {
     pub async fn create_backup(
         &self,
-        who: &Principal,
+        access: &Authorized<perm::BackupCreate>,
         backups: &dyn Backups,
         encrypted: bool,
         mode: Option<String>,
     ) -> CoreResult<BackupMeta> {
-        self.require(who, Permission::BackupCreate, None).await?;
+        let who = access.who();
         let user = Some(who.username.as_str());
         match backups.create(encrypted, mode.clone()).await {
             Ok(meta) => {
@@ -96,18 +97,21 @@ impl Core {
         }
     }
 
-    pub async fn list_backups(&self, who: &Principal, backups: &dyn Backups) -> CoreResult<Vec<BackupMeta>> {
-        self.require(who, Permission::BackupRead, None).await?;
+    pub async fn list_backups(
+        &self,
+        _: &Authorized<perm::BackupRead>,
+        backups: &dyn Backups,
+    ) -> CoreResult<Vec<BackupMeta>> {
         backups.list().await
     }
 
     pub async fn verify_backup(
         &self,
-        who: &Principal,
+        access: &Authorized<perm::BackupRead>,
         backups: &dyn Backups,
         id: &str,
     ) -> CoreResult<BackupVerification> {
-        self.require(who, Permission::BackupRead, None).await?;
+        let who = access.who();
         let v = backups.verify(id).await?;
         let details = json!({ "backup_id": v.backup_id, "reason": v.reason });
         self.record_event(EventType::BackupVerify, Some(who.username.as_str()), &who.origin, v.valid, details).await?;

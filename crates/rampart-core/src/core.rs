@@ -213,7 +213,7 @@ impl Core {
     }
 
     /// The principal the local CLI acts as: the admin role, no session.
-    pub fn local_admin(&self) -> CoreResult<Principal> {
+    pub(crate) fn local_admin(&self) -> CoreResult<Principal> {
         let role = self.role(&RoleName::parse(rbac::ADMIN_ROLE).map_err(CoreError::internal)?)?;
         Ok(Principal {
             username: Username::parse("local-cli").map_err(CoreError::internal)?,

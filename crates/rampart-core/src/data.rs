@@ -1,11 +1,12 @@
 use rampart_crypto::random_bytes;
 use rampart_store::{CollectionRecord, DocumentQuery, DocumentRecord, IndexEntry, Indexer, StoreError};
-use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, SubjectId, Timestamp};
+use rampart_types::{CollectionName, DocumentId, FieldPath, SubjectId, Timestamp};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::audit::EventType;
-use crate::{Core, CoreError, CoreResult, Principal};
+use crate::{Authorized, Core, CoreError, CoreResult, Principal};
+use rampart_types::perm;
 
 const MAX_INDEXES: usize = 32;
 const DEFAULT_PAGE: usize = 50;
@@ -267,9 +268,15 @@ impl Core {
         self.inner.store.get_collection(name).await?.ok_or(CoreError::NotFound("collection"))
     }
 
-    pub async fn create_collection(&self, actor: &Principal, spec: CollectionSpec) -> CoreResult<CollectionView> {
+    pub async fn create_collection(
+        &self,
+        access: &Authorized<perm::CollectionsCreate>,
+        spec: CollectionSpec,
+    ) -> CoreResult<CollectionView> {
+        // The route names no collection: the grant is narrowed to the one in the body.
         let name = parse_collection(&spec.name)?;
-        self.require(actor, Permission::CollectionsCreate, Some(&name)).await?;
+        let access: Authorized<perm::CollectionsCreate> = self.authorize_also(access, Some(name.clone())).await?;
+        let actor = access.who();
         let now = self.now();
         let record = CollectionRecord {
             name,
@@ -285,7 +292,7 @@ impl Core {
         }
         if !record.encrypted {
             // Plaintext at rest weakens a default: a configuration decision, not an editor's.
-            self.require(actor, Permission::ConfigWrite, None).await?;
+            self.authorize_also::<_, perm::ConfigWrite>(&access, None).await?;
         }
         let mut event = self.collection_event(actor, "create", &record.name);
         if let Some(d) = event.details.as_object_mut() {
@@ -299,27 +306,27 @@ impl Core {
         Ok(record.into())
     }
 
-    pub async fn list_collections(&self, actor: &Principal) -> CoreResult<Vec<CollectionView>> {
-        self.require(actor, Permission::CollectionsRead, None).await?;
+    pub async fn list_collections(
+        &self,
+        access: &Authorized<perm::CollectionsRead>,
+    ) -> CoreResult<Vec<CollectionView>> {
+        let actor = access.who();
         let all = self.inner.store.list_collections().await?;
         Ok(all.into_iter().filter(|c| actor.sees_collection(&c.name)).map(Into::into).collect())
     }
 
-    pub async fn get_collection(&self, actor: &Principal, name: &str) -> CoreResult<CollectionView> {
-        let name = parse_collection(name)?;
-        self.require(actor, Permission::CollectionsRead, Some(&name)).await?;
+    pub async fn get_collection(&self, access: &Authorized<perm::CollectionsRead>) -> CoreResult<CollectionView> {
+        let name = access.collection()?.clone();
         Ok(self.collection(&name).await?.into())
     }
 
     /// Changing `indexes` rebuilds the collection's blind index in the same transaction.
     pub async fn update_collection(
         &self,
-        actor: &Principal,
-        name: &str,
+        access: &Authorized<perm::CollectionsUpdate>,
         up: CollectionUpdate,
     ) -> CoreResult<CollectionView> {
-        let name = parse_collection(name)?;
-        self.require(actor, Permission::CollectionsUpdate, Some(&name)).await?;
+        let (actor, name) = (access.who(), access.collection()?.clone());
         let mut c = self.collection(&name).await?;
         let mut reindex = false;
         if let Some(ix) = up.indexes {
@@ -347,22 +354,19 @@ impl Core {
         Ok(c.into())
     }
 
-    pub async fn delete_collection(&self, actor: &Principal, name: &str) -> CoreResult<()> {
-        let name = parse_collection(name)?;
-        self.require(actor, Permission::CollectionsDelete, Some(&name)).await?;
+    pub async fn delete_collection(&self, access: &Authorized<perm::CollectionsDelete>) -> CoreResult<()> {
+        let (actor, name) = (access.who(), access.collection()?.clone());
         let event = self.collection_event(actor, "delete", &name);
         self.inner.store.delete_collection(&name, vec![event]).await.map_err(CoreError::about("collection"))
     }
 
     pub async fn insert_document(
         &self,
-        actor: &Principal,
-        collection: &str,
+        access: &Authorized<perm::DocumentsWrite>,
         data: Value,
         subject_id: Option<String>,
     ) -> CoreResult<Document> {
-        let name = parse_collection(collection)?;
-        self.require(actor, Permission::DocumentsWrite, Some(&name)).await?;
+        let (actor, name) = (access.who(), access.collection()?.clone());
         if !data.is_object() {
             return Err(CoreError::validation("data", "must be a JSON object"));
         }
@@ -399,9 +403,8 @@ impl Core {
         })
     }
 
-    pub async fn get_document(&self, actor: &Principal, collection: &str, id: &str) -> CoreResult<Document> {
-        let name = parse_collection(collection)?;
-        self.require(actor, Permission::DocumentsRead, Some(&name)).await?;
+    pub async fn get_document(&self, access: &Authorized<perm::DocumentsRead>, id: &str) -> CoreResult<Document> {
+        let (actor, name) = (access.who(), access.collection()?.clone());
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
         let doc = self.inner.store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
         let doc = self.to_document(actor, doc).await?;
@@ -416,14 +419,12 @@ impl Core {
     /// the client last saw (412 when it is stale).
     pub async fn modify_document(
         &self,
-        actor: &Principal,
-        collection: &str,
+        access: &Authorized<perm::DocumentsWrite>,
         id: &str,
         if_match: Option<u64>,
         change: DocumentChange,
     ) -> CoreResult<Document> {
-        let name = parse_collection(collection)?;
-        self.require(actor, Permission::DocumentsWrite, Some(&name)).await?;
+        let (actor, name) = (access.who(), access.collection()?.clone());
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
         let c = self.collection(&name).await?;
         let new_subject = match &change {
@@ -469,22 +470,23 @@ impl Core {
 
     pub async fn delete_document(
         &self,
-        actor: &Principal,
-        collection: &str,
+        access: &Authorized<perm::DocumentsDelete>,
         id: &str,
         if_match: Option<u64>,
     ) -> CoreResult<()> {
-        let name = parse_collection(collection)?;
-        self.require(actor, Permission::DocumentsDelete, Some(&name)).await?;
+        let (actor, name) = (access.who(), access.collection()?.clone());
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
         let event = self.query_event(actor, &name, "delete", json!({ "id": id.as_str() }));
         self.inner.store.delete_document(&name, &id, if_match, vec![event]).await.map_err(CoreError::about("document"))
     }
 
     /// Equality queries on declared indexes, by blind-index token; cursor pagination.
-    pub async fn list_documents(&self, actor: &Principal, collection: &str, p: ListParams) -> CoreResult<DocumentList> {
-        let name = parse_collection(collection)?;
-        self.require(actor, Permission::DocumentsRead, Some(&name)).await?;
+    pub async fn list_documents(
+        &self,
+        access: &Authorized<perm::DocumentsRead>,
+        p: ListParams,
+    ) -> CoreResult<DocumentList> {
+        let (actor, name) = (access.who(), access.collection()?.clone());
         let c = self.collection(&name).await?;
         let mut filters = Vec::with_capacity(p.filters.len());
         for (field, value) in &p.filters {

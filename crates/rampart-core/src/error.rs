@@ -22,6 +22,10 @@ pub enum CoreError {
     InvalidCredentials,
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The session was opened without the second factor its role requires: it may only
+    /// enrol one (and log out).
+    #[error("your role requires MFA: enrol with /api/v1/auth/mfa/enable and /confirm, then log in again")]
+    MfaEnrollmentRequired,
     /// A valid TOTP code that was already accepted once (the password was right).
     #[error("this code was already used; wait for the next one")]
     CodeAlreadyUsed,

@@ -2,6 +2,7 @@
 //! Reaches the outside world only through the store traits and the `Clock`; knows nothing
 //! of HTTP or SQL.
 
+mod access;
 pub mod audit;
 pub mod audit_anchor;
 mod auth;
@@ -27,6 +28,7 @@ mod throttle;
 mod users;
 
 pub use crate::core::{Bootstrap, Core, CoreSettings};
+pub use access::{Area, Authorized, Escalation, Refusal};
 pub use audit::{AuditVerification, EventType};
 pub use audit_anchor::{AuditCheckpoint, AuditMirror, FullVerification};
 pub use auth::{LoginOutcome, RequestMeta};
@@ -36,6 +38,7 @@ pub use error::{CoreError, CoreResult};
 pub use limiter::{client_key, Budget, Decision, LimitKey, Limiter, LocalLimiter, RateLimiter};
 pub use passwords::PasswordPool;
 pub use principal::Principal;
+pub use rampart_types::perm;
 pub use rbac::{builtin_roles, grants, ADMIN_ROLE};
 pub use roles::RoleSpec;
 pub use users::{NewUser, UserView};

@@ -2,14 +2,16 @@
 
 use rampart_crypto::{recovery_code_hash, recovery_codes, SessionToken, StoredPasswordHash, TokenHash, TotpSecret};
 use rampart_store::{Assurance, RefreshOutcome, RefreshRecord, UserRecord};
-use rampart_types::{Permission, Username};
+use rampart_types::Username;
 use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::EventType;
 use crate::security::{Detection, Severity};
+use crate::{Area, Authorized, Refusal};
 use crate::{Core, CoreError, CoreResult, LoginOutcome, Principal, RequestMeta};
+use rampart_types::perm;
 
 const MFA_TOKEN_PREFIX: &str = "rpm_";
 const REFRESH_PREFIX: &str = "rpr_";
@@ -242,19 +244,14 @@ impl Core {
     }
 
     /// An admin clears another user's MFA; that user's sessions end.
-    pub async fn mfa_reset(&self, actor: &Principal, name: &str) -> CoreResult<()> {
-        self.require(actor, Permission::UsersMfaReset, None).await?;
+    pub async fn mfa_reset(&self, access: &Authorized<perm::UsersMfaReset>, name: &str) -> CoreResult<()> {
+        let actor = access.who();
         let target = Username::parse(name).map_err(|e| CoreError::validation("username", e.to_string()))?;
         let user = self.inner.store.get_user(&target).await?.ok_or(CoreError::NotFound("user"))?;
         let role = self.role(&user.role)?;
         if !crate::rbac::covers(&actor.role, &role) {
-            return Err(self
-                .deny(
-                    actor,
-                    "cannot manage a user with permissions you do not hold",
-                    json!({ "action": "mfa_reset", "target": name }),
-                )
-                .await);
+            let refusal = Refusal::Outranked { action: "mfa_reset", target: target.clone() };
+            return Err(self.refuse(actor, access.area(), refusal).await);
         }
         let event = self.event(
             EventType::MfaReset,
@@ -354,7 +351,8 @@ impl Core {
     ) -> CoreResult<Vec<rampart_store::SessionRecord>> {
         let target = match of {
             Some(name) if name != who.username.as_str() => {
-                self.require(who, Permission::SessionsManage, None).await?;
+                // Someone else's account: administration.
+                self.authorize::<perm::SessionsManage>(who.clone(), None, Area::Admin).await?;
                 Username::parse(name).map_err(|e| CoreError::validation("username", e.to_string()))?
             }
             _ => who.username.clone(),
@@ -366,7 +364,7 @@ impl Core {
     pub async fn end_session(&self, who: &Principal, id: &str) -> CoreResult<()> {
         let own = self.inner.store.list_sessions(&who.username).await?.iter().any(|s| s.id == id);
         if !own {
-            self.require(who, Permission::SessionsManage, None).await?;
+            self.authorize::<perm::SessionsManage>(who.clone(), None, Area::Admin).await?;
         }
         let event = self.event(
             EventType::SessionRevoke,

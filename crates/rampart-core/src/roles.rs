@@ -5,7 +5,8 @@ use serde_json::json;
 
 use crate::audit::EventType;
 use crate::core::MAX_ROLES;
-use crate::{rbac, Core, CoreError, CoreResult, Principal};
+use crate::{rbac, Authorized, Core, CoreError, CoreResult, Escalation, Principal, Refusal};
+use rampart_types::perm;
 
 /// A custom role as a client describes it.
 pub struct RoleSpec {
@@ -58,24 +59,22 @@ impl Core {
         self.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details)
     }
 
-    pub async fn list_roles(&self, actor: &Principal) -> CoreResult<Vec<RoleRecord>> {
-        self.require(actor, Permission::RolesRead, None).await?;
+    pub async fn list_roles(&self, _: &Authorized<perm::RolesRead>) -> CoreResult<Vec<RoleRecord>> {
         Ok(self.inner.store.list_roles().await?)
     }
 
-    pub async fn get_role(&self, actor: &Principal, name: &str) -> CoreResult<RoleRecord> {
-        self.require(actor, Permission::RolesRead, None).await?;
+    pub async fn get_role(&self, _: &Authorized<perm::RolesRead>, name: &str) -> CoreResult<RoleRecord> {
         let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
         self.inner.store.get_role(&name).await?.ok_or(CoreError::NotFound("role"))
     }
 
-    pub async fn create_role(&self, actor: &Principal, spec: RoleSpec) -> CoreResult<RoleRecord> {
-        self.require(actor, Permission::RolesManage, None).await?;
+    pub async fn create_role(&self, access: &Authorized<perm::RolesManage>, spec: RoleSpec) -> CoreResult<RoleRecord> {
+        let actor = access.who();
         let name = RoleName::parse(&spec.name).map_err(|e| CoreError::validation("name", e.to_string()))?;
         let role = self.parse_role_spec(spec, name)?;
         if !rbac::covers(&actor.role, &role) {
-            let details = json!({ "action": "create_role", "role": role.name.as_str() });
-            return Err(self.deny(actor, "cannot create a role with permissions you do not hold", details).await);
+            let refusal = Refusal::Escalation { attempt: Escalation::CreateRole, role: role.name.clone() };
+            return Err(self.refuse(actor, access.area(), refusal).await);
         }
         if self.inner.roles.read().map(|m| m.len()).unwrap_or(0) >= MAX_ROLES {
             return Err(CoreError::Conflict("too many roles"));
@@ -87,21 +86,26 @@ impl Core {
     }
 
     /// Replaces a custom role's definition; its holders' sessions end.
-    pub async fn update_role(&self, actor: &Principal, name: &str, spec: RoleSpec) -> CoreResult<RoleRecord> {
-        self.require(actor, Permission::RolesManage, None).await?;
+    pub async fn update_role(
+        &self,
+        access: &Authorized<perm::RolesManage>,
+        name: &str,
+        spec: RoleSpec,
+    ) -> CoreResult<RoleRecord> {
+        let actor = access.who();
         let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
         let existing = self.inner.store.get_role(&name).await?.ok_or(CoreError::NotFound("role"))?;
         if existing.builtin {
             return Err(CoreError::Conflict("built-in roles cannot be changed"));
         }
         if actor.role.name == name {
-            let details = json!({ "action": "update_own_role", "role": name.as_str() });
-            return Err(self.deny(actor, "you cannot change your own role", details).await);
+            let refusal = Refusal::Escalation { attempt: Escalation::UpdateOwnRole, role: name.clone() };
+            return Err(self.refuse(actor, access.area(), refusal).await);
         }
         let role = RoleRecord { created_at: existing.created_at, ..self.parse_role_spec(spec, name)? };
         if !rbac::covers(&actor.role, &role) || !rbac::covers(&actor.role, &existing) {
-            let details = json!({ "action": "update_role", "role": role.name.as_str() });
-            return Err(self.deny(actor, "cannot grant permissions you do not hold", details).await);
+            let refusal = Refusal::Escalation { attempt: Escalation::UpdateRole, role: role.name.clone() };
+            return Err(self.refuse(actor, access.area(), refusal).await);
         }
         let mut audit = vec![self.role_event(actor, "update", &role)];
         let details = json!({ "role": role.name.as_str(), "reason": "role_redefined" });
@@ -111,14 +115,14 @@ impl Core {
         Ok(role)
     }
 
-    pub async fn delete_role(&self, actor: &Principal, name: &str) -> CoreResult<()> {
-        self.require(actor, Permission::RolesManage, None).await?;
+    pub async fn delete_role(&self, access: &Authorized<perm::RolesManage>, name: &str) -> CoreResult<()> {
+        let actor = access.who();
         let name = RoleName::parse(name).map_err(|e| CoreError::validation("name", e.to_string()))?;
         let existing = self.inner.store.get_role(&name).await?.ok_or(CoreError::NotFound("role"))?;
         // As for creating and changing roles: only roles whose permissions you hold.
         if !rbac::covers(&actor.role, &existing) {
-            let details = json!({ "action": "delete_role", "role": name.as_str() });
-            return Err(self.deny(actor, "cannot delete a role with permissions you do not hold", details).await);
+            let refusal = Refusal::Escalation { attempt: Escalation::DeleteRole, role: name.clone() };
+            return Err(self.refuse(actor, access.area(), refusal).await);
         }
         let details = json!({ "object": "role", "action": "delete", "name": name.as_str() });
         let event = self.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details);

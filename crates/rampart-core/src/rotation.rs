@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use rampart_crypto::MasterKey;
 use rampart_store::{KekVersion, KeyKind, Reseal, Rewrapper};
-use rampart_types::{Permission, SubjectId};
+use rampart_types::SubjectId;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::EventType;
 use crate::keyring::KeyRing;
-use crate::{Core, CoreError, CoreResult, Principal, RequestMeta};
+use crate::Authorized;
+use crate::{Core, CoreError, CoreResult, RequestMeta};
+use rampart_types::perm;
 
 /// Documents re-sealed per transaction by the background job.
 const RESEAL_BATCH: usize = 100;
@@ -45,8 +47,7 @@ fn rewrapper(master: Arc<MasterKey>, to: Arc<MasterKey>, version: Option<u32>) -
 }
 
 impl Core {
-    pub async fn keys_view(&self, who: &Principal) -> CoreResult<KeysView> {
-        self.require(who, Permission::KeysRead, None).await?;
+    pub async fn keys_view(&self, _: &Authorized<perm::KeysRead>) -> CoreResult<KeysView> {
         self.keys_status().await
     }
 
@@ -74,8 +75,8 @@ impl Core {
     /// A new KEK version re-wraps every data key at once; with `reencrypt`, every
     /// collection and subject key gets a successor and documents are re-sealed in the
     /// background (resumable: the cursor is committed with each batch).
-    pub async fn rotate_keys(&self, who: &Principal, reencrypt: bool) -> CoreResult<KeysView> {
-        self.require(who, Permission::KeysRotate, None).await?;
+    pub async fn rotate_keys(&self, access: &Authorized<perm::KeysRotate>, reencrypt: bool) -> CoreResult<KeysView> {
+        let who = access.who();
         self.rotate_keys_as(&who.username.to_string(), &who.origin, reencrypt).await?;
         self.keys_status().await
     }
@@ -267,8 +268,8 @@ impl Core {
     /// Crypto-shredding: deletes the subject's documents in every collection, destroys
     /// the subject's data keys (so copies in backups cannot be opened) and appends a keyed
     /// hash of the subject id to the erasure ledger. Returns how many documents went.
-    pub async fn erase_subject(&self, who: &Principal, subject: &str) -> CoreResult<u64> {
-        self.require(who, Permission::GdprErase, None).await?;
+    pub async fn erase_subject(&self, access: &Authorized<perm::GdprErase>, subject: &str) -> CoreResult<u64> {
+        let who = access.who();
         let subject = SubjectId::parse(subject).map_err(|e| CoreError::validation("subject_id", e.to_string()))?;
         let hash = crate::keyring::subject_hash(&self.inner.blind_index, &subject);
         let details = json!({ "subject_hash": hash });

@@ -7,13 +7,15 @@ use std::sync::RwLock;
 
 use rampart_config::{BreachConfig, WebhookFormat};
 use rampart_store::{AlertFilter, AlertRecord, IpBlock, OutboxItem};
-use rampart_types::{Cidr, Permission, Timestamp};
+use rampart_types::{Cidr, Timestamp};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::audit::EventType;
 use crate::bounded::{BoundedMap, Evictable};
+use crate::Authorized;
 use crate::{Core, CoreError, CoreResult, Principal, RequestMeta};
+use rampart_types::perm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -560,22 +562,19 @@ impl Core {
     }
 
     /// A refusal: trying to raise one's own privileges is Critical at once; repeated
-    /// refusals on admin endpoints cross a threshold.
-    pub(crate) fn on_forbidden(&self, who: &Principal, details: &Value) {
+    /// refusals in the admin area cross a threshold.
+    pub(crate) fn on_refusal(&self, who: &Principal, area: crate::Area, refusal: &crate::Refusal, details: &Value) {
         if !self.breach_enabled() {
             return;
         }
-        let escalation =
-            matches!(details["action"].as_str(), Some("change_own_role" | "update_own_role" | "assign_role"));
-        let admin_path = details["path"].as_str().is_some_and(|p| {
-            p.starts_with("/api/v1/admin/") || p.starts_with("/api/v1/users") || p.starts_with("/api/v1/roles")
-        });
+        let escalation = refusal.is_self_raise();
+        let counts = escalation || area == crate::Area::Admin;
         let (core, user, origin, details) =
             (self.clone(), who.username.to_string(), who.origin.clone(), details.clone());
         self.spawn_detection(async move {
-            let n = core.detector().forbidden.add(&user, core.now(), u64::from(admin_path || escalation));
+            let n = core.detector().forbidden.add(&user, core.now(), u64::from(counts));
             let ip = origin.client_ip();
-            if escalation || (admin_path && n >= u64::from(core.detector().config.forbidden_threshold)) {
+            if escalation || (counts && n >= u64::from(core.detector().config.forbidden_threshold)) {
                 let details = json!({ "refused": details, "admin_refusals": n });
                 core.raise(Detection {
                     breach_type: "privilege_escalation",
@@ -652,13 +651,21 @@ impl Core {
 
     // ----- incident-response API -----
 
-    pub async fn list_alerts(&self, who: &Principal, filter: AlertFilter) -> CoreResult<Vec<AlertRecord>> {
-        self.require(who, Permission::SecurityRead, None).await?;
+    pub async fn list_alerts(
+        &self,
+        _: &Authorized<perm::SecurityRead>,
+        filter: AlertFilter,
+    ) -> CoreResult<Vec<AlertRecord>> {
         Ok(self.inner.store.list_alerts(filter).await?)
     }
 
-    pub async fn set_alert_status(&self, who: &Principal, id: &str, status: &str) -> CoreResult<AlertRecord> {
-        self.require(who, Permission::SecurityManage, None).await?;
+    pub async fn set_alert_status(
+        &self,
+        access: &Authorized<perm::SecurityManage>,
+        id: &str,
+        status: &str,
+    ) -> CoreResult<AlertRecord> {
+        let who = access.who();
         let details = json!({ "alert": id, "status": status });
         let event = self.event(EventType::AlertAck, Some(who.username.as_str()), &who.origin, true, details);
         self.inner.store.set_alert_status(id, status, who.username.as_str(), vec![event]).await.map_err(|e| match e {
@@ -667,8 +674,14 @@ impl Core {
         })
     }
 
-    pub async fn block_ip(&self, who: &Principal, ip: &str, reason: &str, hours: u32) -> CoreResult<BlockView> {
-        self.require(who, Permission::SecurityManage, None).await?;
+    pub async fn block_ip(
+        &self,
+        access: &Authorized<perm::SecurityManage>,
+        ip: &str,
+        reason: &str,
+        hours: u32,
+    ) -> CoreResult<BlockView> {
+        let who = access.who();
         let cidr = Cidr::parse(ip).map_err(|e| CoreError::validation("ip_address", e.to_string()))?;
         if !(1..=24 * 365).contains(&hours) {
             return Err(CoreError::validation("duration_hours", "must be between 1 and 8760"));
@@ -686,8 +699,8 @@ impl Core {
         Ok(self.add_block(cidr, reason, hours, who.username.as_str(), &who.origin).await?.into())
     }
 
-    pub async fn unblock_ip(&self, who: &Principal, ip: &str) -> CoreResult<()> {
-        self.require(who, Permission::SecurityManage, None).await?;
+    pub async fn unblock_ip(&self, access: &Authorized<perm::SecurityManage>, ip: &str) -> CoreResult<()> {
+        let who = access.who();
         let cidr = Cidr::parse(ip).map_err(|e| CoreError::validation("ip_address", e.to_string()))?;
         let event = self.event(
             EventType::IpUnblock,
@@ -702,8 +715,7 @@ impl Core {
         self.refresh_blocks().await
     }
 
-    pub async fn list_blocks(&self, who: &Principal) -> CoreResult<Vec<BlockView>> {
-        self.require(who, Permission::SecurityRead, None).await?;
+    pub async fn list_blocks(&self, _: &Authorized<perm::SecurityRead>) -> CoreResult<Vec<BlockView>> {
         Ok(self.inner.store.active_blocks(self.now()).await?.into_iter().map(Into::into).collect())
     }
 }

@@ -1,11 +1,12 @@
 use rampart_store::{UserChange, UserRecord};
-use rampart_types::{Permission, RoleName, Timestamp, Username};
+use rampart_types::{RoleName, Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::EventType;
-use crate::{rbac, Core, CoreError, CoreResult, Principal};
+use crate::{rbac, Area, Authorized, Core, CoreError, CoreResult, Escalation, Principal, Refusal};
+use rampart_types::perm;
 
 /// A user as clients see it (SPEC section 3); never carries the hash.
 #[derive(Debug, Clone, Serialize)]
@@ -45,30 +46,30 @@ fn parse_role(s: &str) -> CoreResult<RoleName> {
 
 impl Core {
     /// Refuses (and records) handing out a role that grants more than the actor holds.
-    async fn check_assignable(&self, actor: &Principal, role: &RoleName) -> CoreResult<()> {
+    async fn check_assignable(&self, actor: &Principal, area: Area, role: &RoleName) -> CoreResult<()> {
         let target = self.role(role).map_err(|_| CoreError::validation("role", "no such role"))?;
         if !rbac::covers(&actor.role, &target) {
-            let details = json!({ "action": "assign_role", "role": role.as_str() });
-            return Err(self.deny(actor, "cannot grant a role with permissions you do not hold", details).await);
+            let refusal = Refusal::Escalation { attempt: Escalation::AssignRole, role: role.clone() };
+            return Err(self.refuse(actor, area, refusal).await);
         }
         Ok(())
     }
 
     /// The actor may act on `target` only if it holds everything the target holds.
-    async fn check_manageable(&self, actor: &Principal, target: &UserRecord) -> CoreResult<()> {
+    async fn check_manageable(&self, actor: &Principal, area: Area, target: &UserRecord) -> CoreResult<()> {
         let role = self.role(&target.role)?;
         if !rbac::covers(&actor.role, &role) {
-            let details = json!({ "action": "manage_user", "target": target.username.as_str() });
-            return Err(self.deny(actor, "cannot manage a user with permissions you do not hold", details).await);
+            let refusal = Refusal::Outranked { action: "manage_user", target: target.username.clone() };
+            return Err(self.refuse(actor, area, refusal).await);
         }
         Ok(())
     }
 
-    pub async fn create_user(&self, actor: &Principal, new: NewUser) -> CoreResult<UserView> {
-        self.require(actor, Permission::UsersCreate, None).await?;
+    pub async fn create_user(&self, access: &Authorized<perm::UsersCreate>, new: NewUser) -> CoreResult<UserView> {
+        let actor = access.who();
         let username = parse_username(&new.username)?;
         let role = parse_role(&new.role)?;
-        self.check_assignable(actor, &role).await?;
+        self.check_assignable(actor, access.area(), &role).await?;
         rampart_crypto::check_password_policy(new.password.expose_secret(), username.as_str())
             .map_err(CoreError::PasswordPolicy)?;
         if self.inner.store.get_user(&username).await?.is_some() {
@@ -92,8 +93,7 @@ impl Core {
         Ok(view)
     }
 
-    pub async fn get_user(&self, actor: &Principal, name: &str) -> CoreResult<UserView> {
-        self.require(actor, Permission::UsersRead, None).await?;
+    pub async fn get_user(&self, _: &Authorized<perm::UsersRead>, name: &str) -> CoreResult<UserView> {
         let name = parse_username(name)?;
         let user = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
         Ok(UserView::from(&user))
@@ -105,8 +105,12 @@ impl Core {
     }
 
     /// Users by name; `after` is the last name of the previous page.
-    pub async fn list_users(&self, actor: &Principal, after: Option<&str>, limit: usize) -> CoreResult<Vec<UserView>> {
-        self.require(actor, Permission::UsersRead, None).await?;
+    pub async fn list_users(
+        &self,
+        _: &Authorized<perm::UsersRead>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<UserView>> {
         let after = after.map(parse_username).transpose()?;
         let limit = limit.clamp(1, self.inner.settings.max_page_size);
         let users = self.inner.store.list_users(after.as_ref(), limit).await?;
@@ -116,22 +120,22 @@ impl Core {
     /// Changes role and/or disabled state. Either change ends all the user's sessions.
     pub async fn update_user(
         &self,
-        actor: &Principal,
+        access: &Authorized<perm::UsersUpdate>,
         name: &str,
         role: Option<String>,
         disabled: Option<bool>,
     ) -> CoreResult<UserView> {
-        self.require(actor, Permission::UsersUpdate, None).await?;
+        let actor = access.who();
         let name = parse_username(name)?;
         let target = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
-        self.check_manageable(actor, &target).await?;
+        self.check_manageable(actor, access.area(), &target).await?;
         let role = role.as_deref().map(parse_role).transpose()?;
         if let Some(r) = &role {
             if name == actor.username && *r != target.role {
-                let details = json!({ "action": "change_own_role", "role": r.as_str() });
-                return Err(self.deny(actor, "you cannot change your own role", details).await);
+                let refusal = Refusal::Escalation { attempt: Escalation::ChangeOwnRole, role: r.clone() };
+                return Err(self.refuse(actor, access.area(), refusal).await);
             }
-            self.check_assignable(actor, r).await?;
+            self.check_assignable(actor, access.area(), r).await?;
         }
         let by = Some(actor.username.as_str());
         let mut audit = Vec::new();
@@ -172,11 +176,11 @@ impl Core {
         Ok(UserView::from(&updated))
     }
 
-    pub async fn delete_user(&self, actor: &Principal, name: &str) -> CoreResult<()> {
-        self.require(actor, Permission::UsersDelete, None).await?;
+    pub async fn delete_user(&self, access: &Authorized<perm::UsersDelete>, name: &str) -> CoreResult<()> {
+        let actor = access.who();
         let name = parse_username(name)?;
         let target = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
-        self.check_manageable(actor, &target).await?;
+        self.check_manageable(actor, access.area(), &target).await?;
         let by = Some(actor.username.as_str());
         let audit = vec![
             self.event(EventType::UserDelete, by, &actor.origin, true, json!({ "target": name.as_str() })),

@@ -27,8 +27,6 @@ pub enum ApiError {
     /// `until`: when the block ends (`None`: the address is outside `admin_allowed_ips`).
     #[error("{}", match until { Some(t) => format!("access from this address is blocked until {t}"), None => "access from this address is not allowed".to_owned() })]
     IpBlocked { until: Option<rampart_types::Timestamp> },
-    #[error("your role requires MFA: enrol with /api/v1/auth/mfa/enable and /confirm, then log in again")]
-    MfaEnrollmentRequired,
     #[error("cross-site request refused: send X-CSRF-Token from an allowed origin")]
     CsrfFailed,
 }
@@ -62,9 +60,9 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
         ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", msg, None),
         ApiError::IpBlocked { .. } => (StatusCode::FORBIDDEN, "ip_blocked", msg, None),
         ApiError::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed", msg, None),
-        ApiError::MfaEnrollmentRequired => (StatusCode::FORBIDDEN, "mfa_enrollment_required", msg, None),
         ApiError::Core(core) => match core {
             C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", msg, None),
+            C::MfaEnrollmentRequired => (StatusCode::FORBIDDEN, "mfa_enrollment_required", msg, None),
             C::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists", msg, None),
             C::Validation { field, message } => {
                 let text = match field {

@@ -1,14 +1,13 @@
-use std::marker::PhantomData;
-
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header;
 use axum::http::request::Parts;
-use rampart_core::{Budget, CoreError, LimitKey, Principal};
+use rampart_core::{Authorized, Budget, CoreError, LimitKey, Principal};
 use rampart_types::CollectionName;
+use rampart_types::PermissionMarker;
 
 use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::perm::PermissionMarker;
+use crate::routes::RoutePolicy;
 use crate::AppState;
 
 /// The request context (id, client address); always present behind the context layer.
@@ -134,13 +133,20 @@ pub struct Authenticated {
     pub ctx: RequestContext,
 }
 
+impl std::ops::Deref for Authenticated {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.who
+    }
+}
+
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = axum::response::Response;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         use axum::response::IntoResponse;
         let (who, ctx) = principal(parts, state).await?;
         if who.mfa_enrollment_only {
-            return Err(ApiError::MfaEnrollmentRequired.into_response());
+            return Err(ApiError::Core(CoreError::MfaEnrollmentRequired).into_response());
         }
         Ok(Self { who, ctx })
     }
@@ -154,6 +160,13 @@ pub struct Enrolling {
     pub ctx: RequestContext,
 }
 
+impl std::ops::Deref for Enrolling {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.who
+    }
+}
+
 impl FromRequestParts<AppState> for Enrolling {
     type Rejection = axum::response::Response;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
@@ -163,19 +176,22 @@ impl FromRequestParts<AppState> for Enrolling {
 }
 
 /// An authenticated user holding permission `P`; for collection-scoped permissions, on
-/// the collection named by the `{collection}` path segment.
-pub struct Authz<P: PermissionMarker> {
-    pub who: Principal,
-    #[allow(dead_code)] // read by the audit trail
-    pub ctx: RequestContext,
-    _perm: PhantomData<P>,
+/// the collection named by the `{collection}` path segment. The decision is core's one
+/// `authorize` step, for the area the route table gives this route.
+pub struct Authz<P: PermissionMarker>(pub Authorized<P>);
+
+impl<P: PermissionMarker> std::ops::Deref for Authz<P> {
+    type Target = Authorized<P>;
+    fn deref(&self) -> &Authorized<P> {
+        &self.0
+    }
 }
 
 impl<P: PermissionMarker> FromRequestParts<AppState> for Authz<P> {
     type Rejection = axum::response::Response;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         use axum::response::IntoResponse;
-        let (who, ctx) = principal(parts, state).await?;
+        let (who, _ctx) = principal(parts, state).await?;
         let collection = RawPathParams::from_request_parts(parts, state)
             .await
             .ok()
@@ -187,18 +203,10 @@ impl<P: PermissionMarker> FromRequestParts<AppState> for Authz<P> {
             ),
             None => None,
         };
-        if who.mfa_enrollment_only {
-            return Err(ApiError::MfaEnrollmentRequired.into_response());
+        let area = parts.extensions.get::<RoutePolicy>().map_or(RoutePolicy::UNMATCHED.area, |p| p.area);
+        match state.core.authorize::<P>(who, collection, area).await {
+            Ok(access) => Ok(Self(access)),
+            Err(e) => Err(ApiError::from(e).into_response()),
         }
-        if !who.can(P::PERMISSION, collection.as_ref()) {
-            let details = serde_json::json!({
-                "permission": P::PERMISSION.as_str(),
-                "collection": collection.as_ref().map(|c| c.as_str()),
-                "method": parts.method.as_str(),
-                "path": parts.uri.path(),
-            });
-            return Err(ApiError::from(state.core.deny(&who, "permission denied", details).await).into_response());
-        }
-        Ok(Self { who, ctx, _perm: PhantomData })
     }
 }

@@ -9,7 +9,7 @@ mod extract;
 mod handlers;
 mod json;
 mod limits;
-pub mod perm;
+pub use rampart_types::perm;
 mod routes;
 pub mod slow_body;
 mod sqli;
@@ -22,7 +22,7 @@ pub use error::ApiError;
 pub use handlers::documents::fuzz_list_query;
 #[doc(hidden)]
 pub use json::fuzz_parse_body;
-pub use routes::{route_inventory, router, Access, RouteInfo};
+pub use routes::{route_inventory, router, Access, RouteInfo, RoutePolicy};
 
 /// Settings the HTTP layer needs, fixed at start.
 #[derive(Debug, Clone)]
@@ -72,6 +72,7 @@ pub struct AppParts {
     pub limits: std::sync::Arc<dyn rampart_core::Limiter>,
     pub activity: std::sync::Arc<dyn ActivitySink>,
     pub backups: std::sync::Arc<dyn rampart_core::backup::Backups>,
+    pub(crate) policies: routes::RoutePolicies,
 }
 
 impl std::ops::Deref for AppState {
@@ -119,6 +120,7 @@ impl AppState {
     pub fn assemble(core: Core, config: &rampart_config::Config, version: &'static str, ports: AppPorts) -> Self {
         let AppPorts { activity, backups, limits } = ports;
         let settings = HttpSettings::from_config(config, version);
-        Self(std::sync::Arc::new(AppParts { core, settings, limits, activity, backups }))
+        let policies = routes::route_policies();
+        Self(std::sync::Arc::new(AppParts { core, settings, limits, activity, backups, policies }))
     }
 }

@@ -1,27 +1,13 @@
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rampart_core::{Budget, CoreError, Decision, EventType, LimitKey};
+use rampart_core::{Area, CoreError, Decision, EventType, LimitKey};
 use serde_json::json;
 
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::AppState;
-
-/// Endpoints that administer the deployment or other people's data: `admin_allowed_ips`
-/// applies to all of them, not only to `/api/v1/admin/`.
-fn is_admin_area(path: &str) -> bool {
-    ["/api/v1/admin/", "/api/v1/users", "/api/v1/roles", "/api/v1/gdpr/", "/api/v1/ccpa/"]
-        .iter()
-        .any(|p| path == p.trim_end_matches('/') || path.starts_with(p))
-}
-
-/// Endpoints that check a password or second factor: the strict login budget applies.
-fn is_login_endpoint(method: &Method, path: &str) -> bool {
-    method == Method::POST
-        && path.strip_prefix("/api/v1/auth/").is_some_and(|p| matches!(p, "login" | "mfa/verify" | "refresh"))
-}
 
 pub(crate) fn set_headers(h: &mut HeaderMap, d: &Decision) {
     let mut put = |name: &'static str, v: String| {
@@ -89,7 +75,11 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Per-IP token buckets, before any other work (and, for login, before any hashing).
-pub(crate) async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The route's policy (see `routes::RoutePolicy`) is looked up here and left in the
+/// request for the authorization step.
+pub(crate) async fn rate_limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let policy = state.policies.lookup(req.method(), req.uri().path());
+    req.extensions_mut().insert(policy);
     let Some(ctx) = req.extensions().get::<RequestContext>().cloned() else {
         return next.run(req).await;
     };
@@ -101,7 +91,7 @@ pub(crate) async fn rate_limit(State(state): State<AppState>, req: Request, next
         state.core.record_refusal(&ctx.meta(), "ip_blocked").await;
         return ApiError::IpBlocked { until: Some(until) }.into_response();
     }
-    if is_admin_area(req.uri().path()) && !state.core.admin_ip_allowed(ip) {
+    if policy.area == Area::Admin && !state.core.admin_ip_allowed(ip) {
         state.core.record_refusal(&ctx.meta(), "admin_ip_not_allowed").await;
         return ApiError::IpBlocked { until: None }.into_response();
     }
@@ -113,8 +103,7 @@ pub(crate) async fn rate_limit(State(state): State<AppState>, req: Request, next
         inspect_request(&state, &ctx, &uri);
         return res;
     }
-    let login = is_login_endpoint(req.method(), req.uri().path());
-    let budget = if login { Budget::Login } else { Budget::Api };
+    let budget = policy.budget;
     let d = state.limits.check(budget, LimitKey::Address(ip)).await;
     if !d.allowed {
         return refuse(&state, &ctx, &d, budget.as_str(), None).await;

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::extract::Public;
 use crate::handlers::{self, admin, auth, backups, collections, documents, gdpr, keys, mfa, roles, security, users};
 use crate::AppState;
+use rampart_core::{Area, Budget};
 use rampart_types::Permission;
 
 /// Who may call a route, as declared by its handler's extractor. The route-walk test
@@ -33,6 +34,21 @@ pub struct RouteInfo {
     /// For `Access::Permission`: the permission the handler's `Authz<P>` names. The
     /// authorization matrix test checks every role against it.
     pub permission: Option<Permission>,
+    pub policy: RoutePolicy,
+}
+
+/// What the route table says about a route beyond its handler, applied before any other
+/// work: which per-address budget it spends, and which area it belongs to (the admin
+/// address allow-list and breach detection's refusal counting follow the area).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutePolicy {
+    pub area: Area,
+    pub budget: Budget,
+}
+
+impl RoutePolicy {
+    /// For requests that match no route (404, and 405 on unknown methods of no path).
+    pub const UNMATCHED: Self = Self { area: Area::Public, budget: Budget::Api };
 }
 
 struct Route {
@@ -40,13 +56,35 @@ struct Route {
     handler: MethodRouter<AppState>,
 }
 
-fn r(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Route {
-    Route { info: RouteInfo { method, path, access, permission: None }, handler }
+fn route(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    permission: Option<Permission>,
+    (area, budget): (Area, Budget),
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route { info: RouteInfo { method, path, access, permission, policy: RoutePolicy { area, budget } }, handler }
 }
 
-/// A route that needs `permission`.
-fn p(method: Method, path: &'static str, permission: Permission, handler: MethodRouter<AppState>) -> Route {
-    Route { info: RouteInfo { method, path, access: Access::Permission, permission: Some(permission) }, handler }
+/// Open to everyone; `budget` is `Login` where a password or second factor is checked.
+fn public(method: Method, path: &'static str, budget: Budget, handler: MethodRouter<AppState>) -> Route {
+    route(method, path, Access::Public, None, (Area::Public, budget), handler)
+}
+
+/// The caller's own account.
+fn account(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Route {
+    route(method, path, access, None, (Area::Account, Budget::Api), handler)
+}
+
+/// Collections and documents: needs `permission`.
+fn data(method: Method, path: &'static str, permission: Permission, handler: MethodRouter<AppState>) -> Route {
+    route(method, path, Access::Permission, Some(permission), (Area::Data, Budget::Api), handler)
+}
+
+/// Administration: needs `permission`.
+fn admin(method: Method, path: &'static str, permission: Permission, handler: MethodRouter<AppState>) -> Route {
+    route(method, path, Access::Permission, Some(permission), (Area::Admin, Budget::Api), handler)
 }
 
 /// Every route of the API. The router is built from this list and nothing else, so the
@@ -54,61 +92,114 @@ fn p(method: Method, path: &'static str, permission: Permission, handler: Method
 fn routes() -> Vec<Route> {
     use rampart_types::Permission as P;
     use Access::*;
+    use Budget::{Api, Login};
     use Method as M;
     vec![
-        r(M::GET, "/health", Public, get(handlers::health)),
-        r(M::POST, "/api/v1/auth/login", Public, post(auth::login)),
-        r(M::POST, "/api/v1/auth/logout", Enrolment, post(auth::logout)),
-        r(M::POST, "/api/v1/auth/logout-all", SelfService, post(auth::logout_all)),
-        r(M::GET, "/api/v1/auth/me", SelfService, get(auth::me)),
-        r(M::POST, "/api/v1/auth/password", SelfService, post(auth::change_password)),
-        r(M::POST, "/api/v1/auth/refresh", Public, post(auth::refresh)),
-        r(M::POST, "/api/v1/auth/mfa/verify", Public, post(mfa::verify)),
-        r(M::POST, "/api/v1/auth/mfa/enable", Enrolment, post(mfa::enable)),
-        r(M::POST, "/api/v1/auth/mfa/confirm", Enrolment, post(mfa::confirm)),
-        r(M::POST, "/api/v1/auth/mfa/disable", SelfService, post(mfa::disable)),
-        r(M::POST, "/api/v1/auth/mfa/recovery-codes", SelfService, post(mfa::recovery_codes)),
-        r(M::GET, "/api/v1/auth/sessions", SelfService, get(mfa::sessions)),
-        r(M::DELETE, "/api/v1/auth/sessions/{id}", SelfService, delete(mfa::end_session)),
-        p(M::POST, "/api/v1/users/{username}/mfa/reset", P::UsersMfaReset, post(mfa::reset)),
-        r(M::POST, "/api/v1/auth/token", SelfService, post(mfa::mint)),
-        r(M::GET, "/.well-known/jwks.json", Public, get(mfa::jwks)),
-        p(M::GET, "/api/v1/users", P::UsersRead, get(users::list)),
-        p(M::POST, "/api/v1/users", P::UsersCreate, post(users::create)),
-        p(M::GET, "/api/v1/users/{username}", P::UsersRead, get(users::get)),
-        p(M::PATCH, "/api/v1/users/{username}", P::UsersUpdate, patch(users::update)),
-        p(M::DELETE, "/api/v1/users/{username}", P::UsersDelete, delete(users::delete)),
-        p(M::GET, "/api/v1/roles", P::RolesRead, get(roles::list)),
-        p(M::POST, "/api/v1/roles", P::RolesManage, post(roles::create)),
-        p(M::GET, "/api/v1/roles/{name}", P::RolesRead, get(roles::get)),
-        p(M::PUT, "/api/v1/roles/{name}", P::RolesManage, put(roles::replace)),
-        p(M::DELETE, "/api/v1/roles/{name}", P::RolesManage, delete(roles::delete)),
-        p(M::GET, "/api/v1/collections", P::CollectionsRead, get(collections::list)),
-        p(M::POST, "/api/v1/collections", P::CollectionsCreate, post(collections::create)),
-        p(M::GET, "/api/v1/collections/{collection}", P::CollectionsRead, get(collections::get)),
-        p(M::PATCH, "/api/v1/collections/{collection}", P::CollectionsUpdate, patch(collections::update)),
-        p(M::DELETE, "/api/v1/collections/{collection}", P::CollectionsDelete, delete(collections::delete)),
-        p(M::GET, "/api/v1/collections/{collection}/documents", P::DocumentsRead, get(documents::list)),
-        p(M::POST, "/api/v1/collections/{collection}/documents", P::DocumentsWrite, post(documents::create)),
-        p(M::GET, "/api/v1/collections/{collection}/documents/{id}", P::DocumentsRead, get(documents::get)),
-        p(M::PUT, "/api/v1/collections/{collection}/documents/{id}", P::DocumentsWrite, put(documents::replace)),
-        p(M::PATCH, "/api/v1/collections/{collection}/documents/{id}", P::DocumentsWrite, patch(documents::patch)),
-        p(M::DELETE, "/api/v1/collections/{collection}/documents/{id}", P::DocumentsDelete, delete(documents::delete)),
-        p(M::GET, "/api/v1/admin/audit", P::AuditRead, get(admin::audit)),
-        p(M::GET, "/api/v1/admin/audit/verify", P::AuditVerify, get(admin::verify)),
-        p(M::GET, "/api/v1/admin/keys", P::KeysRead, get(keys::show)),
-        p(M::POST, "/api/v1/admin/keys/rotate", P::KeysRotate, post(keys::rotate)),
-        p(M::POST, "/api/v1/admin/backup", P::BackupCreate, post(backups::create)),
-        p(M::GET, "/api/v1/admin/backups", P::BackupRead, get(backups::list)),
-        p(M::POST, "/api/v1/admin/backups/{id}/verify", P::BackupRead, post(backups::verify)),
-        p(M::DELETE, "/api/v1/gdpr/erasure", P::GdprErase, delete(gdpr::erase)),
-        p(M::GET, "/api/v1/admin/security/alerts", P::SecurityRead, get(security::alerts)),
-        p(M::POST, "/api/v1/admin/security/alerts/{id}/acknowledge", P::SecurityManage, post(security::acknowledge)),
-        p(M::POST, "/api/v1/admin/security/alerts/{id}/resolve", P::SecurityManage, post(security::resolve)),
-        p(M::POST, "/api/v1/admin/security/block-ip", P::SecurityManage, post(security::block)),
-        p(M::GET, "/api/v1/admin/security/blocked-ips", P::SecurityRead, get(security::blocked)),
-        p(M::DELETE, "/api/v1/admin/security/blocked-ips/{ip}", P::SecurityManage, delete(security::unblock)),
+        public(M::GET, "/health", Api, get(handlers::health)),
+        public(M::POST, "/api/v1/auth/login", Login, post(auth::login)),
+        account(M::POST, "/api/v1/auth/logout", Enrolment, post(auth::logout)),
+        account(M::POST, "/api/v1/auth/logout-all", SelfService, post(auth::logout_all)),
+        account(M::GET, "/api/v1/auth/me", SelfService, get(auth::me)),
+        account(M::POST, "/api/v1/auth/password", SelfService, post(auth::change_password)),
+        public(M::POST, "/api/v1/auth/refresh", Login, post(auth::refresh)),
+        public(M::POST, "/api/v1/auth/mfa/verify", Login, post(mfa::verify)),
+        account(M::POST, "/api/v1/auth/mfa/enable", Enrolment, post(mfa::enable)),
+        account(M::POST, "/api/v1/auth/mfa/confirm", Enrolment, post(mfa::confirm)),
+        account(M::POST, "/api/v1/auth/mfa/disable", SelfService, post(mfa::disable)),
+        account(M::POST, "/api/v1/auth/mfa/recovery-codes", SelfService, post(mfa::recovery_codes)),
+        account(M::GET, "/api/v1/auth/sessions", SelfService, get(mfa::sessions)),
+        account(M::DELETE, "/api/v1/auth/sessions/{id}", SelfService, delete(mfa::end_session)),
+        admin(M::POST, "/api/v1/users/{username}/mfa/reset", P::UsersMfaReset, post(mfa::reset)),
+        account(M::POST, "/api/v1/auth/token", SelfService, post(mfa::mint)),
+        public(M::GET, "/.well-known/jwks.json", Api, get(mfa::jwks)),
+        admin(M::GET, "/api/v1/users", P::UsersRead, get(users::list)),
+        admin(M::POST, "/api/v1/users", P::UsersCreate, post(users::create)),
+        admin(M::GET, "/api/v1/users/{username}", P::UsersRead, get(users::get)),
+        admin(M::PATCH, "/api/v1/users/{username}", P::UsersUpdate, patch(users::update)),
+        admin(M::DELETE, "/api/v1/users/{username}", P::UsersDelete, delete(users::delete)),
+        admin(M::GET, "/api/v1/roles", P::RolesRead, get(roles::list)),
+        admin(M::POST, "/api/v1/roles", P::RolesManage, post(roles::create)),
+        admin(M::GET, "/api/v1/roles/{name}", P::RolesRead, get(roles::get)),
+        admin(M::PUT, "/api/v1/roles/{name}", P::RolesManage, put(roles::replace)),
+        admin(M::DELETE, "/api/v1/roles/{name}", P::RolesManage, delete(roles::delete)),
+        data(M::GET, "/api/v1/collections", P::CollectionsRead, get(collections::list)),
+        data(M::POST, "/api/v1/collections", P::CollectionsCreate, post(collections::create)),
+        data(M::GET, "/api/v1/collections/{collection}", P::CollectionsRead, get(collections::get)),
+        data(M::PATCH, "/api/v1/collections/{collection}", P::CollectionsUpdate, patch(collections::update)),
+        data(M::DELETE, "/api/v1/collections/{collection}", P::CollectionsDelete, delete(collections::delete)),
+        data(M::GET, "/api/v1/collections/{collection}/documents", P::DocumentsRead, get(documents::list)),
+        data(M::POST, "/api/v1/collections/{collection}/documents", P::DocumentsWrite, post(documents::create)),
+        data(M::GET, "/api/v1/collections/{collection}/documents/{id}", P::DocumentsRead, get(documents::get)),
+        data(M::PUT, "/api/v1/collections/{collection}/documents/{id}", P::DocumentsWrite, put(documents::replace)),
+        data(M::PATCH, "/api/v1/collections/{collection}/documents/{id}", P::DocumentsWrite, patch(documents::patch)),
+        data(
+            M::DELETE,
+            "/api/v1/collections/{collection}/documents/{id}",
+            P::DocumentsDelete,
+            delete(documents::delete),
+        ),
+        admin(M::GET, "/api/v1/admin/audit", P::AuditRead, get(admin::audit)),
+        admin(M::GET, "/api/v1/admin/audit/verify", P::AuditVerify, get(admin::verify)),
+        admin(M::GET, "/api/v1/admin/keys", P::KeysRead, get(keys::show)),
+        admin(M::POST, "/api/v1/admin/keys/rotate", P::KeysRotate, post(keys::rotate)),
+        admin(M::POST, "/api/v1/admin/backup", P::BackupCreate, post(backups::create)),
+        admin(M::GET, "/api/v1/admin/backups", P::BackupRead, get(backups::list)),
+        admin(M::POST, "/api/v1/admin/backups/{id}/verify", P::BackupRead, post(backups::verify)),
+        admin(M::DELETE, "/api/v1/gdpr/erasure", P::GdprErase, delete(gdpr::erase)),
+        admin(M::GET, "/api/v1/admin/security/alerts", P::SecurityRead, get(security::alerts)),
+        admin(
+            M::POST,
+            "/api/v1/admin/security/alerts/{id}/acknowledge",
+            P::SecurityManage,
+            post(security::acknowledge),
+        ),
+        admin(M::POST, "/api/v1/admin/security/alerts/{id}/resolve", P::SecurityManage, post(security::resolve)),
+        admin(M::POST, "/api/v1/admin/security/block-ip", P::SecurityManage, post(security::block)),
+        admin(M::GET, "/api/v1/admin/security/blocked-ips", P::SecurityRead, get(security::blocked)),
+        admin(M::DELETE, "/api/v1/admin/security/blocked-ips/{ip}", P::SecurityManage, delete(security::unblock)),
     ]
+}
+
+/// The route table's policies, looked up by path and method once per request (before
+/// routing, so that refusals cost nothing further).
+pub(crate) struct RoutePolicies {
+    paths: matchit::Router<usize>,
+    by_path: Vec<Vec<(Method, RoutePolicy)>>,
+}
+
+impl RoutePolicies {
+    fn new(routes: &[RouteInfo]) -> Self {
+        let mut paths = matchit::Router::new();
+        let mut by_path: Vec<Vec<(Method, RoutePolicy)>> = Vec::new();
+        let mut index: Vec<&'static str> = Vec::new();
+        for r in routes {
+            let i = index.iter().position(|p| *p == r.path).unwrap_or_else(|| {
+                index.push(r.path);
+                by_path.push(Vec::new());
+                // The same syntax axum routes with; the route table is fixed, so an
+                // insertion that fails would fail the router's own build first.
+                let _ = paths.insert(r.path, index.len() - 1);
+                index.len() - 1
+            });
+            by_path[i].push((r.method.clone(), r.policy));
+        }
+        Self { paths, by_path }
+    }
+
+    /// The policy of the route `method path` reaches. Another method on a known path
+    /// (answered 405) takes the path's area with the API budget.
+    pub(crate) fn lookup(&self, method: &Method, path: &str) -> RoutePolicy {
+        let Ok(found) = self.paths.at(path) else { return RoutePolicy::UNMATCHED };
+        let entries = &self.by_path[*found.value];
+        match entries.iter().find(|(m, _)| m == method) {
+            Some((_, policy)) => *policy,
+            None => entries.first().map_or(RoutePolicy::UNMATCHED, |(_, p)| RoutePolicy { budget: Budget::Api, ..*p }),
+        }
+    }
+}
+
+pub(crate) fn route_policies() -> RoutePolicies {
+    RoutePolicies::new(&route_inventory())
 }
 
 pub fn route_inventory() -> Vec<RouteInfo> {
@@ -153,5 +244,27 @@ pub fn router(state: AppState) -> Router {
 impl ApiError {
     fn into_response_compat(self) -> axum::response::Response {
         axum::response::IntoResponse::into_response(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_come_from_the_route_table() {
+        let p = route_policies();
+        let login = p.lookup(&Method::POST, "/api/v1/auth/login");
+        assert_eq!((login.area, login.budget), (Area::Public, Budget::Login));
+        assert_eq!(p.lookup(&Method::POST, "/api/v1/auth/refresh").budget, Budget::Login);
+        assert_eq!(p.lookup(&Method::GET, "/api/v1/users/bob").area, Area::Admin);
+        assert_eq!(p.lookup(&Method::DELETE, "/api/v1/gdpr/erasure").area, Area::Admin);
+        assert_eq!(p.lookup(&Method::GET, "/api/v1/collections/c/documents/d").area, Area::Data);
+        assert_eq!(p.lookup(&Method::GET, "/api/v1/auth/me").area, Area::Account);
+        // Another method on a known path keeps the path's area, with the API budget.
+        let other = p.lookup(&Method::GET, "/api/v1/auth/login");
+        assert_eq!((other.area, other.budget), (Area::Public, Budget::Api));
+        assert_eq!(p.lookup(&Method::PUT, "/api/v1/admin/keys").area, Area::Admin);
+        assert_eq!(p.lookup(&Method::GET, "/api/v1/nowhere"), RoutePolicy::UNMATCHED);
     }
 }

@@ -10,5 +10,5 @@ mod time;
 
 pub use cidr::{Cidr, CidrError};
 pub use names::{CollectionName, DocumentId, FieldPath, NameError, RoleName, SubjectId, Username};
-pub use permission::{Permission, PermissionScope, UnknownPermission};
+pub use permission::{perm, Permission, PermissionMarker, PermissionScope, UnknownPermission};
 pub use time::Timestamp;

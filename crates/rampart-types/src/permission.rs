@@ -13,6 +13,11 @@ pub enum PermissionScope {
 #[error("unknown permission {0:?}")]
 pub struct UnknownPermission(pub String);
 
+/// A permission named at the type level (see `perm`).
+pub trait PermissionMarker: Send + Sync + 'static {
+    const PERMISSION: Permission;
+}
+
 macro_rules! permissions {
     ($($variant:ident = $text:literal, $scope:ident;)*) => {
         /// A named permission. Every endpoint declares exactly one.
@@ -36,6 +41,17 @@ macro_rules! permissions {
                     other => Err(UnknownPermission(other.chars().take(64).collect())),
                 }
             }
+        }
+
+        /// One zero-sized type per permission, so that code can require a permission in a
+        /// signature (`Authorized<perm::DocumentsRead>`).
+        pub mod perm {
+            $(
+                pub struct $variant;
+                impl super::PermissionMarker for $variant {
+                    const PERMISSION: super::Permission = super::Permission::$variant;
+                }
+            )*
         }
     };
 }

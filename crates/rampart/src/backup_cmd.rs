@@ -103,16 +103,16 @@ pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
         return restore(&config, &file, force, key_file.as_deref(), ledger).await.map(|()| 0);
     }
     let App { core, backend: store } = App::open(&config).await?;
-    let me = core.local_admin()?;
     let backups = file_backups(&config, &core, &store);
     let code = match action {
         BackupAction::Create { unencrypted, compliance_mode } => {
-            let meta = core.create_backup(&me, &backups, !unencrypted, compliance_mode).await?;
+            let meta =
+                core.create_backup(&core.authorize_local().await?, &backups, !unencrypted, compliance_mode).await?;
             println!("{}", serde_json::to_string_pretty(&meta)?);
             0
         }
         BackupAction::List { json } => {
-            let list = core.list_backups(&me, &backups).await?;
+            let list = core.list_backups(&core.authorize_local().await?, &backups).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "backups": list }))?);
             } else {
@@ -133,7 +133,7 @@ pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
             0
         }
         BackupAction::Verify { backup, .. } => {
-            let v = core.verify_backup(&me, &backups, &backup).await?;
+            let v = core.verify_backup(&core.authorize_local().await?, &backups, &backup).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             u8::from(!v.valid)
         }

@@ -42,13 +42,12 @@ pub async fn run(flags: Overrides, action: KeysAction) -> anyhow::Result<()> {
     let _lock =
         datadir::lock(&config.server.data_dir).context("a server is using this data directory; stop it first")?;
     let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
-    let me = core.local_admin()?;
     match action {
         KeysAction::Show { .. } => {
-            println!("{}", serde_json::to_string_pretty(&core.keys_view(&me).await?)?);
+            println!("{}", serde_json::to_string_pretty(&core.keys_view(&core.authorize_local().await?).await?)?);
         }
         KeysAction::Rotate { reencrypt } => {
-            let view = core.rotate_keys(&me, reencrypt).await?;
+            let view = core.rotate_keys(&core.authorize_local().await?, reencrypt).await?;
             println!("Key-encrypting key is now version {}; every data key is re-wrapped.", view.current_kek_version);
             if reencrypt {
                 wait_for_reencryption(&*store).await?;

@@ -22,10 +22,9 @@ pub enum SecurityAction {
 pub async fn run(flags: Overrides, action: SecurityAction) -> anyhow::Result<()> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
     let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
-    let me = core.local_admin()?;
     let result = match action {
         SecurityAction::Blocks { json } => {
-            let blocks = core.list_blocks(&me).await?;
+            let blocks = core.list_blocks(&core.authorize_local().await?).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "blocked_ips": blocks }))?);
             } else {
@@ -40,7 +39,9 @@ pub async fn run(flags: Overrides, action: SecurityAction) -> anyhow::Result<()>
             Ok(())
         }
         SecurityAction::Unblock { address } => {
-            core.unblock_ip(&me, &address).await.with_context(|| format!("cannot unblock {address}"))?;
+            core.unblock_ip(&core.authorize_local().await?, &address)
+                .await
+                .with_context(|| format!("cannot unblock {address}"))?;
             println!("{address} is unblocked; a running server applies it within a few seconds.");
             Ok(())
         }

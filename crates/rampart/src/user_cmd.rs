@@ -37,7 +37,6 @@ pub enum UserAction {
 pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
     let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
-    let me = core.local_admin()?;
     let result = match action {
         UserAction::Add { username, role, password_stdin } => {
             let (password, generated) = if password_stdin {
@@ -52,7 +51,7 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
                 (SecretString::from(random_password(20)), true)
             };
             let user = core
-                .create_user(&me, NewUser { username, password: password.clone(), role })
+                .create_user(&core.authorize_local().await?, NewUser { username, password: password.clone(), role })
                 .await
                 .map_err(describe)?;
             println!("Created user '{}' with role '{}'.", user.username, user.role);
@@ -65,7 +64,8 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
             let mut after: Option<String> = None;
             let mut users = Vec::new();
             loop {
-                let page = core.list_users(&me, after.as_deref(), 500).await.map_err(describe)?;
+                let page =
+                    core.list_users(&core.authorize_local().await?, after.as_deref(), 500).await.map_err(describe)?;
                 let full = page.len() == 500;
                 after = page.last().map(|u| u.username.to_string());
                 users.extend(page);
@@ -102,17 +102,20 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
             Ok(())
         }
         UserAction::SetRole { username, role } => {
-            let u = core.update_user(&me, &username, Some(role), None).await.map_err(describe)?;
+            let u = core
+                .update_user(&core.authorize_local().await?, &username, Some(role), None)
+                .await
+                .map_err(describe)?;
             println!("User '{}' now has role '{}'; their sessions have ended.", u.username, u.role);
             Ok(())
         }
         UserAction::Disable { username } => {
-            core.update_user(&me, &username, None, Some(true)).await.map_err(describe)?;
+            core.update_user(&core.authorize_local().await?, &username, None, Some(true)).await.map_err(describe)?;
             println!("User '{username}' is disabled; their sessions have ended.");
             Ok(())
         }
         UserAction::Enable { username } => {
-            core.update_user(&me, &username, None, Some(false)).await.map_err(describe)?;
+            core.update_user(&core.authorize_local().await?, &username, None, Some(false)).await.map_err(describe)?;
             println!("User '{username}' is enabled.");
             Ok(())
         }

@@ -151,7 +151,7 @@ pub(crate) async fn refresh(
 
 pub(crate) async fn logout(auth: Enrolling, State(state): State<AppState>) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    state.core.logout(&auth.who).await?;
+    state.core.logout(&auth).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     // Clears a browser-mode cookie (harmless for bearer clients).
     let clear = format!("{}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0", crate::extract::SESSION_COOKIE);
@@ -162,12 +162,12 @@ pub(crate) async fn logout(auth: Enrolling, State(state): State<AppState>) -> Ap
 }
 
 pub(crate) async fn logout_all(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let n = state.core.logout_all(&auth.who).await?;
+    let n = state.core.logout_all(&auth).await?;
     Ok(Json(json!({ "sessions_ended": n })))
 }
 
 pub(crate) async fn me(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let user = state.core.me(&auth.who).await?;
+    let user = state.core.me(&auth).await?;
     let permissions: Vec<&str> = auth.who.role.permissions.iter().map(|p| p.as_str()).collect();
     Ok(Json(json!({
         "username": user.username,
@@ -192,7 +192,7 @@ pub(crate) async fn change_password(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    state.core.change_password(&auth.who, req.current_password, req.new_password).await.map_err(|e| match e {
+    state.core.change_password(&auth, req.current_password, req.new_password).await.map_err(|e| match e {
         CoreError::Forbidden(m) => ApiError::Core(CoreError::Forbidden(m)),
         e => e.into(),
     })?;

@@ -1,4 +1,4 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::{CollectionSpec, CollectionUpdate, CollectionView};
@@ -35,19 +35,18 @@ pub(crate) async fn create(
         retention_days: b.retention_days,
         encrypted: b.encrypted,
     };
-    Ok((StatusCode::CREATED, Json(state.core.create_collection(&auth.who, spec).await?)))
+    Ok((StatusCode::CREATED, Json(state.core.create_collection(&auth, spec).await?)))
 }
 
 pub(crate) async fn list(auth: Authz<perm::CollectionsRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "collections": state.core.list_collections(&auth.who).await? })))
+    Ok(Json(json!({ "collections": state.core.list_collections(&auth).await? })))
 }
 
 pub(crate) async fn get(
     auth: Authz<perm::CollectionsRead>,
     State(state): State<AppState>,
-    Path(collection): Path<String>,
 ) -> ApiResult<Json<CollectionView>> {
-    Ok(Json(state.core.get_collection(&auth.who, &collection).await?))
+    Ok(Json(state.core.get_collection(&auth).await?))
 }
 
 #[derive(Deserialize)]
@@ -68,21 +67,19 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>
 pub(crate) async fn update(
     auth: Authz<perm::CollectionsUpdate>,
     State(state): State<AppState>,
-    Path(collection): Path<String>,
     ApiJson(b): ApiJson<UpdateCollection>,
 ) -> ApiResult<Json<CollectionView>> {
     if b.indexes.is_none() && b.pii_fields.is_none() && b.retention_days.is_none() {
         return Err(ApiError::bad_request(None, "nothing to change: give indexes, pii_fields or retention_days"));
     }
     let up = CollectionUpdate { indexes: b.indexes, pii_fields: b.pii_fields, retention_days: b.retention_days };
-    Ok(Json(state.core.update_collection(&auth.who, &collection, up).await?))
+    Ok(Json(state.core.update_collection(&auth, up).await?))
 }
 
 pub(crate) async fn delete(
     auth: Authz<perm::CollectionsDelete>,
     State(state): State<AppState>,
-    Path(collection): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.core.delete_collection(&auth.who, &collection).await?;
+    state.core.delete_collection(&auth).await?;
     Ok(StatusCode::NO_CONTENT)
 }

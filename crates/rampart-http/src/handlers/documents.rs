@@ -52,20 +52,19 @@ pub(crate) struct DocumentBody {
 pub(crate) async fn create(
     auth: Authz<perm::DocumentsWrite>,
     State(state): State<AppState>,
-    Path(collection): Path<String>,
     ApiJson(b): ApiJson<DocumentBody>,
 ) -> ApiResult<Response> {
-    let doc = state.core.insert_document(&auth.who, &collection, b.data, b.subject_id).await?;
+    let doc = state.core.insert_document(&auth, b.data, b.subject_id).await?;
     Ok(with_etag(StatusCode::CREATED, doc))
 }
 
 pub(crate) async fn get(
     auth: Authz<perm::DocumentsRead>,
     State(state): State<AppState>,
-    Path((collection, id)): Path<(String, String)>,
+    Path((_collection, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let doc = state.core.get_document(&auth.who, &collection, &id).await?;
+    let doc = state.core.get_document(&auth, &id).await?;
     let tag = etag(doc.version);
     if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == tag) {
         let mut res = StatusCode::NOT_MODIFIED.into_response();
@@ -78,12 +77,12 @@ pub(crate) async fn get(
 pub(crate) async fn replace(
     auth: Authz<perm::DocumentsWrite>,
     State(state): State<AppState>,
-    Path((collection, id)): Path<(String, String)>,
+    Path((_collection, id)): Path<(String, String)>,
     headers: HeaderMap,
     ApiJson(b): ApiJson<DocumentBody>,
 ) -> ApiResult<Response> {
     let change = DocumentChange::Replace { data: b.data, subject_id: b.subject_id };
-    let doc = state.core.modify_document(&auth.who, &collection, &id, if_match(&headers)?, change).await?;
+    let doc = state.core.modify_document(&auth, &id, if_match(&headers)?, change).await?;
     Ok(with_etag(StatusCode::OK, doc))
 }
 
@@ -96,22 +95,22 @@ pub(crate) struct PatchBody {
 pub(crate) async fn patch(
     auth: Authz<perm::DocumentsWrite>,
     State(state): State<AppState>,
-    Path((collection, id)): Path<(String, String)>,
+    Path((_collection, id)): Path<(String, String)>,
     headers: HeaderMap,
     ApiJson(b): ApiJson<PatchBody>,
 ) -> ApiResult<Response> {
     let change = DocumentChange::MergePatch(b.data);
-    let doc = state.core.modify_document(&auth.who, &collection, &id, if_match(&headers)?, change).await?;
+    let doc = state.core.modify_document(&auth, &id, if_match(&headers)?, change).await?;
     Ok(with_etag(StatusCode::OK, doc))
 }
 
 pub(crate) async fn delete(
     auth: Authz<perm::DocumentsDelete>,
     State(state): State<AppState>,
-    Path((collection, id)): Path<(String, String)>,
+    Path((_collection, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    state.core.delete_document(&auth.who, &collection, &id, if_match(&headers)?).await?;
+    state.core.delete_document(&auth, &id, if_match(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -120,11 +119,10 @@ const MAX_FILTERS: usize = 16;
 pub(crate) async fn list(
     auth: Authz<perm::DocumentsRead>,
     State(state): State<AppState>,
-    Path(collection): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<DocumentList>> {
     let p = list_params(pairs)?;
-    Ok(Json(state.core.list_documents(&auth.who, &collection, p).await?))
+    Ok(Json(state.core.list_documents(&auth, p).await?))
 }
 
 /// The list endpoint's query: `limit`, `cursor`, `subject_id`, and field filters.

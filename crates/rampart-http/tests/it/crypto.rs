@@ -177,8 +177,9 @@ async fn erasing_a_subject_shreds_its_documents_everywhere() {
     assert!(sealed_key.starts_with("sub-"), "sealed under the subject's key: {sealed_key}");
     let viewer_token = app.user_with_role("vic", "viewer").await;
     let viewer = app.core.authenticate(&viewer_token, &rampart_core::RequestMeta::default()).await.unwrap();
-    assert!(app.core.erase_subject(&viewer, subject).await.is_err(), "needs gdpr.erase");
-    let cli = app.core.local_admin().unwrap();
+    let refused = app.core.authorize::<rampart_core::perm::GdprErase>(viewer, None, rampart_core::Area::Admin).await;
+    assert!(matches!(refused, Err(rampart_core::CoreError::Forbidden(_))), "needs gdpr.erase");
+    let cli = app.core.authorize_local().await.unwrap();
     assert_eq!(app.core.erase_subject(&cli, subject).await.unwrap(), 2);
 
     let res = app.get(&format!("/api/v1/collections/visits/documents?subject_id={subject}"), Some(&admin)).await;

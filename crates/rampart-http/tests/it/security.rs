@@ -118,6 +118,38 @@ async fn admin_api_can_be_limited_to_networks() {
         StatusCode::OK,
         "the rest of the API is unaffected"
     );
+    // The route table is the policy: every route it places in the admin area is closed
+    // to the outside address, and no other route is.
+    for route in rampart_http::route_inventory() {
+        let path = route.path.replace("{username}", ADMIN).replace('{', "x").replace('}', "");
+        let res = app.send_from(from(&path, route.method.clone(), Some(&admin), None), "127.0.0.1:1").await;
+        let closed = res.code() == "ip_blocked";
+        assert_eq!(closed, route.policy.area == rampart_core::Area::Admin, "{} {}", route.method, route.path);
+    }
+}
+
+/// Breach detection counts refusals by the area the route table gives them: a user
+/// refused data again and again is not escalating privileges; refused administration is.
+#[tokio::test]
+async fn refusals_count_towards_escalation_only_in_the_admin_area() {
+    let app = TestApp::with_config(|c| c.breach.forbidden_threshold = 3).await;
+    let admin = app.admin_token().await;
+    app.post("/api/v1/collections", Some(&admin), json!({"name": "secret"})).await;
+    app.post("/api/v1/roles", Some(&admin), json!({"name": "none", "permissions": []})).await;
+    let nobody = app.user_with_role("nobody", "none").await;
+    for _ in 0..6 {
+        let res = app.get("/api/v1/collections/secret/documents", Some(&nobody)).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(alerts(&app, &admin, "?type=privilege_escalation").await.is_empty(), "data refusals are not escalation");
+    assert_eq!(app.get("/api/v1/auth/me", Some(&nobody)).await.status, StatusCode::OK, "and end no session");
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/v1/admin/keys", Some(&nobody)).await.status, StatusCode::FORBIDDEN);
+    }
+    let alert = wait_alert(&app, &admin, "privilege_escalation").await;
+    assert_eq!(alert["details"]["admin_refusals"], 3);
+    assert_eq!(alert["details"]["refused"]["permission"], "keys.read");
 }
 
 #[tokio::test]

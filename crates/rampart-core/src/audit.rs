@@ -5,13 +5,11 @@ use rampart_crypto::ct_eq;
 use std::sync::Arc;
 
 use rampart_crypto::AuditMacKey;
-use rampart_store::{AuditChainer, AuditEvent, AuditRecord, Store, StoreError, GENESIS_HASH};
+use rampart_store::{AuditChainer, AuditEvent, AuditRecord, AuditStore, GENESIS_HASH};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::auth::RequestMeta;
-use crate::{Authorized, Core, CoreError, CoreResult};
-use rampart_types::perm;
+use crate::CoreResult;
 
 /// Event names of SPEC section 7 (and the ones later issues add).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,7 +305,7 @@ impl<'a> ChainVerifier<'a> {
 }
 
 /// Verifies the chain in the store with `key` (used by the API and, offline, the CLI).
-pub async fn verify_store(store: &dyn Store, key: &AuditMacKey) -> CoreResult<AuditVerification> {
+pub async fn verify_store(store: &dyn AuditStore, key: &AuditMacKey) -> CoreResult<AuditVerification> {
     let mut v = ChainVerifier::new(key);
     let mut after = 0;
     loop {
@@ -322,62 +320,4 @@ pub async fn verify_store(store: &dyn Store, key: &AuditMacKey) -> CoreResult<Au
     }
     let head = store.audit_head().await?.map(|h| (h.seq, h.hash, h.mac));
     Ok(v.finish(head))
-}
-
-impl Core {
-    /// Builds an event stamped with the clock and the request's origin.
-    pub(crate) fn event(
-        &self,
-        kind: EventType,
-        user: Option<&str>,
-        meta: &RequestMeta,
-        success: bool,
-        details: Value,
-    ) -> AuditEvent {
-        AuditEvent {
-            timestamp: self.now(),
-            event_type: kind.as_str().to_owned(),
-            user: user.map(bounded),
-            ip_address: meta.ip.clone(),
-            success,
-            details,
-            request_id: Some(meta.request_id.clone()).filter(|r| !r.is_empty()),
-        }
-    }
-
-    /// Records events that accompany no change, durably, before returning (group commit).
-    pub async fn record(&self, events: Vec<AuditEvent>) -> CoreResult<()> {
-        // The store merges concurrent audit-only appends into one transaction (one sync).
-        let unavailable = |why: String| CoreError::Unavailable(StoreError::AuditUnavailable(why.into()));
-        self.inner.store.append_audit(events).await.map(|_| ()).map_err(|e| unavailable(e.to_string()))
-    }
-
-    /// Records one event (see `record`).
-    pub async fn record_event(
-        &self,
-        kind: EventType,
-        user: Option<&str>,
-        meta: &RequestMeta,
-        success: bool,
-        details: Value,
-    ) -> CoreResult<()> {
-        self.record(vec![self.event(kind, user, meta, success, details)]).await
-    }
-
-    /// Audit records matching `filter`.
-    pub async fn query_audit(
-        &self,
-        _: &Authorized<perm::AuditRead>,
-        filter: rampart_store::AuditFilter,
-    ) -> CoreResult<Vec<AuditRecord>> {
-        Ok(self.inner.store.query_audit(filter).await?)
-    }
-
-    /// Verifies the chain, its mirror and checkpoint.
-    pub async fn verify_audit_as(
-        &self,
-        _: &Authorized<perm::AuditVerify>,
-    ) -> CoreResult<crate::audit_anchor::FullVerification> {
-        self.verify_audit().await
-    }
 }

@@ -3,17 +3,21 @@
 //! webhook outbox), the audit.log mirror, and the operator's repair of a broken chain.
 
 use rampart_crypto::ct_eq;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rampart_crypto::AuditMacKey;
-use rampart_store::{AuditEvent, AuditRecord, OutboxItem, Store};
+use rampart_store::{AuditEvent, AuditRecord, AuditStore, SecurityStore, Store};
 use rampart_types::Timestamp;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::audit::{broken, parse_record_line, verify_store, AuditVerification, ChainVerifier, DeclaredGap, EventType};
+use crate::events::Events;
+use crate::notify::{Notice, Notifier};
+use crate::security::BreachDetection;
 use crate::security::{Detection, Severity};
-use crate::{Core, CoreError, CoreResult, RequestMeta};
+use crate::{Authorized, CoreError, CoreResult, RequestMeta};
+use rampart_types::perm;
 
 /// A signed statement that the chain reached `seq` with `hash` at `at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,14 +128,14 @@ impl FullVerification {
     }
 }
 
-async fn hash_at(store: &dyn Store, seq: i64) -> CoreResult<Option<[u8; 32]>> {
+async fn hash_at(store: &dyn AuditStore, seq: i64) -> CoreResult<Option<[u8; 32]>> {
     Ok(store.read_audit(seq - 1, 1).await?.into_iter().find(|r| r.seq == seq).map(|r| r.hash))
 }
 
 /// Checks the database chain, then the mirror and its last checkpoint against it.
 /// `complete`: the server is stopped, so the mirror must reach the database's end.
 pub async fn verify_everything(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     key: &Arc<AuditMacKey>,
     mirror: Option<Arc<dyn AuditMirror>>,
     complete: bool,
@@ -189,53 +193,79 @@ pub async fn verify_everything(
     })
 }
 
-impl Core {
+/// The audit trail as operators see it: queries, full verification (chain, audit.log
+/// mirror, checkpoint), signed checkpoints for anchoring, and repair of a broken chain.
+#[derive(Clone)]
+pub struct AuditLog {
+    audit_store: Arc<dyn AuditStore>,
+    security_store: Arc<dyn SecurityStore>,
+    audit_key: Arc<AuditMacKey>,
+    audit_mirror: Arc<OnceLock<Arc<dyn AuditMirror>>>,
+    notifier: Arc<dyn Notifier>,
+    events: Events,
+    detection: BreachDetection,
+}
+
+impl AuditLog {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        audit_key: Arc<AuditMacKey>,
+        notifier: Arc<dyn Notifier>,
+        events: Events,
+        detection: BreachDetection,
+    ) -> Self {
+        Self {
+            audit_store: store.clone(),
+            security_store: store,
+            audit_key,
+            audit_mirror: Arc::default(),
+            notifier,
+            events,
+            detection,
+        }
+    }
+
+    fn now(&self) -> rampart_types::Timestamp {
+        self.events.now()
+    }
+
+    /// Audit records matching `filter`.
+    pub async fn query_audit(
+        &self,
+        _: &Authorized<perm::AuditRead>,
+        filter: rampart_store::AuditFilter,
+    ) -> CoreResult<Vec<AuditRecord>> {
+        Ok(self.audit_store.query_audit(filter).await?)
+    }
+
+    /// Verifies the chain, its mirror and checkpoint.
+    pub async fn verify_audit_as(&self, _: &Authorized<perm::AuditVerify>) -> CoreResult<FullVerification> {
+        self.verify_audit().await
+    }
+
     /// Installs the reader of the audit.log mirror, so API verification checks it too.
     pub fn set_audit_mirror(&self, mirror: Arc<dyn AuditMirror>) {
-        let _ = self.inner.audit_mirror.set(mirror);
+        let _ = self.audit_mirror.set(mirror);
     }
 
     /// Database chain, mirror and checkpoint (the server is running: the mirror may lag).
     pub async fn verify_audit(&self) -> CoreResult<FullVerification> {
-        let mirror = self.inner.audit_mirror.get().cloned();
-        verify_everything(self.inner.store.as_ref(), &self.inner.audit_key, mirror, false).await
+        let mirror = self.audit_mirror.get().cloned();
+        verify_everything(self.audit_store.as_ref(), &self.audit_key, mirror, false).await
     }
 
     /// A signed checkpoint of the current head for audit.log, also queued to every generic
     /// webhook endpoint. `None` on an empty chain or one whose head does not verify.
     pub async fn audit_checkpoint(&self) -> CoreResult<Option<AuditCheckpoint>> {
-        let Some(head) = self.inner.store.audit_head().await? else { return Ok(None) };
-        if !ct_eq(self.inner.audit_key.head_mac(head.seq, &head.hash), head.mac) {
+        let Some(head) = self.audit_store.audit_head().await? else { return Ok(None) };
+        if !ct_eq(self.audit_key.head_mac(head.seq, &head.hash), head.mac) {
             return Ok(None);
         }
         let now = self.now();
-        let cp = AuditCheckpoint::sign(&self.inner.audit_key, head.seq, head.hash, now);
-        let cfg = &self.inner.settings.breach;
-        let event_id = format!("audit-checkpoint-{}-{}", cfg.instance_id, cp.seq);
-        let payload = json!({
-            "event_type": "audit_checkpoint",
-            "event_id": event_id,
-            "instance_id": cfg.instance_id,
-            "timestamp": now,
-            "seq": cp.seq,
-            "hash": hex::encode(cp.hash),
-            "mac": hex::encode(cp.mac),
-        })
-        .to_string();
-        let items: Vec<OutboxItem> = cfg
-            .webhooks
-            .iter()
-            .filter(|w| w.format == rampart_config::WebhookFormat::Generic)
-            .map(|w| OutboxItem {
-                event_id: event_id.clone(),
-                endpoint: w.url.clone(),
-                payload: payload.clone(),
-                attempts: 0,
-                next_attempt_at: now,
-            })
-            .collect();
+        let cp = AuditCheckpoint::sign(&self.audit_key, head.seq, head.hash, now);
+        let items = self.notifier.messages(&Notice::AuditCheckpoint { seq: cp.seq, hash: cp.hash, mac: cp.mac }, now);
         if !items.is_empty() {
-            self.inner.store.enqueue_webhooks(items).await?;
+            self.security_store.enqueue_webhooks(items).await?;
         }
         Ok(Some(cp))
     }
@@ -244,12 +274,12 @@ impl Core {
     /// records (the store refuses them); say so loudly and raise a Critical alert, which
     /// needs no audit record of its own.
     pub(crate) async fn check_audit_anchor(&self) -> CoreResult<()> {
-        let store = &self.inner.store;
+        let store = &self.audit_store;
         let head = store.audit_head().await?;
         let reason = match &head {
             None if store.read_audit(0, 1).await?.is_empty() => return Ok(()),
             None => "chain head missing",
-            Some(h) if !ct_eq(self.inner.audit_key.head_mac(h.seq, &h.hash), h.mac) => "chain head signature invalid",
+            Some(h) if !ct_eq(self.audit_key.head_mac(h.seq, &h.hash), h.mac) => "chain head signature invalid",
             Some(h) => match hash_at(store.as_ref(), h.seq).await? {
                 Some(hash) if ct_eq(hash, h.hash) && store.read_audit(h.seq, 1).await?.is_empty() => return Ok(()),
                 Some(_) => "table tail does not match the signed head",
@@ -257,17 +287,18 @@ impl Core {
             },
         };
         tracing::error!(reason, "audit chain broken: audited changes are refused until `rampart audit repair`");
-        self.raise(Detection {
-            breach_type: "audit_chain_broken",
-            severity: Severity::Critical,
-            dedup: "audit-anchor".into(),
-            details: json!({ "reason": reason, "head_seq": head.map(|h| h.seq) }),
-            ip: None,
-            user: None,
-            revoke_sessions: false,
-            block_source: false,
-        })
-        .await
+        self.detection
+            .raise(Detection {
+                breach_type: "audit_chain_broken",
+                severity: Severity::Critical,
+                dedup: "audit-anchor".into(),
+                details: json!({ "reason": reason, "head_seq": head.map(|h| h.seq) }),
+                ip: None,
+                user: None,
+                revoke_sessions: false,
+                block_source: false,
+            })
+            .await
     }
 
     /// Operator repair (stopped server, CLI): records what was lost in a signed
@@ -280,7 +311,7 @@ impl Core {
         known_seq: i64,
         found: &FullVerification,
     ) -> CoreResult<AuditRecord> {
-        let store = &self.inner.store;
+        let store = &self.audit_store;
         let head_seq = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
         let mut tail = 0;
         let mut after = 0;
@@ -298,8 +329,13 @@ impl Core {
             "head_seq": head_seq,
             "verification": { "first_bad_seq": found.first_bad_seq, "reason": found.reason },
         });
-        let event: AuditEvent =
-            self.event(EventType::AuditRepair, Some("local-cli"), &RequestMeta::local("audit-repair"), true, details);
+        let event: AuditEvent = self.events.event(
+            EventType::AuditRepair,
+            Some("local-cli"),
+            &RequestMeta::local("audit-repair"),
+            true,
+            details,
+        );
         Ok(store.reanchor_audit(event, seq).await?)
     }
 }

@@ -1,18 +1,32 @@
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rampart_config::Config;
-use rampart_crypto::{random_password, AuditMacKey, BlindIndexKey, MasterKey, PurposeKey};
-use rampart_store::{RoleRecord, Store, UserRecord};
-use rampart_types::{RoleName, Username};
-use secrecy::{ExposeSecret, SecretString};
+use rampart_crypto::{MasterKey, PurposeKey};
+use rampart_store::Store;
+use rampart_types::{PermissionMarker, RoleName, Username};
+use secrecy::SecretString;
+use serde_json::json;
 
-use crate::audit::Chainer;
-use crate::{rbac, Clock, CoreError, CoreResult, PasswordPool, Principal, RequestMeta};
+use crate::access::Access;
+use crate::audit::{Chainer, EventType};
+use crate::audit_anchor::AuditLog;
+use crate::auth::{PasswordLogin, SessionParts, SessionPolicy, Sessions};
+use crate::data::{DocumentParts, Documents};
+use crate::events::Events;
+use crate::identity::{IdentityProvider, LocalIdentity};
+use crate::jwt::Tokens;
+use crate::keyring::KeyRing;
+use crate::mfa::{Mfa, MfaParts};
+use crate::notify::Notifier;
+use crate::privacy::Privacy;
+use crate::roles::Roles;
+use crate::rotation::Keys;
+use crate::security::BreachDetection;
+use crate::throttle::LoginThrottle;
+use crate::users::{Bootstrap, Users};
+use crate::{rbac, Area, Authorized, Clock, CoreError, CoreResult, LoginOutcome, PasswordPool, Principal, RequestMeta};
 
 const KEY_CHECK_META: &str = "master_key_check_value";
-/// Custom roles are admin-made, but a bound keeps the in-memory role cache bounded too.
-pub(crate) const MAX_ROLES: usize = 1000;
 /// Live sessions resolved in memory (a few hundred bytes each); beyond it, one is dropped.
 const SESSION_CACHE_CAPACITY: usize = 50_000;
 
@@ -58,163 +72,212 @@ impl CoreSettings {
     }
 }
 
-/// What the first start did: the admin it created and, if it made one up, the password
-/// (for the caller to print once; it is never logged).
-pub struct Bootstrap {
-    pub admin_username: Username,
-    pub generated_password: Option<SecretString>,
-}
-
-/// The application core; cheap to clone, shared by every request.
-#[derive(Clone)]
-pub struct Core {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
+/// The adapters a deployment chooses for the core (see the binary's `App::open`).
+pub struct CorePorts {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    pub master: Arc<MasterKey>,
     pub passwords: PasswordPool,
-    pub blind_index: Arc<BlindIndexKey>,
-    pub keys: crate::keyring::KeyRing,
-    pub backup_key: Arc<PurposeKey>,
-    pub settings: CoreSettings,
-    pub roles: RwLock<HashMap<RoleName, Arc<RoleRecord>>>,
-    pub audit_key: Arc<AuditMacKey>,
-    pub throttle: Arc<crate::throttle::LoginThrottle>,
-    pub device_key: Arc<rampart_crypto::DeviceKey>,
-    pub erasure_hook: std::sync::OnceLock<crate::backup::ErasureHook>,
-    pub detector: crate::security::Detector,
-    pub jwt: crate::jwt::JwtKeys,
-    pub audit_mirror: std::sync::OnceLock<Arc<dyn crate::audit_anchor::AuditMirror>>,
-    pub sessions: crate::session_cache::SessionCache,
+    pub notifier: Arc<dyn Notifier>,
+    /// `None`: local accounts (Argon2id hashes in the user store).
+    pub identity: Option<Arc<dyn IdentityProvider>>,
+}
+
+/// The application core: one service per concern, each holding only the store traits and
+/// ports it needs, and this thin facade that opens them and runs the flows that cross
+/// services (login with a second factor, the CLI acting as admin). Cheap to clone.
+#[derive(Clone)]
+pub struct Core {
+    inner: Arc<Services>,
+}
+
+struct Services {
+    events: Events,
+    detection: BreachDetection,
+    access: Access,
+    roles: Roles,
+    users: Users,
+    sessions: Sessions,
+    mfa: Mfa,
+    tokens: Tokens,
+    documents: Documents,
+    keys: Keys,
+    privacy: Privacy,
+    audit: AuditLog,
+    store: Arc<dyn Store>,
+    backup_key: Arc<PurposeKey>,
+    settings: CoreSettings,
 }
 
 impl Core {
     /// Checks the master key against the data, seeds the built-in roles and, on an empty
     /// store, creates the first admin.
     pub async fn open(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        master: Arc<MasterKey>,
-        passwords: PasswordPool,
+        ports: CorePorts,
         settings: CoreSettings,
         admin: (Option<String>, Option<SecretString>),
     ) -> CoreResult<(Self, Option<Bootstrap>)> {
+        let CorePorts { store, clock, master, passwords, notifier, identity } = ports;
         // Read before writing anything, so a wrong key leaves the data untouched.
         let stored = match store.get_meta(KEY_CHECK_META).await? {
             Some(v) => v,
             None => store.init_meta(KEY_CHECK_META, master.check_value().to_vec()).await?,
         };
         master.verify_check_value(&stored).map_err(|_| CoreError::WrongMasterKey)?;
-        let (keys, root) = crate::keyring::KeyRing::open(master, Arc::clone(&store), clock.now()).await?;
-        let audit_key = root.audit;
-        store.set_audit_chainer(Arc::new(Chainer(Arc::clone(&audit_key))));
-        let detector = crate::security::Detector::new(settings.breach.clone());
-        let sessions = crate::session_cache::SessionCache::new(store.invalidation(), SESSION_CACHE_CAPACITY);
-        let core = Self {
-            inner: Arc::new(Inner {
-                store,
-                clock,
-                passwords,
-                blind_index: root.blind,
-                keys,
-                backup_key: root.backup,
-                roles: RwLock::new(HashMap::new()),
-                audit_key,
-                throttle: crate::throttle::LoginThrottle::new(
-                    settings.login_delay_after_failures,
-                    settings.max_login_delay_secs,
-                    settings.max_tracked_accounts,
-                ),
-                device_key: root.device,
-                settings,
-                erasure_hook: std::sync::OnceLock::new(),
-                detector,
-                jwt: crate::jwt::JwtKeys::default(),
-                audit_mirror: std::sync::OnceLock::new(),
-                sessions,
-            }),
+        let (keys, root) = KeyRing::open(master, store.clone(), clock.now()).await?;
+        let keys = Arc::new(keys);
+        store.set_audit_chainer(Arc::new(Chainer(Arc::clone(&root.audit))));
+        let events = Events::new(store.clone(), clock);
+        let detection = BreachDetection::new(
+            settings.breach.clone(),
+            store.clone(),
+            store.clone(),
+            Arc::clone(&notifier),
+            events.clone(),
+        );
+        detection.refresh_blocks().await?;
+        let access = Access::new(events.clone(), Arc::new(detection.clone()));
+        let roles = Roles::open(store.clone(), events.clone(), access.clone()).await?;
+        let identity = identity.unwrap_or_else(|| Arc::new(LocalIdentity::new(store.clone(), passwords.clone())));
+        let session_parts = SessionParts {
+            store: store.clone(),
+            identity,
+            throttle: LoginThrottle::new(
+                settings.login_delay_after_failures,
+                settings.max_login_delay_secs,
+                settings.max_tracked_accounts,
+            ),
+            device_key: root.device,
+            policy: SessionPolicy {
+                idle_secs: settings.session_idle_secs,
+                lifetime_secs: settings.session_lifetime_secs,
+                refresh_lifetime_secs: settings.refresh_lifetime_secs,
+                max_per_user: settings.max_sessions_per_user,
+                touch_interval_secs: settings.touch_interval_secs,
+                require_mfa_for_roles: settings.require_mfa_for_roles.clone(),
+            },
+            cache_capacity: SESSION_CACHE_CAPACITY,
         };
-        let now = core.now();
-        for role in rbac::builtin_roles(now) {
-            core.inner.store.upsert_builtin_role(role).await?;
-        }
-        core.reload_roles().await?;
-        core.refresh_blocks().await?;
-        core.load_jwt_key().await?;
-        core.check_audit_anchor().await?;
-        let bootstrap = core.bootstrap_admin(admin).await?;
-        if core.inner.store.reencrypt_cursor().await?.is_some() {
+        let sessions = Sessions::new(session_parts, roles.clone(), events.clone(), detection.clone(), access.clone());
+        let users = Users::new(
+            store.clone(),
+            passwords.clone(),
+            roles.clone(),
+            events.clone(),
+            access.clone(),
+            settings.max_page_size,
+        );
+        let mfa_parts = MfaParts { store: store.clone(), keys: Arc::clone(&keys), passwords };
+        let mfa =
+            Mfa::new(mfa_parts, sessions.clone(), roles.clone(), events.clone(), detection.clone(), access.clone());
+        let tokens =
+            Tokens::open(store.clone(), Arc::clone(&keys), events.clone(), settings.breach.instance_id.clone()).await?;
+        let documents = Documents::new(
+            DocumentParts {
+                store: store.clone(),
+                keys: Arc::clone(&keys),
+                blind_index: Arc::clone(&root.blind),
+                max_page_size: settings.max_page_size,
+                audit_reads: settings.audit_reads,
+            },
+            events.clone(),
+            detection.clone(),
+            access.clone(),
+        );
+        let key_service = Keys::new(
+            store.clone(),
+            Arc::clone(&keys),
+            tokens.clone(),
+            events.clone(),
+            detection.clone(),
+            (settings.key_rotation_days, settings.reencrypt_pause),
+        );
+        let privacy = Privacy::new(store.clone(), Arc::clone(&keys), root.blind, events.clone());
+        let audit = AuditLog::new(store.clone(), root.audit, notifier, events.clone(), detection.clone());
+        audit.check_audit_anchor().await?;
+        let bootstrap = users.bootstrap_admin(admin).await?;
+        if store.reencrypt_cursor().await?.is_some() {
             // A re-encryption was interrupted (crash or restart): resume it.
-            let resumed = core.clone();
+            let resumed = key_service.clone();
             tokio::spawn(async move { resumed.run_reencrypt(std::time::Duration::ZERO).await });
         }
+        let core = Self {
+            inner: Arc::new(Services {
+                events,
+                detection,
+                access,
+                roles,
+                users,
+                sessions,
+                mfa,
+                tokens,
+                documents,
+                keys: key_service,
+                privacy,
+                audit,
+                store,
+                backup_key: root.backup,
+                settings,
+            }),
+        };
         Ok((core, bootstrap))
     }
 
-    async fn bootstrap_admin(
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+    pub fn detection(&self) -> &BreachDetection {
+        &self.inner.detection
+    }
+    pub fn access(&self) -> &Access {
+        &self.inner.access
+    }
+    pub fn roles(&self) -> &Roles {
+        &self.inner.roles
+    }
+    pub fn users(&self) -> &Users {
+        &self.inner.users
+    }
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+    pub fn mfa(&self) -> &Mfa {
+        &self.inner.mfa
+    }
+    pub fn tokens(&self) -> &Tokens {
+        &self.inner.tokens
+    }
+    pub fn documents(&self) -> &Documents {
+        &self.inner.documents
+    }
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+    pub fn privacy(&self) -> &Privacy {
+        &self.inner.privacy
+    }
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// Checks the password (through the identity provider) and opens a session, or, for
+    /// an account with a second factor, issues the MFA challenge instead.
+    pub async fn login(
         &self,
-        (name, password): (Option<String>, Option<SecretString>),
-    ) -> CoreResult<Option<Bootstrap>> {
-        if self.inner.store.count_users().await? > 0 {
-            return Ok(None);
+        username: &str,
+        password: SecretString,
+        device: Option<&str>,
+        meta: &RequestMeta,
+    ) -> CoreResult<LoginOutcome> {
+        match self.inner.sessions.login(username, password, device, meta).await? {
+            PasswordLogin::Opened(outcome) => Ok(outcome),
+            PasswordLogin::SecondFactor(user) => self.inner.mfa.challenge(&user, meta).await,
         }
-        let username = Username::parse(name.as_deref().unwrap_or("admin"))
-            .map_err(|e| CoreError::validation("RAMPART_ADMIN_USERNAME", e.to_string()))?;
-        let (password, generated) = match password {
-            Some(p) => (p, false),
-            None => (SecretString::from(random_password(24)), true),
-        };
-        rampart_crypto::check_password_policy(password.expose_secret(), username.as_str())
-            .map_err(CoreError::PasswordPolicy)?;
-        let hash = self.inner.passwords.hash(password.clone()).await?;
-        let now = self.now();
-        let event = self.event(
-            crate::audit::EventType::UserCreate,
-            Some(username.as_str()),
-            &RequestMeta::local("bootstrap"),
-            true,
-            serde_json::json!({ "username": username.as_str(), "role": rbac::ADMIN_ROLE, "first_admin": true }),
-        );
-        self.inner
-            .store
-            .create_user(
-                UserRecord {
-                    username: username.clone(),
-                    password_hash: hash.as_str().to_owned(),
-                    role: RoleName::parse(rbac::ADMIN_ROLE).map_err(CoreError::internal)?,
-                    disabled: false,
-                    mfa_enabled: false,
-                    created_at: now,
-                    updated_at: now,
-                },
-                vec![event],
-            )
-            .await?;
-        Ok(Some(Bootstrap { admin_username: username, generated_password: generated.then_some(password) }))
-    }
-
-    pub(crate) fn now(&self) -> rampart_types::Timestamp {
-        self.inner.clock.now()
-    }
-
-    pub(crate) async fn reload_roles(&self) -> CoreResult<()> {
-        let roles = self.inner.store.list_roles().await?;
-        let map = roles.into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
-        if let Ok(mut guard) = self.inner.roles.write() {
-            *guard = map;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn role(&self, name: &RoleName) -> CoreResult<Arc<RoleRecord>> {
-        self.inner.roles.read().ok().and_then(|m| m.get(name).cloned()).ok_or(CoreError::NotFound("role"))
     }
 
     /// The principal the local CLI acts as: the admin role, no session.
-    pub(crate) fn local_admin(&self) -> CoreResult<Principal> {
-        let role = self.role(&RoleName::parse(rbac::ADMIN_ROLE).map_err(CoreError::internal)?)?;
+    fn local_admin(&self) -> CoreResult<Principal> {
+        let role = self.inner.roles.role(&RoleName::parse(rbac::ADMIN_ROLE).map_err(CoreError::internal)?)?;
         Ok(Principal {
             username: Username::parse("local-cli").map_err(CoreError::internal)?,
             role,
@@ -223,6 +286,37 @@ impl Core {
             mfa_enrollment_only: false,
             assurance: rampart_store::Assurance::MultiFactor,
         })
+    }
+
+    /// The local CLI acting as admin, through the same decision as every request.
+    pub async fn authorize_local<P: PermissionMarker>(&self) -> CoreResult<Authorized<P>> {
+        self.inner.access.authorize::<P>(self.local_admin()?, None, Area::Admin).await
+    }
+
+    /// Records a restore in the restored data directory's own audit chain.
+    /// `ledger_source`: where the current erasure ledger came from; `None` when the
+    /// operator restored without one (recorded, since erased subjects may be back).
+    pub async fn record_restore(
+        &self,
+        backup_id: &str,
+        erased: u64,
+        key_source: &str,
+        ledger_source: Option<&str>,
+    ) -> CoreResult<()> {
+        let ledger = ledger_source.map_or_else(
+            || json!({ "current": false, "risk": "restored with --without-erasure-ledger: subjects erased after the backup may be back" }),
+            |s| json!({ "current": true, "source": s }),
+        );
+        let details = json!({
+            "backup_id": backup_id,
+            "erased_documents": erased,
+            "key_store": key_source,
+            "erasure_ledger": ledger,
+        });
+        self.inner
+            .events
+            .record_event(EventType::BackupRestore, Some("local-cli"), &RequestMeta::local("restore"), true, details)
+            .await
     }
 
     pub fn settings(&self) -> &CoreSettings {
@@ -235,7 +329,7 @@ impl Core {
     }
 
     pub fn clock(&self) -> Arc<dyn Clock> {
-        Arc::clone(&self.inner.clock)
+        self.inner.events.clock()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -1,11 +1,20 @@
-use rampart_crypto::random_bytes;
-use rampart_store::{CollectionRecord, DocumentQuery, DocumentRecord, IndexEntry, Indexer, StoreError};
+use std::sync::Arc;
+
+use rampart_crypto::{random_bytes, BlindIndexKey};
+use rampart_store::{
+    CollectionRecord, CollectionStore, DocumentQuery, DocumentRecord, DocumentStore, IndexEntry, Indexer, Store,
+    StoreError,
+};
 use rampart_types::{CollectionName, DocumentId, FieldPath, SubjectId, Timestamp};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::access::Access;
 use crate::audit::EventType;
-use crate::{Authorized, Core, CoreError, CoreResult, Principal};
+use crate::events::Events;
+use crate::keyring::KeyRing;
+use crate::security::BreachDetection;
+use crate::{Authorized, CoreError, CoreResult, Principal};
 use rampart_types::perm;
 
 const MAX_INDEXES: usize = 32;
@@ -118,7 +127,51 @@ fn canonical(v: &Value) -> Option<String> {
     }
 }
 
-impl Core {
+/// Collections and documents: sealing and opening bodies, blind-index queries, and the
+/// audit of every read and write. Holds the collection and document stores and the key
+/// ring, nothing else.
+#[derive(Clone)]
+pub struct Documents {
+    collection_store: Arc<dyn CollectionStore>,
+    document_store: Arc<dyn DocumentStore>,
+    keys: Arc<KeyRing>,
+    blind_index: Arc<BlindIndexKey>,
+    events: Events,
+    detection: BreachDetection,
+    access: Access,
+    max_page_size: usize,
+    audit_reads: bool,
+}
+
+/// What `Documents` is built from, beside the other services.
+pub(crate) struct DocumentParts {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyRing>,
+    pub blind_index: Arc<BlindIndexKey>,
+    pub max_page_size: usize,
+    pub audit_reads: bool,
+}
+
+impl Documents {
+    pub(crate) fn new(parts: DocumentParts, events: Events, detection: BreachDetection, access: Access) -> Self {
+        let DocumentParts { store, keys, blind_index, max_page_size, audit_reads } = parts;
+        Self {
+            collection_store: store.clone(),
+            document_store: store,
+            keys,
+            blind_index,
+            events,
+            detection,
+            access,
+            max_page_size,
+            audit_reads,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.events.now()
+    }
+
     /// Encodes a body: sealed under the subject's or collection's key when the collection
     /// is encrypted (the default), plain JSON otherwise.
     async fn encode_body(
@@ -135,25 +188,26 @@ impl Core {
             out.extend_from_slice(&json);
             return Ok(out);
         }
-        self.inner.keys.seal_body(&self.inner.blind_index, &c.name, id, subject, &json, self.now()).await
+        self.keys.seal_body(&self.blind_index, &c.name, id, subject, &json, self.now()).await
     }
 
     /// Opens a stored body. A body that fails authentication is never returned: the
     /// failure is audited and answered as an integrity error.
     async fn decode_body(&self, actor: &Principal, r: &DocumentRecord) -> CoreResult<Value> {
-        let opened = self.inner.keys.open_body(&r.collection, &r.id, &r.body, self.now()).await;
+        let opened = self.keys.open_body(&r.collection, &r.id, &r.body, self.now()).await;
         let json = match opened {
             Ok(j) => j,
             Err(CoreError::Integrity(why)) => {
                 let details = json!({ "collection": r.collection.as_str(), "id": r.id.as_str(), "reason": why });
-                self.record_event(
-                    EventType::IntegrityError,
-                    Some(actor.username.as_str()),
-                    &actor.origin,
-                    false,
-                    details,
-                )
-                .await?;
+                self.events
+                    .record_event(
+                        EventType::IntegrityError,
+                        Some(actor.username.as_str()),
+                        &actor.origin,
+                        false,
+                        details,
+                    )
+                    .await?;
                 tracing::error!(
                     collection = r.collection.as_str(),
                     id = r.id.as_str(),
@@ -191,21 +245,18 @@ impl Core {
                 after_seq: after,
                 limit: 500,
             };
-            let page = self.inner.store.query_documents(q).await?;
+            let page = self.document_store.query_documents(q).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.seq);
             for d in &page {
                 if let Some(id) = crate::keyring::KeyRing::key_id_of(&d.body) {
                     if !keys.contains_key(id) {
-                        let rec =
-                            self.inner.store.get_key(id).await?.ok_or(CoreError::Integrity("the data key is gone"))?;
-                        let key = self.inner.keys.unwrap(&rec)?.sealing_key().map_err(CoreError::internal)?;
-                        keys.insert(id.to_owned(), key);
+                        keys.insert(id.to_owned(), self.keys.load_sealing_key(id).await?);
                     }
                 }
             }
         }
-        let blind = std::sync::Arc::clone(&self.inner.blind_index);
+        let blind = Arc::clone(&self.blind_index);
         let coll = c.clone();
         Ok(Box::new(move |doc: &DocumentRecord| {
             let json = crate::keyring::open_with(&keys, doc).map_err(|e| e.to_string())?;
@@ -240,14 +291,14 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-impl Core {
+impl Documents {
     fn index_entries(&self, c: &CollectionRecord, data: &Value) -> Vec<IndexEntry> {
-        index_entries_with(&self.inner.blind_index, c, data)
+        index_entries_with(&self.blind_index, c, data)
     }
 
     fn collection_event(&self, actor: &Principal, action: &str, name: &CollectionName) -> rampart_store::AuditEvent {
         let details = json!({ "object": "collection", "action": action, "name": name.as_str() });
-        self.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details)
+        self.events.event(EventType::ConfigChange, Some(actor.username.as_str()), &actor.origin, true, details)
     }
 
     fn query_event(
@@ -261,11 +312,11 @@ impl Core {
         if let (Some(d), Value::Object(more)) = (details.as_object_mut(), extra) {
             d.extend(more);
         }
-        self.event(EventType::Query, Some(actor.username.as_str()), &actor.origin, true, details)
+        self.events.event(EventType::Query, Some(actor.username.as_str()), &actor.origin, true, details)
     }
 
     async fn collection(&self, name: &CollectionName) -> CoreResult<CollectionRecord> {
-        self.inner.store.get_collection(name).await?.ok_or(CoreError::NotFound("collection"))
+        self.collection_store.get_collection(name).await?.ok_or(CoreError::NotFound("collection"))
     }
 
     pub async fn create_collection(
@@ -275,7 +326,8 @@ impl Core {
     ) -> CoreResult<CollectionView> {
         // The route names no collection: the grant is narrowed to the one in the body.
         let name = parse_collection(&spec.name)?;
-        let access: Authorized<perm::CollectionsCreate> = self.authorize_also(access, Some(name.clone())).await?;
+        let access: Authorized<perm::CollectionsCreate> =
+            self.access.authorize_also(access, Some(name.clone())).await?;
         let actor = access.who();
         let now = self.now();
         let record = CollectionRecord {
@@ -292,14 +344,13 @@ impl Core {
         }
         if !record.encrypted {
             // Plaintext at rest weakens a default: a configuration decision, not an editor's.
-            self.authorize_also::<_, perm::ConfigWrite>(&access, None).await?;
+            self.access.authorize_also::<_, perm::ConfigWrite>(&access, None).await?;
         }
         let mut event = self.collection_event(actor, "create", &record.name);
         if let Some(d) = event.details.as_object_mut() {
             d.insert("encrypted".into(), json!(record.encrypted));
         }
-        self.inner
-            .store
+        self.collection_store
             .create_collection(record.clone(), vec![event])
             .await
             .map_err(CoreError::about("collection"))?;
@@ -311,7 +362,7 @@ impl Core {
         access: &Authorized<perm::CollectionsRead>,
     ) -> CoreResult<Vec<CollectionView>> {
         let actor = access.who();
-        let all = self.inner.store.list_collections().await?;
+        let all = self.collection_store.list_collections().await?;
         Ok(all.into_iter().filter(|c| actor.sees_collection(&c.name)).map(Into::into).collect())
     }
 
@@ -346,8 +397,7 @@ impl Core {
         c.updated_at = self.now();
         let indexer = if reindex { Some(self.reindexer(&c).await?) } else { None };
         let event = self.collection_event(actor, "update", &c.name);
-        self.inner
-            .store
+        self.collection_store
             .update_collection(c.clone(), indexer, vec![event])
             .await
             .map_err(CoreError::about("collection"))?;
@@ -357,7 +407,7 @@ impl Core {
     pub async fn delete_collection(&self, access: &Authorized<perm::CollectionsDelete>) -> CoreResult<()> {
         let (actor, name) = (access.who(), access.collection()?.clone());
         let event = self.collection_event(actor, "delete", &name);
-        self.inner.store.delete_collection(&name, vec![event]).await.map_err(CoreError::about("collection"))
+        self.collection_store.delete_collection(&name, vec![event]).await.map_err(CoreError::about("collection"))
     }
 
     pub async fn insert_document(
@@ -388,8 +438,7 @@ impl Core {
         let index = self.index_entries(&c, &data);
         let event = self.query_event(actor, &record.collection, "insert", json!({ "id": record.id.as_str() }));
         let stored = self
-            .inner
-            .store
+            .document_store
             .insert_document(record, index, vec![event])
             .await
             .map_err(CoreError::about("collection"))?;
@@ -406,11 +455,11 @@ impl Core {
     pub async fn get_document(&self, access: &Authorized<perm::DocumentsRead>, id: &str) -> CoreResult<Document> {
         let (actor, name) = (access.who(), access.collection()?.clone());
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
-        let doc = self.inner.store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
+        let doc = self.document_store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
         let doc = self.to_document(actor, doc).await?;
-        self.on_data_returned(actor, json_size(&doc.data));
-        if self.inner.settings.audit_reads {
-            self.record(vec![self.query_event(actor, &name, "read", json!({ "id": id.as_str() }))]).await?;
+        self.detection.on_data_returned(actor, json_size(&doc.data));
+        if self.audit_reads {
+            self.events.record(vec![self.query_event(actor, &name, "read", json!({ "id": id.as_str() }))]).await?;
         }
         Ok(doc)
     }
@@ -432,7 +481,7 @@ impl Core {
             _ => None,
         };
         for _ in 0..WRITE_RETRIES {
-            let current = self.inner.store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
+            let current = self.document_store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
             if if_match.is_some_and(|v| v != current.version) {
                 return Err(CoreError::PreconditionFailed);
             }
@@ -458,7 +507,7 @@ impl Core {
             };
             let event =
                 self.query_event(actor, &name, op, json!({ "id": id.as_str(), "version": current.version + 1 }));
-            match self.inner.store.replace_document(record, current.version, index, vec![event]).await {
+            match self.document_store.replace_document(record, current.version, index, vec![event]).await {
                 Ok(stored) => return self.to_document(actor, stored).await,
                 Err(StoreError::VersionMismatch) if if_match.is_none() => continue,
                 Err(StoreError::VersionMismatch) => return Err(CoreError::PreconditionFailed),
@@ -477,7 +526,10 @@ impl Core {
         let (actor, name) = (access.who(), access.collection()?.clone());
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
         let event = self.query_event(actor, &name, "delete", json!({ "id": id.as_str() }));
-        self.inner.store.delete_document(&name, &id, if_match, vec![event]).await.map_err(CoreError::about("document"))
+        self.document_store
+            .delete_document(&name, &id, if_match, vec![event])
+            .await
+            .map_err(CoreError::about("document"))
     }
 
     /// Equality queries on declared indexes, by blind-index token; cursor pagination.
@@ -494,15 +546,12 @@ impl Core {
                 .ok()
                 .filter(|f| c.indexes.contains(f))
                 .ok_or_else(|| CoreError::validation(field.clone(), "is not an indexed field of this collection"))?;
-            let token = self.inner.blind_index.token(name.as_str(), path.as_str(), value);
+            let token = self.blind_index.token(name.as_str(), path.as_str(), value);
             filters.push(IndexEntry { field: path, token });
         }
         let limit = p.limit.unwrap_or(DEFAULT_PAGE);
-        if limit == 0 || limit > self.inner.settings.max_page_size {
-            return Err(CoreError::validation(
-                "limit",
-                format!("must be between 1 and {}", self.inner.settings.max_page_size),
-            ));
+        if limit == 0 || limit > self.max_page_size {
+            return Err(CoreError::validation("limit", format!("must be between 1 and {}", self.max_page_size)));
         }
         let after_seq = p
             .cursor
@@ -522,7 +571,7 @@ impl Core {
             // One extra row tells whether another page exists.
             limit: limit + 1,
         };
-        let mut rows = self.inner.store.query_documents(query).await?;
+        let mut rows = self.document_store.query_documents(query).await?;
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next_cursor = if more { rows.last().map(|r| r.seq.to_string()) } else { None };
@@ -533,10 +582,10 @@ impl Core {
         // Field names only: the queried values may be personal data.
         let fields: Vec<&str> = p.filters.iter().map(|(f, _)| f.as_str()).collect();
         let details = json!({ "filters": fields, "subject_filter": p.subject_id.is_some(), "count": documents.len() });
-        if self.inner.settings.audit_reads {
-            self.record(vec![self.query_event(actor, &name, "list", details)]).await?;
+        if self.audit_reads {
+            self.events.record(vec![self.query_event(actor, &name, "list", details)]).await?;
         }
-        self.on_data_returned(actor, documents.iter().map(|d| json_size(&d.data)).sum());
+        self.detection.on_data_returned(actor, documents.iter().map(|d| json_size(&d.data)).sum());
         Ok(DocumentList { documents, next_cursor })
     }
 }

@@ -4,13 +4,15 @@
 use std::sync::{Arc, RwLock};
 
 use rampart_crypto::{generate_jwt_key, jwk, JwtSigner};
-use rampart_store::JwtKeyRecord;
+use rampart_store::{JwtKeyRecord, TokenStore};
 use secrecy::SecretBox;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::audit::EventType;
-use crate::{Core, CoreError, CoreResult, Principal, RequestMeta};
+use crate::events::Events;
+use crate::keyring::KeyRing;
+use crate::{CoreError, CoreResult, Principal, RequestMeta};
 
 pub const MAX_TTL_SECS: i64 = 300;
 /// Retired keys stay published this long: far beyond the longest token lifetime.
@@ -29,17 +31,42 @@ pub struct MintedToken {
     pub kid: String,
 }
 
-impl Core {
+/// Service tokens: EdDSA JWTs for downstream services and the JWKS that verifies them.
+#[derive(Clone)]
+pub struct Tokens {
+    token_store: Arc<dyn TokenStore>,
+    keys: Arc<KeyRing>,
+    jwt: Arc<JwtKeys>,
+    events: Events,
+    issuer: String,
+}
+
+impl Tokens {
     /// Loads the current signing key, creating the first one on a new data directory.
-    pub(crate) async fn load_jwt_key(&self) -> CoreResult<()> {
-        let keys = self.inner.store.jwt_keys().await?;
+    pub(crate) async fn open(
+        token_store: Arc<dyn TokenStore>,
+        keys: Arc<KeyRing>,
+        events: Events,
+        issuer: String,
+    ) -> CoreResult<Self> {
+        let tokens = Self { token_store, keys, jwt: Arc::default(), events, issuer };
+        tokens.load_jwt_key().await?;
+        Ok(tokens)
+    }
+
+    fn now(&self) -> rampart_types::Timestamp {
+        self.events.now()
+    }
+
+    async fn load_jwt_key(&self) -> CoreResult<()> {
+        let keys = self.token_store.jwt_keys().await?;
         let Some(current) = keys.iter().rev().find(|k| k.retired_at.is_none()) else {
             return self.rotate_jwt_key(&RequestMeta::local("bootstrap")).await;
         };
-        let pkcs8 = self.inner.keys.open_secret(KEY_AAD, &current.sealed, self.now()).await?;
+        let pkcs8 = self.keys.open_secret(KEY_AAD, &current.sealed, self.now()).await?;
         let signer =
             JwtSigner::from_pkcs8(&current.kid, &SecretBox::new(Box::new(pkcs8))).map_err(CoreError::internal)?;
-        if let Ok(mut s) = self.inner.jwt.signer.write() {
+        if let Ok(mut s) = self.jwt.signer.write() {
             *s = Some(Arc::new(signer));
         }
         Ok(())
@@ -50,8 +77,7 @@ impl Core {
         let pkcs8 = generate_jwt_key().map_err(CoreError::internal)?;
         let kid = rampart_crypto::random_id::<8>();
         let signer = JwtSigner::from_pkcs8(&kid, &pkcs8).map_err(CoreError::internal)?;
-        let sealed =
-            self.inner.keys.seal_secret(KEY_AAD, secrecy::ExposeSecret::expose_secret(&pkcs8), self.now()).await?;
+        let sealed = self.keys.seal_secret(KEY_AAD, secrecy::ExposeSecret::expose_secret(&pkcs8), self.now()).await?;
         let rec = JwtKeyRecord {
             kid: kid.clone(),
             sealed,
@@ -59,9 +85,10 @@ impl Core {
             created_at: self.now(),
             retired_at: None,
         };
-        let event = self.event(EventType::KeyRotate, Some("system"), meta, true, json!({ "jwt_signing_key": kid }));
-        self.inner.store.add_jwt_key(rec, self.now(), vec![event]).await?;
-        if let Ok(mut s) = self.inner.jwt.signer.write() {
+        let event =
+            self.events.event(EventType::KeyRotate, Some("system"), meta, true, json!({ "jwt_signing_key": kid }));
+        self.token_store.add_jwt_key(rec, self.now(), vec![event]).await?;
+        if let Ok(mut s) = self.jwt.signer.write() {
             *s = Some(Arc::new(signer));
         }
         Ok(())
@@ -81,7 +108,6 @@ impl Core {
             return Err(CoreError::validation("ttl_secs", "must be between 1 and 300"));
         }
         let signer = self
-            .inner
             .jwt
             .signer
             .read()
@@ -91,7 +117,7 @@ impl Core {
         let now = self.now();
         let jti = rampart_crypto::random_id::<16>();
         let claims = json!({
-            "iss": self.inner.settings.breach.instance_id,
+            "iss": self.issuer,
             "sub": who.username.as_str(),
             "roles": [who.role.name.as_str()],
             "aud": audience,
@@ -100,7 +126,7 @@ impl Core {
             "jti": jti,
         });
         let details = json!({ "audience": audience, "jti": jti, "kid": signer.kid(), "ttl_secs": ttl });
-        self.record_event(EventType::JwtIssue, Some(who.username.as_str()), &who.origin, true, details).await?;
+        self.events.record_event(EventType::JwtIssue, Some(who.username.as_str()), &who.origin, true, details).await?;
         Ok(MintedToken { token: signer.sign(&claims), expires_at: now.plus_seconds(ttl), kid: signer.kid().to_owned() })
     }
 
@@ -108,8 +134,7 @@ impl Core {
     pub async fn jwks(&self) -> CoreResult<Value> {
         let now = self.now();
         let keys: Vec<Value> = self
-            .inner
-            .store
+            .token_store
             .jwt_keys()
             .await?
             .iter()
@@ -117,11 +142,5 @@ impl Core {
             .map(|k| jwk(&k.kid, &k.public_key))
             .collect();
         Ok(json!({ "keys": keys }))
-    }
-
-    /// The CSRF token bound to a browser session token (double-submit, derived, not stored).
-    pub fn csrf_token_for(&self, session_token: &str) -> String {
-        let h = rampart_crypto::TokenHash::of(&format!("rampart-csrf\0{session_token}"));
-        hex::encode(h.as_bytes())
     }
 }

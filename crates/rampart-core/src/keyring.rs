@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use rampart_crypto::{BlindIndexKey, DataKey, MasterKey, SealingKey};
-use rampart_store::{KekVersion, KeyKind, KeyRecord, Store, StoreError};
+use rampart_store::{KekVersion, KeyKind, KeyRecord, KeyStore, Store, StoreError};
 use rampart_types::{CollectionName, DocumentId, SubjectId, Timestamp};
 
 use crate::bounded::{BoundedMap, Evictable};
@@ -32,7 +32,7 @@ impl Evictable for Cached {
 
 pub(crate) struct KeyRing {
     master: Arc<MasterKey>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
     current_kek: AtomicU32,
     cache: BoundedMap<String, Cached>,
 }
@@ -59,7 +59,11 @@ fn integrity(what: &'static str) -> CoreError {
 
 impl KeyRing {
     /// Loads (or, on a new data directory, creates) the KEK version and the root key.
-    pub async fn open(master: Arc<MasterKey>, store: Arc<dyn Store>, now: Timestamp) -> CoreResult<(Self, RootKeys)> {
+    pub async fn open(
+        master: Arc<MasterKey>,
+        store: Arc<dyn KeyStore>,
+        now: Timestamp,
+    ) -> CoreResult<(Self, RootKeys)> {
         let mut versions = store.kek_versions().await?;
         if versions.is_empty() {
             let v1 = KekVersion { version: 1, created_at: now };
@@ -152,6 +156,13 @@ impl KeyRing {
         let stored = Arc::clone(&key);
         self.cache.with(&key_id.to_owned(), now, || Cached { key: stored, used_ms: now.as_millis() }, |_| ());
         Ok(key)
+    }
+
+    /// The key `key_id`, unwrapped for work that holds it only briefly (a reindex inside
+    /// one transaction); not cached.
+    pub async fn load_sealing_key(&self, key_id: &str) -> CoreResult<SealingKey> {
+        let rec = self.store.get_key(key_id).await?.ok_or(integrity("the data key is gone"))?;
+        self.unwrap(&rec)?.sealing_key().map_err(CoreError::internal)
     }
 
     /// The current key id for `(kind, owner)`, creating the key on first use.

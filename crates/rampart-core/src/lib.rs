@@ -1,6 +1,8 @@
-//! Rampart's behaviour: login and sessions, RBAC, users, roles, collections and documents.
-//! Reaches the outside world only through the store traits and the `Clock`; knows nothing
-//! of HTTP or SQL.
+//! Rampart's behaviour, as services over ports: sessions and login, MFA, users, roles,
+//! documents, keys, audit, breach detection, privacy and backups, each holding only the
+//! store traits and ports it needs; `Core` opens them and is the thin facade over them.
+//! Reaches the outside world only through the store traits and the ports (`Clock`,
+//! `Notifier`, `IdentityProvider`, `Limiter`, `Backups`); knows nothing of HTTP or SQL.
 
 mod access;
 pub mod audit;
@@ -11,15 +13,19 @@ mod bounded;
 mod clock;
 mod core;
 mod data;
-pub mod device;
 mod error;
+mod events;
+mod identity;
 pub mod jwt;
 pub mod keyring;
 pub mod limiter;
 pub mod mfa;
+pub mod notify;
 mod passwords;
 mod principal;
+mod privacy;
 mod rbac;
+mod refusal;
 mod roles;
 pub mod rotation;
 pub mod security;
@@ -27,21 +33,37 @@ mod session_cache;
 mod throttle;
 mod users;
 
-pub use crate::core::{Bootstrap, Core, CoreSettings};
-pub use access::{Area, Authorized, Escalation, Refusal};
+pub use crate::core::{Core, CorePorts, CoreSettings};
+pub use access::Access;
+pub use access::Authorized;
 pub use audit::{AuditVerification, EventType};
+pub use audit_anchor::AuditLog;
 pub use audit_anchor::{AuditCheckpoint, AuditMirror, FullVerification};
-pub use auth::{LoginOutcome, RequestMeta};
+pub use auth::LoginOutcome;
+pub use auth::{device, Sessions};
+pub use backup::BackupService;
 pub use clock::{Clock, FakeClock, SystemClock};
+pub use data::Documents;
 pub use data::{CollectionSpec, CollectionUpdate, CollectionView, Document, DocumentChange, DocumentList, ListParams};
 pub use error::{CoreError, CoreResult};
+pub use events::Events;
+pub use identity::{IdentityProvider, LocalIdentity, Verdict};
+pub use jwt::Tokens;
 pub use limiter::{client_key, Budget, Decision, LimitKey, Limiter, LocalLimiter, RateLimiter};
+pub use mfa::Mfa;
+pub use notify::{NoNotifier, Notice, Notifier};
 pub use passwords::PasswordPool;
-pub use principal::Principal;
+pub use principal::{Principal, RequestMeta};
+pub use privacy::Privacy;
 pub use rampart_types::perm;
 pub use rbac::{builtin_roles, grants, ADMIN_ROLE};
+pub use refusal::{Area, Escalation, Refusal};
 pub use roles::RoleSpec;
-pub use users::{NewUser, UserView};
+pub use roles::Roles;
+pub use rotation::Keys;
+pub use security::BreachDetection;
+pub use users::Users;
+pub use users::{Bootstrap, NewUser, UserView};
 
 pub use rampart_crypto::{ct_eq, MasterKey};
 pub use rampart_store::{

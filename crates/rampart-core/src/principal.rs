@@ -30,3 +30,24 @@ impl Principal {
         rbac::collection_visible(&self.role, c)
     }
 }
+
+/// Where a request came from; recorded with sessions and audit events.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: String,
+}
+
+impl RequestMeta {
+    /// The client address, when the request came over the network.
+    pub fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.ip.as_deref().and_then(|i| i.parse().ok())
+    }
+
+    /// Work started on this machine (CLI, bootstrap) rather than by a network request.
+    pub fn local(origin: &str) -> Self {
+        let id = rampart_crypto::random_id::<8>();
+        Self { ip: None, user_agent: None, request_id: format!("{origin}-{id}") }
+    }
+}

@@ -5,15 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_crypto::MasterKey;
-use rampart_store::{KekVersion, KeyKind, Reseal, Rewrapper};
-use rampart_types::SubjectId;
+use rampart_store::{DocumentStore, KekVersion, KeyKind, KeyStore, Reseal, Rewrapper, Store};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::EventType;
+use crate::events::Events;
+use crate::jwt::Tokens;
 use crate::keyring::KeyRing;
+use crate::security::BreachDetection;
 use crate::Authorized;
-use crate::{Core, CoreError, CoreResult, RequestMeta};
+use crate::{CoreError, CoreResult, RequestMeta};
 use rampart_types::perm;
 
 /// Documents re-sealed per transaction by the background job.
@@ -46,14 +48,52 @@ fn rewrapper(master: Arc<MasterKey>, to: Arc<MasterKey>, version: Option<u32>) -
     })
 }
 
-impl Core {
+/// Key management: KEK rotation (re-wrapping every data key), background re-encryption
+/// of documents under successor keys, master-key change, and the status view.
+#[derive(Clone)]
+pub struct Keys {
+    key_store: Arc<dyn KeyStore>,
+    document_store: Arc<dyn DocumentStore>,
+    keys: Arc<KeyRing>,
+    tokens: Tokens,
+    events: Events,
+    detection: BreachDetection,
+    rotation_days: u32,
+    reencrypt_pause: Duration,
+}
+
+impl Keys {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyRing>,
+        tokens: Tokens,
+        events: Events,
+        detection: BreachDetection,
+        (rotation_days, reencrypt_pause): (u32, Duration),
+    ) -> Self {
+        Self {
+            key_store: store.clone(),
+            document_store: store,
+            keys,
+            tokens,
+            events,
+            detection,
+            rotation_days,
+            reencrypt_pause,
+        }
+    }
+
+    fn now(&self) -> rampart_types::Timestamp {
+        self.events.now()
+    }
+
     pub async fn keys_view(&self, _: &Authorized<perm::KeysRead>) -> CoreResult<KeysView> {
         self.keys_status().await
     }
 
     pub async fn keys_status(&self) -> CoreResult<KeysView> {
-        let store = &self.inner.store;
-        let current = self.inner.keys.current_kek();
+        let store = &self.key_store;
+        let current = self.keys.current_kek();
         let versions = store.kek_versions().await?;
         let latest = versions.iter().map(|v| v.created_at).max().unwrap_or_else(|| self.now());
         let counts: serde_json::Map<String, serde_json::Value> =
@@ -66,8 +106,8 @@ impl Core {
                 .map(|v| KekVersionView { current: v.version == current, version: v.version, created_at: v.created_at })
                 .collect(),
             data_keys: serde_json::Value::Object(counts),
-            rotation_days: self.inner.settings.key_rotation_days,
-            next_rotation_due: latest.plus_seconds(i64::from(self.inner.settings.key_rotation_days) * 86_400),
+            rotation_days: self.rotation_days,
+            next_rotation_due: latest.plus_seconds(i64::from(self.rotation_days) * 86_400),
             reencryption: cursor.map(|c| json!({ "running": true, "last_document_seq": c })),
         })
     }
@@ -82,17 +122,17 @@ impl Core {
     }
 
     pub(crate) async fn rotate_keys_as(&self, user: &str, meta: &RequestMeta, reencrypt: bool) -> CoreResult<u32> {
-        let ring = &self.inner.keys;
+        let ring = &self.keys;
         let version = ring.current_kek() + 1;
         let master = Arc::clone(ring.master());
         let details = json!({ "kek_version": version, "reencrypt": reencrypt });
-        let event = self.event(EventType::KeyRotate, Some(user), meta, true, details);
+        let event = self.events.event(EventType::KeyRotate, Some(user), meta, true, details);
         let kv = KekVersion { version, created_at: self.now() };
         let n =
-            self.inner.store.rotate_kek(kv, rewrapper(Arc::clone(&master), master, Some(version)), vec![event]).await?;
+            self.key_store.rotate_kek(kv, rewrapper(Arc::clone(&master), master, Some(version)), vec![event]).await?;
         ring.set_current_kek(version);
         // Signing keys rotate with the key-encrypting key; the old one stays in the JWKS.
-        self.rotate_jwt_key(meta).await?;
+        self.tokens.rotate_jwt_key(meta).await?;
         tracing::info!(version, keys = n, "key-encrypting key rotated");
         if reencrypt {
             self.start_reencrypt(user, meta).await?;
@@ -101,7 +141,7 @@ impl Core {
     }
 
     async fn start_reencrypt(&self, user: &str, meta: &RequestMeta) -> CoreResult<()> {
-        let store = &self.inner.store;
+        let store = &self.key_store;
         let mut successors = Vec::new();
         let mut after = String::new();
         loop {
@@ -113,17 +153,17 @@ impl Core {
             let keep =
                 |k: &rampart_store::KeyRecord| k.kind == KeyKind::Root || k.owner == crate::keyring::SECRETS_OWNER;
             for k in page.iter().filter(|k| !keep(k) && k.successor.is_none()) {
-                successors.push((k.key_id.clone(), self.inner.keys.successor_for(k, self.now())?));
+                successors.push((k.key_id.clone(), self.keys.successor_for(k, self.now())?));
             }
         }
         let details = json!({ "phase": "reencrypt_started", "keys": successors.len() });
-        let event = self.event(EventType::KeyRotate, Some(user), meta, true, details);
+        let event = self.events.event(EventType::KeyRotate, Some(user), meta, true, details);
         store.start_reencrypt(successors, vec![event]).await.map_err(|e| match e {
             rampart_store::StoreError::InUse(w) => CoreError::Conflict(w),
             e => e.into(),
         })?;
-        let core = self.clone();
-        tokio::spawn(async move { core.run_reencrypt(Duration::ZERO).await });
+        let keys = self.clone();
+        tokio::spawn(async move { keys.run_reencrypt(Duration::ZERO).await });
         Ok(())
     }
 
@@ -137,14 +177,14 @@ impl Core {
     }
 
     async fn reencrypt_loop(&self, pause: Duration) -> CoreResult<()> {
-        let store = &self.inner.store;
-        let pause = if pause.is_zero() { self.inner.settings.reencrypt_pause } else { pause };
+        let store = &self.key_store;
+        let pause = if pause.is_zero() { self.reencrypt_pause } else { pause };
         let mut passes = 0;
         // Documents that fail their integrity check cannot be re-sealed: each is recorded
         // and alerted once, left as it is, and the rest carry on.
         let mut damaged: std::collections::HashSet<i64> = std::collections::HashSet::new();
         while let Some(cursor) = store.reencrypt_cursor().await? {
-            let docs = store.documents_after(cursor, RESEAL_BATCH).await?;
+            let docs = self.document_store.documents_after(cursor, RESEAL_BATCH).await?;
             let Some(last) = docs.last().map(|d| d.seq) else {
                 // A write that raced a batch may still be sealed under a retiring key: go
                 // round again rather than destroy a key a document needs.
@@ -160,9 +200,9 @@ impl Core {
                 }
                 let meta = RequestMeta::local("reencrypt");
                 let details = json!({ "phase": "reencrypt_finished", "documents_failing_integrity": damaged.len() });
-                let event = self.event(EventType::KeyRotate, None, &meta, true, details);
+                let event = self.events.event(EventType::KeyRotate, None, &meta, true, details);
                 let retired = store.finish_reencrypt(vec![event]).await?;
-                self.inner.keys.forget_all();
+                self.keys.forget_all();
                 tracing::info!(retired, "re-encryption finished");
                 return Ok(());
             };
@@ -171,7 +211,7 @@ impl Core {
                 let Some(old) = KeyRing::key_id_of(&d.body) else { continue };
                 let Some(rec) = store.get_key(old).await? else { continue };
                 let Some(new) = rec.successor.clone() else { continue };
-                let json = match self.inner.keys.open_body(&d.collection, &d.id, &d.body, self.now()).await {
+                let json = match self.keys.open_body(&d.collection, &d.id, &d.body, self.now()).await {
                     Ok(j) => j,
                     Err(CoreError::Integrity(why)) => {
                         if damaged.len() < MAX_DAMAGED_TRACKED && damaged.insert(d.seq) {
@@ -181,7 +221,7 @@ impl Core {
                     }
                     Err(e) => return Err(e),
                 };
-                let body = self.inner.keys.seal_with(&d.collection, &d.id, &new, &json, self.now()).await?;
+                let body = self.keys.seal_with(&d.collection, &d.id, &new, &json, self.now()).await?;
                 batch.push(Reseal { seq: d.seq, version: d.version, body });
             }
             store.apply_reseal(batch, last).await?;
@@ -201,27 +241,28 @@ impl Core {
             "reason": why,
             "phase": "reencrypt",
         });
-        self.record_event(EventType::IntegrityError, None, &meta, false, details.clone()).await?;
+        self.events.record_event(EventType::IntegrityError, None, &meta, false, details.clone()).await?;
         tracing::error!(collection = d.collection.as_str(), reason = why, "re-encryption skipped a damaged document");
-        self.raise(crate::security::Detection {
-            breach_type: "integrity_error",
-            severity: crate::security::Severity::High,
-            dedup: format!("reencrypt:{}:{}", d.collection.as_str(), d.id.as_str()),
-            details,
-            ip: None,
-            user: None,
-            revoke_sessions: false,
-            block_source: false,
-        })
-        .await
+        self.detection
+            .raise(crate::security::Detection {
+                breach_type: "integrity_error",
+                severity: crate::security::Severity::High,
+                dedup: format!("reencrypt:{}:{}", d.collection.as_str(), d.id.as_str()),
+                details,
+                ip: None,
+                user: None,
+                revoke_sessions: false,
+                block_source: false,
+            })
+            .await
     }
 
     async fn any_document_on_retiring_key(&self, damaged: &std::collections::HashSet<i64>) -> CoreResult<bool> {
-        let store = &self.inner.store;
+        let store = &self.key_store;
         let mut retiring: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
         let mut after = 0;
         loop {
-            let docs = store.documents_after(after, 1000).await?;
+            let docs = self.document_store.documents_after(after, 1000).await?;
             let Some(last) = docs.last() else { return Ok(false) };
             after = last.seq;
             for d in docs.iter().filter(|d| !damaged.contains(&d.seq)) {
@@ -251,34 +292,16 @@ impl Core {
     /// transaction (crash-safe: before commit the old key works, after it the new one).
     /// The caller then switches the key source; the running core must be reopened.
     pub async fn change_master(&self, new_master: &MasterKey) -> CoreResult<u64> {
-        let old = Arc::clone(self.inner.keys.master());
+        let old = Arc::clone(self.keys.master());
         let new = Arc::new(
             MasterKey::from_base64(secrecy::ExposeSecret::expose_secret(&new_master.to_base64()))
                 .map_err(CoreError::internal)?,
         );
         let meta = RequestMeta::local("cli");
-        let event = self.event(EventType::MasterKeyChange, Some("local-cli"), &meta, true, json!({}));
+        let event = self.events.event(EventType::MasterKeyChange, Some("local-cli"), &meta, true, json!({}));
         Ok(self
-            .inner
-            .store
+            .key_store
             .change_master(new.check_value().to_vec(), rewrapper(old, Arc::clone(&new), None), vec![event])
             .await?)
-    }
-
-    /// Crypto-shredding: deletes the subject's documents in every collection, destroys
-    /// the subject's data keys (so copies in backups cannot be opened) and appends a keyed
-    /// hash of the subject id to the erasure ledger. Returns how many documents went.
-    pub async fn erase_subject(&self, access: &Authorized<perm::GdprErase>, subject: &str) -> CoreResult<u64> {
-        let who = access.who();
-        let subject = SubjectId::parse(subject).map_err(|e| CoreError::validation("subject_id", e.to_string()))?;
-        let hash = crate::keyring::subject_hash(&self.inner.blind_index, &subject);
-        let details = json!({ "subject_hash": hash });
-        let event = self.event(EventType::SubjectErase, Some(who.username.as_str()), &who.origin, true, details);
-        let n = self.inner.store.erase_subject(&subject, &hash, self.now(), vec![event]).await?;
-        self.inner.keys.forget_all();
-        if let Some(hook) = self.inner.erasure_hook.get() {
-            hook(&hash);
-        }
-        Ok(n)
     }
 }

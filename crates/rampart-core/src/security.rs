@@ -3,18 +3,21 @@
 //! in a durable outbox. Detection runs in spawned tasks so it never slows the request.
 
 use std::net::IpAddr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use rampart_config::{BreachConfig, WebhookFormat};
-use rampart_store::{AlertFilter, AlertRecord, IpBlock, OutboxItem};
+use rampart_config::BreachConfig;
+use rampart_store::{AlertFilter, AlertRecord, IpBlock, OutboxItem, SecurityStore, SessionStore};
 use rampart_types::{Cidr, Timestamp};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::audit::EventType;
 use crate::bounded::{BoundedMap, Evictable};
+use crate::events::Events;
+use crate::notify::{Notice, Notifier};
+use crate::refusal::{Area, Refusal, RefusalObserver};
 use crate::Authorized;
-use crate::{Core, CoreError, CoreResult, Principal, RequestMeta};
+use crate::{CoreError, CoreResult, Principal, RequestMeta};
 use rampart_types::perm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -153,7 +156,7 @@ impl Evictable for LastSeen {
 const REFUSAL_AUDIT_INTERVAL_MS: i64 = 60_000;
 
 impl Detector {
-    pub fn new(config: BreachConfig) -> Self {
+    fn new(config: BreachConfig) -> Self {
         let w = config.failed_login_window_minutes;
         Self {
             failed_ip: Counter::new(w),
@@ -226,9 +229,35 @@ pub struct Detection<'a> {
     pub block_source: bool,
 }
 
-impl Core {
+/// Breach detection: counts what the request paths report, raises alerts and takes the
+/// automatic responses. Holds the security store (alerts, blocks, outbox), the session
+/// store (only to revoke on an alert) and the `Notifier`.
+#[derive(Clone)]
+pub struct BreachDetection {
+    state: Arc<Detector>,
+    store: Arc<dyn SecurityStore>,
+    sessions: Arc<dyn SessionStore>,
+    notifier: Arc<dyn Notifier>,
+    events: Events,
+}
+
+impl BreachDetection {
+    pub(crate) fn new(
+        config: BreachConfig,
+        store: Arc<dyn SecurityStore>,
+        sessions: Arc<dyn SessionStore>,
+        notifier: Arc<dyn Notifier>,
+        events: Events,
+    ) -> Self {
+        Self { state: Arc::new(Detector::new(config)), store, sessions, notifier, events }
+    }
+
     fn detector(&self) -> &Detector {
-        &self.inner.detector
+        &self.state
+    }
+
+    fn now(&self) -> Timestamp {
+        self.events.now()
     }
 
     /// Whether `ip` is blocked right now (in-memory; refreshed on every change).
@@ -251,7 +280,7 @@ impl Core {
     }
 
     pub async fn refresh_blocks(&self) -> CoreResult<()> {
-        let active = self.inner.store.active_blocks(self.now()).await?;
+        let active = self.store.active_blocks(self.now()).await?;
         let parsed =
             active.iter().filter_map(|b| Cidr::parse(&b.cidr).ok().map(|c| (c, b.expires_at.as_millis()))).collect();
         if let Ok(mut guard) = self.detector().blocks.write() {
@@ -288,7 +317,7 @@ impl Core {
         };
         let webhooks = self.webhooks_for(&alert, now);
         let since = now.minus_seconds(i64::from(cfg.alert_dedup_minutes) * 60);
-        let (stored, new) = self.inner.store.raise_alert(alert, since, webhooks, vec![]).await?;
+        let (stored, new) = self.store.raise_alert(alert, since, webhooks, vec![]).await?;
         if !new {
             return Ok(());
         }
@@ -315,51 +344,16 @@ impl Core {
         if d.revoke_sessions {
             if let Some(user) = d.user.and_then(|u| rampart_types::Username::parse(u).ok()) {
                 let details = json!({ "target": user.as_str(), "reason": d.breach_type, "alert": stored.id });
-                let event = self.event(EventType::SessionRevoke, Some("system"), &meta, true, details);
-                self.inner.store.delete_user_sessions(&user, None, vec![event]).await?;
+                let event = self.events.event(EventType::SessionRevoke, Some("system"), &meta, true, details);
+                self.sessions.delete_user_sessions(&user, None, vec![event]).await?;
             }
         }
         Ok(())
     }
 
     fn webhooks_for(&self, alert: &AlertRecord, now: Timestamp) -> Vec<OutboxItem> {
-        let cfg = &self.detector().config;
-        let event_id = format!("evt-{}", alert.id.trim_start_matches("alert-"));
-        let base = json!({
-            "event_type": "security_breach",
-            "event_id": event_id,
-            "severity": alert.severity,
-            "timestamp": now,
-            "breach_type": alert.breach_type,
-            "details": alert.details,
-            "recommended_action": recommended_action(&alert.breach_type),
-            "instance_id": cfg.instance_id,
-        });
-        cfg.webhooks
-            .iter()
-            .map(|w| {
-                let payload = match w.format {
-                    WebhookFormat::Generic => base.clone(),
-                    WebhookFormat::Slack => json!({
-                        "text": format!("[{}] {} on {}: {}", alert.severity.to_uppercase(), alert.breach_type, cfg.instance_id, recommended_action(&alert.breach_type)),
-                        "event_id": event_id,
-                    }),
-                    WebhookFormat::PagerDuty => json!({
-                        // The routing key is the endpoint's secret: it is added at delivery
-                        // time so the outbox never holds it.
-                        "event_action": "trigger",
-                        "dedup_key": event_id,
-                        "payload": {
-                            "summary": format!("{} ({})", alert.breach_type, cfg.instance_id),
-                            "severity": match alert.severity.as_str() { "critical" => "critical", "high" => "error", "medium" => "warning", _ => "info" },
-                            "source": cfg.instance_id,
-                            "custom_details": base,
-                        },
-                    }),
-                };
-                OutboxItem { event_id: event_id.clone(), endpoint: w.url.clone(), payload: payload.to_string(), attempts: 0, next_attempt_at: now }
-            })
-            .collect()
+        let notice = Notice::Alert { alert, recommended_action: recommended_action(&alert.breach_type) };
+        self.notifier.messages(&notice, now)
     }
 
     async fn add_block(
@@ -379,8 +373,8 @@ impl Core {
             created_by: by.to_owned(),
         };
         let details = json!({ "ip_address": block.cidr, "reason": block.reason, "expires_at": block.expires_at });
-        let event = self.event(EventType::IpBlock, Some(by), meta, true, details);
-        self.inner.store.add_block(block.clone(), vec![event]).await?;
+        let event = self.events.event(EventType::IpBlock, Some(by), meta, true, details);
+        self.store.add_block(block.clone(), vec![event]).await?;
         self.refresh_blocks().await?;
         Ok(block)
     }
@@ -454,8 +448,8 @@ impl Core {
         self.spawn_detection(async move {
             let Some(ip) = meta.client_ip() else { return Ok(()) };
             let network = network_of(ip);
-            let first_ever = core.inner.store.note_login_network(&user, "*", core.now()).await?;
-            let new_network = core.inner.store.note_login_network(&user, &network, core.now()).await?;
+            let first_ever = core.store.note_login_network(&user, "*", core.now()).await?;
+            let new_network = core.store.note_login_network(&user, &network, core.now()).await?;
             if new_network && !first_ever {
                 let details = json!({ "network": network });
                 core.raise(Detection {
@@ -528,7 +522,7 @@ impl Core {
             .unwrap_or(false);
         if due {
             let details = json!({ "reason": reason, "sampled": "at most once a minute per address and reason" });
-            if let Err(e) = self.record_event(EventType::PermissionDenied, None, meta, false, details).await {
+            if let Err(e) = self.events.record_event(EventType::PermissionDenied, None, meta, false, details).await {
                 tracing::warn!(error = %e, "could not audit a refusal");
             }
         }
@@ -563,12 +557,12 @@ impl Core {
 
     /// A refusal: trying to raise one's own privileges is Critical at once; repeated
     /// refusals in the admin area cross a threshold.
-    pub(crate) fn on_refusal(&self, who: &Principal, area: crate::Area, refusal: &crate::Refusal, details: &Value) {
+    fn on_refusal(&self, who: &Principal, area: Area, refusal: &Refusal, details: &Value) {
         if !self.breach_enabled() {
             return;
         }
         let escalation = refusal.is_self_raise();
-        let counts = escalation || area == crate::Area::Admin;
+        let counts = escalation || area == Area::Admin;
         let (core, user, origin, details) =
             (self.clone(), who.username.to_string(), who.origin.clone(), details.clone());
         self.spawn_detection(async move {
@@ -656,7 +650,7 @@ impl Core {
         _: &Authorized<perm::SecurityRead>,
         filter: AlertFilter,
     ) -> CoreResult<Vec<AlertRecord>> {
-        Ok(self.inner.store.list_alerts(filter).await?)
+        Ok(self.store.list_alerts(filter).await?)
     }
 
     pub async fn set_alert_status(
@@ -667,8 +661,8 @@ impl Core {
     ) -> CoreResult<AlertRecord> {
         let who = access.who();
         let details = json!({ "alert": id, "status": status });
-        let event = self.event(EventType::AlertAck, Some(who.username.as_str()), &who.origin, true, details);
-        self.inner.store.set_alert_status(id, status, who.username.as_str(), vec![event]).await.map_err(|e| match e {
+        let event = self.events.event(EventType::AlertAck, Some(who.username.as_str()), &who.origin, true, details);
+        self.store.set_alert_status(id, status, who.username.as_str(), vec![event]).await.map_err(|e| match e {
             rampart_store::StoreError::NotFound => CoreError::NotFound("alert"),
             e => e.into(),
         })
@@ -702,21 +696,27 @@ impl Core {
     pub async fn unblock_ip(&self, access: &Authorized<perm::SecurityManage>, ip: &str) -> CoreResult<()> {
         let who = access.who();
         let cidr = Cidr::parse(ip).map_err(|e| CoreError::validation("ip_address", e.to_string()))?;
-        let event = self.event(
+        let event = self.events.event(
             EventType::IpUnblock,
             Some(who.username.as_str()),
             &who.origin,
             true,
             json!({ "ip_address": cidr.to_string() }),
         );
-        if !self.inner.store.remove_block(&cidr.to_string(), vec![event]).await? {
+        if !self.store.remove_block(&cidr.to_string(), vec![event]).await? {
             return Err(CoreError::NotFound("block"));
         }
         self.refresh_blocks().await
     }
 
     pub async fn list_blocks(&self, _: &Authorized<perm::SecurityRead>) -> CoreResult<Vec<BlockView>> {
-        Ok(self.inner.store.active_blocks(self.now()).await?.into_iter().map(Into::into).collect())
+        Ok(self.store.active_blocks(self.now()).await?.into_iter().map(Into::into).collect())
+    }
+}
+
+impl RefusalObserver for BreachDetection {
+    fn refused(&self, who: &Principal, area: Area, refusal: &Refusal, details: &Value) {
+        self.on_refusal(who, area, refusal, details);
     }
 }
 

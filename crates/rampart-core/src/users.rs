@@ -1,11 +1,17 @@
-use rampart_store::{UserChange, UserRecord};
+use rampart_crypto::{random_password, StoredPasswordHash};
+use rampart_store::{StoreError, UserChange, UserRecord, UserStore};
 use rampart_types::{RoleName, Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::EventType;
-use crate::{rbac, Area, Authorized, Core, CoreError, CoreResult, Escalation, Principal, Refusal};
+use std::sync::Arc;
+
+use crate::access::Access;
+use crate::events::Events;
+use crate::roles::Roles;
+use crate::{rbac, Area, Authorized, CoreError, CoreResult, Escalation, PasswordPool, Principal, Refusal, RequestMeta};
 use rampart_types::perm;
 
 /// A user as clients see it (SPEC section 3); never carries the hash.
@@ -30,6 +36,13 @@ impl From<&UserRecord> for UserView {
     }
 }
 
+/// What the first start did: the admin it created and, if it made one up, the password
+/// (for the caller to print once; it is never logged).
+pub struct Bootstrap {
+    pub admin_username: Username,
+    pub generated_password: Option<SecretString>,
+}
+
 pub struct NewUser {
     pub username: String,
     pub password: SecretString,
@@ -44,23 +57,50 @@ fn parse_role(s: &str) -> CoreResult<RoleName> {
     RoleName::parse(s).map_err(|e| CoreError::validation("role", e.to_string()))
 }
 
-impl Core {
+/// User accounts: creation, listing, changes by administrators, and each user's own
+/// password. Holds the user store only.
+#[derive(Clone)]
+pub struct Users {
+    user_store: Arc<dyn UserStore>,
+    passwords: PasswordPool,
+    roles: Roles,
+    events: Events,
+    access: Access,
+    max_page_size: usize,
+}
+
+impl Users {
+    pub(crate) fn new(
+        user_store: Arc<dyn UserStore>,
+        passwords: PasswordPool,
+        roles: Roles,
+        events: Events,
+        access: Access,
+        max_page_size: usize,
+    ) -> Self {
+        Self { user_store, passwords, roles, events, access, max_page_size }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.events.now()
+    }
+
     /// Refuses (and records) handing out a role that grants more than the actor holds.
     async fn check_assignable(&self, actor: &Principal, area: Area, role: &RoleName) -> CoreResult<()> {
-        let target = self.role(role).map_err(|_| CoreError::validation("role", "no such role"))?;
+        let target = self.roles.role(role).map_err(|_| CoreError::validation("role", "no such role"))?;
         if !rbac::covers(&actor.role, &target) {
             let refusal = Refusal::Escalation { attempt: Escalation::AssignRole, role: role.clone() };
-            return Err(self.refuse(actor, area, refusal).await);
+            return Err(self.access.refuse(actor, area, refusal).await);
         }
         Ok(())
     }
 
     /// The actor may act on `target` only if it holds everything the target holds.
     async fn check_manageable(&self, actor: &Principal, area: Area, target: &UserRecord) -> CoreResult<()> {
-        let role = self.role(&target.role)?;
+        let role = self.roles.role(&target.role)?;
         if !rbac::covers(&actor.role, &role) {
             let refusal = Refusal::Outranked { action: "manage_user", target: target.username.clone() };
-            return Err(self.refuse(actor, area, refusal).await);
+            return Err(self.access.refuse(actor, area, refusal).await);
         }
         Ok(())
     }
@@ -72,10 +112,10 @@ impl Core {
         self.check_assignable(actor, access.area(), &role).await?;
         rampart_crypto::check_password_policy(new.password.expose_secret(), username.as_str())
             .map_err(CoreError::PasswordPolicy)?;
-        if self.inner.store.get_user(&username).await?.is_some() {
+        if self.user_store.get_user(&username).await?.is_some() {
             return Err(CoreError::AlreadyExists("user"));
         }
-        let hash = self.inner.passwords.hash(new.password).await?;
+        let hash = self.passwords.hash(new.password).await?;
         let now = self.now();
         let record = UserRecord {
             username,
@@ -88,19 +128,20 @@ impl Core {
         };
         let view = UserView::from(&record);
         let details = json!({ "target": record.username.as_str(), "role": record.role.as_str() });
-        let event = self.event(EventType::UserCreate, Some(actor.username.as_str()), &actor.origin, true, details);
-        self.inner.store.create_user(record, vec![event]).await.map_err(CoreError::about("user"))?;
+        let event =
+            self.events.event(EventType::UserCreate, Some(actor.username.as_str()), &actor.origin, true, details);
+        self.user_store.create_user(record, vec![event]).await.map_err(CoreError::about("user"))?;
         Ok(view)
     }
 
     pub async fn get_user(&self, _: &Authorized<perm::UsersRead>, name: &str) -> CoreResult<UserView> {
         let name = parse_username(name)?;
-        let user = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
+        let user = self.user_store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
         Ok(UserView::from(&user))
     }
 
     pub async fn me(&self, who: &Principal) -> CoreResult<UserView> {
-        let user = self.inner.store.get_user(&who.username).await?.ok_or(CoreError::Unauthenticated)?;
+        let user = self.user_store.get_user(&who.username).await?.ok_or(CoreError::Unauthenticated)?;
         Ok(UserView::from(&user))
     }
 
@@ -112,8 +153,8 @@ impl Core {
         limit: usize,
     ) -> CoreResult<Vec<UserView>> {
         let after = after.map(parse_username).transpose()?;
-        let limit = limit.clamp(1, self.inner.settings.max_page_size);
-        let users = self.inner.store.list_users(after.as_ref(), limit).await?;
+        let limit = limit.clamp(1, self.max_page_size);
+        let users = self.user_store.list_users(after.as_ref(), limit).await?;
         Ok(users.iter().map(UserView::from).collect())
     }
 
@@ -127,13 +168,13 @@ impl Core {
     ) -> CoreResult<UserView> {
         let actor = access.who();
         let name = parse_username(name)?;
-        let target = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
+        let target = self.user_store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
         self.check_manageable(actor, access.area(), &target).await?;
         let role = role.as_deref().map(parse_role).transpose()?;
         if let Some(r) = &role {
             if name == actor.username && *r != target.role {
                 let refusal = Refusal::Escalation { attempt: Escalation::ChangeOwnRole, role: r.clone() };
-                return Err(self.refuse(actor, access.area(), refusal).await);
+                return Err(self.access.refuse(actor, access.area(), refusal).await);
             }
             self.check_assignable(actor, access.area(), r).await?;
         }
@@ -142,12 +183,12 @@ impl Core {
         let mut ends_sessions = false;
         if let Some(r) = role.as_ref().filter(|r| **r != target.role) {
             let details = json!({ "target": name.as_str(), "from": target.role.as_str(), "to": r.as_str() });
-            audit.push(self.event(EventType::RoleChange, by, &actor.origin, true, details));
+            audit.push(self.events.event(EventType::RoleChange, by, &actor.origin, true, details));
             ends_sessions = true;
         }
         match disabled {
             Some(true) if !target.disabled => {
-                audit.push(self.event(
+                audit.push(self.events.event(
                     EventType::UserDisable,
                     by,
                     &actor.origin,
@@ -157,7 +198,7 @@ impl Core {
                 ends_sessions = true;
             }
             Some(false) if target.disabled => {
-                audit.push(self.event(
+                audit.push(self.events.event(
                     EventType::UserEnable,
                     by,
                     &actor.origin,
@@ -169,22 +210,22 @@ impl Core {
         }
         if ends_sessions {
             let details = json!({ "target": name.as_str(), "reason": "privileges_changed" });
-            audit.push(self.event(EventType::SessionRevoke, by, &actor.origin, true, details));
+            audit.push(self.events.event(EventType::SessionRevoke, by, &actor.origin, true, details));
         }
         let change = UserChange { role, disabled, at: Some(self.now()), ..UserChange::default() };
-        let updated = self.inner.store.update_user(&name, change, audit).await.map_err(CoreError::about("user"))?;
+        let updated = self.user_store.update_user(&name, change, audit).await.map_err(CoreError::about("user"))?;
         Ok(UserView::from(&updated))
     }
 
     pub async fn delete_user(&self, access: &Authorized<perm::UsersDelete>, name: &str) -> CoreResult<()> {
         let actor = access.who();
         let name = parse_username(name)?;
-        let target = self.inner.store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
+        let target = self.user_store.get_user(&name).await?.ok_or(CoreError::NotFound("user"))?;
         self.check_manageable(actor, access.area(), &target).await?;
         let by = Some(actor.username.as_str());
         let audit = vec![
-            self.event(EventType::UserDelete, by, &actor.origin, true, json!({ "target": name.as_str() })),
-            self.event(
+            self.events.event(EventType::UserDelete, by, &actor.origin, true, json!({ "target": name.as_str() })),
+            self.events.event(
                 EventType::SessionRevoke,
                 by,
                 &actor.origin,
@@ -192,6 +233,87 @@ impl Core {
                 json!({ "target": name.as_str(), "reason": "user_deleted" }),
             ),
         ];
-        self.inner.store.delete_user(&name, audit).await.map_err(CoreError::about("user"))
+        self.user_store.delete_user(&name, audit).await.map_err(CoreError::about("user"))
+    }
+
+    pub(crate) async fn bootstrap_admin(
+        &self,
+        (name, password): (Option<String>, Option<SecretString>),
+    ) -> CoreResult<Option<Bootstrap>> {
+        if self.user_store.count_users().await? > 0 {
+            return Ok(None);
+        }
+        let username = Username::parse(name.as_deref().unwrap_or("admin"))
+            .map_err(|e| CoreError::validation("RAMPART_ADMIN_USERNAME", e.to_string()))?;
+        let (password, generated) = match password {
+            Some(p) => (p, false),
+            None => (SecretString::from(random_password(24)), true),
+        };
+        rampart_crypto::check_password_policy(password.expose_secret(), username.as_str())
+            .map_err(CoreError::PasswordPolicy)?;
+        let hash = self.passwords.hash(password.clone()).await?;
+        let now = self.now();
+        let event = self.events.event(
+            crate::audit::EventType::UserCreate,
+            Some(username.as_str()),
+            &RequestMeta::local("bootstrap"),
+            true,
+            serde_json::json!({ "username": username.as_str(), "role": rbac::ADMIN_ROLE, "first_admin": true }),
+        );
+        self.user_store
+            .create_user(
+                UserRecord {
+                    username: username.clone(),
+                    password_hash: hash.as_str().to_owned(),
+                    role: RoleName::parse(rbac::ADMIN_ROLE).map_err(CoreError::internal)?,
+                    disabled: false,
+                    mfa_enabled: false,
+                    created_at: now,
+                    updated_at: now,
+                },
+                vec![event],
+            )
+            .await?;
+        Ok(Some(Bootstrap { admin_username: username, generated_password: generated.then_some(password) }))
+    }
+
+    /// Needs the current password; ends every other session of the user.
+    pub async fn change_password(&self, who: &Principal, current: SecretString, new: SecretString) -> CoreResult<()> {
+        let user = self.user_store.get_user(&who.username).await?.ok_or(CoreError::Unauthenticated)?;
+        let name = Some(who.username.as_str());
+        let stored = StoredPasswordHash::from_stored(user.password_hash.clone());
+        if !self.passwords.verify(current, Some(stored)).await?.matches {
+            let details = json!({ "reason": "wrong_current_password" });
+            self.events.record_event(EventType::PasswordChange, name, &who.origin, false, details).await?;
+            return Err(CoreError::Forbidden("current password is incorrect"));
+        }
+        if let Err(v) = rampart_crypto::check_password_policy(new.expose_secret(), user.username.as_str()) {
+            let details = json!({ "reason": "password_policy", "rule": v.rule });
+            self.events.record_event(EventType::PasswordChange, name, &who.origin, false, details).await?;
+            return Err(CoreError::PasswordPolicy(v));
+        }
+        let hash = self.passwords.hash(new).await?;
+        let change = UserChange {
+            password_hash: Some(hash.as_str().to_owned()),
+            end_sessions: true,
+            keep_session: who.session_id.clone(),
+            at: Some(self.now()),
+            ..UserChange::default()
+        };
+        let audit = vec![
+            self.events.event(EventType::PasswordChange, name, &who.origin, true, json!({})),
+            self.events.event(
+                EventType::SessionRevoke,
+                name,
+                &who.origin,
+                true,
+                json!({ "target": who.username.as_str(), "reason": "password_change", "kept_session": who.session_id }),
+            ),
+        ];
+        self.user_store.update_user(&user.username, change, audit).await.map_err(|e| match e {
+            StoreError::NotFound => CoreError::Unauthenticated,
+            e => e.into(),
+        })?;
+        Ok(())
     }
 }

@@ -29,7 +29,7 @@ pub(crate) async fn cors(State(state): State<AppState>, req: Request, next: Next
         req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if !allowed && (preflight || !req.method().is_safe()) {
         if let Some(ctx) = req.extensions().get::<crate::context::RequestContext>() {
-            state.core.record_refusal(&ctx.meta(), "origin_not_allowed").await;
+            state.core.detection().record_refusal(&ctx.meta(), "origin_not_allowed").await;
         }
         return ApiError::OriginNotAllowed.into_response();
     }

@@ -73,7 +73,7 @@ fn check_csrf(parts: &Parts, state: &AppState, token: &str) -> Result<(), ApiErr
     let same_origin = matches!((origin, host), (Some(o), Some(h)) if o == format!("{scheme}://{h}"));
     let listed = origin.is_some_and(|o| state.settings.cors_origins.iter().any(|c| c == o));
     let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-    let expected = state.core.csrf_token_for(token);
+    let expected = state.core.sessions().csrf_token_for(token);
     // Compared in constant time: the token is a secret bound to the session.
     let matches = sent.is_some_and(|s| rampart_core::ct_eq(s.as_bytes(), expected.as_bytes()));
     if (same_origin || listed) && matches {
@@ -96,7 +96,7 @@ async fn principal(
         (Some(t), _) => t.to_owned(),
         (None, Some(c)) => {
             if let Err(e) = check_csrf(parts, state, c) {
-                state.core.record_refusal(&ctx.meta(), "csrf_failed").await;
+                state.core.detection().record_refusal(&ctx.meta(), "csrf_failed").await;
                 return Err(e.into_response());
             }
             c.to_owned()
@@ -104,17 +104,17 @@ async fn principal(
         (None, None) => return Err(ApiError::Core(CoreError::Unauthenticated).into_response()),
     };
     let token = token.as_str();
-    let who = match state.core.authenticate(token, &ctx.meta()).await {
+    let who = match state.core.sessions().authenticate(token, &ctx.meta()).await {
         Ok(who) => who,
         Err(e) => {
             if matches!(e, CoreError::Unauthenticated) {
-                state.core.on_token_failure(&ctx.meta());
+                state.core.detection().on_token_failure(&ctx.meta());
             }
             return Err(ApiError::from(e).into_response());
         }
     };
     let _ = ctx.user.set(who.username.to_string());
-    state.core.on_authenticated_request(&who);
+    state.core.detection().on_authenticated_request(&who);
     if state.limits.enabled() {
         let d = state.limits.check(Budget::User, LimitKey::User(who.username.as_str())).await;
         if !d.allowed {
@@ -204,7 +204,7 @@ impl<P: PermissionMarker> FromRequestParts<AppState> for Authz<P> {
             None => None,
         };
         let area = parts.extensions.get::<RoutePolicy>().map_or(RoutePolicy::UNMATCHED.area, |p| p.area);
-        match state.core.authorize::<P>(who, collection, area).await {
+        match state.core.access().authorize::<P>(who, collection, area).await {
             Ok(access) => Ok(Self(access)),
             Err(e) => Err(ApiError::from(e).into_response()),
         }

@@ -192,7 +192,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         })?;
         let value = parse_value(&bytes, state.settings.max_json_depth)?;
         if let (Some((location, fp)), Some(ctx)) = (crate::sqli::check_json(&value), ctx) {
-            state.core.on_sqli(&ctx.meta(), ctx.user.get().map(String::as_str), ctx.self_produced(), &location, &fp);
+            state.core.detection().on_sqli(
+                &ctx.meta(),
+                ctx.user.get().map(String::as_str),
+                ctx.self_produced(),
+                &location,
+                &fp,
+            );
         }
         typed(value).map(ApiJson)
     }

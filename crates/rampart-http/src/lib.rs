@@ -71,7 +71,7 @@ pub struct AppParts {
     pub settings: HttpSettings,
     pub limits: std::sync::Arc<dyn rampart_core::Limiter>,
     pub activity: std::sync::Arc<dyn ActivitySink>,
-    pub backups: std::sync::Arc<dyn rampart_core::backup::Backups>,
+    pub backups: rampart_core::BackupService,
     pub(crate) policies: routes::RoutePolicies,
 }
 
@@ -121,6 +121,7 @@ impl AppState {
         let AppPorts { activity, backups, limits } = ports;
         let settings = HttpSettings::from_config(config, version);
         let policies = routes::route_policies();
+        let backups = rampart_core::BackupService::new(backups, core.events().clone());
         Self(std::sync::Arc::new(AppParts { core, settings, limits, activity, backups, policies }))
     }
 }

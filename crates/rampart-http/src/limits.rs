@@ -30,7 +30,9 @@ pub(crate) async fn refuse(
 ) -> Response {
     if d.audit {
         let details = json!({ "scope": scope, "limit_per_minute": d.limit });
-        if let Err(e) = state.core.record_event(EventType::RateLimited, user, &ctx.meta(), false, details).await {
+        if let Err(e) =
+            state.core.events().record_event(EventType::RateLimited, user, &ctx.meta(), false, details).await
+        {
             tracing::warn!(error = %e, "could not audit a rate-limit refusal");
         }
     }
@@ -50,7 +52,13 @@ fn inspect_request(state: &AppState, ctx: &RequestContext, uri: &axum::http::Uri
         .chain(query.split('&').filter_map(|kv| kv.split_once('=').map(|(_, v)| ("query", percent_decode(v)))))
         .find_map(|(place, v)| crate::sqli::check(&v).map(|fp| (place, fp)));
     if let Some((place, fp)) = hit {
-        state.core.on_sqli(&ctx.meta(), ctx.user.get().map(String::as_str), ctx.self_produced(), place, &fp);
+        state.core.detection().on_sqli(
+            &ctx.meta(),
+            ctx.user.get().map(String::as_str),
+            ctx.self_produced(),
+            place,
+            &fp,
+        );
     }
 }
 
@@ -87,12 +95,12 @@ pub(crate) async fn rate_limit(State(state): State<AppState>, mut req: Request, 
         return next.run(req).await;
     };
     // Blocked clients get nothing else: no authentication, no rate accounting, no work.
-    if let Some(until) = state.core.blocked_until(ip) {
-        state.core.record_refusal(&ctx.meta(), "ip_blocked").await;
+    if let Some(until) = state.core.detection().blocked_until(ip) {
+        state.core.detection().record_refusal(&ctx.meta(), "ip_blocked").await;
         return ApiError::IpBlocked { until: Some(until) }.into_response();
     }
-    if policy.area == Area::Admin && !state.core.admin_ip_allowed(ip) {
-        state.core.record_refusal(&ctx.meta(), "admin_ip_not_allowed").await;
+    if policy.area == Area::Admin && !state.core.detection().admin_ip_allowed(ip) {
+        state.core.detection().record_refusal(&ctx.meta(), "admin_ip_not_allowed").await;
         return ApiError::IpBlocked { until: None }.into_response();
     }
     // Inspected once the handler has run, when it is known whether the caller was

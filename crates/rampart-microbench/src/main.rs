@@ -374,15 +374,16 @@ async fn audit_core_concurrent() -> Result<f64> {
     let store = SqliteStore::open(dir.path())?;
     let config = rampart_config::Config::for_data_dir(dir.path())?;
     let pool = PasswordPool::new(PasswordHasher::new()?, 1, 4);
-    let (core, _bootstrap) = Core::open(
-        Arc::new(store.clone()),
-        Arc::new(SystemClock),
-        Arc::new(MasterKey::generate()),
-        pool,
-        CoreSettings::from_config(&config),
-        (Some("admin".into()), None),
-    )
-    .await?;
+    let ports = rampart_core::CorePorts {
+        store: Arc::new(store.clone()),
+        clock: Arc::new(SystemClock),
+        master: Arc::new(MasterKey::generate()),
+        passwords: pool,
+        notifier: Arc::new(rampart_core::NoNotifier),
+        identity: None,
+    };
+    let (core, _bootstrap) =
+        Core::open(ports, CoreSettings::from_config(&config), (Some("admin".into()), None)).await?;
     let before = store.read_audit(0, 1000).await?.len();
     let per_task = AUDIT_N / AUDIT_TASKS;
     let work: Vec<Vec<AuditEvent>> =
@@ -393,7 +394,7 @@ async fn audit_core_concurrent() -> Result<f64> {
         let core = core.clone();
         tasks.spawn(async move {
             for e in events {
-                core.record(vec![e]).await?;
+                core.events().record(vec![e]).await?;
             }
             Ok::<(), rampart_core::CoreError>(())
         });

@@ -101,11 +101,19 @@ impl TestApp {
         let store = backend.open(dir.path());
         let key = MasterKey::from_base64(&master_key).expect("key");
         let pool = PasswordPool::new(PasswordHasher::new().expect("hasher"), 0, 64);
+        let ports = rampart_core::CorePorts {
+            store: Arc::clone(&store),
+            clock: Arc::new(clock.clone()),
+            master: Arc::new(key),
+            passwords: pool,
+            notifier: Arc::new(rampart_notify::WebhookNotifier::new(
+                config.breach.webhooks.clone(),
+                config.breach.instance_id.clone(),
+            )),
+            identity: None,
+        };
         let (core, _) = Core::open(
-            Arc::clone(&store),
-            Arc::new(clock.clone()),
-            Arc::new(key),
-            pool,
+            ports,
             CoreSettings::from_config(&config),
             (Some(ADMIN.to_owned()), Some(SecretString::from(ADMIN_PASSWORD))),
         )

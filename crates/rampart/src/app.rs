@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use rampart_config::{Config, DatabaseUrl};
 use rampart_core::{
-    Bootstrap, Core, CoreError, CoreSettings, Limiter, LocalLimiter, MasterKey, PasswordPool, SystemClock,
+    Bootstrap, Core, CoreError, CorePorts, CoreSettings, Limiter, LocalLimiter, MasterKey, PasswordPool, SystemClock,
 };
 use rampart_crypto::PasswordHasher;
+use rampart_notify::WebhookNotifier;
 use rampart_store::{Store, StoreError};
 use rampart_store_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
@@ -108,15 +109,15 @@ impl App {
         let hasher = PasswordHasher::new().context("cannot set up password hashing")?;
         let pool = PasswordPool::new(hasher, config.auth.password_hash_concurrency, config.auth.password_hash_queue);
         let admin = (config.secrets.admin_username.clone(), config.secrets.admin_password.clone());
-        let opened = Core::open(
-            backend.store(),
-            Arc::new(SystemClock),
-            Arc::new(key),
-            pool,
-            CoreSettings::from_config(config),
-            admin,
-        )
-        .await;
+        let ports = CorePorts {
+            store: backend.store(),
+            clock: Arc::new(SystemClock),
+            master: Arc::new(key),
+            passwords: pool,
+            notifier: Arc::new(WebhookNotifier::new(config.breach.webhooks.clone(), config.breach.instance_id.clone())),
+            identity: None,
+        };
+        let opened = Core::open(ports, CoreSettings::from_config(config), admin).await;
         let (core, bootstrap) = match opened {
             Ok(v) => v,
             Err(CoreError::WrongMasterKey) => bail!(
@@ -208,11 +209,11 @@ async fn sweep(core: Core, lease: Arc<dyn LeaderLease>) {
         if !lease.held().await {
             continue;
         }
-        if let Err(e) = core.purge_expired_sessions().await {
+        if let Err(e) = core.sessions().purge_expired_sessions().await {
             tracing::warn!(error = %e, "session sweep failed");
         }
         // Scheduled key rotation (every key_rotation_days): re-wrap only.
-        match core.rotate_if_due().await {
+        match core.keys().rotate_if_due().await {
             Ok(true) => tracing::info!("scheduled key rotation done"),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "scheduled key rotation failed"),
@@ -224,7 +225,7 @@ async fn reload_blocks(core: Core) {
     let mut tick = tokio::time::interval(BLOCK_RELOAD_INTERVAL);
     loop {
         tick.tick().await;
-        if let Err(e) = core.refresh_blocks().await {
+        if let Err(e) = core.detection().refresh_blocks().await {
             tracing::warn!(error = %e, "reloading address blocks failed");
         }
     }

@@ -122,7 +122,7 @@ async fn repair(config: &Config, reason: &str) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let known = found.checkpoint_seq().max(found.mirror_last_seq.unwrap_or(0));
-    let record = core.repair_audit(reason, known, &found).await.context("cannot write the repair record")?;
+    let record = core.audit().repair_audit(reason, known, &found).await.context("cannot write the repair record")?;
     // The mirror gets the repair record now, so an offline verify sees it too.
     let clock = Arc::new(rampart_core::SystemClock);
     let a = &config.audit;
@@ -196,7 +196,7 @@ pub async fn export(
         let mut lines: Vec<Vec<u8>> = page.iter().filter_map(|r| serde_json::to_vec(&record_json(r)).ok()).collect();
         let caught_up = page.is_empty();
         if caught_up && (stopping || last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL) {
-            match core.audit_checkpoint().await {
+            match core.audit().audit_checkpoint().await {
                 Ok(Some(cp)) => lines.extend(serde_json::to_vec(&cp.to_json()).ok()),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),

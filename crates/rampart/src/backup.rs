@@ -124,7 +124,7 @@ impl FileBackups {
             after = last.key_id.clone();
             keys.extend(page.iter().map(StoredKey::from_record));
         }
-        let erasure_ledger = self.core.erasure_hashes().await?.into_iter().collect();
+        let erasure_ledger = self.core.privacy().erasure_hashes().await?.into_iter().collect();
         Ok(KeyStoreFile { backup_id: id.to_owned(), keys, erasure_ledger })
     }
 

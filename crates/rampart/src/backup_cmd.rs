@@ -9,7 +9,9 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use rampart_config::{Config, DatabaseUrl, Env, Overrides};
 use rampart_core::backup::BackupMeta;
+use rampart_core::BackupService;
 use rampart_store::KeyKind;
+use std::sync::Arc;
 
 use crate::backup::{self, FileBackups, KeyStoreFile};
 use crate::datadir;
@@ -103,16 +105,15 @@ pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
         return restore(&config, &file, force, key_file.as_deref(), ledger).await.map(|()| 0);
     }
     let App { core, backend: store } = App::open(&config).await?;
-    let backups = file_backups(&config, &core, &store);
+    let backups = BackupService::new(Arc::new(file_backups(&config, &core, &store)), core.events().clone());
     let code = match action {
         BackupAction::Create { unencrypted, compliance_mode } => {
-            let meta =
-                core.create_backup(&core.authorize_local().await?, &backups, !unencrypted, compliance_mode).await?;
+            let meta = backups.create_backup(&core.authorize_local().await?, !unencrypted, compliance_mode).await?;
             println!("{}", serde_json::to_string_pretty(&meta)?);
             0
         }
         BackupAction::List { json } => {
-            let list = core.list_backups(&core.authorize_local().await?, &backups).await?;
+            let list = backups.list_backups(&core.authorize_local().await?).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "backups": list }))?);
             } else {
@@ -133,7 +134,7 @@ pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
             0
         }
         BackupAction::Verify { backup, .. } => {
-            let v = core.verify_backup(&core.authorize_local().await?, &backups, &backup).await?;
+            let v = backups.verify_backup(&core.authorize_local().await?, &backup).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             u8::from(!v.valid)
         }
@@ -359,7 +360,7 @@ async fn restore(
 
     let staged_url = DatabaseUrl::Sqlite { dir: staging.clone() };
     let App { core, backend: store } = App::open_with(config, &staged_url, master).await?;
-    let erased = core.apply_erasures(&ledger).await?;
+    let erased = core.privacy().apply_erasures(&ledger).await?;
     core.record_restore(&meta.backup_id, erased, source, current.as_deref()).await?;
     store.close().await.context("checkpointing the restored database")?;
     drop((core, store));

@@ -21,7 +21,7 @@ pub async fn run(flags: Overrides, action: GdprAction) -> anyhow::Result<()> {
     let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
     let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
     let GdprAction::ExportLedger { out } = action;
-    let file = LedgerFile::new(core.erasure_hashes().await?, core.clock().now());
+    let file = LedgerFile::new(core.privacy().erasure_hashes().await?, core.clock().now());
     match out {
         Some(path) => {
             file.write(&path).with_context(|| format!("cannot write {}", path.display()))?;

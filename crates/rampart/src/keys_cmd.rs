@@ -44,10 +44,13 @@ pub async fn run(flags: Overrides, action: KeysAction) -> anyhow::Result<()> {
     let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
     match action {
         KeysAction::Show { .. } => {
-            println!("{}", serde_json::to_string_pretty(&core.keys_view(&core.authorize_local().await?).await?)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&core.keys().keys_view(&core.authorize_local().await?).await?)?
+            );
         }
         KeysAction::Rotate { reencrypt } => {
-            let view = core.rotate_keys(&core.authorize_local().await?, reencrypt).await?;
+            let view = core.keys().rotate_keys(&core.authorize_local().await?, reencrypt).await?;
             println!("Key-encrypting key is now version {}; every data key is re-wrapped.", view.current_kek_version);
             if reencrypt {
                 wait_for_reencryption(&*store).await?;
@@ -90,7 +93,7 @@ async fn change_master(config: &Config, core: &rampart_core::Core, new_key_file:
         }
         datadir::write_private(&pending, format!("{}\n", new.to_base64().expose_secret()).as_bytes())?;
     }
-    let n = core.change_master(&new).await?;
+    let n = core.keys().change_master(&new).await?;
     if from_file {
         std::fs::rename(&pending, &key_path).context("cannot move the new key file into place")?;
         println!("Re-wrapped {n} keys; {} now holds the new master key.", key_path.display());

@@ -24,7 +24,7 @@ pub async fn run(flags: Overrides, action: SecurityAction) -> anyhow::Result<()>
     let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
     let result = match action {
         SecurityAction::Blocks { json } => {
-            let blocks = core.list_blocks(&core.authorize_local().await?).await?;
+            let blocks = core.detection().list_blocks(&core.authorize_local().await?).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "blocked_ips": blocks }))?);
             } else {
@@ -39,7 +39,8 @@ pub async fn run(flags: Overrides, action: SecurityAction) -> anyhow::Result<()>
             Ok(())
         }
         SecurityAction::Unblock { address } => {
-            core.unblock_ip(&core.authorize_local().await?, &address)
+            core.detection()
+                .unblock_ip(&core.authorize_local().await?, &address)
                 .await
                 .with_context(|| format!("cannot unblock {address}"))?;
             println!("{address} is unblocked; a running server applies it within a few seconds.");

@@ -58,9 +58,9 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
         datadir::lock(&config.server.data_dir).context("another Rampart process is using this data directory")?;
     let app = App::open(&config).await?;
     let (core, store) = (app.core.clone(), app.backend.clone());
-    core.on_erasure(crate::backup_cmd::erasure_hook(&config));
+    core.privacy().on_erasure(crate::backup_cmd::erasure_hook(&config));
     let (stop_export, stop_rx) = tokio::sync::watch::channel(false);
-    core.set_audit_mirror(Arc::new(audit_cmd::FileMirror { log_dir: log_dir.clone() }));
+    core.audit().set_audit_mirror(Arc::new(audit_cmd::FileMirror { log_dir: log_dir.clone() }));
     let exporter =
         tokio::spawn(audit_cmd::export(core.clone(), store.store(), audit_file, log_dir.clone(), stop_rx.clone()));
     let workers = app.start_workers(&config, Arc::new(SingleNode), stop_rx);

@@ -51,6 +51,7 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
                 (SecretString::from(random_password(20)), true)
             };
             let user = core
+                .users()
                 .create_user(&core.authorize_local().await?, NewUser { username, password: password.clone(), role })
                 .await
                 .map_err(describe)?;
@@ -64,8 +65,11 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
             let mut after: Option<String> = None;
             let mut users = Vec::new();
             loop {
-                let page =
-                    core.list_users(&core.authorize_local().await?, after.as_deref(), 500).await.map_err(describe)?;
+                let page = core
+                    .users()
+                    .list_users(&core.authorize_local().await?, after.as_deref(), 500)
+                    .await
+                    .map_err(describe)?;
                 let full = page.len() == 500;
                 after = page.last().map(|u| u.username.to_string());
                 users.extend(page);
@@ -103,6 +107,7 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
         }
         UserAction::SetRole { username, role } => {
             let u = core
+                .users()
                 .update_user(&core.authorize_local().await?, &username, Some(role), None)
                 .await
                 .map_err(describe)?;
@@ -110,12 +115,18 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
             Ok(())
         }
         UserAction::Disable { username } => {
-            core.update_user(&core.authorize_local().await?, &username, None, Some(true)).await.map_err(describe)?;
+            core.users()
+                .update_user(&core.authorize_local().await?, &username, None, Some(true))
+                .await
+                .map_err(describe)?;
             println!("User '{username}' is disabled; their sessions have ended.");
             Ok(())
         }
         UserAction::Enable { username } => {
-            core.update_user(&core.authorize_local().await?, &username, None, Some(false)).await.map_err(describe)?;
+            core.users()
+                .update_user(&core.authorize_local().await?, &username, None, Some(false))
+                .await
+                .map_err(describe)?;
             println!("User '{username}' is enabled.");
             Ok(())
         }

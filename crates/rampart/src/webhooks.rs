@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_config::{BreachConfig, WebhookFormat};
+use rampart_config::BreachConfig;
 use rampart_core::{Clock, Store};
 use rampart_store::OutboxItem;
 use secrecy::ExposeSecret;
@@ -57,20 +57,6 @@ async fn resolve_target(url: &reqwest::Url, allow_private: bool) -> Result<(Stri
         return Err(format!("{host} resolves to a private, loopback or link-local address (set RAMPART_WEBHOOK_ALLOW_PRIVATE_TARGETS=true to allow)"));
     }
     Ok((host, first))
-}
-
-/// The body to send: PagerDuty needs the routing key (the endpoint's secret) inside it,
-/// which the outbox never stores; other formats go out as queued.
-fn body_for(item: &OutboxItem, format: WebhookFormat, secret: &str) -> Result<Vec<u8>, String> {
-    if format != WebhookFormat::PagerDuty {
-        return Ok(item.payload.clone().into_bytes());
-    }
-    let mut v: serde_json::Value =
-        serde_json::from_str(&item.payload).map_err(|_| "queued payload is not JSON".to_owned())?;
-    if let Some(o) = v.as_object_mut() {
-        o.insert("routing_key".into(), serde_json::Value::String(secret.to_owned()));
-    }
-    serde_json::to_vec(&v).map_err(|e| e.to_string())
 }
 
 async fn send(
@@ -130,7 +116,7 @@ pub async fn deliver(
                     let Some(endpoint) = config.webhooks.iter().find(|w| w.url == item.endpoint) else { continue };
                     let secret = endpoint.secret.expose_secret();
                     let allow = config.allow_private_webhook_targets;
-                    let outcome = match body_for(&item, endpoint.format, secret) {
+                    let outcome = match rampart_notify::delivery_body(&item, endpoint.format, secret) {
                         Ok(body) => send(&item, body, secret.as_bytes(), allow, now.as_unix_seconds()).await,
                         Err(e) => Err(e),
                     };
@@ -197,22 +183,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pagerduty_gets_its_routing_key_only_at_delivery() {
-        let item = OutboxItem {
-            event_id: "evt-1".into(),
-            endpoint: "https://events.example/pd".into(),
-            payload: r#"{"event_action":"trigger"}"#.into(),
-            attempts: 0,
-            next_attempt_at: rampart_types::Timestamp::from_millis(0),
-        };
-        let pd: serde_json::Value =
-            serde_json::from_slice(&body_for(&item, WebhookFormat::PagerDuty, "rk-1").unwrap_or_default())
-                .unwrap_or_default();
-        assert_eq!(pd["routing_key"], "rk-1");
-        assert_eq!(body_for(&item, WebhookFormat::Generic, "rk-1").unwrap_or_default(), item.payload.as_bytes());
-    }
-
     /// A lease that is never held: another node is delivering.
     struct Elsewhere;
 
@@ -237,7 +207,7 @@ mod tests {
         config.webhooks = vec![rampart_config::WebhookEndpoint {
             url: url.clone(),
             secret: "s3cret-for-the-test".to_owned().into(),
-            format: WebhookFormat::Generic,
+            format: rampart_config::WebhookFormat::Generic,
         }];
         let clock: Arc<dyn Clock> = Arc::new(rampart_core::SystemClock);
         let item = OutboxItem {

@@ -58,7 +58,7 @@ pub(crate) async fn audit(
         after_seq,
         limit,
     };
-    let records = state.core.query_audit(&auth, filter).await?;
+    let records = state.core.audit().query_audit(&auth, filter).await?;
     let next = if records.len() == limit { records.last().map(|r| r.seq.to_string()) } else { None };
     Ok(Json(json!({ "records": records.iter().map(record_json).collect::<Vec<_>>(), "next_cursor": next })))
 }
@@ -67,5 +67,5 @@ pub(crate) async fn verify(
     auth: Authz<perm::AuditVerify>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<FullVerification>> {
-    Ok(Json(state.core.verify_audit_as(&auth).await?))
+    Ok(Json(state.core.audit().verify_audit_as(&auth).await?))
 }

@@ -80,7 +80,7 @@ pub(crate) fn cookie_response(
             rampart_core::device::DEVICE_TRUST_SECS
         )
     });
-    let csrf = state.core.csrf_token_for(&token);
+    let csrf = state.core.sessions().csrf_token_for(&token);
     let max_age = (out.expires_at.as_millis() - state.core.clock().now().as_millis()).max(0) / 1000;
     let cookie = format!(
         "{}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}",
@@ -145,13 +145,13 @@ pub(crate) async fn refresh(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<Value>> {
-    let out = state.core.refresh(req.refresh_token.expose_secret(), &ctx.meta()).await?;
+    let out = state.core.sessions().refresh(req.refresh_token.expose_secret(), &ctx.meta()).await?;
     Ok(Json(login_json(out)))
 }
 
 pub(crate) async fn logout(auth: Enrolling, State(state): State<AppState>) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    state.core.logout(&auth).await?;
+    state.core.sessions().logout(&auth).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     // Clears a browser-mode cookie (harmless for bearer clients).
     let clear = format!("{}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0", crate::extract::SESSION_COOKIE);
@@ -162,12 +162,12 @@ pub(crate) async fn logout(auth: Enrolling, State(state): State<AppState>) -> Ap
 }
 
 pub(crate) async fn logout_all(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let n = state.core.logout_all(&auth).await?;
+    let n = state.core.sessions().logout_all(&auth).await?;
     Ok(Json(json!({ "sessions_ended": n })))
 }
 
 pub(crate) async fn me(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let user = state.core.me(&auth).await?;
+    let user = state.core.users().me(&auth).await?;
     let permissions: Vec<&str> = auth.who.role.permissions.iter().map(|p| p.as_str()).collect();
     Ok(Json(json!({
         "username": user.username,
@@ -192,7 +192,7 @@ pub(crate) async fn change_password(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    state.core.change_password(&auth, req.current_password, req.new_password).await.map_err(|e| match e {
+    state.core.users().change_password(&auth, req.current_password, req.new_password).await.map_err(|e| match e {
         CoreError::Forbidden(m) => ApiError::Core(CoreError::Forbidden(m)),
         e => e.into(),
     })?;

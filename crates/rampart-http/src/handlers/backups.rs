@@ -28,12 +28,12 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateBackup>,
 ) -> ApiResult<(StatusCode, Json<BackupMeta>)> {
-    let meta = state.core.create_backup(&auth, state.backups.as_ref(), req.encrypted, req.compliance_mode).await?;
+    let meta = state.backups.create_backup(&auth, req.encrypted, req.compliance_mode).await?;
     Ok((StatusCode::CREATED, Json(meta)))
 }
 
 pub(crate) async fn list(auth: Authz<perm::BackupRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let all = state.core.list_backups(&auth, state.backups.as_ref()).await?;
+    let all = state.backups.list_backups(&auth).await?;
     Ok(Json(json!({ "backups": all })))
 }
 
@@ -42,5 +42,5 @@ pub(crate) async fn verify(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<BackupVerification>> {
-    Ok(Json(state.core.verify_backup(&auth, state.backups.as_ref(), &id).await?))
+    Ok(Json(state.backups.verify_backup(&auth, &id).await?))
 }

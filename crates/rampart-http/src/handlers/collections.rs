@@ -35,18 +35,18 @@ pub(crate) async fn create(
         retention_days: b.retention_days,
         encrypted: b.encrypted,
     };
-    Ok((StatusCode::CREATED, Json(state.core.create_collection(&auth, spec).await?)))
+    Ok((StatusCode::CREATED, Json(state.core.documents().create_collection(&auth, spec).await?)))
 }
 
 pub(crate) async fn list(auth: Authz<perm::CollectionsRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "collections": state.core.list_collections(&auth).await? })))
+    Ok(Json(json!({ "collections": state.core.documents().list_collections(&auth).await? })))
 }
 
 pub(crate) async fn get(
     auth: Authz<perm::CollectionsRead>,
     State(state): State<AppState>,
 ) -> ApiResult<Json<CollectionView>> {
-    Ok(Json(state.core.get_collection(&auth).await?))
+    Ok(Json(state.core.documents().get_collection(&auth).await?))
 }
 
 #[derive(Deserialize)]
@@ -73,13 +73,13 @@ pub(crate) async fn update(
         return Err(ApiError::bad_request(None, "nothing to change: give indexes, pii_fields or retention_days"));
     }
     let up = CollectionUpdate { indexes: b.indexes, pii_fields: b.pii_fields, retention_days: b.retention_days };
-    Ok(Json(state.core.update_collection(&auth, up).await?))
+    Ok(Json(state.core.documents().update_collection(&auth, up).await?))
 }
 
 pub(crate) async fn delete(
     auth: Authz<perm::CollectionsDelete>,
     State(state): State<AppState>,
 ) -> ApiResult<StatusCode> {
-    state.core.delete_collection(&auth).await?;
+    state.core.documents().delete_collection(&auth).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -54,7 +54,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(b): ApiJson<DocumentBody>,
 ) -> ApiResult<Response> {
-    let doc = state.core.insert_document(&auth, b.data, b.subject_id).await?;
+    let doc = state.core.documents().insert_document(&auth, b.data, b.subject_id).await?;
     Ok(with_etag(StatusCode::CREATED, doc))
 }
 
@@ -64,7 +64,7 @@ pub(crate) async fn get(
     Path((_collection, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let doc = state.core.get_document(&auth, &id).await?;
+    let doc = state.core.documents().get_document(&auth, &id).await?;
     let tag = etag(doc.version);
     if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v == tag) {
         let mut res = StatusCode::NOT_MODIFIED.into_response();
@@ -82,7 +82,7 @@ pub(crate) async fn replace(
     ApiJson(b): ApiJson<DocumentBody>,
 ) -> ApiResult<Response> {
     let change = DocumentChange::Replace { data: b.data, subject_id: b.subject_id };
-    let doc = state.core.modify_document(&auth, &id, if_match(&headers)?, change).await?;
+    let doc = state.core.documents().modify_document(&auth, &id, if_match(&headers)?, change).await?;
     Ok(with_etag(StatusCode::OK, doc))
 }
 
@@ -100,7 +100,7 @@ pub(crate) async fn patch(
     ApiJson(b): ApiJson<PatchBody>,
 ) -> ApiResult<Response> {
     let change = DocumentChange::MergePatch(b.data);
-    let doc = state.core.modify_document(&auth, &id, if_match(&headers)?, change).await?;
+    let doc = state.core.documents().modify_document(&auth, &id, if_match(&headers)?, change).await?;
     Ok(with_etag(StatusCode::OK, doc))
 }
 
@@ -110,7 +110,7 @@ pub(crate) async fn delete(
     Path((_collection, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    state.core.delete_document(&auth, &id, if_match(&headers)?).await?;
+    state.core.documents().delete_document(&auth, &id, if_match(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -122,7 +122,7 @@ pub(crate) async fn list(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<DocumentList>> {
     let p = list_params(pairs)?;
-    Ok(Json(state.core.list_documents(&auth, p).await?))
+    Ok(Json(state.core.documents().list_documents(&auth, p).await?))
 }
 
 /// The list endpoint's query: `limit`, `cursor`, `subject_id`, and field filters.

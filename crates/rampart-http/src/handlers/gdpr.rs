@@ -21,6 +21,6 @@ pub(crate) async fn erase(
     State(state): State<AppState>,
     Query(q): Query<ErasureQuery>,
 ) -> ApiResult<Json<Value>> {
-    let n = state.core.erase_subject(&auth, &q.subject_id).await?;
+    let n = state.core.privacy().erase_subject(&auth, &q.subject_id).await?;
     Ok(Json(json!({ "subject_id": q.subject_id, "documents_erased": n, "keys_destroyed": true })))
 }

@@ -10,7 +10,7 @@ use crate::perm;
 use crate::AppState;
 
 pub(crate) async fn show(auth: Authz<perm::KeysRead>, State(state): State<AppState>) -> ApiResult<Json<KeysView>> {
-    Ok(Json(state.core.keys_view(&auth).await?))
+    Ok(Json(state.core.keys().keys_view(&auth).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -25,5 +25,5 @@ pub(crate) async fn rotate(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RotateRequest>,
 ) -> ApiResult<Json<KeysView>> {
-    Ok(Json(state.core.rotate_keys(&auth, req.reencrypt).await?))
+    Ok(Json(state.core.keys().rotate_keys(&auth, req.reencrypt).await?))
 }

@@ -14,7 +14,7 @@ use crate::perm;
 use crate::AppState;
 
 pub(crate) async fn enable(auth: Enrolling, State(state): State<AppState>) -> ApiResult<Json<MfaEnrollment>> {
-    Ok(Json(state.core.mfa_enable(&auth).await?))
+    Ok(Json(state.core.mfa().mfa_enable(&auth).await?))
 }
 
 #[derive(Deserialize)]
@@ -33,7 +33,7 @@ pub(crate) async fn confirm(
     ApiJson(b): ApiJson<CodeBody>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let (codes, session) = state.core.mfa_confirm(&auth, &b.code).await?;
+    let (codes, session) = state.core.mfa().mfa_confirm(&auth, &b.code).await?;
     let cookie_mode = headers.get(axum::http::header::AUTHORIZATION).is_none();
     let extra = json!({ "mfa_enabled": true, "recovery_codes": codes });
     if cookie_mode {
@@ -67,7 +67,7 @@ pub(crate) async fn verify(
     ApiJson(b): ApiJson<VerifyBody>,
 ) -> ApiResult<Json<Value>> {
     let device = crate::handlers::auth::device_token(b.device_token.as_ref(), &headers);
-    let out = state.core.mfa_verify(b.token.expose_secret(), &b.code, device, &ctx.meta()).await?;
+    let out = state.core.mfa().mfa_verify(b.token.expose_secret(), &b.code, device, &ctx.meta()).await?;
     Ok(Json(login_json(out)))
 }
 
@@ -83,7 +83,7 @@ pub(crate) async fn disable(
     State(state): State<AppState>,
     ApiJson(b): ApiJson<DisableBody>,
 ) -> ApiResult<StatusCode> {
-    state.core.mfa_disable(&auth, b.password, &b.code).await?;
+    state.core.mfa().mfa_disable(&auth, b.password, &b.code).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -92,7 +92,7 @@ pub(crate) async fn recovery_codes(
     State(state): State<AppState>,
     ApiJson(b): ApiJson<CodeBody>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "recovery_codes": state.core.mfa_regenerate_codes(&auth, &b.code).await? })))
+    Ok(Json(json!({ "recovery_codes": state.core.mfa().mfa_regenerate_codes(&auth, &b.code).await? })))
 }
 
 pub(crate) async fn reset(
@@ -100,7 +100,7 @@ pub(crate) async fn reset(
     State(state): State<AppState>,
     Path(username): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.core.mfa_reset(&auth, &username).await?;
+    state.core.mfa().mfa_reset(&auth, &username).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -115,7 +115,7 @@ pub(crate) async fn sessions(
     State(state): State<AppState>,
     Query(q): Query<SessionsQuery>,
 ) -> ApiResult<Json<Value>> {
-    let list = state.core.list_sessions(&auth, q.username.as_deref()).await?;
+    let list = state.core.sessions().list_sessions(&auth, q.username.as_deref()).await?;
     let current = auth.who.session_id.clone();
     let view: Vec<Value> = list
         .iter()
@@ -140,7 +140,7 @@ pub(crate) async fn end_session(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.core.end_session(&auth, &id).await?;
+    state.core.sessions().end_session(&auth, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -157,9 +157,9 @@ pub(crate) async fn mint(
     State(state): State<AppState>,
     ApiJson(b): ApiJson<TokenRequest>,
 ) -> ApiResult<Json<rampart_core::jwt::MintedToken>> {
-    Ok(Json(state.core.mint_jwt(&auth, &b.audience, b.ttl_secs).await?))
+    Ok(Json(state.core.tokens().mint_jwt(&auth, &b.audience, b.ttl_secs).await?))
 }
 
 pub(crate) async fn jwks(_: Public, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(state.core.jwks().await?))
+    Ok(Json(state.core.tokens().jwks().await?))
 }

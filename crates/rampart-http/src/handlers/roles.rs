@@ -38,7 +38,7 @@ impl RoleBody {
 }
 
 pub(crate) async fn list(auth: Authz<perm::RolesRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let roles = state.core.list_roles(&auth).await?;
+    let roles = state.core.roles().list_roles(&auth).await?;
     Ok(Json(json!({ "roles": roles.iter().map(view).collect::<Vec<_>>() })))
 }
 
@@ -47,7 +47,7 @@ pub(crate) async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&state.core.get_role(&auth, &name).await?)))
+    Ok(Json(view(&state.core.roles().get_role(&auth, &name).await?)))
 }
 
 pub(crate) async fn create(
@@ -56,7 +56,7 @@ pub(crate) async fn create(
     ApiJson(body): ApiJson<RoleBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = body.name.clone().unwrap_or_default();
-    let role = state.core.create_role(&auth, body.into_spec(name)).await?;
+    let role = state.core.roles().create_role(&auth, body.into_spec(name)).await?;
     Ok((StatusCode::CREATED, Json(view(&role))))
 }
 
@@ -66,7 +66,7 @@ pub(crate) async fn replace(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<RoleBody>,
 ) -> ApiResult<Json<Value>> {
-    let role = state.core.update_role(&auth, &name, body.into_spec(name.clone())).await?;
+    let role = state.core.roles().update_role(&auth, &name, body.into_spec(name.clone())).await?;
     Ok(Json(view(&role)))
 }
 
@@ -75,6 +75,6 @@ pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.core.delete_role(&auth, &name).await?;
+    state.core.roles().delete_role(&auth, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -43,7 +43,7 @@ pub(crate) async fn alerts(
 ) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let filter = AlertFilter { status: q.status, severity: q.severity, breach_type: q.breach_type, limit };
-    let all = state.core.list_alerts(&auth, filter).await?;
+    let all = state.core.detection().list_alerts(&auth, filter).await?;
     Ok(Json(json!({ "alerts": all.iter().map(alert_json).collect::<Vec<_>>() })))
 }
 
@@ -52,7 +52,7 @@ pub(crate) async fn acknowledge(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(alert_json(&state.core.set_alert_status(&auth, &id, "acknowledged").await?)))
+    Ok(Json(alert_json(&state.core.detection().set_alert_status(&auth, &id, "acknowledged").await?)))
 }
 
 pub(crate) async fn resolve(
@@ -60,7 +60,7 @@ pub(crate) async fn resolve(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(alert_json(&state.core.set_alert_status(&auth, &id, "resolved").await?)))
+    Ok(Json(alert_json(&state.core.detection().set_alert_status(&auth, &id, "resolved").await?)))
 }
 
 #[derive(Deserialize)]
@@ -79,12 +79,12 @@ pub(crate) async fn block(
     if req.reason.trim().is_empty() {
         return Err(ApiError::bad_request(Some("reason".into()), "reason: must not be empty"));
     }
-    let b = state.core.block_ip(&auth, &req.ip_address, &req.reason, req.duration_hours).await?;
+    let b = state.core.detection().block_ip(&auth, &req.ip_address, &req.reason, req.duration_hours).await?;
     Ok((StatusCode::CREATED, Json(b)))
 }
 
 pub(crate) async fn blocked(auth: Authz<perm::SecurityRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "blocked_ips": state.core.list_blocks(&auth).await? })))
+    Ok(Json(json!({ "blocked_ips": state.core.detection().list_blocks(&auth).await? })))
 }
 
 /// `{ip}` is an address or a CIDR block with its `/` percent-encoded (`10.0.0.0%2F8`).
@@ -93,6 +93,6 @@ pub(crate) async fn unblock(
     State(state): State<AppState>,
     Path(ip): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.core.unblock_ip(&auth, &ip).await?;
+    state.core.detection().unblock_ip(&auth, &ip).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -26,7 +26,7 @@ pub(crate) async fn create(
     ApiJson(req): ApiJson<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     let new = NewUser { username: req.username, password: req.password, role: req.role };
-    let user = state.core.create_user(&auth, new).await?;
+    let user = state.core.users().create_user(&auth, new).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -43,7 +43,7 @@ pub(crate) async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(100);
-    let users = state.core.list_users(&auth, q.after.as_deref(), limit).await?;
+    let users = state.core.users().list_users(&auth, q.after.as_deref(), limit).await?;
     let next = if users.len() == limit { users.last().map(|u| u.username.to_string()) } else { None };
     Ok(Json(json!({ "users": users, "next_cursor": next })))
 }
@@ -53,7 +53,7 @@ pub(crate) async fn get(
     State(state): State<AppState>,
     Path(username): Path<String>,
 ) -> ApiResult<Json<UserView>> {
-    Ok(Json(state.core.get_user(&auth, &username).await?))
+    Ok(Json(state.core.users().get_user(&auth, &username).await?))
 }
 
 #[derive(Deserialize)]
@@ -69,7 +69,7 @@ pub(crate) async fn update(
     Path(username): Path<String>,
     ApiJson(req): ApiJson<UpdateUser>,
 ) -> ApiResult<Json<UserView>> {
-    Ok(Json(state.core.update_user(&auth, &username, req.role, req.disabled).await?))
+    Ok(Json(state.core.users().update_user(&auth, &username, req.role, req.disabled).await?))
 }
 
 pub(crate) async fn delete(
@@ -77,6 +77,6 @@ pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(username): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.core.delete_user(&auth, &username).await?;
+    state.core.users().delete_user(&auth, &username).await?;
     Ok(StatusCode::NO_CONTENT)
 }

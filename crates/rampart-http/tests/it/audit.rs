@@ -129,10 +129,10 @@ async fn tampering_with_the_chain_is_found() {
         for _ in 0..5 {
             app.login(ADMIN, "Wrong-Passw0rd!!").await;
         }
-        let before = app.core.verify_audit().await.unwrap();
+        let before = app.core.audit().verify_audit().await.unwrap();
         assert!(before.valid, "{name}: {before:?}");
         tamper::edit_audit(&app.raw_db(), edit).unwrap();
-        let after = app.core.verify_audit().await.unwrap();
+        let after = app.core.audit().verify_audit().await.unwrap();
         assert!(!after.valid, "{name} not detected");
         assert_eq!(after.first_bad_seq, Some(*bad_seq), "{name}: {after:?}");
     }
@@ -157,7 +157,7 @@ async fn a_change_whose_audit_cannot_be_stored_is_refused_and_not_made() {
     let list = app.get("/api/v1/collections", Some(&admin)).await;
     assert!(list.body["collections"].as_array().unwrap().is_empty(), "the refused change left nothing behind");
     assert_eq!(app.get("/api/v1/users/x", Some(&admin)).await.status, StatusCode::NOT_FOUND);
-    assert!(app.core.verify_audit().await.unwrap().valid);
+    assert!(app.core.audit().verify_audit().await.unwrap().valid);
 }
 
 #[tokio::test]

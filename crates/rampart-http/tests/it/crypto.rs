@@ -176,11 +176,12 @@ async fn erasing_a_subject_shreds_its_documents_everywhere() {
     let sealed_key = String::from_utf8(body[2..2 + usize::from(body[1])].to_vec()).unwrap();
     assert!(sealed_key.starts_with("sub-"), "sealed under the subject's key: {sealed_key}");
     let viewer_token = app.user_with_role("vic", "viewer").await;
-    let viewer = app.core.authenticate(&viewer_token, &rampart_core::RequestMeta::default()).await.unwrap();
-    let refused = app.core.authorize::<rampart_core::perm::GdprErase>(viewer, None, rampart_core::Area::Admin).await;
+    let viewer = app.core.sessions().authenticate(&viewer_token, &rampart_core::RequestMeta::default()).await.unwrap();
+    let refused =
+        app.core.access().authorize::<rampart_core::perm::GdprErase>(viewer, None, rampart_core::Area::Admin).await;
     assert!(matches!(refused, Err(rampart_core::CoreError::Forbidden(_))), "needs gdpr.erase");
     let cli = app.core.authorize_local().await.unwrap();
-    assert_eq!(app.core.erase_subject(&cli, subject).await.unwrap(), 2);
+    assert_eq!(app.core.privacy().erase_subject(&cli, subject).await.unwrap(), 2);
 
     let res = app.get(&format!("/api/v1/collections/visits/documents?subject_id={subject}"), Some(&admin)).await;
     assert!(res.body["documents"].as_array().unwrap().is_empty());

@@ -126,7 +126,7 @@ async fn the_last_admin_cannot_be_removed_disabled_or_demoted() {
     assert_eq!(delete.status, StatusCode::CONFLICT);
     // Through the core directly (as the CLI does), demotion is refused too.
     let cli = app.core.authorize_local().await.unwrap();
-    let demote = app.core.update_user(&cli, ADMIN, Some("viewer".into()), None).await;
+    let demote = app.core.users().update_user(&cli, ADMIN, Some("viewer".into()), None).await;
     assert!(matches!(demote, Err(rampart_core::CoreError::Conflict(_))), "{demote:?}");
     assert_eq!(app.get("/api/v1/auth/me", Some(&admin)).await.body["role"], "admin");
     // With a second admin, the first may go.

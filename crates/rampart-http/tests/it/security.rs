@@ -144,8 +144,11 @@ async fn refusals_count_towards_escalation_only_in_the_admin_area() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(alerts(&app, &admin, "?type=privilege_escalation").await.is_empty(), "data refusals are not escalation");
     assert_eq!(app.get("/api/v1/auth/me", Some(&nobody)).await.status, StatusCode::OK, "and end no session");
+    // From another address: the Critical alert blocks its source, and the admin reads
+    // the alerts from 127.0.0.1.
     for _ in 0..3 {
-        assert_eq!(app.get("/api/v1/admin/keys", Some(&nobody)).await.status, StatusCode::FORBIDDEN);
+        let res = app.send_from(from("/api/v1/admin/keys", Method::GET, Some(&nobody), None), "203.0.113.9:1").await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN);
     }
     let alert = wait_alert(&app, &admin, "privilege_escalation").await;
     assert_eq!(alert["details"]["admin_refusals"], 3);

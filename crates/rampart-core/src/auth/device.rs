@@ -7,7 +7,8 @@ use rampart_crypto::random_bytes;
 use rampart_types::Timestamp;
 use secrecy::SecretString;
 
-use crate::{Core, CoreResult, RequestMeta};
+use super::Sessions;
+use crate::{CoreResult, RequestMeta};
 
 const DEVICE_PREFIX: &str = "rpd_";
 /// How long a device token and a remembered address stay trusted.
@@ -38,12 +39,12 @@ impl DeviceToken {
     }
 }
 
-impl Core {
+impl Sessions {
     /// The device id of `token` if it is a live token this server issued for `username`.
     fn trusted_device(&self, username: &str, token: Option<&str>, now: Timestamp) -> Option<[u8; 16]> {
         let t = DeviceToken::parse(token?)?;
         let fresh = t.issued_ms <= now.as_millis() && now.as_millis() - t.issued_ms < DEVICE_TRUST_SECS * 1000;
-        let signed = rampart_crypto::ct_eq(self.inner.device_key.sign(username, &t.id, t.issued_ms), t.mac);
+        let signed = rampart_crypto::ct_eq(self.device_key.sign(username, &t.id, t.issued_ms), t.mac);
         (fresh && signed).then_some(t.id)
     }
 
@@ -62,7 +63,7 @@ impl Core {
         }
         if let Some(ip) = meta.client_ip() {
             let since = now.minus_seconds(DEVICE_TRUST_SECS);
-            if self.inner.store.login_address_known(&account, &ip.to_string(), since).await? {
+            if self.security_store.login_address_known(&account, &ip.to_string(), since).await? {
                 return Ok(format!("address\0{account}\0{ip}"));
             }
         }
@@ -80,11 +81,11 @@ impl Core {
         let now = self.now();
         if let Some(ip) = meta.client_ip() {
             let forget = now.minus_seconds(DEVICE_TRUST_SECS);
-            self.inner.store.remember_login_address(username, &ip.to_string(), now, forget).await?;
+            self.security_store.remember_login_address(username, &ip.to_string(), now, forget).await?;
         }
         let id = self.trusted_device(username, device, now).unwrap_or_else(random_bytes::<16>);
         let issued_ms = now.as_millis();
-        let mac = self.inner.device_key.sign(username, &id, issued_ms);
+        let mac = self.device_key.sign(username, &id, issued_ms);
         Ok(SecretString::from(DeviceToken { id, issued_ms, mac }.render()))
     }
 }

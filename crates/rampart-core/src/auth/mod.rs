@@ -1,0 +1,447 @@
+pub mod device;
+
+use std::sync::Arc;
+
+use rampart_crypto::{DeviceKey, SessionToken, TokenHash};
+use rampart_store::{
+    Assurance, RefreshOutcome, RefreshRecord, SecurityStore, SessionRecord, SessionStore, Store, TokenStore, UserStore,
+};
+use rampart_types::{perm, Timestamp, Username};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::access::Access;
+use crate::audit::EventType;
+use crate::events::Events;
+use crate::identity::{IdentityProvider, Verdict};
+use crate::roles::Roles;
+use crate::security::{BreachDetection, Detection, Severity};
+use crate::session_cache::{ResolvedSession, SessionCache};
+use crate::throttle::LoginThrottle;
+use crate::users::UserView;
+use crate::{Area, CoreError, CoreResult, Principal, RequestMeta};
+
+pub struct LoginOutcome {
+    pub token: SecretString,
+    pub refresh_token: SecretString,
+    pub session_id: String,
+    pub expires_at: Timestamp,
+    pub user: UserView,
+    /// Set when the account must still pass a second factor: no session was opened.
+    pub mfa_token: Option<SecretString>,
+    /// The session can only enrol a second factor and log out (see `Principal`).
+    pub mfa_enrollment_required: bool,
+    /// Signed proof that this client completed a login (see `device`); set on logins.
+    pub device_token: Option<SecretString>,
+}
+
+const SESSION_PREFIX: &str = "rps_";
+const REFRESH_PREFIX: &str = "rpr_";
+const MAX_USER_AGENT: usize = 256;
+
+/// The first step of a login: a session, or a second factor still to pass.
+pub(crate) enum PasswordLogin {
+    Opened(LoginOutcome),
+    SecondFactor(rampart_store::UserRecord),
+}
+
+/// Settings sessions run by.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionPolicy {
+    pub idle_secs: i64,
+    pub lifetime_secs: i64,
+    pub refresh_lifetime_secs: i64,
+    pub max_per_user: u32,
+    pub touch_interval_secs: i64,
+    pub require_mfa_for_roles: Vec<String>,
+}
+
+/// Login, sessions and refresh tokens: the password step (through the `IdentityProvider`),
+/// the login delay and device trust, opening, resolving (through the session cache) and
+/// ending sessions, and single-use refresh rotation.
+#[derive(Clone)]
+pub struct Sessions {
+    user_store: Arc<dyn UserStore>,
+    session_store: Arc<dyn SessionStore>,
+    token_store: Arc<dyn TokenStore>,
+    security_store: Arc<dyn SecurityStore>,
+    identity: Arc<dyn IdentityProvider>,
+    cache: Arc<SessionCache>,
+    throttle: Arc<LoginThrottle>,
+    device_key: Arc<DeviceKey>,
+    policy: Arc<SessionPolicy>,
+    roles: Roles,
+    events: Events,
+    detection: BreachDetection,
+    access: Access,
+}
+
+/// What `Sessions` is built from.
+pub(crate) struct SessionParts {
+    pub store: Arc<dyn Store>,
+    pub identity: Arc<dyn IdentityProvider>,
+    pub throttle: Arc<LoginThrottle>,
+    pub device_key: Arc<DeviceKey>,
+    pub policy: SessionPolicy,
+    pub cache_capacity: usize,
+}
+
+impl Sessions {
+    pub(crate) fn new(
+        parts: SessionParts,
+        roles: Roles,
+        events: Events,
+        detection: BreachDetection,
+        access: Access,
+    ) -> Self {
+        let store = parts.store;
+        Self {
+            cache: Arc::new(SessionCache::new(store.invalidation(), parts.cache_capacity)),
+            user_store: store.clone(),
+            session_store: store.clone(),
+            token_store: store.clone(),
+            security_store: store,
+            identity: parts.identity,
+            throttle: parts.throttle,
+            device_key: parts.device_key,
+            policy: Arc::new(parts.policy),
+            roles,
+            events,
+            detection,
+            access,
+        }
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.events.now()
+    }
+
+    /// Checks the password and opens a session. Unknown users, wrong passwords and disabled
+    /// accounts all cost one Argon2 verification and end in the same `InvalidCredentials`.
+    /// The attempt is reserved on the client's throttle bucket before any hashing, so
+    /// simultaneous guesses count against the delay like consecutive ones. `device` is the
+    /// client's device token, if it holds one.
+    pub(crate) async fn login(
+        &self,
+        username: &str,
+        password: SecretString,
+        device: Option<&str>,
+        meta: &RequestMeta,
+    ) -> CoreResult<PasswordLogin> {
+        let attempt = self.reserve_attempt(username, device, meta).await?;
+        let user = match self.identity.verify(username, password, self.now()).await? {
+            Verdict::Verified(user) => user,
+            Verdict::Refused(reason) => {
+                attempt.failed(self.now());
+                self.detection.on_failed_login(meta, username);
+                let details = json!({ "reason": reason });
+                self.events.record_event(EventType::Login, Some(username), meta, false, details).await?;
+                return Err(CoreError::InvalidCredentials);
+            }
+        };
+        if user.mfa_enabled {
+            // The delay is cleared only once the second factor passes too: otherwise each
+            // correct password would reset the count of wrong TOTP codes.
+            attempt.release();
+            return Ok(PasswordLogin::SecondFactor(user));
+        }
+        attempt.succeeded();
+        self.detection.on_login_success(meta, user.username.as_str());
+        let mut out = self.open_session(&user, meta, Assurance::Password, json!({ "method": "password" })).await?;
+        out.device_token = Some(self.trust_client(user.username.as_str(), meta, device).await?);
+        Ok(PasswordLogin::Opened(out))
+    }
+
+    /// Reserves a login (or second-factor) attempt on the client's bucket; a refusal is
+    /// audited as `rate_limited` and is not a failed login.
+    pub(crate) async fn reserve_attempt(
+        &self,
+        username: &str,
+        device: Option<&str>,
+        meta: &RequestMeta,
+    ) -> CoreResult<crate::throttle::Attempt> {
+        let bucket = self.login_bucket(username, meta, device).await?;
+        match self.throttle.reserve(&bucket, self.now()) {
+            Ok(a) => Ok(a),
+            Err(wait) => {
+                let details = json!({ "reason": "login_delay", "retry_after_secs": wait });
+                self.events.record_event(EventType::RateLimited, Some(username), meta, false, details).await?;
+                Err(CoreError::RateLimited { retry_after_secs: wait })
+            }
+        }
+    }
+
+    /// A new session with the first refresh token of a new family; audited as `login`.
+    pub(crate) async fn open_session(
+        &self,
+        user: &rampart_store::UserRecord,
+        meta: &RequestMeta,
+        assurance: Assurance,
+        details: serde_json::Value,
+    ) -> CoreResult<LoginOutcome> {
+        let (session, token) = self.new_session(&user.username, meta, assurance);
+        let (refresh, refresh_token) = self.new_refresh(&user.username, &session.id, None, assurance);
+        let session_id = session.id.clone();
+        let expires_at = session.expires_at;
+        let mut details = details;
+        if let Some(o) = details.as_object_mut() {
+            o.insert("session_id".into(), json!(session_id));
+        }
+        let event = self.events.event(EventType::Login, Some(user.username.as_str()), meta, true, details);
+        let max = self.policy.max_per_user;
+        self.token_store.create_session_with_refresh(session, refresh, max, vec![event]).await?;
+        Ok(LoginOutcome {
+            token,
+            refresh_token,
+            session_id,
+            expires_at,
+            mfa_enrollment_required: self.enrollment_only(assurance, &user.role),
+            user: UserView::from(user),
+            mfa_token: None,
+            device_token: None,
+        })
+    }
+
+    /// A session below multi-factor assurance whose role requires MFA may only enrol.
+    pub(crate) fn enrollment_only(&self, assurance: Assurance, role: &rampart_types::RoleName) -> bool {
+        assurance < Assurance::MultiFactor && self.policy.require_mfa_for_roles.iter().any(|r| r == role.as_str())
+    }
+
+    pub(crate) fn new_session(
+        &self,
+        username: &Username,
+        meta: &RequestMeta,
+        assurance: Assurance,
+    ) -> (SessionRecord, SecretString) {
+        let now = self.now();
+        let token = SessionToken::generate(SESSION_PREFIX);
+        let session = SessionRecord {
+            id: rampart_crypto::random_id::<16>(),
+            token_hash: *token.hash.as_bytes(),
+            username: username.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now.plus_seconds(self.policy.lifetime_secs),
+            ip_address: meta.ip.clone(),
+            user_agent: meta.user_agent.as_ref().map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+            assurance,
+        };
+        (session, token.token)
+    }
+
+    /// Resolves a bearer token to its principal, ending it if idle or past its lifetime.
+    /// A hit in the session cache costs no store round trip; the cache never outlives a
+    /// change to the session, its user or the roles (see `session_cache`).
+    pub async fn authenticate(&self, token: &str, meta: &RequestMeta) -> CoreResult<Principal> {
+        if !token.starts_with(SESSION_PREFIX) || token.len() > 128 {
+            return Err(CoreError::Unauthenticated);
+        }
+        let hash = *TokenHash::of(token).as_bytes();
+        let store = &self.session_store;
+        let cache = &self.cache;
+        let session = match cache.get(&hash) {
+            Some(s) => s,
+            None => {
+                let stamp = cache.stamp();
+                let resolved = self.resolve_session(&hash).await?;
+                cache.put(hash, stamp, resolved.clone());
+                resolved
+            }
+        };
+        let now = self.now();
+        let idle_limit = session.last_seen_at.plus_seconds(self.policy.idle_secs);
+        if now >= session.expires_at || now >= idle_limit {
+            cache.forget(&hash);
+            store.delete_session(&session.session_id, vec![]).await?;
+            return Err(CoreError::Unauthenticated);
+        }
+        let role = self.roles.role(&session.role)?;
+        if now >= session.last_seen_at.plus_seconds(self.policy.touch_interval_secs) {
+            store.touch_session(&session.session_id, now).await?;
+            cache.touched(&hash, now);
+        }
+        // The session's own assurance decides, never the user's current MFA state: a
+        // password-only session stays enrol-only after the user enrols elsewhere.
+        Ok(Principal {
+            mfa_enrollment_only: self.enrollment_only(session.assurance, &session.role),
+            assurance: session.assurance,
+            username: session.username,
+            role,
+            session_id: Some(session.session_id),
+            origin: meta.clone(),
+        })
+    }
+
+    /// A live session of an enabled user, read from the store.
+    async fn resolve_session(&self, token_hash: &[u8; 32]) -> CoreResult<ResolvedSession> {
+        let session = self.session_store.get_session_by_token(token_hash).await?.ok_or(CoreError::Unauthenticated)?;
+        let user = self.user_store.get_user(&session.username).await?.ok_or(CoreError::Unauthenticated)?;
+        if user.disabled {
+            return Err(CoreError::Unauthenticated);
+        }
+        Ok(ResolvedSession {
+            session_id: session.id,
+            username: user.username,
+            role: user.role,
+            assurance: session.assurance,
+            expires_at: session.expires_at,
+            last_seen_at: session.last_seen_at,
+        })
+    }
+
+    pub async fn logout(&self, who: &Principal) -> CoreResult<()> {
+        if let Some(id) = &who.session_id {
+            let event = self.events.event(
+                EventType::Logout,
+                Some(who.username.as_str()),
+                &who.origin,
+                true,
+                json!({ "session_id": id }),
+            );
+            self.session_store.delete_session(id, vec![event]).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends every session of the caller, this one included; returns how many ended.
+    pub async fn logout_all(&self, who: &Principal) -> CoreResult<u64> {
+        let event = self.events.event(
+            EventType::Logout,
+            Some(who.username.as_str()),
+            &who.origin,
+            true,
+            json!({ "all_sessions": true }),
+        );
+        Ok(self.session_store.delete_user_sessions(&who.username, None, vec![event]).await?)
+    }
+
+    /// Deletes sessions that are idle or past their lifetime; run periodically.
+    pub async fn purge_expired_sessions(&self) -> CoreResult<u64> {
+        let now = self.now();
+        let cutoff = now.minus_seconds(self.policy.idle_secs);
+        Ok(self.session_store.delete_expired_sessions(cutoff, now).await?)
+    }
+
+    pub(crate) fn new_refresh(
+        &self,
+        user: &Username,
+        session_id: &str,
+        family: Option<&str>,
+        assurance: Assurance,
+    ) -> (RefreshRecord, SecretString) {
+        let token = SessionToken::generate(REFRESH_PREFIX);
+        let now = self.now();
+        let family = family.map(str::to_owned).unwrap_or_else(rampart_crypto::random_id::<12>);
+        let rec = RefreshRecord {
+            token_hash: *token.hash.as_bytes(),
+            family_id: family,
+            session_id: session_id.to_owned(),
+            username: user.clone(),
+            created_at: now,
+            expires_at: now.plus_seconds(self.policy.refresh_lifetime_secs),
+            assurance,
+        };
+        (rec, token.token)
+    }
+
+    /// Single-use rotation: the spent token gets a new pair; a spent token presented again
+    /// revokes its whole family and raises a Critical alert.
+    pub async fn refresh(&self, refresh_token: &str, meta: &RequestMeta) -> CoreResult<LoginOutcome> {
+        if !refresh_token.starts_with(REFRESH_PREFIX) || refresh_token.len() > 128 {
+            return Err(CoreError::Unauthenticated);
+        }
+        let old = TokenHash::of(refresh_token);
+        // Whose token it is becomes known only inside the store's transaction: the new
+        // records are built for a nominal user that the store sets to the family's user.
+        let probe = Username::parse("refresh").map_err(CoreError::internal)?;
+        // Likewise the assurance: the store copies the family's onto the new pair.
+        let (session, token) = self.new_session(&probe, meta, Assurance::Password);
+        let (rec, new_refresh) = self.new_refresh(&probe, &session.id, None, Assurance::Password);
+        let session_id = session.id.clone();
+        let expires_at = session.expires_at;
+        let max = self.policy.max_per_user;
+        match self.token_store.rotate_refresh(*old.as_bytes(), rec, session, self.now(), max, vec![]).await? {
+            RefreshOutcome::Rotated { username, family_id, assurance } => {
+                let user = self.user_store.get_user(&username).await?.ok_or(CoreError::Unauthenticated)?;
+                let details = json!({ "family": family_id, "session_id": session_id, "method": "refresh" });
+                self.events.record_event(EventType::Login, Some(username.as_str()), meta, true, details).await?;
+                Ok(LoginOutcome {
+                    token,
+                    refresh_token: new_refresh,
+                    session_id,
+                    expires_at,
+                    mfa_enrollment_required: self.enrollment_only(assurance, &user.role),
+                    user: crate::UserView::from(&user),
+                    mfa_token: None,
+                    device_token: None,
+                })
+            }
+            RefreshOutcome::Reused { username, family_id } => {
+                // Either party may be the thief (the first user of a stolen token, or the
+                // owner coming back later): revoke the family, alert, block no address.
+                let details = json!({ "family": family_id, "reason": "refresh_token_reuse" });
+                self.events
+                    .record_event(EventType::SessionRevoke, Some(username.as_str()), meta, false, details.clone())
+                    .await?;
+                let ip = meta.client_ip();
+                let user = username.to_string();
+                self.detection
+                    .raise(Detection {
+                        breach_type: "privilege_escalation",
+                        severity: Severity::Critical,
+                        dedup: format!("refresh:{family_id}"),
+                        details,
+                        ip,
+                        user: Some(&user),
+                        revoke_sessions: false,
+                        block_source: false,
+                    })
+                    .await?;
+                Err(CoreError::Unauthenticated)
+            }
+            RefreshOutcome::Invalid => Err(CoreError::Unauthenticated),
+        }
+    }
+
+    /// The caller's sessions (or, with `sessions.manage`, another user's).
+    pub async fn list_sessions(
+        &self,
+        who: &Principal,
+        of: Option<&str>,
+    ) -> CoreResult<Vec<rampart_store::SessionRecord>> {
+        let target = match of {
+            Some(name) if name != who.username.as_str() => {
+                // Someone else's account: administration.
+                self.access.authorize::<perm::SessionsManage>(who.clone(), None, Area::Admin).await?;
+                Username::parse(name).map_err(|e| CoreError::validation("username", e.to_string()))?
+            }
+            _ => who.username.clone(),
+        };
+        Ok(self.session_store.list_sessions(&target).await?)
+    }
+
+    /// Ends one session: one's own, or anyone's with `sessions.manage`.
+    pub async fn end_session(&self, who: &Principal, id: &str) -> CoreResult<()> {
+        let own = self.session_store.list_sessions(&who.username).await?.iter().any(|s| s.id == id);
+        if !own {
+            self.access.authorize::<perm::SessionsManage>(who.clone(), None, Area::Admin).await?;
+        }
+        let event = self.events.event(
+            EventType::SessionRevoke,
+            Some(who.username.as_str()),
+            &who.origin,
+            true,
+            json!({ "session_id": id }),
+        );
+        if !self.session_store.delete_session(id, vec![event]).await? {
+            return Err(CoreError::NotFound("session"));
+        }
+        Ok(())
+    }
+
+    /// The CSRF token bound to a browser session token (double-submit, derived, not stored).
+    pub fn csrf_token_for(&self, session_token: &str) -> String {
+        let h = rampart_crypto::TokenHash::of(&format!("rampart-csrf\0{session_token}"));
+        hex::encode(h.as_bytes())
+    }
+}

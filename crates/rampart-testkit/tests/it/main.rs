@@ -665,3 +665,152 @@ fn the_wall_clock_check_follows_imports_and_macros_not_comments() {
     "#;
     assert_check(wall_clock_reads, &caught, not_caught);
 }
+
+/// The top-level module of rampart-core that a `crate::…` path reaches, through the crate
+/// root's re-exports (`crate::Principal` is `principal`).
+fn core_module_graph() -> HashMap<String, Vec<String>> {
+    let src = workspace().join("crates/rampart-core/src");
+    let lib = syn::parse_file(&std::fs::read_to_string(src.join("lib.rs")).unwrap()).unwrap();
+    let mut reexported: HashMap<String, String> = HashMap::new();
+    for item in &lib.items {
+        if let Item::Use(u) = item {
+            let mut c = Collector::default();
+            c.use_tree(&mut Vec::new(), &u.tree);
+            for (name, full) in c.aliases {
+                let module = if full.first().is_some_and(|f| f == "crate") { full.get(1) } else { full.first() };
+                if let Some(m) = module {
+                    reexported.insert(name, m.clone());
+                }
+            }
+        }
+    }
+    let mut graph: HashMap<String, Vec<String>> = HashMap::new();
+    for file in sources(&workspace().join("crates/rampart-core")) {
+        let rel = file.strip_prefix(&src).unwrap();
+        let module = rel.iter().next().unwrap().to_string_lossy().trim_end_matches(".rs").to_owned();
+        if module == "lib.rs" || module == "lib" {
+            continue;
+        }
+        let ast = syn::parse_file(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let edges = graph.entry(module.clone()).or_default();
+        for path in Facts::of(&ast).paths.iter().filter(|p| p.len() > 1 && p[0] == "crate") {
+            let target = reexported.get(&path[1]).cloned().unwrap_or_else(|| path[1].clone());
+            if target != module && !edges.contains(&target) {
+                edges.push(target);
+            }
+        }
+    }
+    graph
+}
+
+/// Every cycle of `graph`, each once, starting at its smallest module.
+fn cycles(graph: &HashMap<String, Vec<String>>) -> Vec<Vec<String>> {
+    fn walk(graph: &HashMap<String, Vec<String>>, path: &mut Vec<String>, found: &mut Vec<Vec<String>>) {
+        let last = path.last().cloned().unwrap_or_default();
+        for next in graph.get(&last).into_iter().flatten() {
+            if let Some(i) = path.iter().position(|m| m == next) {
+                let mut cycle = path[i..].to_vec();
+                let start = cycle.iter().enumerate().min_by_key(|(_, m)| *m).map_or(0, |(i, _)| i);
+                cycle.rotate_left(start);
+                if !found.contains(&cycle) {
+                    found.push(cycle);
+                }
+            } else if graph.contains_key(next) {
+                path.push(next.clone());
+                walk(graph, path, found);
+                path.pop();
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for m in graph.keys() {
+        walk(graph, &mut vec![m.clone()], &mut found);
+    }
+    found
+}
+
+/// The services of rampart-core import one way: no module reaches back into one that
+/// reaches it (the audit ↔ auth ↔ users circle of old).
+#[test]
+fn core_modules_import_one_way() {
+    let graph = core_module_graph();
+    assert!(graph.len() > 15, "{} modules found", graph.len());
+    assert!(graph["auth"].contains(&"users".to_owned()), "the graph sees `use crate::…` edges: {graph:?}");
+    assert_eq!(cycles(&graph), Vec::<Vec<String>>::new());
+}
+
+#[test]
+fn the_cycle_check_finds_cycles() {
+    let g = |edges: &[(&str, &str)]| {
+        let mut m: HashMap<String, Vec<String>> = HashMap::new();
+        for (a, b) in edges {
+            m.entry((*a).to_owned()).or_default().push((*b).to_owned());
+            m.entry((*b).to_owned()).or_default();
+        }
+        m
+    };
+    assert_eq!(cycles(&g(&[("a", "b"), ("b", "c")])), Vec::<Vec<String>>::new());
+    assert_eq!(cycles(&g(&[("audit", "auth"), ("auth", "users"), ("users", "audit")])).len(), 1);
+}
+
+/// A service holds the store traits it uses, never the whole `Store`: only the facade that
+/// assembles them (core.rs) and constructor parameters may name `dyn Store`.
+#[test]
+fn services_hold_store_traits_not_the_whole_store() {
+    /// `Struct.field: type` of every struct field typed `…<dyn Store>`, except in the
+    /// `…Parts` structs that carry the store into a constructor (which narrows it).
+    struct Fields(Vec<String>);
+    impl<'ast> Visit<'ast> for Fields {
+        fn visit_item_struct(&mut self, s: &'ast syn::ItemStruct) {
+            if s.ident.to_string().ends_with("Parts") {
+                return;
+            }
+            for f in &s.fields {
+                if let syn::Type::Path(p) = &f.ty {
+                    let text = quote_type(&p.path);
+                    if text.contains("dyn Store>") {
+                        let field = f.ident.as_ref().map(ToString::to_string).unwrap_or_default();
+                        self.0.push(format!("{}.{field}: {text}", s.ident));
+                    }
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for file in sources(&workspace().join("crates/rampart-core")) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let ast = syn::parse_file(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let mut v = Fields(Vec::new());
+        v.visit_file(&ast);
+        found.extend(v.0.into_iter().filter(|_| name != "core.rs").map(|s| format!("{name}: {s}")));
+    }
+    let mut probe = Fields(Vec::new());
+    probe.visit_file(&syn::parse_file("struct Users { user_store: Arc<dyn Store> }").unwrap());
+    assert_eq!(probe.0.len(), 1, "the check sees a whole-store field");
+    assert_eq!(found, Vec::<String>::new());
+}
+
+/// `Arc<dyn X>` as text, for the field check.
+fn quote_type(path: &syn::Path) -> String {
+    let mut out = String::new();
+    for seg in &path.segments {
+        out.push_str(&seg.ident.to_string());
+        if let syn::PathArguments::AngleBracketed(args) = &seg.arguments {
+            out.push('<');
+            for a in &args.args {
+                if let syn::GenericArgument::Type(syn::Type::TraitObject(t)) = a {
+                    out.push_str("dyn ");
+                    for b in &t.bounds {
+                        if let syn::TypeParamBound::Trait(tb) = b {
+                            out.push_str(&quote_type(&tb.path));
+                        }
+                    }
+                } else if let syn::GenericArgument::Type(syn::Type::Path(p)) = a {
+                    out.push_str(&quote_type(&p.path));
+                }
+            }
+            out.push('>');
+        }
+    }
+    out
+}

@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use rampart_crypto::{generate_jwt_key, jwk, JwtSigner};
 use rampart_store::{JwtKeyRecord, TokenStore};
+use rampart_types::{SigningKeyId, TokenId};
 use secrecy::SecretBox;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -64,8 +65,8 @@ impl Tokens {
             return self.rotate_jwt_key(&RequestMeta::local("bootstrap")).await;
         };
         let pkcs8 = self.keys.open_secret(KEY_AAD, &current.sealed, self.now()).await?;
-        let signer =
-            JwtSigner::from_pkcs8(&current.kid, &SecretBox::new(Box::new(pkcs8))).map_err(CoreError::internal)?;
+        let signer = JwtSigner::from_pkcs8(current.kid.as_str(), &SecretBox::new(Box::new(pkcs8)))
+            .map_err(CoreError::internal)?;
         if let Ok(mut s) = self.jwt.signer.write() {
             *s = Some(Arc::new(signer));
         }
@@ -75,8 +76,8 @@ impl Tokens {
     /// A new signing key; the previous one keeps verifying for the overlap window.
     pub(crate) async fn rotate_jwt_key(&self, meta: &RequestMeta) -> CoreResult<()> {
         let pkcs8 = generate_jwt_key().map_err(CoreError::internal)?;
-        let kid = rampart_crypto::random_id::<8>();
-        let signer = JwtSigner::from_pkcs8(&kid, &pkcs8).map_err(CoreError::internal)?;
+        let kid: SigningKeyId = rampart_crypto::new_id();
+        let signer = JwtSigner::from_pkcs8(kid.as_str(), &pkcs8).map_err(CoreError::internal)?;
         let sealed = self.keys.seal_secret(KEY_AAD, secrecy::ExposeSecret::expose_secret(&pkcs8), self.now()).await?;
         let rec = JwtKeyRecord {
             kid: kid.clone(),
@@ -115,7 +116,7 @@ impl Tokens {
             .and_then(|s| s.clone())
             .ok_or_else(|| CoreError::internal_msg("no JWT signing key"))?;
         let now = self.now();
-        let jti = rampart_crypto::random_id::<16>();
+        let jti: TokenId = rampart_crypto::new_id();
         let claims = json!({
             "iss": self.issuer,
             "sub": who.username.as_str(),
@@ -139,7 +140,7 @@ impl Tokens {
             .await?
             .iter()
             .filter(|k| k.retired_at.is_none_or(|r| now < r.plus_seconds(OVERLAP_SECS)))
-            .map(|k| jwk(&k.kid, &k.public_key))
+            .map(|k| jwk(k.kid.as_str(), &k.public_key))
             .collect();
         Ok(json!({ "keys": keys }))
     }

@@ -11,7 +11,7 @@ pub struct Principal {
     pub username: Username,
     pub role: Arc<RoleRecord>,
     /// `None` for the local CLI, which acts with the admin role on the data dir it owns.
-    pub session_id: Option<String>,
+    pub session_id: Option<rampart_types::SessionId>,
     /// Where the request came from, for audit records.
     pub origin: crate::RequestMeta,
     /// The role requires MFA and this session was opened without a second factor: only

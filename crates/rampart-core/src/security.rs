@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use rampart_config::BreachConfig;
 use rampart_store::{AlertFilter, AlertRecord, IpBlock, OutboxItem, SecurityStore, SessionStore};
-use rampart_types::{Cidr, Timestamp};
+use rampart_types::{AlertId, Cidr, Timestamp};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -297,14 +297,14 @@ impl BreachDetection {
     pub async fn raise(&self, d: Detection<'_>) -> CoreResult<()> {
         let cfg = &self.detector().config;
         let now = self.now();
-        let id = rampart_crypto::random_id::<12>();
+        let id: AlertId = rampart_crypto::new_id();
         let mut details = d.details;
         if let Some(obj) = details.as_object_mut() {
             obj.insert("ip_address".into(), json!(d.ip.map(|i| i.to_string())));
             obj.insert("user".into(), json!(d.user));
         }
         let alert = AlertRecord {
-            id: format!("alert-{id}"),
+            id: id.clone(),
             severity: d.severity.as_str().to_owned(),
             breach_type: d.breach_type.to_owned(),
             dedup_key: format!("{}:{}", d.breach_type, d.dedup),
@@ -324,10 +324,10 @@ impl BreachDetection {
         tracing::warn!(
             breach_type = d.breach_type,
             severity = d.severity.as_str(),
-            alert = stored.id,
+            alert = stored.id.as_str(),
             "security alert"
         );
-        let meta = RequestMeta { ip: d.ip.map(|i| i.to_string()), user_agent: None, request_id: format!("alert-{id}") };
+        let meta = RequestMeta { ip: d.ip.map(|i| i.to_string()), user_agent: None, request_id: id.to_string() };
         if d.severity >= Severity::High && d.block_source {
             if let Some(ip) = d.ip {
                 let reason = format!("automatic: {} ({})", d.breach_type, stored.id);
@@ -660,9 +660,10 @@ impl BreachDetection {
         status: &str,
     ) -> CoreResult<AlertRecord> {
         let who = access.who();
+        let id = AlertId::parse(id).map_err(|_| CoreError::NotFound("alert"))?;
         let details = json!({ "alert": id, "status": status });
         let event = self.events.event(EventType::AlertAck, Some(who.username.as_str()), &who.origin, true, details);
-        self.store.set_alert_status(id, status, who.username.as_str(), vec![event]).await.map_err(|e| match e {
+        self.store.set_alert_status(&id, status, who.username.as_str(), vec![event]).await.map_err(|e| match e {
             rampart_store::StoreError::NotFound => CoreError::NotFound("alert"),
             e => e.into(),
         })

@@ -13,7 +13,7 @@ use rampart_types::{RoleName, Timestamp, Username};
 /// What `authenticate` needs of a session and its user.
 #[derive(Debug, Clone)]
 pub(crate) struct ResolvedSession {
-    pub session_id: String,
+    pub session_id: rampart_types::SessionId,
     pub username: Username,
     pub role: RoleName,
     pub assurance: Assurance,
@@ -93,7 +93,7 @@ mod tests {
 
     fn session(id: &str) -> ResolvedSession {
         ResolvedSession {
-            session_id: id.into(),
+            session_id: rampart_types::SessionId::from_stored(id.into()),
             username: Username::parse("alice").unwrap(),
             role: RoleName::parse("viewer").unwrap(),
             assurance: Assurance::Password,
@@ -114,7 +114,7 @@ mod tests {
         assert!(cache.get(&[1; 32]).is_none());
         let stamp = cache.stamp();
         cache.put([1; 32], stamp, session("s1"));
-        assert_eq!(cache.get(&[1; 32]).unwrap().session_id, "s1");
+        assert_eq!(cache.get(&[1; 32]).unwrap().session_id.as_str(), "s1");
         feed.invalidate(Topics::of(Topic::Collections));
         assert!(cache.get(&[1; 32]).is_some(), "other topics leave sessions alone");
         feed.invalidate(Topics::of(Topic::Auth));

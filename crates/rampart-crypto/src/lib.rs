@@ -27,5 +27,5 @@ pub fn ct_eq(a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> bool {
     subtle::ConstantTimeEq::ct_eq(a.as_ref(), b.as_ref()).into()
 }
 
-pub use token::{random_bytes, random_id, random_password, SessionToken, TokenHash};
+pub use token::{new_id, random_bytes, random_id, random_password, SessionToken, TokenHash};
 pub use totp::{qr_svg_data_uri, recovery_code_hash, recovery_codes, TotpSecret, STEP_SECS as TOTP_STEP_SECS};

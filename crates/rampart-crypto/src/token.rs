@@ -11,10 +11,17 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// The one generator of opaque identifiers (sessions, alerts, refresh families, `kid`,
-/// `jti`, key ids): `N` random bytes as lowercase hex.
+/// Opaque identifiers without a type of their own (data key ids, request ids of local
+/// work): `N` random bytes as lowercase hex.
 pub fn random_id<const N: usize>() -> String {
     hex::encode(random_bytes::<N>())
+}
+
+/// A fresh server-made id of type `T` (session, alert, refresh family, `kid`, `jti`).
+pub fn new_id<T: rampart_types::RandomId>() -> T {
+    let mut bytes = vec![0u8; T::BYTES];
+    OsRng.fill_bytes(&mut bytes);
+    T::from_random(&bytes)
 }
 
 /// A random password that passes the policy: drawn from all four classes.

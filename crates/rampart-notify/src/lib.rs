@@ -59,7 +59,7 @@ impl Notifier for WebhookNotifier {
         };
         match notice {
             Notice::Alert { alert, recommended_action } => {
-                let event_id = format!("evt-{}", alert.id.trim_start_matches("alert-"));
+                let event_id = format!("evt-{}", alert.id.as_str().trim_start_matches("alert-"));
                 let base = json!({
                     "event_type": "security_breach",
                     "event_id": event_id,

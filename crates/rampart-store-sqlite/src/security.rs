@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use rampart_store::{AlertFilter, AlertRecord, Audit, IpBlock, OutboxItem, SecurityStore, StoreError, StoreResult};
-use rampart_types::Timestamp;
+use rampart_types::{AlertId, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension, Row, Transaction};
 
@@ -12,7 +12,7 @@ const ALERT_COLUMNS: &str =
 fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<AlertRecord> {
     let details: String = r.get(4)?;
     Ok(AlertRecord {
-        id: r.get(0)?,
+        id: AlertId::from_stored(r.get(0)?),
         severity: r.get(1)?,
         breach_type: r.get(2)?,
         dedup_key: r.get(3)?,
@@ -88,7 +88,7 @@ impl SecurityStore for SqliteStore {
             tx.execute(
                 &format!("INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                 params![
-                    alert.id,
+                    alert.id.as_str(),
                     alert.severity,
                     alert.breach_type,
                     alert.dedup_key,
@@ -129,8 +129,8 @@ impl SecurityStore for SqliteStore {
         .await
     }
 
-    async fn set_alert_status(&self, id: &str, status: &str, by: &str, audit: Audit) -> StoreResult<AlertRecord> {
-        let (id, status, by) = (id.to_owned(), status.to_owned(), by.to_owned());
+    async fn set_alert_status(&self, id: &AlertId, status: &str, by: &str, audit: Audit) -> StoreResult<AlertRecord> {
+        let (id, status, by) = (id.as_str().to_owned(), status.to_owned(), by.to_owned());
         self.write(audit, move |tx| {
             let n = tx
                 .execute("UPDATE alerts SET status = ?2, acknowledged_by = ?3 WHERE id = ?1", params![id, status, by])

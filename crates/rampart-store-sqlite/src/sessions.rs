@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use rampart_store::{Assurance, Audit, SessionRecord, SessionStore, StoreResult};
-use rampart_types::{Timestamp, Username};
+use rampart_types::{SessionId, Timestamp, Username};
 use rusqlite::{params, OptionalExtension, Row};
 
 use crate::{map_err, parse_col, SqliteStore};
@@ -10,7 +10,7 @@ const COLUMNS: &str =
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
-        id: r.get(0)?,
+        id: SessionId::from_stored(r.get(0)?),
         token_hash: r.get(1)?,
         username: parse_col(r.get(2)?, Username::parse)?,
         created_at: Timestamp::from_millis(r.get(3)?),
@@ -33,7 +33,7 @@ pub(crate) fn insert_session(
     tx.execute(
         &format!("INSERT INTO sessions ({COLUMNS}, family_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         params![
-            s.id,
+            s.id.as_str(),
             s.token_hash.as_slice(),
             s.username.as_str(),
             s.created_at.as_millis(),
@@ -75,8 +75,8 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn touch_session(&self, id: &str, at: Timestamp) -> StoreResult<()> {
-        let id = id.to_owned();
+    async fn touch_session(&self, id: &SessionId, at: Timestamp) -> StoreResult<()> {
+        let id = id.as_str().to_owned();
         self.write_quiet(move |tx| {
             tx.execute(
                 "UPDATE sessions SET last_seen_at = max(last_seen_at, ?2) WHERE id = ?1",
@@ -100,8 +100,8 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn delete_session(&self, id: &str, audit: Audit) -> StoreResult<bool> {
-        let id = id.to_owned();
+    async fn delete_session(&self, id: &SessionId, audit: Audit) -> StoreResult<bool> {
+        let id = id.as_str().to_owned();
         let deliberate = !audit.is_empty();
         let deleted = self.write(audit, move |tx| {
             // Ending a session deliberately (an audited logout or revoke, unlike an idle
@@ -118,9 +118,14 @@ impl SessionStore for SqliteStore {
         crate::changed(deleted.await)
     }
 
-    async fn delete_user_sessions(&self, username: &Username, keep: Option<&str>, audit: Audit) -> StoreResult<u64> {
+    async fn delete_user_sessions(
+        &self,
+        username: &Username,
+        keep: Option<&SessionId>,
+        audit: Audit,
+    ) -> StoreResult<u64> {
         let name = username.as_str().to_owned();
-        let keep = keep.map(str::to_owned);
+        let keep = keep.map(|k| k.as_str().to_owned());
         self.write(audit, move |tx| {
             tx.execute(
                 "UPDATE refresh_tokens SET revoked = 1 WHERE username = ?1 AND session_id IS NOT ?2",

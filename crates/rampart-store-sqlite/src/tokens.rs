@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use rampart_store::{Audit, JwtKeyRecord, RefreshOutcome, RefreshRecord, SessionRecord, StoreResult, TokenStore};
-use rampart_types::{Timestamp, Username};
+use rampart_types::{FamilyId, SigningKeyId, Timestamp, Username};
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use crate::{map_err, parse_col, SqliteStore};
@@ -17,8 +17,8 @@ fn insert_refresh(tx: &Transaction<'_>, r: &RefreshRecord) -> StoreResult<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             r.token_hash.as_slice(),
-            r.family_id,
-            r.session_id,
+            r.family_id.as_str(),
+            r.session_id.as_str(),
             r.username.as_str(),
             r.created_at.as_millis(),
             r.expires_at.as_millis(),
@@ -39,7 +39,7 @@ impl TokenStore for SqliteStore {
         audit: Audit,
     ) -> StoreResult<()> {
         self.write(audit, move |tx| {
-            crate::sessions::insert_session(tx, &s, Some(&r.family_id), max_per_user)?;
+            crate::sessions::insert_session(tx, &s, Some(r.family_id.as_str()), max_per_user)?;
             insert_refresh(tx, &r)
         })
         .await
@@ -55,7 +55,7 @@ impl TokenStore for SqliteStore {
             let rows = stmt
                 .query_map([], |r| {
                     Ok(JwtKeyRecord {
-                        kid: r.get(0)?,
+                        kid: SigningKeyId::from_stored(r.get(0)?),
                         sealed: r.get(1)?,
                         public_key: r.get(2)?,
                         created_at: Timestamp::from_millis(r.get(3)?),
@@ -74,7 +74,7 @@ impl TokenStore for SqliteStore {
                 .map_err(map_err)?;
             tx.execute(
                 "INSERT INTO jwt_keys (kid, sealed, public_key, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![key.kid, key.sealed, key.public_key, key.created_at.as_millis()],
+                params![key.kid.as_str(), key.sealed, key.public_key, key.created_at.as_millis()],
             )
             .map(|_| ())
             .map_err(map_err)
@@ -120,7 +120,7 @@ impl TokenStore for SqliteStore {
                 tx.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1", params![family])
                     .map_err(map_err)?;
                 tx.execute("DELETE FROM sessions WHERE family_id = ?1", params![family]).map_err(map_err)?;
-                return Ok(RefreshOutcome::Reused { username, family_id: family });
+                return Ok(RefreshOutcome::Reused { username, family_id: FamilyId::from_stored(family) });
             }
             if expires <= now.as_millis() {
                 return Ok(RefreshOutcome::Invalid);
@@ -138,14 +138,14 @@ impl TokenStore for SqliteStore {
             let session = SessionRecord { username: username.clone(), assurance, ..session };
             crate::sessions::insert_session(tx, &session, Some(&family), max_per_user)?;
             let new = RefreshRecord {
-                family_id: family.clone(),
+                family_id: FamilyId::from_stored(family.clone()),
                 username: username.clone(),
                 expires_at: Timestamp::from_millis(expires),
                 assurance,
                 ..new
             };
             insert_refresh(tx, &new)?;
-            Ok(RefreshOutcome::Rotated { username, family_id: family, assurance })
+            Ok(RefreshOutcome::Rotated { username, family_id: FamilyId::from_stored(family), assurance })
         })
         .await
     }

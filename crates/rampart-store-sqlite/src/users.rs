@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use rampart_store::{Audit, StoreError, StoreResult, UserChange, UserRecord, UserStore};
-use rampart_types::{RoleName, Timestamp, Username};
+use rampart_types::{RoleName, SessionId, Timestamp, Username};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use crate::{map_err, parse_col, SqliteStore};
@@ -140,12 +140,12 @@ impl UserStore for SqliteStore {
             if change.end_sessions || role_changed || disabled_now {
                 tx.execute(
                     "UPDATE refresh_tokens SET revoked = 1 WHERE username = ?1 AND session_id IS NOT ?2",
-                    params![name, change.keep_session],
+                    params![name, change.keep_session.as_ref().map(SessionId::as_str)],
                 )
                 .map_err(map_err)?;
                 tx.execute(
                     "DELETE FROM sessions WHERE username = ?1 AND id IS NOT ?2",
-                    params![name, change.keep_session],
+                    params![name, change.keep_session.as_ref().map(SessionId::as_str)],
                 )
                 .map_err(map_err)?;
             }

@@ -14,7 +14,7 @@ mod security;
 mod tokens;
 
 use async_trait::async_trait;
-use rampart_types::{CollectionName, DocumentId, RoleName, SubjectId, Timestamp, Username};
+use rampart_types::{CollectionName, DocumentId, RoleName, SessionId, SubjectId, Timestamp, Username};
 
 pub use audit::*;
 pub use invalidation::*;
@@ -86,12 +86,17 @@ pub trait SessionStore: Send + Sync {
     /// Inserts the session, ending the user's oldest sessions beyond `max_per_user`.
     async fn create_session(&self, session: SessionRecord, max_per_user: u32, audit: Audit) -> StoreResult<()>;
     async fn get_session_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionRecord>>;
-    async fn touch_session(&self, id: &str, at: Timestamp) -> StoreResult<()>;
+    async fn touch_session(&self, id: &SessionId, at: Timestamp) -> StoreResult<()>;
     async fn list_sessions(&self, username: &Username) -> StoreResult<Vec<SessionRecord>>;
     /// Returns whether a session was deleted.
-    async fn delete_session(&self, id: &str, audit: Audit) -> StoreResult<bool>;
+    async fn delete_session(&self, id: &SessionId, audit: Audit) -> StoreResult<bool>;
     /// Ends every session of `username` except `keep`; returns how many ended.
-    async fn delete_user_sessions(&self, username: &Username, keep: Option<&str>, audit: Audit) -> StoreResult<u64>;
+    async fn delete_user_sessions(
+        &self,
+        username: &Username,
+        keep: Option<&SessionId>,
+        audit: Audit,
+    ) -> StoreResult<u64>;
     /// Ends sessions idle since before `idle_cutoff` or past their absolute expiry.
     async fn delete_expired_sessions(&self, idle_cutoff: Timestamp, now: Timestamp) -> StoreResult<u64>;
 }

@@ -1,4 +1,6 @@
-use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId, Timestamp, Username};
+use rampart_types::{
+    CollectionName, DocumentId, FieldPath, Permission, RoleName, SessionId, SubjectId, Timestamp, Username,
+};
 
 #[derive(Clone)]
 pub struct UserRecord {
@@ -29,7 +31,7 @@ pub struct UserChange {
     pub disabled: Option<bool>,
     pub password_hash: Option<String>,
     /// With a password change: the session to keep (the one that asked for the change).
-    pub keep_session: Option<String>,
+    pub keep_session: Option<SessionId>,
     /// End every session of the user (besides `keep_session`) in the same transaction.
     pub end_sessions: bool,
     pub at: Option<Timestamp>,
@@ -85,7 +87,7 @@ impl Assurance {
 #[derive(Clone)]
 pub struct SessionRecord {
     /// Public identifier (for listing and revoking); not the bearer token.
-    pub id: String,
+    pub id: SessionId,
     /// SHA-256 of the bearer token.
     pub token_hash: [u8; 32],
     pub username: Username,

@@ -1,12 +1,12 @@
 use async_trait::async_trait;
-use rampart_types::Timestamp;
+use rampart_types::{AlertId, Timestamp};
 use serde_json::Value;
 
 use crate::{Audit, StoreResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRecord {
-    pub id: String,
+    pub id: AlertId,
     pub severity: String,
     pub breach_type: String,
     /// Alerts with the same key within the dedup window are one alert with a count.
@@ -64,7 +64,7 @@ pub trait SecurityStore: Send + Sync {
     /// Queues deliveries that belong to no alert (signed audit checkpoints).
     async fn enqueue_webhooks(&self, items: Vec<OutboxItem>) -> StoreResult<()>;
     async fn list_alerts(&self, filter: AlertFilter) -> StoreResult<Vec<AlertRecord>>;
-    async fn set_alert_status(&self, id: &str, status: &str, by: &str, audit: Audit) -> StoreResult<AlertRecord>;
+    async fn set_alert_status(&self, id: &AlertId, status: &str, by: &str, audit: Audit) -> StoreResult<AlertRecord>;
     async fn add_block(&self, block: IpBlock, audit: Audit) -> StoreResult<()>;
     /// Returns whether a block was removed.
     async fn remove_block(&self, cidr: &str, audit: Audit) -> StoreResult<bool>;

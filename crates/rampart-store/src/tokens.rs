@@ -1,7 +1,7 @@
 //! What a session carries beyond its row: refresh-token families and the JWT signing keys.
 
 use async_trait::async_trait;
-use rampart_types::{Timestamp, Username};
+use rampart_types::{FamilyId, SessionId, SigningKeyId, Timestamp, Username};
 
 use crate::{Audit, SessionRecord, StoreResult};
 
@@ -9,8 +9,8 @@ use crate::{Audit, SessionRecord, StoreResult};
 #[derive(Clone)]
 pub struct RefreshRecord {
     pub token_hash: [u8; 32],
-    pub family_id: String,
-    pub session_id: String,
+    pub family_id: FamilyId,
+    pub session_id: SessionId,
     pub username: Username,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
@@ -21,7 +21,7 @@ pub struct RefreshRecord {
 /// A JWT signing key: the PKCS#8 document sealed by the core, the public key in clear.
 #[derive(Clone)]
 pub struct JwtKeyRecord {
-    pub kid: String,
+    pub kid: SigningKeyId,
     pub sealed: Vec<u8>,
     pub public_key: Vec<u8>,
     pub created_at: Timestamp,
@@ -34,14 +34,14 @@ pub enum RefreshOutcome {
     /// The old token is spent; `new` and its session replace it.
     Rotated {
         username: Username,
-        family_id: String,
+        family_id: FamilyId,
         /// Carried from the family's first login.
         assurance: crate::Assurance,
     },
     /// A spent token came back: the whole family was revoked.
     Reused {
         username: Username,
-        family_id: String,
+        family_id: FamilyId,
     },
     Invalid,
 }

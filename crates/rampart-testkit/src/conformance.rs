@@ -85,6 +85,15 @@ pub(crate) fn t(ms: i64) -> Timestamp {
     Timestamp::from_millis(1_767_225_600_000 + ms)
 }
 
+/// Ids as a store holds them (the conformance cases use short readable ones).
+pub(crate) fn sid(s: &str) -> rampart_types::SessionId {
+    rampart_types::SessionId::from_stored(s.to_owned())
+}
+
+pub(crate) fn aid(s: &str) -> rampart_types::AlertId {
+    rampart_types::AlertId::from_stored(s.to_owned())
+}
+
 pub(crate) fn name(s: &str) -> Username {
     Username::parse(s).unwrap()
 }
@@ -116,7 +125,7 @@ pub(crate) fn session(id: &str, u: &str, at: i64) -> SessionRecord {
     let mut hash = [0u8; 32];
     hash[..id.len().min(32)].copy_from_slice(&id.as_bytes()[..id.len().min(32)]);
     SessionRecord {
-        id: id.into(),
+        id: sid(id),
         token_hash: hash,
         username: name(u),
         created_at: t(at),
@@ -181,17 +190,17 @@ pub async fn sessions(s: &dyn Store) {
     for (i, id) in ["s1", "s2", "s3"].iter().enumerate() {
         s.create_session(session(id, "u", i as i64), 2, vec![]).await.unwrap();
     }
-    let ids: Vec<_> = s.list_sessions(&name("u")).await.unwrap().into_iter().map(|x| x.id).collect();
+    let ids: Vec<_> = s.list_sessions(&name("u")).await.unwrap().into_iter().map(|x| x.id.to_string()).collect();
     assert_eq!(ids, ["s2", "s3"], "oldest evicted beyond the limit");
     let by_token = s.get_session_by_token(&session("s3", "u", 0).token_hash).await.unwrap().unwrap();
     assert_eq!(by_token.id, "s3");
-    s.touch_session("s3", t(10_000)).await.unwrap();
-    s.touch_session("s3", t(5_000)).await.unwrap();
+    s.touch_session(&sid("s3"), t(10_000)).await.unwrap();
+    s.touch_session(&sid("s3"), t(5_000)).await.unwrap();
     let touched = s.get_session_by_token(&by_token.token_hash).await.unwrap().unwrap();
     assert_eq!(touched.last_seen_at, t(10_000), "last_seen never moves back");
-    assert_eq!(s.delete_user_sessions(&name("u"), Some("s3"), vec![]).await.unwrap(), 1);
-    assert!(s.delete_session("s3", vec![]).await.unwrap());
-    assert!(!s.delete_session("s3", vec![]).await.unwrap());
+    assert_eq!(s.delete_user_sessions(&name("u"), Some(&sid("s3")), vec![]).await.unwrap(), 1);
+    assert!(s.delete_session(&sid("s3"), vec![]).await.unwrap());
+    assert!(!s.delete_session(&sid("s3"), vec![]).await.unwrap());
 
     s.create_session(session("old", "u", 0), 10, vec![]).await.unwrap();
     s.create_session(session("new", "u", 100_000), 10, vec![]).await.unwrap();
@@ -520,7 +529,7 @@ pub async fn invalidation(s: &dyn Store) {
     assert!(auth() > before, "users and roles written");
     let quiet = auth();
     s.create_session(session("s1", "u", 0), 10, vec![]).await.unwrap();
-    s.touch_session("s1", t(1_000)).await.unwrap();
+    s.touch_session(&sid("s1"), t(1_000)).await.unwrap();
     assert_eq!(auth(), quiet, "a new session and a touch stale nothing");
     // Each change must move the generation by the time it returns.
     macro_rules! invalidates {
@@ -530,7 +539,7 @@ pub async fn invalidation(s: &dyn Store) {
             assert!(auth() > g, "{} did not invalidate", $what);
         }};
     }
-    invalidates!("delete_session", assert!(s.delete_session("s1", vec![]).await.unwrap()));
+    invalidates!("delete_session", assert!(s.delete_session(&sid("s1"), vec![]).await.unwrap()));
     s.create_session(session("s2", "u", 1), 1, vec![]).await.unwrap();
     invalidates!(
         "eviction beyond the session limit",

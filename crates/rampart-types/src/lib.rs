@@ -4,11 +4,13 @@
 //! further in never re-checks names or permission strings.
 
 mod cidr;
+mod ids;
 mod names;
 mod permission;
 mod time;
 
 pub use cidr::{Cidr, CidrError};
+pub use ids::{AlertId, FamilyId, InvalidId, RandomId, SessionId, SigningKeyId, TokenId};
 pub use names::{CollectionName, DocumentId, FieldPath, NameError, RoleName, SubjectId, Username};
 pub use permission::{perm, Permission, PermissionMarker, PermissionScope, UnknownPermission};
 pub use time::Timestamp;

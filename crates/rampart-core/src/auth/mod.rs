@@ -6,7 +6,7 @@ use rampart_crypto::{DeviceKey, SessionToken, TokenHash};
 use rampart_store::{
     Assurance, RefreshOutcome, RefreshRecord, SecurityStore, SessionRecord, SessionStore, Store, TokenStore, UserStore,
 };
-use rampart_types::{perm, Timestamp, Username};
+use rampart_types::{perm, FamilyId, SessionId, Timestamp, Username};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -24,7 +24,8 @@ use crate::{Area, CoreError, CoreResult, Principal, RequestMeta};
 pub struct LoginOutcome {
     pub token: SecretString,
     pub refresh_token: SecretString,
-    pub session_id: String,
+    /// `None` when a second factor is still due (no session was opened).
+    pub session_id: Option<SessionId>,
     pub expires_at: Timestamp,
     pub user: UserView,
     /// Set when the account must still pass a second factor: no session was opened.
@@ -193,7 +194,7 @@ impl Sessions {
         Ok(LoginOutcome {
             token,
             refresh_token,
-            session_id,
+            session_id: Some(session_id),
             expires_at,
             mfa_enrollment_required: self.enrollment_only(assurance, &user.role),
             user: UserView::from(user),
@@ -216,7 +217,7 @@ impl Sessions {
         let now = self.now();
         let token = SessionToken::generate(SESSION_PREFIX);
         let session = SessionRecord {
-            id: rampart_crypto::random_id::<16>(),
+            id: rampart_crypto::new_id(),
             token_hash: *token.hash.as_bytes(),
             username: username.clone(),
             created_at: now,
@@ -325,17 +326,17 @@ impl Sessions {
     pub(crate) fn new_refresh(
         &self,
         user: &Username,
-        session_id: &str,
-        family: Option<&str>,
+        session_id: &SessionId,
+        family: Option<&FamilyId>,
         assurance: Assurance,
     ) -> (RefreshRecord, SecretString) {
         let token = SessionToken::generate(REFRESH_PREFIX);
         let now = self.now();
-        let family = family.map(str::to_owned).unwrap_or_else(rampart_crypto::random_id::<12>);
+        let family = family.cloned().unwrap_or_else(rampart_crypto::new_id);
         let rec = RefreshRecord {
             token_hash: *token.hash.as_bytes(),
             family_id: family,
-            session_id: session_id.to_owned(),
+            session_id: session_id.clone(),
             username: user.clone(),
             created_at: now,
             expires_at: now.plus_seconds(self.policy.refresh_lifetime_secs),
@@ -368,7 +369,7 @@ impl Sessions {
                 Ok(LoginOutcome {
                     token,
                     refresh_token: new_refresh,
-                    session_id,
+                    session_id: Some(session_id),
                     expires_at,
                     mfa_enrollment_required: self.enrollment_only(assurance, &user.role),
                     user: crate::UserView::from(&user),
@@ -422,6 +423,8 @@ impl Sessions {
 
     /// Ends one session: one's own, or anyone's with `sessions.manage`.
     pub async fn end_session(&self, who: &Principal, id: &str) -> CoreResult<()> {
+        // Not shaped like one of our ids: no such session (nothing reaches the store).
+        let id = SessionId::parse(id).map_err(|_| CoreError::NotFound("session"))?;
         let own = self.session_store.list_sessions(&who.username).await?.iter().any(|s| s.id == id);
         if !own {
             self.access.authorize::<perm::SessionsManage>(who.clone(), None, Area::Admin).await?;
@@ -433,7 +436,7 @@ impl Sessions {
             true,
             json!({ "session_id": id }),
         );
-        if !self.session_store.delete_session(id, vec![event]).await? {
+        if !self.session_store.delete_session(&id, vec![event]).await? {
             return Err(CoreError::NotFound("session"));
         }
         Ok(())

@@ -128,7 +128,7 @@ pub(crate) async fn sessions(
                 "expires_at": s.expires_at,
                 "ip_address": s.ip_address,
                 "user_agent": s.user_agent,
-                "current": current.as_deref() == Some(s.id.as_str()),
+                "current": current.as_ref() == Some(&s.id),
             })
         })
         .collect();

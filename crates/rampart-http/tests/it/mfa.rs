@@ -232,7 +232,7 @@ async fn assurance_comes_from_the_session_not_the_users_current_state() {
     let token = "rps_password-only-session-of-an-mfa-user";
     let now = rampart_core::Clock::now(&app.clock);
     let forged = rampart_store::SessionRecord {
-        id: "forged".into(),
+        id: rampart_crypto::new_id(),
         token_hash: *rampart_crypto::TokenHash::of(token).as_bytes(),
         username: rampart_types::Username::parse(ADMIN).unwrap(),
         created_at: now,

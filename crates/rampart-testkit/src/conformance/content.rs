@@ -8,7 +8,7 @@ use rampart_store::{
 };
 use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId};
 
-use super::{doc, entry, ev, name, role, seed_roles, session, t, user, TestChainer};
+use super::{doc, entry, ev, name, role, seed_roles, session, sid, t, user, TestChainer};
 
 fn collection(c: &str, indexes: &[&str]) -> CollectionRecord {
     CollectionRecord {
@@ -83,9 +83,9 @@ pub async fn audited_changes(s: &dyn Store) {
     let taken = audited!(s, [], s.create_session(session("s1", "u", 2), 10, vec![ev("login")]).await);
     assert!(taken.is_err(), "session ids are unique");
     assert_eq!(s.list_sessions(&name("u")).await.unwrap().len(), 2);
-    assert!(audited!(s, ["logout"], s.delete_session("s1", vec![ev("logout")]).await.unwrap()));
+    assert!(audited!(s, ["logout"], s.delete_session(&sid("s1"), vec![ev("logout")]).await.unwrap()));
     assert!(
-        !audited!(s, [], s.delete_session("s1", vec![ev("logout")]).await.unwrap()),
+        !audited!(s, [], s.delete_session(&sid("s1"), vec![ev("logout")]).await.unwrap()),
         "an unknown id records nothing"
     );
     let ended = audited!(s, ["revoke_all"], s.delete_user_sessions(&name("u"), None, vec![ev("revoke_all")]).await);

@@ -11,7 +11,7 @@ use rampart_store::{
 };
 use rampart_types::{Permission, RoleName, Username};
 
-use super::{all, ev, name, role, seed_roles, session, t, user, TestChainer};
+use super::{all, ev, name, role, seed_roles, session, sid, t, user, TestChainer};
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
@@ -22,8 +22,8 @@ fn code(n: u8) -> [u8; 32] {
 fn refresh(token: u8, family: &str, session_id: &str, u: &str, at: i64, expires: i64, a: Assurance) -> RefreshRecord {
     RefreshRecord {
         token_hash: [token; 32],
-        family_id: family.into(),
-        session_id: session_id.into(),
+        family_id: rampart_types::FamilyId::from_stored(family.into()),
+        session_id: sid(session_id),
         username: name(u),
         created_at: t(at),
         expires_at: t(expires),
@@ -50,14 +50,14 @@ async fn rotate(s: &dyn Store, old: u8, token: u8, session_id: &str, now: i64, m
 fn rotated(o: &RefreshOutcome) -> Option<(String, String, Assurance)> {
     match o {
         RefreshOutcome::Rotated { username, family_id, assurance } => {
-            Some((username.to_string(), family_id.clone(), *assurance))
+            Some((username.to_string(), family_id.to_string(), *assurance))
         }
         _ => None,
     }
 }
 
 async fn session_ids(s: &dyn Store, u: &str) -> Vec<String> {
-    s.list_sessions(&name(u)).await.unwrap().into_iter().map(|x| x.id).collect()
+    s.list_sessions(&name(u)).await.unwrap().into_iter().map(|x| x.id.to_string()).collect()
 }
 
 async fn exists(s: &dyn Store, session_id: &str, u: &str) -> bool {
@@ -267,7 +267,7 @@ pub async fn mfa_challenges(s: &dyn Store) {
 
 fn jwt(kid: &str, at: i64) -> JwtKeyRecord {
     JwtKeyRecord {
-        kid: kid.into(),
+        kid: rampart_types::SigningKeyId::from_stored(kid.into()),
         sealed: format!("sealed:{kid}").into_bytes(),
         public_key: format!("public:{kid}").into_bytes(),
         created_at: t(at),
@@ -280,11 +280,13 @@ pub async fn jwt_signing_keys(s: &dyn Store) {
     type Row = (String, Vec<u8>, Vec<u8>, rampart_types::Timestamp, Option<rampart_types::Timestamp>);
     let keys = || async {
         let keys = s.jwt_keys().await.unwrap();
-        keys.into_iter().map(|k| (k.kid, k.sealed, k.public_key, k.created_at, k.retired_at)).collect::<Vec<Row>>()
+        keys.into_iter()
+            .map(|k| (k.kid.to_string(), k.sealed, k.public_key, k.created_at, k.retired_at))
+            .collect::<Vec<Row>>()
     };
     let row = |kid: &str, at: i64, retired: Option<i64>| -> Row {
         let k = jwt(kid, at);
-        (k.kid, k.sealed, k.public_key, k.created_at, retired.map(t))
+        (k.kid.to_string(), k.sealed, k.public_key, k.created_at, retired.map(t))
     };
     assert!(keys().await.is_empty());
     let closed = s.add_jwt_key(jwt("k1", 0), t(0), vec![ev("jwt_key")]).await;
@@ -467,11 +469,11 @@ pub async fn refresh_tokens(s: &dyn Store) {
     assert_eq!(session_ids(s, "u").await, ["q2"]);
     assert_eq!(rotated(&rotate(s, 30, 31, "e31", 400_010, 10).await), None, "an evicted session came back");
     open(32, "e32", 400_020).await.unwrap();
-    assert!(s.delete_session("e32", vec![ev("logout")]).await.unwrap());
+    assert!(s.delete_session(&sid("e32"), vec![ev("logout")]).await.unwrap());
     assert_eq!(rotated(&rotate(s, 32, 33, "e33", 400_030, 10).await), None, "a logged-out session came back");
     open(34, "e34", 400_040).await.unwrap();
     open(35, "e35", 400_041).await.unwrap();
-    assert_eq!(s.delete_user_sessions(&name("u"), Some("e35"), vec![]).await.unwrap(), 2);
+    assert_eq!(s.delete_user_sessions(&name("u"), Some(&sid("e35")), vec![]).await.unwrap(), 2);
     assert_eq!(rotated(&rotate(s, 34, 36, "e36", 400_050, 10).await), None, "an ended session came back");
     assert!(rotated(&rotate(s, 35, 37, "e37", 400_060, 10).await).is_some(), "the kept session's token still works");
     open(38, "e38", 400_070).await.unwrap();

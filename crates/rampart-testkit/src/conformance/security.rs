@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use rampart_store::{AlertFilter, AlertRecord, IpBlock, OutboxItem, Store, StoreError};
 
-use super::{ev, seed_roles, t, user, TestChainer};
+use super::{aid, ev, seed_roles, t, user, TestChainer};
 
 fn alert(id: &str, key: &str, severity: &str, breach: &str, at: i64) -> AlertRecord {
     AlertRecord {
-        id: id.into(),
+        id: aid(id),
         severity: severity.into(),
         breach_type: breach.into(),
         dedup_key: key.into(),
@@ -33,7 +33,7 @@ fn hook(event_id: &str, endpoint: &str, at: i64) -> OutboxItem {
 }
 
 async fn listed(s: &dyn Store, f: AlertFilter) -> Vec<String> {
-    s.list_alerts(f).await.unwrap().into_iter().map(|a| a.id).collect()
+    s.list_alerts(f).await.unwrap().into_iter().map(|a| a.id.to_string()).collect()
 }
 
 fn filter(status: Option<&str>, severity: Option<&str>, breach: Option<&str>, limit: usize) -> AlertFilter {
@@ -100,7 +100,7 @@ pub async fn alerts(s: &dyn Store) {
     let acked = audited!(
         s,
         ["alert_ack"],
-        s.set_alert_status("a1", "acknowledged", "op", vec![ev("alert_ack")]).await.unwrap()
+        s.set_alert_status(&aid("a1"), "acknowledged", "op", vec![ev("alert_ack")]).await.unwrap()
     );
     assert_eq!((acked.status.as_str(), acked.acknowledged_by.as_deref(), acked.count), ("acknowledged", Some("op"), 2));
     let (folded, new) =
@@ -117,7 +117,7 @@ pub async fn alerts(s: &dyn Store) {
 
     // A resolved alert never absorbs a repeat.
     s.raise_alert(alert("b1", "k2", "critical", "exfiltration", 400), t(0), vec![], vec![]).await.unwrap();
-    let resolved = s.set_alert_status("b1", "resolved", "op2", vec![]).await.unwrap();
+    let resolved = s.set_alert_status(&aid("b1"), "resolved", "op2", vec![]).await.unwrap();
     assert_eq!((resolved.status.as_str(), resolved.acknowledged_by.as_deref()), ("resolved", Some("op2")));
     let (b2, new) =
         s.raise_alert(alert("b2", "k2", "critical", "exfiltration", 500), t(0), vec![], vec![]).await.unwrap();
@@ -135,7 +135,7 @@ pub async fn alerts(s: &dyn Store) {
     assert!(taken.is_err(), "alert id reused");
     assert!(!due(s, 10_000).await.iter().any(|w| w.0 == "w-x"));
     assert!(s.list_alerts(filter(None, None, None, 10)).await.unwrap().iter().all(|a| a.dedup_key != "k9"));
-    let unknown = audited!(s, [], s.set_alert_status("nope", "resolved", "op", vec![ev("alert_ack")]).await);
+    let unknown = audited!(s, [], s.set_alert_status(&aid("nope"), "resolved", "op", vec![ev("alert_ack")]).await);
     assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
 
     // Listing: newest first, filters combine, limit applies.

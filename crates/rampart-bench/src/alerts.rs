@@ -1,55 +1,50 @@
 //! How fast a breach becomes visible: from the request that crosses the failed-login
 //! threshold to the alert in the alerts API, and to the signed webhook at a receiver.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
-use crate::api::{self, Api};
-use crate::http1::{Conn, Head};
-use crate::report::Sample;
-use crate::stats::percentile_ms;
+use crate::api::{send_ok, Session};
+use crate::http1::Conn;
+use crate::report::{percentile_ms, Sample};
 
 /// The server's default `failed_login_threshold`: the alert fires on failure number 11.
-pub const FAILED_LOGIN_THRESHOLD: usize = 10;
-pub const WEBHOOK_SECRET: &str = "bench-webhook-secret-0123456789abcdef";
+const FAILED_LOGIN_THRESHOLD: usize = 10;
+const WEBHOOK_SECRET: &str = "bench-webhook-secret-0123456789abcdef";
 /// Give up on an alert or webhook after this long: the figures are far below it.
 const GIVE_UP: Duration = Duration::from_secs(15);
-/// Signatures older than this are refused, as a receiver would.
-const SIGNATURE_TOLERANCE_SECS: i64 = 300;
+/// The incident responder's address; the read phases use 127.0.0.1, and attackers
+/// 127.0.0.10, .11, ... one per repetition, since each one ends up blocked.
+pub const ADMIN_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+pub const FIRST_ATTACKER: u8 = 10;
 
-/// One webhook delivery as the receiver saw it.
-#[derive(Debug)]
-pub struct Arrival {
-    pub at: Instant,
-    /// `details.ip_address` of the alert: which repetition it belongs to.
-    pub ip: Option<String>,
-    pub signature_ok: bool,
-}
+/// Deliveries by the alert's `details.ip_address`: when the whole request was in, and
+/// whether its signature held.
+type Arrivals = Arc<Mutex<HashMap<String, (Instant, bool)>>>;
 
-/// A webhook receiver on 127.0.0.1 inside the bench process, speaking plain HTTP/1.1.
-/// It timestamps each delivery as soon as the whole request is in, and answers 200.
+/// A webhook receiver on 127.0.0.1 inside the bench process, speaking plain HTTP/1.1 and
+/// answering 200 to everything.
 pub struct Receiver {
     pub url: String,
-    arrivals: mpsc::UnboundedReceiver<Arrival>,
+    arrivals: Arrivals,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
     pub async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let url = format!("http://{}/hook", listener.local_addr()?);
-        let (tx, arrivals) = mpsc::unbounded_channel();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let (url, arrivals) = (format!("http://{}/hook", listener.local_addr()?), Arrivals::default());
+        let shared = Arc::clone(&arrivals);
         let task = tokio::spawn(async move {
             loop {
                 match listener.accept().await {
-                    Ok((stream, _)) => {
-                        tokio::spawn(serve(Conn::new(stream), tx.clone()));
-                    }
+                    Ok((stream, _)) => drop(tokio::spawn(serve(Conn::new(stream), Arc::clone(&shared)))),
                     Err(e) => {
                         eprintln!("warning: webhook receiver: accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -60,23 +55,25 @@ impl Receiver {
         Ok(Self { url, arrivals, task })
     }
 
-    /// Forgets deliveries that arrived before now (earlier repetitions, retries).
-    fn drain(&mut self) {
-        while self.arrivals.try_recv().is_ok() {}
+    /// The server environment that sends webhooks here.
+    pub fn env(&self) -> [(&str, &str); 4] {
+        [
+            ("RAMPART_BREACH_WEBHOOK_URL", &self.url),
+            ("RAMPART_BREACH_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("RAMPART_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
+            ("RAMPART_INSTANCE_ID", "rampart-bench"),
+        ]
     }
 
-    /// Waits for the delivery of the alert about `ip`.
-    async fn wait_for(&mut self, ip: &str, deadline: Instant) -> anyhow::Result<Arrival> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let arrival = tokio::time::timeout(left, self.arrivals.recv())
-                .await
-                .map_err(|_| anyhow!("no webhook for {ip} within {GIVE_UP:?}"))?
-                .ok_or_else(|| anyhow!("webhook receiver stopped"))?;
-            if arrival.ip.as_deref() == Some(ip) {
+    /// Waits for the delivery of the alert about `ip` (stamped when it came in).
+    async fn wait_for(&self, ip: &str, deadline: Instant) -> anyhow::Result<(Instant, bool)> {
+        while Instant::now() < deadline {
+            if let Some(&arrival) = self.arrivals.lock().map_err(|_| anyhow!("receiver poisoned"))?.get(ip) {
                 return Ok(arrival);
             }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        bail!("no webhook for {ip} within {GIVE_UP:?}")
     }
 }
 
@@ -87,185 +84,101 @@ impl Drop for Receiver {
 }
 
 /// Answers every request on one connection; each `POST` is a delivery.
-async fn serve(mut conn: Conn, tx: mpsc::UnboundedSender<Arrival>) {
+async fn serve(mut conn: Conn, arrivals: Arrivals) {
     while let Ok(Some((head, body))) = conn.read_message().await {
         let at = Instant::now();
-        if head.start_line.starts_with("POST ") {
-            let _ = tx.send(arrival(at, &head, &body));
+        let ip = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| Some(v["details"]["ip_address"].as_str()?.to_owned()));
+        if let (true, Some(ip), Ok(mut arrivals)) = (head.start_line.starts_with("POST "), ip, arrivals.lock()) {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let signature = head.header("x-rampart-signature").unwrap_or_default();
+            // Signatures older than 300 s are refused, as a receiver would.
+            let ok = head.header("x-rampart-event-id").is_some()
+                && rampart_crypto::verify_webhook_signature(
+                    WEBHOOK_SECRET.as_bytes(),
+                    signature,
+                    &body,
+                    now as i64,
+                    300,
+                );
+            arrivals.entry(ip).or_insert((at, ok));
         }
-        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-        if conn.write(ok).await.is_err() {
+        if conn.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.is_err() {
             return;
         }
     }
 }
 
-fn arrival(at: Instant, head: &Head, body: &[u8]) -> Arrival {
-    let signature = head.header("x-rampart-signature").unwrap_or_default();
-    let signature_ok = head.header("x-rampart-event-id").is_some()
-        && rampart_crypto::verify_webhook_signature(
-            WEBHOOK_SECRET.as_bytes(),
-            signature,
-            body,
-            unix_now(),
-            SIGNATURE_TOLERANCE_SECS,
-        );
-    let ip =
-        serde_json::from_slice::<Value>(body).ok().and_then(|v| v["details"]["ip_address"].as_str().map(str::to_owned));
-    Arrival { at, ip, signature_ok }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
-/// The server environment that sends webhooks to `receiver_url`.
-pub fn webhook_env(receiver_url: &str) -> Vec<(String, String)> {
-    [
-        ("RAMPART_BREACH_WEBHOOK_URL", receiver_url),
-        ("RAMPART_BREACH_WEBHOOK_SECRET", WEBHOOK_SECRET),
-        ("RAMPART_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
-        ("RAMPART_INSTANCE_ID", "rampart-bench"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
-/// Attacker addresses: 127.0.0.10, 127.0.0.11, ... one per repetition, since each one ends
-/// up blocked. The admin polls from 127.0.0.2 and the read phases use 127.0.0.1.
-pub struct Attackers {
-    next: u8,
-}
-
-pub const ADMIN_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
-
-impl Default for Attackers {
-    fn default() -> Self {
-        Self { next: 10 }
-    }
-}
-
-impl Attackers {
-    fn next(&mut self) -> anyhow::Result<Ipv4Addr> {
-        let ip = Ipv4Addr::new(127, 0, 0, self.next);
-        self.next = self
-            .next
-            .checked_add(1)
-            .filter(|&n| n < 255)
-            .ok_or_else(|| anyhow!("out of attacker addresses (at most 245 repetitions)"))?;
-        Ok(ip)
-    }
-}
-
-/// Times of one repetition, from sending the threshold-crossing login.
-struct Rep {
-    response: Duration,
-    alert: Duration,
-    webhook: Duration,
-    signature_ok: bool,
-}
-
-/// `reps` repetitions; samples are the p50 (and max) of this run's repetitions.
+/// `reps` repetitions, each from a new attacker address taken from `next_attacker`; the
+/// samples are the p50 (and max) of this run's repetitions.
 pub async fn measure(
-    api: &Api,
-    admin: &Client,
-    token: &str,
-    receiver: &mut Receiver,
-    attackers: &mut Attackers,
+    responder: &Session,
+    receiver: &Receiver,
+    next_attacker: &mut u8,
     reps: usize,
     poll_interval: Duration,
 ) -> anyhow::Result<Vec<Sample>> {
-    let mut results = Vec::with_capacity(reps);
+    let (mut response, mut alert, mut webhook, mut bad_signatures) = (vec![], vec![], vec![], 0);
     for _ in 0..reps {
-        let ip = attackers.next()?;
-        results.push(
-            one_rep(api, admin, token, receiver, ip, poll_interval).await.with_context(|| format!("attacker {ip}"))?,
-        );
+        let ip = Ipv4Addr::new(127, 0, 0, *next_attacker);
+        let next = next_attacker.checked_add(1).filter(|&n| n < 255);
+        *next_attacker = next.context("out of attacker addresses (at most 245 repetitions)")?;
+        let rep = one_rep(responder, receiver, ip, poll_interval).await.with_context(|| format!("attacker {ip}"))?;
+        response.push(rep.0);
+        alert.push(rep.1);
+        webhook.push(rep.2);
+        bad_signatures += u64::from(!rep.3);
     }
-    let bad_signatures = results.iter().filter(|r| !r.signature_ok).count() as u64;
     if bad_signatures > 0 {
         eprintln!("warning: {bad_signatures} webhook(s) failed signature verification");
     }
-    let times = |f: fn(&Rep) -> Duration| results.iter().map(f).collect::<Vec<_>>();
-    let (response, alert, webhook) = (times(|r| r.response), times(|r| r.alert), times(|r| r.webhook));
-    let n = results.len();
-    let sample = |key: &str, label: String, values: &[Duration], p: f64, errors: u64| Sample {
-        key: key.to_owned(),
-        label,
-        unit: "ms",
-        value: percentile_ms(values, p),
-        errors,
+    let sample = |key: &str, what: &str, values: &[Duration], p: f64| {
+        let stat = if p == 50.0 { "p50" } else { "max" };
+        Sample::new(key, format!("11th failed login{what}, {stat} of {reps}"), "ms", percentile_ms(values, p))
     };
     Ok(vec![
-        sample("alert_login_p50_ms", format!("11th failed login: response time, p50 of {n}"), &response, 50.0, 0),
-        sample(
-            "alert_api_p50_ms",
-            format!("11th failed login to alert in the alerts API, p50 of {n}"),
-            &alert,
-            50.0,
-            0,
-        ),
-        sample(
-            "alert_api_max_ms",
-            format!("11th failed login to alert in the alerts API, max of {n}"),
-            &alert,
-            100.0,
-            0,
-        ),
-        sample(
-            "alert_webhook_p50_ms",
-            format!("11th failed login to signed webhook at the receiver, p50 of {n}"),
-            &webhook,
-            50.0,
-            bad_signatures,
-        ),
-        sample(
-            "alert_webhook_max_ms",
-            format!("11th failed login to webhook at the receiver, max of {n}"),
-            &webhook,
-            100.0,
-            0,
-        ),
+        sample("alert_login_p50_ms", ": response time", &response, 50.0),
+        sample("alert_api_p50_ms", " to alert in the alerts API", &alert, 50.0),
+        sample("alert_api_max_ms", " to alert in the alerts API", &alert, 100.0),
+        sample("alert_webhook_p50_ms", " to signed webhook at the receiver", &webhook, 50.0).errors(bad_signatures),
+        sample("alert_webhook_max_ms", " to webhook at the receiver", &webhook, 100.0),
     ])
 }
 
+/// Times from sending the threshold-crossing login to its response, to the alert in the
+/// API and to the webhook; and whether the webhook's signature held.
 async fn one_rep(
-    api: &Api,
-    admin: &Client,
-    token: &str,
-    receiver: &mut Receiver,
+    responder: &Session,
+    receiver: &Receiver,
     ip: Ipv4Addr,
     poll_interval: Duration,
-) -> anyhow::Result<Rep> {
-    let attacker = api.client_from(IpAddr::V4(ip))?;
+) -> anyhow::Result<(Duration, Duration, Duration, bool)> {
+    let attacker = responder.client_from(ip.into())?;
     // Connect (TLS handshake) outside the timed request.
-    api::send_ok(attacker.get(api.url("/health"))).await?;
+    send_ok(attacker.get(responder.url("/health"))).await?;
     // A different unknown user each time: the alert is then about the address only, and
     // the per-account login delay never kicks in.
     for i in 0..FAILED_LOGIN_THRESHOLD {
-        failed_login(api, &attacker, ip, i).await?;
+        failed_login(responder, &attacker, ip, i).await?;
     }
-    receiver.drain();
-    let ip_text = ip.to_string();
-    let sent = Instant::now();
+    let (ip_text, sent) = (ip.to_string(), Instant::now());
     let deadline = sent + GIVE_UP;
     let (login, alert) = tokio::join!(
         async {
-            failed_login(api, &attacker, ip, FAILED_LOGIN_THRESHOLD).await?;
-            Ok::<_, anyhow::Error>(sent.elapsed())
+            failed_login(responder, &attacker, ip, FAILED_LOGIN_THRESHOLD).await?;
+            anyhow::Ok(sent.elapsed())
         },
-        poll_alerts(api, admin, token, &ip_text, poll_interval, deadline),
+        poll_alerts(responder, &ip_text, poll_interval, deadline),
     );
     let (response, alert) = (login?, alert? - sent);
-    let arrival = receiver.wait_for(&ip_text, deadline).await?;
-    Ok(Rep { response, alert, webhook: arrival.at.saturating_duration_since(sent), signature_ok: arrival.signature_ok })
+    let (at, signature_ok) = receiver.wait_for(&ip_text, deadline).await?;
+    Ok((response, alert, at.saturating_duration_since(sent), signature_ok))
 }
 
-async fn failed_login(api: &Api, client: &Client, ip: Ipv4Addr, attempt: usize) -> anyhow::Result<()> {
-    let user = format!("ghost{}x{attempt}", ip.octets()[3]);
-    let body = json!({"username": user, "password": "Not-The-Passw0rd!"});
-    let res = client.post(api.url("/api/v1/auth/login")).json(&body).send().await?;
+async fn failed_login(s: &Session, client: &Client, ip: Ipv4Addr, attempt: usize) -> anyhow::Result<()> {
+    let body = json!({"username": format!("ghost{}x{attempt}", ip.octets()[3]), "password": "Not-The-Passw0rd!"});
+    let res = client.post(s.url("/api/v1/auth/login")).json(&body).send().await?;
     let status = res.status();
     res.bytes().await?;
     if status != StatusCode::UNAUTHORIZED {
@@ -276,22 +189,14 @@ async fn failed_login(api: &Api, client: &Client, ip: Ipv4Addr, attempt: usize) 
 
 /// Polls the alerts API every `interval` until an alert about `ip` shows up; returns when
 /// the response that first showed it arrived (an upper bound, within one poll).
-async fn poll_alerts(
-    api: &Api,
-    admin: &Client,
-    token: &str,
-    ip: &str,
-    interval: Duration,
-    deadline: Instant,
-) -> anyhow::Result<Instant> {
-    let url = api.url("/api/v1/admin/security/alerts?type=multiple_failed_logins&limit=1000");
+async fn poll_alerts(s: &Session, ip: &str, interval: Duration, deadline: Instant) -> anyhow::Result<Instant> {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while Instant::now() < deadline {
         ticks.tick().await;
-        let body =
-            api::send_json(admin.get(&url).bearer_auth(token), StatusCode::OK).await.context("listing alerts")?;
+        let body = s.get("/api/v1/admin/security/alerts?type=multiple_failed_logins&limit=1000").await;
         let seen = Instant::now();
+        let body = body.context("listing alerts")?;
         let alerts = body["alerts"].as_array().ok_or_else(|| anyhow!("alerts response has no alerts"))?;
         if alerts.iter().any(|a| a["details"]["ip_address"].as_str() == Some(ip)) {
             return Ok(seen);

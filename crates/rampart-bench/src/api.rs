@@ -1,27 +1,36 @@
-//! The few Rampart API calls the bench needs: clients, login, and the read fixture.
+//! The few Rampart API calls the bench needs: clients, login, collections and documents.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use reqwest::{Client, RequestBuilder, StatusCode};
+use reqwest::{Certificate, Client, ClientBuilder, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
-/// Generous: under a login flood a request may queue behind many Argon2 hashes, and that
-/// should show up as latency, not as an error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::server::{Server, ADMIN_PASSWORD, ADMIN_USER};
 
-/// Where the server is and which certificate to trust.
+/// An admin session on one server: where it is, which certificate to trust, a client and
+/// the admin's bearer token.
 #[derive(Clone)]
-pub struct Api {
-    base_url: String,
-    cert: reqwest::Certificate,
+pub struct Session {
+    pub base_url: String,
+    pub cert: Option<Certificate>,
+    pub client: Client,
+    pub token: String,
 }
 
-impl Api {
-    pub fn new(base_url: &str, cert_pem: &[u8]) -> anyhow::Result<Self> {
-        let cert = reqwest::Certificate::from_pem(cert_pem).context("parsing the server certificate")?;
-        Ok(Self { base_url: base_url.to_owned(), cert })
+impl Session {
+    pub async fn login(server: &Server) -> anyhow::Result<Self> {
+        let (base_url, cert) = (server.base_url.clone(), server.cert.clone());
+        let client = builder(&cert).build()?;
+        let token = text(&login(&client, &base_url).await?, "token")?;
+        Ok(Self { base_url, cert, client, token })
+    }
+
+    /// The same admin logged in again with `client`, as a new session.
+    pub async fn login_with(&self, client: Client) -> anyhow::Result<Self> {
+        let token = text(&login(&client, &self.url("")).await?, "token")?;
+        Ok(Self { client, token, ..self.clone() })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -29,13 +38,11 @@ impl Api {
     }
 
     /// A fresh client with its own connection pool. Each bench worker gets one, so the
-    /// workers hold separate keep-alive connections as separate users' clients would.
+    /// workers hold separate keep-alive connections as separate users' clients would. The
+    /// timeout is generous: under a login flood a request may queue behind many Argon2
+    /// hashes, and that should show up as latency, not as an error.
     pub fn client(&self) -> anyhow::Result<Client> {
-        Client::builder()
-            .add_root_certificate(self.cert.clone())
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("building the HTTP client")
+        builder(&self.cert).build().context("building the HTTP client")
     }
 
     pub fn clients(&self, n: usize) -> anyhow::Result<Vec<Client>> {
@@ -46,17 +53,69 @@ impl Api {
     /// Linux), so the server sees a distinct client address. `localhost` is pinned to
     /// 127.0.0.1: an IPv4 source cannot reach ::1.
     pub fn client_from(&self, source: IpAddr) -> anyhow::Result<Client> {
-        let url = reqwest::Url::parse(&self.base_url).context("parsing the server URL")?;
-        let port = url.port_or_known_default().ok_or_else(|| anyhow!("no port in {}", self.base_url))?;
-        let host = url.host_str().ok_or_else(|| anyhow!("no host in {}", self.base_url))?.to_owned();
-        Client::builder()
-            .add_root_certificate(self.cert.clone())
-            .timeout(REQUEST_TIMEOUT)
-            .local_address(source)
-            .resolve(&host, SocketAddr::from(([127, 0, 0, 1], port)))
+        let url = reqwest::Url::parse(&self.base_url)?;
+        let port = url.port_or_known_default().ok_or_else(|| anyhow!("no port in {url}"))?;
+        let builder = builder(&self.cert).local_address(source);
+        builder
+            .resolve(url.host_str().unwrap_or_default(), SocketAddr::from(([127, 0, 0, 1], port)))
             .build()
             .context("building the HTTP client")
     }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        send_json(self.client.get(self.url(path)).bearer_auth(&self.token), StatusCode::OK).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value, want: StatusCode) -> anyhow::Result<Value> {
+        send_json(self.client.post(self.url(path)).bearer_auth(&self.token).json(body), want).await
+    }
+
+    /// `encrypted: None` leaves the server's default (sealed with AES-256-GCM).
+    pub async fn create_collection(&self, name: &str, encrypted: Option<bool>) -> anyhow::Result<()> {
+        let mut body = json!({"name": name, "indexes": ["k"]});
+        if let Some(encrypted) = encrypted {
+            body["encrypted"] = json!(encrypted);
+        }
+        self.post("/api/v1/collections", &body, StatusCode::CREATED)
+            .await
+            .with_context(|| format!("creating {name}"))?;
+        Ok(())
+    }
+
+    /// Inserts one document and returns its id.
+    pub async fn insert(&self, collection: &str, data: &Value) -> anyhow::Result<String> {
+        let path = format!("/api/v1/collections/{collection}/documents");
+        text(&self.post(&path, &json!({ "data": data }), StatusCode::CREATED).await?, "id")
+    }
+
+    /// Creates `collection` and fills it with `count` documents of about `bytes` each (`None`:
+    /// the small document); returns their paths.
+    pub async fn fill(
+        &self,
+        collection: &str,
+        encrypted: Option<bool>,
+        count: usize,
+        bytes: Option<usize>,
+    ) -> anyhow::Result<Vec<String>> {
+        self.create_collection(collection, encrypted).await?;
+        let mut paths = Vec::with_capacity(count);
+        for i in 0..count {
+            let doc = bytes.map_or_else(|| small_doc(i), |bytes| random_document(i as u64, bytes));
+            let id = self.insert(collection, &doc).await.context("inserting a bench document")?;
+            paths.push(format!("/api/v1/collections/{collection}/documents/{id}"));
+        }
+        Ok(paths)
+    }
+}
+
+/// The HTTP version ALPN settles on with `server`, for the report.
+pub async fn http_version(server: &Server) -> anyhow::Result<String> {
+    let client = builder(&server.cert).build()?;
+    Ok(format!("{:?}", client.get(format!("{}/health", server.base_url)).send().await?.version()))
+}
+
+fn builder(cert: &Option<Certificate>) -> ClientBuilder {
+    cert.iter().cloned().fold(Client::builder().timeout(Duration::from_secs(30)), ClientBuilder::add_root_certificate)
 }
 
 /// Sends and reads the whole body (a request is not done until then); non-2xx is an error.
@@ -80,59 +139,20 @@ pub async fn send_json(req: RequestBuilder, want: StatusCode) -> anyhow::Result<
     serde_json::from_str(&body).context("response is not JSON")
 }
 
-pub async fn login(client: &Client, api: &Api, user: &str, password: &str) -> anyhow::Result<String> {
-    let req = client.post(api.url("/api/v1/auth/login")).json(&json!({"username": user, "password": password}));
-    let body = send_json(req, StatusCode::OK).await.context("login")?;
-    body["token"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("login response has no token"))
+/// The admin's login at the server at `base_url`: `token`, `refresh_token`.
+pub async fn login(client: &Client, base_url: &str) -> anyhow::Result<Value> {
+    let body = json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD});
+    send_json(client.post(format!("{base_url}/api/v1/auth/login")).json(&body), StatusCode::OK).await.context("login")
 }
 
-/// Creates collection `name` and fills it with `count` small documents; returns their ids.
-pub async fn create_fixture(
-    client: &Client,
-    api: &Api,
-    token: &str,
-    name: &str,
-    count: usize,
-) -> anyhow::Result<Vec<String>> {
-    create_collection(client, api, token, name, None).await?;
-    let mut ids = Vec::with_capacity(count);
-    for i in 0..count {
-        let doc = json!({"k": format!("key-{i}"), "n": i, "text": "a small benchmark document"});
-        ids.push(insert(client, api, token, name, &doc).await?);
-    }
-    Ok(ids)
+/// `field` of a JSON response, as a string.
+pub fn text(body: &Value, field: &str) -> anyhow::Result<String> {
+    body[field].as_str().map(str::to_owned).ok_or_else(|| anyhow!("response has no {field}: {body}"))
 }
 
-/// `encrypted: None` leaves the server's default (sealed with AES-256-GCM).
-pub async fn create_collection(
-    client: &Client,
-    api: &Api,
-    token: &str,
-    name: &str,
-    encrypted: Option<bool>,
-) -> anyhow::Result<()> {
-    let mut body = json!({"name": name, "indexes": ["k"]});
-    if let Some(encrypted) = encrypted {
-        body["encrypted"] = json!(encrypted);
-    }
-    let req = client.post(api.url("/api/v1/collections")).bearer_auth(token).json(&body);
-    send_json(req, StatusCode::CREATED).await.with_context(|| format!("creating collection {name}"))?;
-    Ok(())
-}
-
-/// Inserts one document (`data`) and returns its id.
-pub async fn insert(client: &Client, api: &Api, token: &str, collection: &str, data: &Value) -> anyhow::Result<String> {
-    let req = client
-        .post(api.url(&format!("/api/v1/collections/{collection}/documents")))
-        .bearer_auth(token)
-        .json(&json!({ "data": data }));
-    let body = send_json(req, StatusCode::CREATED).await.context("inserting a bench document")?;
-    body["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("insert response has no id"))
-}
-
-/// The URL of each document of `collection`.
-pub fn document_urls(api: &Api, collection: &str, ids: &[String]) -> Vec<String> {
-    ids.iter().map(|id| api.url(&format!("/api/v1/collections/{collection}/documents/{id}"))).collect()
+/// The small document of the read phases: about 57 bytes of JSON.
+pub fn small_doc(i: usize) -> Value {
+    json!({"k": format!("key-{i}"), "n": i, "text": "a small benchmark document"})
 }
 
 /// A document of about `bytes` bytes of JSON with pseudo-random text, deterministic in
@@ -148,18 +168,11 @@ pub fn random_document(seed: u64, bytes: usize) -> Value {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut text = String::with_capacity(bytes + 16);
     while text.len() < bytes {
-        let word_len = 3 + (next() % 9) as usize;
-        for _ in 0..word_len {
+        for _ in 0..3 + next() % 9 {
             text.push(char::from(ALPHABET[(next() % ALPHABET.len() as u64) as usize]));
         }
         text.push(' ');
     }
     let readings: Vec<u64> = (0..8).map(|_| next() % 100_000).collect();
     json!({"k": format!("doc-{seed}"), "n": seed, "readings": readings, "body": text})
-}
-
-/// The HTTP version ALPN settled on, for the report.
-pub async fn negotiated_version(client: &Client, api: &Api) -> anyhow::Result<String> {
-    let res = client.get(api.url("/health")).send().await?;
-    Ok(format!("{:?}", res.version()))
 }

@@ -1,7 +1,8 @@
-//! Load generation: closed-loop workers and a paced latency probe, both measured over the
-//! same window.
+//! The in-process load generator, shared by every suite but `compare` (which drives its
+//! servers with wrk): workers issuing operations back to back, and a paced latency probe.
 
 use std::future::Future;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,28 +18,16 @@ pub struct Window {
     pub measure: Duration,
 }
 
-/// The window's absolute bounds, fixed once when a phase starts.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    begin: Instant,
-    end: Instant,
-}
-
 impl Window {
-    fn starting_now(self) -> Span {
+    /// The window's absolute bounds, fixed when a phase starts.
+    fn span(self) -> (Instant, Instant) {
         let begin = Instant::now() + self.warmup;
-        Span { begin, end: begin + self.measure }
+        (begin, begin + self.measure)
     }
 }
 
-impl Span {
-    fn contains(&self, t: Instant) -> bool {
-        self.begin <= t && t <= self.end
-    }
-}
-
-/// Completed and failed operations inside the measured span.
-#[derive(Debug, Default, Clone)]
+/// Completed and failed operations, and over how many seconds.
+#[derive(Default)]
 pub struct Tally {
     pub ops: u64,
     pub errors: u64,
@@ -68,42 +57,73 @@ impl Tally {
     pub fn merge(&mut self, other: Tally) {
         self.ops += other.ops;
         self.errors += other.errors;
-        if self.first_error.is_none() {
-            self.first_error = other.first_error;
+        self.first_error = self.first_error.take().or(other.first_error);
+    }
+
+    /// Prints the first error, if any, under `what`.
+    pub fn warn(&self, what: &str) {
+        if let Some(e) = &self.first_error {
+            eprintln!("warning: {what}: {} failed requests, first: {e}", self.errors);
         }
     }
 }
 
-/// Runs one worker per client, each issuing `op` back to back until the window ends.
-/// `op` gets the worker's client and a sequence number shared by all workers (to spread
-/// reads over documents).
+/// One task per worker state, each running `op(state, i)` back to back with `i` taken in
+/// turn from `items` (shared by all workers, to spread work over documents or addresses),
+/// until `items` or the window, if any, runs out. With a window only results that complete
+/// inside its measured span count. Returns the states for further use.
+pub async fn drive<S, F, Fut>(
+    states: Vec<S>,
+    items: Range<u64>,
+    window: Option<Window>,
+    op: F,
+) -> anyhow::Result<(Vec<S>, Tally)>
+where
+    S: Send + 'static,
+    F: Fn(S, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = (S, anyhow::Result<()>)> + Send + 'static,
+{
+    let (op, next, span) = (Arc::new(op), Arc::new(AtomicU64::new(items.start)), window.map(Window::span));
+    let mut workers = tokio::task::JoinSet::new();
+    for mut state in states {
+        let (op, next) = (Arc::clone(&op), Arc::clone(&next));
+        workers.spawn(async move {
+            let mut tally = Tally::default();
+            while span.is_none_or(|(_, end)| Instant::now() < end) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items.end {
+                    break;
+                }
+                let (back, result) = op(state, i).await;
+                state = back;
+                if span.is_none_or(|(begin, end)| (begin..=end).contains(&Instant::now())) {
+                    tally.record(result);
+                }
+            }
+            (state, tally)
+        });
+    }
+    let (mut total, mut states) =
+        (Tally { seconds: window.map_or(0.0, |w| w.measure.as_secs_f64()), ..Tally::default() }, vec![]);
+    while let Some(worker) = workers.join_next().await {
+        let (state, tally) = worker?;
+        states.push(state);
+        total.merge(tally);
+    }
+    Ok((states, total))
+}
+
+/// `clients.len()` closed loops of `op(client, i)` over the window.
 pub async fn closed_loop<F, Fut>(clients: Vec<Client>, window: Window, op: F) -> anyhow::Result<Tally>
 where
     F: Fn(Client, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let op = Arc::new(op);
-    let seq = Arc::new(AtomicU64::new(0));
-    let span = window.starting_now();
-    let mut workers = tokio::task::JoinSet::new();
-    for client in clients {
-        let (op, seq) = (Arc::clone(&op), Arc::clone(&seq));
-        workers.spawn(async move {
-            let mut tally = Tally::default();
-            while Instant::now() < span.end {
-                let result = op(client.clone(), seq.fetch_add(1, Ordering::Relaxed)).await;
-                if span.contains(Instant::now()) {
-                    tally.record(result);
-                }
-            }
-            tally
-        });
-    }
-    let mut total = Tally { seconds: window.measure.as_secs_f64(), ..Tally::default() };
-    while let Some(worker) = workers.join_next().await {
-        total.merge(worker?);
-    }
-    Ok(total)
+    let run = move |client: Client, i| {
+        let done = op(client.clone(), i);
+        async move { (client, done.await) }
+    };
+    Ok(drive(clients, 0..u64::MAX, Some(window), run).await?.1)
 }
 
 /// Latencies of requests made by `op` one at a time, one every `interval`, on one client.
@@ -114,17 +134,16 @@ where
     F: Fn(Client) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let span = window.starting_now();
+    let (begin, end) = window.span();
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut latencies = Vec::new();
-    let mut tally = Tally { seconds: window.measure.as_secs_f64(), ..Tally::default() };
-    while Instant::now() < span.end {
+    let (mut latencies, mut tally) = (Vec::new(), Tally { seconds: window.measure.as_secs_f64(), ..Tally::default() });
+    while Instant::now() < end {
         ticks.tick().await;
         let sent = Instant::now();
         let result = op(client.clone()).await;
         let done = Instant::now();
-        if span.contains(sent) && span.contains(done) {
+        if begin <= sent && done <= end {
             if result.is_ok() {
                 latencies.push(done - sent);
             }

@@ -4,34 +4,24 @@
 
 mod alerts;
 mod api;
-mod argon;
 mod compare;
-mod cpu;
 mod http1;
 mod load;
-mod machine;
 mod report;
 mod server;
 mod spray;
-mod stats;
-mod suite;
 mod suites;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::bail;
 use clap::{Parser, ValueEnum};
+use serde_json::{json, Value};
 
-use crate::api::Api;
 use crate::load::Window;
-use crate::machine::Machine;
-use crate::report::{Report, Setup};
-use crate::server::Server;
-use crate::spray::SprayPlan;
-use crate::suite::{Plan, Target};
-use crate::suites::Settings;
+use crate::report::Report;
 
 /// A set of measurements; several may run in one invocation, in the order given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,7 +59,7 @@ impl Suite {
     }
 
     fn name(self) -> String {
-        self.to_possible_value().map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
+        format!("{self:?}").to_lowercase()
     }
 }
 
@@ -111,8 +101,8 @@ struct Cli {
     #[arg(long, default_value_t = 100)]
     documents: usize,
     /// Extra environment for the server, KEY=VALUE (repeatable)
-    #[arg(long = "server-env", value_name = "KEY=VALUE")]
-    server_env: Vec<String>,
+    #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = env_pair)]
+    server_env: Vec<(String, String)>,
     /// Which measurements to run, comma-separated
     #[arg(long, value_enum, value_delimiter = ',', default_value = "core")]
     suite: Vec<Suite>,
@@ -154,74 +144,41 @@ struct Cli {
     spray_direct_concurrency: usize,
 }
 
-impl Cli {
-    fn plan(&self) -> anyhow::Result<Plan> {
-        let concurrencies =
-            self.login_concurrency.iter().chain(&self.read_concurrency).chain([&self.flood_concurrency]);
-        if self.runs == 0 || concurrencies.into_iter().any(|&c| c == 0) || self.hash_threads == Some(0) {
-            bail!("--runs, concurrencies and --hash-threads must be at least 1");
-        }
-        Ok(Plan {
-            window: Window {
-                warmup: seconds("--warmup", self.warmup, 0.0)?,
-                measure: seconds("--seconds", self.seconds, 0.1)?,
-            },
-            hash_threads: self.hash_threads.unwrap_or_else(machine::available_parallelism),
-            login_concurrency: self.login_concurrency.clone(),
-            read_concurrency: self.read_concurrency.clone(),
-            flood_concurrency: self.flood_concurrency,
-            probe_interval: Duration::from_millis(self.probe_interval_ms.max(1)),
-            documents: self.documents,
-        })
-    }
+fn env_pair(pair: &str) -> Result<(String, String), String> {
+    let (k, v) = pair.split_once('=').ok_or_else(|| format!("--server-env wants KEY=VALUE, got {pair:?}"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
 
-    fn settings(&self, plan: &Plan, bin: PathBuf) -> anyhow::Result<Settings> {
-        if [self.compare_concurrency, self.alert_reps, self.backup_documents, self.fill_concurrency, self.documents]
-            .contains(&0)
-        {
-            bail!("--compare-concurrency, --alert-reps, --backup-documents, --fill-concurrency and --documents must be at least 1");
+impl Cli {
+    /// Refuses values that cannot be measured, before any server starts; resolves the binary.
+    fn check(&mut self) -> anyhow::Result<()> {
+        let counts = [self.runs, self.flood_concurrency, self.compare_concurrency, self.alert_reps, self.documents];
+        let counts = counts.into_iter().chain([self.backup_documents, self.fill_concurrency]);
+        let mut counts =
+            counts.chain(self.hash_threads).chain(self.login_concurrency.iter().chain(&self.read_concurrency).copied());
+        if counts.any(|n| n == 0) {
+            bail!("--runs, --documents, --hash-threads, concurrencies, --alert-reps and --backup-documents must be at least 1");
         }
-        if self.large_doc_kb == 0 || self.backup_doc_kb == 0 || self.large_doc_kb > 512 || self.backup_doc_kb > 512 {
+        if !(0.0..=3600.0).contains(&self.warmup) || !(0.1..=3600.0).contains(&self.seconds) {
+            bail!("--warmup must be between 0 and 3600, --seconds between 0.1 and 3600");
+        }
+        if ![self.large_doc_kb, self.backup_doc_kb].iter().all(|kb| (1..=512).contains(kb)) {
             bail!("--large-doc-kb and --backup-doc-kb must be between 1 and 512 (the server takes bodies up to 1 MiB)");
         }
-        Ok(Settings {
-            bin,
-            extra_env: parse_env_pairs(&self.server_env)?,
-            window: plan.window,
-            runs: self.runs,
-            concurrency: self.compare_concurrency,
-            documents: self.documents,
-            large_doc_bytes: self.large_doc_kb * 1000,
-            alert_reps: self.alert_reps,
-            alert_poll: Duration::from_millis(self.alert_poll_ms.max(1)),
-            backup_documents: self.backup_documents,
-            backup_doc_bytes: self.backup_doc_kb * 1000,
-            fill_concurrency: self.fill_concurrency,
-            spray: SprayPlan {
-                forged: self.spray_forged,
-                direct: self.spray_direct,
-                connections: self.spray_connections,
-                direct_concurrency: self.spray_direct_concurrency,
-            },
-        })
+        if self.suite.contains(&Suite::Spray) {
+            spray::check(self)?;
+        }
+        self.rampart_bin = Some(server::find_binary(self.rampart_bin.as_deref())?);
+        Ok(())
     }
-}
 
-fn seconds(flag: &str, value: f64, min: f64) -> anyhow::Result<Duration> {
-    if !(value >= min && value <= 3600.0) {
-        bail!("{flag} must be between {min} and 3600");
+    fn window(&self) -> Window {
+        Window { warmup: Duration::from_secs_f64(self.warmup), measure: Duration::from_secs_f64(self.seconds) }
     }
-    Ok(Duration::from_secs_f64(value))
-}
 
-fn parse_env_pairs(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    pairs
-        .iter()
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').ok_or_else(|| anyhow!("--server-env wants KEY=VALUE, got {pair:?}"))?;
-            Ok((k.to_owned(), v.to_owned()))
-        })
-        .collect()
+    fn bin(&self) -> &Path {
+        self.rampart_bin.as_deref().unwrap_or(Path::new("rampart"))
+    }
 }
 
 #[tokio::main]
@@ -237,127 +194,83 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let plan = cli.plan()?;
-    // Before the server starts, so the load average shows other work, not ours.
-    let machine = Machine::detect();
-    let bin = server::find_binary(cli.rampart_bin.clone())?;
-    let settings = cli.settings(&plan, bin.clone())?;
-    if cli.suite.contains(&Suite::Spray) {
-        // Before any server starts, rather than after the suites before it.
-        settings.spray.check()?;
-    }
-    let setup = Setup {
-        seconds: cli.seconds,
-        warmup: cli.warmup,
-        runs: cli.runs,
-        http_version: String::new(),
-        server_version: server_version(&bin),
-    };
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
+    // Before any server starts, so the load average shows other work, not ours.
+    let machine = report::machine();
+    cli.check()?;
+    let version = server_version(cli.bin());
     let mut results = Vec::new();
     // A failing suite ends the invocation, but the suites before it are still reported.
     let mut failure = None;
     for &suite in &cli.suite {
         let measured = match suite {
-            Suite::Core => core(&cli, &plan, &bin).await.map(|(done, stop)| {
-                failure = failure.take().or(stop);
-                done
-            }),
-            Suite::Audit => suites::audit(&settings).await.map(outcome),
-            Suite::Spray => suites::spray(&settings).await.map(outcome),
-            Suite::Encryption => suites::encryption(&settings).await.map(outcome),
-            Suite::Backup => suites::backup(&settings).await.map(outcome),
-            Suite::Breach => suites::breach(&settings).await.map(outcome),
-            Suite::Tokens => suites::tokens(&settings).await.map(outcome),
-            Suite::Compare => compare::compare(&compare::ComparePlan {
-                bin: bin.clone(),
-                extra_env: settings.extra_env.clone(),
-                window: plan.window,
-                runs: cli.runs,
-                connections: cli.wrk_connections.max(1),
-                documents: cli.documents,
-            })
-            .await
-            .map(|report| (report, "HTTP/1.1 (wrk)".to_owned())),
+            Suite::Core => suites::core(&cli).await,
+            Suite::Audit => suites::audit(&cli).await,
+            Suite::Spray => spray::spray(&cli).await,
+            Suite::Encryption => suites::encryption(&cli).await,
+            Suite::Backup => suites::backup(&cli).await,
+            Suite::Breach => suites::breach(&cli).await,
+            Suite::Tokens => suites::tokens(&cli).await,
+            Suite::Compare => compare::compare(&cli).await,
         };
+        let context = || format!("suite {}", suite.name());
         match measured {
-            Ok((report, http_version)) => results.push((suite, report, Setup { http_version, ..setup.clone() })),
+            Ok(mut report) => {
+                failure = failure.or(report.stop_error.take().map(|e| e.context(context())));
+                results.push((suite, report));
+            }
             Err(e) => {
-                failure = Some(e.context(format!("suite {}", suite.name())));
+                failure = Some(e.context(context()));
                 break;
             }
         }
     }
-    print_results(&cli, &machine, &results);
+    print_results(&cli, &machine, &version, &results);
     if let Some(e) = failure {
         return Err(e);
     }
-    match results.iter().map(|(_, report, _)| report.total_errors()).sum::<u64>() {
+    match results.iter().map(|(_, report)| report.total_errors()).sum::<u64>() {
         0 => Ok(()),
         n => bail!("{n} requests failed during measurement; the affected figures are not trustworthy"),
     }
 }
 
-fn outcome(o: suites::Outcome) -> (Report, String) {
-    (o.report, o.http_version)
-}
-
-fn print_results(cli: &Cli, machine: &Machine, results: &[(Suite, Report, Setup)]) {
+fn print_results(cli: &Cli, machine: &Value, version: &str, results: &[(Suite, Report)]) {
     if cli.json {
-        let mut suites: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(suite, report, setup)| {
-                let mut json = report.json(machine, setup);
-                json["suite"] = serde_json::json!(suite.name());
-                json
-            })
-            .collect();
+        let setup = |r: &Report| {
+            json!({"seconds": cli.seconds, "warmup_seconds": cli.warmup, "runs": cli.runs,
+                   "http_version": r.transport, "server_version": version})
+        };
+        let json = |(suite, r): &(Suite, Report)| json!({"machine": machine, "setup": setup(r), "figures": r.json(), "suite": suite.name()});
+        let mut suites: Vec<Value> = results.iter().map(json).collect();
         match suites.len() {
             1 => println!("{:#}", suites.remove(0)),
-            _ => println!("{:#}", serde_json::json!({ "suites": suites })),
+            _ => println!("{:#}", json!({ "suites": suites })),
         }
         return;
     }
-    let headings = !(results.len() == 1 && results.iter().all(|(suite, _, _)| *suite == Suite::Core));
-    for (i, (suite, report, setup)) in results.iter().enumerate() {
+    let fact = |key: &str| machine[key].as_str().unwrap_or("unknown").to_owned();
+    let headings = !(results.len() == 1 && results.iter().all(|(suite, _)| *suite == Suite::Core));
+    for (i, (suite, report)) in results.iter().enumerate() {
         if headings {
             println!("{}## {}\n", if i > 0 { "\n" } else { "" }, suite.title());
         }
-        print!("{}", report.markdown(machine, setup));
+        let [cpu, kernel, memory, load] = ["cpu_model", "kernel", "memory", "load_average_1min"].map(fact);
+        println!(
+            "Machine: {} CPUs ({cpu}), kernel {kernel}, {memory} RAM, load average {load} at start",
+            machine["nproc"]
+        );
+        println!(
+            "Run: {version}; {} runs x {} s measured after {} s warm-up; {} to the server; client and server share the machine.\n",
+            cli.runs, cli.seconds, cli.warmup, report.transport
+        );
+        print!("{}", report.markdown());
     }
-}
-
-/// The issue 2 suite on one server, as it always ran. A failure to stop the server comes
-/// back beside the figures, so they are still reported.
-async fn core(cli: &Cli, plan: &Plan, bin: &Path) -> anyhow::Result<((Report, String), Option<anyhow::Error>)> {
-    let env = server::server_env(&parse_env_pairs(&cli.server_env)?);
-    eprintln!("starting {}", bin.display());
-    let bin = bin.to_owned();
-    let server = tokio::task::spawn_blocking(move || Server::start(&bin, &env)).await??;
-    let outcome = bench(&server, plan, cli.runs).await;
-    let stopped = tokio::task::spawn_blocking(move || server.stop()).await?;
-    Ok((outcome?, stopped.context("stopping the server").err()))
-}
-
-async fn bench(server: &Server, plan: &Plan, runs: usize) -> anyhow::Result<(Report, String)> {
-    let api = Api::new(&server.base_url, &server.cert_pem)?;
-    let http_version = api::negotiated_version(&api.client()?, &api).await?;
-    let target = Target::prepare(api, plan.documents, server.pid()).await?;
-    let mut report = Report::default();
-    for run in 1..=runs {
-        report.add_run(suite::run_once(plan, &target, run).await?);
-    }
-    Ok((report, http_version))
 }
 
 /// `rampart --version`, so the figures name what they measured.
 fn server_version(bin: &Path) -> String {
-    Command::new(bin)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "rampart (unknown version)".to_owned())
+    let out = Command::new(bin).arg("--version").output().ok();
+    let version = out.and_then(|out| String::from_utf8(out.stdout).ok()).map(|v| v.trim().to_owned());
+    version.filter(|v| !v.is_empty()).unwrap_or_else(|| "rampart (unknown version)".to_owned())
 }

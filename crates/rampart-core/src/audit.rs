@@ -105,21 +105,28 @@ impl AuditChainer for Chainer {
     }
 }
 
+/// A record as clients see it: the event's fields beside the sequence number and the
+/// chain hashes in hex. The API's audit query returns these.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecordView {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl From<AuditRecord> for AuditRecordView {
+    fn from(r: AuditRecord) -> Self {
+        Self { seq: r.seq, event: r.event, prev_hash: hex::encode(r.prev_hash), hash: hex::encode(r.hash) }
+    }
+}
+
 /// The JSON form of a record, as the API returns it and `audit.log` stores it (one line
 /// each; JSON escaping keeps newlines, quotes and control characters inside the line).
 pub fn record_json(r: &AuditRecord) -> Value {
-    serde_json::json!({
-        "seq": r.seq,
-        "timestamp": r.event.timestamp,
-        "event_type": r.event.event_type,
-        "user": r.event.user,
-        "ip_address": r.event.ip_address,
-        "success": r.event.success,
-        "details": r.event.details,
-        "request_id": r.event.request_id,
-        "prev_hash": hex::encode(r.prev_hash),
-        "hash": hex::encode(r.hash),
-    })
+    // Strings, numbers and a JSON value under string keys: serializing cannot fail.
+    serde_json::to_value(AuditRecordView::from(r.clone())).unwrap_or(Value::Null)
 }
 
 /// Parses a line written by `record_json`; `None` for anything malformed.

@@ -1,10 +1,9 @@
 use axum::extract::{Query, State};
 use axum::Json;
-use rampart_core::audit::record_json;
+use rampart_core::audit::AuditRecordView;
 use rampart_core::{AuditFilter, FullVerification};
 use rampart_types::Timestamp;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Authz;
@@ -25,6 +24,14 @@ pub(crate) struct AuditQuery {
     cursor: Option<String>,
 }
 
+/// `GET /api/v1/admin/audit`: a page of records, oldest first. `next_cursor` is `null` on
+/// the last page.
+#[derive(Serialize)]
+pub(crate) struct AuditPage {
+    records: Vec<AuditRecordView>,
+    next_cursor: Option<String>,
+}
+
 fn time(field: &str, v: Option<String>) -> ApiResult<Option<Timestamp>> {
     v.map(|s| {
         Timestamp::parse_rfc3339(&s)
@@ -37,7 +44,7 @@ pub(crate) async fn audit(
     auth: Authz<perm::AuditRead>,
     State(state): State<AppState>,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditPage>> {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::bad_request(Some("limit".into()), "limit: must be between 1 and 1000"));
@@ -59,8 +66,8 @@ pub(crate) async fn audit(
         limit,
     };
     let records = state.core.audit().query_audit(&auth, filter).await?;
-    let next = if records.len() == limit { records.last().map(|r| r.seq.to_string()) } else { None };
-    Ok(Json(json!({ "records": records.iter().map(record_json).collect::<Vec<_>>(), "next_cursor": next })))
+    let next_cursor = if records.len() == limit { records.last().map(|r| r.seq.to_string()) } else { None };
+    Ok(Json(AuditPage { records: records.into_iter().map(AuditRecordView::from).collect(), next_cursor }))
 }
 
 pub(crate) async fn verify(

@@ -1,13 +1,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use rampart_core::{CoreError, UserView};
+use rampart_core::{CoreError, LoginOutcome, UserView};
+use rampart_types::{Permission, RoleName, Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Authenticated, Enrolling, Public};
+use crate::handlers::mfa::Enrolled;
 use crate::json::ApiJson;
 use crate::AppState;
 
@@ -31,26 +32,107 @@ pub(crate) fn device_token<'a>(body: Option<&'a SecretString>, headers: &'a axum
     body.map(|s| s.expose_secret()).or_else(|| crate::extract::cookie_in(headers, DEVICE_COOKIE))
 }
 
-/// The login answer of SPEC section 4: a session with its refresh token, or, when the
-/// account has MFA, `{"mfa_required": true, "mfa_token"}` and no session.
-pub(crate) fn login_json(out: rampart_core::LoginOutcome) -> Value {
-    if let Some(mfa) = out.mfa_token {
-        return json!({ "mfa_required": true, "mfa_token": mfa.expose_secret() });
+/// Writes a secret into the response body; it stays a `SecretString` until then.
+fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose_secret())
+}
+
+fn expose_some<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => expose(secret, s),
+        None => s.serialize_none(),
     }
-    let UserView { username, role, mfa_enabled, .. } = out.user;
-    let mut body = json!({
-        "token": out.token.expose_secret(),
-        "refresh_token": out.refresh_token.expose_secret(),
-        "expires_at": out.expires_at,
-        "user": { "username": username, "role": role, "mfa_enabled": mfa_enabled },
-    });
-    if let Some(d) = &out.device_token {
-        body["device_token"] = json!(d.expose_secret());
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The user a login answer names.
+#[derive(Serialize)]
+pub(crate) struct SessionUser {
+    username: Username,
+    role: RoleName,
+    mfa_enabled: bool,
+}
+
+impl From<UserView> for SessionUser {
+    fn from(u: UserView) -> Self {
+        let UserView { username, role, mfa_enabled, .. } = u;
+        Self { username, role, mfa_enabled }
     }
-    if out.mfa_enrollment_required {
-        body["mfa_enrollment_required"] = json!(true);
+}
+
+/// The login answer of SPEC section 4 (token mode, and MFA verification): a session with
+/// its refresh token, or, when the account has MFA, the challenge and no session.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum LoginResponse {
+    MfaRequired(MfaChallenge),
+    Session(TokenSession),
+}
+
+/// `{"mfa_required": true, "mfa_token"}`: `mfa_token` (single use, 5 minutes) goes to
+/// `POST /api/v1/auth/mfa/verify` with a code.
+#[derive(Serialize)]
+pub(crate) struct MfaChallenge {
+    /// Always `true`.
+    mfa_required: bool,
+    #[serde(serialize_with = "expose")]
+    mfa_token: SecretString,
+}
+
+/// A bearer session.
+#[derive(Serialize)]
+pub(crate) struct TokenSession {
+    #[serde(serialize_with = "expose")]
+    token: SecretString,
+    #[serde(serialize_with = "expose")]
+    refresh_token: SecretString,
+    expires_at: Timestamp,
+    user: SessionUser,
+    /// Proof that this client completed a login; absent when none was handed out.
+    #[serde(serialize_with = "expose_some", skip_serializing_if = "Option::is_none")]
+    device_token: Option<SecretString>,
+    /// Present (and `true`) only when the session can do nothing but enrol MFA and log out.
+    #[serde(skip_serializing_if = "is_false")]
+    mfa_enrollment_required: bool,
+}
+
+/// A browser session: the token itself travels in the cookie, never in the body.
+#[derive(Serialize)]
+pub(crate) struct CookieSession {
+    /// To echo in `X-CSRF-Token` on unsafe requests.
+    csrf_token: String,
+    expires_at: Timestamp,
+    user: SessionUser,
+    /// Present (and `true`) only when the session can do nothing but enrol MFA and log out.
+    #[serde(skip_serializing_if = "is_false")]
+    mfa_enrollment_required: bool,
+}
+
+/// A login answer that closes an MFA enrolment carries the recovery codes beside the
+/// session's fields; other login answers have nothing beside them.
+#[derive(Serialize)]
+pub(crate) struct WithEnrolment<B> {
+    #[serde(flatten)]
+    pub(crate) session: B,
+    #[serde(flatten)]
+    pub(crate) enrolled: Option<Enrolled>,
+}
+
+pub(crate) fn login_response(out: LoginOutcome) -> LoginResponse {
+    if let Some(mfa_token) = out.mfa_token {
+        return LoginResponse::MfaRequired(MfaChallenge { mfa_required: true, mfa_token });
     }
-    body
+    LoginResponse::Session(TokenSession {
+        token: out.token,
+        refresh_token: out.refresh_token,
+        expires_at: out.expires_at,
+        user: out.user.into(),
+        device_token: out.device_token,
+        mfa_enrollment_required: out.mfa_enrollment_required,
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -62,15 +144,15 @@ pub(crate) struct LoginMode {
 /// Browser mode: the session travels in a `__Host-` cookie (HttpOnly, Secure, SameSite=
 /// Strict, Path=/) that scripts cannot read; the body carries only the CSRF token that
 /// unsafe requests must echo in `X-CSRF-Token`.
-/// `extra` fields join the body (the recovery codes of an enrolment).
+/// `enrolled` joins the body (the recovery codes of an enrolment).
 pub(crate) fn cookie_response(
     state: &AppState,
-    out: rampart_core::LoginOutcome,
-    extra: Value,
+    out: LoginOutcome,
+    enrolled: Option<Enrolled>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     if out.mfa_token.is_some() {
-        return Json(login_json(out)).into_response();
+        return Json(login_response(out)).into_response();
     }
     let token = out.token.expose_secret().to_owned();
     let device = out.device_token.as_ref().map(|d| {
@@ -86,20 +168,13 @@ pub(crate) fn cookie_response(
         "{}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}",
         crate::extract::SESSION_COOKIE
     );
-    let enrollment = out.mfa_enrollment_required;
-    let UserView { username, role, mfa_enabled, .. } = out.user;
-    let mut body = json!({
-        "csrf_token": csrf,
-        "expires_at": out.expires_at,
-        "user": { "username": username, "role": role, "mfa_enabled": mfa_enabled },
-    });
-    if enrollment {
-        body["mfa_enrollment_required"] = json!(true);
-    }
-    if let (Some(o), Value::Object(e)) = (body.as_object_mut(), extra) {
-        o.extend(e);
-    }
-    let mut res = Json(body).into_response();
+    let session = CookieSession {
+        csrf_token: csrf,
+        expires_at: out.expires_at,
+        user: out.user.into(),
+        mfa_enrollment_required: out.mfa_enrollment_required,
+    };
+    let mut res = Json(WithEnrolment { session, enrolled }).into_response();
     for c in std::iter::once(cookie).chain(device) {
         if let Ok(v) = axum::http::HeaderValue::from_str(&c) {
             res.headers_mut().append(axum::http::header::SET_COOKIE, v);
@@ -128,8 +203,8 @@ pub(crate) async fn login(
     let device = device_token(req.device_token.as_ref(), &headers);
     let out = state.core.login(&req.username, req.password, device, &ctx.meta()).await?;
     match mode.mode.as_deref() {
-        None | Some("token") => Ok(Json(login_json(out)).into_response()),
-        Some("cookie") => Ok(cookie_response(&state, out, json!({}))),
+        None | Some("token") => Ok(Json(login_response(out)).into_response()),
+        Some("cookie") => Ok(cookie_response(&state, out, None)),
         Some(_) => Err(ApiError::bad_request(Some("mode".into()), "mode: expected token or cookie")),
     }
 }
@@ -144,9 +219,9 @@ pub(crate) async fn refresh(
     Public(ctx): Public,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LoginResponse>> {
     let out = state.core.sessions().refresh(req.refresh_token.expose_secret(), &ctx.meta()).await?;
-    Ok(Json(login_json(out)))
+    Ok(Json(login_response(out)))
 }
 
 pub(crate) async fn logout(auth: Enrolling, State(state): State<AppState>) -> ApiResult<axum::response::Response> {
@@ -161,23 +236,32 @@ pub(crate) async fn logout(auth: Enrolling, State(state): State<AppState>) -> Ap
     Ok(res)
 }
 
-pub(crate) async fn logout_all(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let n = state.core.sessions().logout_all(&auth).await?;
-    Ok(Json(json!({ "sessions_ended": n })))
+/// `POST /api/v1/auth/logout-all`.
+#[derive(Serialize)]
+pub(crate) struct SessionsEnded {
+    sessions_ended: u64,
 }
 
-pub(crate) async fn me(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+pub(crate) async fn logout_all(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<SessionsEnded>> {
+    let sessions_ended = state.core.sessions().logout_all(&auth).await?;
+    Ok(Json(SessionsEnded { sessions_ended }))
+}
+
+/// `GET /api/v1/auth/me`: the caller's account, what the session may do and how it was
+/// opened.
+#[derive(Serialize)]
+pub(crate) struct Me {
+    #[serde(flatten)]
+    user: UserView,
+    permissions: Vec<Permission>,
+    /// `password` or `password+mfa`.
+    assurance: &'static str,
+}
+
+pub(crate) async fn me(auth: Authenticated, State(state): State<AppState>) -> ApiResult<Json<Me>> {
     let user = state.core.users().me(&auth).await?;
-    let permissions: Vec<&str> = auth.who.role.permissions.iter().map(|p| p.as_str()).collect();
-    Ok(Json(json!({
-        "username": user.username,
-        "role": user.role,
-        "mfa_enabled": user.mfa_enabled,
-        "disabled": user.disabled,
-        "created_at": user.created_at,
-        "permissions": permissions,
-        "assurance": auth.who.assurance.as_str(),
-    })))
+    let permissions = auth.who.role.permissions.clone();
+    Ok(Json(Me { user, permissions, assurance: auth.who.assurance.as_str() }))
 }
 
 #[derive(Deserialize)]

@@ -2,8 +2,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::backup::{BackupMeta, BackupVerification};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiResult;
 use crate::extract::Authz;
@@ -32,9 +31,15 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(meta)))
 }
 
-pub(crate) async fn list(auth: Authz<perm::BackupRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let all = state.backups.list_backups(&auth).await?;
-    Ok(Json(json!({ "backups": all })))
+/// `GET /api/v1/admin/backups`.
+#[derive(Serialize)]
+pub(crate) struct BackupsPage {
+    backups: Vec<BackupMeta>,
+}
+
+pub(crate) async fn list(auth: Authz<perm::BackupRead>, State(state): State<AppState>) -> ApiResult<Json<BackupsPage>> {
+    let backups = state.backups.list_backups(&auth).await?;
+    Ok(Json(BackupsPage { backups }))
 }
 
 pub(crate) async fn verify(

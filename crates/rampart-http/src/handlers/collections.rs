@@ -2,8 +2,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::{CollectionSpec, CollectionUpdate, CollectionView};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Authz;
@@ -38,8 +37,17 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(state.core.documents().create_collection(&auth, spec).await?)))
 }
 
-pub(crate) async fn list(auth: Authz<perm::CollectionsRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "collections": state.core.documents().list_collections(&auth).await? })))
+/// `GET /api/v1/collections`: the collections the caller may read.
+#[derive(Serialize)]
+pub(crate) struct CollectionsPage {
+    collections: Vec<CollectionView>,
+}
+
+pub(crate) async fn list(
+    auth: Authz<perm::CollectionsRead>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<CollectionsPage>> {
+    Ok(Json(CollectionsPage { collections: state.core.documents().list_collections(&auth).await? }))
 }
 
 pub(crate) async fn get(

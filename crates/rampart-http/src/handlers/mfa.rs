@@ -2,13 +2,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::mfa::MfaEnrollment;
+use rampart_core::{CoreError, SessionRecord};
+use rampart_types::{SessionId, Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiResult;
 use crate::extract::{Authenticated, Authz, Enrolling, Public};
-use crate::handlers::auth::login_json;
+use crate::handlers::auth::{login_response, LoginResponse, WithEnrolment};
 use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
@@ -23,6 +24,15 @@ pub(crate) struct CodeBody {
     code: String,
 }
 
+/// What confirming an enrolment adds to the login answer.
+#[derive(Serialize)]
+pub(crate) struct Enrolled {
+    /// Always `true`.
+    mfa_enabled: bool,
+    /// Ten single-use codes, shown this once.
+    recovery_codes: Vec<String>,
+}
+
 /// Confirms enrolment. Every earlier session of the user ends; the answer carries the
 /// recovery codes and a fresh multi-factor session, in the form the caller logged in with
 /// (a bearer pair, or the browser cookie when the request came with one).
@@ -35,19 +45,12 @@ pub(crate) async fn confirm(
     use axum::response::IntoResponse;
     let (codes, session) = state.core.mfa().mfa_confirm(&auth, &b.code).await?;
     let cookie_mode = headers.get(axum::http::header::AUTHORIZATION).is_none();
-    let extra = json!({ "mfa_enabled": true, "recovery_codes": codes });
+    let enrolled = Enrolled { mfa_enabled: true, recovery_codes: codes };
     if cookie_mode {
-        Ok(crate::handlers::auth::cookie_response(&state, session, extra))
+        Ok(crate::handlers::auth::cookie_response(&state, session, Some(enrolled)))
     } else {
-        let mut body = login_json(session);
-        merge(&mut body, extra);
+        let body = WithEnrolment { session: login_response(session), enrolled: Some(enrolled) };
         Ok(Json(body).into_response())
-    }
-}
-
-fn merge(into: &mut Value, extra: Value) {
-    if let (Some(o), Value::Object(e)) = (into.as_object_mut(), extra) {
-        o.extend(e);
     }
 }
 
@@ -65,10 +68,10 @@ pub(crate) async fn verify(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     ApiJson(b): ApiJson<VerifyBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LoginResponse>> {
     let device = crate::handlers::auth::device_token(b.device_token.as_ref(), &headers);
     let out = state.core.mfa().mfa_verify(b.token.expose_secret(), &b.code, device, &ctx.meta()).await?;
-    Ok(Json(login_json(out)))
+    Ok(Json(login_response(out)))
 }
 
 #[derive(Deserialize)]
@@ -87,12 +90,18 @@ pub(crate) async fn disable(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /api/v1/auth/mfa/recovery-codes`: a new set; the old codes stop working.
+#[derive(Serialize)]
+pub(crate) struct RecoveryCodes {
+    recovery_codes: Vec<String>,
+}
+
 pub(crate) async fn recovery_codes(
     auth: Authenticated,
     State(state): State<AppState>,
     ApiJson(b): ApiJson<CodeBody>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "recovery_codes": state.core.mfa().mfa_regenerate_codes(&auth, &b.code).await? })))
+) -> ApiResult<Json<RecoveryCodes>> {
+    Ok(Json(RecoveryCodes { recovery_codes: state.core.mfa().mfa_regenerate_codes(&auth, &b.code).await? }))
 }
 
 pub(crate) async fn reset(
@@ -110,29 +119,49 @@ pub(crate) struct SessionsQuery {
     username: Option<String>,
 }
 
+/// A session as its owner (or a `sessions.manage` holder) sees it; never the token.
+#[derive(Serialize)]
+pub(crate) struct SessionView {
+    id: SessionId,
+    username: Username,
+    created_at: Timestamp,
+    last_seen_at: Timestamp,
+    expires_at: Timestamp,
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+    /// Whether this is the session that asked.
+    current: bool,
+}
+
+impl SessionView {
+    fn of(s: SessionRecord, current: Option<&SessionId>) -> Self {
+        Self {
+            current: current == Some(&s.id),
+            id: s.id,
+            username: s.username,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            expires_at: s.expires_at,
+            ip_address: s.ip_address,
+            user_agent: s.user_agent,
+        }
+    }
+}
+
+/// `GET /api/v1/auth/sessions`.
+#[derive(Serialize)]
+pub(crate) struct SessionsPage {
+    sessions: Vec<SessionView>,
+}
+
 pub(crate) async fn sessions(
     auth: Authenticated,
     State(state): State<AppState>,
     Query(q): Query<SessionsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SessionsPage>> {
     let list = state.core.sessions().list_sessions(&auth, q.username.as_deref()).await?;
-    let current = auth.who.session_id.clone();
-    let view: Vec<Value> = list
-        .iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "username": s.username,
-                "created_at": s.created_at,
-                "last_seen_at": s.last_seen_at,
-                "expires_at": s.expires_at,
-                "ip_address": s.ip_address,
-                "user_agent": s.user_agent,
-                "current": current.as_ref() == Some(&s.id),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "sessions": view })))
+    let current = auth.who.session_id.as_ref();
+    Ok(Json(SessionsPage { sessions: list.into_iter().map(|s| SessionView::of(s, current)).collect() }))
 }
 
 pub(crate) async fn end_session(
@@ -160,6 +189,36 @@ pub(crate) async fn mint(
     Ok(Json(state.core.tokens().mint_jwt(&auth, &b.audience, b.ttl_secs).await?))
 }
 
-pub(crate) async fn jwks(_: Public, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(state.core.tokens().jwks().await?))
+/// `GET /.well-known/jwks.json` (RFC 7517): the public keys that verify the tokens of
+/// `POST /api/v1/auth/token`, retired ones included for the overlap window.
+/// Read strictly from core's JSON, so a key field added there fails loudly (tests, 500)
+/// instead of vanishing from the answer.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JwkSet {
+    keys: Vec<Jwk>,
+}
+
+/// An Ed25519 public key (RFC 8037).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Jwk {
+    /// `OKP`.
+    kty: String,
+    /// `Ed25519`.
+    crv: String,
+    /// The public key, base64url without padding.
+    x: String,
+    kid: String,
+    /// `EdDSA`.
+    alg: String,
+    /// `sig`.
+    #[serde(rename = "use")]
+    key_use: String,
+}
+
+pub(crate) async fn jwks(_: Public, State(state): State<AppState>) -> ApiResult<Json<JwkSet>> {
+    // Core hands the set over as JSON (its signature stays); the typed set pins the shape.
+    let set = serde_json::from_value(state.core.tokens().jwks().await?).map_err(CoreError::internal)?;
+    Ok(Json(set))
 }

@@ -2,8 +2,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::{RoleRecord, RoleSpec};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use rampart_types::{CollectionName, Permission, RoleName, Timestamp};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiResult;
 use crate::extract::Authz;
@@ -11,15 +11,29 @@ use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
 
-fn view(r: &RoleRecord) -> Value {
-    json!({
-        "name": r.name,
-        "description": r.description,
-        "permissions": r.permissions,
-        "collections": r.collections,
-        "builtin": r.builtin,
-        "created_at": r.created_at,
-    })
+/// A role as clients see it.
+#[derive(Serialize)]
+pub(crate) struct RoleView {
+    name: RoleName,
+    description: String,
+    permissions: Vec<Permission>,
+    /// `null` when the role's grants reach every collection.
+    collections: Option<Vec<CollectionName>>,
+    builtin: bool,
+    created_at: Timestamp,
+}
+
+impl From<RoleRecord> for RoleView {
+    fn from(r: RoleRecord) -> Self {
+        let RoleRecord { name, description, permissions, collections, builtin, created_at } = r;
+        Self { name, description, permissions, collections, builtin, created_at }
+    }
+}
+
+/// `GET /api/v1/roles`.
+#[derive(Serialize)]
+pub(crate) struct RolesPage {
+    roles: Vec<RoleView>,
 }
 
 #[derive(Deserialize)]
@@ -37,27 +51,27 @@ impl RoleBody {
     }
 }
 
-pub(crate) async fn list(auth: Authz<perm::RolesRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+pub(crate) async fn list(auth: Authz<perm::RolesRead>, State(state): State<AppState>) -> ApiResult<Json<RolesPage>> {
     let roles = state.core.roles().list_roles(&auth).await?;
-    Ok(Json(json!({ "roles": roles.iter().map(view).collect::<Vec<_>>() })))
+    Ok(Json(RolesPage { roles: roles.into_iter().map(RoleView::from).collect() }))
 }
 
 pub(crate) async fn get(
     auth: Authz<perm::RolesRead>,
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&state.core.roles().get_role(&auth, &name).await?)))
+) -> ApiResult<Json<RoleView>> {
+    Ok(Json(state.core.roles().get_role(&auth, &name).await?.into()))
 }
 
 pub(crate) async fn create(
     auth: Authz<perm::RolesManage>,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RoleBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<RoleView>)> {
     let name = body.name.clone().unwrap_or_default();
     let role = state.core.roles().create_role(&auth, body.into_spec(name)).await?;
-    Ok((StatusCode::CREATED, Json(view(&role))))
+    Ok((StatusCode::CREATED, Json(role.into())))
 }
 
 pub(crate) async fn replace(
@@ -65,9 +79,9 @@ pub(crate) async fn replace(
     State(state): State<AppState>,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<RoleBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RoleView>> {
     let role = state.core.roles().update_role(&auth, &name, body.into_spec(name.clone())).await?;
-    Ok(Json(view(&role)))
+    Ok(Json(role.into()))
 }
 
 pub(crate) async fn delete(

@@ -2,9 +2,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::security::BlockView;
-use rampart_core::AlertFilter;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use rampart_core::{AlertFilter, AlertRecord};
+use rampart_types::{AlertId, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Authz;
@@ -22,45 +23,78 @@ pub(crate) struct AlertQuery {
     limit: Option<usize>,
 }
 
-fn alert_json(a: &rampart_core::AlertRecord) -> Value {
-    json!({
-        "id": a.id,
-        "severity": a.severity,
-        "breach_type": a.breach_type,
-        "details": a.details,
-        "first_seen": a.first_seen,
-        "last_seen": a.last_seen,
-        "count": a.count,
-        "status": a.status,
-        "acknowledged_by": a.acknowledged_by,
-    })
+/// An alert as clients see it (the store's deduplication key stays inside). `From`
+/// names every store field, so a new one is a decision here, not a silent leak.
+#[derive(Serialize)]
+pub(crate) struct AlertView {
+    id: AlertId,
+    severity: String,
+    breach_type: String,
+    details: Value,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    count: u64,
+    /// `open`, `acknowledged` or `resolved`.
+    status: String,
+    /// `null` until someone acknowledges or resolves the alert.
+    acknowledged_by: Option<String>,
+}
+
+impl From<AlertRecord> for AlertView {
+    fn from(a: AlertRecord) -> Self {
+        let AlertRecord {
+            id,
+            severity,
+            breach_type,
+            dedup_key: _,
+            details,
+            first_seen,
+            last_seen,
+            count,
+            status,
+            acknowledged_by,
+        } = a;
+        Self { id, severity, breach_type, details, first_seen, last_seen, count, status, acknowledged_by }
+    }
+}
+
+/// `GET /api/v1/admin/security/alerts`.
+#[derive(Serialize)]
+pub(crate) struct AlertsPage {
+    alerts: Vec<AlertView>,
+}
+
+/// `GET /api/v1/admin/security/blocked-ips`.
+#[derive(Serialize)]
+pub(crate) struct BlocksPage {
+    blocked_ips: Vec<BlockView>,
 }
 
 pub(crate) async fn alerts(
     auth: Authz<perm::SecurityRead>,
     State(state): State<AppState>,
     Query(q): Query<AlertQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AlertsPage>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let filter = AlertFilter { status: q.status, severity: q.severity, breach_type: q.breach_type, limit };
     let all = state.core.detection().list_alerts(&auth, filter).await?;
-    Ok(Json(json!({ "alerts": all.iter().map(alert_json).collect::<Vec<_>>() })))
+    Ok(Json(AlertsPage { alerts: all.into_iter().map(AlertView::from).collect() }))
 }
 
 pub(crate) async fn acknowledge(
     auth: Authz<perm::SecurityManage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(alert_json(&state.core.detection().set_alert_status(&auth, &id, "acknowledged").await?)))
+) -> ApiResult<Json<AlertView>> {
+    Ok(Json(state.core.detection().set_alert_status(&auth, &id, "acknowledged").await?.into()))
 }
 
 pub(crate) async fn resolve(
     auth: Authz<perm::SecurityManage>,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(alert_json(&state.core.detection().set_alert_status(&auth, &id, "resolved").await?)))
+) -> ApiResult<Json<AlertView>> {
+    Ok(Json(state.core.detection().set_alert_status(&auth, &id, "resolved").await?.into()))
 }
 
 #[derive(Deserialize)]
@@ -83,8 +117,11 @@ pub(crate) async fn block(
     Ok((StatusCode::CREATED, Json(b)))
 }
 
-pub(crate) async fn blocked(auth: Authz<perm::SecurityRead>, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "blocked_ips": state.core.detection().list_blocks(&auth).await? })))
+pub(crate) async fn blocked(
+    auth: Authz<perm::SecurityRead>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<BlocksPage>> {
+    Ok(Json(BlocksPage { blocked_ips: state.core.detection().list_blocks(&auth).await? }))
 }
 
 /// `{ip}` is an address or a CIDR block with its `/` percent-encoded (`10.0.0.0%2F8`).

@@ -3,8 +3,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::{NewUser, UserView};
 use secrecy::SecretString;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiResult;
 use crate::extract::Authz;
@@ -37,15 +36,23 @@ pub(crate) struct ListQuery {
     limit: Option<usize>,
 }
 
+/// `GET /api/v1/users`: a page of users by name; `next_cursor` (the `after` of the next
+/// page) is `null` on the last one.
+#[derive(Serialize)]
+pub(crate) struct UsersPage {
+    users: Vec<UserView>,
+    next_cursor: Option<String>,
+}
+
 pub(crate) async fn list(
     auth: Authz<perm::UsersRead>,
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UsersPage>> {
     let limit = q.limit.unwrap_or(100);
     let users = state.core.users().list_users(&auth, q.after.as_deref(), limit).await?;
-    let next = if users.len() == limit { users.last().map(|u| u.username.to_string()) } else { None };
-    Ok(Json(json!({ "users": users, "next_cursor": next })))
+    let next_cursor = if users.len() == limit { users.last().map(|u| u.username.to_string()) } else { None };
+    Ok(Json(UsersPage { users, next_cursor }))
 }
 
 pub(crate) async fn get(

@@ -10,5 +10,6 @@ mod errors;
 mod limits;
 mod mfa;
 mod rbac;
+mod responses;
 mod security;
 mod session_cache;

@@ -2,8 +2,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 
-use secrecy::SecretString;
-
 use crate::{invalid, ConfigError};
 
 /// Every `RAMPART_*` variable the configuration reads (a test keeps this list in step
@@ -13,6 +11,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "RAMPART_ADMIN_PASSWORD",
     "RAMPART_ADMIN_PASSWORD_FILE",
     "RAMPART_ADMIN_USERNAME",
+    "RAMPART_ADMIN_USERNAME_FILE",
     "RAMPART_AUDIT_RECORD_READS",
     "RAMPART_BACKUP_DIR",
     "RAMPART_BACKUP_ENCRYPTION",
@@ -123,23 +122,8 @@ impl Env {
             .transpose()
     }
 
-    /// `NAME` or `NAME_FILE` (the file's content, trailing newline trimmed); both is an error.
-    pub fn secret(&self, name: &str) -> Result<Option<SecretString>, ConfigError> {
-        let file_var = format!("{name}_FILE");
-        match (self.get(name), self.get(&file_var)) {
-            (Some(_), Some(_)) => Err(invalid(name, format!("set {name} or {file_var}, not both"))),
-            (Some(v), None) => Ok(Some(SecretString::from(v))),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| invalid(&file_var, format!("cannot read {path}: {}", e.kind())))?;
-                Ok(Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned())))
-            }
-            (None, None) => Ok(None),
-        }
-    }
-
-    /// Adds `KEY=VALUE` lines from a secrets file underneath the real environment.
-    pub(crate) fn with_secrets_file(&self, path: &Path) -> Result<Self, ConfigError> {
+    /// The `KEY=VALUE` lines of a secrets file (`#` comments and blank lines skipped).
+    pub(crate) fn read_secrets_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::ReadFile { path: path.to_owned(), reason: e.kind().to_string() })?;
         let mut vars = BTreeMap::new();
@@ -156,7 +140,13 @@ impl Env {
             };
             vars.insert(k.trim().to_owned(), v.trim().to_owned());
         }
-        vars.extend(self.vars.clone());
         Ok(Self { vars })
+    }
+
+    /// These variables, with `lower`'s underneath where these do not set them.
+    pub(crate) fn over(&self, lower: &Env) -> Self {
+        let mut vars = lower.vars.clone();
+        vars.extend(self.vars.clone());
+        Self { vars }
     }
 }

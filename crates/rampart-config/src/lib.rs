@@ -1,9 +1,11 @@
 //! Layered configuration: defaults < `rampart.toml` < `RAMPART_*` environment < flags.
-//! Secrets may come from `X` or `X_FILE`, or from the `.secrets` file that `init --secure`
-//! writes. This crate is the only place that reads the process environment.
+//! Secrets are resolved through a [`SecretChain`] (`secrets.rs`): `X` or `X_FILE` in the
+//! environment, then the `.secrets` file that `init --secure` writes. This crate is the only
+//! place that reads the process environment.
 
 mod env;
 mod file;
+mod secrets;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use secrecy::SecretString;
 
 pub use env::Env;
 use file::FileConfig;
+pub use secrets::{EnvSecrets, SecretChain, SecretError, SecretName, SecretSource, SecretsFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -22,6 +25,8 @@ pub enum ConfigError {
     ParseFile { path: PathBuf, reason: String },
     #[error("invalid value for {name}: {reason}")]
     Invalid { name: String, reason: String },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 fn invalid(name: &str, reason: impl Into<String>) -> ConfigError {
@@ -255,17 +260,25 @@ impl Config {
             Some(p) => FileConfig::read(p)?,
             None => FileConfig::default(),
         };
-        let secrets_env = match file.server.secrets_file.as_ref() {
+        // Secrets: the environment first, then the `.secrets` file. A Vault/OpenBao source,
+        // when configured, goes first in this chain (SPEC: Vault → environment / `_FILE`).
+        let mut sources: Vec<Box<dyn SecretSource>> = vec![Box::new(EnvSecrets::new(env.clone()))];
+        let settings_env = match file.server.secrets_file.as_ref() {
             Some(rel) => {
                 let path = resolve_beside(file_path.as_deref(), rel);
-                env.with_secrets_file(&path)?
+                let secrets_file = SecretsFile::read(&path)?;
+                // Other settings written there still apply beneath the environment, as before.
+                let merged = env.over(secrets_file.vars());
+                sources.push(Box::new(secrets_file));
+                merged
             }
             None => env.clone(),
         };
-        Self::assemble(&secrets_env, flags, file)
+        Self::assemble(&settings_env, &SecretChain(sources), flags, file)
     }
 
-    fn assemble(env: &Env, flags: &Overrides, file: FileConfig) -> Result<Self, ConfigError> {
+    /// `env` holds the non-secret settings; every secret is asked of `chain`.
+    fn assemble(env: &Env, chain: &SecretChain, flags: &Overrides, file: FileConfig) -> Result<Self, ConfigError> {
         let data_dir = flags
             .data_dir
             .clone()
@@ -449,9 +462,7 @@ impl Config {
         let warnings = env.unknown_variables(&pointed);
         let mut webhooks = Vec::new();
         if let Some(url) = env.get("RAMPART_BREACH_WEBHOOK_URL") {
-            let secret = env
-                .secret("RAMPART_BREACH_WEBHOOK_SECRET")?
-                .ok_or_else(|| invalid("RAMPART_BREACH_WEBHOOK_SECRET", "required with RAMPART_BREACH_WEBHOOK_URL"))?;
+            let secret = chain.require(&SecretName::BreachWebhookSecret)?;
             let format = parse_format(env.get("RAMPART_BREACH_WEBHOOK_FORMAT").as_deref())?;
             webhooks.push(WebhookEndpoint { url, secret, format });
         }
@@ -463,7 +474,7 @@ impl Config {
                         "put secrets in the environment: use secret_env",
                     ))
                 }
-                (None, Some(var)) => env.secret(&var)?.ok_or_else(|| invalid(&var, "not set"))?,
+                (None, Some(var)) => chain.require(&SecretName::WebhookSecretEnv(var))?,
                 (None, None) => return Err(invalid("breach_detection.webhook", "secret_env is required")),
             };
             webhooks.push(WebhookEndpoint { url: w.url, secret, format: parse_format(w.format.as_deref())? });
@@ -504,9 +515,9 @@ impl Config {
         range("block_duration_hours", breach.block_duration_hours, 1, 24 * 365)?;
 
         let secrets = Secrets {
-            encryption_key: env.secret("RAMPART_ENCRYPTION_KEY")?,
-            admin_username: env.get("RAMPART_ADMIN_USERNAME"),
-            admin_password: env.secret("RAMPART_ADMIN_PASSWORD")?,
+            encryption_key: chain.get(&SecretName::EncryptionKey)?,
+            admin_username: chain.get_plain(&SecretName::AdminUsername)?,
+            admin_password: chain.get(&SecretName::AdminPassword)?,
         };
         Ok(Self { server, tls, auth, limits, rate_limit, cors, audit, keys, backup, breach, secrets, warnings })
     }
@@ -514,7 +525,7 @@ impl Config {
     /// Defaults only, rooted at `data_dir`: for tests and tools.
     pub fn for_data_dir(data_dir: &Path) -> Result<Self, ConfigError> {
         let flags = Overrides { data_dir: Some(data_dir.to_owned()), ..Overrides::default() };
-        Self::assemble(&Env::empty(), &flags, FileConfig::default())
+        Self::assemble(&Env::empty(), &SecretChain(Vec::new()), &flags, FileConfig::default())
     }
 }
 
@@ -531,7 +542,7 @@ pub fn fuzz_parse_config(text: &str) -> bool {
         }
     };
     let flags = Overrides { data_dir: Some("/nonexistent".into()), ..Overrides::default() };
-    Config::assemble(&Env::empty(), &flags, file).map_err(|e| e.to_string()).is_ok()
+    Config::assemble(&Env::empty(), &SecretChain(Vec::new()), &flags, file).map_err(|e| e.to_string()).is_ok()
 }
 
 fn range<T: PartialOrd + std::fmt::Display>(name: &str, v: T, lo: T, hi: T) -> Result<(), ConfigError> {

@@ -134,7 +134,7 @@ fn misspelled_variables_are_named_with_the_closest_known_one() {
 /// reported as a typo (nor a typo go unreported because the list is stale).
 #[test]
 fn the_known_variable_list_matches_the_code() {
-    let src = concat!(include_str!("lib.rs"), include_str!("env.rs"));
+    let src = concat!(include_str!("lib.rs"), include_str!("env.rs"), include_str!("secrets.rs"));
     let mut read: Vec<&str> = src
         .match_indices("\"RAMPART_")
         .filter_map(|(i, _)| src[i + 1..].split('"').next())
@@ -172,4 +172,173 @@ fn database_url_is_sqlite_by_default_and_never_echoed_in_errors() {
     let flag = Overrides { database_url: Some("sqlite:///flag/rampart.db".into()), ..flags.clone() };
     let c = Config::load(&env(&[("RAMPART_DATABASE_URL", "sqlite:///env/rampart.db")]), &flag);
     assert_eq!(c.unwrap().server.database, DatabaseUrl::Sqlite { dir: "/flag".into() }, "flags win");
+}
+
+// Secret sources (secrets.rs).
+
+fn exposed(s: &secrecy::SecretString) -> String {
+    secrecy::ExposeSecret::expose_secret(s).to_owned()
+}
+
+/// A `rampart.toml` naming a `.secrets` file with these lines, in a fresh directory.
+fn with_secrets_file(lines: &str) -> (tempfile::TempDir, Overrides) {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join(".secrets"), lines).expect("write");
+    let toml = dir.path().join("rampart.toml");
+    std::fs::write(&toml, "[server]\nsecrets_file = \".secrets\"\n").expect("write");
+    (dir, Overrides { config: Some(toml), ..Overrides::default() })
+}
+
+/// A stand-in for a source put in front of the others (Vault, later): fixed answers.
+struct Fixed(Vec<(SecretName, &'static str)>);
+
+impl SecretSource for Fixed {
+    fn describe(&self) -> String {
+        "fixed".to_owned()
+    }
+    fn get(&self, name: &SecretName) -> Result<Option<secrecy::SecretString>, SecretError> {
+        Ok(self.0.iter().find(|(n, _)| n == name).map(|(_, v)| secrecy::SecretString::from(*v)))
+    }
+}
+
+#[test]
+fn every_secret_name_is_a_known_variable() {
+    for name in SecretName::FIXED {
+        assert!(crate::env::KNOWN_VARIABLES.contains(&name.env_var()), "{name}");
+        assert_eq!(name.to_string(), name.env_var());
+    }
+    assert_eq!(SecretName::WebhookSecretEnv("OPS_HOOK".into()).env_var(), "OPS_HOOK");
+}
+
+#[test]
+fn environment_wins_over_the_secrets_file_and_the_first_source_wins_in_a_chain() {
+    let (_dir, flags) = with_secrets_file(
+        "RAMPART_ENCRYPTION_KEY=from-file\nRAMPART_ADMIN_USERNAME=file-admin\nRAMPART_ADMIN_PASSWORD=file-pw\n",
+    );
+    let e = env(&[("RAMPART_ENCRYPTION_KEY", "from-env"), ("RAMPART_ADMIN_USERNAME", "env-admin")]);
+    let c = Config::load(&e, &flags).expect("config");
+    assert_eq!(c.secrets.encryption_key.as_ref().map(exposed).as_deref(), Some("from-env"));
+    assert_eq!(c.secrets.admin_username.as_deref(), Some("env-admin"));
+    assert_eq!(c.secrets.admin_password.as_ref().map(exposed).as_deref(), Some("file-pw"), "file fills gaps");
+
+    // As before the port: `X_FILE` works in the file too, and other settings written there
+    // apply beneath the environment.
+    let pw = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(pw.path(), "file-pw\n").expect("write");
+    let (_dir, flags) = with_secrets_file(&format!(
+        "RAMPART_ADMIN_PASSWORD_FILE={}\nRAMPART_BIND=127.0.0.1:4000\n",
+        pw.path().display()
+    ));
+    let c = Config::load(&Env::empty(), &flags).expect("config");
+    assert_eq!(c.secrets.admin_password.as_ref().map(exposed).as_deref(), Some("file-pw"));
+    assert_eq!(c.server.bind.port(), 4000);
+
+    // The same through the port: the first source that holds a secret wins.
+    let front = Fixed(vec![(SecretName::AdminPassword, "front-pw")]);
+    let chain =
+        SecretChain(vec![Box::new(front), Box::new(EnvSecrets::new(env(&[("RAMPART_ADMIN_PASSWORD", "env-pw")])))]);
+    assert_eq!(chain.get(&SecretName::AdminPassword).expect("get").as_ref().map(exposed).as_deref(), Some("front-pw"));
+    assert!(chain.get(&SecretName::EncryptionKey).expect("get").is_none());
+    let chain = SecretChain(vec![
+        Box::new(EnvSecrets::new(env(&[("RAMPART_ADMIN_PASSWORD", "env-pw")]))),
+        Box::new(Fixed(vec![])),
+    ]);
+    assert_eq!(chain.get(&SecretName::AdminPassword).expect("get").as_ref().map(exposed).as_deref(), Some("env-pw"));
+}
+
+#[test]
+fn value_and_file_variant_together_are_refused_in_every_source() {
+    let both = env(&[("RAMPART_ADMIN_PASSWORD", "Canary-Both-1"), ("RAMPART_ADMIN_PASSWORD_FILE", "/nonexistent")]);
+    let err = Config::load(&both, &Overrides::default()).expect_err("both");
+    assert!(
+        matches!(err, ConfigError::Secret(SecretError::Conflict { name: SecretName::AdminPassword, .. })),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("RAMPART_ADMIN_PASSWORD") && text.contains("RAMPART_ADMIN_PASSWORD_FILE"), "{text}");
+
+    let (dir, flags) = with_secrets_file("RAMPART_ENCRYPTION_KEY=Canary-Both-2\nRAMPART_ENCRYPTION_KEY_FILE=/x\n");
+    let err = Config::load(&Env::empty(), &flags).expect_err("both in the file").to_string();
+    assert!(err.contains("RAMPART_ENCRYPTION_KEY_FILE") && err.contains(&dir.path().display().to_string()), "{err}");
+
+    // An error in a source stops the chain: a later source does not paper over it.
+    let chain =
+        SecretChain(vec![Box::new(EnvSecrets::new(both)), Box::new(Fixed(vec![(SecretName::AdminPassword, "later")]))]);
+    assert!(chain.get(&SecretName::AdminPassword).is_err());
+}
+
+#[test]
+fn a_missing_required_secret_names_itself_and_every_place_looked() {
+    let (dir, flags) = with_secrets_file("RAMPART_ADMIN_PASSWORD=x\n");
+    let e = env(&[("RAMPART_BREACH_WEBHOOK_URL", "https://hooks.example/alert")]);
+    let err = Config::load(&e, &flags).expect_err("missing");
+    let secrets_path = dir.path().join(".secrets").display().to_string();
+    match &err {
+        ConfigError::Secret(SecretError::Missing { name, looked_in }) => {
+            assert_eq!(name, &SecretName::BreachWebhookSecret);
+            assert_eq!(looked_in, &vec![EnvSecrets::new(Env::empty()).describe(), secrets_path.clone()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("RAMPART_BREACH_WEBHOOK_SECRET") && text.contains("environment"), "{text}");
+    assert!(text.contains(&secrets_path), "{text}");
+
+    // A `[[breach_detection.webhook]]` names its own variable; the error names that one.
+    let toml = dir.path().join("hooks.toml");
+    std::fs::write(&toml, "[[breach_detection.webhook]]\nurl = \"https://h.example\"\nsecret_env = \"OPS_HOOK\"\n")
+        .expect("write");
+    let err = Config::load(&Env::empty(), &Overrides { config: Some(toml), ..Overrides::default() })
+        .expect_err("missing")
+        .to_string();
+    assert!(err.contains("OPS_HOOK") && err.contains("environment"), "{err}");
+
+    // Both are found once set, in either place.
+    let e = env(&[("RAMPART_BREACH_WEBHOOK_URL", "https://hooks.example/alert")]);
+    let (_dir, flags) = with_secrets_file("RAMPART_BREACH_WEBHOOK_SECRET=s\n");
+    assert_eq!(Config::load(&e, &flags).expect("from file").breach.webhooks.len(), 1);
+}
+
+#[test]
+fn secret_values_never_appear_in_errors_or_debug_output() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let canary = "Canary-Value-7f3a";
+    let errors: Vec<ConfigError> = vec![
+        // Both set: the value must not be echoed.
+        Config::load(
+            &env(&[("RAMPART_ENCRYPTION_KEY", canary), ("RAMPART_ENCRYPTION_KEY_FILE", canary)]),
+            &Overrides::default(),
+        )
+        .expect_err("both"),
+        // An unreadable `_FILE`: the error names the file, never a value.
+        Config::load(
+            &env(&[("RAMPART_ADMIN_PASSWORD_FILE", "/nonexistent/pw"), ("RAMPART_ENCRYPTION_KEY", canary)]),
+            &Overrides::default(),
+        )
+        .expect_err("unreadable"),
+        // Missing, with other secrets set beside it.
+        Config::load(
+            &env(&[("RAMPART_BREACH_WEBHOOK_URL", "https://h.example"), ("RAMPART_ADMIN_PASSWORD", canary)]),
+            &Overrides::default(),
+        )
+        .expect_err("missing"),
+    ];
+    assert!(errors[1].to_string().contains("/nonexistent/pw") && errors[1].to_string().contains("_FILE"));
+    for err in &errors {
+        for text in [err.to_string(), format!("{err:?}"), format!("{err:#?}")] {
+            assert!(!text.contains("Canary-Value"), "{text}");
+        }
+    }
+
+    std::fs::write(dir.path().join(".secrets"), format!("RAMPART_ADMIN_PASSWORD={canary}\n")).expect("write");
+    let file = SecretsFile::read(&dir.path().join(".secrets")).expect("read");
+    let chain =
+        SecretChain(vec![Box::new(EnvSecrets::new(env(&[("RAMPART_ENCRYPTION_KEY", canary)]))), Box::new(file)]);
+    let value = chain.get(&SecretName::AdminPassword).expect("get").expect("set");
+    assert_eq!(exposed(&value), canary);
+    let c = Config::load(&env(&[("RAMPART_ENCRYPTION_KEY", canary)]), &Overrides::default()).expect("config");
+    let file = SecretsFile::read(&dir.path().join(".secrets")).expect("read");
+    for text in [format!("{value:?}"), format!("{chain:?}"), format!("{file:?}"), format!("{c:?}")] {
+        assert!(!text.contains("Canary-Value"), "{text}");
+    }
 }

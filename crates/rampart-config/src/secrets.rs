@@ -1,0 +1,189 @@
+//! Where secrets come from: one port, [`SecretSource`], asked through a [`SecretChain`].
+//!
+//! Today the chain is the environment (`X`, or the file `X_FILE` names), then the `.secrets`
+//! file that `init --secure` writes. A Vault/OpenBao source goes first in the chain later;
+//! nothing that reads a secret needs to change for it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{ConfigError, Env};
+
+/// Every secret the product reads. `env_var` is its `RAMPART_*` name, which is also its key
+/// in the `.secrets` file (and the name a Vault source maps to its own path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretName {
+    /// The master key: base64 of 32 bytes.
+    EncryptionKey,
+    /// The first admin's username, used when the database is first created.
+    AdminUsername,
+    /// The first admin's password, used when the database is first created.
+    AdminPassword,
+    /// Signs deliveries to `RAMPART_BREACH_WEBHOOK_URL`.
+    BreachWebhookSecret,
+    /// Signs deliveries to a `[[breach_detection.webhook]]`: held in the variable its
+    /// `secret_env` names (chosen by the operator, so not a fixed name).
+    WebhookSecretEnv(String),
+}
+
+impl SecretName {
+    /// The secrets with a fixed name.
+    pub const FIXED: [SecretName; 4] = [
+        SecretName::EncryptionKey,
+        SecretName::AdminUsername,
+        SecretName::AdminPassword,
+        SecretName::BreachWebhookSecret,
+    ];
+
+    pub fn env_var(&self) -> &str {
+        match self {
+            SecretName::EncryptionKey => "RAMPART_ENCRYPTION_KEY",
+            SecretName::AdminUsername => "RAMPART_ADMIN_USERNAME",
+            SecretName::AdminPassword => "RAMPART_ADMIN_PASSWORD",
+            SecretName::BreachWebhookSecret => "RAMPART_BREACH_WEBHOOK_SECRET",
+            SecretName::WebhookSecretEnv(var) => var,
+        }
+    }
+}
+
+impl fmt::Display for SecretName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.env_var())
+    }
+}
+
+/// Why a secret could not be resolved. Names settings, places and files; never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("set {name} or {name}_FILE, not both (in {place})")]
+    Conflict { name: SecretName, place: String },
+    #[error("cannot read {path} (named by {name}_FILE): {reason}")]
+    ReadFile { name: SecretName, path: PathBuf, reason: String },
+    #[error("{name} is required but not set; looked in: {}", looked_in.join(", "))]
+    Missing { name: SecretName, looked_in: Vec<String> },
+}
+
+/// A place secrets are looked up. `get` answers `Ok(None)` when the place does not hold the
+/// secret, so the next place is asked; an error stops the lookup.
+pub trait SecretSource: Send + Sync {
+    /// Where it looks, for error messages: "environment (X or X_FILE)", "/etc/rampart/.secrets".
+    fn describe(&self) -> String;
+    fn get(&self, name: &SecretName) -> Result<Option<SecretString>, SecretError>;
+}
+
+/// `X`, or the content of the file `X_FILE` names (trailing newline trimmed); both is refused.
+/// Empty values count as unset.
+fn from_vars(
+    vars: &Env,
+    name: &SecretName,
+    place: impl FnOnce() -> String,
+) -> Result<Option<SecretString>, SecretError> {
+    let var = name.env_var();
+    match (vars.get(var), vars.get(&format!("{var}_FILE"))) {
+        (Some(_), Some(_)) => Err(SecretError::Conflict { name: name.clone(), place: place() }),
+        (Some(v), None) => Ok(Some(SecretString::from(v))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| SecretError::ReadFile {
+                name: name.clone(),
+                path: PathBuf::from(&path),
+                reason: e.kind().to_string(),
+            })?;
+            Ok(Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The process environment (a snapshot; a map in tests): `X` or `X_FILE`.
+#[derive(Debug, Clone)]
+pub struct EnvSecrets {
+    env: Env,
+}
+
+impl EnvSecrets {
+    pub fn new(env: Env) -> Self {
+        Self { env }
+    }
+}
+
+impl SecretSource for EnvSecrets {
+    fn describe(&self) -> String {
+        "environment (X or X_FILE)".to_owned()
+    }
+
+    fn get(&self, name: &SecretName) -> Result<Option<SecretString>, SecretError> {
+        from_vars(&self.env, name, || self.describe())
+    }
+}
+
+/// The `KEY=VALUE` file named by `server.secrets_file` (`init --secure` writes one). A key may
+/// also be given as `X_FILE` there, as in the environment.
+#[derive(Debug, Clone)]
+pub struct SecretsFile {
+    path: PathBuf,
+    vars: Env,
+}
+
+impl SecretsFile {
+    /// Reads the file now: a missing or malformed file is a configuration error at start.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        Ok(Self { path: path.to_owned(), vars: Env::read_secrets_file(path)? })
+    }
+
+    /// Every line of the file, secrets or not.
+    pub(crate) fn vars(&self) -> &Env {
+        &self.vars
+    }
+}
+
+impl SecretSource for SecretsFile {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn get(&self, name: &SecretName) -> Result<Option<SecretString>, SecretError> {
+        from_vars(&self.vars, name, || self.describe())
+    }
+}
+
+/// Sources asked in order; the first that holds a secret wins.
+pub struct SecretChain(pub Vec<Box<dyn SecretSource>>);
+
+impl SecretChain {
+    /// A secret that must be set: when no source holds it, the error names it and every
+    /// place looked.
+    pub fn require(&self, name: &SecretName) -> Result<SecretString, SecretError> {
+        self.get(name)?.ok_or_else(|| SecretError::Missing {
+            name: name.clone(),
+            looked_in: self.0.iter().map(|s| s.describe()).collect(),
+        })
+    }
+
+    /// A secret that is not itself secret once read (the admin username).
+    pub(crate) fn get_plain(&self, name: &SecretName) -> Result<Option<String>, SecretError> {
+        Ok(self.get(name)?.map(|s| s.expose_secret().to_owned()))
+    }
+}
+
+impl SecretSource for SecretChain {
+    fn describe(&self) -> String {
+        self.0.iter().map(|s| s.describe()).collect::<Vec<_>>().join(", ")
+    }
+
+    fn get(&self, name: &SecretName) -> Result<Option<SecretString>, SecretError> {
+        for source in &self.0 {
+            if let Some(value) = source.get(name)? {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl fmt::Debug for SecretChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|s| s.describe())).finish()
+    }
+}

@@ -1,4 +1,4 @@
-//! The one authorization step. `Core::authorize` is the only constructor of
+//! The one authorization step. `Access::authorize` is the only constructor of
 //! `Authorized<P>`, and every service method that needs a permission takes one, so a
 //! decision is made once (by the caller's transport, for the route's scope), recorded
 //! once when it refuses, and cannot be skipped or made differently further in.
@@ -14,7 +14,7 @@ use crate::refusal::{Area, Refusal, RefusalObserver};
 use crate::{CoreError, CoreResult, Principal};
 
 /// Proof that `who` holds permission `P` (on `collection`, for collection-scoped
-/// permissions asked about one collection). Only `Core::authorize` makes one.
+/// permissions asked about one collection). Only `Access::authorize` makes one.
 pub struct Authorized<P: PermissionMarker> {
     who: Principal,
     collection: Option<CollectionName>,

@@ -153,7 +153,7 @@ pub fn parse_record_line(line: &str) -> Option<AuditRecord> {
     })
 }
 
-/// Event type of an operator's repair record (see `Core::repair_audit`).
+/// Event type of an operator's repair record (see `AuditLog::repair_audit`).
 pub const AUDIT_REPAIR: &str = "audit_repair";
 
 /// A range of records an operator declared lost, in a repair record under the chain key.

@@ -84,7 +84,7 @@ impl From<StoreError> for CoreError {
             StoreError::AlreadyExists => CoreError::AlreadyExists("resource"),
             StoreError::VersionMismatch => CoreError::PreconditionFailed,
             StoreError::LastAdmin => CoreError::Conflict("the last admin cannot be removed, disabled or demoted"),
-            StoreError::InUse(what) => CoreError::Conflict(what),
+            StoreError::InUse(what) | StoreError::LimitReached(what) => CoreError::Conflict(what),
             e @ (StoreError::Unavailable(_) | StoreError::AuditUnavailable(_) | StoreError::AuditChainBroken(_)) => {
                 CoreError::Unavailable(e)
             }

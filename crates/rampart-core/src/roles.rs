@@ -121,11 +121,8 @@ impl Roles {
             let refusal = Refusal::Escalation { attempt: Escalation::CreateRole, role: role.name.clone() };
             return Err(self.access.refuse(actor, access.area(), refusal).await);
         }
-        if self.cache.read().map(|m| m.len()).unwrap_or(0) >= MAX_ROLES {
-            return Err(CoreError::Conflict("too many roles"));
-        }
         let event = self.role_event(actor, "create", &role);
-        self.role_store.create_role(role.clone(), vec![event]).await.map_err(CoreError::about("role"))?;
+        self.role_store.create_role(role.clone(), MAX_ROLES, vec![event]).await.map_err(CoreError::about("role"))?;
         self.reload_roles().await?;
         Ok(role)
     }

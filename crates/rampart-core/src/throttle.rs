@@ -3,7 +3,7 @@
 //!
 //! An attempt is *reserved* before any password hashing and counts while it is in flight,
 //! so a burst of simultaneous guesses is held to the same budget as guesses in a row.
-//! Buckets are keyed by account and client trust (see `Core::login_bucket`): clients that
+//! Buckets are keyed by account and client trust (see `Sessions::login_bucket`): clients that
 //! once completed a login keep a budget of their own, so an attacker's failures from
 //! elsewhere cannot lock the owner out.
 

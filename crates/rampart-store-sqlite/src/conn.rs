@@ -243,6 +243,7 @@ fn duplicate(e: &StoreError) -> StoreError {
         StoreError::VersionMismatch => StoreError::VersionMismatch,
         StoreError::LastAdmin => StoreError::LastAdmin,
         StoreError::InUse(what) => StoreError::InUse(what),
+        StoreError::LimitReached(what) => StoreError::LimitReached(what),
         StoreError::AuditChainBroken(why) => StoreError::AuditChainBroken(why),
         StoreError::AuditUnavailable(x) => StoreError::AuditUnavailable(copy(x.as_ref())),
         StoreError::Unavailable(x) => StoreError::Unavailable(copy(x.as_ref())),

@@ -78,11 +78,15 @@ impl RoleStore for SqliteStore {
         .await
     }
 
-    async fn create_role(&self, role: RoleRecord, audit: Audit) -> StoreResult<()> {
+    async fn create_role(&self, role: RoleRecord, max_roles: usize, audit: Audit) -> StoreResult<()> {
         let (perms, cols) = encode(&role)?;
         self.write(audit, move |tx| {
             if get_in(tx, role.name.as_str())?.is_some() {
                 return Err(StoreError::AlreadyExists);
+            }
+            let count: i64 = tx.query_row("SELECT count(*) FROM roles", [], |r| r.get(0)).map_err(map_err)?;
+            if usize::try_from(count).unwrap_or(usize::MAX) >= max_roles {
+                return Err(StoreError::LimitReached("too many roles"));
             }
             tx.execute(
                 &format!("INSERT INTO roles ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),

@@ -39,6 +39,9 @@ pub enum StoreError {
     /// A referenced row is in use (a role assigned to users, ...).
     #[error("in use: {0}")]
     InUse(&'static str),
+    /// A bound on how many of something may exist was reached; nothing was added.
+    #[error("limit reached: {0}")]
+    LimitReached(&'static str),
     /// The audit trail could not be written; the change was not made.
     #[error("audit log unavailable")]
     AuditUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -105,7 +108,9 @@ pub trait SessionStore: Send + Sync {
 pub trait RoleStore: Send + Sync {
     async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>>;
     async fn get_role(&self, name: &RoleName) -> StoreResult<Option<RoleRecord>>;
-    async fn create_role(&self, role: RoleRecord, audit: Audit) -> StoreResult<()>;
+    /// Refuses with `LimitReached` when `max_roles` roles (built-in ones included) exist:
+    /// counted inside the transaction, so concurrent creations cannot pass it together.
+    async fn create_role(&self, role: RoleRecord, max_roles: usize, audit: Audit) -> StoreResult<()>;
     /// Creates or replaces a built-in role definition (used at start-up).
     async fn upsert_builtin_role(&self, role: RoleRecord) -> StoreResult<()>;
     /// Replaces a custom role; ends the sessions of users holding it in the same transaction.

@@ -224,8 +224,8 @@ pub async fn roles(s: &dyn Store) {
     s.create_user(user("root", "admin"), vec![]).await.unwrap();
     let mut custom = role("custom", vec![Permission::DocumentsRead], false);
     custom.collections = Some(vec![CollectionName::parse("a").unwrap()]);
-    s.create_role(custom.clone(), vec![]).await.unwrap();
-    assert!(matches!(s.create_role(custom.clone(), vec![]).await, Err(StoreError::AlreadyExists)));
+    s.create_role(custom.clone(), 1000, vec![]).await.unwrap();
+    assert!(matches!(s.create_role(custom.clone(), 1000, vec![]).await, Err(StoreError::AlreadyExists)));
     assert_eq!(s.get_role(&custom.name).await.unwrap().unwrap(), custom);
     s.create_user(user("h", "custom"), vec![]).await.unwrap();
     s.create_session(session("hs", "h", 0), 10, vec![]).await.unwrap();
@@ -550,7 +550,7 @@ pub async fn invalidation(s: &dyn Store) {
         "update_user",
         s.update_user(&name("u"), UserChange { disabled: Some(true), ..Default::default() }, vec![]).await.unwrap()
     );
-    invalidates!("create_role", s.create_role(role("custom", vec![], false), vec![]).await.unwrap());
+    invalidates!("create_role", s.create_role(role("custom", vec![], false), 1000, vec![]).await.unwrap());
     invalidates!(
         "update_role",
         s.update_role(role("custom", vec![Permission::DocumentsRead], false), vec![]).await.unwrap()

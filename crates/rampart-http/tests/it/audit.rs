@@ -153,6 +153,12 @@ async fn a_change_whose_audit_cannot_be_stored_is_refused_and_not_made() {
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     // Reads whose audit cannot be stored are refused too, and logins open no session.
     assert_eq!(app.login(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    // A refusal that cannot be recorded fails closed as well: not a 403 without a trace.
+    tamper::fail_audit_appends(&app.raw_db(), false).unwrap();
+    let viewer = app.user_with_role("vera", "viewer").await;
+    tamper::fail_audit_appends(&app.raw_db(), true).unwrap();
+    let refused = app.get("/api/v1/admin/keys", Some(&viewer)).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
     tamper::fail_audit_appends(&app.raw_db(), false).unwrap();
     let list = app.get("/api/v1/collections", Some(&admin)).await;
     assert!(list.body["collections"].as_array().unwrap().is_empty(), "the refused change left nothing behind");

@@ -385,8 +385,19 @@ async fn no_totp_secret_recovery_code_or_refresh_token_is_stored_in_plaintext() 
     let recovery: Vec<String> =
         codes.body["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
     let refresh = app.login(ADMIN, ADMIN_PASSWORD).await.body["refresh_token"].as_str().unwrap().to_owned();
+    // An MFA user's login: the challenge token is stored only as a hash.
+    let challenge = app.login("sam", USER_PASSWORD).await.body["mfa_token"].as_str().unwrap().to_owned();
+    // A JWT signing key exists (minted with). In PKCS#8, every Ed25519 private key carries
+    // its algorithm identifier and the private key's OCTET STRING header.
+    let admin = app.admin_token().await;
+    assert_eq!(app.post("/api/v1/auth/token", Some(&admin), json!({"audience": "svc"})).await.status, StatusCode::OK);
+    const ED25519_PKCS8_HEADER: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    let sample = rampart_crypto::generate_jwt_key().unwrap();
+    assert!(contains(secrecy::ExposeSecret::expose_secret(&sample), ED25519_PKCS8_HEADER), "the probe matches a real key");
     let app = app.restart().await;
     for (name, bytes) in app.all_file_bytes() {
+        assert!(!contains(&bytes, &challenge.as_bytes()[4..]), "MFA challenge token in {name}");
+        assert!(!contains(&bytes, ED25519_PKCS8_HEADER), "a JWT signing key in plaintext in {name}");
         assert!(!contains(&bytes, b32.as_bytes()), "TOTP secret (base32) in {name}");
         assert!(!contains(&bytes, secret.bytes()), "TOTP secret (raw) in {name}");
         assert!(!contains(&bytes, &refresh.as_bytes()[4..]), "refresh token in {name}");

@@ -94,9 +94,16 @@ pub async fn audited_changes(s: &dyn Store) {
 
     // Roles.
     let custom = role("custom", vec![Permission::DocumentsRead], false);
-    audited!(s, ["role_create"], s.create_role(custom.clone(), vec![ev("role_create")]).await.unwrap());
-    let dup = audited!(s, [], s.create_role(custom.clone(), vec![ev("role_create")]).await);
+    audited!(s, ["role_create"], s.create_role(custom.clone(), 1000, vec![ev("role_create")]).await.unwrap());
+    let dup = audited!(s, [], s.create_role(custom.clone(), 1000, vec![ev("role_create")]).await);
     assert!(matches!(dup, Err(StoreError::AlreadyExists)), "{dup:?}");
+    // The role bound is counted in the transaction: at the bound, nothing is added or recorded.
+    let count = s.list_roles().await.unwrap().len();
+    let over = role("one-too-many", vec![], false);
+    let refused = audited!(s, [], s.create_role(over.clone(), count, vec![ev("role_create")]).await);
+    assert!(matches!(refused, Err(StoreError::LimitReached(_))), "{refused:?}");
+    assert!(s.get_role(&over.name).await.unwrap().is_none());
+    audited!(s, ["role_create"], s.create_role(over, count + 1, vec![ev("role_create")]).await.unwrap());
     let mut wider = custom.clone();
     wider.permissions.push(Permission::DocumentsWrite);
     audited!(s, ["role_update"], s.update_role(wider.clone(), vec![ev("role_update")]).await.unwrap());

@@ -482,7 +482,7 @@ pub async fn refresh_tokens(s: &dyn Store) {
     assert_eq!(rotated(&rotate(s, 38, 39, "e39", 400_080, 10).await), None, "a disabled user's session came back");
     assert!(s.list_sessions(&name("u")).await.unwrap().is_empty());
     // Redefining a role ends its holders' sessions, refresh tokens included.
-    s.create_role(role("custom", vec![Permission::DocumentsRead], false), vec![]).await.unwrap();
+    s.create_role(role("custom", vec![Permission::DocumentsRead], false), 1000, vec![]).await.unwrap();
     let to_custom =
         UserChange { disabled: Some(false), role: Some(RoleName::parse("custom").unwrap()), ..Default::default() };
     s.update_user(&name("u"), to_custom, vec![]).await.unwrap();

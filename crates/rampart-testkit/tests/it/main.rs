@@ -84,6 +84,7 @@ fn dependencies_point_one_way() {
         ("rampart-store-sqlite", &["rampart-store", "rampart-types"]),
         ("rampart-core", &["rampart-types", "rampart-crypto", "rampart-config", "rampart-store"]),
         ("rampart-http", &["rampart-core", "rampart-types", "rampart-config"]),
+        ("rampart-notify", &["rampart-core", "rampart-types", "rampart-config", "rampart-store"]),
     ];
     for (name, ok) in allowed {
         let deps = normal_dependencies(&workspace().join("crates").join(name));

@@ -393,7 +393,10 @@ async fn no_totp_secret_recovery_code_or_refresh_token_is_stored_in_plaintext() 
     assert_eq!(app.post("/api/v1/auth/token", Some(&admin), json!({"audience": "svc"})).await.status, StatusCode::OK);
     const ED25519_PKCS8_HEADER: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
     let sample = rampart_crypto::generate_jwt_key().unwrap();
-    assert!(contains(secrecy::ExposeSecret::expose_secret(&sample), ED25519_PKCS8_HEADER), "the probe matches a real key");
+    assert!(
+        contains(secrecy::ExposeSecret::expose_secret(&sample), ED25519_PKCS8_HEADER),
+        "the probe matches a real key"
+    );
     let app = app.restart().await;
     for (name, bytes) in app.all_file_bytes() {
         assert!(!contains(&bytes, &challenge.as_bytes()[4..]), "MFA challenge token in {name}");

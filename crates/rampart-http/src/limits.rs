@@ -46,8 +46,11 @@ pub(crate) async fn refuse(
 fn inspect_request(state: &AppState, ctx: &RequestContext, uri: &axum::http::Uri) {
     let path = uri.path();
     let query = uri.query().unwrap_or("");
-    let hit = path
-        .split('/')
+    // A routed path's literal segments are the route table's own text: only what the
+    // client chose (the route's parameters; every segment of an unrouted path) is checked.
+    let segments = state.policies.parameters(path).unwrap_or_else(|| path.split('/').collect());
+    let hit = segments
+        .into_iter()
         .map(|seg| ("path", percent_decode(seg)))
         .chain(query.split('&').filter_map(|kv| kv.split_once('=').map(|(_, v)| ("query", percent_decode(v)))))
         .find_map(|(place, v)| crate::sqli::check(&v).map(|fp| (place, fp)));

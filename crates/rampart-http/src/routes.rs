@@ -186,6 +186,11 @@ impl RoutePolicies {
         Self { paths, by_path }
     }
 
+    /// The parameter values of the route `path` matches (`None` when it matches none).
+    pub(crate) fn parameters<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
+        self.paths.at(path).ok().map(|m| m.params.iter().map(|(_, v)| v).collect())
+    }
+
     /// The policy of the route `method path` reaches. Another method on a known path
     /// (answered 405) takes the path's area with the API budget.
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> RoutePolicy {
@@ -266,5 +271,8 @@ mod tests {
         assert_eq!((other.area, other.budget), (Area::Public, Budget::Api));
         assert_eq!(p.lookup(&Method::PUT, "/api/v1/admin/keys").area, Area::Admin);
         assert_eq!(p.lookup(&Method::GET, "/api/v1/nowhere"), RoutePolicy::UNMATCHED);
+        assert_eq!(p.parameters("/api/v1/collections/c%27/documents/d"), Some(vec!["c%27", "d"]));
+        assert_eq!(p.parameters("/api/v1/auth/me"), Some(vec![]));
+        assert_eq!(p.parameters("/api/v1/x'--"), None);
     }
 }

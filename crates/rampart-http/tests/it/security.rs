@@ -178,6 +178,30 @@ async fn raising_ones_own_role_is_critical_and_revokes_sessions() {
     panic!("the escalating user's session survived");
 }
 
+/// Only the route's literal segments go unchecked: a parameter the client chose, and every
+/// segment of a path that matches no route, are inspected.
+#[tokio::test]
+async fn injection_in_a_path_parameter_or_an_unrouted_path_is_found() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    app.post("/api/v1/collections", Some(&admin), json!({"name": "c"})).await;
+    let attack = "/api/v1/collections/c/documents/1%27%20OR%20%271%27%3D%271%27%20--";
+    let res = app.send_from(from(attack, Method::GET, Some(&admin), None), "203.0.113.21:1").await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    let alert = wait_alert(&app, &admin, "sql_injection").await;
+    assert_eq!(alert["details"]["location"], "path");
+    let unrouted = "/api/v1/nothing%27%20UNION%20SELECT%20password%20FROM%20users%20--";
+    let res = app.send_from(from(unrouted, Method::GET, None, None), "203.0.113.22:1").await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    for _ in 0..200 {
+        if alerts(&app, &admin, "?type=sql_injection").await.len() >= 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the unrouted path's injection raised no alert");
+}
+
 #[tokio::test]
 async fn injection_in_query_and_body_raises_an_alert_and_gets_a_safe_answer() {
     let app = TestApp::new().await;

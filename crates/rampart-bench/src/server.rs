@@ -37,6 +37,9 @@ fn server_env(cli: &Cli, specific: &[(&str, &str)]) -> Vec<(String, String)> {
         // All load comes from one loopback address, so per-IP limits (30 logins/min by
         // default) would measure the limiter, not the server. Older servers ignore it.
         ("RAMPART_RATE_LIMIT_ENABLED", "false"),
+        // Likewise the per-address connection cap (64): the 64-loop phases plus the clients
+        // of earlier phases still closing would otherwise be reset by it.
+        ("RAMPART_MAX_CONNECTIONS_PER_IP", "1024"),
         // Likewise breach detection: sustained reads by one user would (rightly) trip the
         // exfiltration detector and end the bench's sessions.
         ("RAMPART_BREACH_DETECTION_ENABLED", "false"),

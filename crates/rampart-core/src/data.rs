@@ -3,7 +3,7 @@ use std::sync::Arc;
 use rampart_crypto::{random_bytes, BlindIndexKey};
 use rampart_store::{
     CollectionRecord, CollectionStore, DocumentQuery, DocumentRecord, DocumentStore, IndexEntry, Indexer, Store,
-    StoreError,
+    StoreError, Topic,
 };
 use rampart_types::{CollectionName, DocumentId, FieldPath, SubjectId, Timestamp};
 use serde::Serialize;
@@ -14,6 +14,7 @@ use crate::audit::EventType;
 use crate::events::Events;
 use crate::keyring::KeyRing;
 use crate::security::BreachDetection;
+use crate::stamped_cache::StampedCache;
 use crate::{Authorized, CoreError, CoreResult, Principal};
 use rampart_types::perm;
 
@@ -141,7 +142,13 @@ pub struct Documents {
     access: Access,
     max_page_size: usize,
     audit_reads: bool,
+    records: Arc<StampedCache<(CollectionName, DocumentId), Arc<DocumentRecord>>>,
 }
+
+/// Sealed records kept in memory: at most this many, each at most `MAX_CACHED_BODY` bytes
+/// (16 MiB in all).
+const RECORD_CACHE_CAPACITY: usize = 1024;
+const MAX_CACHED_BODY: usize = 16 * 1024;
 
 /// What `Documents` is built from, beside the other services.
 pub(crate) struct DocumentParts {
@@ -156,6 +163,7 @@ impl Documents {
     pub(crate) fn new(parts: DocumentParts, events: Events, detection: BreachDetection, access: Access) -> Self {
         let DocumentParts { store, keys, blind_index, max_page_size, audit_reads } = parts;
         Self {
+            records: Arc::new(StampedCache::new(store.invalidation(), Topic::Documents, RECORD_CACHE_CAPACITY)),
             collection_store: store.clone(),
             document_store: store,
             keys,
@@ -221,12 +229,28 @@ impl Documents {
         serde_json::from_slice(&json).map_err(|_| CoreError::Integrity("document body is not JSON"))
     }
 
-    async fn to_document(&self, actor: &Principal, r: DocumentRecord) -> CoreResult<Document> {
+    /// A stored (still sealed) record, from memory when no document was written since it
+    /// was read (see `stamped_cache`); opened by the caller either way.
+    async fn stored_document(&self, name: &CollectionName, id: &DocumentId) -> CoreResult<Arc<DocumentRecord>> {
+        let key = (name.clone(), id.clone());
+        if let Some(hit) = self.records.get(&key) {
+            return Ok(hit);
+        }
+        let stamp = self.records.stamp();
+        let record = self.document_store.get_document(name, id).await?.ok_or(CoreError::NotFound("document"))?;
+        let record = Arc::new(record);
+        if record.body.len() <= MAX_CACHED_BODY {
+            self.records.put(key, stamp, Arc::clone(&record));
+        }
+        Ok(record)
+    }
+
+    async fn to_document(&self, actor: &Principal, r: &DocumentRecord) -> CoreResult<Document> {
         Ok(Document {
-            data: self.decode_body(actor, &r).await?,
-            id: r.id,
+            data: self.decode_body(actor, r).await?,
+            id: r.id.clone(),
             version: r.version,
-            subject_id: r.subject_id,
+            subject_id: r.subject_id.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -455,8 +479,8 @@ impl Documents {
     pub async fn get_document(&self, access: &Authorized<perm::DocumentsRead>, id: &str) -> CoreResult<Document> {
         let (actor, name) = (access.who(), access.collection()?.clone());
         let id = DocumentId::parse(id).map_err(|_| CoreError::NotFound("document"))?;
-        let doc = self.document_store.get_document(&name, &id).await?.ok_or(CoreError::NotFound("document"))?;
-        let doc = self.to_document(actor, doc).await?;
+        let doc = self.stored_document(&name, &id).await?;
+        let doc = self.to_document(actor, &doc).await?;
         self.detection.on_data_returned(actor, json_size(&doc.data));
         if self.audit_reads {
             self.events.record(vec![self.query_event(actor, &name, "read", json!({ "id": id.as_str() }))]).await?;
@@ -508,7 +532,7 @@ impl Documents {
             let event =
                 self.query_event(actor, &name, op, json!({ "id": id.as_str(), "version": current.version + 1 }));
             match self.document_store.replace_document(record, current.version, index, vec![event]).await {
-                Ok(stored) => return self.to_document(actor, stored).await,
+                Ok(stored) => return self.to_document(actor, &stored).await,
                 Err(StoreError::VersionMismatch) if if_match.is_none() => continue,
                 Err(StoreError::VersionMismatch) => return Err(CoreError::PreconditionFailed),
                 Err(e) => return Err(CoreError::about("document")(e)),
@@ -577,7 +601,7 @@ impl Documents {
         let next_cursor = if more { rows.last().map(|r| r.seq.to_string()) } else { None };
         let mut documents = Vec::with_capacity(rows.len());
         for r in rows {
-            documents.push(self.to_document(actor, r).await?);
+            documents.push(self.to_document(actor, &r).await?);
         }
         // Field names only: the queried values may be personal data.
         let fields: Vec<&str> = p.filters.iter().map(|(f, _)| f.as_str()).collect();

@@ -29,7 +29,7 @@ mod refusal;
 mod roles;
 pub mod rotation;
 pub mod security;
-mod session_cache;
+mod stamped_cache;
 mod throttle;
 mod users;
 

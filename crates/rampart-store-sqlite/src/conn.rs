@@ -132,14 +132,16 @@ struct Changes {
 
 impl Changes {
     fn saw(&self, action: Action, table: &str) {
-        let topic = match table {
-            "users" | "roles" => Topic::Auth,
+        let topics = match table {
+            "users" | "roles" => Topics::of(Topic::Auth),
             "sessions" if action == Action::SQLITE_INSERT || self.quiet.load(Ordering::Relaxed) => return,
-            "sessions" => Topic::Auth,
-            "collections" => Topic::Collections,
+            "sessions" => Topics::of(Topic::Auth),
+            // A collection's deletion takes its documents with it, however the rows go.
+            "collections" => Topics::of(Topic::Collections).and(Topic::Documents),
+            "documents" => Topics::of(Topic::Documents),
             _ => return,
         };
-        self.topics.fetch_or(Topics::of(topic).bits(), Ordering::Relaxed);
+        self.topics.fetch_or(topics.bits(), Ordering::Relaxed);
     }
 
     fn take(&self) -> Topics {

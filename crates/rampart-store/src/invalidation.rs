@@ -12,10 +12,12 @@ pub enum Topic {
     Auth = 0,
     /// Collection settings (encryption, indexed fields, retention).
     Collections = 1,
+    /// Stored documents (any insert, change, deletion, erasure or re-sealing).
+    Documents = 2,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 2] = [Topic::Auth, Topic::Collections];
+    pub const ALL: [Topic; 3] = [Topic::Auth, Topic::Collections, Topic::Documents];
 
     const fn bit(self) -> u8 {
         1 << (self as u8)
@@ -32,6 +34,10 @@ impl Topics {
 
     pub const fn of(topic: Topic) -> Self {
         Topics(topic.bit())
+    }
+
+    pub const fn and(self, topic: Topic) -> Self {
+        Topics(self.0 | topic.bit())
     }
 
     pub const fn contains(self, topic: Topic) -> bool {

@@ -565,6 +565,25 @@ pub async fn invalidation(s: &dyn Store) {
         created_at: t(0),
         updated_at: t(0),
     };
-    s.create_collection(c, vec![]).await.unwrap();
+    s.create_collection(c.clone(), vec![]).await.unwrap();
     assert!(feed.generation(Topic::Collections) > g, "collections written");
+    // Every way a stored document changes or goes moves the documents generation.
+    let docs = || feed.generation(Topic::Documents);
+    macro_rules! stales_documents {
+        ($what:expr, $change:expr) => {{
+            let g = docs();
+            $change;
+            assert!(docs() > g, "{} did not invalidate documents", $what);
+        }};
+    }
+    let d = doc("inv", "d1", Some("subj"), b"one");
+    stales_documents!("insert_document", s.insert_document(d.clone(), vec![], vec![]).await.unwrap());
+    let changed = DocumentRecord { body: b"two".to_vec(), version: 2, ..d.clone() };
+    stales_documents!("replace_document", s.replace_document(changed, 1, vec![], vec![]).await.unwrap());
+    stales_documents!("delete_document", s.delete_document(&d.collection, &d.id, None, vec![]).await.unwrap());
+    s.insert_document(doc("inv", "d2", Some("subj"), b"x"), vec![], vec![]).await.unwrap();
+    let subject = SubjectId::parse("subj").unwrap();
+    stales_documents!("erase_subject", s.erase_subject(&subject, "h", t(5), vec![]).await.unwrap());
+    s.insert_document(doc("inv", "d3", None, b"x"), vec![], vec![]).await.unwrap();
+    stales_documents!("delete_collection", s.delete_collection(&c.name, vec![]).await.unwrap());
 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use rampart_crypto::{DeviceKey, SessionToken, TokenHash};
 use rampart_store::{
-    Assurance, RefreshOutcome, RefreshRecord, SecurityStore, SessionRecord, SessionStore, Store, TokenStore, UserStore,
+    Assurance, RefreshOutcome, RefreshRecord, SecurityStore, SessionRecord, SessionStore, Store, TokenStore, Topic,
+    UserStore,
 };
 use rampart_types::{perm, FamilyId, SessionId, Timestamp, Username};
 use secrecy::SecretString;
@@ -16,7 +17,7 @@ use crate::events::Events;
 use crate::identity::{IdentityProvider, Verdict};
 use crate::roles::Roles;
 use crate::security::{BreachDetection, Detection, Severity};
-use crate::session_cache::{ResolvedSession, SessionCache};
+use crate::stamped_cache::{ResolvedSession, StampedCache};
 use crate::throttle::LoginThrottle;
 use crate::users::UserView;
 use crate::{Area, CoreError, CoreResult, Principal, RequestMeta};
@@ -67,7 +68,7 @@ pub struct Sessions {
     token_store: Arc<dyn TokenStore>,
     security_store: Arc<dyn SecurityStore>,
     identity: Arc<dyn IdentityProvider>,
-    cache: Arc<SessionCache>,
+    cache: Arc<StampedCache<[u8; 32], ResolvedSession>>,
     throttle: Arc<LoginThrottle>,
     device_key: Arc<DeviceKey>,
     policy: Arc<SessionPolicy>,
@@ -97,7 +98,7 @@ impl Sessions {
     ) -> Self {
         let store = parts.store;
         Self {
-            cache: Arc::new(SessionCache::new(store.invalidation(), parts.cache_capacity)),
+            cache: Arc::new(StampedCache::new(store.invalidation(), Topic::Auth, parts.cache_capacity)),
             user_store: store.clone(),
             session_store: store.clone(),
             token_store: store.clone(),
@@ -259,7 +260,7 @@ impl Sessions {
         let role = self.roles.role(&session.role)?;
         if now >= session.last_seen_at.plus_seconds(self.policy.touch_interval_secs) {
             store.touch_session(&session.session_id, now).await?;
-            cache.touched(&hash, now);
+            cache.update(&hash, |s| s.last_seen_at = s.last_seen_at.max(now));
         }
         // The session's own assurance decides, never the user's current MFA state: a
         // password-only session stays enrol-only after the user enrols elsewhere.

@@ -75,3 +75,40 @@ async fn a_disable_racing_a_first_request_leaves_nothing_live_in_the_cache() {
         assert_eq!(app.get("/api/v1/auth/me", Some(&token)).await.status, StatusCode::UNAUTHORIZED, "round {round}");
     }
 }
+
+/// Sealed document records are kept in memory too: every read below follows one that
+/// filled the cache, and each must see the change made in between.
+#[tokio::test]
+async fn no_read_after_a_write_delete_or_erasure_is_served_from_memory() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    app.post("/api/v1/collections", Some(&admin), serde_json::json!({"name": "mem"})).await;
+    let created = app
+        .post(
+            "/api/v1/collections/mem/documents",
+            Some(&admin),
+            serde_json::json!({"data": {"v": 1}, "subject_id": "p-1"}),
+        )
+        .await;
+    let path = format!("/api/v1/collections/mem/documents/{}", created.body["id"].as_str().unwrap());
+    assert_eq!(app.get(&path, Some(&admin)).await.body["data"]["v"], 1);
+    assert_eq!(app.get(&path, Some(&admin)).await.body["data"]["v"], 1, "a second read (a cache hit)");
+    let patched = app.call(Method::PATCH, &path, Some(&admin), Some(serde_json::json!({"data": {"v": 2}}))).await;
+    assert_eq!(patched.status, StatusCode::OK);
+    assert_eq!(app.get(&path, Some(&admin)).await.body["data"]["v"], 2, "the write is seen at once");
+    assert_eq!(app.call(Method::DELETE, &path, Some(&admin), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&path, Some(&admin)).await.status, StatusCode::NOT_FOUND, "the deletion is seen at once");
+    // Erasure: the subject's record was read (cached), then the subject is erased.
+    let again = app
+        .post(
+            "/api/v1/collections/mem/documents",
+            Some(&admin),
+            serde_json::json!({"data": {"v": 3}, "subject_id": "p-1"}),
+        )
+        .await;
+    let path = format!("/api/v1/collections/mem/documents/{}", again.body["id"].as_str().unwrap());
+    assert_eq!(app.get(&path, Some(&admin)).await.status, StatusCode::OK);
+    let erased = app.call(Method::DELETE, "/api/v1/gdpr/erasure?subject_id=p-1", Some(&admin), None).await;
+    assert!(erased.status.is_success(), "{:?}", erased.status);
+    assert_eq!(app.get(&path, Some(&admin)).await.status, StatusCode::NOT_FOUND, "the erasure is seen at once");
+}

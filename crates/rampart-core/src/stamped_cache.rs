@@ -1,10 +1,15 @@
-//! Resolved sessions kept in memory, so an authenticated request costs no store round trip.
-//! Entries are stamped with the `Auth` generation read *before* the store read that filled
-//! them; the store bumps it after every committed change to sessions, users or roles, so a
-//! logout, revocation, disable or role change is seen by the very next request (on every
-//! node, once the feed is shared). Expiry is still checked on every hit.
+//! Store reads kept in memory, stamped with the generation of their `Topic` read *before*
+//! the store read that filled them. The store bumps the generation after every committed
+//! change the topic covers (on every node, once the feed is shared), so an entry read
+//! before a change is never served after it: a logout, disable or role change is seen by
+//! the very next request, and so is a document write or erasure.
+//!
+//! Two uses: resolved sessions (`Topic::Auth`; expiry is still checked on every hit) and
+//! sealed document records (`Topic::Documents`; still opened with the key ring on every
+//! hit, so crypto-shredding holds even for a record in memory).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 
 use rampart_store::{Assurance, CacheInvalidation, Topic};
@@ -21,61 +26,63 @@ pub(crate) struct ResolvedSession {
     pub last_seen_at: Timestamp,
 }
 
-struct Entry {
+struct Entry<V> {
     generation: u64,
-    session: ResolvedSession,
+    value: V,
 }
 
-pub(crate) struct SessionCache {
+pub(crate) struct StampedCache<K, V> {
     feed: Arc<dyn CacheInvalidation>,
-    entries: RwLock<HashMap<[u8; 32], Entry>>,
+    topic: Topic,
+    entries: RwLock<HashMap<K, Entry<V>>>,
     capacity: usize,
 }
 
-impl SessionCache {
-    pub fn new(feed: Arc<dyn CacheInvalidation>, capacity: usize) -> Self {
-        Self { feed, entries: RwLock::new(HashMap::new()), capacity }
+impl<K: Hash + Eq + Clone, V: Clone> StampedCache<K, V> {
+    pub fn new(feed: Arc<dyn CacheInvalidation>, topic: Topic, capacity: usize) -> Self {
+        Self { feed, topic, entries: RwLock::new(HashMap::new()), capacity }
     }
 
     /// The stamp for an entry about to be read from the store.
     pub fn stamp(&self) -> u64 {
-        self.feed.generation(Topic::Auth)
+        self.feed.generation(self.topic)
     }
 
-    pub fn get(&self, token_hash: &[u8; 32]) -> Option<ResolvedSession> {
+    pub fn get(&self, key: &K) -> Option<V> {
         let current = self.stamp();
         let entries = self.entries.read().ok()?;
-        entries.get(token_hash).filter(|e| e.generation == current).map(|e| e.session.clone())
+        entries.get(key).filter(|e| e.generation == current).map(|e| e.value.clone())
     }
 
-    pub fn put(&self, token_hash: [u8; 32], stamp: u64, session: ResolvedSession) {
+    pub fn put(&self, key: K, stamp: u64, value: V) {
         let Ok(mut entries) = self.entries.write() else { return };
-        if entries.len() >= self.capacity && !entries.contains_key(&token_hash) {
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
             let current = self.stamp();
             entries.retain(|_, e| e.generation == current);
             if entries.len() >= self.capacity {
-                // Only live sessions get here, so this is rare: drop any one of them (it is
-                // read again from the store on its next request).
-                if let Some(victim) = entries.keys().next().copied() {
+                // Only live entries get here, so this is rare: drop any one of them (it is
+                // read again from the store when next asked for).
+                if let Some(victim) = entries.keys().next().cloned() {
                     entries.remove(&victim);
                 }
             }
         }
-        entries.insert(token_hash, Entry { generation: stamp, session });
+        entries.insert(key, Entry { generation: stamp, value });
     }
 
-    /// The idle timer was written through a quiet store write: keep the entry in step.
-    pub fn touched(&self, token_hash: &[u8; 32], at: Timestamp) {
+    /// Keeps an entry in step with a change the cache's owner made through a quiet store
+    /// write (one that stales nothing, such as the session idle timer).
+    pub fn update(&self, key: &K, change: impl FnOnce(&mut V)) {
         if let Ok(mut entries) = self.entries.write() {
-            if let Some(e) = entries.get_mut(token_hash) {
-                e.session.last_seen_at = e.session.last_seen_at.max(at);
+            if let Some(e) = entries.get_mut(key) {
+                change(&mut e.value);
             }
         }
     }
 
-    pub fn forget(&self, token_hash: &[u8; 32]) {
+    pub fn forget(&self, key: &K) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.remove(token_hash);
+            entries.remove(key);
         }
     }
 
@@ -105,7 +112,7 @@ mod tests {
     #[test]
     fn an_entry_filled_before_a_change_is_never_served_after_it() {
         let feed = Arc::new(LocalInvalidation::default());
-        let cache = SessionCache::new(feed.clone(), 10);
+        let cache = StampedCache::new(feed.clone(), Topic::Auth, 10);
         let stamp = cache.stamp();
         // A revocation commits while the store read is in flight...
         feed.invalidate(Topics::of(Topic::Auth));
@@ -124,12 +131,12 @@ mod tests {
     #[test]
     fn the_cache_stays_within_its_capacity() {
         let feed = Arc::new(LocalInvalidation::default());
-        let cache = SessionCache::new(feed, 8);
+        let cache = StampedCache::new(feed, Topic::Auth, 8);
         for i in 0..100u8 {
             cache.put([i; 32], cache.stamp(), session("s"));
         }
         assert!(cache.len() <= 8);
-        cache.touched(&[99; 32], Timestamp::from_millis(5_000));
+        cache.update(&[99; 32], |s: &mut ResolvedSession| s.last_seen_at = Timestamp::from_millis(5_000));
         assert_eq!(cache.get(&[99; 32]).unwrap().last_seen_at, Timestamp::from_millis(5_000));
         cache.forget(&[99; 32]);
         assert!(cache.get(&[99; 32]).is_none());

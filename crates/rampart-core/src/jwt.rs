@@ -3,12 +3,12 @@
 
 use std::sync::{Arc, RwLock};
 
-use rampart_crypto::{generate_jwt_key, jwk, JwtSigner};
+use rampart_crypto::{generate_jwt_key, jwk_x, JwtSigner};
 use rampart_store::{JwtKeyRecord, TokenStore};
 use rampart_types::{SigningKeyId, TokenId};
 use secrecy::SecretBox;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::audit::EventType;
 use crate::events::Events;
@@ -23,6 +23,25 @@ const KEY_AAD: &[u8] = b"rampart-jwt-signing-key";
 #[derive(Default)]
 pub(crate) struct JwtKeys {
     signer: RwLock<Option<Arc<JwtSigner>>>,
+}
+
+/// `GET /.well-known/jwks.json` (RFC 7517): the keys that verify minted tokens.
+#[derive(Debug, Serialize)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
+}
+
+/// An Ed25519 public key (RFC 8037).
+#[derive(Debug, Serialize)]
+pub struct Jwk {
+    pub kty: &'static str,
+    pub crv: &'static str,
+    /// The public key, base64url without padding.
+    pub x: String,
+    pub kid: SigningKeyId,
+    pub alg: &'static str,
+    #[serde(rename = "use")]
+    pub key_use: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -132,16 +151,23 @@ impl Tokens {
     }
 
     /// The JWKS: the current key and keys retired within the overlap window.
-    pub async fn jwks(&self) -> CoreResult<Value> {
+    pub async fn jwks(&self) -> CoreResult<JwkSet> {
         let now = self.now();
-        let keys: Vec<Value> = self
+        let keys = self
             .token_store
             .jwt_keys()
             .await?
             .iter()
             .filter(|k| k.retired_at.is_none_or(|r| now < r.plus_seconds(OVERLAP_SECS)))
-            .map(|k| jwk(k.kid.as_str(), &k.public_key))
+            .map(|k| Jwk {
+                kty: "OKP",
+                crv: "Ed25519",
+                x: jwk_x(&k.public_key),
+                kid: k.kid.clone(),
+                alg: "EdDSA",
+                key_use: "sig",
+            })
             .collect();
-        Ok(json!({ "keys": keys }))
+        Ok(JwkSet { keys })
     }
 }

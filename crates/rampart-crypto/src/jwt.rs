@@ -52,15 +52,9 @@ impl JwtSigner {
 }
 
 /// The JWKS entry for a public key (RFC 8037 OKP).
-pub fn jwk(kid: &str, public_key: &[u8]) -> serde_json::Value {
-    serde_json::json!({
-        "kty": "OKP",
-        "crv": "Ed25519",
-        "x": URL_SAFE_NO_PAD.encode(public_key),
-        "kid": kid,
-        "alg": "EdDSA",
-        "use": "sig",
-    })
+/// The `x` member of an Ed25519 JWK (RFC 8037): the public key, base64url without padding.
+pub fn jwk_x(public_key: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(public_key)
 }
 
 #[cfg(test)]

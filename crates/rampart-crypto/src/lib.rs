@@ -11,7 +11,7 @@ mod token;
 mod totp;
 
 pub use hierarchy::{DataKey, Kek};
-pub use jwt::{generate_jwt_key, jwk, JwtKeyError, JwtSigner};
+pub use jwt::{generate_jwt_key, jwk_x, JwtKeyError, JwtSigner};
 pub use keys::{
     verify_webhook_signature, webhook_signature, AuditMacKey, BlindIndexKey, DeviceKey, KeyError, MasterKey, PurposeKey,
 };

@@ -2,7 +2,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::mfa::MfaEnrollment;
-use rampart_core::{CoreError, SessionRecord};
+use rampart_core::SessionRecord;
 use rampart_types::{SessionId, Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -189,36 +189,8 @@ pub(crate) async fn mint(
     Ok(Json(state.core.tokens().mint_jwt(&auth, &b.audience, b.ttl_secs).await?))
 }
 
-/// `GET /.well-known/jwks.json` (RFC 7517): the public keys that verify the tokens of
+/// `GET /.well-known/jwks.json`: the public keys that verify the tokens of
 /// `POST /api/v1/auth/token`, retired ones included for the overlap window.
-/// Read strictly from core's JSON, so a key field added there fails loudly (tests, 500)
-/// instead of vanishing from the answer.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct JwkSet {
-    keys: Vec<Jwk>,
-}
-
-/// An Ed25519 public key (RFC 8037).
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Jwk {
-    /// `OKP`.
-    kty: String,
-    /// `Ed25519`.
-    crv: String,
-    /// The public key, base64url without padding.
-    x: String,
-    kid: String,
-    /// `EdDSA`.
-    alg: String,
-    /// `sig`.
-    #[serde(rename = "use")]
-    key_use: String,
-}
-
-pub(crate) async fn jwks(_: Public, State(state): State<AppState>) -> ApiResult<Json<JwkSet>> {
-    // Core hands the set over as JSON (its signature stays); the typed set pins the shape.
-    let set = serde_json::from_value(state.core.tokens().jwks().await?).map_err(CoreError::internal)?;
-    Ok(Json(set))
+pub(crate) async fn jwks(_: Public, State(state): State<AppState>) -> ApiResult<Json<rampart_core::jwt::JwkSet>> {
+    Ok(Json(state.core.tokens().jwks().await?))
 }

@@ -104,7 +104,6 @@ struct Services {
     keys: Keys,
     privacy: Privacy,
     audit: AuditLog,
-    store: Arc<dyn Store>,
     backup_key: Arc<PurposeKey>,
     settings: CoreSettings,
 }
@@ -215,7 +214,6 @@ impl Core {
                 keys: key_service,
                 privacy,
                 audit,
-                store,
                 backup_key: root.backup,
                 settings,
             }),
@@ -330,9 +328,5 @@ impl Core {
 
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.inner.events.clock()
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
     }
 }

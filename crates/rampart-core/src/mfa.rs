@@ -160,7 +160,6 @@ impl Mfa {
         Ok(LoginOutcome {
             token: SecretString::from(String::new()),
             refresh_token: SecretString::from(String::new()),
-            session_id: None,
             expires_at: expires,
             user: crate::UserView::from(user),
             mfa_token: Some(token.token),

@@ -43,12 +43,12 @@ pub(crate) async fn refuse(
 
 /// Query values and path segments are checked for SQL injection (JSON bodies are checked
 /// when parsed).
-fn inspect_request(state: &AppState, ctx: &RequestContext, uri: &axum::http::Uri) {
+/// A routed path's literal segments are the route table's own text: only what the client
+/// chose (the route's `parameters`; every segment of an unrouted path) is checked.
+fn inspect_request(state: &AppState, ctx: &RequestContext, uri: &axum::http::Uri, parameters: Option<Vec<&str>>) {
     let path = uri.path();
     let query = uri.query().unwrap_or("");
-    // A routed path's literal segments are the route table's own text: only what the
-    // client chose (the route's parameters; every segment of an unrouted path) is checked.
-    let segments = state.policies.parameters(path).unwrap_or_else(|| path.split('/').collect());
+    let segments = parameters.unwrap_or_else(|| path.split('/').collect());
     let hit = segments
         .into_iter()
         .map(|seg| ("path", percent_decode(seg)))
@@ -89,7 +89,10 @@ fn percent_decode(s: &str) -> String {
 /// The route's policy (see `routes::RoutePolicy`) is looked up here and left in the
 /// request for the authorization step.
 pub(crate) async fn rate_limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let policy = state.policies.lookup(req.method(), req.uri().path());
+    // Inspected once the handler has run, when it is known whether the caller was
+    // authenticated: only then may a finding count against the sender's address.
+    let uri = req.uri().clone();
+    let (policy, parameters) = state.policies.find(req.method(), uri.path());
     req.extensions_mut().insert(policy);
     let Some(ctx) = req.extensions().get::<RequestContext>().cloned() else {
         return next.run(req).await;
@@ -106,12 +109,9 @@ pub(crate) async fn rate_limit(State(state): State<AppState>, mut req: Request, 
         state.core.detection().record_refusal(&ctx.meta(), "admin_ip_not_allowed").await;
         return ApiError::IpBlocked { until: None }.into_response();
     }
-    // Inspected once the handler has run, when it is known whether the caller was
-    // authenticated: only then may a finding count against the sender's address.
-    let uri = req.uri().clone();
     if !state.limits.enabled() {
         let res = next.run(req).await;
-        inspect_request(&state, &ctx, &uri);
+        inspect_request(&state, &ctx, &uri, parameters);
         return res;
     }
     let budget = policy.budget;
@@ -120,7 +120,7 @@ pub(crate) async fn rate_limit(State(state): State<AppState>, mut req: Request, 
         return refuse(&state, &ctx, &d, budget.as_str(), None).await;
     }
     let mut res = next.run(req).await;
-    inspect_request(&state, &ctx, &uri);
+    inspect_request(&state, &ctx, &uri, parameters);
     // A per-user refusal further in has already set its own (stricter) figures.
     if !res.headers().contains_key("x-ratelimit-limit") {
         set_headers(res.headers_mut(), &d);

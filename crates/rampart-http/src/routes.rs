@@ -186,20 +186,17 @@ impl RoutePolicies {
         Self { paths, by_path }
     }
 
-    /// The parameter values of the route `path` matches (`None` when it matches none).
-    pub(crate) fn parameters<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
-        self.paths.at(path).ok().map(|m| m.params.iter().map(|(_, v)| v).collect())
-    }
-
-    /// The policy of the route `method path` reaches. Another method on a known path
-    /// (answered 405) takes the path's area with the API budget.
-    pub(crate) fn lookup(&self, method: &Method, path: &str) -> RoutePolicy {
-        let Ok(found) = self.paths.at(path) else { return RoutePolicy::UNMATCHED };
+    /// The policy of the route `method path` reaches, and that route's parameter values
+    /// (`None` when the path matches no route). Another method on a known path (answered
+    /// 405) takes the path's area with the API budget.
+    pub(crate) fn find<'p>(&self, method: &Method, path: &'p str) -> (RoutePolicy, Option<Vec<&'p str>>) {
+        let Ok(found) = self.paths.at(path) else { return (RoutePolicy::UNMATCHED, None) };
         let entries = &self.by_path[*found.value];
-        match entries.iter().find(|(m, _)| m == method) {
+        let policy = match entries.iter().find(|(m, _)| m == method) {
             Some((_, policy)) => *policy,
             None => entries.first().map_or(RoutePolicy::UNMATCHED, |(_, p)| RoutePolicy { budget: Budget::Api, ..*p }),
-        }
+        };
+        (policy, Some(found.params.iter().map(|(_, v)| v).collect()))
     }
 }
 
@@ -258,21 +255,23 @@ mod tests {
 
     #[test]
     fn policies_come_from_the_route_table() {
-        let p = route_policies();
-        let login = p.lookup(&Method::POST, "/api/v1/auth/login");
+        let routes = route_policies();
+        let lookup = |method: &Method, path| routes.find(method, path).0;
+        let login = lookup(&Method::POST, "/api/v1/auth/login");
         assert_eq!((login.area, login.budget), (Area::Public, Budget::Login));
-        assert_eq!(p.lookup(&Method::POST, "/api/v1/auth/refresh").budget, Budget::Login);
-        assert_eq!(p.lookup(&Method::GET, "/api/v1/users/bob").area, Area::Admin);
-        assert_eq!(p.lookup(&Method::DELETE, "/api/v1/gdpr/erasure").area, Area::Admin);
-        assert_eq!(p.lookup(&Method::GET, "/api/v1/collections/c/documents/d").area, Area::Data);
-        assert_eq!(p.lookup(&Method::GET, "/api/v1/auth/me").area, Area::Account);
+        assert_eq!(lookup(&Method::POST, "/api/v1/auth/refresh").budget, Budget::Login);
+        assert_eq!(lookup(&Method::GET, "/api/v1/users/bob").area, Area::Admin);
+        assert_eq!(lookup(&Method::DELETE, "/api/v1/gdpr/erasure").area, Area::Admin);
+        assert_eq!(lookup(&Method::GET, "/api/v1/collections/c/documents/d").area, Area::Data);
+        assert_eq!(lookup(&Method::GET, "/api/v1/auth/me").area, Area::Account);
         // Another method on a known path keeps the path's area, with the API budget.
-        let other = p.lookup(&Method::GET, "/api/v1/auth/login");
+        let other = lookup(&Method::GET, "/api/v1/auth/login");
         assert_eq!((other.area, other.budget), (Area::Public, Budget::Api));
-        assert_eq!(p.lookup(&Method::PUT, "/api/v1/admin/keys").area, Area::Admin);
-        assert_eq!(p.lookup(&Method::GET, "/api/v1/nowhere"), RoutePolicy::UNMATCHED);
-        assert_eq!(p.parameters("/api/v1/collections/c%27/documents/d"), Some(vec!["c%27", "d"]));
-        assert_eq!(p.parameters("/api/v1/auth/me"), Some(vec![]));
-        assert_eq!(p.parameters("/api/v1/x'--"), None);
+        assert_eq!(lookup(&Method::PUT, "/api/v1/admin/keys").area, Area::Admin);
+        assert_eq!(lookup(&Method::GET, "/api/v1/nowhere"), RoutePolicy::UNMATCHED);
+        let params = |path| routes.find(&Method::GET, path).1;
+        assert_eq!(params("/api/v1/collections/c%27/documents/d"), Some(vec!["c%27", "d"]));
+        assert_eq!(params("/api/v1/auth/me"), Some(vec![]));
+        assert_eq!(params("/api/v1/x'--"), None);
     }
 }

@@ -25,8 +25,6 @@ use crate::{Area, CoreError, CoreResult, Principal, RequestMeta};
 pub struct LoginOutcome {
     pub token: SecretString,
     pub refresh_token: SecretString,
-    /// `None` when a second factor is still due (no session was opened).
-    pub session_id: Option<SessionId>,
     pub expires_at: Timestamp,
     pub user: UserView,
     /// Set when the account must still pass a second factor: no session was opened.
@@ -195,7 +193,6 @@ impl Sessions {
         Ok(LoginOutcome {
             token,
             refresh_token,
-            session_id: Some(session_id),
             expires_at,
             mfa_enrollment_required: self.enrollment_only(assurance, &user.role),
             user: UserView::from(user),
@@ -370,7 +367,6 @@ impl Sessions {
                 Ok(LoginOutcome {
                     token,
                     refresh_token: new_refresh,
-                    session_id: Some(session_id),
                     expires_at,
                     mfa_enrollment_required: self.enrollment_only(assurance, &user.role),
                     user: crate::UserView::from(&user),

@@ -372,6 +372,11 @@ async fn users_list_and_end_their_sessions() {
         StatusCode::NO_CONTENT
     );
     assert_eq!(app.get("/api/v1/auth/me", Some(&v)).await.status, StatusCode::UNAUTHORIZED);
+    // An id not shaped like one of ours names no session (and no store is asked).
+    for bad in ["x", "%27%20OR%201%3D1", &vid.to_uppercase(), &format!("{vid}0")] {
+        let res = app.call(Method::DELETE, &format!("/api/v1/auth/sessions/{bad}"), Some(&a), None).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{bad}");
+    }
 }
 
 #[tokio::test]

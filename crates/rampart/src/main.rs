@@ -26,6 +26,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use rampart_config::Overrides;
 
+/// mimalloc instead of glibc's malloc: a profile of the audited read showed 14 % of the
+/// server's samples in glibc's allocator (`_int_malloc`, `_int_free`, `malloc_consolidate`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "rampart", version, about = "Security-first self-hosted JSON document server")]
 struct Cli {

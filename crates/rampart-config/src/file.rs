@@ -108,6 +108,7 @@ pub(crate) struct FileAudit {
 pub(crate) struct FileServer {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub node_id: Option<String>,
     pub bind: Option<String>,
     pub log_dir: Option<PathBuf>,
     pub insecure_http: Option<bool>,

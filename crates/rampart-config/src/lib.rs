@@ -153,7 +153,33 @@ pub enum DatabaseUrl {
     /// `sqlite://PATH`, PATH being the database file `rampart.db` (its WAL, backups and
     /// restores go by that name) in `dir`; by default the data directory.
     Sqlite { dir: PathBuf },
+    /// `postgres://...` (libpq URL syntax, several hosts allowed): shared by every node.
+    Postgres(PostgresUrl),
 }
+
+/// A PostgreSQL URL. It may carry a password, so it is kept as a secret and never printed.
+#[derive(Clone)]
+pub struct PostgresUrl(SecretString);
+
+impl PostgresUrl {
+    pub fn expose(&self) -> &str {
+        secrecy::ExposeSecret::expose_secret(&self.0)
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PostgresUrl([REDACTED])")
+    }
+}
+
+impl PartialEq for PostgresUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for PostgresUrl {}
 
 impl DatabaseUrl {
     /// Parses a URL. Errors never repeat it: a database URL may carry a password.
@@ -171,11 +197,10 @@ impl DatabaseUrl {
                 let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
                 Ok(DatabaseUrl::Sqlite { dir: dir.to_owned() })
             }
-            "postgres" | "postgresql" => Err(invalid(
-                "database_url",
-                "PostgreSQL is not supported by this version of Rampart yet; use sqlite://PATH/rampart.db",
-            )),
-            _ => Err(invalid("database_url", "expected sqlite://PATH/rampart.db")),
+            "postgres" | "postgresql" if !rest.is_empty() => {
+                Ok(DatabaseUrl::Postgres(PostgresUrl(SecretString::from(text.to_owned()))))
+            }
+            _ => Err(invalid("database_url", "expected sqlite://PATH/rampart.db or postgres://USER@HOST/DATABASE")),
         }
     }
 
@@ -187,10 +212,31 @@ impl DatabaseUrl {
     }
 }
 
+/// 1-64 letters, digits, `.`, `_` or `-`: it is stored beside every audit record.
+fn parse_node_id(id: &str) -> Result<String, ConfigError> {
+    let ok = (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(id.to_owned())
+    } else {
+        Err(invalid("node_id", "expected 1-64 letters, digits, '.', '_' or '-'"))
+    }
+}
+
+/// The host name when it makes a valid node id, else `node-1`.
+fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(|h| parse_node_id(h.trim()).ok())
+        .unwrap_or_else(|| "node-1".to_owned())
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub database: DatabaseUrl,
+    /// This node's name among several sharing one database (its audit chain is kept under
+    /// it): `RAMPART_NODE_ID`, `server.node_id`, by default the host name.
+    pub node_id: String,
     pub bind: SocketAddr,
     pub log_dir: PathBuf,
     pub insecure_http: bool,
@@ -313,8 +359,13 @@ impl Config {
                 Some(url) => DatabaseUrl::parse(&url)?,
                 None => DatabaseUrl::in_data_dir(&data_dir),
             };
+        let node_id = match env.get("RAMPART_NODE_ID").or(file.server.node_id) {
+            Some(id) => parse_node_id(&id)?,
+            None => default_node_id(),
+        };
         let server = ServerConfig {
             database,
+            node_id,
             data_dir,
             bind,
             log_dir,

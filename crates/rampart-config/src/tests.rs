@@ -165,13 +165,30 @@ fn database_url_is_sqlite_by_default_and_never_echoed_in_errors() {
         DatabaseUrl::Sqlite { dir: "/var/lib/db".into() }
     );
     assert_eq!(url("sqlite://rampart.db").unwrap().server.database, DatabaseUrl::Sqlite { dir: ".".into() });
-    for bad in ["postgres://app:Sup3r-Secret@db/rampart", "sqlite:///var/lib/other.db", "mysql://x", "rampart.db"] {
+    let pg = url("postgres://app:Sup3r-Secret@db1:5432,db2:5432/rampart?target_session_attrs=read-write").unwrap();
+    match &pg.server.database {
+        DatabaseUrl::Postgres(u) => assert!(u.expose().starts_with("postgres://app:Sup3r-Secret@db1")),
+        other => panic!("not PostgreSQL: {other:?}"),
+    }
+    assert!(!format!("{:?}", pg.server).contains("Sup3r-Secret"), "the URL's password is never printed");
+    for bad in ["postgres://", "mysql://app:Sup3r-Secret@x", "sqlite:///var/lib/other.db", "rampart.db"] {
         let e = url(bad).unwrap_err().to_string();
         assert!(e.contains("database_url") && !e.contains("Sup3r-Secret"), "{bad}: {e}");
     }
     let flag = Overrides { database_url: Some("sqlite:///flag/rampart.db".into()), ..flags.clone() };
     let c = Config::load(&env(&[("RAMPART_DATABASE_URL", "sqlite:///env/rampart.db")]), &flag);
     assert_eq!(c.unwrap().server.database, DatabaseUrl::Sqlite { dir: "/flag".into() }, "flags win");
+}
+
+#[test]
+fn node_id_is_checked_and_defaults_to_a_valid_name() {
+    let c = Config::load(&Env::empty(), &Overrides::default()).unwrap();
+    assert!(!c.server.node_id.is_empty() && c.server.node_id.len() <= 64);
+    let id = |v: &str| Config::load(&env(&[("RAMPART_NODE_ID", v)]), &Overrides::default());
+    assert_eq!(id("node-b.eu_1").unwrap().server.node_id, "node-b.eu_1");
+    for bad in ["a b", "x'--", &"n".repeat(65)] {
+        assert!(id(bad).unwrap_err().to_string().contains("node_id"), "{bad:?}");
+    }
 }
 
 // Secret sources (secrets.rs).

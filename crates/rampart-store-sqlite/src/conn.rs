@@ -215,12 +215,12 @@ impl Change for AuditAppends {
                 let mut seqs = seqs.into_iter();
                 for (n, done) in waiters {
                     let mine: Vec<i64> = seqs.by_ref().take(n).collect();
-                    let _ = done.send(failed.as_ref().map_or(Ok(mine), |e| Err(duplicate(e))));
+                    let _ = done.send(failed.as_ref().map_or(Ok(mine), |e| Err(e.duplicate())));
                 }
             })),
             Err(e) => {
                 for (_, done) in waiters {
-                    let _ = done.send(Err(duplicate(&e)));
+                    let _ = done.send(Err(e.duplicate()));
                 }
                 None
             }
@@ -229,27 +229,8 @@ impl Change for AuditAppends {
 
     fn refuse(self: Box<Self>, e: StoreError) {
         for (_, done) in self.0 {
-            let _ = done.send(Err(duplicate(&e)));
+            let _ = done.send(Err(e.duplicate()));
         }
-    }
-}
-
-/// The same failure for each of several waiters (a `StoreError` cannot be cloned).
-fn duplicate(e: &StoreError) -> StoreError {
-    let copy = |x: &(dyn std::error::Error + Send + Sync)| -> Box<dyn std::error::Error + Send + Sync> {
-        Box::new(std::io::Error::other(x.to_string()))
-    };
-    match e {
-        StoreError::NotFound => StoreError::NotFound,
-        StoreError::AlreadyExists => StoreError::AlreadyExists,
-        StoreError::VersionMismatch => StoreError::VersionMismatch,
-        StoreError::LastAdmin => StoreError::LastAdmin,
-        StoreError::InUse(what) => StoreError::InUse(what),
-        StoreError::LimitReached(what) => StoreError::LimitReached(what),
-        StoreError::AuditChainBroken(why) => StoreError::AuditChainBroken(why),
-        StoreError::AuditUnavailable(x) => StoreError::AuditUnavailable(copy(x.as_ref())),
-        StoreError::Unavailable(x) => StoreError::Unavailable(copy(x.as_ref())),
-        StoreError::Internal(x) => StoreError::Internal(copy(x.as_ref())),
     }
 }
 

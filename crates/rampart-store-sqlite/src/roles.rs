@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use rampart_store::{Audit, RoleRecord, RoleStore, StoreError, StoreResult};
-use rampart_types::{CollectionName, Permission, RoleName, Timestamp};
+use rampart_types::{RoleName, Timestamp};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use crate::{internal, map_err, parse_col, SqliteStore};
@@ -8,25 +8,9 @@ use crate::{internal, map_err, parse_col, SqliteStore};
 const COLUMNS: &str = "name, description, permissions, collections, builtin, created_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<RoleRecord> {
-    let perms: Vec<String> = parse_col(r.get(2)?, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
-    let permissions = perms
-        .iter()
-        .map(|p| Permission::parse(p))
-        .collect::<Result<Vec<_>, _>>()
+    let (perms, cols): (String, Option<String>) = (r.get(2)?, r.get(3)?);
+    let (permissions, collections) = RoleRecord::decode_lists(&perms, cols.as_deref())
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into()))?;
-    let collections: Option<String> = r.get(3)?;
-    let collections =
-        match collections {
-            None => None,
-            Some(text) => {
-                let names: Vec<String> = parse_col(text, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
-                Some(
-                    names.iter().map(|n| CollectionName::parse(n)).collect::<Result<Vec<_>, _>>().map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
-                    })?,
-                )
-            }
-        };
     Ok(RoleRecord {
         name: parse_col(r.get(0)?, RoleName::parse)?,
         description: r.get(1)?,
@@ -38,15 +22,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<RoleRecord> {
 }
 
 fn encode(role: &RoleRecord) -> StoreResult<(String, Option<String>)> {
-    let perms: Vec<&str> = role.permissions.iter().map(|p| p.as_str()).collect();
-    let perms = serde_json::to_string(&perms).map_err(internal)?;
-    let cols = role
-        .collections
-        .as_ref()
-        .map(|c| serde_json::to_string(&c.iter().map(|n| n.as_str()).collect::<Vec<_>>()))
-        .transpose()
-        .map_err(internal)?;
-    Ok((perms, cols))
+    role.encode_lists().map_err(internal)
 }
 
 fn get_in(tx: &Transaction<'_>, name: &str) -> StoreResult<Option<RoleRecord>> {

@@ -58,6 +58,28 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+impl StoreError {
+    /// The same failure again, for each of several waiters on one commit (the boxed
+    /// sources cannot be cloned, so they are carried over as their messages).
+    pub fn duplicate(&self) -> StoreError {
+        let copy = |x: &(dyn std::error::Error + Send + Sync)| -> Box<dyn std::error::Error + Send + Sync> {
+            Box::new(std::io::Error::other(x.to_string()))
+        };
+        match self {
+            StoreError::NotFound => StoreError::NotFound,
+            StoreError::AlreadyExists => StoreError::AlreadyExists,
+            StoreError::VersionMismatch => StoreError::VersionMismatch,
+            StoreError::LastAdmin => StoreError::LastAdmin,
+            StoreError::InUse(what) => StoreError::InUse(what),
+            StoreError::LimitReached(what) => StoreError::LimitReached(what),
+            StoreError::AuditChainBroken(why) => StoreError::AuditChainBroken(why),
+            StoreError::AuditUnavailable(x) => StoreError::AuditUnavailable(copy(x.as_ref())),
+            StoreError::Unavailable(x) => StoreError::Unavailable(copy(x.as_ref())),
+            StoreError::Internal(x) => StoreError::Internal(copy(x.as_ref())),
+        }
+    }
+}
+
 #[async_trait]
 pub trait MetaStore: Send + Sync {
     async fn get_meta(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;

@@ -48,6 +48,41 @@ pub struct RoleRecord {
     pub created_at: Timestamp,
 }
 
+/// How a role's lists are stored by every backend: JSON arrays of names.
+impl RoleRecord {
+    /// `(permissions, collections)` as stored; `collections` is `None` for "all".
+    pub fn encode_lists(&self) -> Result<(String, Option<String>), serde_json::Error> {
+        let perms = serde_json::to_string(&self.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>())?;
+        let cols = self
+            .collections
+            .as_ref()
+            .map(|c| serde_json::to_string(&c.iter().map(|n| n.as_str()).collect::<Vec<_>>()))
+            .transpose()?;
+        Ok((perms, cols))
+    }
+
+    /// The lists back from their stored text; an error names what did not parse.
+    pub fn decode_lists(
+        permissions: &str,
+        collections: Option<&str>,
+    ) -> Result<(Vec<Permission>, Option<Vec<CollectionName>>), String> {
+        let names = |text: &str| serde_json::from_str::<Vec<String>>(text).map_err(|e| e.to_string());
+        let permissions = names(permissions)?
+            .iter()
+            .map(|p| Permission::parse(p).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let collections = collections
+            .map(|text| {
+                names(text)?
+                    .iter()
+                    .map(|n| CollectionName::parse(n).map_err(|e| e.to_string()))
+                    .collect::<Result<_, _>>()
+            })
+            .transpose()?;
+        Ok((permissions, collections))
+    }
+}
+
 /// How strongly a session's holder proved who they are when it was opened (Kratos' AAL).
 /// It stays with the session for life and passes unchanged to the sessions its refresh
 /// tokens open: it is never re-derived from the user's current state.

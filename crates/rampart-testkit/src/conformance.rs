@@ -77,11 +77,11 @@ pub(crate) async fn audited_since(s: &dyn Store, seq: i64) -> Vec<String> {
 }
 
 /// An audit event of type `kind` (the type names the change it records).
-pub(crate) fn ev(kind: &str) -> rampart_store::AuditEvent {
+pub fn ev(kind: &str) -> rampart_store::AuditEvent {
     event(kind, "operator", true, 0)
 }
 
-pub(crate) fn t(ms: i64) -> Timestamp {
+pub fn t(ms: i64) -> Timestamp {
     Timestamp::from_millis(1_767_225_600_000 + ms)
 }
 
@@ -94,11 +94,11 @@ pub(crate) fn aid(s: &str) -> rampart_types::AlertId {
     rampart_types::AlertId::from_stored(s.to_owned())
 }
 
-pub(crate) fn name(s: &str) -> Username {
+pub fn name(s: &str) -> Username {
     Username::parse(s).unwrap()
 }
 
-pub(crate) fn role(s: &str, perms: Vec<Permission>, builtin: bool) -> RoleRecord {
+pub fn role(s: &str, perms: Vec<Permission>, builtin: bool) -> RoleRecord {
     RoleRecord {
         name: RoleName::parse(s).unwrap(),
         description: String::new(),
@@ -109,7 +109,7 @@ pub(crate) fn role(s: &str, perms: Vec<Permission>, builtin: bool) -> RoleRecord
     }
 }
 
-pub(crate) fn user(s: &str, r: &str) -> UserRecord {
+pub fn user(s: &str, r: &str) -> UserRecord {
     UserRecord {
         username: name(s),
         password_hash: "$argon2id$stub".into(),
@@ -121,7 +121,7 @@ pub(crate) fn user(s: &str, r: &str) -> UserRecord {
     }
 }
 
-pub(crate) fn session(id: &str, u: &str, at: i64) -> SessionRecord {
+pub fn session(id: &str, u: &str, at: i64) -> SessionRecord {
     let mut hash = [0u8; 32];
     hash[..id.len().min(32)].copy_from_slice(&id.as_bytes()[..id.len().min(32)]);
     SessionRecord {
@@ -137,7 +137,7 @@ pub(crate) fn session(id: &str, u: &str, at: i64) -> SessionRecord {
     }
 }
 
-pub(crate) async fn seed_roles(s: &dyn Store) {
+pub async fn seed_roles(s: &dyn Store) {
     s.upsert_builtin_role(role("admin", Permission::ALL.to_vec(), true)).await.unwrap();
     s.upsert_builtin_role(role("viewer", vec![Permission::DocumentsRead], true)).await.unwrap();
 }
@@ -361,7 +361,7 @@ fn test_audit_key() -> &'static rampart_crypto::AuditMacKey {
     KEY.get_or_init(|| rampart_crypto::DataKey::generate().audit_key())
 }
 
-pub(crate) fn event(kind: &str, user: &str, ok: bool, at: i64) -> rampart_store::AuditEvent {
+pub fn event(kind: &str, user: &str, ok: bool, at: i64) -> rampart_store::AuditEvent {
     rampart_store::AuditEvent {
         timestamp: t(at),
         event_type: kind.into(),

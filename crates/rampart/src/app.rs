@@ -14,6 +14,7 @@ use rampart_core::{
 use rampart_crypto::PasswordHasher;
 use rampart_notify::WebhookNotifier;
 use rampart_store::{Store, StoreError};
+use rampart_store_postgres::{PostgresOptions, PostgresStore};
 use rampart_store_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
@@ -27,10 +28,12 @@ use crate::datadir;
 #[derive(Clone)]
 pub enum Backend {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
 impl Backend {
-    pub async fn open(url: &DatabaseUrl) -> anyhow::Result<Self> {
+    /// Opens the store `url` names; `node` names this node's audit chain on PostgreSQL.
+    pub async fn open(url: &DatabaseUrl, node: &str) -> anyhow::Result<Self> {
         match url {
             DatabaseUrl::Sqlite { dir } => {
                 // Private like the data directory: it holds the sealed data and its WAL.
@@ -41,6 +44,12 @@ impl Backend {
                     .context("cannot open the database")?;
                 Ok(Backend::Sqlite(store))
             }
+            DatabaseUrl::Postgres(url) => {
+                let options = PostgresOptions { node: node.to_owned(), ..PostgresOptions::default() };
+                let store =
+                    PostgresStore::open(url.expose(), options).await.context("cannot open the PostgreSQL database")?;
+                Ok(Backend::Postgres(store))
+            }
         }
     }
 
@@ -48,12 +57,15 @@ impl Backend {
     pub fn exists(url: &DatabaseUrl) -> bool {
         match url {
             DatabaseUrl::Sqlite { dir } => dir.join(DatabaseUrl::SQLITE_FILE).exists(),
+            // A server is there to ask; opening it creates only the schema.
+            DatabaseUrl::Postgres(_) => true,
         }
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
         match self {
             Backend::Sqlite(s) => Arc::new(s.clone()),
+            Backend::Postgres(s) => Arc::new(s.clone()),
         }
     }
 
@@ -61,6 +73,9 @@ impl Backend {
     pub async fn snapshot_into(&self, path: &Path) -> Result<(), StoreError> {
         match self {
             Backend::Sqlite(s) => s.snapshot_into(path).await,
+            Backend::Postgres(_) => Err(StoreError::Unavailable(Box::new(std::io::Error::other(
+                "backups of a PostgreSQL deployment are not available in this version",
+            )))),
         }
     }
 }
@@ -83,6 +98,7 @@ impl std::ops::Deref for Backend {
     fn deref(&self) -> &(dyn Store + 'static) {
         match self {
             Backend::Sqlite(s) => s,
+            Backend::Postgres(s) => s,
         }
     }
 }
@@ -104,7 +120,7 @@ impl App {
 
     /// Opens the database at `url` (the configured one, or a restore's staging copy).
     pub async fn open_with(config: &Config, url: &DatabaseUrl, key: MasterKey) -> anyhow::Result<Self> {
-        let backend = Backend::open(url).await?;
+        let backend = Backend::open(url, &config.server.node_id).await?;
         let key = datadir::settle_pending_key(config, &*backend, key).await?;
         let hasher = PasswordHasher::new().context("cannot set up password hashing")?;
         let pool = PasswordPool::new(hasher, config.auth.password_hash_concurrency, config.auth.password_hash_queue);
@@ -168,6 +184,24 @@ impl App {
 #[async_trait::async_trait]
 pub trait LeaderLease: Send + Sync {
     async fn held(&self) -> bool;
+}
+
+impl Backend {
+    /// The lease this deployment's one-node-at-a-time jobs run under: always held with
+    /// SQLite (one node); an advisory lock that moves when its holder dies on PostgreSQL.
+    pub fn lease(&self) -> Arc<dyn LeaderLease> {
+        match self {
+            Backend::Sqlite(_) => Arc::new(SingleNode),
+            Backend::Postgres(s) => Arc::new(s.lease()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LeaderLease for rampart_store_postgres::AdvisoryLease {
+    async fn held(&self) -> bool {
+        rampart_store_postgres::AdvisoryLease::held(self).await
+    }
 }
 
 /// The lease of a deployment with one node (SQLite): always held.

@@ -66,7 +66,7 @@ async fn open_store(config: &Config) -> anyhow::Result<(Backend, Arc<AuditMacKey
         bail!("no Rampart database in {}", config.server.data_dir.display());
     }
     let key = datadir::master_key(config)?;
-    let store = Backend::open(&config.server.database).await?;
+    let store = Backend::open(&config.server.database, &config.server.node_id).await?;
     if let Some(kcv) = store.get_meta("master_key_check_value").await? {
         key.verify_check_value(&kcv).context("the master key does not match this data directory")?;
     }

@@ -226,7 +226,9 @@ async fn restore(
     datadir::ensure_dir(target)?;
     let _lock = datadir::lock(target).context("a server is using the target data directory; stop it first")?;
     // Where the live database is (the data directory unless --database-url says otherwise).
-    let DatabaseUrl::Sqlite { dir: db_dir } = &config.server.database;
+    let DatabaseUrl::Sqlite { dir: db_dir } = &config.server.database else {
+        bail!("restoring into a PostgreSQL deployment is not available in this version");
+    };
     datadir::ensure_dir(db_dir)?;
     let live_db = db_dir.join(DatabaseUrl::SQLITE_FILE);
     if live_db.exists() && !force {
@@ -293,7 +295,7 @@ async fn restore(
     // Keys: the live key store when there is one (so erased subjects stay unreadable),
     // otherwise the key-store file beside the backup.
     let (keys, source) = if live_db.exists() {
-        let live = Backend::open(&config.server.database).await?;
+        let live = Backend::open(&config.server.database, &config.server.node_id).await?;
         let mut keys = Vec::new();
         let mut after = String::new();
         loop {

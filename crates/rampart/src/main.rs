@@ -48,7 +48,7 @@ pub struct CommonFlags {
     /// Data directory (default ./rampart-data) [env: RAMPART_DATA_DIR]
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
-    /// Database: sqlite://PATH/rampart.db (default: in the data directory) [env: RAMPART_DATABASE_URL]
+    /// Database: sqlite://PATH/rampart.db (default: in the data directory) or postgres://... [env: RAMPART_DATABASE_URL]
     #[arg(long, global = true)]
     database_url: Option<String>,
     /// Log directory (default <data-dir>/logs) [env: RAMPART_LOG_DIR]

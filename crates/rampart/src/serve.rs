@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::app::{App, SingleNode};
+use crate::app::App;
 use crate::audit_cmd::{self, AUDIT_FILE};
 use crate::logfiles::{LineQueue, RotatingFile};
 use crate::{datadir, logging, tls};
@@ -63,7 +63,7 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     core.audit().set_audit_mirror(Arc::new(audit_cmd::FileMirror { log_dir: log_dir.clone() }));
     let exporter =
         tokio::spawn(audit_cmd::export(core.clone(), store.store(), audit_file, log_dir.clone(), stop_rx.clone()));
-    let workers = app.start_workers(&config, Arc::new(SingleNode), stop_rx);
+    let workers = app.start_workers(&config, app.backend.lease(), stop_rx);
     let acceptor = if config.server.insecure_http {
         tracing::warn!("serving plain HTTP on a loopback address (--insecure-http)");
         None

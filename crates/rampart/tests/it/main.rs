@@ -9,5 +9,6 @@ mod cli;
 mod hardening;
 mod keys;
 mod nginx;
+mod postgres;
 mod server;
 mod support;

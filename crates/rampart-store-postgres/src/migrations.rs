@@ -1,0 +1,273 @@
+//! Forward-only schema migrations, run under an advisory lock so that nodes starting
+//! together migrate once: the first takes the lock and migrates, the others wait for it and
+//! then find nothing left to do.
+
+use postgres::Client;
+use rampart_store::StoreResult;
+
+use crate::map_err;
+
+/// Held (session-level) while migrating; any constant shared by every node.
+const MIGRATION_LOCK: i64 = 0x7261_6d70_6172_7401;
+
+/// Each entry runs in its own transaction; `schema_migrations` records how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+
+CREATE TABLE roles (
+    name        TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    permissions TEXT NOT NULL,
+    collections TEXT,
+    builtin     BOOLEAN NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE users (
+    username      TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL REFERENCES roles(name),
+    disabled      BOOLEAN NOT NULL DEFAULT FALSE,
+    mfa_enabled   BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at    BIGINT NOT NULL,
+    updated_at    BIGINT NOT NULL,
+    mfa_secret    BYTEA,
+    mfa_pending   BYTEA,
+    mfa_last_step BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE TABLE sessions (
+    id           TEXT PRIMARY KEY,
+    token_hash   BYTEA NOT NULL UNIQUE,
+    username     TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    created_at   BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    ip_address   TEXT,
+    user_agent   TEXT,
+    family_id    TEXT,
+    assurance    BIGINT NOT NULL DEFAULT 1,
+    -- Insertion order among sessions created in the same millisecond.
+    ordinal      BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE INDEX sessions_by_user ON sessions(username, created_at);
+CREATE INDEX sessions_by_family ON sessions(family_id) WHERE family_id IS NOT NULL;
+
+CREATE TABLE collections (
+    name           TEXT PRIMARY KEY,
+    indexes        TEXT NOT NULL,
+    pii_fields     TEXT NOT NULL,
+    retention_days BIGINT,
+    encrypted      BOOLEAN NOT NULL,
+    created_at     BIGINT NOT NULL,
+    updated_at     BIGINT NOT NULL
+);
+
+CREATE TABLE documents (
+    seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
+    id         TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    subject_id TEXT,
+    body       BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (collection, id)
+);
+CREATE INDEX documents_by_subject ON documents(subject_id, collection, seq) WHERE subject_id IS NOT NULL;
+
+CREATE TABLE doc_index (
+    collection TEXT NOT NULL,
+    field      TEXT NOT NULL,
+    token      BYTEA NOT NULL,
+    doc_seq    BIGINT NOT NULL REFERENCES documents(seq) ON DELETE CASCADE,
+    PRIMARY KEY (collection, field, token, doc_seq)
+);
+CREATE INDEX doc_index_by_doc ON doc_index(doc_seq);
+
+-- One chain per node: each node appends only to its own, so nodes never wait on each
+-- other's audit head.
+CREATE TABLE audit_log (
+    node       TEXT NOT NULL,
+    seq        BIGINT NOT NULL,
+    timestamp  BIGINT NOT NULL,
+    event_type TEXT NOT NULL,
+    "user"     TEXT,
+    ip_address TEXT,
+    success    BOOLEAN NOT NULL,
+    details    TEXT NOT NULL,
+    request_id TEXT,
+    prev_hash  BYTEA NOT NULL,
+    hash       BYTEA NOT NULL,
+    PRIMARY KEY (node, seq)
+);
+CREATE INDEX audit_by_type ON audit_log(node, event_type, seq);
+CREATE INDEX audit_by_user ON audit_log(node, "user", seq);
+CREATE INDEX audit_by_time ON audit_log(timestamp);
+
+CREATE TABLE data_keys (
+    key_id      TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    kek_version BIGINT NOT NULL,
+    wrapped     BYTEA NOT NULL,
+    created_at  BIGINT NOT NULL,
+    successor   TEXT
+);
+CREATE UNIQUE INDEX data_keys_current ON data_keys(kind, owner) WHERE successor IS NULL;
+CREATE INDEX data_keys_by_owner ON data_keys(kind, owner);
+
+CREATE TABLE kek_versions (
+    version    BIGINT PRIMARY KEY,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE erasure_ledger (
+    seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subject_hash TEXT NOT NULL,
+    erased_at    BIGINT NOT NULL
+);
+
+CREATE TABLE alerts (
+    id              TEXT PRIMARY KEY,
+    severity        TEXT NOT NULL,
+    breach_type     TEXT NOT NULL,
+    dedup_key       TEXT NOT NULL,
+    details         TEXT NOT NULL,
+    first_seen      BIGINT NOT NULL,
+    last_seen       BIGINT NOT NULL,
+    count           BIGINT NOT NULL,
+    status          TEXT NOT NULL,
+    acknowledged_by TEXT
+);
+CREATE INDEX alerts_by_key ON alerts(dedup_key, last_seen);
+CREATE INDEX alerts_by_status ON alerts(status, last_seen);
+
+CREATE TABLE ip_blocks (
+    cidr       TEXT PRIMARY KEY,
+    reason     TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL
+);
+
+CREATE TABLE webhook_outbox (
+    event_id        TEXT NOT NULL,
+    endpoint        TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    delivered_at    BIGINT,
+    last_error      TEXT,
+    PRIMARY KEY (event_id, endpoint)
+);
+CREATE INDEX outbox_due ON webhook_outbox(next_attempt_at) WHERE delivered_at IS NULL;
+
+CREATE TABLE login_networks (
+    username   TEXT NOT NULL,
+    network    TEXT NOT NULL,
+    first_seen BIGINT NOT NULL,
+    PRIMARY KEY (username, network)
+);
+
+CREATE TABLE recovery_codes (
+    username  TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    code_hash BYTEA NOT NULL,
+    used_at   BIGINT,
+    PRIMARY KEY (username, code_hash)
+);
+
+CREATE TABLE mfa_challenges (
+    token_hash BYTEA PRIMARY KEY,
+    username   TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    expires_at BIGINT NOT NULL,
+    attempts   BIGINT NOT NULL DEFAULT 0,
+    used       BOOLEAN NOT NULL DEFAULT FALSE
+);
+
+CREATE TABLE refresh_tokens (
+    token_hash BYTEA PRIMARY KEY,
+    family_id  TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    username   TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at    BIGINT,
+    revoked    BOOLEAN NOT NULL DEFAULT FALSE,
+    assurance  BIGINT NOT NULL DEFAULT 1
+);
+CREATE INDEX refresh_by_family ON refresh_tokens(family_id);
+
+CREATE TABLE jwt_keys (
+    kid        TEXT PRIMARY KEY,
+    sealed     BYTEA NOT NULL,
+    public_key BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    retired_at BIGINT
+);
+
+CREATE TABLE login_addresses (
+    username   TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    address    TEXT NOT NULL,
+    last_login BIGINT NOT NULL,
+    PRIMARY KEY (username, address)
+);
+
+-- Cache invalidation: every committed change of a cached table, whichever process or node
+-- made it, is announced on `rampart_invalidation` (payload: topic bits, delivered at
+-- commit) and collected in `rampart.topics` for the committing node itself. A quiet write
+-- (the idle-timer touch of a session) announces nothing; session inserts stale nothing.
+CREATE FUNCTION rampart_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('rampart.quiet', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('rampart.topics',
+        (COALESCE(NULLIF(current_setting('rampart.topics', true), ''), '0')::int | TG_ARGV[0]::int)::text, true);
+    PERFORM pg_notify('rampart_invalidation', TG_ARGV[0]);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER users_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON users
+    FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('1');
+CREATE TRIGGER roles_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON roles
+    FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('1');
+CREATE TRIGGER sessions_changed AFTER UPDATE OR DELETE OR TRUNCATE ON sessions
+    FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('1');
+CREATE TRIGGER collections_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON collections
+    FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('6');
+CREATE TRIGGER documents_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON documents
+    FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('4');
+"#];
+
+/// Runs the migrations that have not run yet.
+pub(crate) fn run(client: &mut Client) -> StoreResult<()> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).map_err(map_err)?;
+    let result = migrate(client);
+    // Released however migrating ended; a lost connection releases it too.
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).map_err(map_err);
+    result.and(unlocked.map(|_| ()))
+}
+
+fn migrate(client: &mut Client) -> StoreResult<()> {
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        .map_err(map_err)?;
+    let done: i64 =
+        client.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).map_err(map_err)?.get(0);
+    if usize::try_from(done).unwrap_or(usize::MAX) > MIGRATIONS.len() {
+        return Err(crate::internal(std::io::Error::other(
+            "the database schema is newer than this binary: upgrade Rampart before starting it",
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(done).unwrap_or(0)) {
+        let mut tx = client.transaction().map_err(map_err)?;
+        tx.batch_execute(sql).map_err(map_err)?;
+        let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version]).map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+    }
+    Ok(())
+}

@@ -16,6 +16,8 @@ mod roles;
 mod security;
 mod sessions;
 mod tokens;
+#[cfg(feature = "tamper")]
+pub mod tamper;
 mod users;
 
 use async_trait::async_trait;

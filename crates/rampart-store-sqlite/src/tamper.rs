@@ -7,6 +7,8 @@ use std::path::Path;
 
 use rusqlite::{params, Connection};
 
+pub use rampart_store::tamper::AuditEdit;
+
 use crate::{map_err, StoreResult};
 
 fn open(db: &Path) -> StoreResult<Connection> {
@@ -41,27 +43,6 @@ pub fn copy_document_body(db: &Path, from: &str, to: &str) -> StoreResult<()> {
         .execute("UPDATE documents SET body = (SELECT body FROM documents WHERE id = ?1) WHERE id = ?2", [from, to])
         .map_err(map_err)?;
     Ok(())
-}
-
-/// Ways to edit the audit table behind the chain's back.
-#[derive(Debug, Clone)]
-pub enum AuditEdit {
-    /// New details for one record.
-    ChangeDetails(i64),
-    /// A new client address for one record.
-    ChangeIp(i64, String),
-    Remove(i64),
-    /// Two records trade places.
-    Swap(i64, i64),
-    /// A copy of the record before `seq`, as user `mallory`, inserted at `seq` (later
-    /// records move up).
-    InsertAt(i64),
-    /// Every record from `seq` on is deleted.
-    TruncateFrom(i64),
-    /// The user is changed and the hash replaced by the previous one.
-    Forge(i64),
-    /// The signed head in the meta table is deleted.
-    RemoveHead,
 }
 
 pub fn edit_audit(db: &Path, edit: &AuditEdit) -> StoreResult<()> {

@@ -11,6 +11,8 @@ mod mfa;
 mod privacy;
 mod records;
 mod security;
+#[cfg(feature = "tamper")]
+pub mod tamper;
 mod tokens;
 
 use async_trait::async_trait;

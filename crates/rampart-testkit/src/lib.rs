@@ -1,4 +1,4 @@
-//! Test harness: a real SQLite store in a temp dir, the real router driven in-process,
+//! Test harness: a real store (SQLite in a temp dir, or PostgreSQL), the real router driven in-process,
 //! and a fake clock. Dev-dependency only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,6 +16,9 @@ use rampart_core::{Core, CoreSettings, FakeClock, MasterKey, PasswordPool};
 use rampart_crypto::PasswordHasher;
 use rampart_http::{router, AppState, ClientAddr};
 use rampart_store::Store;
+use rampart_store::tamper::AuditEdit;
+use rampart_store_postgres::{PostgresOptions, PostgresStore};
+use rampart_store_sqlite::tamper as sqlite_tamper;
 use rampart_store_sqlite::SqliteStore;
 use rampart_types::Timestamp;
 use secrecy::SecretString;
@@ -31,18 +34,108 @@ pub const USER_PASSWORD: &str = "Us3r-Strong-Passw0rd!";
 /// 2026-01-01T00:00:00Z: a fixed start so expiry tests are deterministic.
 pub const T0: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 
-/// The backend the API tests run on: opens (or reopens, for a restart) the store of a data
-/// directory. SQLite today; the PostgreSQL store adds one implementation.
-pub trait TestBackend: Send + Sync {
-    fn open(&self, data_dir: &Path) -> Arc<dyn Store>;
+/// The backend the API tests run on: SQLite in the data directory, or a fresh PostgreSQL
+/// database when `RAMPART_TEST_BACKEND=postgres` (`./scripts/test` runs the API suite both
+/// ways).
+pub enum TestBackend {
+    /// The embedded default: `rampart.db` in the data directory.
+    Sqlite,
+    /// A database of its own on the test server, dropped with the app.
+    Postgres(postgres::PgDatabase),
 }
 
-/// The embedded default: `rampart.db` in the data directory.
-pub struct Sqlite;
+/// The node name of a `TestApp` on PostgreSQL: its audit chain.
+pub const TEST_NODE: &str = "node-1";
 
-impl TestBackend for Sqlite {
-    fn open(&self, data_dir: &Path) -> Arc<dyn Store> {
-        Arc::new(SqliteStore::open(data_dir).expect("store"))
+impl TestBackend {
+    /// The backend `RAMPART_TEST_BACKEND` names (SQLite when unset).
+    pub fn from_env() -> Self {
+        if postgres::api_suite_on_postgres() {
+            Self::Postgres(postgres::PgDatabase::create())
+        } else {
+            Self::Sqlite
+        }
+    }
+
+    /// Opens (or reopens, for a restart) the store of `data_dir`.
+    async fn open(&self, data_dir: &Path) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite => Arc::new(SqliteStore::open(data_dir).expect("store")),
+            Self::Postgres(db) => {
+                let options = PostgresOptions { node: TEST_NODE.to_owned(), ..PostgresOptions::default() };
+                Arc::new(PostgresStore::open(&db.url, options).await.expect("store"))
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+}
+
+/// What someone with access to the database (its files, or its credentials) could do behind
+/// the store's back, on whichever backend the app runs on.
+pub enum Tamper {
+    Sqlite(std::path::PathBuf),
+    Postgres(rampart_store_postgres::tamper::Database),
+}
+
+impl Tamper {
+    pub fn document_body(&self, id: &str) -> Vec<u8> {
+        match self {
+            Self::Sqlite(db) => sqlite_tamper::document_body(db, id),
+            Self::Postgres(db) => db.document_body(id),
+        }
+        .expect("document body")
+    }
+
+    /// Flips one bit in the middle of a document's stored body.
+    pub fn flip_document_bit(&self, id: &str) {
+        let mut body = self.document_body(id);
+        let mid = body.len() / 2;
+        if let Some(b) = body.get_mut(mid) {
+            *b ^= 0x01;
+        }
+        match self {
+            Self::Sqlite(db) => sqlite_tamper::set_document_body(db, id, &body),
+            Self::Postgres(db) => db.set_document_body(id, &body),
+        }
+        .expect("set document body");
+    }
+
+    /// Transplants one document's stored body onto another.
+    pub fn copy_document_body(&self, from: &str, to: &str) {
+        match self {
+            Self::Sqlite(db) => sqlite_tamper::copy_document_body(db, from, to),
+            Self::Postgres(db) => db.copy_document_body(from, to),
+        }
+        .expect("copy document body");
+    }
+
+    pub fn edit_audit(&self, edit: &AuditEdit) {
+        match self {
+            Self::Sqlite(db) => sqlite_tamper::edit_audit(db, edit),
+            Self::Postgres(db) => db.edit_audit(edit),
+        }
+        .expect("edit audit");
+    }
+
+    /// While on, every audit append fails as a full or broken disk would.
+    pub fn fail_audit_appends(&self, on: bool) {
+        match self {
+            Self::Sqlite(db) => sqlite_tamper::fail_audit_appends(db, on),
+            Self::Postgres(db) => db.fail_audit_appends(on),
+        }
+        .expect("audit append trap");
+    }
+
+    /// The queued webhook deliveries as stored: (endpoint, event id, payload JSON text).
+    pub fn webhook_outbox(&self) -> Vec<(String, String, String)> {
+        match self {
+            Self::Sqlite(db) => sqlite_tamper::webhook_outbox(db),
+            Self::Postgres(db) => db.webhook_outbox(),
+        }
+        .expect("webhook outbox")
     }
 }
 
@@ -51,7 +144,7 @@ pub struct TestApp {
     pub clock: FakeClock,
     pub core: Core,
     pub store: Arc<dyn Store>,
-    backend: Arc<dyn TestBackend>,
+    pub backend: Arc<TestBackend>,
     pub router: axum::Router,
     pub config: Config,
     master_key: String,
@@ -89,7 +182,7 @@ impl TestApp {
         tweak(&mut config);
         let key = MasterKey::generate();
         let master_key = secrecy::ExposeSecret::expose_secret(&key.to_base64()).to_owned();
-        Self::open(dir, config, master_key, FakeClock::new(T0), Arc::new(Sqlite)).await
+        Self::open(dir, config, master_key, FakeClock::new(T0), Arc::new(TestBackend::from_env())).await
     }
 
     async fn open(
@@ -97,9 +190,9 @@ impl TestApp {
         config: Config,
         master_key: String,
         clock: FakeClock,
-        backend: Arc<dyn TestBackend>,
+        backend: Arc<TestBackend>,
     ) -> Self {
-        let store = backend.open(dir.path());
+        let store = backend.open(dir.path()).await;
         let key = MasterKey::from_base64(&master_key).expect("key");
         let pool = PasswordPool::new(PasswordHasher::new().expect("hasher"), 0, 64);
         let ports = rampart_core::CorePorts {
@@ -208,14 +301,25 @@ impl TestApp {
         self.store.read_audit(0, 100_000).await.expect("audit")
     }
 
-    /// The SQLite database file, for the store crate's tamper helpers.
-    pub fn raw_db(&self) -> std::path::PathBuf {
-        self.data_dir().join("rampart.db")
+    /// Edits behind the store's back, on the backend this app runs on.
+    pub fn tamper(&self) -> Tamper {
+        match &*self.backend {
+            TestBackend::Sqlite => Tamper::Sqlite(self.data_dir().join("rampart.db")),
+            TestBackend::Postgres(db) => Tamper::Postgres(rampart_store_postgres::tamper::Database {
+                url: db.url.clone(),
+                node: TEST_NODE.to_owned(),
+            }),
+        }
     }
 
-    /// Every byte of every file under the data directory (database, WAL, keys, logs).
-    pub fn all_file_bytes(&self) -> Vec<(String, Vec<u8>)> {
-        files_under(self.data_dir())
+    /// Every byte the deployment keeps: every file under the data directory (database, WAL,
+    /// keys, logs) and, on PostgreSQL, every row of every table as the server holds it.
+    pub fn all_stored_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = files_under(self.data_dir());
+        if let Tamper::Postgres(db) = self.tamper() {
+            out.extend(db.table_bytes().expect("table bytes"));
+        }
+        out
     }
 }
 

@@ -69,3 +69,13 @@ pub fn server_ca() -> (String, String) {
     let other = std::path::Path::new(&ca).with_file_name("other-ca.pem").display().to_string();
     (ca, other)
 }
+
+/// Whether the API suite runs on PostgreSQL in this run (`RAMPART_TEST_BACKEND=postgres`);
+/// any other value than `sqlite` or unset is a mistake worth failing on.
+pub fn api_suite_on_postgres() -> bool {
+    match std::env::var("RAMPART_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("RAMPART_TEST_BACKEND={other}: expected sqlite or postgres"),
+    }
+}

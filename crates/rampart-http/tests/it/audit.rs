@@ -1,6 +1,6 @@
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use rampart_store_sqlite::tamper::{self, AuditEdit};
+use rampart_store::tamper::AuditEdit;
 use rampart_testkit::{TestApp, ADMIN, ADMIN_PASSWORD, USER_PASSWORD};
 use serde_json::json;
 
@@ -131,7 +131,7 @@ async fn tampering_with_the_chain_is_found() {
         }
         let before = app.core.audit().verify_audit().await.unwrap();
         assert!(before.valid, "{name}: {before:?}");
-        tamper::edit_audit(&app.raw_db(), edit).unwrap();
+        app.tamper().edit_audit(edit);
         let after = app.core.audit().verify_audit().await.unwrap();
         assert!(!after.valid, "{name} not detected");
         assert_eq!(after.first_bad_seq, Some(*bad_seq), "{name}: {after:?}");
@@ -143,7 +143,7 @@ async fn tampering_with_the_chain_is_found() {
 async fn a_change_whose_audit_cannot_be_stored_is_refused_and_not_made() {
     let app = TestApp::new().await;
     let admin = app.admin_token().await;
-    tamper::fail_audit_appends(&app.raw_db(), true).unwrap();
+    app.tamper().fail_audit_appends(true);
     let res = app.post("/api/v1/collections", Some(&admin), json!({"name": "blocked"})).await;
     assert_eq!((res.status, res.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
     assert!(!String::from_utf8_lossy(&res.raw).contains("fire"), "no internals in the body");
@@ -154,12 +154,12 @@ async fn a_change_whose_audit_cannot_be_stored_is_refused_and_not_made() {
     // Reads whose audit cannot be stored are refused too, and logins open no session.
     assert_eq!(app.login(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::SERVICE_UNAVAILABLE);
     // A refusal that cannot be recorded fails closed as well: not a 403 without a trace.
-    tamper::fail_audit_appends(&app.raw_db(), false).unwrap();
+    app.tamper().fail_audit_appends(false);
     let viewer = app.user_with_role("vera", "viewer").await;
-    tamper::fail_audit_appends(&app.raw_db(), true).unwrap();
+    app.tamper().fail_audit_appends(true);
     let refused = app.get("/api/v1/admin/keys", Some(&viewer)).await;
     assert_eq!((refused.status, refused.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
-    tamper::fail_audit_appends(&app.raw_db(), false).unwrap();
+    app.tamper().fail_audit_appends(false);
     let list = app.get("/api/v1/collections", Some(&admin)).await;
     assert!(list.body["collections"].as_array().unwrap().is_empty(), "the refused change left nothing behind");
     assert_eq!(app.get("/api/v1/users/x", Some(&admin)).await.status, StatusCode::NOT_FOUND);

@@ -64,7 +64,7 @@ async fn session_tokens_are_stored_only_as_hashes() {
     assert!(token.len() >= 43 + 4, "256-bit token");
     let hash = TokenHash::of(&token);
     let app = app.restart().await; // checkpoints the WAL into the database file
-    let files = app.all_file_bytes();
+    let files = app.all_stored_bytes();
     let body = token.strip_prefix("rps_").unwrap();
     assert!(files.iter().any(|(_, b)| contains(b, hash.as_bytes())), "the hash is what is stored");
     for (name, bytes) in &files {
@@ -238,7 +238,7 @@ async fn canary_admin_password_never_reaches_any_file() {
     app.post("/api/v1/users", Some(&token), json!({"username": "u1", "password": ADMIN_PASSWORD, "role": "viewer"}))
         .await;
     let app = app.restart().await;
-    for (name, bytes) in app.all_file_bytes() {
+    for (name, bytes) in app.all_stored_bytes() {
         assert!(!contains(&bytes, ADMIN_PASSWORD.as_bytes()), "canary password in {name}");
     }
 }

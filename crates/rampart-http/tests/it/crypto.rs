@@ -1,7 +1,6 @@
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use rampart_store_sqlite::tamper;
 use rampart_testkit::{contains, TestApp};
 use serde_json::json;
 
@@ -36,11 +35,11 @@ async fn document_values_never_reach_disk_in_plaintext() {
     insert(&app, &admin, "people", json!({"email": "x@y.z", "note": CANARY}), None).await;
     let found = app.get(&format!("/api/v1/collections/people/documents?email={CANARY}"), Some(&admin)).await;
     assert_eq!(found.body["documents"].as_array().unwrap().len(), 1, "blind index finds the sealed document");
-    for (name, bytes) in app.all_file_bytes() {
+    for (name, bytes) in app.all_stored_bytes() {
         assert!(!contains(&bytes, CANARY.as_bytes()), "canary in {name} (WAL included)");
     }
     let app = app.restart().await;
-    for (name, bytes) in app.all_file_bytes() {
+    for (name, bytes) in app.all_stored_bytes() {
         assert!(!contains(&bytes, CANARY.as_bytes()), "canary in {name} after checkpoint");
     }
     let found = app.get(&format!("/api/v1/collections/people/documents?email={CANARY}"), Some(&admin)).await;
@@ -54,9 +53,9 @@ async fn tampered_or_transplanted_ciphertext_is_an_audited_integrity_error() {
     let b = insert(&app, &admin, "people", json!({"email": "b@x.io", "secret": "B"}), None).await;
     let c = insert(&app, &admin, "people", json!({"email": "c@x.io", "secret": "C"}), None).await;
     // Flip one bit in the middle of A's ciphertext.
-    tamper::flip_document_bit(&app.raw_db(), &a).unwrap();
+    app.tamper().flip_document_bit(&a);
     // Copy B's (valid) ciphertext onto C: same collection, same key, other record.
-    tamper::copy_document_body(&app.raw_db(), &b, &c).unwrap();
+    app.tamper().copy_document_body(&b, &c);
     for id in [&a, &c] {
         let res = app.get(&format!("/api/v1/collections/people/documents/{id}"), Some(&admin)).await;
         assert_eq!((res.status, res.code()), (StatusCode::INTERNAL_SERVER_ERROR, "integrity_error"), "{id}");
@@ -81,7 +80,7 @@ async fn unencrypted_collections_are_an_explicit_choice() {
     let res = app.post("/api/v1/collections", Some(&admin), json!({"name": "public", "encrypted": false})).await;
     assert_eq!(res.body["encrypted"], false);
     let id = insert(&app, &admin, "public", json!({"v": CANARY}), None).await;
-    let body = tamper::document_body(&app.raw_db(), &id).unwrap();
+    let body = app.tamper().document_body(&id);
     assert!(contains(&body, CANARY.as_bytes()), "stored as asked");
     let res = app.post("/api/v1/collections", Some(&admin), json!({"name": "default"})).await;
     assert_eq!(res.body["encrypted"], true, "encryption is the default");
@@ -172,7 +171,7 @@ async fn erasing_a_subject_shreds_its_documents_everywhere() {
     let first = insert(&app, &admin, "people", json!({"email": "e@x.io"}), Some(subject)).await;
     insert(&app, &admin, "visits", json!({"kind": "checkup"}), Some(subject)).await;
     let keep = insert(&app, &admin, "visits", json!({"kind": "other"}), Some("patient-keep")).await;
-    let body = tamper::document_body(&app.raw_db(), &first).unwrap();
+    let body = app.tamper().document_body(&first);
     let sealed_key = String::from_utf8(body[2..2 + usize::from(body[1])].to_vec()).unwrap();
     assert!(sealed_key.starts_with("sub-"), "sealed under the subject's key: {sealed_key}");
     let viewer_token = app.user_with_role("vic", "viewer").await;
@@ -195,7 +194,7 @@ async fn erasing_a_subject_shreds_its_documents_everywhere() {
     let ledger = ledger[0].subject_hash.clone();
     assert_eq!(ledger.len(), 64, "a keyed hash, not the id");
     let app = app.restart().await;
-    for (name, bytes) in app.all_file_bytes() {
+    for (name, bytes) in app.all_stored_bytes() {
         assert!(!contains(&bytes, subject.as_bytes()), "subject id lingers in {name}");
     }
     let event = app.audit_records().await.into_iter().find(|r| r.event.event_type == "subject_erase").unwrap();
@@ -211,7 +210,7 @@ async fn reencryption_records_a_damaged_document_and_moves_on() {
     for i in 0..5 {
         ids.push(insert(&app, &admin, "people", json!({"email": format!("d{i}@x.io")}), None).await);
     }
-    tamper::flip_document_bit(&app.raw_db(), &ids[2]).unwrap();
+    app.tamper().flip_document_bit(&ids[2]);
     let res = app.post("/api/v1/admin/keys/rotate", Some(&admin), json!({"reencrypt": true})).await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     wait_reencryption(&app, &admin).await;

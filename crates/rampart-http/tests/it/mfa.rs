@@ -403,7 +403,7 @@ async fn no_totp_secret_recovery_code_or_refresh_token_is_stored_in_plaintext() 
         "the probe matches a real key"
     );
     let app = app.restart().await;
-    for (name, bytes) in app.all_file_bytes() {
+    for (name, bytes) in app.all_stored_bytes() {
         assert!(!contains(&bytes, &challenge.as_bytes()[4..]), "MFA challenge token in {name}");
         assert!(!contains(&bytes, ED25519_PKCS8_HEADER), "a JWT signing key in plaintext in {name}");
         assert!(!contains(&bytes, b32.as_bytes()), "TOTP secret (base32) in {name}");

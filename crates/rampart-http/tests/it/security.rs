@@ -306,8 +306,9 @@ async fn webhook_payloads_follow_each_endpoints_format() {
         app.get("/api/v1/auth/me", Some("rps_forged")).await;
     }
     wait_alert(&app, &admin, "unauthorized_access").await;
-    let rows: Vec<(String, String, Value)> = rampart_store_sqlite::tamper::webhook_outbox(&app.raw_db())
-        .unwrap()
+    let rows: Vec<(String, String, Value)> = app
+        .tamper()
+        .webhook_outbox()
         .into_iter()
         .map(|(endpoint, id, payload)| (endpoint, id, serde_json::from_str(&payload).unwrap()))
         .collect();
@@ -336,7 +337,7 @@ async fn webhook_payloads_follow_each_endpoints_format() {
     assert_eq!((pd["event_action"].as_str(), pd["dedup_key"].as_str()), (Some("trigger"), Some(id.as_str())));
     assert!(pd.get("routing_key").is_none(), "the routing key (a secret) is added at delivery, never stored");
     let app = app.restart().await;
-    for (name, bytes) in app.all_file_bytes() {
+    for (name, bytes) in app.all_stored_bytes() {
         assert!(!rampart_testkit::contains(&bytes, b"routing-key-1"), "webhook secret in {name}");
     }
     assert_eq!(pd["payload"]["severity"], "warning", "medium maps to PagerDuty's warning");

@@ -289,7 +289,10 @@ impl DocumentStore for PostgresStore {
             // The row stays locked from the version check to the delete: a replace on
             // another node either committed before (its version is seen) or waits.
             let row = tx
-                .query_opt("SELECT seq, version FROM documents WHERE collection = $1 AND id = $2 FOR UPDATE", &[&c, &id])
+                .query_opt(
+                    "SELECT seq, version FROM documents WHERE collection = $1 AND id = $2 FOR UPDATE",
+                    &[&c, &id],
+                )
                 .map_err(map_err)?
                 .ok_or(StoreError::NotFound)?;
             let (seq, version): (i64, i64) = (row.get(0), row.get(1));

@@ -136,7 +136,8 @@ impl KeyStore for PostgresStore {
 
     async fn count_keys(&self) -> StoreResult<Vec<(KeyKind, u64)>> {
         self.read(|c| {
-            let rows = c.query("SELECT kind, count(*) FROM data_keys GROUP BY kind ORDER BY kind", &[]).map_err(map_err)?;
+            let rows =
+                c.query("SELECT kind, count(*) FROM data_keys GROUP BY kind ORDER BY kind", &[]).map_err(map_err)?;
             Ok(rows
                 .iter()
                 .filter_map(|r| {
@@ -153,7 +154,9 @@ impl KeyStore for PostgresStore {
             c.query("SELECT version, created_at FROM kek_versions ORDER BY version", &[])
                 .map_err(map_err)?
                 .iter()
-                .map(|r| Ok(KekVersion { version: kek_version(r.get(0))?, created_at: Timestamp::from_millis(r.get(1)) }))
+                .map(|r| {
+                    Ok(KekVersion { version: kek_version(r.get(0))?, created_at: Timestamp::from_millis(r.get(1)) })
+                })
                 .collect()
         })
         .await

@@ -44,7 +44,8 @@ impl PrivacyStore for PostgresStore {
 
     async fn erasure_ledger(&self) -> StoreResult<Vec<ErasureEntry>> {
         self.read(|c| {
-            let rows = c.query("SELECT subject_hash, erased_at FROM erasure_ledger ORDER BY seq", &[]).map_err(map_err)?;
+            let rows =
+                c.query("SELECT subject_hash, erased_at FROM erasure_ledger ORDER BY seq", &[]).map_err(map_err)?;
             Ok(rows
                 .iter()
                 .map(|r| ErasureEntry { subject_hash: r.get(0), erased_at: Timestamp::from_millis(r.get(1)) })

@@ -200,10 +200,8 @@ async fn a_versioned_delete_loses_to_a_replace_committed_meanwhile() {
     let (a, b) = (node(&db, "a").await, node(&db, "b").await);
     a.create_collection(collection("c"), vec![]).await.unwrap();
     a.insert_document(doc("c", "x", b"v1"), vec![], vec![]).await.unwrap();
-    let replace = Held::begin(
-        &db.url,
-        &["UPDATE documents SET version = 2, body = 'v2' WHERE collection = 'c' AND id = 'x'"],
-    );
+    let replace =
+        Held::begin(&db.url, &["UPDATE documents SET version = 2, body = 'v2' WHERE collection = 'c' AND id = 'x'"]);
     let deleter = b.clone();
     let delete = tokio::spawn(async move {
         let (c, id) = (CollectionName::parse("c").unwrap(), DocumentId::parse("x").unwrap());
@@ -281,9 +279,8 @@ async fn inserts_racing_a_collection_delete_leave_no_orphan() {
 async fn listings_keep_byte_order_under_an_icu_collation() {
     let admin = server_url();
     let name = format!("t_icu_{}", std::process::id());
-    let create = format!(
-        "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-    );
+    let create =
+        format!("CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'");
     off_runtime(&admin, move |c| c.batch_execute(&create));
     struct DropDatabase(String, String);
     impl Drop for DropDatabase {
@@ -296,12 +293,41 @@ async fn listings_keep_byte_order_under_an_icu_collation() {
     let url = with_database(&admin, &name);
     let check = url.clone();
     off_runtime(&check, |c| {
-        let first: String =
-            c.query_one("SELECT x FROM (VALUES ('a-b'), ('a_b')) v(x) ORDER BY x LIMIT 1", &[])?.get(0);
+        let first: String = c.query_one("SELECT x FROM (VALUES ('a-b'), ('a_b')) v(x) ORDER BY x LIMIT 1", &[])?.get(0);
         assert_eq!(first, "a_b", "the database's own collation is not bytewise (else this test proves nothing)");
         Ok(())
     });
     let options = rampart_store_postgres::PostgresOptions::default();
     let store = rampart_store_postgres::PostgresStore::open(&url, options).await.unwrap();
     rampart_testkit::conformance::ordering_and_edges(&store).await;
+}
+
+/// An erasure while another node gives the subject's key a successor (a re-encryption
+/// start in flight): both keys go, none survives the erasure.
+#[tokio::test]
+async fn an_erasure_takes_a_subject_key_added_meanwhile_on_another_node() {
+    use rampart_store::PrivacyStore;
+    let db = PgDatabase::create();
+    let a = node(&db, "a").await;
+    a.insert_key(key("ks1", KeyKind::Subject, "h1"), vec![]).await.unwrap();
+    a.insert_key(key("ks2", KeyKind::Subject, "h2"), vec![]).await.unwrap();
+    let successor = Held::begin(
+        &db.url,
+        &[
+            "UPDATE data_keys SET successor = 'ks1b' WHERE key_id = 'ks1'",
+            "INSERT INTO data_keys (key_id, kind, owner, kek_version, wrapped, created_at)
+             VALUES ('ks1b', 'subject', 'h1', 1, 'wrapped:ks1b', 0)",
+        ],
+    );
+    let eraser = a.clone();
+    let erase = tokio::spawn(async move {
+        let subject = rampart_types::SubjectId::parse("s1").unwrap();
+        eraser.erase_subject(&subject, "h1", t(5), vec![ev("subject_erase")]).await
+    });
+    tokio::time::sleep(SETTLE).await;
+    successor.commit();
+    erase.await.unwrap().unwrap();
+    assert!(a.get_key("ks1").await.unwrap().is_none());
+    assert!(a.get_key("ks1b").await.unwrap().is_none(), "the successor added meanwhile outlived the erasure");
+    assert!(a.get_key("ks2").await.unwrap().is_some(), "another subject's key stays");
 }

@@ -56,8 +56,10 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_by_user ON sessions(username, created_at);
 CREATE INDEX sessions_by_family ON sessions(family_id) WHERE family_id IS NOT NULL;
 
+-- The text keys of the tables below compare and sort bytewise (COLLATE "C"), whatever the
+-- database's collation: listing order and `after` paging must not depend on the server.
 CREATE TABLE collections (
-    name           TEXT PRIMARY KEY,
+    name           TEXT COLLATE "C" PRIMARY KEY,
     indexes        TEXT NOT NULL,
     pii_fields     TEXT NOT NULL,
     retention_days BIGINT,
@@ -68,10 +70,10 @@ CREATE TABLE collections (
 
 CREATE TABLE documents (
     seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
-    id         TEXT NOT NULL,
+    collection TEXT COLLATE "C" NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
+    id         TEXT COLLATE "C" NOT NULL,
     version    BIGINT NOT NULL,
-    subject_id TEXT,
+    subject_id TEXT COLLATE "C",
     body       BYTEA NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
@@ -79,9 +81,23 @@ CREATE TABLE documents (
 );
 CREATE INDEX documents_by_subject ON documents(subject_id, collection, seq) WHERE subject_id IS NOT NULL;
 
+-- Seqs come from a sequence when a row is inserted, but transactions commit in any order:
+-- a scan by seq (`documents_after`, which re-encryption and restores page with) could pass
+-- a seq whose row commits later. Every insert therefore holds this lock shared from
+-- before its seq is drawn (a statement trigger fires before any row is formed) until it
+-- commits, and a scan takes it exclusively: it waits for the inserts in flight, and any
+-- insert after it draws a higher seq than every row it saw.
+CREATE FUNCTION rampart_document_seq_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(hashtext('rampart:document-seqs'));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER documents_seq_gate BEFORE INSERT ON documents
+    FOR EACH STATEMENT EXECUTE FUNCTION rampart_document_seq_gate();
+
 CREATE TABLE doc_index (
-    collection TEXT NOT NULL,
-    field      TEXT NOT NULL,
+    collection TEXT COLLATE "C" NOT NULL,
+    field      TEXT COLLATE "C" NOT NULL,
     token      BYTEA NOT NULL,
     doc_seq    BIGINT NOT NULL REFERENCES documents(seq) ON DELETE CASCADE,
     PRIMARY KEY (collection, field, token, doc_seq)
@@ -109,13 +125,13 @@ CREATE INDEX audit_by_user ON audit_log(node, "user", seq);
 CREATE INDEX audit_by_time ON audit_log(timestamp);
 
 CREATE TABLE data_keys (
-    key_id      TEXT PRIMARY KEY,
-    kind        TEXT NOT NULL,
-    owner       TEXT NOT NULL,
+    key_id      TEXT COLLATE "C" PRIMARY KEY,
+    kind        TEXT COLLATE "C" NOT NULL,
+    owner       TEXT COLLATE "C" NOT NULL,
     kek_version BIGINT NOT NULL,
     wrapped     BYTEA NOT NULL,
     created_at  BIGINT NOT NULL,
-    successor   TEXT
+    successor   TEXT COLLATE "C"
 );
 CREATE UNIQUE INDEX data_keys_current ON data_keys(kind, owner) WHERE successor IS NULL;
 CREATE INDEX data_keys_by_owner ON data_keys(kind, owner);
@@ -127,7 +143,7 @@ CREATE TABLE kek_versions (
 
 CREATE TABLE erasure_ledger (
     seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    subject_hash TEXT NOT NULL,
+    subject_hash TEXT COLLATE "C" NOT NULL,
     erased_at    BIGINT NOT NULL
 );
 

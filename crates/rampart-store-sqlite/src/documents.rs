@@ -13,12 +13,11 @@ const COLL_COLUMNS: &str = "name, indexes, pii_fields, retention_days, encrypted
 const DOC_COLUMNS: &str = "d.seq, d.collection, d.id, d.version, d.subject_id, d.body, d.created_at, d.updated_at";
 
 fn fields_from(text: String) -> rusqlite::Result<Vec<FieldPath>> {
-    let names: Vec<String> = parse_col(text, |s: &str| serde_json::from_str::<Vec<String>>(s))?;
-    names.iter().map(|n| parse_col(n.clone(), FieldPath::parse)).collect()
+    parse_col(text, CollectionRecord::decode_fields)
 }
 
 fn fields_to(fields: &[FieldPath]) -> StoreResult<String> {
-    serde_json::to_string(&fields.iter().map(FieldPath::as_str).collect::<Vec<_>>()).map_err(internal)
+    CollectionRecord::encode_fields(fields).map_err(internal)
 }
 
 fn coll_from_row(r: &Row<'_>) -> rusqlite::Result<CollectionRecord> {

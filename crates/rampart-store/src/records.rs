@@ -151,6 +151,23 @@ pub struct CollectionRecord {
     pub updated_at: Timestamp,
 }
 
+/// How a collection's field lists (`indexes`, `pii_fields`) are stored by every backend: a
+/// JSON array of paths. One definition, so the backends' stored formats cannot drift.
+impl CollectionRecord {
+    pub fn encode_fields(fields: &[FieldPath]) -> Result<String, serde_json::Error> {
+        serde_json::to_string(&fields.iter().map(FieldPath::as_str).collect::<Vec<_>>())
+    }
+
+    /// A list back from its stored text; an error names what did not parse.
+    pub fn decode_fields(text: &str) -> Result<Vec<FieldPath>, String> {
+        serde_json::from_str::<Vec<String>>(text)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|f| FieldPath::parse(f).map_err(|e| e.to_string()))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DocumentRecord {
     pub collection: CollectionName,
@@ -180,4 +197,20 @@ pub struct DocumentQuery {
     pub subject_id: Option<SubjectId>,
     pub after_seq: Option<i64>,
     pub limit: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_fields_are_stored_as_a_json_array_of_paths() {
+        let fields = vec![FieldPath::parse("a").unwrap(), FieldPath::parse("address.city").unwrap()];
+        let text = CollectionRecord::encode_fields(&fields).unwrap();
+        assert_eq!(text, r#"["a","address.city"]"#, "the stored format both backends share");
+        assert_eq!(CollectionRecord::decode_fields(&text).unwrap(), fields);
+        assert_eq!(CollectionRecord::encode_fields(&[]).unwrap(), "[]");
+        assert!(CollectionRecord::decode_fields(r#"["bad path!"]"#).is_err());
+        assert!(CollectionRecord::decode_fields("not json").is_err());
+    }
 }

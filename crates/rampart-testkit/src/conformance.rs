@@ -11,7 +11,7 @@ macro_rules! conformance_suite {
         mod conformance {
             $crate::conformance_suite!(@cases $open;
                 users sessions roles documents meta audit concurrent_writes invalidation
-                audited_changes document_versions collections
+                audited_changes document_versions collections ordering_and_edges
                 audit_queries audit_reanchor
                 data_keys kek_and_master reencryption erasure
                 mfa_enrolment recovery_codes mfa_challenges jwt_signing_keys refresh_tokens refresh_concurrent_use
@@ -59,7 +59,7 @@ mod keys;
 mod mfa;
 mod security;
 pub use audit_log::{audit_queries, audit_reanchor};
-pub use content::{audited_changes, collections, document_versions};
+pub use content::{audited_changes, collections, document_versions, ordering_and_edges};
 pub use keys::{data_keys, erasure, kek_and_master, reencryption};
 pub use mfa::{
     jwt_signing_keys, mfa_challenges, mfa_enrolment, recovery_codes, refresh_concurrent_use, refresh_tokens,

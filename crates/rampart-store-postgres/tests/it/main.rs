@@ -4,6 +4,8 @@
 use rampart_store_postgres::{PostgresOptions, PostgresStore};
 use rampart_testkit::postgres::PgDatabase;
 
+mod nodes;
+
 async fn fresh() -> (PgDatabase, PostgresStore) {
     let db = PgDatabase::create();
     let store = PostgresStore::open(&db.url, PostgresOptions::default()).await.unwrap();

@@ -308,3 +308,49 @@ pub async fn collections(s: &dyn Store) {
     let names: Vec<_> = s.list_collections().await.unwrap().into_iter().map(|c| c.name.to_string()).collect();
     assert_eq!(names, ["alpha", "mid", "zeta"]);
 }
+
+/// Listings sort text keys bytewise (whatever the backend's collation: `-` < digits < `_`
+/// < lower case, upper case before lower), and the edges of the document and collection
+/// methods: a duplicate id, a missing collection.
+pub async fn ordering_and_edges(s: &dyn Store) {
+    for c in ["b", "ab", "a_b", "a1", "a-b"] {
+        s.create_collection(collection(c, &[]), vec![]).await.unwrap();
+    }
+    let names: Vec<_> = s.list_collections().await.unwrap().into_iter().map(|c| c.name.to_string()).collect();
+    assert_eq!(names, ["a-b", "a1", "a_b", "ab", "b"], "collections in byte order");
+
+    for id in ["k_1", "Z", "k1", "K-2", "k-1"] {
+        let key = rampart_store::KeyRecord {
+            key_id: id.into(),
+            kind: rampart_store::KeyKind::Collection,
+            owner: format!("owner-{id}"),
+            kek_version: 1,
+            wrapped: vec![1],
+            created_at: t(0),
+            successor: None,
+        };
+        s.insert_key(key, vec![]).await.unwrap();
+    }
+    let ids_after = |after: &'static str| async move {
+        s.list_keys(after, 10).await.unwrap().into_iter().map(|k| k.key_id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids_after("").await, ["K-2", "Z", "k-1", "k1", "k_1"], "keys in byte order");
+    assert_eq!(ids_after("k-1").await, ["k1", "k_1"], "paging follows byte order");
+    assert_eq!(ids_after("Z").await, ["k-1", "k1", "k_1"]);
+
+    // A second document with an id taken in the collection is refused; the first stays.
+    s.insert_document(doc("ab", "x", None, b"first"), vec![], vec![]).await.unwrap();
+    let dup = s.insert_document(doc("ab", "x", None, b"second"), vec![], vec![]).await;
+    assert!(matches!(dup, Err(StoreError::AlreadyExists)), "{dup:?}");
+    assert_eq!(s.get_document(&cname("ab"), &did("x")).await.unwrap().unwrap().body, b"first");
+    s.insert_document(doc("b", "x", None, b"other"), vec![], vec![]).await.unwrap();
+
+    // A missing collection is `NotFound` for every method that names one.
+    let missing = s.update_collection(collection("nope", &[]), None, vec![]).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    assert!(s.get_collection(&cname("nope")).await.unwrap().is_none(), "an update creates nothing");
+    let replaced = s.replace_document(doc("nope", "x", None, b"1"), 1, vec![], vec![]).await;
+    assert!(matches!(replaced, Err(StoreError::NotFound)), "{replaced:?}");
+    let deleted = s.delete_document(&cname("nope"), &did("x"), None, vec![]).await;
+    assert!(matches!(deleted, Err(StoreError::NotFound)), "{deleted:?}");
+}

@@ -51,12 +51,22 @@ pub(crate) fn insert_session(
     .map_err(crate::must_exist)?;
     // The sessions beyond the limit end, and so do their refresh tokens: an evicted
     // session must not come back through its refresh token.
-    let beyond = "SELECT id FROM sessions WHERE username = $1 AND id NOT IN (
-         SELECT id FROM sessions WHERE username = $1 ORDER BY created_at DESC, ordinal DESC LIMIT $2)";
-    let (name, keep) = (s.username.as_str(), i64::from(max_per_user));
-    tx.execute(&format!("UPDATE refresh_tokens SET revoked = TRUE WHERE session_id IN ({beyond})"), &[&name, &keep])
-        .map_err(map_err)?;
-    tx.execute(&format!("DELETE FROM sessions WHERE id IN ({beyond})"), &[&name, &keep]).map_err(map_err)?;
+    // Exact under the user's row lock. Nothing is deleted (and so no cache staled: the
+    // invalidation trigger fires per statement) unless the limit was passed.
+    let beyond: Vec<String> = tx
+        .query(
+            "SELECT id FROM sessions WHERE username = $1 ORDER BY created_at DESC, ordinal DESC OFFSET $2",
+            &[&s.username.as_str(), &i64::from(max_per_user)],
+        )
+        .map_err(map_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !beyond.is_empty() {
+        tx.execute("UPDATE refresh_tokens SET revoked = TRUE WHERE session_id = ANY($1)", &[&beyond])
+            .map_err(map_err)?;
+        tx.execute("DELETE FROM sessions WHERE id = ANY($1)", &[&beyond]).map_err(map_err)?;
+    }
     Ok(())
 }
 

@@ -55,7 +55,10 @@ impl MfaStore for PostgresStore {
     async fn set_mfa_pending(&self, user: &Username, sealed: Option<Vec<u8>>) -> StoreResult<()> {
         let u = user.as_str().to_owned();
         self.write(Vec::new(), move |tx| {
-            match tx.execute("UPDATE users SET mfa_pending = $2 WHERE username = $1", &[&u, &sealed]).map_err(map_err)? {
+            match tx
+                .execute("UPDATE users SET mfa_pending = $2 WHERE username = $1", &[&u, &sealed])
+                .map_err(map_err)?
+            {
                 0 => Err(StoreError::NotFound),
                 _ => Ok(()),
             }
@@ -110,10 +113,7 @@ impl MfaStore for PostgresStore {
         let u = user.as_str().to_owned();
         self.write(Vec::new(), move |tx| {
             let n = tx
-                .execute(
-                    "UPDATE users SET mfa_last_step = $2 WHERE username = $1 AND mfa_last_step < $2",
-                    &[&u, &step],
-                )
+                .execute("UPDATE users SET mfa_last_step = $2 WHERE username = $1 AND mfa_last_step < $2", &[&u, &step])
                 .map_err(map_err)?;
             Ok(n == 1)
         })
@@ -187,7 +187,10 @@ impl MfaStore for PostgresStore {
     async fn consume_challenge(&self, hash: [u8; 32]) -> StoreResult<bool> {
         self.write(Vec::new(), move |tx| {
             let n = tx
-                .execute("UPDATE mfa_challenges SET used = TRUE WHERE token_hash = $1 AND NOT used", &[&hash.as_slice()])
+                .execute(
+                    "UPDATE mfa_challenges SET used = TRUE WHERE token_hash = $1 AND NOT used",
+                    &[&hash.as_slice()],
+                )
                 .map_err(map_err)?;
             Ok(n == 1)
         })

@@ -158,7 +158,8 @@ impl SecurityStore for PostgresStore {
     async fn set_alert_status(&self, id: &AlertId, status: &str, by: &str, audit: Audit) -> StoreResult<AlertRecord> {
         let (id, status, by) = (id.as_str().to_owned(), text(status).into_owned(), text(by).into_owned());
         self.write(audit, move |tx| {
-            let sql = format!("UPDATE alerts SET status = $2, acknowledged_by = $3 WHERE id = $1 RETURNING {ALERT_COLUMNS}");
+            let sql =
+                format!("UPDATE alerts SET status = $2, acknowledged_by = $3 WHERE id = $1 RETURNING {ALERT_COLUMNS}");
             let row = tx.query_opt(&sql, &[&id, &status, &by]).map_err(map_err)?;
             row.as_ref().map(alert_from_row).transpose()?.ok_or(StoreError::NotFound)
         })

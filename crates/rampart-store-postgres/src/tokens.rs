@@ -48,7 +48,8 @@ struct Spent {
 /// every change to sessions and refresh tokens follows), so the token's user is read once
 /// before: a token never changes user.
 fn lock_token(tx: &mut Transaction<'_>, old: &[u8]) -> StoreResult<Option<Spent>> {
-    let Some(owner) = tx.query_opt("SELECT username FROM refresh_tokens WHERE token_hash = $1", &[&old]).map_err(map_err)?
+    let Some(owner) =
+        tx.query_opt("SELECT username FROM refresh_tokens WHERE token_hash = $1", &[&old]).map_err(map_err)?
     else {
         return Ok(None);
     };
@@ -167,8 +168,11 @@ impl TokenStore for PostgresStore {
             if expires_at <= now.as_millis() {
                 return Ok(RefreshOutcome::Invalid);
             }
-            tx.execute("UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1", &[&old.as_slice(), &now.as_millis()])
-                .map_err(map_err)?;
+            tx.execute(
+                "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1",
+                &[&old.as_slice(), &now.as_millis()],
+            )
+            .map_err(map_err)?;
             tx.execute("DELETE FROM sessions WHERE id = $1", &[&old_session]).map_err(map_err)?;
             // The new pair belongs to the family's user, keeps the assurance of the login
             // that started the family, and the family keeps its absolute lifetime: rotation

@@ -129,32 +129,44 @@ async fn the_session_cap_holds_under_concurrent_logins_on_two_nodes() {
     let (a, b) = (node(&db, "a").await, node(&db, "b").await);
     seed_roles(&a).await;
     a.create_user(user("u", "viewer"), vec![]).await.unwrap();
-    const MAX: u32 = 3;
-    for round in 0..3u8 {
-        let logins: Vec<Boxed<'_, StoreResult<()>>> = (0..16u8)
-            .map(|i| {
-                let id = format!("r{round}-{i}");
-                let at = i64::from(round) * 1_000 + i64::from(i);
-                let s = if i % 2 == 0 { &a } else { &b };
-                if i % 4 < 2 {
-                    Box::pin(s.create_session(session(&id, "u", at), MAX, vec![])) as Boxed<'_, _>
-                } else {
-                    let r = refresh(hash(round, i), &id, &id, "u");
-                    Box::pin(s.create_session_with_refresh(session(&id, "u", at), r, MAX, vec![])) as Boxed<'_, _>
-                }
-            })
-            .collect();
-        for r in all(logins).await {
-            r.unwrap();
-        }
-        let open = a.list_sessions(&name("u")).await.unwrap();
-        assert_eq!(
-            open.len(),
-            MAX as usize,
-            "round {round}: {:?}",
-            open.iter().map(|s| s.id.to_string()).collect::<Vec<_>>()
+    // One login on each node at the same moment, many times: each transaction alone sees
+    // only its own new session, so without the per-user lock both would stay.
+    for round in 0..40u8 {
+        let (ida, idb) = (format!("r{round}a"), format!("r{round}b"));
+        let at = i64::from(round) * 10;
+        let (ra, rb) = tokio::join!(
+            a.create_session(session(&ida, "u", at), 1, vec![]),
+            b.create_session_with_refresh(
+                session(&idb, "u", at + 1),
+                refresh(hash(round, 0), &idb, &idb, "u"),
+                1,
+                vec![]
+            )
         );
+        ra.unwrap();
+        rb.unwrap();
+        let open = a.list_sessions(&name("u")).await.unwrap();
+        assert_eq!(open.len(), 1, "round {round}: {:?}", open.iter().map(|s| s.id.to_string()).collect::<Vec<_>>());
     }
+    // Many logins on both nodes at once.
+    const MAX: u32 = 3;
+    let logins: Vec<Boxed<'_, StoreResult<()>>> = (0..16u8)
+        .map(|i| {
+            let id = format!("m{i}");
+            let s = if i % 2 == 0 { &a } else { &b };
+            if i % 4 < 2 {
+                Box::pin(s.create_session(session(&id, "u", 1_000 + i64::from(i)), MAX, vec![])) as Boxed<'_, _>
+            } else {
+                let r = refresh(hash(200, i), &id, &id, "u");
+                Box::pin(s.create_session_with_refresh(session(&id, "u", 1_000 + i64::from(i)), r, MAX, vec![]))
+                    as Boxed<'_, _>
+            }
+        })
+        .collect();
+    for r in all(logins).await {
+        r.unwrap();
+    }
+    assert_eq!(a.list_sessions(&name("u")).await.unwrap().len(), MAX as usize);
 }
 
 #[tokio::test]

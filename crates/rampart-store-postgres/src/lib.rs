@@ -71,6 +71,42 @@ pub(crate) fn bytes32(value: &[u8]) -> StoreResult<[u8; 32]> {
     value.try_into().map_err(|_| internal(std::io::Error::other("stored hash is not 32 bytes")))
 }
 
+/// Client-provided text for a `text` column: PostgreSQL's text cannot hold NUL, so each NUL
+/// becomes U+FFFD (the replacement character) instead of failing the statement. Applied the
+/// same way where a value is stored and where it is looked up, so lookups stay consistent;
+/// a key with a NUL only meets the same key spelled with U+FFFD, which no validated name
+/// (usernames, addresses, networks) contains.
+pub(crate) fn text(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains('\0') {
+        std::borrow::Cow::Owned(value.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
+/// `text` for an optional column.
+pub(crate) fn text_opt(value: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    value.map(text)
+}
+
+/// A missing referenced row (a foreign key: the user, the role) reads as `NotFound`.
+pub(crate) fn must_exist(e: postgres::Error) -> StoreError {
+    if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+        StoreError::NotFound
+    } else {
+        map_err(e)
+    }
+}
+
+/// Locks the user's row until the transaction ends; whether the user exists. Every change
+/// to a user's sessions, refresh tokens or second factor takes it first, so such changes on
+/// all nodes run one at a time per user and always lock in one order (the user row, then
+/// its sessions and refresh tokens): no deadlock between them.
+pub(crate) fn lock_user(tx: &mut postgres::Transaction<'_>, username: &str) -> StoreResult<bool> {
+    let row = tx.query_opt("SELECT 1 FROM users WHERE username = $1 FOR UPDATE", &[&username]).map_err(map_err)?;
+    Ok(row.is_some())
+}
+
 /// A count or limit as PostgreSQL's BIGINT.
 pub(crate) fn big(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

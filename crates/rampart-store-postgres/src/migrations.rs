@@ -159,7 +159,7 @@ CREATE TABLE alerts (
     status          TEXT NOT NULL,
     acknowledged_by TEXT
 );
-CREATE INDEX alerts_by_key ON alerts(dedup_key, last_seen);
+CREATE INDEX alerts_by_key ON alerts(dedup_key, last_seen) WHERE status <> 'resolved';
 CREATE INDEX alerts_by_status ON alerts(status, last_seen);
 
 CREATE TABLE ip_blocks (
@@ -203,6 +203,8 @@ CREATE TABLE mfa_challenges (
     attempts   BIGINT NOT NULL DEFAULT 0,
     used       BOOLEAN NOT NULL DEFAULT FALSE
 );
+CREATE INDEX mfa_challenges_by_user ON mfa_challenges(username);
+CREATE INDEX mfa_challenges_by_expiry ON mfa_challenges(expires_at);
 
 CREATE TABLE refresh_tokens (
     token_hash BYTEA PRIMARY KEY,
@@ -216,6 +218,9 @@ CREATE TABLE refresh_tokens (
     assurance  BIGINT NOT NULL DEFAULT 1
 );
 CREATE INDEX refresh_by_family ON refresh_tokens(family_id);
+-- Ending a session or all of a user's ends their refresh tokens: found by these.
+CREATE INDEX refresh_by_session ON refresh_tokens(session_id);
+CREATE INDEX refresh_by_user ON refresh_tokens(username);
 
 CREATE TABLE jwt_keys (
     kid        TEXT PRIMARY KEY,
@@ -224,6 +229,8 @@ CREATE TABLE jwt_keys (
     created_at BIGINT NOT NULL,
     retired_at BIGINT
 );
+-- At most one current signing key, whatever the nodes do.
+CREATE UNIQUE INDEX jwt_keys_one_current ON jwt_keys((retired_at IS NULL)) WHERE retired_at IS NULL;
 
 CREATE TABLE login_addresses (
     username   TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,

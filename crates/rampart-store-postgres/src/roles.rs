@@ -107,6 +107,10 @@ impl RoleStore for PostgresStore {
             // Holders' privileges changed: their sessions end, as on a role change, and with
             // them the refresh tokens that could open new ones.
             let holders = "SELECT username FROM users WHERE role = $1";
+            // The holders' rows first, in one order, as every change to sessions and refresh
+            // tokens locks its user's row before them: a refresh rotating meanwhile waits
+            // (or is waited for) on the user row instead of deadlocking on a session.
+            tx.execute(&format!("{holders} ORDER BY username COLLATE \"C\" FOR UPDATE"), &[&name]).map_err(map_err)?;
             tx.execute(&format!("DELETE FROM sessions WHERE username IN ({holders})"), &[&name]).map_err(map_err)?;
             tx.execute(&format!("UPDATE refresh_tokens SET revoked = TRUE WHERE username IN ({holders})"), &[&name])
                 .map_err(map_err)?;

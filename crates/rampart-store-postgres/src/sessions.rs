@@ -31,7 +31,7 @@ pub(crate) fn insert_session(
     max_per_user: u32,
 ) -> StoreResult<()> {
     // One login at a time per user, across nodes, so that the count below is exact.
-    tx.execute("SELECT 1 FROM users WHERE username = $1 FOR UPDATE", &[&s.username.as_str()]).map_err(map_err)?;
+    crate::lock_user(tx, s.username.as_str())?;
     tx.execute(
         &format!("INSERT INTO sessions ({COLUMNS}, family_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
         &[
@@ -41,21 +41,32 @@ pub(crate) fn insert_session(
             &s.created_at.as_millis(),
             &s.last_seen_at.as_millis(),
             &s.expires_at.as_millis(),
-            &s.ip_address,
-            &s.user_agent,
+            // Both come from the client: a NUL in them must not fail the login.
+            &crate::text_opt(s.ip_address.as_deref()),
+            &crate::text_opt(s.user_agent.as_deref()),
             &s.assurance.as_i64(),
             &family,
         ],
     )
-    .map_err(map_err)?;
+    .map_err(crate::must_exist)?;
     // The sessions beyond the limit end, and so do their refresh tokens: an evicted
     // session must not come back through its refresh token.
-    let beyond = "SELECT id FROM sessions WHERE username = $1 AND id NOT IN (
-         SELECT id FROM sessions WHERE username = $1 ORDER BY created_at DESC, ordinal DESC LIMIT $2)";
-    let (name, keep) = (s.username.as_str(), i64::from(max_per_user));
-    tx.execute(&format!("UPDATE refresh_tokens SET revoked = TRUE WHERE session_id IN ({beyond})"), &[&name, &keep])
-        .map_err(map_err)?;
-    tx.execute(&format!("DELETE FROM sessions WHERE id IN ({beyond})"), &[&name, &keep]).map_err(map_err)?;
+    // Exact under the user's row lock. Nothing is deleted (and so no cache staled: the
+    // invalidation trigger fires per statement) unless the limit was passed.
+    let beyond: Vec<String> = tx
+        .query(
+            "SELECT id FROM sessions WHERE username = $1 ORDER BY created_at DESC, ordinal DESC OFFSET $2",
+            &[&s.username.as_str(), &i64::from(max_per_user)],
+        )
+        .map_err(map_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !beyond.is_empty() {
+        tx.execute("UPDATE refresh_tokens SET revoked = TRUE WHERE session_id = ANY($1)", &[&beyond])
+            .map_err(map_err)?;
+        tx.execute("DELETE FROM sessions WHERE id = ANY($1)", &[&beyond]).map_err(map_err)?;
+    }
     Ok(())
 }
 
@@ -105,6 +116,11 @@ impl SessionStore for PostgresStore {
             // Ending a session deliberately (an audited logout or revoke, unlike an idle
             // expiry) also ends the refresh token that would renew it.
             if deliberate {
+                // The user's row first, as every change to sessions and refresh tokens does.
+                let owner = tx.query_opt("SELECT username FROM sessions WHERE id = $1", &[&id]).map_err(map_err)?;
+                if let Some(owner) = owner {
+                    crate::lock_user(tx, owner.get(0))?;
+                }
                 tx.execute("UPDATE refresh_tokens SET revoked = TRUE WHERE session_id = $1", &[&id])
                     .map_err(map_err)?;
             }

@@ -1,10 +1,9 @@
 use async_trait::async_trait;
-use postgres::error::SqlState;
 use postgres::{Row, Transaction};
 use rampart_store::{Audit, StoreError, StoreResult, UserChange, UserRecord, UserStore};
 use rampart_types::{RoleName, SessionId, Timestamp, Username};
 
-use crate::{big, map_err, parse_col, PostgresStore};
+use crate::{big, map_err, must_exist, parse_col, PostgresStore};
 
 const COLUMNS: &str = "username, password_hash, role, disabled, mfa_enabled, created_at, updated_at";
 /// The built-in role whose holders count as admins for the last-admin rule.
@@ -41,17 +40,10 @@ fn get_in(tx: &mut Transaction<'_>, username: &str) -> StoreResult<UserRecord> {
     tx.query_opt(&sql, &[&username]).map_err(map_err)?.as_ref().map(from_row).transpose()?.ok_or(StoreError::NotFound)
 }
 
-/// A missing role (foreign key) reads as `NotFound`, like on SQLite.
-fn role_must_exist(e: postgres::Error) -> StoreError {
-    if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
-        StoreError::NotFound
-    } else {
-        map_err(e)
-    }
-}
-
-/// Ends the user's sessions but `keep`, and the refresh tokens that would renew them.
+/// Ends the user's sessions but `keep`, and the refresh tokens that would renew them; under
+/// the user's row lock, like every change to them (see `lock_user`).
 pub(crate) fn end_sessions(tx: &mut Transaction<'_>, username: &str, keep: Option<&str>) -> StoreResult<u64> {
+    crate::lock_user(tx, username)?;
     tx.execute(
         "UPDATE refresh_tokens SET revoked = TRUE WHERE username = $1 AND session_id IS DISTINCT FROM $2",
         &[&username, &keep],
@@ -77,7 +69,7 @@ impl UserStore for PostgresStore {
                     &u.updated_at.as_millis(),
                 ],
             )
-            .map_err(role_must_exist)?;
+            .map_err(must_exist)?;
             Ok(())
         })
         .await
@@ -121,7 +113,7 @@ impl UserStore for PostgresStore {
                     "UPDATE users SET role = $2, updated_at = $3 WHERE username = $1",
                     &[&name, &role.as_str(), &at],
                 )
-                .map_err(role_must_exist)?;
+                .map_err(must_exist)?;
             }
             if let Some(disabled) = change.disabled {
                 tx.execute(

@@ -11,12 +11,14 @@ const ALERT_COLUMNS: &str =
 
 fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<AlertRecord> {
     let details: String = r.get(4)?;
+    let details = AlertRecord::decode_details(&details)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?;
     Ok(AlertRecord {
         id: AlertId::from_stored(r.get(0)?),
         severity: r.get(1)?,
         breach_type: r.get(2)?,
         dedup_key: r.get(3)?,
-        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+        details,
         first_seen: Timestamp::from_millis(r.get(5)?),
         last_seen: Timestamp::from_millis(r.get(6)?),
         count: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
@@ -70,17 +72,21 @@ impl SecurityStore for SqliteStore {
             let existing: Option<String> = tx
                 .query_row(
                     "SELECT id FROM alerts WHERE dedup_key = ?1 AND status != 'resolved' AND last_seen >= ?2
-                     ORDER BY last_seen DESC LIMIT 1",
+                     ORDER BY last_seen DESC, id DESC LIMIT 1",
                     params![alert.dedup_key, since.as_millis()],
                     |r| r.get(0),
                 )
                 .optional()
                 .map_err(map_err)?;
-            let details = serde_json::to_string(&alert.details).map_err(|e| StoreError::Internal(Box::new(e)))?;
+            let details = alert.encode_details().map_err(|e| StoreError::Internal(Box::new(e)))?;
             if let Some(id) = existing {
+                // A report from a node whose clock is behind never moves the alert back.
                 tx.execute(
-                    "UPDATE alerts SET count = count + 1, last_seen = ?2, details = ?3 WHERE id = ?1",
-                    params![id, alert.last_seen.as_millis(), details],
+                    "UPDATE alerts SET count = count + 1,
+                        details = CASE WHEN ?2 >= last_seen THEN ?3 ELSE details END,
+                        last_seen = max(last_seen, ?2), first_seen = min(first_seen, ?4)
+                     WHERE id = ?1",
+                    params![id, alert.last_seen.as_millis(), details, alert.first_seen.as_millis()],
                 )
                 .map_err(map_err)?;
                 return Ok((get_alert(tx, &id)?.ok_or(StoreError::NotFound)?, false));
@@ -119,7 +125,7 @@ impl SecurityStore for SqliteStore {
             }
             args.push(Value::Integer(i64::try_from(f.limit).unwrap_or(i64::MAX)));
             let sql = format!(
-                "SELECT {ALERT_COLUMNS} FROM alerts WHERE {} ORDER BY last_seen DESC LIMIT ?",
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE {} ORDER BY last_seen DESC, id DESC LIMIT ?",
                 conds.join(" AND ")
             );
             let mut stmt = c.prepare_cached(&sql).map_err(map_err)?;
@@ -171,7 +177,7 @@ impl SecurityStore for SqliteStore {
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT cidr, reason, created_at, expires_at, created_by FROM ip_blocks WHERE expires_at > ?1 ORDER BY created_at",
+                    "SELECT cidr, reason, created_at, expires_at, created_by FROM ip_blocks WHERE expires_at > ?1 ORDER BY created_at, cidr",
                 )
                 .map_err(map_err)?;
             let rows = stmt
@@ -196,7 +202,7 @@ impl SecurityStore for SqliteStore {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT event_id, endpoint, payload, attempts, next_attempt_at FROM webhook_outbox
-                     WHERE delivered_at IS NULL AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+                     WHERE delivered_at IS NULL AND next_attempt_at <= ?1 ORDER BY next_attempt_at, event_id, endpoint LIMIT ?2",
                 )
                 .map_err(map_err)?;
             let rows = stmt.query_map(params![now.as_millis(), limit], outbox_from_row).map_err(map_err)?;

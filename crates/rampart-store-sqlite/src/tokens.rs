@@ -49,7 +49,7 @@ impl TokenStore for SqliteStore {
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT kid, sealed, public_key, created_at, retired_at FROM jwt_keys ORDER BY created_at",
+                    "SELECT kid, sealed, public_key, created_at, retired_at FROM jwt_keys ORDER BY created_at, kid",
                 )
                 .map_err(map_err)?;
             let rows = stmt

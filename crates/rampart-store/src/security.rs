@@ -20,6 +20,20 @@ pub struct AlertRecord {
     pub acknowledged_by: Option<String>,
 }
 
+/// How an alert's details are stored by every backend: JSON text. Control characters in
+/// strings and keys (NUL included) come out escaped (`\u0000`), so the stored text never
+/// holds a raw NUL, which PostgreSQL's `text` refuses.
+impl AlertRecord {
+    pub fn encode_details(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(&self.details)
+    }
+
+    /// The details back from their stored text; an error when it is not JSON.
+    pub fn decode_details(stored: &str) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(stored)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
     pub status: Option<String>,
@@ -53,7 +67,11 @@ pub struct OutboxItem {
 pub trait SecurityStore: Send + Sync {
     /// Folds `alert` into an unresolved alert with the same dedup key seen since
     /// `since`, or inserts it. When it is new, `webhooks` are queued in the same
-    /// transaction. Returns the stored alert and whether it is new.
+    /// transaction. Returns the stored alert and whether it is new. Folding counts one more
+    /// occurrence and never moves `last_seen` back (nor `first_seen` forward): a report from
+    /// a node whose clock is behind keeps the later time, and the details of the later
+    /// report. Atomic: concurrent raises of one key (from any node) make one alert and lose
+    /// no count.
     async fn raise_alert(
         &self,
         alert: AlertRecord,

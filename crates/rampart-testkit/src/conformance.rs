@@ -16,6 +16,7 @@ macro_rules! conformance_suite {
                 data_keys kek_and_master reencryption erasure
                 mfa_enrolment recovery_codes mfa_challenges jwt_signing_keys refresh_tokens refresh_concurrent_use
                 alerts webhook_outbox ip_blocks login_history
+                alert_folding_out_of_order client_text_with_nul listing_order
             );
         }
     };
@@ -64,7 +65,9 @@ pub use keys::{data_keys, erasure, kek_and_master, reencryption};
 pub use mfa::{
     jwt_signing_keys, mfa_challenges, mfa_enrolment, recovery_codes, refresh_concurrent_use, refresh_tokens,
 };
-pub use security::{alerts, ip_blocks, login_history, webhook_outbox};
+pub use security::{
+    alert_folding_out_of_order, alerts, client_text_with_nul, ip_blocks, listing_order, login_history, webhook_outbox,
+};
 
 /// Seq of the newest audit record (0 when the chain is empty).
 pub(crate) async fn audit_tail(s: &dyn Store) -> i64 {
@@ -422,10 +425,11 @@ impl TestChainer {
     }
 }
 
+/// A boxed future, for `all`.
+pub type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
 /// Polls every future in one task, so the backend receives the writes together.
-pub(crate) async fn all<'a, T>(
-    mut pending: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>>,
-) -> Vec<T> {
+pub async fn all<'a, T>(mut pending: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>>) -> Vec<T> {
     let mut done: Vec<Option<T>> = pending.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut waiting = false;

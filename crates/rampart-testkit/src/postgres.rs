@@ -21,11 +21,17 @@ pub fn server_url() -> String {
 impl PgDatabase {
     /// Creates an empty database with a name unique to this process and call.
     pub fn create() -> Self {
+        Self::create_with("")
+    }
+
+    /// `create` with `options` appended to `CREATE DATABASE` (a collation, a template): a
+    /// constant of the test, never outside input.
+    pub fn create_with(options: &'static str) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let admin_url = server_url();
         let name = format!("t_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let url = with_database(&admin_url, &name);
-        let statement = format!("CREATE DATABASE {name}");
+        let statement = format!("CREATE DATABASE {name} {options}");
         off_runtime(&admin_url, move |c| c.batch_execute(&statement));
         Self { admin_url, name, url }
     }

@@ -15,6 +15,8 @@ async fn fresh() -> (PgDatabase, PostgresStore) {
 // The whole conformance suite, one test per case, each on a fresh database.
 rampart_testkit::conformance_suite!(fresh().await);
 
+mod cross_node;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

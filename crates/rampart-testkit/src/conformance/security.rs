@@ -291,3 +291,151 @@ pub async fn login_history(s: &dyn Store) {
     assert!(s.note_login_network("v", "192.0.2.0/24", t(1)).await.unwrap(), "per user");
     assert!(s.note_login_network("u", "198.51.100.0/24", t(2)).await.unwrap());
 }
+
+/// Folding reports that arrive out of order (a node whose clock is behind, a late report):
+/// `last_seen` never moves back, `first_seen` never forward, the newest report's details
+/// stay, and no count is lost, also under concurrent raises of one key.
+pub async fn alert_folding_out_of_order(s: &dyn Store) {
+    s.set_audit_chainer(Arc::new(TestChainer));
+    let first = alert("o1", "ko", "high", "brute_force", 1_000);
+    s.raise_alert(first, t(0), vec![hook("w-o1", "ep1", 0)], vec![]).await.unwrap();
+    let newer = AlertRecord {
+        details: serde_json::json!({ "raised": "newer" }),
+        ..alert("o2", "ko", "high", "brute_force", 3_000)
+    };
+    s.raise_alert(newer, t(0), vec![], vec![]).await.unwrap();
+    // From a node 2 s behind: older than what is stored.
+    let behind = AlertRecord {
+        details: serde_json::json!({ "raised": "behind" }),
+        ..alert("o3", "ko", "high", "brute_force", 2_000)
+    };
+    let (folded, new) = s.raise_alert(behind, t(0), vec![], vec![]).await.unwrap();
+    assert!(!new);
+    assert_eq!((folded.id.as_str(), folded.count), ("o1", 3));
+    assert_eq!(folded.last_seen, t(3_000), "last_seen moved back");
+    assert_eq!(folded.first_seen, t(1_000));
+    assert_eq!(folded.details, serde_json::json!({ "raised": "newer" }), "the later report's details stay");
+    // A report of an occurrence before the first one moves first_seen back.
+    let (folded, _) = s.raise_alert(alert("o4", "ko", "high", "brute_force", 500), t(0), vec![], vec![]).await.unwrap();
+    assert_eq!((folded.count, folded.first_seen, folded.last_seen), (4, t(500), t(3_000)));
+
+    // Concurrent raises of a new key: one alert, every occurrence counted, webhooks once.
+    let raises: Vec<super::Boxed<'_, rampart_store::StoreResult<(AlertRecord, bool)>>> = (0..8)
+        .map(|i| {
+            let a = alert(&format!("c{i}"), "kc", "low", "anomaly", 10_000 + i);
+            Box::pin(s.raise_alert(a, t(0), vec![hook(&format!("w-c{i}"), "ep1", 0)], vec![])) as super::Boxed<'_, _>
+        })
+        .collect();
+    let outcomes: Vec<_> = super::all(raises).await.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|(_, new)| *new).count(), 1, "one of the concurrent raises opens the alert");
+    let stored = s.list_alerts(filter(None, Some("low"), None, 10)).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].count, stored[0].last_seen), (8, t(10_007)));
+    let hooks = s.due_webhooks(t(0), 100).await.unwrap();
+    assert_eq!(hooks.iter().filter(|w| w.event_id.starts_with("w-c")).count(), 1, "webhooks of the new alert only");
+}
+
+/// Text that clients control (user agents, attempted usernames folded into dedup keys and
+/// details, addresses, delivery errors) may hold NUL; no store may fail on it. A value read
+/// back is the original, or on a backend whose text cannot hold NUL, the original with each
+/// NUL replaced by U+FFFD.
+pub async fn client_text_with_nul(s: &dyn Store) {
+    let same = |stored: &str, given: &str| stored == given || stored == given.replace('\0', "\u{FFFD}");
+    seed_roles(s).await;
+    s.set_audit_chainer(Arc::new(TestChainer));
+    s.create_user(user("u", "viewer"), vec![]).await.unwrap();
+
+    // Sessions: a user agent and an address with NUL, through both ways a session opens.
+    let mut plain = super::session("n1", "u", 0);
+    plain.user_agent = Some("curl\0/8".into());
+    plain.ip_address = Some("192.0.2.1\0".into());
+    s.create_session(plain.clone(), 10, vec![ev("login")]).await.unwrap();
+    let mut with_refresh = super::session("n2", "u", 1);
+    with_refresh.user_agent = Some("\0".into());
+    let r = rampart_store::RefreshRecord {
+        token_hash: [0x4e; 32],
+        family_id: rampart_types::FamilyId::from_stored("fn".into()),
+        session_id: super::sid("n2"),
+        username: super::name("u"),
+        created_at: t(1),
+        expires_at: t(1_000_000),
+        assurance: rampart_store::Assurance::Password,
+    };
+    s.create_session_with_refresh(with_refresh, r, 10, vec![ev("login")]).await.unwrap();
+    let stored = s.get_session_by_token(&plain.token_hash).await.unwrap().unwrap();
+    assert!(same(stored.user_agent.as_deref().unwrap(), "curl\0/8"), "{:?}", stored.user_agent);
+    assert!(same(stored.ip_address.as_deref().unwrap(), "192.0.2.1\0"));
+    assert_eq!(s.list_sessions(&super::name("u")).await.unwrap().len(), 2);
+
+    // Alerts: details round-trip exactly (JSON escapes NUL); a dedup key with NUL folds.
+    let details = serde_json::json!({ "user": "ev\0il", "k\0ey": ["\0"] });
+    let a = AlertRecord { details: details.clone(), ..alert("n1", "account:ev\0il", "high\0", "brute\0force", 100) };
+    let (stored, new) = s.raise_alert(a, t(0), vec![hook("w\0n1", "ep\0", 0)], vec![ev("alert")]).await.unwrap();
+    assert!(new);
+    assert_eq!(stored.details, details, "details round-trip exactly");
+    assert!(same(&stored.dedup_key, "account:ev\0il") && same(&stored.severity, "high\0"));
+    let again =
+        AlertRecord { details: details.clone(), ..alert("n2", "account:ev\0il", "high\0", "brute\0force", 200) };
+    let (folded, new) = s.raise_alert(again, t(0), vec![], vec![]).await.unwrap();
+    assert_eq!((new, folded.id.as_str(), folded.count), (false, "n1", 2), "the same key folds");
+    let listed = s.list_alerts(filter(None, Some("high\0"), Some("brute\0force"), 10)).await.unwrap();
+    assert_eq!(listed.len(), 1, "filters with NUL find what was stored with it");
+    assert_eq!(listed[0].details, details);
+    let acked = s.set_alert_status(&aid("n1"), "acknowledged", "op\0", vec![ev("alert_ack")]).await.unwrap();
+    assert!(same(acked.acknowledged_by.as_deref().unwrap(), "op\0"));
+
+    // The outbox: ids, endpoints and errors with NUL.
+    let due = s.due_webhooks(t(0), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(same(&due[0].event_id, "w\0n1") && same(&due[0].endpoint, "ep\0"));
+    s.webhook_failed("w\0n1", "ep\0", t(50), "reset\0by peer").await.unwrap();
+    assert!(s.due_webhooks(t(49), 10).await.unwrap().is_empty(), "the failure was recorded");
+    s.webhook_delivered("w\0n1", "ep\0", t(60)).await.unwrap();
+    assert!(s.due_webhooks(t(1_000), 10).await.unwrap().is_empty(), "the delivery was recorded");
+
+    // Blocks and the login history.
+    let b = IpBlock { reason: "because\0".into(), created_by: "op\0".into(), ..block("192.0.2.0/24", 0, 1_000) };
+    s.add_block(b, vec![ev("ip_block")]).await.unwrap();
+    let blocks = s.active_blocks(t(0)).await.unwrap();
+    assert!(same(&blocks[0].reason, "because\0") && same(&blocks[0].created_by, "op\0"));
+    assert!(!s.remove_block("192.0.2.0/24\0", vec![]).await.unwrap(), "another block");
+    assert!(s.remove_block("192.0.2.0/24", vec![]).await.unwrap());
+    assert!(!s.login_address_known("u\0", "192.0.2.1", t(0)).await.unwrap());
+    assert!(!s.login_address_known("u", "192.0.2.1\0", t(0)).await.unwrap());
+    s.remember_login_address("u", "192.0.2.1\0", t(10), t(0)).await.unwrap();
+    assert!(s.login_address_known("u", "192.0.2.1\0", t(0)).await.unwrap(), "found as remembered");
+    assert!(!s.login_address_known("u", "192.0.2.1", t(0)).await.unwrap(), "another address");
+    assert!(s.note_login_network("u\0x", "192.0.2.0/24\0", t(0)).await.unwrap());
+    assert!(!s.note_login_network("u\0x", "192.0.2.0/24\0", t(1)).await.unwrap());
+    assert!(s.note_login_network("u", "192.0.2.0/24", t(0)).await.unwrap(), "another user and network");
+}
+
+/// Listings with equal times come out in one order on every backend, whatever the database's
+/// collation: ties broken by the byte order of the id (or address), as `COLLATE "C"` orders.
+pub async fn listing_order(s: &dyn Store) {
+    s.set_audit_chainer(Arc::new(TestChainer));
+    // Under a natural-language collation these order differently ("a-2" < "a1" < "Z1").
+    let ids = ["a-2", "Z1", "a1"];
+    for (i, id) in ids.iter().enumerate() {
+        let key = format!("key{i}");
+        s.raise_alert(alert(id, &key, "low", "anomaly", 100), t(0), vec![hook(id, "ep", 5)], vec![]).await.unwrap();
+        s.add_block(block(id, 7, 1_000), vec![]).await.unwrap();
+        let key = rampart_store::JwtKeyRecord {
+            kid: rampart_types::SigningKeyId::from_stored((*id).into()),
+            sealed: vec![1],
+            public_key: vec![2],
+            created_at: t(9),
+            retired_at: None,
+        };
+        s.add_jwt_key(key, t(9), vec![]).await.unwrap();
+    }
+    // Newest first, ties by id descending.
+    assert_eq!(listed(s, filter(None, None, None, 10)).await, ["a1", "a-2", "Z1"]);
+    assert_eq!(listed(s, filter(None, None, None, 1)).await, ["a1"], "the limit takes the first in that order");
+    let due: Vec<String> = s.due_webhooks(t(5), 10).await.unwrap().into_iter().map(|w| w.event_id).collect();
+    assert_eq!(due, ["Z1", "a-2", "a1"], "due order, ties by event id");
+    let blocks: Vec<String> = s.active_blocks(t(8)).await.unwrap().into_iter().map(|b| b.cidr).collect();
+    assert_eq!(blocks, ["Z1", "a-2", "a1"], "ties by address");
+    let kids: Vec<String> = s.jwt_keys().await.unwrap().into_iter().map(|k| k.kid.to_string()).collect();
+    assert_eq!(kids, ["Z1", "a-2", "a1"], "keys by creation, ties by kid");
+}

@@ -21,6 +21,8 @@ const WRITE_QUEUE: usize = 1024;
 const MAX_BATCH: usize = 256;
 /// Pause between attempts to reach the database again after losing it.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
+/// Longest a writer statement waits for a lock.
+const WRITE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the listener waits for a notification before checking whether to stop.
 const LISTEN_POLL: Duration = Duration::from_millis(200);
 
@@ -82,6 +84,17 @@ fn connect(config: &Connector) -> StoreResult<Client> {
     Ok(client)
 }
 
+/// The writer's connection: its commits' announcements carry this node's name, so that the
+/// node's own listener skips what the writer has already applied to the caches.
+fn connect_writer(config: &Connector, node: &str) -> StoreResult<Client> {
+    let mut client = connect(config)?;
+    client.execute("SELECT set_config('rampart.node', $1, false)", &[&node]).map_err(map_err)?;
+    // A lock held elsewhere (another node, an operator's session) makes a change wait at
+    // most this long, then fail as retryable: one stuck table must not hold every write.
+    client.batch_execute(&format!("SET lock_timeout = {}", WRITE_LOCK_TIMEOUT.as_millis())).map_err(map_err)?;
+    Ok(client)
+}
+
 impl PostgresStore {
     /// Connects to `url` (a libpq-style URL; several hosts with
     /// `target_session_attrs=read-write` follow a promoted standby), runs the migrations and
@@ -92,12 +105,12 @@ impl PostgresStore {
     }
 
     fn open_blocking(config: Connector, options: PostgresOptions) -> StoreResult<Self> {
-        let mut writer = connect(&config)?;
+        let mut writer = connect_writer(&config, &options.node)?;
         migrations::run(&mut writer)?;
         let readers = (0..options.readers.max(1)).map(|_| connect(&config)).collect::<StoreResult<Vec<_>>>()?;
         let invalidation: Arc<dyn CacheInvalidation> = Arc::new(LocalInvalidation::default());
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
-        listen_for_changes(config.clone(), writes.downgrade(), Arc::clone(&invalidation))?;
+        listen_for_changes(config.clone(), options.node.clone(), writes.downgrade(), Arc::clone(&invalidation))?;
         let chainer = Arc::new(OnceLock::new());
         let state = Writer {
             config: config.clone(),
@@ -352,7 +365,7 @@ impl Writer {
     fn client(&mut self) -> StoreResult<&mut Client> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
-            match connect(&self.config) {
+            match connect_writer(&self.config, &self.node) {
                 Ok(c) => self.client = Some(c),
                 Err(e) => {
                     std::thread::sleep(RECONNECT_PAUSE);
@@ -415,6 +428,9 @@ impl Writer {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "a write transaction failed to commit");
+                // A commit whose answer was lost with the connection may have happened, and
+                // this node's listener skips its announcement: stale everything.
+                invalidation.invalidate(Topics::EVERYTHING);
                 for finish in finishes {
                     finish(Some(e.duplicate()));
                 }
@@ -470,6 +486,7 @@ fn committed_topics(tx: &mut Transaction<'_>) -> StoreResult<Topics> {
 /// down nothing is heard, so every cache is dropped when it comes back.
 fn listen_for_changes(
     config: Connector,
+    node: String,
     alive: mpsc::WeakSender<Work>,
     invalidation: Arc<dyn CacheInvalidation>,
 ) -> StoreResult<()> {
@@ -487,7 +504,11 @@ fn listen_for_changes(
                 loop {
                     match heard.next() {
                         Ok(Some(n)) => {
-                            invalidation.invalidate(Topics::from_bits(n.payload().parse().unwrap_or(u8::MAX)))
+                            // `bits` or `bits:node`; this node's writer applied its own.
+                            let (bits, from) = n.payload().split_once(':').unwrap_or((n.payload(), ""));
+                            if from != node {
+                                invalidation.invalidate(Topics::from_bits(bits.parse().unwrap_or(u8::MAX)));
+                            }
                         }
                         Ok(None) => break,
                         Err(_) => {

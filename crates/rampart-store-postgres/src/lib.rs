@@ -15,9 +15,9 @@ mod privacy;
 mod roles;
 mod security;
 mod sessions;
-mod tokens;
 #[cfg(feature = "tamper")]
 pub mod tamper;
+mod tokens;
 mod users;
 
 use async_trait::async_trait;
@@ -151,9 +151,4 @@ impl MetaStore for PostgresStore {
     fn invalidation(&self) -> std::sync::Arc<dyn rampart_store::CacheInvalidation> {
         self.invalidation_feed()
     }
-}
-
-/// STUB marker while the aggregates are ported.
-pub(crate) fn not_yet() -> StoreError {
-    internal(std::io::Error::other("not yet implemented on PostgreSQL"))
 }

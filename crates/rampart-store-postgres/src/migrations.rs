@@ -18,7 +18,7 @@ CREATE TABLE meta (
 );
 
 CREATE TABLE roles (
-    name        TEXT PRIMARY KEY,
+    name        TEXT COLLATE "C" PRIMARY KEY,
     description TEXT NOT NULL,
     permissions TEXT NOT NULL,
     collections TEXT,
@@ -27,9 +27,9 @@ CREATE TABLE roles (
 );
 
 CREATE TABLE users (
-    username      TEXT PRIMARY KEY,
+    username      TEXT COLLATE "C" PRIMARY KEY,
     password_hash TEXT NOT NULL,
-    role          TEXT NOT NULL REFERENCES roles(name),
+    role          TEXT COLLATE "C" NOT NULL REFERENCES roles(name),
     disabled      BOOLEAN NOT NULL DEFAULT FALSE,
     mfa_enabled   BOOLEAN NOT NULL DEFAULT FALSE,
     created_at    BIGINT NOT NULL,
@@ -250,7 +250,8 @@ BEGIN
     END IF;
     PERFORM set_config('rampart.topics',
         (COALESCE(NULLIF(current_setting('rampart.topics', true), ''), '0')::int | TG_ARGV[0]::int)::text, true);
-    PERFORM pg_notify('rampart_invalidation', TG_ARGV[0]);
+    PERFORM pg_notify('rampart_invalidation',
+        TG_ARGV[0] || COALESCE(':' || NULLIF(current_setting('rampart.node', true), ''), ''));
     RETURN NULL;
 END $$;
 CREATE TRIGGER users_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON users

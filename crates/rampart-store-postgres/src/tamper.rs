@@ -50,8 +50,11 @@ impl Database {
     pub fn copy_document_body(&self, from: &str, to: &str) -> StoreResult<()> {
         let (from, to) = (from.to_owned(), to.to_owned());
         self.run(move |c, _| {
-            c.execute("UPDATE documents SET body = (SELECT body FROM documents WHERE id = $1) WHERE id = $2", &[&from, &to])
-                .map(drop)
+            c.execute(
+                "UPDATE documents SET body = (SELECT body FROM documents WHERE id = $1) WHERE id = $2",
+                &[&from, &to],
+            )
+            .map(drop)
         })
     }
 
@@ -81,8 +84,8 @@ impl Database {
                     run("UPDATE audit_log SET seq = seq + 1000000 WHERE node = $1 AND seq >= $2", &[&node, seq])?;
                     run("UPDATE audit_log SET seq = seq - 999999 WHERE node = $1 AND seq >= 1000000", &[&node])?;
                     run(
-                        "INSERT INTO audit_log SELECT node, $2, timestamp, 'login', 'mallory', ip_address, true, \
-                         details, request_id, prev_hash, hash FROM audit_log WHERE node = $1 AND seq = $2 - 1",
+                        "INSERT INTO audit_log SELECT node, $2::BIGINT, timestamp, 'login', 'mallory', ip_address, true, \
+                         details, request_id, prev_hash, hash FROM audit_log WHERE node = $1 AND seq = $2::BIGINT - 1",
                         &[&node, seq],
                     )
                 }
@@ -145,5 +148,43 @@ impl Database {
             }
             Ok(out)
         })
+    }
+
+    /// Another client holds an exclusive lock on the collections table until the returned
+    /// guard is dropped: writes to it wait, and then fail, as on a database that is stuck.
+    pub fn hold_write_lock(&self) -> StoreResult<HeldLock> {
+        let url = self.url.clone();
+        let (locked_tx, locked) = std::sync::mpsc::channel::<StoreResult<()>>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut client = match Connector::parse(&url).and_then(|c| c.connect()) {
+                Ok(c) => c,
+                Err(e) => return drop(locked_tx.send(Err(e))),
+            };
+            let held = client.batch_execute("BEGIN; LOCK TABLE collections IN ACCESS EXCLUSIVE MODE").map_err(map_err);
+            let ok = held.is_ok();
+            let _ = locked_tx.send(held);
+            if ok {
+                let _ = released.recv();
+                let _ = client.batch_execute("ROLLBACK");
+            }
+        });
+        locked.recv().map_err(|_| internal(std::io::Error::other("lock thread ended")))??;
+        Ok(HeldLock { release: Some(release), thread: Some(thread) })
+    }
+}
+
+/// Releases the lock when dropped.
+pub struct HeldLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -15,8 +15,8 @@ use rampart_config::Config;
 use rampart_core::{Core, CoreSettings, FakeClock, MasterKey, PasswordPool};
 use rampart_crypto::PasswordHasher;
 use rampart_http::{router, AppState, ClientAddr};
-use rampart_store::Store;
 use rampart_store::tamper::AuditEdit;
+use rampart_store::Store;
 use rampart_store_postgres::{PostgresOptions, PostgresStore};
 use rampart_store_sqlite::tamper as sqlite_tamper;
 use rampart_store_sqlite::SqliteStore;
@@ -127,6 +127,15 @@ impl Tamper {
             Self::Postgres(db) => db.fail_audit_appends(on),
         }
         .expect("audit append trap");
+    }
+
+    /// Another client locks the database (SQLite) or the collections table (PostgreSQL)
+    /// until the guard is dropped: writes cannot be made meanwhile.
+    pub fn hold_write_lock(&self) -> WriteLock {
+        match self {
+            Self::Sqlite(db) => WriteLock::Sqlite(hold_sqlite_lock(db)),
+            Self::Postgres(db) => WriteLock::Postgres(db.hold_write_lock().expect("lock")),
+        }
     }
 
     /// The queued webhook deliveries as stored: (endpoint, event id, payload JSON text).
@@ -321,6 +330,41 @@ impl TestApp {
         }
         out
     }
+}
+
+/// A lock another client holds on the database, released when dropped.
+pub enum WriteLock {
+    Sqlite(std::process::Child),
+    Postgres(rampart_store_postgres::tamper::HeldLock),
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        if let Self::Sqlite(child) = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An exclusive lock on a SQLite database from a separate process, independent of the
+/// store's own connections.
+fn hold_sqlite_lock(path: &Path) -> std::process::Child {
+    std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3,time\nc=sqlite3.connect({:?},isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\ntime.sleep(30)",
+            path.display().to_string()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map(|mut child| {
+            use std::io::Read;
+            let mut buf = [0u8; 6];
+            let _ = child.stdout.as_mut().map(|o| o.read_exact(&mut buf));
+            child
+        })
+        .expect("python3 is on every test machine")
 }
 
 pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {

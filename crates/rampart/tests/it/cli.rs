@@ -203,8 +203,9 @@ async fn a_cli_disable_ends_cached_sessions_of_a_running_server() {
     assert!(refused_after < std::time::Duration::from_secs(1), "refused only after {refused_after:?}");
 }
 
-/// `--database-url sqlite://PATH/rampart.db` puts the database there (SPEC 2); a URL this
-/// version cannot serve is refused by name, without echoing its password, creating nothing.
+/// `--database-url sqlite://PATH/rampart.db` puts the database there (SPEC 2); an
+/// unreachable PostgreSQL is a failed start and a URL this version cannot serve is refused
+/// by name (creating nothing), neither echoing the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_url_chooses_where_the_data_lives() {
     let tmp = tempfile::tempdir().unwrap();
@@ -236,12 +237,22 @@ async fn the_database_url_chooses_where_the_data_lives() {
     let out = bin()
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(&fresh)
-        .args(["--database-url", "postgres://app:Sup3r-Secret-Pw@db.example/rampart"])
+        .args(["--database-url", "postgres://app:Sup3r-Secret-Pw@127.0.0.1:1/rampart"])
         .env("RAMPART_ADMIN_PASSWORD", crate::support::ADMIN_PASSWORD)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert!(!out.status.success(), "an unreachable database is a failed start");
+    assert!(err.contains("PostgreSQL") && !err.contains("Sup3r-Secret-Pw"), "{err}");
+    let other = tmp.path().join("other");
+    let refused = bin()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&other)
+        .args(["--database-url", "mysql://app:Sup3r-Secret-Pw@127.0.0.1/rampart"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
     assert!(err.contains("database_url") && !err.contains("Sup3r-Secret-Pw"), "{err}");
-    assert!(!fresh.exists(), "nothing created for a refused configuration");
+    assert!(!other.exists(), "nothing created for a refused configuration");
 }

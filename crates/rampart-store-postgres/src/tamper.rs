@@ -121,13 +121,6 @@ impl Database {
         })
     }
 
-    /// The highest seq in this node's audit chain, whatever the signed head says.
-    pub fn max_audit_seq(&self) -> StoreResult<i64> {
-        self.run(|c, node| {
-            Ok(c.query_one("SELECT coalesce(max(seq), 0)::BIGINT FROM audit_log WHERE node = $1", &[&node])?.get(0))
-        })
-    }
-
     /// Every table's rows exactly as the server holds them (binary `COPY`: byte columns
     /// raw, text as UTF-8), one entry per table, for checks that a secret or a plaintext
     /// never reached the database.

@@ -27,16 +27,6 @@ pub fn set_document_body(db: &Path, id: &str, body: &[u8]) -> StoreResult<()> {
     Ok(())
 }
 
-/// Flips one bit in the middle of a document's stored body.
-pub fn flip_document_bit(db: &Path, id: &str) -> StoreResult<()> {
-    let mut body = document_body(db, id)?;
-    let mid = body.len() / 2;
-    if let Some(b) = body.get_mut(mid) {
-        *b ^= 0x01;
-    }
-    set_document_body(db, id, &body)
-}
-
 /// Transplants one document's stored body onto another.
 pub fn copy_document_body(db: &Path, from: &str, to: &str) -> StoreResult<()> {
     open(db)?

@@ -85,6 +85,10 @@ pub(crate) struct FileRateLimit {
     pub login_requests_per_minute: Option<u32>,
     pub user_requests_per_minute: Option<u32>,
     pub max_tracked_clients: Option<usize>,
+    pub backend: Option<String>,
+    pub redis_url: Option<String>,
+    pub login_when_unreachable: Option<String>,
+    pub api_when_unreachable: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

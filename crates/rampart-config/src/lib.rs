@@ -127,7 +127,77 @@ pub struct RateLimitConfig {
     pub user_requests_per_minute: u32,
     /// Most clients tracked at once; beyond it idle entries are evicted.
     pub max_tracked_clients: usize,
+    /// Where the budgets are kept: this process's memory, or Redis shared by every node.
+    pub backend: RateLimitBackend,
 }
+
+/// `[rate_limit] backend`: `memory` (default, one node) or `redis` (shared by all nodes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitBackend {
+    Memory,
+    Redis(RedisLimits),
+}
+
+/// How the shared limits reach Redis and what happens when it cannot be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisLimits {
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (`RAMPART_REDIS_URL`, `rate_limit.redis_url`).
+    pub url: RedisUrl,
+    /// Login budgets while Redis is unreachable: refused (`closed`, the default) or allowed.
+    pub login_when_unreachable: FailMode,
+    /// Every other budget while Redis is unreachable: allowed (`open`, the default) or refused.
+    pub api_when_unreachable: FailMode,
+}
+
+/// What a limit does when its shared store cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    Open,
+    Closed,
+}
+
+impl FailMode {
+    fn parse(key: &str, text: &str) -> Result<Self, ConfigError> {
+        match text.trim() {
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            _ => Err(invalid(key, "expected open or closed")),
+        }
+    }
+}
+
+/// A Redis URL. It may carry a password, so it is kept as a secret and never printed.
+#[derive(Clone)]
+pub struct RedisUrl(SecretString);
+
+impl RedisUrl {
+    pub fn expose(&self) -> &str {
+        secrecy::ExposeSecret::expose_secret(&self.0)
+    }
+
+    /// Errors never repeat the URL.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let rest = text.strip_prefix("redis://").ok_or_else(|| invalid("redis_url", "expected redis://HOST:PORT"))?;
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(invalid("redis_url", "expected redis://HOST:PORT"));
+        }
+        Ok(Self(SecretString::from(text.to_owned())))
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisUrl([REDACTED])")
+    }
+}
+
+impl PartialEq for RedisUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for RedisUrl {}
 
 #[derive(Debug, Clone, Default)]
 pub struct CorsConfig {
@@ -209,6 +279,38 @@ impl DatabaseUrl {
     /// The default: SQLite in the data directory.
     pub fn in_data_dir(data_dir: &Path) -> Self {
         DatabaseUrl::Sqlite { dir: data_dir.to_owned() }
+    }
+}
+
+/// `[rate_limit] backend` and, for Redis, where it is and what to do when it is not there.
+fn rate_limit_backend(env: &Env, rl: &file::FileRateLimit) -> Result<RateLimitBackend, ConfigError> {
+    let backend = env.get("RAMPART_RATE_LIMIT_BACKEND").or(rl.backend.clone());
+    let url = env.get("RAMPART_REDIS_URL").or(rl.redis_url.clone());
+    match backend.as_deref().map(str::trim).unwrap_or("memory") {
+        "memory" if url.is_none() => Ok(RateLimitBackend::Memory),
+        "memory" => Err(invalid("redis_url", "set only with backend = \"redis\"")),
+        "redis" => {
+            let url = url.ok_or_else(|| invalid("redis_url", "required with backend = \"redis\""))?;
+            let mode = |var: &str, key: &'static str, file: &Option<String>, default| {
+                env.get(var).or(file.clone()).map_or(Ok(default), |v| FailMode::parse(key, &v))
+            };
+            Ok(RateLimitBackend::Redis(RedisLimits {
+                url: RedisUrl::parse(&url)?,
+                login_when_unreachable: mode(
+                    "RAMPART_RATE_LIMIT_LOGIN_WHEN_UNREACHABLE",
+                    "login_when_unreachable",
+                    &rl.login_when_unreachable,
+                    FailMode::Closed,
+                )?,
+                api_when_unreachable: mode(
+                    "RAMPART_RATE_LIMIT_API_WHEN_UNREACHABLE",
+                    "api_when_unreachable",
+                    &rl.api_when_unreachable,
+                    FailMode::Open,
+                )?,
+            }))
+        }
+        _ => Err(invalid("backend", "expected memory or redis")),
     }
 }
 
@@ -456,6 +558,7 @@ impl Config {
                 .or(rl.user_requests_per_minute)
                 .unwrap_or(1000),
             max_tracked_clients: rl.max_tracked_clients.unwrap_or(100_000),
+            backend: rate_limit_backend(env, rl)?,
         };
         range("requests_per_minute", rate_limit.requests_per_minute, 1, 10_000_000)?;
         range("login_requests_per_minute", rate_limit.login_requests_per_minute, 1, 1_000_000)?;

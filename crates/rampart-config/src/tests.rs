@@ -181,6 +181,44 @@ fn database_url_is_sqlite_by_default_and_never_echoed_in_errors() {
 }
 
 #[test]
+fn rate_limit_backend_is_memory_by_default_and_redis_needs_a_url() {
+    let load = |pairs: &[(&str, &str)]| Config::load(&env(pairs), &Overrides::default());
+    assert_eq!(load(&[]).unwrap().rate_limit.backend, RateLimitBackend::Memory);
+    let url = "redis://:Sup3r-Secret@127.0.0.1:6379/2";
+    let c = load(&[("RAMPART_RATE_LIMIT_BACKEND", "redis"), ("RAMPART_REDIS_URL", url)]).unwrap();
+    let RateLimitBackend::Redis(r) = &c.rate_limit.backend else { panic!("not redis: {:?}", c.rate_limit.backend) };
+    assert_eq!(r.url.expose(), url);
+    assert_eq!((r.login_when_unreachable, r.api_when_unreachable), (FailMode::Closed, FailMode::Open), "defaults");
+    assert!(!format!("{:?}", c.rate_limit).contains("Sup3r-Secret"), "the URL's password is never printed");
+    let c = load(&[
+        ("RAMPART_RATE_LIMIT_BACKEND", "redis"),
+        ("RAMPART_REDIS_URL", url),
+        ("RAMPART_RATE_LIMIT_LOGIN_WHEN_UNREACHABLE", "open"),
+        ("RAMPART_RATE_LIMIT_API_WHEN_UNREACHABLE", "closed"),
+    ])
+    .unwrap();
+    let RateLimitBackend::Redis(r) = &c.rate_limit.backend else { panic!("not redis") };
+    assert_eq!((r.login_when_unreachable, r.api_when_unreachable), (FailMode::Open, FailMode::Closed));
+    for (bad, key) in [
+        (vec![("RAMPART_RATE_LIMIT_BACKEND", "redis")], "redis_url"),
+        (vec![("RAMPART_REDIS_URL", url)], "redis_url"),
+        (vec![("RAMPART_RATE_LIMIT_BACKEND", "memcached")], "backend"),
+        (vec![("RAMPART_RATE_LIMIT_BACKEND", "redis"), ("RAMPART_REDIS_URL", "http://:Sup3r-Secret@x")], "redis_url"),
+        (
+            vec![
+                ("RAMPART_RATE_LIMIT_BACKEND", "redis"),
+                ("RAMPART_REDIS_URL", url),
+                ("RAMPART_RATE_LIMIT_LOGIN_WHEN_UNREACHABLE", "maybe"),
+            ],
+            "login_when_unreachable",
+        ),
+    ] {
+        let e = load(&bad).unwrap_err().to_string();
+        assert!(e.contains(key) && !e.contains("Sup3r-Secret"), "{bad:?}: {e}");
+    }
+}
+
+#[test]
 fn node_id_is_checked_and_defaults_to_a_valid_name() {
     let c = Config::load(&Env::empty(), &Overrides::default()).unwrap();
     assert!(!c.server.node_id.is_empty() && c.server.node_id.len() <= 64);

@@ -44,6 +44,10 @@ pub enum EventType {
     RecoveryCodeUsed,
     JwtIssue,
     AuditRepair,
+    /// The shared rate-limit store stopped answering; the fail modes now decide.
+    RateLimitStoreUnreachable,
+    /// It answers again; budgets are counted again.
+    RateLimitStoreRestored,
 }
 
 impl EventType {
@@ -79,6 +83,8 @@ impl EventType {
             Self::RecoveryCodeUsed => "recovery_code_used",
             Self::JwtIssue => "jwt_issue",
             Self::AuditRepair => AUDIT_REPAIR,
+            Self::RateLimitStoreUnreachable => "rate_limit_store_unreachable",
+            Self::RateLimitStoreRestored => "rate_limit_store_restored",
         }
     }
 }

@@ -105,6 +105,7 @@ struct Services {
     privacy: Privacy,
     audit: AuditLog,
     backup_key: Arc<PurposeKey>,
+    rate_limit_key: Arc<PurposeKey>,
     settings: CoreSettings,
 }
 
@@ -215,6 +216,7 @@ impl Core {
                 privacy,
                 audit,
                 backup_key: root.backup,
+                rate_limit_key: root.rate_limit,
                 settings,
             }),
         };
@@ -324,6 +326,12 @@ impl Core {
     /// The key backups are encrypted with (derived from the root key).
     pub fn backup_key(&self) -> Arc<PurposeKey> {
         Arc::clone(&self.inner.backup_key)
+    }
+
+    /// The key a shared rate limiter names its budgets with (derived from the root key, so
+    /// the same on every node and unchanged by master-key rotation).
+    pub fn rate_limit_key(&self) -> Arc<PurposeKey> {
+        Arc::clone(&self.inner.rate_limit_key)
     }
 
     pub fn clock(&self) -> Arc<dyn Clock> {

@@ -42,6 +42,7 @@ pub(crate) struct RootKeys {
     pub blind: Arc<BlindIndexKey>,
     pub backup: Arc<rampart_crypto::PurposeKey>,
     pub device: Arc<rampart_crypto::DeviceKey>,
+    pub rate_limit: Arc<rampart_crypto::PurposeKey>,
 }
 
 fn new_key_id(prefix: &str) -> String {
@@ -96,6 +97,7 @@ impl KeyRing {
             blind: Arc::new(root.blind_index_key()),
             backup: Arc::new(root.backup_key()),
             device: Arc::new(root.device_key()),
+            rate_limit: Arc::new(root.rate_limit_key()),
         };
         Ok((ring, keys))
     }

@@ -49,7 +49,7 @@ pub use error::{CoreError, CoreResult};
 pub use events::Events;
 pub use identity::{IdentityProvider, LocalIdentity, Verdict};
 pub use jwt::Tokens;
-pub use limiter::{client_key, Budget, Decision, LimitKey, Limiter, LocalLimiter, RateLimiter};
+pub use limiter::{client_key, Budget, Decision, LimitKey, Limiter, LimiterStatus, LocalLimiter, RateLimiter};
 pub use mfa::Mfa;
 pub use notify::{NoNotifier, Notice, Notifier};
 pub use passwords::PasswordPool;

@@ -21,6 +21,25 @@ pub struct Decision {
     /// Whether this refusal should be audited: at most once a minute per key, so a flood
     /// cannot flood the audit log.
     pub audit: bool,
+    /// The shared budget store could not answer: `allowed` is the configured fail mode,
+    /// not a count.
+    pub unavailable: bool,
+}
+
+impl Decision {
+    /// The answer when the budget store cannot be asked: `allowed` by the fail mode, with
+    /// no count to report.
+    pub fn without_store(allowed: bool, limit: u32, now: Timestamp) -> Self {
+        Self {
+            allowed,
+            limit,
+            remaining: 0,
+            reset_unix: now.as_unix_seconds() + 60,
+            retry_after_secs: if allowed { 0 } else { 1 },
+            audit: false,
+            unavailable: true,
+        }
+    }
 }
 
 struct Bucket {
@@ -97,6 +116,7 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
                 reset_unix: (now_ms + until_full_ms).div_euclid(1000) + 1,
                 retry_after_secs,
                 audit,
+                unavailable: false,
             }
         });
         // The map only fails if a lock is poisoned; then fail open for this one request
@@ -108,6 +128,7 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
             reset_unix: now.as_unix_seconds() + 60,
             retry_after_secs: 0,
             audit: false,
+            unavailable: false,
         })
     }
 
@@ -158,13 +179,54 @@ pub enum LimitKey<'a> {
     User(&'a str),
 }
 
-/// The rate-limit port: in memory on one node now, shared across nodes (Redis) later, so
-/// a check may wait on I/O.
+/// The rate-limit port: in this process's memory, or shared by every node (Redis), so a
+/// check may wait on I/O.
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
     /// False when rate limiting is switched off (`rate_limit.enabled = false`).
     fn enabled(&self) -> bool;
     async fn check(&self, budget: Budget, key: LimitKey<'_>) -> Decision;
+    /// Where the budgets are kept and whether that store answers (operators' health detail).
+    fn status(&self) -> LimiterStatus {
+        LimiterStatus::memory()
+    }
+}
+
+/// The limiter's state as operators see it (`GET /api/v1/admin/health`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LimiterStatus {
+    /// `memory` or `redis`.
+    pub backend: &'static str,
+    /// Whether the shared store answered the last check (always true in memory).
+    pub reachable: bool,
+    /// Since when it has been unreachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable_since: Option<Timestamp>,
+    /// Why the last check could not reach it (a class such as `timeout`, never a URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<&'static str>,
+    /// `open` or `closed` for login budgets while unreachable (shared stores only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_when_unreachable: Option<&'static str>,
+    /// `open` or `closed` for every other budget while unreachable (shared stores only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_when_unreachable: Option<&'static str>,
+    /// Checks answered by the fail mode instead of a count, since this process started.
+    pub checks_without_store: u64,
+}
+
+impl LimiterStatus {
+    pub fn memory() -> Self {
+        Self {
+            backend: "memory",
+            reachable: true,
+            unreachable_since: None,
+            last_error: None,
+            login_when_unreachable: None,
+            api_when_unreachable: None,
+            checks_without_store: 0,
+        }
+    }
 }
 
 /// Every budget in this process's memory, each bounded in the clients it tracks.

@@ -56,6 +56,10 @@ impl DataKey {
     pub fn backup_key(&self) -> PurposeKey {
         self.derive(b"rampart/v1/backup")
     }
+    /// Keys the names under which shared rate-limit budgets are kept outside the database.
+    pub fn rate_limit_key(&self) -> PurposeKey {
+        self.derive(b"rampart/v1/rate-limit-keys")
+    }
     pub fn device_key(&self) -> DeviceKey {
         DeviceKey::from_purpose(self.derive(b"rampart/v1/device-token"))
     }

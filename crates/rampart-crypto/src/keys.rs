@@ -27,6 +27,10 @@ impl PurposeKey {
     pub fn expose(&self) -> &[u8; 32] {
         self.0.expose_secret()
     }
+    /// HMAC-SHA256 of `data` under this key: a pseudonym that only key holders can compute.
+    pub fn mac(&self, data: &[u8]) -> [u8; 32] {
+        hmac_sha256(self.expose(), data)
+    }
     pub(crate) fn from_bytes(b: [u8; 32]) -> Self {
         Self(SecretBox::new(Box::new(b)))
     }

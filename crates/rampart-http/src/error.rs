@@ -29,6 +29,9 @@ pub enum ApiError {
     IpBlocked { until: Option<rampart_types::Timestamp> },
     #[error("cross-site request refused: send X-CSRF-Token from an allowed origin")]
     CsrfFailed,
+    /// The shared rate-limit store cannot be reached and this budget fails closed.
+    #[error("rate limiting is unavailable, so this request cannot be admitted; try again shortly")]
+    RateLimitUnavailable,
 }
 
 impl ApiError {
@@ -60,6 +63,7 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
         ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", msg, None),
         ApiError::IpBlocked { .. } => (StatusCode::FORBIDDEN, "ip_blocked", msg, None),
         ApiError::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed", msg, None),
+        ApiError::RateLimitUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "rate_limit_unavailable", msg, None),
         ApiError::Core(core) => match core {
             C::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", msg, None),
             C::MfaEnrollmentRequired => (StatusCode::FORBIDDEN, "mfa_enrollment_required", msg, None),
@@ -102,7 +106,8 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, error, field) = parts(&self);
-        if status.is_server_error() {
+        // An unreachable rate-limit store is audited once by the limiter, not logged per request.
+        if status.is_server_error() && !matches!(self, ApiError::RateLimitUnavailable) {
             // The only place a cause chain is logged; it never reaches the client.
             tracing::error!(error = ?self, "request failed");
         }

@@ -36,6 +36,8 @@ pub struct HttpSettings {
     /// Minimum request-body data rate (slow bodies get 408).
     pub body_rate: slow_body::BodyRate,
     pub version: &'static str,
+    /// This node's name (`server.node_id`), for operators' health detail.
+    pub node_id: String,
     /// Peers whose forwarding headers name the client.
     pub trusted_proxies: Vec<rampart_types::Cidr>,
     /// Exact origins allowed by CORS.
@@ -55,6 +57,7 @@ impl HttpSettings {
                 min_bytes_per_sec: c.server.min_body_bytes_per_sec,
             },
             version,
+            node_id: c.server.node_id.clone(),
             trusted_proxies: c.server.trusted_proxies.clone(),
             cors_origins: c.cors.allowed_origins.clone(),
         }

@@ -20,7 +20,9 @@ pub(crate) fn set_headers(h: &mut HeaderMap, d: &Decision) {
     put("x-ratelimit-reset", d.reset_unix.to_string());
 }
 
-/// 429 with the headers; audits the refusal when the limiter samples it.
+/// 429 with the headers; audits the refusal when the limiter samples it. A refusal by a
+/// fail-closed budget whose store is unreachable is a 503 instead: the client did nothing
+/// wrong (the outage itself is audited by the limiter).
 pub(crate) async fn refuse(
     state: &AppState,
     ctx: &RequestContext,
@@ -28,6 +30,9 @@ pub(crate) async fn refuse(
     scope: &str,
     user: Option<&str>,
 ) -> Response {
+    if d.unavailable {
+        return ApiError::RateLimitUnavailable.into_response();
+    }
     if d.audit {
         let details = json!({ "scope": scope, "limit_per_minute": d.limit });
         if let Err(e) =

@@ -96,6 +96,7 @@ fn routes() -> Vec<Route> {
     use Method as M;
     vec![
         public(M::GET, "/health", Api, get(handlers::health)),
+        admin(M::GET, "/api/v1/admin/health", P::MetricsRead, get(handlers::health_detail)),
         public(M::POST, "/api/v1/auth/login", Login, post(auth::login)),
         account(M::POST, "/api/v1/auth/logout", Enrolment, post(auth::logout)),
         account(M::POST, "/api/v1/auth/logout-all", SelfService, post(auth::logout_all)),

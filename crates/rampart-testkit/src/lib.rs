@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod postgres;
+pub mod redis;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -222,7 +223,28 @@ impl TestApp {
         )
         .await
         .expect("core");
-        let state = AppState::new(core.clone(), &config, "test", Arc::new(rampart_http::NoActivityLog));
+        let limits: Arc<dyn rampart_core::Limiter> = match &config.rate_limit.backend {
+            rampart_config::RateLimitBackend::Memory => {
+                Arc::new(rampart_core::LocalLimiter::new(&config.rate_limit, core.clock()))
+            }
+            rampart_config::RateLimitBackend::Redis(redis) => Arc::new(
+                rampart_limits_redis::RedisLimiter::start(
+                    &config.rate_limit,
+                    redis,
+                    core.rate_limit_key(),
+                    core.events().clone(),
+                    std::time::Duration::from_secs(2),
+                )
+                .await
+                .expect("redis url"),
+            ),
+        };
+        let ports = rampart_http::AppPorts {
+            activity: Arc::new(rampart_http::NoActivityLog),
+            backups: Arc::new(rampart_http::NoBackups),
+            limits,
+        };
+        let state = AppState::assemble(core.clone(), &config, "test", ports);
         let router = router(state);
         Self { dir, clock, core, store, backend, router, config, master_key }
     }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rampart_config::{Config, DatabaseUrl};
+use rampart_config::{Config, DatabaseUrl, RateLimitBackend};
 use rampart_core::{
     Bootstrap, Core, CoreError, CorePorts, CoreSettings, Limiter, LocalLimiter, MasterKey, PasswordPool, SystemClock,
 };
 use rampart_crypto::PasswordHasher;
+use rampart_limits_redis::RedisLimiter;
 use rampart_notify::WebhookNotifier;
 use rampart_store::{Store, StoreError};
 use rampart_store_postgres::{PostgresOptions, PostgresStore};
@@ -159,10 +160,24 @@ impl App {
         Ok(Self { core, backend })
     }
 
-    /// The rate limiter `rate_limit` asks for: in this process's memory (a Redis-backed
-    /// one, shared by several nodes, plugs in here).
-    pub fn limiter(&self, config: &Config) -> Arc<dyn Limiter> {
-        Arc::new(LocalLimiter::new(&config.rate_limit, self.core.clock()))
+    /// The rate limiter `rate_limit.backend` asks for: this process's memory, or Redis shared
+    /// by every node. Redis being down at start is no error (its fail modes answer); a URL
+    /// that names no Redis server is.
+    pub async fn limiter(&self, config: &Config) -> anyhow::Result<Arc<dyn Limiter>> {
+        match &config.rate_limit.backend {
+            RateLimitBackend::Memory => Ok(Arc::new(LocalLimiter::new(&config.rate_limit, self.core.clock()))),
+            RateLimitBackend::Redis(redis) => {
+                let key = self.core.rate_limit_key();
+                let events = self.core.events().clone();
+                let limiter = RedisLimiter::start(&config.rate_limit, redis, key, events, REDIS_FIRST_CONNECT).await?;
+                if !limiter.status().reachable {
+                    tracing::warn!(
+                        "Redis (rate_limit.redis_url) does not answer yet; the fail modes apply until it does"
+                    );
+                }
+                Ok(Arc::new(limiter))
+            }
+        }
     }
 
     /// Starts the background jobs of a serving node: the session sweep with scheduled key
@@ -230,6 +245,9 @@ impl Workers {
         let _ = self.webhooks.await;
     }
 }
+
+/// How long a start waits for Redis to answer before serving under the fail modes.
+const REDIS_FIRST_CONNECT: Duration = Duration::from_secs(2);
 
 const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 /// Blocks lifted or added by `rampart security` (another process) take effect within this

@@ -73,7 +73,7 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let ports = AppPorts {
         activity: Arc::new(activity_log.clone()),
         backups: Arc::new(crate::backup_cmd::file_backups(&config, &core, &store)),
-        limits: app.limiter(&config),
+        limits: app.limiter(&config).await?,
     };
     let state = AppState::assemble(core.clone(), &config, env!("CARGO_PKG_VERSION"), ports);
     let router = router(state);

@@ -14,8 +14,10 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
-use crate::extract::Public;
+use crate::extract::{Authz, Public};
+use crate::perm;
 use crate::AppState;
+use rampart_core::LimiterStatus;
 
 /// `GET /health`: status and version only, nothing an attacker could use.
 #[derive(Serialize)]
@@ -28,4 +30,27 @@ pub(crate) struct Health {
 /// Liveness.
 pub(crate) async fn health(_: Public, State(state): State<AppState>) -> Json<Health> {
     Json(Health { status: "ok", version: state.settings.version })
+}
+
+/// `GET /api/v1/admin/health`: what operators need and the public endpoint must not say:
+/// this node's name and whether its dependencies answer.
+#[derive(Serialize)]
+pub(crate) struct HealthDetail {
+    status: &'static str,
+    version: &'static str,
+    node_id: String,
+    /// Where rate-limit budgets are kept and whether that store answers.
+    rate_limit: LimiterStatus,
+}
+
+/// Operators' health detail (`metrics.read`). `status` is `degraded` while the rate-limit
+/// store is unreachable: the node serves, but budgets follow their fail modes.
+pub(crate) async fn health_detail(_: Authz<perm::MetricsRead>, State(state): State<AppState>) -> Json<HealthDetail> {
+    let rate_limit = state.limits.status();
+    Json(HealthDetail {
+        status: if rate_limit.reachable { "ok" } else { "degraded" },
+        version: state.settings.version,
+        node_id: state.settings.node_id.clone(),
+        rate_limit,
+    })
 }

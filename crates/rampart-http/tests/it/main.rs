@@ -10,6 +10,7 @@ mod errors;
 mod limits;
 mod mfa;
 mod rbac;
+mod redis_limits;
 mod responses;
 mod security;
 mod session_cache;

@@ -11,7 +11,8 @@ use crate::map_err;
 const MIGRATION_LOCK: i64 = 0x7261_6d70_6172_7401;
 
 /// Each entry runs in its own transaction; `schema_migrations` records how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value BYTEA NOT NULL
@@ -264,7 +265,13 @@ CREATE TRIGGER collections_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE 
     FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('6');
 CREATE TRIGGER documents_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON documents
     FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('4');
-"#];
+"#,
+    r#"
+-- Address blocks reach every node's in-memory block list through the same announcements.
+CREATE TRIGGER ip_blocks_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ip_blocks
+    FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('8');
+"#,
+];
 
 /// Runs the migrations that have not run yet.
 pub(crate) fn run(client: &mut Client) -> StoreResult<()> {

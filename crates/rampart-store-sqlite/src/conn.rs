@@ -139,6 +139,7 @@ impl Changes {
             // A collection's deletion takes its documents with it, however the rows go.
             "collections" => Topics::of(Topic::Collections).and(Topic::Documents),
             "documents" => Topics::of(Topic::Documents),
+            "ip_blocks" => Topics::of(Topic::Blocks),
             _ => return,
         };
         self.topics.fetch_or(topics.bits(), Ordering::Relaxed);

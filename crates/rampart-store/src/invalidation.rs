@@ -14,10 +14,12 @@ pub enum Topic {
     Collections = 1,
     /// Stored documents (any insert, change, deletion, erasure or re-sealing).
     Documents = 2,
+    /// Address blocks (added, lifted or expired early by an operator).
+    Blocks = 3,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 3] = [Topic::Auth, Topic::Collections, Topic::Documents];
+    pub const ALL: [Topic; 4] = [Topic::Auth, Topic::Collections, Topic::Documents, Topic::Blocks];
 
     const fn bit(self) -> u8 {
         1 << (self as u8)

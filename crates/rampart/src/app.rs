@@ -14,7 +14,7 @@ use rampart_core::{
 use rampart_crypto::PasswordHasher;
 use rampart_limits_redis::RedisLimiter;
 use rampart_notify::WebhookNotifier;
-use rampart_store::{Store, StoreError};
+use rampart_store::{CacheInvalidation, Store, StoreError, Topic};
 use rampart_store_postgres::{PostgresOptions, PostgresStore};
 use rampart_store_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
@@ -186,7 +186,7 @@ impl App {
     pub fn start_workers(&self, config: &Config, lease: Arc<dyn LeaderLease>, stop: watch::Receiver<bool>) -> Workers {
         let clock = self.core.clock();
         let sweeper = tokio::spawn(sweep(self.core.clone(), Arc::clone(&lease)));
-        let block_reload = tokio::spawn(reload_blocks(self.core.clone()));
+        let block_reload = tokio::spawn(reload_blocks(self.core.clone(), self.backend.store().invalidation()));
         let webhooks =
             tokio::spawn(crate::webhooks::deliver(self.backend.store(), config.breach.clone(), clock, lease, stop));
         Workers { periodic: vec![sweeper, block_reload], webhooks }
@@ -250,9 +250,12 @@ impl Workers {
 const REDIS_FIRST_CONNECT: Duration = Duration::from_secs(2);
 
 const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
-/// Blocks lifted or added by `rampart security` (another process) take effect within this
-/// interval; changes made through this server apply at once.
-const BLOCK_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a node looks whether the store announced a change of address blocks (made on
+/// another node, or by `rampart security` in another process); its own apply at once.
+const BLOCK_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+/// The block list is read again this often (in watch intervals) even without an
+/// announcement: blocks expire, and an announcement lost with a connection is not missed.
+const BLOCK_RELOAD_EVERY: u32 = 20;
 
 async fn sweep(core: Core, lease: Arc<dyn LeaderLease>) {
     let mut tick = tokio::time::interval(SESSION_SWEEP_INTERVAL);
@@ -273,10 +276,19 @@ async fn sweep(core: Core, lease: Arc<dyn LeaderLease>) {
     }
 }
 
-async fn reload_blocks(core: Core) {
-    let mut tick = tokio::time::interval(BLOCK_RELOAD_INTERVAL);
+async fn reload_blocks(core: Core, feed: Arc<dyn CacheInvalidation>) {
+    let mut tick = tokio::time::interval(BLOCK_WATCH_INTERVAL);
+    let mut seen = None;
+    let mut quiet_ticks = 0;
     loop {
         tick.tick().await;
+        // Read before the reload: a change committed during it moves the generation again.
+        let generation = feed.generation(Topic::Blocks);
+        quiet_ticks += 1;
+        if seen == Some(generation) && quiet_ticks < BLOCK_RELOAD_EVERY {
+            continue;
+        }
+        (seen, quiet_ticks) = (Some(generation), 0);
         if let Err(e) = core.detection().refresh_blocks().await {
             tracing::warn!(error = %e, "reloading address blocks failed");
         }

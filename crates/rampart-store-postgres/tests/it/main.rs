@@ -20,7 +20,9 @@ mod cross_node;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart_store::{AuditStore, CollectionStore, MetaStore, RoleStore, SessionStore, StoreError, Topic, UserStore};
+use rampart_store::{
+    AuditStore, CollectionStore, MetaStore, RoleStore, SecurityStore, SessionStore, StoreError, Topic, UserStore,
+};
 use rampart_testkit::conformance::{ev, name, seed_roles, session, user, TestChainer};
 use rampart_testkit::postgres::off_runtime;
 
@@ -96,6 +98,24 @@ async fn a_change_on_one_node_stales_the_other_nodes_caches_within_a_second() {
     };
     a.create_collection(collection, vec![]).await.unwrap();
     assert!(within(Duration::from_secs(1), || feed.generation(Topic::Documents) > docs).await.is_some());
+    // So do address blocks, added and lifted.
+    for add in [true, false] {
+        let blocks = feed.generation(Topic::Blocks);
+        if add {
+            let block = rampart_store::IpBlock {
+                cidr: "192.0.2.9/32".into(),
+                reason: "test".into(),
+                created_at: rampart_testkit::conformance::t(0),
+                expires_at: rampart_testkit::conformance::t(3_600_000),
+                created_by: "admin".into(),
+            };
+            a.add_block(block, vec![ev("ip_block")]).await.unwrap();
+        } else {
+            assert!(a.remove_block("192.0.2.9/32", vec![ev("ip_unblock")]).await.unwrap());
+        }
+        let took = within(Duration::from_secs(1), || feed.generation(Topic::Blocks) > blocks).await;
+        assert!(took.is_some(), "node B heard of the block change (add: {add}) within 1 s");
+    }
 }
 
 #[tokio::test]

@@ -217,7 +217,10 @@ pub async fn ip_blocks(s: &dyn Store) {
     assert!(active(s, 0).await.is_empty());
     s.set_audit_chainer(Arc::new(TestChainer));
 
+    let blocks = || s.invalidation().generation(rampart_store::Topic::Blocks);
+    let before = blocks();
     audited!(s, ["ip_block"], s.add_block(b1.clone(), vec![ev("ip_block")]).await.unwrap());
+    assert!(blocks() > before, "a new block reaches every node's block list");
     assert_eq!(active(s, 0).await, std::slice::from_ref(&b1));
     assert_eq!(active(s, 999).await, std::slice::from_ref(&b1));
     assert!(active(s, 1_000).await.is_empty(), "expired at its expiry");
@@ -243,7 +246,9 @@ pub async fn ip_blocks(s: &dyn Store) {
     assert!(active(s, 200).await.iter().any(|b| b.cidr == "198.51.100.0/24" && b.expires_at == t(900)));
 
     // Removal.
+    let before = blocks();
     assert!(audited!(s, ["ip_unblock"], s.remove_block("10.0.0.0/24", vec![ev("ip_unblock")]).await.unwrap()));
+    assert!(blocks() > before, "a lifted block reaches every node's block list");
     assert_eq!(
         active(s, 700).await.iter().map(|b| b.cidr.as_str()).collect::<Vec<_>>(),
         ["192.0.2.1/32", "198.51.100.0/24"]

@@ -196,11 +196,6 @@ impl Core {
         let audit = AuditLog::new(store.clone(), root.audit, notifier, events.clone(), detection.clone());
         audit.check_audit_anchor().await?;
         let bootstrap = users.bootstrap_admin(admin).await?;
-        if store.reencrypt_cursor().await?.is_some() {
-            // A re-encryption was interrupted (crash or restart): resume it.
-            let resumed = key_service.clone();
-            tokio::spawn(async move { resumed.run_reencrypt(std::time::Duration::ZERO).await });
-        }
         let core = Self {
             inner: Arc::new(Services {
                 events,

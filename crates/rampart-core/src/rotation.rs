@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_crypto::MasterKey;
-use rampart_store::{DocumentStore, KekVersion, KeyKind, KeyStore, Reseal, Rewrapper, Store};
+use rampart_store::{DocumentStore, KekVersion, KeyKind, KeyStore, LeaderLease, Reseal, Rewrapper, Store};
 use serde::Serialize;
 use serde_json::json;
 
@@ -60,7 +60,15 @@ pub struct Keys {
     detection: BreachDetection,
     rotation_days: u32,
     reencrypt_pause: Duration,
+    /// Wakes this process's re-encryption worker when a job starts here.
+    reencrypt_wake: Arc<tokio::sync::Notify>,
+    /// One re-encryption runner per process.
+    reencrypting: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// How often a node that may run re-encryption looks for a job started elsewhere or left by
+/// a node that died.
+const REENCRYPT_WATCH: Duration = Duration::from_secs(1);
 
 impl Keys {
     pub(crate) fn new(
@@ -80,6 +88,8 @@ impl Keys {
             detection,
             rotation_days,
             reencrypt_pause,
+            reencrypt_wake: Arc::default(),
+            reencrypting: Arc::default(),
         }
     }
 
@@ -162,28 +172,48 @@ impl Keys {
             rampart_store::StoreError::InUse(w) => CoreError::Conflict(w),
             e => e.into(),
         })?;
-        let keys = self.clone();
-        tokio::spawn(async move { keys.run_reencrypt(Duration::ZERO).await });
+        // The node holding the lease runs it (this one, if it does, at once).
+        self.reencrypt_wake.notify_one();
         Ok(())
+    }
+
+    /// The re-encryption worker of a serving node: runs any job (started on this node or
+    /// another, or left by a node that died mid-way) while this node holds `lease`, so
+    /// exactly one node re-seals at a time and the job moves when its runner dies.
+    pub async fn keep_reencrypting(&self, lease: Arc<dyn LeaderLease>) {
+        loop {
+            match self.key_store.reencrypt_cursor().await {
+                Ok(Some(_)) if lease.held().await => self.run_reencrypt(&*lease).await,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot look for a re-encryption job"),
+            }
+            let _ = tokio::time::timeout(REENCRYPT_WATCH, self.reencrypt_wake.notified()).await;
+        }
     }
 
     /// Re-seals documents whose key has a successor, batch by batch, until none is left;
     /// then retires the old keys. Safe to call again after a crash: it resumes at the
-    /// committed cursor. `pause` spaces batches so the server keeps serving.
-    pub async fn run_reencrypt(&self, pause: Duration) {
-        if let Err(e) = self.reencrypt_loop(pause).await {
-            tracing::error!(error = %e, "re-encryption stopped; it resumes at the next start");
+    /// committed cursor. Stops (to be resumed by the lease's next holder) as soon as this
+    /// node no longer holds `lease`. One runner per process; a second call returns at once.
+    pub async fn run_reencrypt(&self, lease: &dyn LeaderLease) {
+        let Ok(_running) = self.reencrypting.try_lock() else { return };
+        if let Err(e) = self.reencrypt_loop(lease).await {
+            tracing::error!(error = %e, "re-encryption stopped; the lease holder resumes it");
         }
     }
 
-    async fn reencrypt_loop(&self, pause: Duration) -> CoreResult<()> {
+    async fn reencrypt_loop(&self, lease: &dyn LeaderLease) -> CoreResult<()> {
         let store = &self.key_store;
-        let pause = if pause.is_zero() { self.reencrypt_pause } else { pause };
+        let pause = self.reencrypt_pause;
         let mut passes = 0;
         // Documents that fail their integrity check cannot be re-sealed: each is recorded
         // and alerted once, left as it is, and the rest carry on.
         let mut damaged: std::collections::HashSet<i64> = std::collections::HashSet::new();
         while let Some(cursor) = store.reencrypt_cursor().await? {
+            if !lease.held().await {
+                tracing::warn!("this node lost the lease; re-encryption continues on its next holder");
+                return Ok(());
+            }
             let docs = self.document_store.documents_after(cursor, RESEAL_BATCH).await?;
             let Some(last) = docs.last().map(|d| d.seq) else {
                 // A write that raced a batch may still be sealed under a retiring key: go

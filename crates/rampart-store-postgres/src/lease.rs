@@ -24,13 +24,6 @@ impl AdvisoryLease {
         Self { config, holder: Arc::new(Mutex::new(None)) }
     }
 
-    /// Whether this node holds the lease now, taking it when it is free. A node that
-    /// cannot reach the database does not hold it.
-    pub async fn held(&self) -> bool {
-        let lease = self.clone();
-        tokio::task::spawn_blocking(move || lease.held_blocking()).await.unwrap_or(false)
-    }
-
     fn held_blocking(&self) -> bool {
         let Ok(mut holder) = self.holder.lock() else { return false };
         if let Some(client) = holder.as_mut() {
@@ -50,6 +43,16 @@ impl AdvisoryLease {
             *holder = Some(client);
         }
         taken
+    }
+}
+
+#[async_trait::async_trait]
+impl rampart_store::LeaderLease for AdvisoryLease {
+    /// Whether this node holds the lease now, taking it when it is free. A node that
+    /// cannot reach the database does not hold it.
+    async fn held(&self) -> bool {
+        let lease = self.clone();
+        tokio::task::spawn_blocking(move || lease.held_blocking()).await.unwrap_or(false)
     }
 }
 

@@ -7,6 +7,7 @@
 mod audit;
 mod invalidation;
 mod keys;
+mod lease;
 mod mfa;
 mod privacy;
 mod records;
@@ -21,6 +22,7 @@ use rampart_types::{CollectionName, DocumentId, RoleName, SessionId, SubjectId, 
 pub use audit::*;
 pub use invalidation::*;
 pub use keys::*;
+pub use lease::*;
 pub use mfa::*;
 pub use privacy::*;
 pub use records::*;

@@ -158,6 +158,16 @@ pub struct TestApp {
     pub router: axum::Router,
     pub config: Config,
     master_key: String,
+    /// The re-encryption worker a serving node runs (this app is the only node).
+    _reencrypt: AbortOnDrop,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[derive(Debug)]
@@ -246,7 +256,11 @@ impl TestApp {
         };
         let state = AppState::assemble(core.clone(), &config, "test", ports);
         let router = router(state);
-        Self { dir, clock, core, store, backend, router, config, master_key }
+        let worker = core.clone();
+        let reencrypt = tokio::spawn(async move {
+            worker.keys().keep_reencrypting(Arc::new(rampart_store::SingleNode)).await;
+        });
+        Self { dir, clock, core, store, backend, router, config, master_key, _reencrypt: AbortOnDrop(reencrypt) }
     }
 
     /// Closes the store and opens everything again on the same data directory, as a

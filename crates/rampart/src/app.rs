@@ -14,7 +14,7 @@ use rampart_core::{
 use rampart_crypto::PasswordHasher;
 use rampart_limits_redis::RedisLimiter;
 use rampart_notify::WebhookNotifier;
-use rampart_store::{CacheInvalidation, Store, StoreError, Topic};
+use rampart_store::{CacheInvalidation, LeaderLease, SingleNode, Store, StoreError, Topic};
 use rampart_store_postgres::{PostgresOptions, PostgresStore};
 use rampart_store_sqlite::SqliteStore;
 use secrecy::ExposeSecret;
@@ -187,18 +187,14 @@ impl App {
         let clock = self.core.clock();
         let sweeper = tokio::spawn(sweep(self.core.clone(), Arc::clone(&lease)));
         let block_reload = tokio::spawn(reload_blocks(self.core.clone(), self.backend.store().invalidation()));
+        let reencrypt = tokio::spawn({
+            let (core, lease) = (self.core.clone(), Arc::clone(&lease));
+            async move { core.keys().keep_reencrypting(lease).await }
+        });
         let webhooks =
             tokio::spawn(crate::webhooks::deliver(self.backend.store(), config.breach.clone(), clock, lease, stop));
-        Workers { periodic: vec![sweeper, block_reload], webhooks }
+        Workers { periodic: vec![sweeper, block_reload, reencrypt], webhooks }
     }
-}
-
-/// Jobs that must run on one node at a time (sweeps, scheduled rotation, webhook delivery)
-/// run only while their node holds this lease. A single node always does; nodes sharing
-/// PostgreSQL will take it as an advisory lock, so it moves when its holder dies.
-#[async_trait::async_trait]
-pub trait LeaderLease: Send + Sync {
-    async fn held(&self) -> bool;
 }
 
 impl Backend {
@@ -209,23 +205,6 @@ impl Backend {
             Backend::Sqlite(_) => Arc::new(SingleNode),
             Backend::Postgres(s) => Arc::new(s.lease()),
         }
-    }
-}
-
-#[async_trait::async_trait]
-impl LeaderLease for rampart_store_postgres::AdvisoryLease {
-    async fn held(&self) -> bool {
-        rampart_store_postgres::AdvisoryLease::held(self).await
-    }
-}
-
-/// The lease of a deployment with one node (SQLite): always held.
-pub struct SingleNode;
-
-#[async_trait::async_trait]
-impl LeaderLease for SingleNode {
-    async fn held(&self) -> bool {
-        true
     }
 }
 

@@ -53,7 +53,14 @@ pub async fn run(flags: Overrides, action: KeysAction) -> anyhow::Result<()> {
             let view = core.keys().rotate_keys(&core.authorize_local().await?, reencrypt).await?;
             println!("Key-encrypting key is now version {}; every data key is re-wrapped.", view.current_kek_version);
             if reencrypt {
+                // This process runs the job if it holds the lease (always, with SQLite);
+                // otherwise it shows the progress of the node that does.
+                let runner = tokio::spawn({
+                    let (core, lease) = (core.clone(), store.lease());
+                    async move { core.keys().run_reencrypt(&*lease).await }
+                });
                 wait_for_reencryption(&*store).await?;
+                let _ = runner.await;
                 println!("\nEvery document is re-sealed under new data keys; the old keys are destroyed.");
             }
         }

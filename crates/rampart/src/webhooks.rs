@@ -103,7 +103,7 @@ pub async fn deliver(
     store: Arc<dyn Store>,
     config: BreachConfig,
     clock: Arc<dyn Clock>,
-    lease: Arc<dyn crate::app::LeaderLease>,
+    lease: Arc<dyn rampart_store::LeaderLease>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -187,7 +187,7 @@ mod tests {
     struct Elsewhere;
 
     #[async_trait::async_trait]
-    impl crate::app::LeaderLease for Elsewhere {
+    impl rampart_store::LeaderLease for Elsewhere {
         async fn held(&self) -> bool {
             false
         }
@@ -218,7 +218,7 @@ mod tests {
             next_attempt_at: rampart_types::Timestamp::from_millis(0),
         };
         store.enqueue_webhooks(vec![item]).await.unwrap();
-        let run = |lease: Arc<dyn crate::app::LeaderLease>| {
+        let run = |lease: Arc<dyn rampart_store::LeaderLease>| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let job = tokio::spawn(deliver(Arc::clone(&store), config.clone(), Arc::clone(&clock), lease, stopped));
             (stop, job)
@@ -232,7 +232,7 @@ mod tests {
         let due = store.due_webhooks(clock.now(), 10).await.unwrap();
         assert_eq!((due.len(), due[0].attempts), (1, 0), "left queued, untouched, for the holder");
 
-        let (stop, job) = run(Arc::new(crate::app::SingleNode));
+        let (stop, job) = run(Arc::new(rampart_store::SingleNode));
         let contacted = tokio::time::timeout(POLL * 6, receiver.accept()).await;
         assert!(contacted.is_ok(), "the lease holder did not deliver");
         drop(contacted); // the attempt fails at once instead of waiting for an answer

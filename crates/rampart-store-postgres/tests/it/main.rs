@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rampart_store::{
-    AuditStore, CollectionStore, MetaStore, RoleStore, SecurityStore, SessionStore, StoreError, Topic, UserStore,
+    AuditStore, CollectionStore, LeaderLease, MetaStore, RoleStore, SecurityStore, SessionStore, StoreError, Topic,
+    UserStore,
 };
 use rampart_testkit::conformance::{ev, name, seed_roles, session, user, TestChainer};
 use rampart_testkit::postgres::off_runtime;

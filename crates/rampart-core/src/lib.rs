@@ -67,5 +67,6 @@ pub use users::{Bootstrap, NewUser, UserView};
 
 pub use rampart_crypto::{ct_eq, MasterKey};
 pub use rampart_store::{
-    AlertFilter, AlertRecord, AuditEvent, AuditFilter, AuditRecord, RoleRecord, SessionRecord, Store,
+    AlertFilter, AlertRecord, AuditEvent, AuditFilter, AuditRecord, LeaderLease, RoleRecord, SessionRecord, SingleNode,
+    Store,
 };

@@ -73,6 +73,7 @@ pub struct AppParts {
     pub core: Core,
     pub settings: HttpSettings,
     pub limits: std::sync::Arc<dyn rampart_core::Limiter>,
+    pub lease: std::sync::Arc<dyn rampart_core::LeaderLease>,
     pub activity: std::sync::Arc<dyn ActivitySink>,
     pub backups: rampart_core::BackupService,
     pub(crate) policies: routes::RoutePolicies,
@@ -90,6 +91,8 @@ pub struct AppPorts {
     pub activity: std::sync::Arc<dyn ActivitySink>,
     pub backups: std::sync::Arc<dyn rampart_core::backup::Backups>,
     pub limits: std::sync::Arc<dyn rampart_core::Limiter>,
+    /// The lease this node's one-at-a-time jobs run under (reported to operators).
+    pub lease: std::sync::Arc<dyn rampart_core::LeaderLease>,
 }
 
 /// For servers (and tests) without a backup directory.
@@ -116,15 +119,21 @@ impl AppState {
         activity: std::sync::Arc<dyn ActivitySink>,
     ) -> Self {
         let limits = std::sync::Arc::new(rampart_core::LocalLimiter::new(&config.rate_limit, core.clock()));
-        Self::assemble(core, config, version, AppPorts { activity, backups: std::sync::Arc::new(NoBackups), limits })
+        let ports = AppPorts {
+            activity,
+            backups: std::sync::Arc::new(NoBackups),
+            limits,
+            lease: std::sync::Arc::new(rampart_core::SingleNode),
+        };
+        Self::assemble(core, config, version, ports)
     }
 
     /// The state over the ports a deployment chose (see the binary's `app` module).
     pub fn assemble(core: Core, config: &rampart_config::Config, version: &'static str, ports: AppPorts) -> Self {
-        let AppPorts { activity, backups, limits } = ports;
+        let AppPorts { activity, backups, limits, lease } = ports;
         let settings = HttpSettings::from_config(config, version);
         let policies = routes::route_policies();
         let backups = rampart_core::BackupService::new(backups, core.events().clone());
-        Self(std::sync::Arc::new(AppParts { core, settings, limits, activity, backups, policies }))
+        Self(std::sync::Arc::new(AppParts { core, settings, limits, lease, activity, backups, policies }))
     }
 }

@@ -56,6 +56,9 @@ struct Inner {
     reader_slots: Semaphore,
     chainer: Arc<OnceLock<Arc<dyn AuditChainer>>>,
     invalidation: Arc<dyn CacheInvalidation>,
+    /// This node's one claim on the lease: every job and the health report share it (a
+    /// second claim would be a second connection competing with the first).
+    lease: crate::AdvisoryLease,
 }
 
 impl Drop for Inner {
@@ -125,6 +128,7 @@ impl PostgresStore {
             .map_err(internal)?;
         Ok(Self {
             inner: Arc::new(Inner {
+                lease: crate::AdvisoryLease::new(config.clone()),
                 config,
                 node: options.node,
                 writes: Some(writes),
@@ -138,8 +142,9 @@ impl PostgresStore {
     }
 
     /// The lease for one-node-at-a-time jobs, on a connection of its own.
+    /// This node's claim on the lease (the same one however often it is asked for).
     pub fn lease(&self) -> crate::AdvisoryLease {
-        crate::AdvisoryLease::new(self.inner.config.clone())
+        self.inner.lease.clone()
     }
 
     pub(crate) fn node(&self) -> &str {

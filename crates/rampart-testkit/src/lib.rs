@@ -253,6 +253,7 @@ impl TestApp {
             activity: Arc::new(rampart_http::NoActivityLog),
             backups: Arc::new(rampart_http::NoBackups),
             limits,
+            lease: Arc::new(rampart_store::SingleNode),
         };
         let state = AppState::assemble(core.clone(), &config, "test", ports);
         let router = router(state);

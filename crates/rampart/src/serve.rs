@@ -74,6 +74,7 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
         activity: Arc::new(activity_log.clone()),
         backups: Arc::new(crate::backup_cmd::file_backups(&config, &core, &store)),
         limits: app.limiter(&config).await?,
+        lease: app.backend.lease(),
     };
     let state = AppState::assemble(core.clone(), &config, env!("CARGO_PKG_VERSION"), ports);
     let router = router(state);

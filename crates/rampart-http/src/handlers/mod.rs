@@ -39,6 +39,9 @@ pub(crate) struct HealthDetail {
     status: &'static str,
     version: &'static str,
     node_id: String,
+    /// Whether this node holds the lease and so runs the one-node-at-a-time jobs (sweeps,
+    /// scheduled rotation, re-encryption, webhook delivery).
+    runs_background_jobs: bool,
     /// Where rate-limit budgets are kept and whether that store answers.
     rate_limit: LimiterStatus,
 }
@@ -51,6 +54,7 @@ pub(crate) async fn health_detail(_: Authz<perm::MetricsRead>, State(state): Sta
         status: if rate_limit.reachable { "ok" } else { "degraded" },
         version: state.settings.version,
         node_id: state.settings.node_id.clone(),
+        runs_background_jobs: state.lease.held().await,
         rate_limit,
     })
 }

@@ -128,6 +128,7 @@ async fn redis_down_refuses_logins_admits_the_api_audits_it_and_limits_resume_wh
     assert_eq!(up.body["status"], "ok");
     assert_eq!(up.body["rate_limit"]["backend"], "redis");
     assert_eq!(up.body["rate_limit"]["reachable"], true);
+    assert_eq!(up.body["runs_background_jobs"], true, "a single node holds the lease");
 
     redis.kill();
     // Login fails closed: a clear 503, and the password is not even checked.

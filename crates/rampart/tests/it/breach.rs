@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use crate::support::{start, Server, ServerOpts, ADMIN_PASSWORD};
 
-fn client_from(server: &Server, source: &str) -> reqwest::Client {
-    let pem = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
+pub(crate) fn client_from(server: &Server, source: &str) -> reqwest::Client {
+    let pem = std::fs::read(&server.cert).unwrap();
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
         .local_address(source.parse::<IpAddr>().unwrap())
@@ -16,7 +16,7 @@ fn client_from(server: &Server, source: &str) -> reqwest::Client {
         .unwrap()
 }
 
-async fn login_status(server: &Server, c: &reqwest::Client, user: &str, pw: &str) -> u16 {
+pub(crate) async fn login_status(server: &Server, c: &reqwest::Client, user: &str, pw: &str) -> u16 {
     c.post(server.url("/api/v1/auth/login"))
         .json(&json!({"username": user, "password": pw}))
         .send()
@@ -26,7 +26,7 @@ async fn login_status(server: &Server, c: &reqwest::Client, user: &str, pw: &str
         .as_u16()
 }
 
-async fn wait_for<F, Fut>(what: &str, mut f: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -38,7 +38,7 @@ where
     }
 }
 
-async fn alerts(server: &Server, token: &str) -> Vec<Value> {
+pub(crate) async fn alerts(server: &Server, token: &str) -> Vec<Value> {
     let v: Value = server.get_json(token, "/api/v1/admin/security/alerts").await;
     v["alerts"].as_array().cloned().unwrap_or_default()
 }
@@ -141,10 +141,10 @@ async fn exfiltration_over_the_threshold_revokes_the_users_sessions() {
     assert_eq!((a["severity"].as_str(), a["details"]["user"].as_str()), (Some("critical"), Some("reader")));
 }
 
-type Deliveries = Arc<Mutex<HashMap<String, Vec<(Value, bool)>>>>;
+pub(crate) type Deliveries = Arc<Mutex<HashMap<String, Vec<(Value, bool)>>>>;
 
 /// A local receiver that checks each delivery's signature and counts per event id.
-async fn receiver(listener: tokio::net::TcpListener, secret: &'static str, got: Deliveries) {
+pub(crate) async fn receiver(listener: tokio::net::TcpListener, secret: &'static str, got: Deliveries) {
     use axum::body::Bytes;
     use axum::http::HeaderMap;
     let app = axum::Router::new().route(

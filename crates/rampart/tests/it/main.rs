@@ -9,6 +9,7 @@ mod cli;
 mod hardening;
 mod keys;
 mod nginx;
+mod nodes;
 mod postgres;
 mod server;
 mod support;

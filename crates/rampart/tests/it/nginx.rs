@@ -20,11 +20,11 @@ fn nginx_binary() -> PathBuf {
     panic!("nginx is not installed: run ./scripts/test, which installs it");
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-struct Nginx(Child);
+pub(crate) struct Nginx(Child);
 
 impl Drop for Nginx {
     /// SIGTERM, so the master takes its workers down with it (SIGKILL would orphan them).
@@ -42,31 +42,57 @@ impl Drop for Nginx {
     }
 }
 
-/// The documented proxy block, pointed at this test's Rampart and certificate.
-fn proxy_block(rampart_port: u16, cert: &Path) -> String {
+/// The documented proxy block, passing to `target` (`https://rampart` is the upstream of the
+/// documentation) and trusting `cert`.
+fn proxy_block(target: &str, cert: &Path) -> String {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/nginx.conf")).unwrap();
     let start = doc.find("# BEGIN rampart-proxy").unwrap();
     let end = doc.find("# END rampart-proxy").unwrap();
     doc[start..end]
-        .replace("https://rampart", &format!("https://127.0.0.1:{rampart_port}"))
+        .replace("https://rampart", target)
         .replace("/var/lib/rampart/tls/cert.pem", &cert.display().to_string())
 }
 
 fn start_nginx(dir: &Path, port: u16, rampart_port: u16, data: &Path) -> Nginx {
     let cert = data.join("tls/cert.pem");
-    let key = data.join("tls/key.pem");
+    run_nginx(dir, port, "", &proxy_block(&format!("https://127.0.0.1:{rampart_port}"), &cert), data)
+}
+
+/// The upstream block of docs/nginx-two-nodes.conf, pointed at `ports`.
+pub(crate) fn upstream_block(ports: &[u16]) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/nginx-two-nodes.conf")).unwrap();
+    let start = doc.find("# BEGIN rampart-upstream").unwrap();
+    let end = doc.find("# END rampart-upstream").unwrap();
+    let mut block = doc[start..end].to_owned();
+    for (doc_addr, port) in ["10.0.0.11:9090", "10.0.0.12:9090"].iter().zip(ports) {
+        block = block.replace(doc_addr, &format!("127.0.0.1:{port}"));
+    }
+    block
+}
+
+/// docs/nginx.conf's proxy block in front of the `rampart` upstream of several nodes,
+/// trusting `certs` (every node's certificate).
+pub(crate) fn start_nginx_upstream(dir: &Path, port: u16, ports: &[u16], certs: &Path, edge: &Path) -> Nginx {
+    run_nginx(dir, port, &upstream_block(ports), &proxy_block("https://rampart", certs), edge)
+}
+
+/// nginx on `port`, terminating TLS with `edge`'s generated certificate, with `http_extra`
+/// in its `http` block and `location` in its server.
+fn run_nginx(dir: &Path, port: u16, http_extra: &str, location: &str, edge: &Path) -> Nginx {
+    let cert = edge.join("tls/cert.pem");
+    let key = edge.join("tls/key.pem");
     let user = if running_as_root() { "user root;" } else { "" };
     let conf = format!(
         "{user}\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\n\
          events {{ worker_connections 64; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
          fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
-         server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
+         {http_extra}\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
          {block}\n  }}\n}}\n",
         dir = dir.display(),
         cert = cert.display(),
         key = key.display(),
-        block = proxy_block(rampart_port, &cert),
+        block = location,
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
@@ -94,7 +120,7 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn client_from(source: &str, cert: &Path) -> reqwest::Client {
+pub(crate) fn client_from(source: &str, cert: &Path) -> reqwest::Client {
     let pem = std::fs::read(cert).unwrap();
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
@@ -103,7 +129,12 @@ fn client_from(source: &str, cert: &Path) -> reqwest::Client {
         .unwrap()
 }
 
-async fn failed_login(client: &reqwest::Client, base: &str, user: &str, xff: Option<&str>) -> reqwest::Response {
+pub(crate) async fn failed_login(
+    client: &reqwest::Client,
+    base: &str,
+    user: &str,
+    xff: Option<&str>,
+) -> reqwest::Response {
     let mut req = client
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"username": user, "password": "Wrong-Passw0rd!!"}));

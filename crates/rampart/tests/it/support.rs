@@ -18,6 +18,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub stderr_path: PathBuf,
     pub stdout_text: String,
+    /// The certificate it presents: generated in the data directory, or the one it was given.
+    pub cert: PathBuf,
 }
 
 pub struct ServerOpts<'a> {
@@ -72,7 +74,12 @@ pub fn start(opts: ServerOpts<'_>) -> Server {
     match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(Ok((url, stdout_text))) => {
             let base = url.replace("127.0.0.1", "localhost");
-            Server { child, base, data_dir: opts.data_dir.to_owned(), stderr_path, stdout_text }
+            let cert = opts
+                .env
+                .iter()
+                .find(|(k, _)| *k == "RAMPART_TLS_CERT")
+                .map_or_else(|| opts.data_dir.join("tls/cert.pem"), |(_, v)| PathBuf::from(v));
+            Server { child, base, data_dir: opts.data_dir.to_owned(), stderr_path, stdout_text, cert }
         }
         other => {
             let _ = child.kill();
@@ -84,7 +91,7 @@ pub fn start(opts: ServerOpts<'_>) -> Server {
 
 impl Server {
     pub fn client(&self) -> reqwest::Client {
-        let pem = std::fs::read(self.data_dir.join("tls/cert.pem")).unwrap();
+        let pem = std::fs::read(&self.cert).unwrap();
         reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).build().unwrap()
     }
 

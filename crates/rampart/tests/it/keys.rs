@@ -1,8 +1,8 @@
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{bin, start, ServerOpts, ADMIN_PASSWORD};
+use crate::support::{await_reencrypted, bin, insert_numbered, start, ServerOpts, ADMIN_PASSWORD};
 
 fn slow_reencrypt_config(dir: &std::path::Path) -> String {
     let path = dir.join("rampart.toml");
@@ -25,22 +25,7 @@ async fn a_crash_during_reencryption_resumes_and_loses_nothing() {
     let server = start(opts());
     let c = server.client();
     let token = server.login(&c, "admin", ADMIN_PASSWORD).await;
-    c.post(server.url("/api/v1/collections")).bearer_auth(&token).json(&json!({"name": "n"})).send().await.unwrap();
-    let mut ids = Vec::new();
-    for i in 0..600 {
-        let subject = if i % 2 == 0 { Value::Null } else { json!(format!("s{}", i % 50)) };
-        let res: Value = c
-            .post(server.url("/api/v1/collections/n/documents"))
-            .bearer_auth(&token)
-            .json(&json!({"data": {"i": i}, "subject_id": subject}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.push(res["id"].as_str().unwrap().to_owned());
-    }
+    let ids = insert_numbered(&server, &token, 600).await;
     let res = c
         .post(server.url("/api/v1/admin/keys/rotate"))
         .bearer_auth(&token)
@@ -57,32 +42,7 @@ async fn a_crash_during_reencryption_resumes_and_loses_nothing() {
     server.kill_9();
 
     let server = start(opts());
-    let c = server.client();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let keys: Value =
-            c.get(server.url("/api/v1/admin/keys")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-        if keys["reencryption"].is_null() {
-            // The collection's new key, plus the small-secrets key (re-wrapped, never replaced).
-            assert_eq!(keys["data_keys"]["collection"], 2, "old collection key retired: {keys}");
-            assert_eq!(keys["data_keys"]["subject"], 25, "old subject keys retired: {keys}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "re-encryption never finished");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for (i, id) in ids.iter().enumerate() {
-        let doc: Value = c
-            .get(server.url(&format!("/api/v1/collections/n/documents/{id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(doc["data"]["i"], i);
-    }
+    await_reencrypted(&server, &token, &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use rampart_testkit::postgres::PgDatabase;
 use rampart_testkit::redis::RedisServer;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::breach::{alerts, login_status, receiver, wait_for, Deliveries};
 use crate::nginx::{free_port, start_nginx_upstream};
-use crate::support::{start, Server, ServerOpts, ADMIN_PASSWORD};
+use crate::support::{await_reencrypted, insert_numbered, start, Server, ServerOpts, ADMIN_PASSWORD};
 
 /// Every node of a deployment has the same master key (each its own data directory).
 const MASTER_KEY: &str = "VHdvTm9kZXNCZWhpbmROZ2lueFNoYXJlT25lS2V5ISE=";
@@ -229,22 +229,7 @@ async fn killing_the_lease_holder_mid_reencryption_moves_the_job_to_the_other_no
     let b = deployment.node("node-b");
     let cb = b.client();
     assert!(!runs_jobs(&b, &token).await, "one holder at a time");
-    cb.post(b.url("/api/v1/collections")).bearer_auth(&token).json(&json!({"name": "n"})).send().await.unwrap();
-    let mut ids = Vec::new();
-    for i in 0..600 {
-        let subject = if i % 2 == 0 { Value::Null } else { json!(format!("s{}", i % 50)) };
-        let res: Value = cb
-            .post(b.url("/api/v1/collections/n/documents"))
-            .bearer_auth(&token)
-            .json(&json!({"data": {"i": i}, "subject_id": subject}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.push(res["id"].as_str().unwrap().to_owned());
-    }
+    let ids = insert_numbered(&b, &token, 600).await;
     // Asked of node B; run by node A, which holds the lease.
     let res = cb.post(b.url("/api/v1/admin/keys/rotate")).bearer_auth(&token).json(&json!({"reencrypt": true}));
     assert_eq!(res.send().await.unwrap().status(), 200);
@@ -261,22 +246,8 @@ async fn killing_the_lease_holder_mid_reencryption_moves_the_job_to_the_other_no
     a.kill_9();
     assert!(!keys["reencryption"].is_null(), "node A had not finished when killed: {keys}");
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let keys = b.get_json(&token, "/api/v1/admin/keys").await;
-        if keys["reencryption"].is_null() {
-            assert_eq!(keys["data_keys"]["collection"], 2, "old collection key retired: {keys}");
-            assert_eq!(keys["data_keys"]["subject"], 25, "old subject keys retired: {keys}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "node B never finished the re-encryption: {keys}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    await_reencrypted(&b, &token, &ids).await;
     assert!(runs_jobs(&b, &token).await, "node B holds the lease now");
-    for (i, id) in ids.iter().enumerate() {
-        let doc = b.get_json(&token, format!("/api/v1/collections/n/documents/{id}")).await;
-        assert_eq!(doc["data"]["i"], i, "{id}: {doc}");
-    }
     let verify = b.get_json(&token, "/api/v1/admin/audit/verify").await;
     assert_eq!(verify["valid"], true, "{verify}");
     assert!(b.stop().success());

@@ -170,3 +170,52 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub fn contains(h: &[u8], n: &[u8]) -> bool {
     h.windows(n.len()).any(|w| w == n)
 }
+
+/// Creates collection `n` and inserts `count` documents `{"i": i}`, every other one owned by
+/// one of 50 subjects (so both collection and subject keys are in use); their ids in order.
+pub async fn insert_numbered(server: &Server, token: &str, count: usize) -> Vec<String> {
+    let c = server.client();
+    c.post(server.url("/api/v1/collections"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"name": "n"}))
+        .send()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let subject = if i % 2 == 0 { serde_json::Value::Null } else { serde_json::json!(format!("s{}", i % 50)) };
+        let res: serde_json::Value = c
+            .post(server.url("/api/v1/collections/n/documents"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"data": {"i": i}, "subject_id": subject}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(res["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// Waits (up to a minute) for the re-encryption to finish: only the new keys remain (the
+/// collection's and the small-secrets key; one per subject), and every document of
+/// `insert_numbered` reads back.
+pub async fn await_reencrypted(server: &Server, token: &str, ids: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let keys = server.get_json(token, "/api/v1/admin/keys").await;
+        if keys["reencryption"].is_null() {
+            assert_eq!(keys["data_keys"]["collection"], 2, "old collection key retired: {keys}");
+            assert_eq!(keys["data_keys"]["subject"], 25, "old subject keys retired: {keys}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "re-encryption never finished: {keys}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let doc = server.get_json(token, format!("/api/v1/collections/n/documents/{id}")).await;
+        assert_eq!(doc["data"]["i"], i, "{id}: {doc}");
+    }
+}

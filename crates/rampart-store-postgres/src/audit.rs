@@ -19,8 +19,8 @@ use crate::{big, bytes32, PostgresStore};
 const COLUMNS: &str =
     r#"seq, timestamp, event_type, "user", ip_address, success, details, request_id, prev_hash, hash"#;
 
-fn head_key(node: &str) -> String {
-    format!("audit_head:{node}")
+pub(crate) fn head_key(node: &str) -> String {
+    format!("{}:{node}", rampart_store::transfer::SINGLE_NODE_AUDIT_HEAD)
 }
 
 fn audit_err(e: postgres::Error) -> StoreError {

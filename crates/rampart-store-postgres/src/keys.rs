@@ -11,7 +11,7 @@ use rampart_types::Timestamp;
 use crate::{big, internal, map_err, PostgresStore};
 
 const COLUMNS: &str = "key_id, kind, owner, kek_version, wrapped, created_at, successor";
-const REENCRYPT_CURSOR: &str = "reencrypt_cursor";
+const REENCRYPT_CURSOR: &str = rampart_store::transfer::REENCRYPT_CURSOR_KEY;
 const KCV_META: &str = "master_key_check_value";
 
 fn from_row(r: &Row) -> StoreResult<KeyRecord> {

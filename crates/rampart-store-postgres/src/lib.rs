@@ -18,6 +18,7 @@ mod sessions;
 #[cfg(feature = "tamper")]
 pub mod tamper;
 mod tokens;
+pub mod transfer;
 mod users;
 
 use async_trait::async_trait;

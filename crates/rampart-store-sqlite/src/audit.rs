@@ -12,7 +12,7 @@ use rusqlite::{params, params_from_iter, OptionalExtension, Row, Transaction};
 use crate::{map_err, SqliteStore};
 
 const COLUMNS: &str = "seq, timestamp, event_type, user, ip_address, success, details, request_id, prev_hash, hash";
-const HEAD_KEY: &str = "audit_head";
+const HEAD_KEY: &str = rampart_store::transfer::SINGLE_NODE_AUDIT_HEAD;
 
 fn audit_err(e: rusqlite::Error) -> StoreError {
     StoreError::AuditUnavailable(Box::new(e))

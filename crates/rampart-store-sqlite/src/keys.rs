@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension, Row, Transaction};
 use crate::{internal, map_err, SqliteStore};
 
 const COLUMNS: &str = "key_id, kind, owner, kek_version, wrapped, created_at, successor";
-const REENCRYPT_CURSOR: &str = "reencrypt_cursor";
+const REENCRYPT_CURSOR: &str = rampart_store::transfer::REENCRYPT_CURSOR_KEY;
 const KCV_META: &str = "master_key_check_value";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {

@@ -16,6 +16,7 @@ mod snapshot;
 #[cfg(feature = "tamper")]
 pub mod tamper;
 mod tokens;
+mod transfer;
 mod users;
 
 use std::path::{Path, PathBuf};

@@ -15,6 +15,7 @@ mod security;
 #[cfg(feature = "tamper")]
 pub mod tamper;
 mod tokens;
+pub mod transfer;
 
 use async_trait::async_trait;
 use rampart_types::{CollectionName, DocumentId, RoleName, SessionId, SubjectId, Timestamp, Username};

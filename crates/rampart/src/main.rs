@@ -13,6 +13,7 @@ mod keys_cmd;
 mod ledger;
 mod logfiles;
 mod logging;
+mod migrate_cmd;
 mod security_cmd;
 mod serve;
 mod table;
@@ -108,6 +109,15 @@ enum Command {
         #[command(subcommand)]
         action: gdpr_cmd::GdprAction,
     },
+    /// Copy this (stopped) SQLite deployment into an empty PostgreSQL database.
+    Migrate {
+        #[command(flatten)]
+        common: CommonFlags,
+        /// The target: postgres://USER:PASSWORD@HOST:5432/DATABASE, or - to read it from
+        /// standard input (keeps the password out of the process list)
+        #[arg(long)]
+        to: String,
+    },
     /// List address blocks or lift one (works while the server runs).
     Security {
         #[command(flatten)]
@@ -166,6 +176,7 @@ fn main() -> ExitCode {
             Command::Keys { common, action } => keys_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::User { common, action } => user_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::Gdpr { common, action } => gdpr_cmd::run(common.overrides(), action).await.map(|()| 0),
+            Command::Migrate { common, to } => migrate_cmd::run(common.overrides(), to).await.map(|()| 0),
             Command::Security { common, action } => security_cmd::run(common.overrides(), action).await.map(|()| 0),
         }
     });

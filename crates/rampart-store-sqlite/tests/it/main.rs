@@ -33,3 +33,17 @@ async fn database_uses_the_wal_journal() {
     assert_eq!(mode, "wal");
     assert!(dir.path().join("rampart.db-wal").exists());
 }
+
+/// `rampart migrate` copies the tables `TRANSFER_TABLES` names: a table added to the schema
+/// and not to that list would be left behind silently.
+#[tokio::test]
+async fn migrate_copies_every_table() {
+    let (_dir, s) = fresh();
+    // Kept by the migration machinery itself, not part of a deployment's data.
+    let not_copied = ["schema_migrations"];
+    let mut tables = s.table_names().await.unwrap();
+    tables.retain(|t| !not_copied.contains(&t.as_str()));
+    let mut listed: Vec<String> = rampart_store::transfer::TRANSFER_TABLES.iter().map(|t| (*t).to_owned()).collect();
+    listed.sort();
+    assert_eq!(tables, listed);
+}

@@ -8,6 +8,7 @@ mod breach;
 mod cli;
 mod hardening;
 mod keys;
+mod migrate;
 mod nginx;
 mod nodes;
 mod postgres;

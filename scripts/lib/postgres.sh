@@ -74,3 +74,48 @@ stop_postgres() {
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# start_pair DIR PRIMARY_PORT STANDBY_PORT: a primary in DIR/primary and a streaming hot
+# standby of it in DIR/standby (application_name standby1). The primary commits
+# synchronously: a commit returns only once the standby has it (synchronous_standby_names,
+# set after the base backup so the standby does not inherit it).
+start_pair() {
+    local dir=$1 p1=$2 p2=$3 bin
+    bin=$(pg_bin)
+    start_postgres "$dir/primary" "$p1"
+    mkdir -p "$dir/standby"
+    [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$dir/standby"
+    chmod 711 "$dir/standby"
+    run_as_postgres "$bin/pg_basebackup" -h 127.0.0.1 -p "$p1" -U postgres -D "$dir/standby/data" \
+        -X stream -R >"$dir/standby/basebackup.log" 2>&1
+    cat >>"$dir/standby/data/postgresql.conf" <<CONF
+port = $p2
+unix_socket_directories = '$dir/standby'
+hot_standby = on
+CONF
+    cat >>"$dir/standby/data/postgresql.auto.conf" <<CONF
+primary_conninfo = 'host=127.0.0.1 port=$p1 user=postgres application_name=standby1'
+CONF
+    run_as_postgres "$bin/pg_ctl" -D "$dir/standby/data" -l "$dir/standby/server.log" -w -t 60 start >/dev/null
+    run_as_postgres "$bin/psql" -h 127.0.0.1 -p "$p1" -U postgres -qAt \
+        -c "ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (standby1)'" -c "SELECT pg_reload_conf()" >/dev/null
+    # Wait until the standby streams synchronously.
+    for _ in $(seq 1 100); do
+        state=$(run_as_postgres "$bin/psql" -h 127.0.0.1 -p "$p1" -U postgres -qAt \
+            -c "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby1'")
+        [ "$state" = "sync" ] && return 0
+        sleep 0.1
+    done
+    echo "the standby did not become synchronous" >&2
+    return 1
+}
+
+# promote DIR: the standby in DIR becomes a primary.
+promote() {
+    run_as_postgres "$(pg_bin)/pg_ctl" -D "$1/data" -w promote >/dev/null
+}
+
+# crash DIR: the cluster in DIR stops at once, as a machine failure would.
+crash() {
+    run_as_postgres "$(pg_bin)/pg_ctl" -D "$1/data" -m immediate -w stop >/dev/null
+}

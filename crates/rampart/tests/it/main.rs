@@ -6,6 +6,7 @@ mod audit;
 mod backup;
 mod breach;
 mod cli;
+mod failover;
 mod hardening;
 mod keys;
 mod migrate;

@@ -317,12 +317,24 @@ impl<'a> ChainVerifier<'a> {
     }
 }
 
-/// Verifies the chain in the store with `key` (used by the API and, offline, the CLI).
+/// Verifies this node's chain in the store with `key` (used by the API and, offline, the CLI).
 pub async fn verify_store(store: &dyn AuditStore, key: &AuditMacKey) -> CoreResult<AuditVerification> {
+    verify_chain(store, key, None).await
+}
+
+/// Verifies the chain of `node` (another node's), or this node's when `None`.
+pub async fn verify_chain(
+    store: &dyn AuditStore,
+    key: &AuditMacKey,
+    node: Option<&str>,
+) -> CoreResult<AuditVerification> {
     let mut v = ChainVerifier::new(key);
     let mut after = 0;
     loop {
-        let page = store.read_audit(after, 1000).await?;
+        let page = match node {
+            None => store.read_audit(after, 1000).await?,
+            Some(n) => store.read_node_audit(n, after, 1000).await?,
+        };
         let Some(last) = page.last() else { break };
         after = last.seq;
         for r in &page {
@@ -331,6 +343,9 @@ pub async fn verify_store(store: &dyn AuditStore, key: &AuditMacKey) -> CoreResu
             }
         }
     }
-    let head = store.audit_head().await?.map(|h| (h.seq, h.hash, h.mac));
-    Ok(v.finish(head))
+    let head = match node {
+        None => store.audit_head().await?,
+        Some(n) => store.node_audit_head(n).await?,
+    };
+    Ok(v.finish(head.map(|h| (h.seq, h.hash, h.mac))))
 }

@@ -120,6 +120,19 @@ pub struct FullVerification {
     pub checkpoint: Option<Value>,
     /// The last record seq audit.log holds.
     pub mirror_last_seq: Option<i64>,
+    /// Every other node's chain in the same database (PostgreSQL), each verified with the
+    /// same key; `valid` is false when any of them fails. Their audit.log mirrors are on
+    /// their own machines and are checked there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_nodes: Vec<NodeVerification>,
+}
+
+/// One other node's chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeVerification {
+    pub node: String,
+    #[serde(flatten)]
+    pub chain: AuditVerification,
 }
 
 impl FullVerification {
@@ -179,17 +192,31 @@ pub async fn verify_everything(
         }
         file = Some(verdict);
     }
+    let mut other_nodes = Vec::new();
+    for node in store.other_audit_nodes().await? {
+        let chain = crate::audit::verify_chain(store, key, Some(&node)).await?;
+        other_nodes.push(NodeVerification { node, chain });
+    }
     let first_bad = if !db.valid { Some(&db) } else { file.as_ref().filter(|f| !f.valid) };
+    let other_bad = other_nodes.iter().find(|n| !n.chain.valid);
+    let (first_bad_seq, reason) = match (first_bad, other_bad) {
+        (Some(f), _) => (f.first_bad_seq, f.reason.clone()),
+        (None, Some(n)) => {
+            (n.chain.first_bad_seq, Some(format!("node {}: {}", n.node, n.chain.reason.clone().unwrap_or_default())))
+        }
+        (None, None) => (None, None),
+    };
     Ok(FullVerification {
-        valid: first_bad.is_none(),
+        valid: first_bad.is_none() && other_bad.is_none(),
         records: db.records,
-        first_bad_seq: first_bad.and_then(|f| f.first_bad_seq),
-        reason: first_bad.and_then(|f| f.reason.clone()),
+        first_bad_seq,
+        reason,
         repairs: db.repairs.clone(),
         database: db,
         audit_log: file,
         checkpoint,
         mirror_last_seq,
+        other_nodes,
     })
 }
 

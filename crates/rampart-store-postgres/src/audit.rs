@@ -166,12 +166,7 @@ impl AuditStore for PostgresStore {
 
     async fn read_audit(&self, after_seq: i64, limit: usize) -> StoreResult<Vec<AuditRecord>> {
         let node = self.node().to_owned();
-        self.read(move |c| {
-            let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT $3");
-            let rows = c.query(&sql, &[&node, &after_seq, &big(limit)]).map_err(crate::map_err)?;
-            rows.iter().map(from_row).collect()
-        })
-        .await
+        self.read_node_audit(&node, after_seq, limit).await
     }
 
     async fn query_audit(&self, f: AuditFilter) -> StoreResult<Vec<AuditRecord>> {
@@ -215,7 +210,41 @@ impl AuditStore for PostgresStore {
     }
 
     async fn audit_head(&self) -> StoreResult<Option<AuditHead>> {
-        let Some(raw) = rampart_store::MetaStore::get_meta(self, &head_key(self.node())).await? else {
+        let node = self.node().to_owned();
+        self.node_audit_head(&node).await
+    }
+
+    async fn other_audit_nodes(&self) -> StoreResult<Vec<String>> {
+        let node = self.node().to_owned();
+        let prefix = head_key("");
+        self.read(move |c| {
+            // A chain whose records were all deleted still has its head; a head deleted
+            // still leaves records: either names the node.
+            let rows = c
+                .query(
+                    "SELECT node FROM audit_log WHERE node <> $1 GROUP BY node \
+                     UNION SELECT substr(key, length($2) + 1) FROM meta WHERE starts_with(key, $2) \
+                     AND substr(key, length($2) + 1) <> $1 ORDER BY 1",
+                    &[&node, &prefix],
+                )
+                .map_err(crate::map_err)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+        .await
+    }
+
+    async fn read_node_audit(&self, node: &str, after_seq: i64, limit: usize) -> StoreResult<Vec<AuditRecord>> {
+        let node = node.to_owned();
+        self.read(move |c| {
+            let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+            let rows = c.query(&sql, &[&node, &after_seq, &big(limit)]).map_err(crate::map_err)?;
+            rows.iter().map(from_row).collect()
+        })
+        .await
+    }
+
+    async fn node_audit_head(&self, node: &str) -> StoreResult<Option<AuditHead>> {
+        let Some(raw) = rampart_store::MetaStore::get_meta(self, &head_key(node)).await? else {
             return Ok(None);
         };
         // A mangled head is reported as a head that cannot verify.

@@ -109,4 +109,19 @@ pub trait AuditStore: Send + Sync {
     /// head there. The event declares the lost range; verification accepts the gap only
     /// because that declaration is under the chain key.
     async fn reanchor_audit(&self, event: AuditEvent, seq: i64) -> StoreResult<AuditRecord>;
+    /// The other nodes whose audit chains this database holds (records or a signed head),
+    /// so that any node can verify them all. A one-node backend has none.
+    async fn other_audit_nodes(&self) -> StoreResult<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// `read_audit` of another node's chain.
+    async fn read_node_audit(&self, node: &str, after_seq: i64, limit: usize) -> StoreResult<Vec<AuditRecord>> {
+        let _ = (node, after_seq, limit);
+        Err(crate::StoreError::NotFound)
+    }
+    /// `audit_head` of another node's chain.
+    async fn node_audit_head(&self, node: &str) -> StoreResult<Option<AuditHead>> {
+        let _ = node;
+        Err(crate::StoreError::NotFound)
+    }
 }

@@ -98,7 +98,7 @@ async fn a_populated_sqlite_deployment_moves_to_postgres_and_keeps_working() {
     assert_eq!(found, kept, "every document but the erased subject's, still readable");
     let hit = server.get_json(&admin, "/api/v1/collections/patients/documents?email=p5@example.com").await;
     assert_eq!(hit["documents"][0]["data"]["i"], 5);
-    assert_eq!(server.login(&c, "ivy", "Quiet-Lake-Passw0rd!4").await.is_empty(), false);
+    assert!(!server.login(&c, "ivy", "Quiet-Lake-Passw0rd!4").await.is_empty(), "the user logs in");
     let blocked = client_from(&server, "127.0.0.9");
     assert_eq!(blocked.get(server.url("/health")).send().await.unwrap().status(), 403);
     let alerts = server.get_json(&admin, "/api/v1/admin/security/alerts").await;

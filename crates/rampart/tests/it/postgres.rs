@@ -92,3 +92,40 @@ async fn a_logout_on_one_node_is_refused_on_the_other_within_a_second() {
     assert!(refused.is_some(), "node A still accepted the token 1 s after the logout on node B");
     assert!(a.stop().success() && b.stop().success());
 }
+
+/// Every node verifies every node's chain: a record edited in node B's chain is reported
+/// by node A's API and by `rampart audit verify` run for node A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_verifies_every_nodes_chain() {
+    let db = PgDatabase::create();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = node(&tmp.path().join("a"), &db, "node-a");
+    let b = node(&tmp.path().join("b"), &db, "node-b");
+    let token = a.login(&a.client(), "admin", ADMIN_PASSWORD).await;
+    b.login(&b.client(), "admin", ADMIN_PASSWORD).await;
+    let sound = a.get_json(&token, "/api/v1/admin/audit/verify").await;
+    assert_eq!(sound["valid"], true, "{sound}");
+    let others = sound["other_nodes"].as_array().unwrap();
+    assert!(others.iter().any(|n| n["node"] == "node-b" && n["valid"] == true), "{sound}");
+
+    let b_chain = rampart_store_postgres::tamper::Database { url: db.url.clone(), node: "node-b".into() };
+    b_chain.edit_audit(&rampart_store::tamper::AuditEdit::ChangeDetails(1)).unwrap();
+    let broken = a.get_json(&token, "/api/v1/admin/audit/verify").await;
+    assert_eq!(broken["valid"], false, "{broken}");
+    assert!(broken["reason"].as_str().unwrap().starts_with("node node-b:"), "{broken}");
+    assert!(broken["database"]["valid"] == true, "node A's own chain is intact: {broken}");
+    assert!(a.stop().success());
+
+    let out = crate::support::bin()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(tmp.path().join("a"))
+        .env("RAMPART_DATABASE_URL", &db.url)
+        .env("RAMPART_ENCRYPTION_KEY", MASTER_KEY)
+        .env("RAMPART_NODE_ID", "node-a")
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(1), "{report} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(report["other_nodes"].as_array().unwrap().iter().any(|n| n["node"] == "node-b" && n["valid"] == false));
+    drop(b);
+}

@@ -19,24 +19,37 @@ use crate::Cli;
 
 /// One request shape for wrk: the server, an `Authorization` value, a JSON body (then it is
 /// a `POST`) and the paths to spread requests over.
-struct Load {
+pub(crate) struct Load {
     base: String,
     auth: Option<String>,
     body: Option<String>,
     paths: Vec<String>,
 }
 
-fn load(base: &str, auth: Option<String>, body: Option<Value>, paths: Vec<String>) -> Load {
+pub(crate) fn load(base: &str, auth: Option<String>, body: Option<Value>, paths: Vec<String>) -> Load {
     Load { base: base.to_owned(), auth, body: body.map(|b| b.to_string()), paths }
 }
 
 /// What wrk measured in one scenario.
 #[derive(Debug, Clone, Copy)]
-struct Measured {
-    rps: f64,
+pub(crate) struct Measured {
+    pub rps: f64,
     p99_ms: f64,
     errors: u64,
     cpu_us_per_request: f64,
+}
+
+impl Measured {
+    /// Throughput, p99 latency and server CPU per request, as samples keyed `<key>_rps` etc.
+    pub(crate) fn samples(&self, key: &str, label: &str, connections: usize) -> impl Iterator<Item = Sample> + '_ {
+        let figures = [("rps", "throughput", "req/s", self.rps), ("p99", "p99 latency", "ms", self.p99_ms)];
+        let figures = figures.into_iter().chain([("cpu", "server CPU per request", "µs", self.cpu_us_per_request)]);
+        let (key, label) = (key.to_owned(), label.to_owned());
+        figures.map(move |(suffix, what, unit, value)| {
+            Sample::new(format!("{key}_{suffix}"), format!("{label}, {connections} conn: {what}"), unit, value)
+                .errors(self.errors)
+        })
+    }
 }
 
 pub async fn compare(c: &Cli) -> anyhow::Result<Report> {
@@ -71,7 +84,7 @@ pub async fn compare(c: &Cli) -> anyhow::Result<Report> {
             let mut round = Vec::new();
             for (_, label, load, pid) in &scenarios {
                 eprintln!("run {run}/{}: {label}", c.runs);
-                round.push(run_wrk(&wrk, dir.path(), load, *pid, connections, c.window())?);
+                round.push(run_wrk(&wrk, dir.path(), load, &[*pid], connections, c.window())?);
             }
             report.add_run(round_samples(&scenarios, &round, connections));
         }
@@ -84,12 +97,7 @@ pub async fn compare(c: &Cli) -> anyhow::Result<Report> {
 fn round_samples(scenarios: &[(&str, &str, Load, u32)], round: &[Measured], connections: usize) -> Vec<Sample> {
     let mut samples = Vec::new();
     for ((key, label, ..), m) in scenarios.iter().zip(round) {
-        let figures = [("rps", "throughput", "req/s", m.rps), ("p99", "p99 latency", "ms", m.p99_ms)];
-        let figures = figures.into_iter().chain([("cpu", "server CPU per request", "µs", m.cpu_us_per_request)]);
-        samples.extend(figures.map(|(suffix, what, unit, value)| {
-            Sample::new(format!("{key}_{suffix}"), format!("{label}, {connections} conn: {what}"), unit, value)
-                .errors(m.errors)
-        }));
+        samples.extend(m.samples(key, label, connections));
     }
     let ratio = |a: usize, b: usize| (round[b].rps > 0.0).then(|| round[a].rps / round[b].rps);
     let ratios = [
@@ -130,12 +138,12 @@ impl Load {
     }
 }
 
-/// wrk's warm-up, then its measured run; the server's CPU time over the measured run.
-fn run_wrk(
+/// wrk's warm-up, then its measured run; the servers' CPU time over the measured run.
+pub(crate) fn run_wrk(
     wrk: &Path,
     dir: &Path,
     load: &Load,
-    pid: u32,
+    pids: &[u32],
     connections: usize,
     window: Window,
 ) -> anyhow::Result<Measured> {
@@ -154,7 +162,11 @@ fn run_wrk(
     if !window.warmup.is_zero() {
         wrk_run(window.warmup)?;
     }
-    let ticks = || tree_ticks(pid).ok_or_else(|| anyhow!("reading the CPU time of process {pid}"));
+    let ticks = || {
+        pids.iter().try_fold(0u64, |sum, pid| {
+            Ok::<_, anyhow::Error>(sum + tree_ticks(*pid).ok_or_else(|| anyhow!("reading the CPU time of {pid}"))?)
+        })
+    };
     let before = ticks()?;
     let (requests, errors, micros, p99_us) = wrk_run(window.measure)?;
     // /proc reports CPU time in clock ticks of 10 ms (USER_HZ is 100 on Linux).
@@ -171,19 +183,19 @@ fn parse_wrk(stdout: &str) -> anyhow::Result<(u64, u64, u64, f64)> {
     Ok((requests.parse()?, errors.parse()?, micros.parse()?, p99.parse()?))
 }
 
-fn which(cmd: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn which(cmd: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin")]);
     dirs.map(|d| d.join(cmd)).find(|p| p.is_file()).ok_or_else(|| anyhow!("{cmd} not found on PATH"))
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Starts a reference server with its output discarded and waits until it listens on
 /// `port`. Owned from the start, so a failed start leaves no process behind.
-fn start_listening(cmd: &mut Command, port: u16, what: &str) -> anyhow::Result<Proc> {
+pub(crate) fn start_listening(cmd: &mut Command, port: u16, what: &str) -> anyhow::Result<Proc> {
     let mut proc =
         Proc(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {what}"))?);
     let deadline = Instant::now() + Duration::from_secs(30);

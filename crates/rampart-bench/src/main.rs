@@ -7,6 +7,7 @@ mod api;
 mod compare;
 mod http1;
 mod load;
+mod nodes;
 mod report;
 mod server;
 mod spray;
@@ -42,6 +43,8 @@ enum Suite {
     Tokens,
     /// Issue 10: wrk against Rampart, nginx and PocketBase side by side (needs wrk, nginx, pocketbase)
     Compare,
+    /// Issue 11: one node on SQLite vs one on PostgreSQL vs two on PostgreSQL behind nginx (wrk)
+    Nodes,
 }
 
 impl Suite {
@@ -55,6 +58,7 @@ impl Suite {
             Suite::Breach => "breach: detection cost and alert latency",
             Suite::Tokens => "tokens: refresh rotations and JWT mints",
             Suite::Compare => "compare: Rampart beside nginx and PocketBase (wrk)",
+            Suite::Nodes => "nodes: SQLite vs PostgreSQL vs two nodes behind nginx (wrk)",
         }
     }
 
@@ -212,6 +216,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Suite::Breach => suites::breach(&cli).await,
             Suite::Tokens => suites::tokens(&cli).await,
             Suite::Compare => compare::compare(&cli).await,
+            Suite::Nodes => nodes::nodes(&cli).await,
         };
         let context = || format!("suite {}", suite.name());
         match measured {

@@ -31,7 +31,7 @@ pub type Spec<'a> = (&'a str, &'a [(&'a str, &'a str)], Transport);
 
 /// The environment of every server, beyond the inherited one minus `RAMPART_*`: the bench's
 /// settings, then the suite's `specific` ones, then `--server-env` (later ones override).
-fn server_env(cli: &Cli, specific: &[(&str, &str)]) -> Vec<(String, String)> {
+fn server_env(cli: &Cli, specific: Vec<(String, String)>) -> Vec<(String, String)> {
     let bench = [
         ("RAMPART_ADMIN_PASSWORD", ADMIN_PASSWORD),
         // All load comes from one loopback address, so per-IP limits (30 logins/min by
@@ -46,7 +46,7 @@ fn server_env(cli: &Cli, specific: &[(&str, &str)]) -> Vec<(String, String)> {
         // The bench's admin has no second factor; admins must otherwise enrol MFA first.
         ("RAMPART_REQUIRE_MFA_FOR_ROLES", "none"),
     ];
-    let env = bench.iter().chain(specific).map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+    let env = bench.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).chain(specific);
     env.chain(cli.server_env.iter().cloned()).collect()
 }
 
@@ -99,6 +99,17 @@ pub struct Server {
 impl Server {
     /// The bench's server for `what`, with its `specific` settings.
     pub fn start(cli: &Cli, what: &str, specific: &[(&str, &str)], transport: Transport) -> anyhow::Result<Self> {
+        let specific = specific.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Self::start_with(cli, what, specific, transport)
+    }
+
+    /// `start` with settings computed at run time.
+    pub fn start_with(
+        cli: &Cli,
+        what: &str,
+        specific: Vec<(String, String)>,
+        transport: Transport,
+    ) -> anyhow::Result<Self> {
         eprintln!("starting {} ({what})", cli.bin().display());
         let env = server_env(cli, specific);
         block_in_place(|| Self::launch(cli.bin(), &env, transport))
@@ -130,7 +141,10 @@ impl Server {
         let addr = SocketAddr::new(ip, parsed.port_or_known_default().unwrap_or_default());
         let (base_url, cert) = match (transport, parsed.scheme()) {
             (Transport::Tls, "https") => {
-                let pem = std::fs::read(dir.path().join("data/tls/cert.pem")).context("reading the certificate")?;
+                // The generated certificate, or the one the server was given.
+                let given = env.iter().find(|(k, _)| k == "RAMPART_TLS_CERT").map(|(_, v)| PathBuf::from(v));
+                let path = given.unwrap_or_else(|| dir.path().join("data/tls/cert.pem"));
+                let pem = std::fs::read(path).context("reading the certificate")?;
                 (format!("https://localhost:{}", addr.port()), Some(reqwest::Certificate::from_pem(&pem)?))
             }
             (Transport::PlainHttp, "http") => (format!("http://{addr}"), None),

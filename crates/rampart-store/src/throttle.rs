@@ -108,7 +108,7 @@ impl DelayBucket {
 
     /// The holds from their stored bytes; `None` when they are not a list of holds.
     pub fn decode_holds(bytes: &[u8]) -> Option<Vec<Hold>> {
-        if bytes.len() % HOLD_BYTES != 0 || bytes.len() / HOLD_BYTES > MAX_HOLDS {
+        if !bytes.len().is_multiple_of(HOLD_BYTES) || bytes.len() / HOLD_BYTES > MAX_HOLDS {
             return None;
         }
         bytes

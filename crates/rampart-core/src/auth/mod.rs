@@ -136,7 +136,8 @@ impl Sessions {
                 self.detection.on_failed_login(meta, username);
                 let details = json!({ "reason": reason });
                 self.events.record_event(EventType::Login, Some(username), meta, false, details).await?;
-                // A failure the delay could not count is no answer to give as if it were.
+                // A failure the delay could not count is reported as the store failure it is,
+                // not answered as if it had been counted.
                 counted?;
                 return Err(CoreError::InvalidCredentials);
             }

@@ -22,7 +22,7 @@ use crate::privacy::Privacy;
 use crate::roles::Roles;
 use crate::rotation::Keys;
 use crate::security::BreachDetection;
-use crate::throttle::LoginThrottle;
+use crate::throttle::ThrottleBackend;
 use crate::users::{Bootstrap, Users};
 use crate::{rbac, Area, Authorized, Clock, CoreError, CoreResult, LoginOutcome, PasswordPool, Principal, RequestMeta};
 
@@ -81,6 +81,8 @@ pub struct CorePorts {
     pub notifier: Arc<dyn Notifier>,
     /// `None`: local accounts (Argon2id hashes in the user store).
     pub identity: Option<Arc<dyn IdentityProvider>>,
+    /// Where the login delay is kept: memory for one node, the store for several.
+    pub login_delay: ThrottleBackend,
 }
 
 /// The application core: one service per concern, each holding only the store traits and
@@ -117,7 +119,7 @@ impl Core {
         settings: CoreSettings,
         admin: (Option<String>, Option<SecretString>),
     ) -> CoreResult<(Self, Option<Bootstrap>)> {
-        let CorePorts { store, clock, master, passwords, notifier, identity } = ports;
+        let CorePorts { store, clock, master, passwords, notifier, identity, login_delay } = ports;
         // Read before writing anything, so a wrong key leaves the data untouched.
         let stored = match store.get_meta(KEY_CHECK_META).await? {
             Some(v) => v,
@@ -142,10 +144,12 @@ impl Core {
         let session_parts = SessionParts {
             store: store.clone(),
             identity,
-            throttle: LoginThrottle::new(
-                settings.login_delay_after_failures,
-                settings.max_login_delay_secs,
+            throttle: crate::throttle::open(
+                login_delay,
+                rampart_store::DelayPolicy::new(settings.login_delay_after_failures, settings.max_login_delay_secs),
                 settings.max_tracked_accounts,
+                store.clone(),
+                root.login_delay,
             ),
             device_key: root.device,
             policy: SessionPolicy {

@@ -43,6 +43,7 @@ pub(crate) struct RootKeys {
     pub backup: Arc<rampart_crypto::PurposeKey>,
     pub device: Arc<rampart_crypto::DeviceKey>,
     pub rate_limit: Arc<rampart_crypto::PurposeKey>,
+    pub login_delay: Arc<rampart_crypto::PurposeKey>,
 }
 
 fn new_key_id(prefix: &str) -> String {
@@ -98,6 +99,7 @@ impl KeyRing {
             backup: Arc::new(root.backup_key()),
             device: Arc::new(root.device_key()),
             rate_limit: Arc::new(root.rate_limit_key()),
+            login_delay: Arc::new(root.login_delay_key()),
         };
         Ok((ring, keys))
     }

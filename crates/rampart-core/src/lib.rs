@@ -62,6 +62,7 @@ pub use roles::RoleSpec;
 pub use roles::Roles;
 pub use rotation::Keys;
 pub use security::BreachDetection;
+pub use throttle::ThrottleBackend;
 pub use users::Users;
 pub use users::{Bootstrap, NewUser, UserView};
 

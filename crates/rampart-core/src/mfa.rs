@@ -197,9 +197,10 @@ impl Mfa {
             Some(_) => {
                 // The password was right and so is the code, but it was used before: say
                 // so, rather than blaming the password.
-                attempt.failed(now);
+                let counted = attempt.failed(now).await;
                 let details = json!({ "reason": "code_already_used" });
                 self.events.record_event(EventType::MfaVerify, Some(&account), meta, false, details).await?;
+                counted?;
                 return Err(CoreError::CodeAlreadyUsed);
             }
             None => {
@@ -211,7 +212,7 @@ impl Mfa {
             }
         };
         let Some(method) = method else {
-            attempt.failed(now);
+            let counted = attempt.failed(now).await;
             self.detection.on_failed_login(meta, &account);
             self.events
                 .record_event(
@@ -222,13 +223,14 @@ impl Mfa {
                     json!({ "reason": "wrong_or_replayed_code" }),
                 )
                 .await?;
+            counted?;
             return Err(CoreError::InvalidCredentials);
         };
         // Of concurrent right answers on one challenge, exactly one opens a session.
         if !self.mfa_store.consume_challenge(*hash.as_bytes()).await? {
             return Err(CoreError::Unauthenticated);
         }
-        attempt.succeeded();
+        attempt.succeeded().await?;
         self.events.record_event(EventType::MfaVerify, Some(&account), meta, true, json!({ "method": method })).await?;
         self.detection.on_login_success(meta, &account);
         let details = json!({ "method": "password+mfa", "second_factor": method });

@@ -60,6 +60,10 @@ impl DataKey {
     pub fn rate_limit_key(&self) -> PurposeKey {
         self.derive(b"rampart/v1/rate-limit-keys")
     }
+    /// Keys the names of the login delay's buckets in the database (shared by the nodes).
+    pub fn login_delay_key(&self) -> PurposeKey {
+        self.derive(b"rampart/v1/login-delay-buckets")
+    }
     pub fn device_key(&self) -> DeviceKey {
         DeviceKey::from_purpose(self.derive(b"rampart/v1/device-token"))
     }
@@ -140,5 +144,6 @@ mod tests {
         assert_eq!(a, root.audit_key().chain(&[0; 32], b"x"));
         assert_ne!(a, DataKey::generate().audit_key().chain(&[0; 32], b"x"));
         assert_ne!(root.backup_key().expose(), root.derive(b"rampart/v1/audit-chain").expose());
+        assert_ne!(root.login_delay_key().expose(), root.rate_limit_key().expose());
     }
 }

@@ -17,6 +17,7 @@ mod security;
 mod sessions;
 #[cfg(feature = "tamper")]
 pub mod tamper;
+mod throttle;
 mod tokens;
 pub mod transfer;
 mod users;

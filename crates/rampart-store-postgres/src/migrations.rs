@@ -271,6 +271,20 @@ CREATE TRIGGER documents_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON
 CREATE TRIGGER ip_blocks_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ip_blocks
     FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('8');
 "#,
+    r#"
+-- The login delay shared by every node (`ThrottleStore`): one row per bucket, named by a
+-- keyed hash of account and client trust (never a user name); `holds` lists the attempts
+-- in flight, 16 bytes each (id, reserved at). Rows quiet for a day are deleted by the
+-- session sweep. No trigger: nothing is cached from it.
+CREATE TABLE login_delays (
+    bucket          BYTEA PRIMARY KEY CHECK (octet_length(bucket) = 32),
+    failures        BIGINT NOT NULL,
+    last_ms         BIGINT NOT NULL,
+    next_allowed_ms BIGINT NOT NULL,
+    holds           BYTEA NOT NULL
+);
+CREATE INDEX login_delays_by_last ON login_delays(last_ms);
+"#,
 ];
 
 /// Runs the migrations that have not run yet.

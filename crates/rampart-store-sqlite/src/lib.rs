@@ -15,6 +15,7 @@ mod sessions;
 mod snapshot;
 #[cfg(feature = "tamper")]
 pub mod tamper;
+mod throttle;
 mod tokens;
 mod transfer;
 mod users;

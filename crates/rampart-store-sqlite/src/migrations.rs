@@ -216,6 +216,19 @@ CREATE TABLE login_addresses (
     PRIMARY KEY (username, address)
 ) STRICT;
 "#,
+    // The login delay's buckets under a keyed hash (`ThrottleStore`); `holds` lists the
+    // attempts in flight, 16 bytes each. A SQLite deployment keeps its delay in memory and
+    // leaves this table empty; it is here for every backend to hold every store trait.
+    r#"
+CREATE TABLE login_delays (
+    bucket          BLOB PRIMARY KEY CHECK (length(bucket) = 32),
+    failures        INTEGER NOT NULL,
+    last_ms         INTEGER NOT NULL,
+    next_allowed_ms INTEGER NOT NULL,
+    holds           BLOB NOT NULL
+) STRICT;
+CREATE INDEX login_delays_by_last ON login_delays(last_ms);
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {

@@ -14,6 +14,7 @@ mod records;
 mod security;
 #[cfg(feature = "tamper")]
 pub mod tamper;
+mod throttle;
 mod tokens;
 pub mod transfer;
 
@@ -28,6 +29,7 @@ pub use mfa::*;
 pub use privacy::*;
 pub use records::*;
 pub use security::*;
+pub use throttle::*;
 pub use tokens::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +204,7 @@ pub trait Store:
     + AuditStore
     + KeyStore
     + SecurityStore
+    + ThrottleStore
     + MfaStore
     + TokenStore
     + PrivacyStore
@@ -217,6 +220,7 @@ impl<T> Store for T where
         + AuditStore
         + KeyStore
         + SecurityStore
+        + ThrottleStore
         + MfaStore
         + TokenStore
         + PrivacyStore

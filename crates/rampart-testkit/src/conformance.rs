@@ -17,6 +17,7 @@ macro_rules! conformance_suite {
                 mfa_enrolment recovery_codes mfa_challenges jwt_signing_keys refresh_tokens refresh_concurrent_use
                 alerts webhook_outbox ip_blocks login_history
                 alert_folding_out_of_order client_text_with_nul listing_order
+                login_delay login_delay_stale_holds login_delay_concurrent login_delay_forgetting
             );
         }
     };
@@ -59,6 +60,7 @@ mod content;
 mod keys;
 mod mfa;
 mod security;
+mod throttle;
 pub use audit_log::{audit_queries, audit_reanchor};
 pub use content::{audited_changes, collections, document_versions, ordering_and_edges};
 pub use keys::{data_keys, erasure, kek_and_master, reencryption};
@@ -68,6 +70,7 @@ pub use mfa::{
 pub use security::{
     alert_folding_out_of_order, alerts, client_text_with_nul, ip_blocks, listing_order, login_history, webhook_outbox,
 };
+pub use throttle::{login_delay, login_delay_concurrent, login_delay_forgetting, login_delay_stale_holds};
 
 /// Seq of the newest audit record (0 when the chain is empty).
 pub(crate) async fn audit_tail(s: &dyn Store) -> i64 {

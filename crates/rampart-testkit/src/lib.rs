@@ -72,6 +72,15 @@ impl TestBackend {
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres(_))
     }
+
+    /// Where the login delay is kept, as `App::open` chooses it for this backend: memory on
+    /// SQLite, the database on PostgreSQL.
+    pub fn login_delay(&self) -> rampart_core::ThrottleBackend {
+        match self {
+            Self::Sqlite => rampart_core::ThrottleBackend::Memory,
+            Self::Postgres(_) => rampart_core::ThrottleBackend::Shared,
+        }
+    }
 }
 
 /// What someone with access to the database (its files, or its credentials) could do behind
@@ -225,6 +234,7 @@ impl TestApp {
                 config.breach.instance_id.clone(),
             )),
             identity: None,
+            login_delay: backend.login_delay(),
         };
         let (core, _) = Core::open(
             ports,

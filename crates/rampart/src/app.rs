@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use rampart_config::{Config, DatabaseUrl, RateLimitBackend};
 use rampart_core::{
     Bootstrap, Core, CoreError, CorePorts, CoreSettings, Limiter, LocalLimiter, MasterKey, PasswordPool, SystemClock,
+    ThrottleBackend,
 };
 use rampart_crypto::PasswordHasher;
 use rampart_limits_redis::RedisLimiter;
@@ -133,6 +134,7 @@ impl App {
             passwords: pool,
             notifier: Arc::new(WebhookNotifier::new(config.breach.webhooks.clone(), config.breach.instance_id.clone())),
             identity: None,
+            login_delay: backend.login_delay(),
         };
         let opened = Core::open(ports, CoreSettings::from_config(config), admin).await;
         let (core, bootstrap) = match opened {
@@ -198,6 +200,16 @@ impl App {
 }
 
 impl Backend {
+    /// Where the login delay is kept: in memory on SQLite (one node; no write on the login
+    /// path), in the database on PostgreSQL, so that guesses spread over the nodes are held
+    /// to one budget per account.
+    pub fn login_delay(&self) -> ThrottleBackend {
+        match self {
+            Backend::Sqlite(_) => ThrottleBackend::Memory,
+            Backend::Postgres(_) => ThrottleBackend::Shared,
+        }
+    }
+
     /// The lease this deployment's one-node-at-a-time jobs run under: always held with
     /// SQLite (one node); an advisory lock that moves when its holder dies on PostgreSQL.
     pub fn lease(&self) -> Arc<dyn LeaderLease> {

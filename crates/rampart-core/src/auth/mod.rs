@@ -18,7 +18,7 @@ use crate::identity::{IdentityProvider, Verdict};
 use crate::roles::Roles;
 use crate::security::{BreachDetection, Detection, Severity};
 use crate::stamped_cache::{ResolvedSession, StampedCache};
-use crate::throttle::LoginThrottle;
+use crate::throttle::{Attempt, LoginDelay};
 use crate::users::UserView;
 use crate::{Area, CoreError, CoreResult, Principal, RequestMeta};
 
@@ -67,7 +67,7 @@ pub struct Sessions {
     security_store: Arc<dyn SecurityStore>,
     identity: Arc<dyn IdentityProvider>,
     cache: Arc<StampedCache<[u8; 32], ResolvedSession>>,
-    throttle: Arc<LoginThrottle>,
+    throttle: Arc<dyn LoginDelay>,
     device_key: Arc<DeviceKey>,
     policy: Arc<SessionPolicy>,
     roles: Roles,
@@ -80,7 +80,7 @@ pub struct Sessions {
 pub(crate) struct SessionParts {
     pub store: Arc<dyn Store>,
     pub identity: Arc<dyn IdentityProvider>,
-    pub throttle: Arc<LoginThrottle>,
+    pub throttle: Arc<dyn LoginDelay>,
     pub device_key: Arc<DeviceKey>,
     pub policy: SessionPolicy,
     pub cache_capacity: usize,
@@ -132,20 +132,23 @@ impl Sessions {
         let user = match self.identity.verify(username, password, self.now()).await? {
             Verdict::Verified(user) => user,
             Verdict::Refused(reason) => {
-                attempt.failed(self.now());
+                let counted = attempt.failed(self.now()).await;
                 self.detection.on_failed_login(meta, username);
                 let details = json!({ "reason": reason });
                 self.events.record_event(EventType::Login, Some(username), meta, false, details).await?;
+                // A failure the delay could not count is reported as the store failure it is,
+                // not answered as if it had been counted.
+                counted?;
                 return Err(CoreError::InvalidCredentials);
             }
         };
         if user.mfa_enabled {
             // The delay is cleared only once the second factor passes too: otherwise each
             // correct password would reset the count of wrong TOTP codes.
-            attempt.release();
+            attempt.release().await?;
             return Ok(PasswordLogin::SecondFactor(user));
         }
-        attempt.succeeded();
+        attempt.succeeded().await?;
         self.detection.on_login_success(meta, user.username.as_str());
         let mut out = self.open_session(&user, meta, Assurance::Password, json!({ "method": "password" })).await?;
         out.device_token = Some(self.trust_client(user.username.as_str(), meta, device).await?);
@@ -159,9 +162,9 @@ impl Sessions {
         username: &str,
         device: Option<&str>,
         meta: &RequestMeta,
-    ) -> CoreResult<crate::throttle::Attempt> {
+    ) -> CoreResult<Attempt> {
         let bucket = self.login_bucket(username, meta, device).await?;
-        match self.throttle.reserve(&bucket, self.now()) {
+        match self.throttle.reserve_attempt(&bucket, self.now()).await? {
             Ok(a) => Ok(a),
             Err(wait) => {
                 let details = json!({ "reason": "login_delay", "retry_after_secs": wait });
@@ -318,7 +321,11 @@ impl Sessions {
     pub async fn purge_expired_sessions(&self) -> CoreResult<u64> {
         let now = self.now();
         let cutoff = now.minus_seconds(self.policy.idle_secs);
-        Ok(self.session_store.delete_expired_sessions(cutoff, now).await?)
+        let ended = self.session_store.delete_expired_sessions(cutoff, now).await?;
+        // The login delay's buckets quiet for a day go with them (shared ones only: the
+        // in-memory map is bounded by itself).
+        self.throttle.forget_quiet(now).await?;
+        Ok(ended)
     }
 
     pub(crate) fn new_refresh(

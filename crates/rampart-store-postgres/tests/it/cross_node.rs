@@ -2,9 +2,11 @@
 //! token, MFA and security stores must hold across nodes, not only within one writer.
 
 use rampart_store::{
-    AlertFilter, AlertRecord, Assurance, IpBlock, JwtKeyRecord, MfaStore, OutboxItem, RefreshOutcome, RefreshRecord,
-    RoleStore, SecurityStore, SessionStore, StoreResult, TokenStore, UserStore,
+    Admission, AlertFilter, AlertRecord, Assurance, DelayPolicy, IpBlock, JwtKeyRecord, MfaStore, OutboxItem,
+    RefreshOutcome, RefreshRecord, RoleStore, SecurityStore, SessionStore, StoreResult, ThrottleStore, TokenStore,
+    UserStore,
 };
+use rampart_store_postgres::PostgresStore;
 use rampart_testkit::conformance::{all, name, role, seed_roles, session, t, user, Boxed};
 use rampart_testkit::postgres::{off_runtime, PgDatabase};
 use rampart_types::{AlertId, FamilyId, Permission, SessionId, SigningKeyId};
@@ -385,4 +387,55 @@ async fn listing_order_does_not_depend_on_the_database_collation() {
     });
     let s = node(&db, "a").await;
     rampart_testkit::conformance::listing_order(&s).await;
+}
+
+/// The login delay is one budget whichever node an attempt reaches: failures recorded
+/// through node A delay a reservation on node B, holds in flight on one node count on the
+/// other, and of reservations racing on both nodes in the delayed regime exactly one is
+/// admitted. A hold left by a node that died stops counting after its bound.
+#[tokio::test]
+async fn the_login_delay_is_one_budget_across_nodes() {
+    let db = PgDatabase::create();
+    let (a, b) = (node(&db, "a").await, node(&db, "b").await);
+    let p = DelayPolicy::new(5, 900);
+    let (victim, other) = ([0x11; 32], [0x22; 32]);
+    for id in 0..5 {
+        assert_eq!(a.reserve_attempt(victim, id, t(0), p).await.unwrap(), Admission::Admitted);
+        a.settle_attempt(victim, id, Some(t(0)), p).await.unwrap();
+    }
+    assert_eq!(b.reserve_attempt(victim, 5, t(0), p).await.unwrap(), Admission::Wait { secs: 1 }, "A's failures");
+    assert_eq!(b.reserve_attempt(other, 6, t(0), p).await.unwrap(), Admission::Admitted, "another bucket");
+
+    // In flight on A, it holds B back, whatever the delay says.
+    assert_eq!(a.reserve_attempt(victim, 7, t(1_000), p).await.unwrap(), Admission::Admitted);
+    assert_eq!(b.reserve_attempt(victim, 8, t(5_000), p).await.unwrap(), Admission::Wait { secs: 1 });
+    a.settle_attempt(victim, 7, Some(t(1_000)), p).await.unwrap();
+
+    // Racing on both nodes, each round well after the previous delay ran out.
+    for round in 1..=20u64 {
+        let at = i64::try_from(round).unwrap() * 1_000_000;
+        let on = |node: &PostgresStore, ids: std::ops::Range<u64>| -> Vec<Boxed<'static, (u64, Admission)>> {
+            ids.map(|id| {
+                let node = node.clone();
+                Box::pin(async move { (id, node.reserve_attempt(victim, id, t(at), p).await.unwrap()) })
+                    as Boxed<'static, _>
+            })
+            .collect()
+        };
+        let (from_a, from_b) =
+            tokio::join!(all(on(&a, round * 100..round * 100 + 8)), all(on(&b, round * 100 + 50..round * 100 + 58)));
+        let won: Vec<u64> =
+            from_a.into_iter().chain(from_b).filter(|(_, x)| *x == Admission::Admitted).map(|(id, _)| id).collect();
+        assert_eq!(won.len(), 1, "round {round}: exactly one admitted across the nodes: {won:?}");
+        let settler = if won[0] % 100 < 50 { &a } else { &b };
+        settler.settle_attempt(victim, won[0], Some(t(at)), p).await.unwrap();
+    }
+
+    // Node A dies holding a reservation: B is held back for the bound, not for ever.
+    let fresh = [0x33; 32];
+    let one = DelayPolicy::new(1, 900);
+    assert_eq!(a.reserve_attempt(fresh, 1, t(0), one).await.unwrap(), Admission::Admitted);
+    drop(a);
+    assert_eq!(b.reserve_attempt(fresh, 2, t(one.hold_ms), one).await.unwrap(), Admission::Wait { secs: 1 });
+    assert_eq!(b.reserve_attempt(fresh, 3, t(one.hold_ms + 1), one).await.unwrap(), Admission::Admitted);
 }

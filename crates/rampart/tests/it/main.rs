@@ -12,6 +12,7 @@ mod keys;
 mod migrate;
 mod nginx;
 mod nodes;
+mod nodes_throttle;
 mod postgres;
 mod server;
 mod support;

@@ -10,7 +10,7 @@ use crate::support::{start, Server, ServerOpts, ADMIN_PASSWORD};
 /// One master key for every node of a deployment (each node's data directory is its own).
 const MASTER_KEY: &str = "UG9zdGdyZXNOb2Rlc1NoYXJlT25lTWFzdGVyS2V5ISE="; // 32 bytes
 
-fn node(data: &std::path::Path, db: &PgDatabase, id: &str) -> Server {
+pub(crate) fn node(data: &std::path::Path, db: &PgDatabase, id: &str) -> Server {
     let mut opts = ServerOpts::new(data);
     opts.env.push(("RAMPART_DATABASE_URL", db.url.clone()));
     opts.env.push(("RAMPART_ENCRYPTION_KEY", MASTER_KEY.to_owned()));

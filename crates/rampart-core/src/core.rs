@@ -126,7 +126,7 @@ impl Core {
             None => store.init_meta(KEY_CHECK_META, master.check_value().to_vec()).await?,
         };
         master.verify_check_value(&stored).map_err(|_| CoreError::WrongMasterKey)?;
-        let (keys, root) = KeyRing::open(master, store.clone(), clock.now()).await?;
+        let (keys, root) = KeyRing::open(master, store.clone(), store.invalidation(), clock.now()).await?;
         let keys = Arc::new(keys);
         store.set_audit_chainer(Arc::new(Chainer(Arc::clone(&root.audit))));
         let events = Events::new(store.clone(), clock);

@@ -3,11 +3,11 @@
 //! subject's key (if they name one) or their collection's key, with AAD binding the
 //! ciphertext to collection, document id and key id.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rampart_crypto::{BlindIndexKey, DataKey, MasterKey, SealingKey};
-use rampart_store::{KekVersion, KeyKind, KeyRecord, KeyStore, Store, StoreError};
+use rampart_store::{CacheInvalidation, KekVersion, KeyKind, KeyRecord, KeyStore, Store, StoreError, Topic};
 use rampart_types::{CollectionName, DocumentId, SubjectId, Timestamp};
 
 use crate::bounded::{BoundedMap, Evictable};
@@ -35,6 +35,10 @@ pub(crate) struct KeyRing {
     store: Arc<dyn KeyStore>,
     current_kek: AtomicU32,
     cache: BoundedMap<String, Cached>,
+    /// Announces key changes made elsewhere (another node, the CLI): an erased subject's
+    /// or a retired key must not outlive its record in this node's memory.
+    feed: Arc<dyn CacheInvalidation>,
+    seen_keys: AtomicU64,
 }
 
 pub(crate) struct RootKeys {
@@ -64,6 +68,7 @@ impl KeyRing {
     pub async fn open(
         master: Arc<MasterKey>,
         store: Arc<dyn KeyStore>,
+        feed: Arc<dyn CacheInvalidation>,
         now: Timestamp,
     ) -> CoreResult<(Self, RootKeys)> {
         let mut versions = store.kek_versions().await?;
@@ -73,7 +78,9 @@ impl KeyRing {
             versions.push(v1);
         }
         let current = versions.iter().map(|v| v.version).max().unwrap_or(1);
-        let ring = Self { master, store, current_kek: AtomicU32::new(current), cache: BoundedMap::new(KEY_CACHE) };
+        let seen_keys = AtomicU64::new(feed.generation(Topic::Keys));
+        let cache = BoundedMap::new(KEY_CACHE);
+        let ring = Self { master, store, current_kek: AtomicU32::new(current), cache, feed, seen_keys };
         let root = match ring.store.current_key(KeyKind::Root, ROOT_OWNER).await? {
             Some(rec) => ring.unwrap(&rec)?,
             None => {
@@ -147,7 +154,22 @@ impl KeyRing {
             .map_err(|_| integrity("a data key failed to unwrap"))
     }
 
+    /// Drops the unwrapped keys when the store announced a key change since the last look,
+    /// and follows a key-encrypting key rotated elsewhere. The generation is read before
+    /// the cache, so a change committed meanwhile is seen at the next call.
+    async fn follow_key_changes(&self) -> CoreResult<()> {
+        let generation = self.feed.generation(Topic::Keys);
+        if self.seen_keys.swap(generation, Ordering::AcqRel) != generation {
+            self.cache.clear();
+            if let Some(v) = self.store.kek_versions().await?.iter().map(|v| v.version).max() {
+                self.current_kek.fetch_max(v, Ordering::AcqRel);
+            }
+        }
+        Ok(())
+    }
+
     async fn sealing_key(&self, key_id: &str, now: Timestamp) -> CoreResult<Arc<SealingKey>> {
+        self.follow_key_changes().await?;
         let touch = |c: &mut Cached| {
             c.used_ms = now.as_millis();
             Arc::clone(&c.key)
@@ -171,6 +193,7 @@ impl KeyRing {
 
     /// The current key id for `(kind, owner)`, creating the key on first use.
     async fn current(&self, kind: KeyKind, owner: &str, now: Timestamp) -> CoreResult<String> {
+        self.follow_key_changes().await?;
         if let Some(rec) = self.store.current_key(kind, owner).await? {
             return Ok(rec.key_id);
         }

@@ -285,6 +285,15 @@ CREATE TABLE login_delays (
 );
 CREATE INDEX login_delays_by_last ON login_delays(last_ms);
 "#,
+    r#"
+-- Data keys destroyed (erasure), retired (re-encryption), given successors or re-wrapped,
+-- and new key-encrypting key versions, stale every node's unwrapped keys. A new key stales
+-- nothing.
+CREATE TRIGGER data_keys_changed AFTER UPDATE OR DELETE OR TRUNCATE ON data_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('16');
+CREATE TRIGGER kek_versions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON kek_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('16');
+"#,
 ];
 
 /// Runs the migrations that have not run yet.

@@ -140,6 +140,8 @@ impl Changes {
             "collections" => Topics::of(Topic::Collections).and(Topic::Documents),
             "documents" => Topics::of(Topic::Documents),
             "ip_blocks" => Topics::of(Topic::Blocks),
+            "data_keys" if action == Action::SQLITE_INSERT => return,
+            "data_keys" | "kek_versions" => Topics::of(Topic::Keys),
             _ => return,
         };
         self.topics.fetch_or(topics.bits(), Ordering::Relaxed);

@@ -16,10 +16,13 @@ pub enum Topic {
     Documents = 2,
     /// Address blocks (added, lifted or expired early by an operator).
     Blocks = 3,
+    /// Data keys destroyed, retired, re-wrapped or given successors, and key-encrypting key
+    /// versions: whatever makes an unwrapped key in memory stale. New keys are not changes.
+    Keys = 4,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 4] = [Topic::Auth, Topic::Collections, Topic::Documents, Topic::Blocks];
+    pub const ALL: [Topic; 5] = [Topic::Auth, Topic::Collections, Topic::Documents, Topic::Blocks, Topic::Keys];
 
     const fn bit(self) -> u8 {
         1 << (self as u8)

@@ -13,7 +13,7 @@ macro_rules! conformance_suite {
                 users sessions roles documents meta audit concurrent_writes invalidation
                 audited_changes document_versions collections ordering_and_edges
                 audit_queries audit_reanchor
-                data_keys kek_and_master reencryption erasure
+                data_keys kek_and_master reencryption erasure key_invalidation
                 mfa_enrolment recovery_codes mfa_challenges jwt_signing_keys refresh_tokens refresh_concurrent_use
                 alerts webhook_outbox ip_blocks login_history
                 alert_folding_out_of_order client_text_with_nul listing_order
@@ -63,7 +63,7 @@ mod security;
 mod throttle;
 pub use audit_log::{audit_queries, audit_reanchor};
 pub use content::{audited_changes, collections, document_versions, ordering_and_edges};
-pub use keys::{data_keys, erasure, kek_and_master, reencryption};
+pub use keys::{data_keys, erasure, kek_and_master, key_invalidation, reencryption};
 pub use mfa::{
     jwt_signing_keys, mfa_challenges, mfa_enrolment, recovery_codes, refresh_concurrent_use, refresh_tokens,
 };

@@ -117,6 +117,23 @@ async fn a_change_on_one_node_stales_the_other_nodes_caches_within_a_second() {
         let took = within(Duration::from_secs(1), || feed.generation(Topic::Blocks) > blocks).await;
         assert!(took.is_some(), "node B heard of the block change (add: {add}) within 1 s");
     }
+    // And a subject's key destroyed on A: B drops the unwrapped keys it holds.
+    let subject_key = rampart_store::KeyRecord {
+        key_id: "ks".into(),
+        kind: rampart_store::KeyKind::Subject,
+        owner: "h".into(),
+        kek_version: 1,
+        wrapped: b"w".to_vec(),
+        created_at: rampart_testkit::conformance::t(0),
+        successor: None,
+    };
+    rampart_store::KeyStore::insert_key(&a, subject_key, vec![]).await.unwrap();
+    let keys = feed.generation(Topic::Keys);
+    let subject = rampart_types::SubjectId::parse("s").unwrap();
+    let at = rampart_testkit::conformance::t(1);
+    rampart_store::PrivacyStore::erase_subject(&a, &subject, "h", at, vec![ev("subject_erase")]).await.unwrap();
+    let took = within(Duration::from_secs(1), || feed.generation(Topic::Keys) > keys).await;
+    assert!(took.is_some(), "node B heard of the destroyed key within 1 s");
 }
 
 #[tokio::test]

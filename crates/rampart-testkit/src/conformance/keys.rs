@@ -374,3 +374,29 @@ pub async fn erasure(s: &dyn Store) {
     let ledger: Vec<_> = s.erasure_ledger().await.unwrap().into_iter().map(|e| (e.subject_hash, e.erased_at)).collect();
     assert_eq!(ledger, [("h1".to_owned(), t(7)), ("h9".to_owned(), t(8))]);
 }
+
+/// Whatever makes an unwrapped key in memory stale moves `Topic::Keys` by the time it
+/// returns (nodes drop their cached keys then); a new key does not.
+pub async fn key_invalidation(s: &dyn Store) {
+    s.set_audit_chainer(Arc::new(TestChainer));
+    let keys = || s.invalidation().generation(rampart_store::Topic::Keys);
+    let before = keys();
+    for k in
+        [key("k-root", KeyKind::Root, "root"), key("ks1", KeyKind::Subject, "h1"), key("kc", KeyKind::Collection, "c")]
+    {
+        s.insert_key(k, vec![]).await.unwrap();
+    }
+    assert_eq!(keys(), before, "a new key stales nothing");
+    let g = keys();
+    s.rotate_kek(KekVersion { version: 2, created_at: t(1) }, prefixing("v2|"), vec![]).await.unwrap();
+    assert!(keys() > g, "a key-encrypting key rotation re-wraps every key");
+    let g = keys();
+    s.start_reencrypt(vec![("kc".to_owned(), key("kc2", KeyKind::Collection, "c"))], vec![]).await.unwrap();
+    assert!(keys() > g, "a key given a successor");
+    let g = keys();
+    s.finish_reencrypt(vec![]).await.unwrap();
+    assert!(keys() > g, "retired keys");
+    let g = keys();
+    s.erase_subject(&SubjectId::parse("s1").unwrap(), "h1", t(2), vec![]).await.unwrap();
+    assert!(keys() > g, "an erased subject's key is destroyed");
+}

@@ -283,9 +283,16 @@ impl DatabaseUrl {
 }
 
 /// `[rate_limit] backend` and, for Redis, where it is and what to do when it is not there.
-fn rate_limit_backend(env: &Env, rl: &file::FileRateLimit) -> Result<RateLimitBackend, ConfigError> {
+/// The URL is a secret: `RAMPART_REDIS_URL`, `RAMPART_REDIS_URL_FILE` or the `.secrets` file
+/// (through the chain), else `rate_limit.redis_url`.
+fn rate_limit_backend(
+    env: &Env,
+    chain: &SecretChain,
+    rl: &file::FileRateLimit,
+) -> Result<RateLimitBackend, ConfigError> {
     let backend = env.get("RAMPART_RATE_LIMIT_BACKEND").or(rl.backend.clone());
-    let url = env.get("RAMPART_REDIS_URL").or(rl.redis_url.clone());
+    let from_chain = chain.get(&SecretName::RedisUrl)?.map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned());
+    let url = from_chain.or(rl.redis_url.clone());
     match backend.as_deref().map(str::trim).unwrap_or("memory") {
         "memory" if url.is_none() => Ok(RateLimitBackend::Memory),
         "memory" => Err(invalid("redis_url", "set only with backend = \"redis\"")),
@@ -558,7 +565,7 @@ impl Config {
                 .or(rl.user_requests_per_minute)
                 .unwrap_or(1000),
             max_tracked_clients: rl.max_tracked_clients.unwrap_or(100_000),
-            backend: rate_limit_backend(env, rl)?,
+            backend: rate_limit_backend(env, chain, rl)?,
         };
         range("requests_per_minute", rate_limit.requests_per_minute, 1, 10_000_000)?;
         range("login_requests_per_minute", rate_limit.login_requests_per_minute, 1, 1_000_000)?;

@@ -23,6 +23,8 @@ pub enum SecretName {
     AdminPassword,
     /// Signs deliveries to `RAMPART_BREACH_WEBHOOK_URL`.
     BreachWebhookSecret,
+    /// Where shared rate limits are kept: a `redis://` URL, which may carry a password.
+    RedisUrl,
     /// Signs deliveries to a `[[breach_detection.webhook]]`: held in the variable its
     /// `secret_env` names (chosen by the operator, so not a fixed name).
     WebhookSecretEnv(String),
@@ -30,11 +32,12 @@ pub enum SecretName {
 
 impl SecretName {
     /// The secrets with a fixed name.
-    pub const FIXED: [SecretName; 4] = [
+    pub const FIXED: [SecretName; 5] = [
         SecretName::EncryptionKey,
         SecretName::AdminUsername,
         SecretName::AdminPassword,
         SecretName::BreachWebhookSecret,
+        SecretName::RedisUrl,
     ];
 
     pub fn env_var(&self) -> &str {
@@ -43,6 +46,7 @@ impl SecretName {
             SecretName::AdminUsername => "RAMPART_ADMIN_USERNAME",
             SecretName::AdminPassword => "RAMPART_ADMIN_PASSWORD",
             SecretName::BreachWebhookSecret => "RAMPART_BREACH_WEBHOOK_SECRET",
+            SecretName::RedisUrl => "RAMPART_REDIS_URL",
             SecretName::WebhookSecretEnv(var) => var,
         }
     }

@@ -199,6 +199,17 @@ fn rate_limit_backend_is_memory_by_default_and_redis_needs_a_url() {
     .unwrap();
     let RateLimitBackend::Redis(r) = &c.rate_limit.backend else { panic!("not redis") };
     assert_eq!((r.login_when_unreachable, r.api_when_unreachable), (FailMode::Open, FailMode::Closed));
+    // A secret like the others: from a file named by RAMPART_REDIS_URL_FILE, never both.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("redis-url");
+    std::fs::write(&file, format!("{url}\n")).unwrap();
+    let path = file.display().to_string();
+    let c = load(&[("RAMPART_RATE_LIMIT_BACKEND", "redis"), ("RAMPART_REDIS_URL_FILE", &path)]).unwrap();
+    let RateLimitBackend::Redis(r) = &c.rate_limit.backend else { panic!("not redis") };
+    assert_eq!(r.url.expose(), url);
+    let both = [("RAMPART_RATE_LIMIT_BACKEND", "redis"), ("RAMPART_REDIS_URL_FILE", &path), ("RAMPART_REDIS_URL", url)];
+    let e = load(&both).unwrap_err().to_string();
+    assert!(e.contains("RAMPART_REDIS_URL") && !e.contains("Sup3r-Secret"), "{e}");
     for (bad, key) in [
         (vec![("RAMPART_RATE_LIMIT_BACKEND", "redis")], "redis_url"),
         (vec![("RAMPART_REDIS_URL", url)], "redis_url"),

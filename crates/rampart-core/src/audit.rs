@@ -322,6 +322,9 @@ pub async fn verify_store(store: &dyn AuditStore, key: &AuditMacKey) -> CoreResu
     verify_chain(store, key, None).await
 }
 
+/// How often verification reads on when a live chain grew while it was read.
+const VERIFY_CATCH_UP_ROUNDS: usize = 20;
+
 /// Verifies the chain of `node` (another node's), or this node's when `None`.
 pub async fn verify_chain(
     store: &dyn AuditStore,
@@ -330,18 +333,34 @@ pub async fn verify_chain(
 ) -> CoreResult<AuditVerification> {
     let mut v = ChainVerifier::new(key);
     let mut after = 0;
-    loop {
-        let page = match node {
-            None => store.read_audit(after, 1000).await?,
-            Some(n) => store.read_node_audit(n, after, 1000).await?,
-        };
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for r in &page {
-            if let Err(verdict) = v.push(r) {
-                return Ok(verdict);
+    let mut read_up_to = -1;
+    // A running node keeps appending (records and their signed head commit together): when
+    // the head read after the records is ahead of them, the records up to it are there to
+    // read, so reading goes on. Records past the head are still reported by `finish`.
+    for _ in 0..VERIFY_CATCH_UP_ROUNDS {
+        loop {
+            let page = match node {
+                None => store.read_audit(after, 1000).await?,
+                Some(n) => store.read_node_audit(n, after, 1000).await?,
+            };
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for r in &page {
+                if let Err(verdict) = v.push(r) {
+                    return Ok(verdict);
+                }
             }
         }
+        let head = match node {
+            None => store.audit_head().await?,
+            Some(n) => store.node_audit_head(n).await?,
+        };
+        // Only while reading made progress: records missing at the end are not waited for.
+        if head.as_ref().is_some_and(|h| h.seq > after) && after != read_up_to {
+            read_up_to = after;
+            continue;
+        }
+        return Ok(v.finish(head.map(|h| (h.seq, h.hash, h.mac))));
     }
     let head = match node {
         None => store.audit_head().await?,

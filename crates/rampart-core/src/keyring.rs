@@ -155,21 +155,22 @@ impl KeyRing {
     }
 
     /// Drops the unwrapped keys when the store announced a key change since the last look,
-    /// and follows a key-encrypting key rotated elsewhere. The generation is read before
-    /// the cache, so a change committed meanwhile is seen at the next call.
-    async fn follow_key_changes(&self) -> CoreResult<()> {
+    /// and follows a key-encrypting key rotated elsewhere; the change counts as seen only
+    /// once that refresh succeeded. Returns the generation read, before the cache is used.
+    async fn follow_key_changes(&self) -> CoreResult<u64> {
         let generation = self.feed.generation(Topic::Keys);
-        if self.seen_keys.swap(generation, Ordering::AcqRel) != generation {
+        if self.seen_keys.load(Ordering::Acquire) != generation {
             self.cache.clear();
             if let Some(v) = self.store.kek_versions().await?.iter().map(|v| v.version).max() {
                 self.current_kek.fetch_max(v, Ordering::AcqRel);
             }
+            self.seen_keys.store(generation, Ordering::Release);
         }
-        Ok(())
+        Ok(generation)
     }
 
     async fn sealing_key(&self, key_id: &str, now: Timestamp) -> CoreResult<Arc<SealingKey>> {
-        self.follow_key_changes().await?;
+        let generation = self.follow_key_changes().await?;
         let touch = |c: &mut Cached| {
             c.used_ms = now.as_millis();
             Arc::clone(&c.key)
@@ -179,8 +180,12 @@ impl KeyRing {
         }
         let rec = self.store.get_key(key_id).await?.ok_or(integrity("the data key is gone (destroyed or erased)"))?;
         let key = Arc::new(self.unwrap(&rec)?.sealing_key().map_err(CoreError::internal)?);
-        let stored = Arc::clone(&key);
-        self.cache.with(&key_id.to_owned(), now, || Cached { key: stored, used_ms: now.as_millis() }, |_| ());
+        // A key destroyed while it was being read is used this once, never cached: the
+        // clear that its change caused may already have run.
+        if self.feed.generation(Topic::Keys) == generation {
+            let stored = Arc::clone(&key);
+            self.cache.with(&key_id.to_owned(), now, || Cached { key: stored, used_ms: now.as_millis() }, |_| ());
+        }
         Ok(key)
     }
 

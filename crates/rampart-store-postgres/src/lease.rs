@@ -54,6 +54,10 @@ impl rampart_store::LeaderLease for AdvisoryLease {
         let lease = self.clone();
         tokio::task::spawn_blocking(move || lease.held_blocking()).await.unwrap_or(false)
     }
+
+    fn holds(&self) -> bool {
+        self.holder.lock().is_ok_and(|h| h.as_ref().is_some_and(|c| !c.is_closed()))
+    }
 }
 
 impl Drop for AdvisoryLease {

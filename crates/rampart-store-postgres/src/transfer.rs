@@ -49,6 +49,24 @@ fn known(table: &str) -> ImportResult<&'static str> {
     TRANSFER_TABLES.iter().copied().find(|t| *t == table).ok_or_else(|| refused(format!("unknown table {table}")))
 }
 
+/// How many tables the target's schema already has, asked before anything is created in it
+/// (a wrong URL must not get Rampart's schema, an older Rampart database no upgrade).
+pub async fn existing_tables(url: &str) -> ImportResult<i64> {
+    let connector = Connector::parse(url)?;
+    tokio::task::spawn_blocking(move || {
+        let mut client = connector.connect()?;
+        let n: i64 = client
+            .query_one("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()", &[])
+            .map_err(map_err)?
+            .get(0);
+        // The synchronous client owns a runtime: dropped here, on this blocking thread.
+        drop(client);
+        Ok(n)
+    })
+    .await
+    .map_err(|e| ImportError::Store(internal(e)))?
+}
+
 impl PgImport {
     /// Connects to `url` (whose schema `PostgresStore::open` has created) as node `node`.
     pub async fn connect(url: &str, node: &str) -> ImportResult<Self> {

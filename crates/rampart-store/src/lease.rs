@@ -6,6 +6,9 @@
 pub trait LeaderLease: Send + Sync {
     /// Whether this node holds the lease now, taking it when it is free.
     async fn held(&self) -> bool;
+    /// Whether this node held the lease when it last looked, without asking or taking it
+    /// (for reports: a health probe must not move the lease).
+    fn holds(&self) -> bool;
 }
 
 /// The lease of a deployment with one node (SQLite): always held.
@@ -14,6 +17,9 @@ pub struct SingleNode;
 #[async_trait::async_trait]
 impl LeaderLease for SingleNode {
     async fn held(&self) -> bool {
+        true
+    }
+    fn holds(&self) -> bool {
         true
     }
 }

@@ -44,6 +44,12 @@ pub async fn run(flags: Overrides, to: String) -> anyhow::Result<()> {
     let Backend::Sqlite(sqlite) = &source.backend else { bail!("the configured database is not SQLite") };
 
     let node = config.server.node_id.clone();
+    let tables = rampart_store_postgres::transfer::existing_tables(target_url.expose())
+        .await
+        .context("cannot connect to the target")?;
+    if tables > 0 {
+        bail!("the target database is not empty ({tables} tables): migrate copies only into an empty database");
+    }
     let schema = PostgresOptions { node: node.clone(), ..PostgresOptions::default() };
     let created = PostgresStore::open(target_url.expose(), schema).await.context("cannot open the target database")?;
     rampart_store::MetaStore::close(&created).await.ok();

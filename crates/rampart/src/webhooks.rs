@@ -191,6 +191,9 @@ mod tests {
         async fn held(&self) -> bool {
             false
         }
+        fn holds(&self) -> bool {
+            false
+        }
     }
 
     /// Webhooks go out only from the node holding the lease: without it a due delivery

@@ -54,7 +54,7 @@ pub(crate) async fn health_detail(_: Authz<perm::MetricsRead>, State(state): Sta
         status: if rate_limit.reachable { "ok" } else { "degraded" },
         version: state.settings.version,
         node_id: state.settings.node_id.clone(),
-        runs_background_jobs: state.lease.held().await,
+        runs_background_jobs: state.lease.holds(),
         rate_limit,
     })
 }

@@ -351,10 +351,7 @@ pub async fn verify_chain(
                 }
             }
         }
-        let head = match node {
-            None => store.audit_head().await?,
-            Some(n) => store.node_audit_head(n).await?,
-        };
+        let head = chain_head(store, node).await?;
         // Only while reading made progress: records missing at the end are not waited for.
         if head.as_ref().is_some_and(|h| h.seq > after) && after != read_up_to {
             read_up_to = after;
@@ -362,9 +359,14 @@ pub async fn verify_chain(
         }
         return Ok(v.finish(head.map(|h| (h.seq, h.hash, h.mac))));
     }
-    let head = match node {
+    let head = chain_head(store, node).await?;
+    Ok(v.finish(head.map(|h| (h.seq, h.hash, h.mac))))
+}
+
+/// The signed head of `node`'s chain, or this node's.
+async fn chain_head(store: &dyn AuditStore, node: Option<&str>) -> CoreResult<Option<rampart_store::AuditHead>> {
+    Ok(match node {
         None => store.audit_head().await?,
         Some(n) => store.node_audit_head(n).await?,
-    };
-    Ok(v.finish(head.map(|h| (h.seq, h.hash, h.mac))))
+    })
 }

@@ -15,11 +15,12 @@
 //! one); the shared one adds that a reservation older than `DelayPolicy::HOLD_MS` stops
 //! counting, as a node that dies holding one never settles it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use rampart_crypto::PurposeKey;
-use rampart_store::{Admission, BucketKey, DelayPolicy, ThrottleStore};
+use rampart_store::{Admission, BucketKey, DelayBucket, DelayPolicy, ThrottleStore};
 use rampart_types::Timestamp;
 use tokio::sync::Semaphore;
 
@@ -82,18 +83,11 @@ pub(crate) fn open(
     }
 }
 
-struct Failures {
-    count: u32,
-    in_flight: u32,
-    last_ms: i64,
-    next_allowed_ms: i64,
-}
-
-impl Evictable for Failures {
+/// A bucket's eviction score: one with an attempt in flight is never the one to go; then
+/// the ones whose delay ran out longest ago matter least.
+impl Evictable for DelayBucket {
     fn eviction_score(&self, now: Timestamp) -> f64 {
-        // Entries with attempts in flight are never the ones to go; then the ones whose
-        // delay ran out longest ago matter least.
-        if self.in_flight > 0 {
+        if !self.holds.is_empty() {
             return f64::MIN;
         }
         (now.as_millis() - self.next_allowed_ms) as f64
@@ -101,72 +95,51 @@ impl Evictable for Failures {
 }
 
 /// The buckets in this process's memory (bounded: sampled eviction, never of a bucket with
-/// an attempt in flight). Reservations are settled synchronously, from `Drop` too.
+/// an attempt in flight), under the same rules as the shared ones (`DelayBucket`).
+/// Reservations are settled synchronously, from `Drop` too.
 pub(crate) struct LoginThrottle {
-    map: BoundedMap<String, Failures>,
+    map: BoundedMap<String, DelayBucket>,
     policy: DelayPolicy,
+    next_hold: AtomicU64,
 }
 
 impl LoginThrottle {
     pub fn new(policy: DelayPolicy, capacity: usize) -> Arc<Self> {
-        Arc::new(Self { map: BoundedMap::new(capacity), policy })
+        Arc::new(Self { map: BoundedMap::new(capacity), policy, next_hold: AtomicU64::new(0) })
     }
 
-    fn reserve_now(&self, bucket: &str, now: Timestamp) -> Result<(), u64> {
-        let now_ms = now.as_millis();
-        let init = || Failures { count: 0, in_flight: 0, last_ms: now_ms, next_allowed_ms: now_ms };
-        let verdict = self.map.with(&bucket.to_owned(), now, init, |f| {
-            if now_ms - f.last_ms > self.policy.forget_after_ms && f.in_flight == 0 {
-                f.count = 0;
-            }
-            let pending = f.count.saturating_add(f.in_flight);
-            if pending >= self.policy.after {
-                // In the delayed regime: one attempt at a time, each after its delay.
-                if f.in_flight > 0 || now_ms < f.next_allowed_ms {
-                    let wait = (f.next_allowed_ms - now_ms).max(1000);
-                    return Err((wait as u64).div_ceil(1000));
-                }
-            }
-            f.in_flight += 1;
-            f.last_ms = now_ms;
-            Ok(())
-        });
-        // A poisoned shard is not a reason to let guesses through unthrottled.
-        verdict.unwrap_or(Err(1))
+    fn reserve_now(&self, bucket: &str, now: Timestamp) -> Result<u64, u64> {
+        let hold = self.next_hold.fetch_add(1, Ordering::Relaxed);
+        let fresh = || DelayBucket::fresh(now);
+        match self.map.with(&bucket.to_owned(), now, fresh, |b| b.reserve(hold, now, &self.policy)) {
+            Some(Admission::Admitted) => Ok(hold),
+            Some(Admission::Wait { secs }) => Err(secs),
+            // A poisoned shard is not a reason to let guesses through unthrottled.
+            None => Err(1),
+        }
     }
 
     /// Seconds `bucket` must still wait, if any (no reservation).
     #[cfg(test)]
     pub fn wait_secs(&self, bucket: &str, now: Timestamp) -> Option<u64> {
         let now_ms = now.as_millis();
-        let wait = self.map.get_with(&bucket.to_owned(), |f| f.next_allowed_ms - now_ms)?;
+        let wait = self.map.get_with(&bucket.to_owned(), |b| b.next_allowed_ms - now_ms)?;
         (wait > 0).then(|| (wait as u64).div_ceil(1000))
     }
 
-    fn settle_now(&self, bucket: &str, failed_at: Option<Timestamp>) {
-        let policy = &self.policy;
-        self.map.get_with(&bucket.to_owned(), |f| {
-            f.in_flight = f.in_flight.saturating_sub(1);
-            if let Some(now) = failed_at {
-                let now_ms = now.as_millis();
-                f.count = f.count.saturating_add(1);
-                f.last_ms = now_ms;
-                if f.count >= policy.after {
-                    f.next_allowed_ms = f.next_allowed_ms.max(now_ms + policy.delay_ms(f.count));
-                }
-            }
-        });
+    fn settle_now(&self, bucket: &str, hold: u64, failed_at: Option<Timestamp>) {
+        self.map.get_with(&bucket.to_owned(), |b| b.settle(hold, failed_at, &self.policy));
     }
 }
 
 #[async_trait]
 impl LoginDelay for LoginThrottle {
     async fn reserve(&self, bucket: &str, now: Timestamp) -> CoreResult<Result<u64, u64>> {
-        Ok(self.reserve_now(bucket, now).map(|()| 0))
+        Ok(self.reserve_now(bucket, now))
     }
 
-    async fn settle(&self, bucket: &str, _hold: u64, failed_at: Option<Timestamp>) -> CoreResult<()> {
-        self.settle_now(bucket, failed_at);
+    async fn settle(&self, bucket: &str, hold: u64, failed_at: Option<Timestamp>) -> CoreResult<()> {
+        self.settle_now(bucket, hold, failed_at);
         Ok(())
     }
 
@@ -175,8 +148,8 @@ impl LoginDelay for LoginThrottle {
         Ok(())
     }
 
-    fn abandon(&self, bucket: &str, _hold: u64) {
-        self.settle_now(bucket, None);
+    fn abandon(&self, bucket: &str, hold: u64) {
+        self.settle_now(bucket, hold, None);
     }
 
     /// Nothing to do: the map is bounded, and a quiet day resets a bucket when it is next
@@ -352,8 +325,9 @@ mod tests {
     fn the_memory_throttle_reports_its_wait() {
         let t = LoginThrottle::new(DelayPolicy::new(1, 900), 16);
         let now = Timestamp::from_millis(1_000_000);
-        assert!(t.reserve_now("x", now).is_ok());
-        t.settle_now("x", Some(now));
+        let hold = t.reserve_now("x", now);
+        assert!(hold.is_ok());
+        t.settle_now("x", hold.unwrap_or_default(), Some(now));
         assert_eq!(t.wait_secs("x", now), Some(1));
         assert_eq!(t.wait_secs("y", now), None);
     }

@@ -15,8 +15,8 @@ mod link;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_config::{FailMode, RateLimitConfig, RedisLimits};
-use rampart_core::{client_key, Budget, Clock, Decision, Events, LimitKey, Limiter, LimiterStatus};
+use rampart_config::{FailMode, RateLimitBackend, RateLimitConfig, RedisLimits};
+use rampart_core::{client_key, Budget, Clock, Core, Decision, Events, LimitKey, Limiter, LimiterStatus, LocalLimiter};
 use rampart_crypto::PurposeKey;
 
 use link::Link;
@@ -68,6 +68,27 @@ fn mode_name(m: FailMode) -> &'static str {
     match m {
         FailMode::Open => "open",
         FailMode::Closed => "closed",
+    }
+}
+
+/// The limiter `rate_limit.backend` asks for: this process's memory, or Redis shared by
+/// every node, waiting up to `first_connect` for Redis (down is no error: the fail modes
+/// answer until it is back; a URL that names no Redis server is).
+pub async fn open_limiter(
+    c: &RateLimitConfig,
+    core: &Core,
+    first_connect: Duration,
+) -> Result<Arc<dyn Limiter>, BadRedisUrl> {
+    match &c.backend {
+        RateLimitBackend::Memory => Ok(Arc::new(LocalLimiter::new(c, core.clock()))),
+        RateLimitBackend::Redis(redis) => {
+            let events = core.events().clone();
+            let limiter = RedisLimiter::start(c, redis, core.rate_limit_key(), events, first_connect).await?;
+            if !limiter.status().reachable {
+                tracing::warn!("Redis (rate_limit.redis_url) does not answer yet; the fail modes apply until it does");
+            }
+            Ok(Arc::new(limiter))
+        }
     }
 }
 

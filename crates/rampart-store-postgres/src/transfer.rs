@@ -159,12 +159,12 @@ impl PgImport {
                 names.push("node".to_owned());
             }
             let identity = kinds.iter().any(|k| k.identity);
-            let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+            let slots: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "INSERT INTO {table} ({}) {} VALUES ({})",
                 names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "),
                 if identity { "OVERRIDING SYSTEM VALUE" } else { "" },
-                placeholders.join(", "),
+                slots.join(", "),
             );
             let mut tx = c.transaction().map_err(map_err)?;
             let stmt = tx.prepare(&sql).map_err(map_err)?;

@@ -243,22 +243,9 @@ impl TestApp {
         )
         .await
         .expect("core");
-        let limits: Arc<dyn rampart_core::Limiter> = match &config.rate_limit.backend {
-            rampart_config::RateLimitBackend::Memory => {
-                Arc::new(rampart_core::LocalLimiter::new(&config.rate_limit, core.clock()))
-            }
-            rampart_config::RateLimitBackend::Redis(redis) => Arc::new(
-                rampart_limits_redis::RedisLimiter::start(
-                    &config.rate_limit,
-                    redis,
-                    core.rate_limit_key(),
-                    core.events().clone(),
-                    std::time::Duration::from_secs(2),
-                )
-                .await
-                .expect("redis url"),
-            ),
-        };
+        let first_connect = std::time::Duration::from_secs(2);
+        let limits =
+            rampart_limits_redis::open_limiter(&config.rate_limit, &core, first_connect).await.expect("redis url");
         let ports = rampart_http::AppPorts {
             activity: Arc::new(rampart_http::NoActivityLog),
             backups: Arc::new(rampart_http::NoBackups),

@@ -7,13 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rampart_config::{Config, DatabaseUrl, RateLimitBackend};
+use rampart_config::{Config, DatabaseUrl};
 use rampart_core::{
-    Bootstrap, Core, CoreError, CorePorts, CoreSettings, Limiter, LocalLimiter, MasterKey, PasswordPool, SystemClock,
-    ThrottleBackend,
+    Bootstrap, Core, CoreError, CorePorts, CoreSettings, Limiter, MasterKey, PasswordPool, SystemClock, ThrottleBackend,
 };
 use rampart_crypto::PasswordHasher;
-use rampart_limits_redis::RedisLimiter;
 use rampart_notify::WebhookNotifier;
 use rampart_store::{CacheInvalidation, LeaderLease, SingleNode, Store, StoreError, Topic};
 use rampart_store_postgres::{PostgresOptions, PostgresStore};
@@ -166,20 +164,7 @@ impl App {
     /// by every node. Redis being down at start is no error (its fail modes answer); a URL
     /// that names no Redis server is.
     pub async fn limiter(&self, config: &Config) -> anyhow::Result<Arc<dyn Limiter>> {
-        match &config.rate_limit.backend {
-            RateLimitBackend::Memory => Ok(Arc::new(LocalLimiter::new(&config.rate_limit, self.core.clock()))),
-            RateLimitBackend::Redis(redis) => {
-                let key = self.core.rate_limit_key();
-                let events = self.core.events().clone();
-                let limiter = RedisLimiter::start(&config.rate_limit, redis, key, events, REDIS_FIRST_CONNECT).await?;
-                if !limiter.status().reachable {
-                    tracing::warn!(
-                        "Redis (rate_limit.redis_url) does not answer yet; the fail modes apply until it does"
-                    );
-                }
-                Ok(Arc::new(limiter))
-            }
-        }
+        Ok(rampart_limits_redis::open_limiter(&config.rate_limit, &self.core, REDIS_FIRST_CONNECT).await?)
     }
 
     /// Starts the background jobs of a serving node: the session sweep with scheduled key

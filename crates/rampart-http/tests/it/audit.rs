@@ -210,3 +210,30 @@ async fn spoofed_forwarded_for_from_an_untrusted_peer_is_ignored() {
     let rec = proxied.audit_records().await.pop().unwrap();
     assert_eq!(rec.event.ip_address.as_deref(), Some("203.0.113.77"), "right-most untrusted hop");
 }
+
+/// A chain that grows while it is verified (a live node) verifies: the records up to a head
+/// read after them are read on, not reported missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_growing_during_verification_verifies() {
+    let app = TestApp::new().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (core, stop) = (app.core.clone(), std::sync::Arc::clone(&stop));
+        async move {
+            let meta = rampart_core::RequestMeta::local("test");
+            let mut appended = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let kind = rampart_core::audit::EventType::Query;
+                core.events().record_event(kind, Some("w"), &meta, true, json!({"n": appended})).await.unwrap();
+                appended += 1;
+            }
+            appended
+        }
+    });
+    for round in 0..20 {
+        let v = app.core.audit().verify_audit().await.unwrap();
+        assert!(v.valid, "round {round}: {v:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.await.unwrap() > 0, "the chain grew meanwhile");
+}

@@ -29,6 +29,27 @@ pub(crate) struct FileConfig {
     pub backup: FileBackup,
     #[serde(default)]
     pub breach_detection: FileBreach,
+    #[serde(default)]
+    pub privacy: FilePrivacy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilePrivacy {
+    pub verification_token_minutes: Option<u32>,
+    #[serde(default)]
+    pub service_provider: Vec<FileServiceProvider>,
+}
+
+/// A recipient of personal data, told of every erasure and CCPA deletion.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileServiceProvider {
+    pub name: String,
+    pub url: String,
+    /// Refused: secrets do not belong in the config file.
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

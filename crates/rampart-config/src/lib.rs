@@ -58,6 +58,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub backup: BackupConfig,
     pub breach: BreachConfig,
+    pub privacy: PrivacyConfig,
     pub secrets: Secrets,
     /// Things worth telling the operator at start (misspelled variables), never errors.
     pub warnings: Vec<String>,
@@ -76,6 +77,24 @@ pub struct WebhookEndpoint {
     pub url: String,
     pub secret: SecretString,
     pub format: WebhookFormat,
+}
+
+/// Data-subject requests.
+#[derive(Debug, Clone)]
+pub struct PrivacyConfig {
+    /// How long a verification token stays usable (default 60 minutes).
+    pub verification_token_minutes: u32,
+    /// Recipients of personal data (GDPR art. 19, CCPA service providers): each erasure
+    /// or deletion is delivered to them through the signed webhook outbox.
+    pub service_providers: Vec<ServiceProvider>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceProvider {
+    /// `[a-z0-9_-]{1,64}`: listed in responses and audit records.
+    pub name: String,
+    /// Always the generic format.
+    pub endpoint: WebhookEndpoint,
 }
 
 #[derive(Debug, Clone)]
@@ -619,7 +638,13 @@ impl Config {
         range("key_backup_retention_days", backup.key_backup_retention_days, 1, 3650)?;
 
         let b = file.breach_detection;
-        let pointed: Vec<String> = b.webhook.iter().filter_map(|w| w.secret_env.clone()).collect();
+        let p = file.privacy;
+        let pointed: Vec<String> = b
+            .webhook
+            .iter()
+            .filter_map(|w| w.secret_env.clone())
+            .chain(p.service_provider.iter().filter_map(|w| w.secret_env.clone()))
+            .collect();
         let warnings = env.unknown_variables(&pointed);
         let mut webhooks = Vec::new();
         if let Some(url) = env.get("RAMPART_BREACH_WEBHOOK_URL") {
@@ -675,12 +700,59 @@ impl Config {
         range("data_exfiltration_threshold_mb", breach.data_exfiltration_threshold_mb, 1, 10_000_000)?;
         range("block_duration_hours", breach.block_duration_hours, 1, 24 * 365)?;
 
+        let mut service_providers: Vec<ServiceProvider> = Vec::new();
+        for sp in p.service_provider {
+            let valid_name = !sp.name.is_empty()
+                && sp.name.len() <= 64
+                && sp.name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+            if !valid_name || service_providers.iter().any(|x| x.name == sp.name) {
+                return Err(invalid("privacy.service_provider.name", "unique, [a-z0-9_-]{1,64}"));
+            }
+            if !(sp.url.starts_with("https://") || sp.url.starts_with("http://")) {
+                return Err(invalid("privacy.service_provider.url", "must be an http(s) URL"));
+            }
+            let secret = match (sp.secret, sp.secret_env) {
+                (Some(_), _) => {
+                    return Err(invalid(
+                        "privacy.service_provider.secret",
+                        "put secrets in the environment: use secret_env",
+                    ))
+                }
+                (None, Some(var)) => chain.require(&SecretName::WebhookSecretEnv(var))?,
+                (None, None) => return Err(invalid("privacy.service_provider", "secret_env is required")),
+            };
+            let endpoint = WebhookEndpoint { url: sp.url, secret, format: WebhookFormat::Generic };
+            service_providers.push(ServiceProvider { name: sp.name, endpoint });
+        }
+        let privacy = PrivacyConfig {
+            verification_token_minutes: env
+                .parse_num("RAMPART_PRIVACY_VERIFICATION_TOKEN_MINUTES")?
+                .or(p.verification_token_minutes)
+                .unwrap_or(60),
+            service_providers,
+        };
+        range("privacy.verification_token_minutes", privacy.verification_token_minutes, 1, 7 * 24 * 60)?;
+
         let secrets = Secrets {
             encryption_key: chain.get(&SecretName::EncryptionKey)?,
             admin_username: chain.get_plain(&SecretName::AdminUsername)?,
             admin_password: chain.get(&SecretName::AdminPassword)?,
         };
-        Ok(Self { server, tls, auth, limits, rate_limit, cors, audit, keys, backup, breach, secrets, warnings })
+        Ok(Self {
+            server,
+            tls,
+            auth,
+            limits,
+            rate_limit,
+            cors,
+            audit,
+            keys,
+            backup,
+            breach,
+            privacy,
+            secrets,
+            warnings,
+        })
     }
 
     /// Defaults only, rooted at `data_dir`: for tests and tools.

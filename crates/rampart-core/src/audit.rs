@@ -48,6 +48,16 @@ pub enum EventType {
     RateLimitStoreUnreachable,
     /// It answers again; budgets are counted again.
     RateLimitStoreRestored,
+    /// Data-subject requests (SPEC section 11). Their details name the subject only by
+    /// its keyed hash: the chain outlives every erasure.
+    GdprVerification,
+    GdprErasure,
+    GdprExport,
+    GdprAccess,
+    GdprConsent,
+    CcpaAccess,
+    CcpaDelete,
+    CcpaOptOut,
 }
 
 impl EventType {
@@ -85,6 +95,14 @@ impl EventType {
             Self::AuditRepair => AUDIT_REPAIR,
             Self::RateLimitStoreUnreachable => "rate_limit_store_unreachable",
             Self::RateLimitStoreRestored => "rate_limit_store_restored",
+            Self::GdprVerification => "gdpr_verification",
+            Self::GdprErasure => "gdpr_erasure",
+            Self::GdprExport => "gdpr_export",
+            Self::GdprAccess => "gdpr_access",
+            Self::GdprConsent => "gdpr_consent",
+            Self::CcpaAccess => "ccpa_access",
+            Self::CcpaDelete => "ccpa_delete",
+            Self::CcpaOptOut => "ccpa_opt_out",
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::jwt::Tokens;
 use crate::keyring::KeyRing;
 use crate::mfa::{Mfa, MfaParts};
 use crate::notify::Notifier;
-use crate::privacy::Privacy;
+use crate::privacy::{Privacy, PrivacyParts};
 use crate::roles::Roles;
 use crate::rotation::Keys;
 use crate::security::BreachDetection;
@@ -49,6 +49,8 @@ pub struct CoreSettings {
     pub breach: rampart_config::BreachConfig,
     pub require_mfa_for_roles: Vec<String>,
     pub refresh_lifetime_secs: i64,
+    /// How long a data-subject verification token stays usable.
+    pub verification_token_minutes: u32,
 }
 
 impl CoreSettings {
@@ -68,6 +70,7 @@ impl CoreSettings {
             breach: c.breach.clone(),
             require_mfa_for_roles: c.auth.require_mfa_for_roles.clone(),
             refresh_lifetime_secs: i64::from(c.auth.refresh_lifetime_hours) * 3600,
+            verification_token_minutes: c.privacy.verification_token_minutes,
         }
     }
 }
@@ -196,7 +199,18 @@ impl Core {
             detection.clone(),
             (settings.key_rotation_days, settings.reencrypt_pause),
         );
-        let privacy = Privacy::new(store.clone(), Arc::clone(&keys), root.blind, events.clone());
+        let privacy = Privacy::new(
+            PrivacyParts {
+                store: store.clone(),
+                keys: Arc::clone(&keys),
+                blind_index: root.blind,
+                notifier: Arc::clone(&notifier),
+                verification_minutes: settings.verification_token_minutes,
+            },
+            documents.clone(),
+            events.clone(),
+            access.clone(),
+        );
         let audit = AuditLog::new(store.clone(), root.audit, notifier, events.clone(), detection.clone());
         audit.check_audit_anchor().await?;
         let bootstrap = users.bootstrap_admin(admin).await?;

@@ -229,6 +229,14 @@ impl Documents {
         serde_json::from_slice(&json).map_err(|_| CoreError::Integrity("document body is not JSON"))
     }
 
+    /// Opens a record for a data-subject request (export, access summary): audited as an
+    /// integrity error when it fails, and counted by exfiltration detection like any read.
+    pub(crate) async fn open_for_subject(&self, actor: &Principal, r: &DocumentRecord) -> CoreResult<Value> {
+        let data = self.decode_body(actor, r).await?;
+        self.detection.on_data_returned(actor, json_size(&data));
+        Ok(data)
+    }
+
     /// A stored (still sealed) record, from memory when no document was written since it
     /// was read (see `stamped_cache`); opened by the caller either way.
     async fn stored_document(&self, name: &CollectionName, id: &DocumentId) -> CoreResult<Arc<DocumentRecord>> {

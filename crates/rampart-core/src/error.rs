@@ -29,6 +29,10 @@ pub enum CoreError {
     /// A valid TOTP code that was already accepted once (the password was right).
     #[error("this code was already used; wait for the next one")]
     CodeAlreadyUsed,
+    /// A data-subject request's verification token is unknown, spent, expired or issued for
+    /// another subject.
+    #[error("the verification token is invalid, expired, already used or for another subject")]
+    VerificationInvalid,
     #[error("the resource changed since it was read")]
     PreconditionFailed,
     #[error("{0}")]
@@ -85,6 +89,7 @@ impl From<StoreError> for CoreError {
             StoreError::VersionMismatch => CoreError::PreconditionFailed,
             StoreError::LastAdmin => CoreError::Conflict("the last admin cannot be removed, disabled or demoted"),
             StoreError::InUse(what) | StoreError::LimitReached(what) => CoreError::Conflict(what),
+            StoreError::VerificationInvalid => CoreError::VerificationInvalid,
             e @ (StoreError::Unavailable(_) | StoreError::AuditUnavailable(_) | StoreError::AuditChainBroken(_)) => {
                 CoreError::Unavailable(e)
             }

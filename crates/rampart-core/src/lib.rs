@@ -54,7 +54,10 @@ pub use mfa::Mfa;
 pub use notify::{NoNotifier, Notice, Notifier};
 pub use passwords::PasswordPool;
 pub use principal::{Principal, RequestMeta};
-pub use privacy::Privacy;
+pub use privacy::{
+    AccessSummary, CollectionHoldings, ConsentAsk, ConsentStatus, ConsentView, ErasureAsk, ErasureReceipt, Export,
+    ExportHeader, ExportRecord, IssuedVerification, OptOutAsk, OptOutView, Privacy, Proof,
+};
 pub use rampart_types::perm;
 pub use rbac::{builtin_roles, grants, ADMIN_ROLE};
 pub use refusal::{Area, Escalation, Refusal};

@@ -48,6 +48,7 @@ pub fn builtin_roles(at: Timestamp) -> Vec<RoleRecord> {
                 GdprExport,
                 GdprErase,
                 GdprConsent,
+                GdprVerify,
                 CcpaAccess,
                 CcpaDelete,
                 CcpaOptOut,

@@ -85,6 +85,7 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
             C::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", msg, None),
             C::CodeAlreadyUsed => (StatusCode::UNAUTHORIZED, "code_already_used", msg, None),
             C::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", msg, None),
+            C::VerificationInvalid => (StatusCode::FORBIDDEN, "verification_invalid", msg, None),
             C::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed", msg, None),
             C::Conflict(_) => (StatusCode::CONFLICT, "conflict", msg, None),
             C::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg, None),

@@ -5,6 +5,7 @@ mod client_ip;
 mod context;
 mod cors;
 mod error;
+mod export_format;
 mod extract;
 mod handlers;
 mod json;

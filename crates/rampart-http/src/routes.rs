@@ -7,7 +7,9 @@ use axum::Router;
 use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
-use crate::handlers::{self, admin, auth, backups, collections, documents, gdpr, keys, mfa, roles, security, users};
+use crate::handlers::{
+    self, admin, auth, backups, ccpa, collections, documents, gdpr, keys, mfa, roles, security, users,
+};
 use crate::AppState;
 use rampart_core::{Area, Budget};
 use rampart_types::Permission;
@@ -146,7 +148,17 @@ fn routes() -> Vec<Route> {
         admin(M::POST, "/api/v1/admin/backup", P::BackupCreate, post(backups::create)),
         admin(M::GET, "/api/v1/admin/backups", P::BackupRead, get(backups::list)),
         admin(M::POST, "/api/v1/admin/backups/{id}/verify", P::BackupRead, post(backups::verify)),
+        admin(M::POST, "/api/v1/gdpr/verification", P::GdprVerify, post(gdpr::issue_verification)),
         admin(M::DELETE, "/api/v1/gdpr/erasure", P::GdprErase, delete(gdpr::erase)),
+        admin(M::GET, "/api/v1/gdpr/erasure/{id}", P::GdprErase, get(gdpr::erasure_status)),
+        admin(M::GET, "/api/v1/gdpr/export", P::GdprExport, get(gdpr::export)),
+        admin(M::GET, "/api/v1/gdpr/access", P::GdprAccess, get(gdpr::access)),
+        admin(M::POST, "/api/v1/gdpr/consent", P::GdprConsent, post(gdpr::record_consent)),
+        admin(M::GET, "/api/v1/gdpr/consent", P::GdprConsent, get(gdpr::consent)),
+        admin(M::GET, "/api/v1/ccpa/access", P::CcpaAccess, get(ccpa::access)),
+        admin(M::DELETE, "/api/v1/ccpa/delete", P::CcpaDelete, delete(ccpa::delete)),
+        admin(M::GET, "/api/v1/ccpa/delete/{id}", P::CcpaDelete, get(ccpa::deletion_status)),
+        admin(M::POST, "/api/v1/ccpa/opt-out", P::CcpaOptOut, post(ccpa::opt_out)),
         admin(M::GET, "/api/v1/admin/security/alerts", P::SecurityRead, get(security::alerts)),
         admin(
             M::POST,

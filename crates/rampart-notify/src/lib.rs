@@ -3,7 +3,7 @@
 //! get signed audit checkpoints. Formatting only; delivery (signing, SSRF guard,
 //! backoff) is the binary's outbox worker.
 
-use rampart_config::{WebhookEndpoint, WebhookFormat};
+use rampart_config::{ServiceProvider, WebhookEndpoint, WebhookFormat};
 use rampart_core::notify::{Notice, Notifier};
 use rampart_store::OutboxItem;
 use rampart_types::Timestamp;
@@ -11,12 +11,14 @@ use serde_json::{json, Value};
 
 pub struct WebhookNotifier {
     endpoints: Vec<WebhookEndpoint>,
+    /// Recipients of personal data: they get erasures and nothing else.
+    providers: Vec<ServiceProvider>,
     instance_id: String,
 }
 
 impl WebhookNotifier {
-    pub fn new(endpoints: Vec<WebhookEndpoint>, instance_id: String) -> Self {
-        Self { endpoints, instance_id }
+    pub fn new(endpoints: Vec<WebhookEndpoint>, providers: Vec<ServiceProvider>, instance_id: String) -> Self {
+        Self { endpoints, providers, instance_id }
     }
 
     fn alert_payload(&self, format: WebhookFormat, base: &Value, event_id: &str, summary: &Summary<'_>) -> Value {
@@ -95,7 +97,28 @@ impl Notifier for WebhookNotifier {
                     .map(|w| item(w, &event_id, payload.clone()))
                     .collect()
             }
+            Notice::SubjectErased { request_id, kind, subject_id } => self
+                .providers
+                .iter()
+                .map(|p| {
+                    let payload = json!({
+                        "event_type": "subject_erased",
+                        "event_id": request_id,
+                        "request_type": kind,
+                        "subject_id": subject_id,
+                        "service_provider": p.name,
+                        "instance_id": self.instance_id,
+                        "timestamp": at,
+                        "action_required": "delete every record of this subject you received from us",
+                    });
+                    item(&p.endpoint, request_id, payload.to_string())
+                })
+                .collect(),
         }
+    }
+
+    fn recipients(&self) -> Vec<String> {
+        self.providers.iter().map(|p| p.name.clone()).collect()
     }
 }
 

@@ -365,4 +365,41 @@ impl DocumentStore for PostgresStore {
         let limit = big(limit);
         self.read(move |c| documents_after(c, seq, limit)).await
     }
+
+    async fn subject_documents(
+        &self,
+        subject: &SubjectId,
+        after_seq: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<DocumentRecord>> {
+        let (s, limit) = (subject.as_str().to_owned(), big(limit));
+        self.read(move |c| {
+            // Seqs are handed out before commit: wait for inserts in flight, as
+            // `documents_after` does, so a page never skips one that commits later.
+            let mut tx = c.transaction().map_err(map_err)?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext('rampart:document-seqs'))", &[]).map_err(map_err)?;
+            let sql = format!(
+                "SELECT {DOC_COLUMNS} FROM documents d WHERE d.subject_id = $1 AND d.seq > $2 ORDER BY d.seq LIMIT $3"
+            );
+            let docs = tx.query(&sql, &[&s, &after_seq, &limit]).map_err(map_err)?.iter().map(doc_from_row).collect();
+            tx.commit().map_err(map_err)?;
+            docs
+        })
+        .await
+    }
+
+    async fn subject_collections(&self, subject: &SubjectId) -> StoreResult<Vec<(CollectionName, u64)>> {
+        let s = subject.as_str().to_owned();
+        self.read(move |c| {
+            c.query(
+                "SELECT collection, count(*) FROM documents WHERE subject_id = $1 GROUP BY collection ORDER BY collection",
+                &[&s],
+            )
+            .map_err(map_err)?
+            .iter()
+            .map(|r| Ok((parse_col(r.get(0), CollectionName::parse)?, u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))))
+            .collect()
+        })
+        .await
+    }
 }

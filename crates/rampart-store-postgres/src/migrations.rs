@@ -294,6 +294,50 @@ CREATE TRIGGER data_keys_changed AFTER UPDATE OR DELETE OR TRUNCATE ON data_keys
 CREATE TRIGGER kek_versions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON kek_versions
     FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('16');
 "#,
+    r#"
+-- Data-subject rights (`PrivacyStore`): subjects are known by a keyed hash only; erasure
+-- deletes a subject's rows from every table here but `privacy_requests`.
+CREATE TABLE privacy_verifications (
+    token_hash   BYTEA PRIMARY KEY CHECK (octet_length(token_hash) = 32),
+    subject_hash TEXT COLLATE "C" NOT NULL,
+    issued_by    TEXT NOT NULL,
+    issued_at    BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    spent_at     BIGINT
+);
+CREATE INDEX privacy_verifications_by_subject ON privacy_verifications(subject_hash);
+CREATE TABLE consents (
+    seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    consent_id   TEXT NOT NULL UNIQUE,
+    subject_hash TEXT COLLATE "C" NOT NULL,
+    purpose      TEXT NOT NULL,
+    granted      BOOLEAN NOT NULL,
+    given_at     BIGINT NOT NULL,
+    recorded_at  BIGINT NOT NULL,
+    recorded_by  TEXT NOT NULL
+);
+CREATE INDEX consents_by_subject ON consents(subject_hash, seq);
+CREATE TABLE opt_outs (
+    seq                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    opt_out_id          TEXT NOT NULL UNIQUE,
+    subject_hash        TEXT COLLATE "C" NOT NULL,
+    opt_out_type        TEXT NOT NULL,
+    effective_date      TEXT COLLATE "C" NOT NULL,
+    confirmation_number TEXT NOT NULL UNIQUE,
+    created_at          BIGINT NOT NULL,
+    created_by          TEXT NOT NULL
+);
+CREATE INDEX opt_outs_by_subject ON opt_outs(subject_hash, seq);
+CREATE TABLE privacy_requests (
+    request_id      TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    subject_hash    TEXT COLLATE "C" NOT NULL,
+    requested_by    TEXT NOT NULL,
+    requested_at    BIGINT NOT NULL,
+    records_deleted BIGINT NOT NULL,
+    providers       TEXT NOT NULL
+);
+"#,
 ];
 
 /// Runs the migrations that have not run yet.

@@ -59,7 +59,7 @@ fn outbox_from_row(r: &Row) -> OutboxItem {
 }
 
 /// Queues deliveries; an event id already queued for an endpoint keeps its schedule.
-fn insert_outbox(tx: &mut Transaction<'_>, items: &[OutboxItem]) -> StoreResult<()> {
+pub(crate) fn insert_outbox(tx: &mut Transaction<'_>, items: &[OutboxItem]) -> StoreResult<()> {
     for w in items {
         tx.execute(
             "INSERT INTO webhook_outbox (event_id, endpoint, payload, attempts, next_attempt_at)
@@ -240,7 +240,8 @@ impl SecurityStore for PostgresStore {
         let (id, ep) = (text(event_id).into_owned(), text(endpoint).into_owned());
         self.write(Vec::new(), move |tx| {
             tx.execute(
-                "UPDATE webhook_outbox SET delivered_at = $3, attempts = attempts + 1
+                // A delivered message keeps no body: it may name a data subject.
+                "UPDATE webhook_outbox SET delivered_at = $3, attempts = attempts + 1, payload = ''
                  WHERE event_id = $1 AND endpoint = $2 AND delivered_at IS NULL",
                 &[&id, &ep, &at.as_millis()],
             )

@@ -332,4 +332,41 @@ impl DocumentStore for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| documents_after(c, seq, limit)).await
     }
+
+    async fn subject_documents(
+        &self,
+        subject: &SubjectId,
+        after_seq: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<DocumentRecord>> {
+        let (s, limit) = (subject.as_str().to_owned(), i64::try_from(limit).unwrap_or(i64::MAX));
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {DOC_COLUMNS} FROM documents d WHERE d.subject_id = ?1 AND d.seq > ?2 ORDER BY d.seq LIMIT ?3"
+                ))
+                .map_err(map_err)?;
+            let rows = stmt.query_map(params![s, after_seq, limit], doc_from_row).map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn subject_collections(&self, subject: &SubjectId) -> StoreResult<Vec<(CollectionName, u64)>> {
+        let s = subject.as_str().to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT collection, count(*) FROM documents WHERE subject_id = ?1 GROUP BY collection ORDER BY collection",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![s], |r| {
+                    Ok((parse_col(r.get(0)?, CollectionName::parse)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        })
+        .await
+    }
 }

@@ -229,6 +229,50 @@ CREATE TABLE login_delays (
 ) STRICT;
 CREATE INDEX login_delays_by_last ON login_delays(last_ms);
 "#,
+    // Data-subject rights (`PrivacyStore`): subjects are known by a keyed hash only;
+    // erasure deletes a subject's rows from every table here but `privacy_requests`.
+    r#"
+CREATE TABLE privacy_verifications (
+    token_hash   BLOB PRIMARY KEY CHECK (length(token_hash) = 32),
+    subject_hash TEXT NOT NULL,
+    issued_by    TEXT NOT NULL,
+    issued_at    INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    spent_at     INTEGER
+) STRICT;
+CREATE INDEX privacy_verifications_by_subject ON privacy_verifications(subject_hash);
+CREATE TABLE consents (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    consent_id   TEXT NOT NULL UNIQUE,
+    subject_hash TEXT NOT NULL,
+    purpose      TEXT NOT NULL,
+    granted      INTEGER NOT NULL,
+    given_at     INTEGER NOT NULL,
+    recorded_at  INTEGER NOT NULL,
+    recorded_by  TEXT NOT NULL
+) STRICT;
+CREATE INDEX consents_by_subject ON consents(subject_hash, seq);
+CREATE TABLE opt_outs (
+    seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    opt_out_id          TEXT NOT NULL UNIQUE,
+    subject_hash        TEXT NOT NULL,
+    opt_out_type        TEXT NOT NULL,
+    effective_date      TEXT NOT NULL,
+    confirmation_number TEXT NOT NULL UNIQUE,
+    created_at          INTEGER NOT NULL,
+    created_by          TEXT NOT NULL
+) STRICT;
+CREATE INDEX opt_outs_by_subject ON opt_outs(subject_hash, seq);
+CREATE TABLE privacy_requests (
+    request_id      TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    subject_hash    TEXT NOT NULL,
+    requested_by    TEXT NOT NULL,
+    requested_at    INTEGER NOT NULL,
+    records_deleted INTEGER NOT NULL,
+    providers       TEXT NOT NULL
+) STRICT;
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {

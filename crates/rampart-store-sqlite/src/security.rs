@@ -43,7 +43,7 @@ fn outbox_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxItem> {
     })
 }
 
-fn insert_outbox(tx: &rusqlite::Transaction<'_>, items: &[OutboxItem]) -> StoreResult<()> {
+pub(crate) fn insert_outbox(tx: &rusqlite::Transaction<'_>, items: &[OutboxItem]) -> StoreResult<()> {
     for w in items {
         tx.execute(
             "INSERT OR IGNORE INTO webhook_outbox (event_id, endpoint, payload, attempts, next_attempt_at)
@@ -215,7 +215,9 @@ impl SecurityStore for SqliteStore {
         let (id, ep) = (event_id.to_owned(), endpoint.to_owned());
         self.write(Vec::new(), move |tx| {
             tx.execute(
-                "UPDATE webhook_outbox SET delivered_at = ?3, attempts = attempts + 1 WHERE event_id = ?1 AND endpoint = ?2",
+                // A delivered message keeps no body: it may name a data subject.
+                "UPDATE webhook_outbox SET delivered_at = ?3, attempts = attempts + 1, payload = ''
+                 WHERE event_id = ?1 AND endpoint = ?2",
                 params![id, ep, at.as_millis()],
             )
             .map(|_| ())

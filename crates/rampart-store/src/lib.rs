@@ -56,6 +56,10 @@ pub enum StoreError {
     /// or forged): nothing is appended until an operator repairs the chain.
     #[error("audit chain broken: {0}")]
     AuditChainBroken(&'static str),
+    /// A data-subject verification token is unknown, spent, expired or for another
+    /// subject; nothing was changed.
+    #[error("verification token invalid")]
+    VerificationInvalid,
     /// The backend cannot serve right now (locked, disk full, I/O error): retryable.
     #[error("storage unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -77,6 +81,7 @@ impl StoreError {
             StoreError::AlreadyExists => StoreError::AlreadyExists,
             StoreError::VersionMismatch => StoreError::VersionMismatch,
             StoreError::LastAdmin => StoreError::LastAdmin,
+            StoreError::VerificationInvalid => StoreError::VerificationInvalid,
             StoreError::InUse(what) => StoreError::InUse(what),
             StoreError::LimitReached(what) => StoreError::LimitReached(what),
             StoreError::AuditChainBroken(why) => StoreError::AuditChainBroken(why),
@@ -191,6 +196,15 @@ pub trait DocumentStore: Send + Sync {
     async fn query_documents(&self, q: DocumentQuery) -> StoreResult<Vec<DocumentRecord>>;
     /// Every document of a subject across collections (for later privacy APIs and tests).
     async fn count_subject_documents(&self, subject: &SubjectId) -> StoreResult<u64>;
+    /// The subject's documents in every collection, after `seq` in seq order.
+    async fn subject_documents(
+        &self,
+        subject: &SubjectId,
+        after_seq: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<DocumentRecord>>;
+    /// How many documents the subject has in each collection (collections with none omitted).
+    async fn subject_collections(&self, subject: &SubjectId) -> StoreResult<Vec<(CollectionName, u64)>>;
     /// Highest seq among stored documents (0 when none): a bound for progress reporting,
     /// not a sequence (seqs are never reused, but the newest may have been deleted).
     async fn max_document_seq(&self) -> StoreResult<i64>;

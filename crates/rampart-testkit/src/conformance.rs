@@ -18,6 +18,7 @@ macro_rules! conformance_suite {
                 alerts webhook_outbox ip_blocks login_history
                 alert_folding_out_of_order client_text_with_nul listing_order
                 login_delay login_delay_stale_holds login_delay_concurrent login_delay_forgetting
+                verification_tokens subject_rights opt_out_bound
             );
         }
     };
@@ -59,6 +60,7 @@ mod audit_log;
 mod content;
 mod keys;
 mod mfa;
+mod privacy;
 mod security;
 mod throttle;
 pub use audit_log::{audit_queries, audit_reanchor};
@@ -67,6 +69,7 @@ pub use keys::{data_keys, erasure, kek_and_master, key_invalidation, reencryptio
 pub use mfa::{
     jwt_signing_keys, mfa_challenges, mfa_enrolment, recovery_codes, refresh_concurrent_use, refresh_tokens,
 };
+pub use privacy::{opt_out_bound, subject_rights, verification_tokens};
 pub use security::{
     alert_folding_out_of_order, alerts, client_text_with_nul, ip_blocks, listing_order, login_history, webhook_outbox,
 };
@@ -85,6 +88,36 @@ pub(crate) async fn audited_since(s: &dyn Store, seq: i64) -> Vec<String> {
 /// An audit event of type `kind` (the type names the change it records).
 pub fn ev(kind: &str) -> rampart_store::AuditEvent {
     event(kind, "operator", true, 0)
+}
+
+/// An erasure of `subject` (known as `hash`) at `at`, on an administrator's override.
+pub fn erasure_of(subject: &SubjectId, hash: &str, at: Timestamp) -> rampart_store::Erasure {
+    erasure_with(subject, hash, at, rampart_store::Verification::Override)
+}
+
+pub fn erasure_with(
+    subject: &SubjectId,
+    hash: &str,
+    at: Timestamp,
+    verification: rampart_store::Verification,
+) -> rampart_store::Erasure {
+    rampart_store::Erasure {
+        subject: subject.clone(),
+        subject_hash: hash.to_owned(),
+        verification,
+        request: rampart_store::PrivacyRequest {
+            request_id: format!("erasure-{hash}-{}", at.as_millis()),
+            kind: "gdpr_erasure".into(),
+            subject_hash: hash.to_owned(),
+            requested_by: "tester".into(),
+            requested_at: at,
+            records_deleted: 0,
+            providers: vec![],
+            status: String::new(),
+            completed_at: None,
+        },
+        notices: vec![],
+    }
 }
 
 pub fn t(ms: i64) -> Timestamp {
@@ -590,7 +623,7 @@ pub async fn invalidation(s: &dyn Store) {
     stales_documents!("delete_document", s.delete_document(&d.collection, &d.id, None, vec![]).await.unwrap());
     s.insert_document(doc("inv", "d2", Some("subj"), b"x"), vec![], vec![]).await.unwrap();
     let subject = SubjectId::parse("subj").unwrap();
-    stales_documents!("erase_subject", s.erase_subject(&subject, "h", t(5), vec![]).await.unwrap());
+    stales_documents!("erase_subject", s.erase_subject(erasure_of(&subject, "h", t(5)), vec![]).await.unwrap());
     s.insert_document(doc("inv", "d3", None, b"x"), vec![], vec![]).await.unwrap();
     stales_documents!("delete_collection", s.delete_collection(&c.name, vec![]).await.unwrap());
 }

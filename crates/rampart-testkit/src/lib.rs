@@ -231,6 +231,7 @@ impl TestApp {
             passwords: pool,
             notifier: Arc::new(rampart_notify::WebhookNotifier::new(
                 config.breach.webhooks.clone(),
+                config.privacy.service_providers.clone(),
                 config.breach.instance_id.clone(),
             )),
             identity: None,

@@ -87,6 +87,8 @@ permissions! {
     GdprExport = "gdpr.export", Global;
     GdprErase = "gdpr.erase", Global;
     GdprConsent = "gdpr.consent", Global;
+    GdprVerify = "gdpr.verify", Global;
+    GdprOverride = "gdpr.override", Global;
     CcpaAccess = "ccpa.access", Global;
     CcpaDelete = "ccpa.delete", Global;
     CcpaOptOut = "ccpa.opt_out", Global;

@@ -31,6 +31,17 @@ impl Timestamp {
             .and_then(|t| t.format(&Rfc3339).ok())
             .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
     }
+    /// The UTC calendar date, `YYYY-MM-DD`.
+    pub fn date(self) -> String {
+        self.to_rfc3339().chars().take(10).collect()
+    }
+    /// Midnight UTC of a `YYYY-MM-DD` calendar date; `None` unless it is a real date.
+    pub fn parse_date(s: &str) -> Option<Self> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let date = time::Date::parse(s, &format).ok()?;
+        let t = date.midnight().assume_utc();
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok().map(Self)
+    }
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
         let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
         i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok().map(Self)
@@ -52,6 +63,16 @@ impl Serialize for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_parse_only_when_real() {
+        let t = Timestamp::parse_date("2026-02-28").unwrap_or(Timestamp(0));
+        assert_eq!(t.date(), "2026-02-28");
+        assert_eq!(t.to_rfc3339(), "2026-02-28T00:00:00Z");
+        for bad in ["2026-02-30", "2026-2-3", "26-02-03", "2026-02-03T00:00:00Z", "", "2026-13-01"] {
+            assert!(Timestamp::parse_date(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn rfc3339_round_trip() {

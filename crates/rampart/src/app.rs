@@ -130,7 +130,11 @@ impl App {
             clock: Arc::new(SystemClock),
             master: Arc::new(key),
             passwords: pool,
-            notifier: Arc::new(WebhookNotifier::new(config.breach.webhooks.clone(), config.breach.instance_id.clone())),
+            notifier: Arc::new(WebhookNotifier::new(
+                config.breach.webhooks.clone(),
+                config.privacy.service_providers.clone(),
+                config.breach.instance_id.clone(),
+            )),
             identity: None,
             login_delay: backend.login_delay(),
         };
@@ -178,8 +182,13 @@ impl App {
             let (core, lease) = (self.core.clone(), Arc::clone(&lease));
             async move { core.keys().keep_reencrypting(lease).await }
         });
-        let webhooks =
-            tokio::spawn(crate::webhooks::deliver(self.backend.store(), config.breach.clone(), clock, lease, stop));
+        let webhooks = tokio::spawn(crate::webhooks::deliver(
+            self.backend.store(),
+            crate::webhooks::Endpoints::of(config),
+            clock,
+            lease,
+            stop,
+        ));
         Workers { periodic: vec![sweeper, block_reload, reencrypt], webhooks }
     }
 }

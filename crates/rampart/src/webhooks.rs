@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_config::BreachConfig;
+use rampart_config::{Config, WebhookEndpoint};
 use rampart_core::{Clock, Store};
 use rampart_store::OutboxItem;
 use secrecy::ExposeSecret;
@@ -99,9 +99,27 @@ fn backoff_ms(attempts: u32) -> i64 {
     base + i64::from(u16::from_le_bytes(jitter) % 1000)
 }
 
+/// Every endpoint the outbox may address: breach webhooks and the recipients of personal
+/// data (erasure notices), found again by URL at delivery.
+#[derive(Clone)]
+pub struct Endpoints {
+    pub webhooks: Vec<WebhookEndpoint>,
+    pub allow_private_webhook_targets: bool,
+}
+
+impl Endpoints {
+    pub fn of(config: &Config) -> Self {
+        let providers = config.privacy.service_providers.iter().map(|p| p.endpoint.clone());
+        Self {
+            webhooks: config.breach.webhooks.iter().cloned().chain(providers).collect(),
+            allow_private_webhook_targets: config.breach.allow_private_webhook_targets,
+        }
+    }
+}
+
 pub async fn deliver(
     store: Arc<dyn Store>,
-    config: BreachConfig,
+    config: Endpoints,
     clock: Arc<dyn Clock>,
     lease: Arc<dyn rampart_store::LeaderLease>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -205,13 +223,14 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(rampart_store_sqlite::SqliteStore::open(dir.path()).unwrap());
         let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", receiver.local_addr().unwrap());
-        let mut config = rampart_config::Config::for_data_dir(dir.path()).unwrap().breach;
-        config.allow_private_webhook_targets = true;
-        config.webhooks = vec![rampart_config::WebhookEndpoint {
-            url: url.clone(),
-            secret: "s3cret-for-the-test".to_owned().into(),
-            format: rampart_config::WebhookFormat::Generic,
-        }];
+        let config = Endpoints {
+            allow_private_webhook_targets: true,
+            webhooks: vec![rampart_config::WebhookEndpoint {
+                url: url.clone(),
+                secret: "s3cret-for-the-test".to_owned().into(),
+                format: rampart_config::WebhookFormat::Generic,
+            }],
+        };
         let clock: Arc<dyn Clock> = Arc::new(rampart_core::SystemClock);
         let item = OutboxItem {
             event_id: "evt-lease".into(),

@@ -1,6 +1,7 @@
 pub(crate) mod admin;
 pub(crate) mod auth;
 pub(crate) mod backups;
+pub(crate) mod ccpa;
 pub(crate) mod collections;
 pub(crate) mod documents;
 pub(crate) mod gdpr;

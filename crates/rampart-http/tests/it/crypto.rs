@@ -180,7 +180,9 @@ async fn erasing_a_subject_shreds_its_documents_everywhere() {
         app.core.access().authorize::<rampart_core::perm::GdprErase>(viewer, None, rampart_core::Area::Admin).await;
     assert!(matches!(refused, Err(rampart_core::CoreError::Forbidden(_))), "needs gdpr.erase");
     let cli = app.core.authorize_local().await.unwrap();
-    assert_eq!(app.core.privacy().erase_subject(&cli, subject).await.unwrap(), 2);
+    let proof = rampart_core::Proof { verification_token: None, override_reason: Some("the test says so".into()) };
+    let ask = rampart_core::ErasureAsk { subject_id: subject.into(), reason: None, proof };
+    assert_eq!(app.core.privacy().erase(&cli, ask).await.unwrap().records_deleted, 2);
 
     let res = app.get(&format!("/api/v1/collections/visits/documents?subject_id={subject}"), Some(&admin)).await;
     assert!(res.body["documents"].as_array().unwrap().is_empty());

@@ -131,7 +131,13 @@ async fn a_change_on_one_node_stales_the_other_nodes_caches_within_a_second() {
     let keys = feed.generation(Topic::Keys);
     let subject = rampart_types::SubjectId::parse("s").unwrap();
     let at = rampart_testkit::conformance::t(1);
-    rampart_store::PrivacyStore::erase_subject(&a, &subject, "h", at, vec![ev("subject_erase")]).await.unwrap();
+    rampart_store::PrivacyStore::erase_subject(
+        &a,
+        rampart_testkit::conformance::erasure_of(&subject, "h", at),
+        vec![ev("subject_erase")],
+    )
+    .await
+    .unwrap();
     let took = within(Duration::from_secs(1), || feed.generation(Topic::Keys) > keys).await;
     assert!(took.is_some(), "node B heard of the destroyed key within 1 s");
 }

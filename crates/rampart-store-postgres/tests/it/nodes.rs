@@ -322,7 +322,9 @@ async fn an_erasure_takes_a_subject_key_added_meanwhile_on_another_node() {
     let eraser = a.clone();
     let erase = tokio::spawn(async move {
         let subject = rampart_types::SubjectId::parse("s1").unwrap();
-        eraser.erase_subject(&subject, "h1", t(5), vec![ev("subject_erase")]).await
+        eraser
+            .erase_subject(rampart_testkit::conformance::erasure_of(&subject, "h1", t(5)), vec![ev("subject_erase")])
+            .await
     });
     tokio::time::sleep(SETTLE).await;
     successor.commit();

@@ -10,7 +10,7 @@ use rampart_store::{
 };
 use rampart_types::{CollectionName, DocumentId, SubjectId};
 
-use super::{doc, entry, ev, t, TestChainer};
+use super::{doc, entry, erasure_of, ev, t, TestChainer};
 
 /// The meta key the core keeps the master key check value under (`KEY_CHECK_META`).
 const KCV_META: &str = "master_key_check_value";
@@ -334,14 +334,14 @@ pub async fn erasure(s: &dyn Store) {
     let s1 = SubjectId::parse("s1").unwrap();
     assert!(s.erasure_ledger().await.unwrap().is_empty());
 
-    let closed = s.erase_subject(&s1, "h1", t(7), vec![ev("erase")]).await;
+    let closed = s.erase_subject(erasure_of(&s1, "h1", t(7)), vec![ev("erase")]).await;
     assert!(matches!(closed, Err(StoreError::AuditUnavailable(_))), "{closed:?}");
     assert_eq!(s.count_subject_documents(&s1).await.unwrap(), 2, "nothing erased without its audit record");
     assert!(s.get_key("ks1").await.unwrap().is_some() && s.get_key("ks1b").await.unwrap().is_some());
     assert!(s.erasure_ledger().await.unwrap().is_empty());
     s.set_audit_chainer(Arc::new(TestChainer));
 
-    let n = audited!(s, ["erase"], s.erase_subject(&s1, "h1", t(7), vec![ev("erase")]).await.unwrap());
+    let n = audited!(s, ["erase"], s.erase_subject(erasure_of(&s1, "h1", t(7)), vec![ev("erase")]).await.unwrap());
     assert_eq!(n, 2, "documents erased");
     assert_eq!(s.count_subject_documents(&s1).await.unwrap(), 0);
     assert!(body(s, "a", "x1").await.is_none() && body(s, "b", "y1").await.is_none());
@@ -369,7 +369,7 @@ pub async fn erasure(s: &dyn Store) {
     assert_eq!(s.erasure_ledger().await.unwrap(), [ErasureEntry { subject_hash: "h1".into(), erased_at: t(7) }]);
 
     // A subject with nothing stored is still recorded, after the first.
-    let none = s.erase_subject(&SubjectId::parse("s9").unwrap(), "h9", t(8), vec![]).await.unwrap();
+    let none = s.erase_subject(erasure_of(&SubjectId::parse("s9").unwrap(), "h9", t(8)), vec![]).await.unwrap();
     assert_eq!(none, 0);
     let ledger: Vec<_> = s.erasure_ledger().await.unwrap().into_iter().map(|e| (e.subject_hash, e.erased_at)).collect();
     assert_eq!(ledger, [("h1".to_owned(), t(7)), ("h9".to_owned(), t(8))]);
@@ -397,6 +397,6 @@ pub async fn key_invalidation(s: &dyn Store) {
     s.finish_reencrypt(vec![]).await.unwrap();
     assert!(keys() > g, "retired keys");
     let g = keys();
-    s.erase_subject(&SubjectId::parse("s1").unwrap(), "h1", t(2), vec![]).await.unwrap();
+    s.erase_subject(erasure_of(&SubjectId::parse("s1").unwrap(), "h1", t(2)), vec![]).await.unwrap();
     assert!(keys() > g, "an erased subject's key is destroyed");
 }

@@ -199,7 +199,7 @@ async fn erasing_a_subject_shreds_its_documents_everywhere() {
     for (name, bytes) in app.all_stored_bytes() {
         assert!(!contains(&bytes, subject.as_bytes()), "subject id lingers in {name}");
     }
-    let event = app.audit_records().await.into_iter().find(|r| r.event.event_type == "subject_erase").unwrap();
+    let event = app.audit_records().await.into_iter().find(|r| r.event.event_type == "gdpr_erasure").unwrap();
     assert_eq!(event.event.details["subject_hash"], ledger);
 }
 

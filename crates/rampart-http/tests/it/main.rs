@@ -9,6 +9,7 @@ mod data;
 mod errors;
 mod limits;
 mod mfa;
+mod privacy;
 mod rbac;
 mod redis_limits;
 mod responses;

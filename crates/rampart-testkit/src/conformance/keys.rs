@@ -48,7 +48,7 @@ fn failing_on(refuse: &'static str) -> Rewrapper {
     Box::new(move |k: &KeyRecord| if k.key_id == refuse { Err("cannot unwrap".into()) } else { Ok(b"x".to_vec()) })
 }
 
-fn collection(c: &str) -> CollectionRecord {
+pub(super) fn collection(c: &str) -> CollectionRecord {
     CollectionRecord {
         name: CollectionName::parse(c).unwrap(),
         indexes: vec![],

@@ -8,8 +8,9 @@ use rampart_store::{
     ConsentRecord, OptOutRecord, OutboxItem, PrivacyCounts, PrivacyRequest, Store, StoreError, Verification,
     VerificationRecord, MAX_OPT_OUTS,
 };
-use rampart_types::{CollectionName, SubjectId};
+use rampart_types::SubjectId;
 
+use super::keys::collection;
 use super::{doc, erasure_of, erasure_with, ev, t, TestChainer};
 
 fn token(n: u8, subject_hash: &str, expires: i64) -> VerificationRecord {
@@ -57,18 +58,6 @@ fn export_request(id: &str, subject_hash: &str, at: i64) -> PrivacyRequest {
         providers: vec![],
         status: String::new(),
         completed_at: None,
-    }
-}
-
-fn collection(c: &str) -> rampart_store::CollectionRecord {
-    rampart_store::CollectionRecord {
-        name: CollectionName::parse(c).unwrap(),
-        indexes: vec![],
-        pii_fields: vec![],
-        retention_days: None,
-        encrypted: true,
-        created_at: t(0),
-        updated_at: t(0),
     }
 }
 

@@ -14,5 +14,6 @@ mod nginx;
 mod nodes;
 mod nodes_throttle;
 mod postgres;
+mod privacy;
 mod server;
 mod support;

@@ -52,8 +52,12 @@ async fn a_populated_sqlite_deployment_moves_to_postgres_and_keeps_working() {
         ids.push(res["id"].as_str().unwrap().to_owned());
     }
     // An erasure (ledger, destroyed subject key), a block and an alert.
-    let erase =
-        c.delete(server.url("/api/v1/gdpr/erasure?subject_id=subject-0")).bearer_auth(&admin).send().await.unwrap();
+    let erase = c
+        .delete(server.url("/api/v1/gdpr/erasure?subject_id=subject-0&override_reason=erased-by-the-test"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert!(erase.status().is_success(), "{:?}", erase.text().await);
     assert_eq!(
         post(

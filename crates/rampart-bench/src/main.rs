@@ -5,6 +5,7 @@
 mod alerts;
 mod api;
 mod compare;
+mod export;
 mod http1;
 mod load;
 mod nodes;
@@ -45,6 +46,8 @@ enum Suite {
     Compare,
     /// Issue 11: one node on SQLite vs one on PostgreSQL vs two on PostgreSQL behind nginx (wrk)
     Nodes,
+    /// Issue 12: data-subject exports (JSON, CSV, XML) vs paging the same records; server memory
+    Export,
 }
 
 impl Suite {
@@ -59,6 +62,7 @@ impl Suite {
             Suite::Tokens => "tokens: refresh rotations and JWT mints",
             Suite::Compare => "compare: Rampart beside nginx and PocketBase (wrk)",
             Suite::Nodes => "nodes: SQLite vs PostgreSQL vs two nodes behind nginx (wrk)",
+            Suite::Export => "export: data-subject exports stream (time and server memory)",
         }
     }
 
@@ -131,6 +135,12 @@ struct Cli {
     /// Size of each backup-suite document, in kB
     #[arg(long, default_value_t = 20)]
     backup_doc_kb: usize,
+    /// Documents of the one subject the export suite exports
+    #[arg(long, default_value_t = 20_000)]
+    export_documents: usize,
+    /// Size of each export-suite document, in kB
+    #[arg(long, default_value_t = 2)]
+    export_doc_kb: usize,
     /// Concurrent inserts while filling the backup database
     #[arg(long, default_value_t = 4)]
     fill_concurrency: usize,
@@ -157,7 +167,7 @@ impl Cli {
     /// Refuses values that cannot be measured, before any server starts; resolves the binary.
     fn check(&mut self) -> anyhow::Result<()> {
         let counts = [self.runs, self.flood_concurrency, self.compare_concurrency, self.alert_reps, self.documents];
-        let counts = counts.into_iter().chain([self.backup_documents, self.fill_concurrency]);
+        let counts = counts.into_iter().chain([self.backup_documents, self.fill_concurrency, self.export_documents]);
         let mut counts =
             counts.chain(self.hash_threads).chain(self.login_concurrency.iter().chain(&self.read_concurrency).copied());
         if counts.any(|n| n == 0) {
@@ -166,7 +176,7 @@ impl Cli {
         if !(0.0..=3600.0).contains(&self.warmup) || !(0.1..=3600.0).contains(&self.seconds) {
             bail!("--warmup must be between 0 and 3600, --seconds between 0.1 and 3600");
         }
-        if ![self.large_doc_kb, self.backup_doc_kb].iter().all(|kb| (1..=512).contains(kb)) {
+        if ![self.large_doc_kb, self.backup_doc_kb, self.export_doc_kb].iter().all(|kb| (1..=512).contains(kb)) {
             bail!("--large-doc-kb and --backup-doc-kb must be between 1 and 512 (the server takes bodies up to 1 MiB)");
         }
         if self.suite.contains(&Suite::Spray) {
@@ -215,6 +225,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Suite::Backup => suites::backup(&cli).await,
             Suite::Breach => suites::breach(&cli).await,
             Suite::Tokens => suites::tokens(&cli).await,
+            Suite::Export => export::export_suite(&cli).await,
             Suite::Compare => compare::compare(&cli).await,
             Suite::Nodes => nodes::nodes(&cli).await,
         };

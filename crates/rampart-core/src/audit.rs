@@ -48,6 +48,10 @@ pub enum EventType {
     RateLimitStoreUnreachable,
     /// It answers again; budgets are counted again.
     RateLimitStoreRestored,
+    /// A full verification of the audit chain and its result (compliance evidence).
+    AuditVerify,
+    /// A signed compliance evidence report was generated.
+    ComplianceReport,
 }
 
 impl EventType {
@@ -85,6 +89,8 @@ impl EventType {
             Self::AuditRepair => AUDIT_REPAIR,
             Self::RateLimitStoreUnreachable => "rate_limit_store_unreachable",
             Self::RateLimitStoreRestored => "rate_limit_store_restored",
+            Self::AuditVerify => "audit_verify",
+            Self::ComplianceReport => "compliance_report",
         }
     }
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::access::Access;
 use crate::audit::{Chainer, EventType};
 use crate::audit_anchor::AuditLog;
+use crate::compliance::{Compliance, ComplianceParts};
 use crate::auth::{PasswordLogin, SessionParts, SessionPolicy, Sessions};
 use crate::data::{DocumentParts, Documents};
 use crate::events::Events;
@@ -49,6 +50,8 @@ pub struct CoreSettings {
     pub breach: rampart_config::BreachConfig,
     pub require_mfa_for_roles: Vec<String>,
     pub refresh_lifetime_secs: i64,
+    /// Configuration facts the compliance status reports (TLS, rate limits, backup policy).
+    pub compliance: crate::compliance::ComplianceSettings,
 }
 
 impl CoreSettings {
@@ -68,6 +71,7 @@ impl CoreSettings {
             breach: c.breach.clone(),
             require_mfa_for_roles: c.auth.require_mfa_for_roles.clone(),
             refresh_lifetime_secs: i64::from(c.auth.refresh_lifetime_hours) * 3600,
+            compliance: crate::compliance::ComplianceSettings::from_config(c),
         }
     }
 }
@@ -106,6 +110,7 @@ struct Services {
     keys: Keys,
     privacy: Privacy,
     audit: AuditLog,
+    compliance: Compliance,
     backup_key: Arc<PurposeKey>,
     rate_limit_key: Arc<PurposeKey>,
     settings: CoreSettings,
@@ -199,6 +204,12 @@ impl Core {
         let privacy = Privacy::new(store.clone(), Arc::clone(&keys), root.blind, events.clone());
         let audit = AuditLog::new(store.clone(), root.audit, notifier, events.clone(), detection.clone());
         audit.check_audit_anchor().await?;
+        let compliance = Compliance::new(
+            ComplianceParts { store: store.clone(), signer: root.report, settings: settings.clone() },
+            key_service.clone(),
+            audit.clone(),
+            events.clone(),
+        );
         let bootstrap = users.bootstrap_admin(admin).await?;
         let core = Self {
             inner: Arc::new(Services {
@@ -214,6 +225,7 @@ impl Core {
                 keys: key_service,
                 privacy,
                 audit,
+                compliance,
                 backup_key: root.backup,
                 rate_limit_key: root.rate_limit,
                 settings,
@@ -257,6 +269,9 @@ impl Core {
     }
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
+    }
+    pub fn compliance(&self) -> &Compliance {
+        &self.inner.compliance
     }
 
     /// Checks the password (through the identity provider) and opens a session, or, for

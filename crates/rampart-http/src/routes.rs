@@ -7,7 +7,7 @@ use axum::Router;
 use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
-use crate::handlers::{self, admin, auth, backups, collections, documents, gdpr, keys, mfa, roles, security, users};
+use crate::handlers::{self, admin, auth, backups, collections, compliance, documents, gdpr, keys, mfa, roles, security, users};
 use crate::AppState;
 use rampart_core::{Area, Budget};
 use rampart_types::Permission;
@@ -147,6 +147,8 @@ fn routes() -> Vec<Route> {
         admin(M::GET, "/api/v1/admin/backups", P::BackupRead, get(backups::list)),
         admin(M::POST, "/api/v1/admin/backups/{id}/verify", P::BackupRead, post(backups::verify)),
         admin(M::DELETE, "/api/v1/gdpr/erasure", P::GdprErase, delete(gdpr::erase)),
+        admin(M::GET, "/api/v1/admin/compliance/status", P::ComplianceRead, get(compliance::status)),
+        admin(M::GET, "/api/v1/admin/compliance/soc2-report", P::ComplianceRead, get(compliance::soc2_report)),
         admin(M::GET, "/api/v1/admin/security/alerts", P::SecurityRead, get(security::alerts)),
         admin(
             M::POST,

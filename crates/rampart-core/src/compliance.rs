@@ -493,7 +493,17 @@ fn judge(facts: &Facts<'_>) -> ComplianceStatus {
                 } else {
                     ControlStatus::Pass
                 };
-                let evidence = results.into_iter().map(|(id, o)| (id, o.evidence.clone())).collect();
+                // Each check's facts, with its own verdict beside them.
+                let evidence = results
+                    .into_iter()
+                    .map(|(id, o)| {
+                        let mut e = o.evidence.clone();
+                        if let Value::Object(m) = &mut e {
+                            m.insert("status".into(), json!(o.status));
+                        }
+                        (id, e)
+                    })
+                    .collect();
                 ControlView { id: c.id, title: c.title, status, evidence }
             })
             .collect();

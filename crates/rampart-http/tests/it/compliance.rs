@@ -409,3 +409,48 @@ async fn the_report_key_never_verifies_a_jwt() {
     };
     assert_eq!(verify_report(&signed, &[as_report]), Err(ReportError::BadSignature));
 }
+
+#[tokio::test]
+async fn breach_response_fails_on_a_high_alert_left_open_past_72_hours() {
+    use rampart_core::security::{Detection, Severity};
+    let app = TestApp::new().await;
+    let s = status(&app, &app.admin_token().await).await;
+    assert_eq!(state(&s, "gdpr", "art33"), "pass");
+    app.core
+        .detection()
+        .raise(Detection {
+            breach_type: "privilege_escalation",
+            severity: Severity::Critical,
+            dedup: "compliance-test".into(),
+            details: json!({}),
+            ip: None,
+            user: None,
+            revoke_sessions: false,
+            block_source: false,
+        })
+        .await
+        .unwrap();
+    let s = status(&app, &app.admin_token().await).await;
+    assert_eq!(state(&s, "gdpr", "art33"), "pass", "open, but within 72 hours");
+
+    app.clock.advance_secs(73 * 3600);
+    let admin = app.admin_token().await;
+    let s = status(&app, &admin).await;
+    assert_eq!(state(&s, "gdpr", "art33"), "fail");
+    let overdue = &control(&s, "gdpr", "art33")["evidence"]["breach_response"]["overdue_high_or_critical_alerts"];
+    assert_eq!(overdue[0]["breach_type"], "privilege_escalation", "{overdue}");
+    let id = overdue[0]["id"].as_str().unwrap().to_owned();
+    let res = app.post(&format!("/api/v1/admin/security/alerts/{id}/acknowledge"), Some(&admin), json!({})).await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    assert_eq!(state(&status(&app, &admin).await, "gdpr", "art33"), "pass");
+
+    let off = TestApp::with_config(|c| {
+        c.breach.enabled = false;
+        c.backup.key_backup_retention_days = 90;
+    })
+    .await;
+    let s = status(&off, &off.admin_token().await).await;
+    assert_eq!(state(&s, "gdpr", "art33"), "fail", "no breach detection");
+    assert_eq!(state(&s, "soc2", "C1.2"), "fail", "keys of erased subjects kept 90 days in key backups");
+    assert_eq!(control(&s, "soc2", "C1.2")["evidence"]["key_backup_retention"]["key_backup_retention_days"], 90);
+}

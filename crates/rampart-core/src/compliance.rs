@@ -26,7 +26,6 @@ use serde_json::{json, Value};
 
 use crate::audit::EventType;
 use crate::audit_anchor::AuditLog;
-use crate::core::CoreSettings;
 use crate::events::Events;
 use crate::jwt::Jwk;
 use crate::rotation::{Keys, KeysView};
@@ -130,12 +129,7 @@ pub const CONTROLS: &[Control] = &[
     control(Hipaa, "164.312(d)", "Person or entity authentication", &[C::AdminMfa, C::PasswordPolicy]),
     control(Hipaa, "164.312(e)(1)", "Transmission security", &[C::Tls]),
     control(Hipaa, "164.308(a)(7)(ii)(A)", "Contingency plan: data backup", &[C::BackupVerified]),
-    control(
-        Gdpr,
-        "art5(1)(f)",
-        "Integrity and confidentiality",
-        &[C::EncryptionAtRest, C::Tls, C::AuditIntegrity],
-    ),
+    control(Gdpr, "art5(1)(f)", "Integrity and confidentiality", &[C::EncryptionAtRest, C::Tls, C::AuditIntegrity]),
     control(
         Gdpr,
         "art25",
@@ -165,7 +159,12 @@ pub const CONTROLS: &[Control] = &[
         "Reasonable security procedures and practices",
         &[C::EncryptionAtRest, C::Tls, C::AdminMfa, C::AccessControl],
     ),
-    control(Ccpa, "1798.150", "Breach of nonencrypted personal information", &[C::EncryptionAtRest, C::BackupEncryption]),
+    control(
+        Ccpa,
+        "1798.150",
+        "Breach of nonencrypted personal information",
+        &[C::EncryptionAtRest, C::BackupEncryption],
+    ),
     control(
         Soc2,
         "CC6.1",
@@ -215,7 +214,7 @@ fn age_days(now: Timestamp, then: Timestamp) -> i64 {
 /// Everything the checks read, gathered once per request.
 pub(crate) struct Facts<'a> {
     now: Timestamp,
-    settings: &'a CoreSettings,
+    settings: &'a Enforced,
     users: Vec<UserRecord>,
     roles: Vec<RoleRecord>,
     collections: Vec<CollectionRecord>,
@@ -253,7 +252,7 @@ impl Check {
         let s = f.settings;
         match self {
             Self::Tls => {
-                let tls = s.compliance.tls;
+                let tls = s.config.tls;
                 outcome(tls, json!({ "tls_enabled": tls, "insecure_http": !tls }))
             }
             Self::SessionTimeout => {
@@ -295,7 +294,8 @@ impl Check {
             Self::BackupVerified => {
                 let last = f.last_backup_verified.as_ref();
                 let at = last.map(|r| r.event.timestamp);
-                let fresh = at.is_some_and(|t| f.now.as_millis() - t.as_millis() <= BACKUP_VERIFY_MAX_AGE_DAYS * DAY_MS);
+                let fresh =
+                    at.is_some_and(|t| f.now.as_millis() - t.as_millis() <= BACKUP_VERIFY_MAX_AGE_DAYS * DAY_MS);
                 outcome(
                     fresh,
                     json!({
@@ -308,11 +308,11 @@ impl Check {
                 )
             }
             Self::BackupEncryption => {
-                let required = s.compliance.backup_encryption_required;
+                let required = s.config.backup_encryption_required;
                 outcome(required, json!({ "backup_encryption": if required { "required" } else { "optional" } }))
             }
             Self::KeyBackupRetention => {
-                let days = s.compliance.key_backup_retention_days;
+                let days = s.config.key_backup_retention_days;
                 outcome(
                     days <= KEY_BACKUP_RETENTION_MAX_DAYS,
                     json!({ "key_backup_retention_days": days, "max_days": KEY_BACKUP_RETENTION_MAX_DAYS }),
@@ -348,7 +348,8 @@ impl Check {
             Self::AdminMfa => {
                 let admins: Vec<&UserRecord> =
                     f.users.iter().filter(|u| !u.disabled && u.role.as_str() == crate::ADMIN_ROLE).collect();
-                let without: Vec<&str> = admins.iter().filter(|u| !u.mfa_enabled).map(|u| u.username.as_str()).collect();
+                let without: Vec<&str> =
+                    admins.iter().filter(|u| !u.mfa_enabled).map(|u| u.username.as_str()).collect();
                 outcome(
                     !admins.is_empty() && without.is_empty(),
                     json!({
@@ -374,7 +375,7 @@ impl Check {
                 )
             }
             Self::RateLimiting => {
-                let c = &s.compliance;
+                let c = &s.config;
                 outcome(
                     c.rate_limit_enabled,
                     json!({
@@ -390,12 +391,8 @@ impl Check {
                 for u in f.users.iter().filter(|u| !u.disabled) {
                     *by_role.entry(u.role.as_str()).or_default() += 1;
                 }
-                let unknown: Vec<&str> = f
-                    .users
-                    .iter()
-                    .filter(|u| !known.contains(&u.role.as_str()))
-                    .map(|u| u.username.as_str())
-                    .collect();
+                let unknown: Vec<&str> =
+                    f.users.iter().filter(|u| !known.contains(&u.role.as_str())).map(|u| u.username.as_str()).collect();
                 outcome(
                     unknown.is_empty(),
                     json!({
@@ -404,7 +401,7 @@ impl Check {
                         "roles": f.roles.len(),
                         "enabled_users_by_role": by_role,
                         "users_with_unknown_role": unknown,
-                        "admin_allowed_networks": s.breach.admin_allowed_ips.len(),
+                        "admin_allowed_networks": s.admin_allowed_networks,
                     }),
                 )
             }
@@ -417,10 +414,10 @@ impl Check {
                     .map(|a| json!({ "id": a.id, "severity": a.severity, "breach_type": a.breach_type, "first_seen": a.first_seen }))
                     .collect();
                 outcome(
-                    s.breach.enabled && overdue.is_empty(),
+                    s.breach_detection && overdue.is_empty(),
                     json!({
-                        "breach_detection_enabled": s.breach.enabled,
-                        "webhook_endpoints": s.breach.webhooks.len(),
+                        "breach_detection_enabled": s.breach_detection,
+                        "webhook_endpoints": s.webhook_endpoints,
                         "open_alerts": f.open_alerts.len(),
                         "overdue_high_or_critical_alerts": overdue,
                         "response_hours": BREACH_RESPONSE_HOURS,
@@ -473,11 +470,8 @@ impl ComplianceStatus {
 }
 
 fn judge(facts: &Facts<'_>) -> ComplianceStatus {
-    let outcomes: BTreeMap<&'static str, Outcome> = CONTROLS
-        .iter()
-        .flat_map(|c| c.checks.iter())
-        .map(|check| (check.id(), check.evaluate(facts)))
-        .collect();
+    let outcomes: BTreeMap<&'static str, Outcome> =
+        CONTROLS.iter().flat_map(|c| c.checks.iter()).map(|check| (check.id(), check.evaluate(facts))).collect();
     let mut frameworks = BTreeMap::new();
     for fw in Framework::ALL {
         let controls: Vec<ControlView> = CONTROLS
@@ -518,7 +512,7 @@ fn judge(facts: &Facts<'_>) -> ComplianceStatus {
         };
         frameworks.insert(fw.as_str(), FrameworkStatus { summary, controls });
     }
-    ComplianceStatus { generated_at: facts.now, node_id: facts.settings.compliance.node_id.clone(), frameworks }
+    ComplianceStatus { generated_at: facts.now, node_id: facts.settings.config.node_id.clone(), frameworks }
 }
 
 /// Configuration facts the checks read, taken from the validated config at start (the
@@ -551,11 +545,26 @@ impl ComplianceSettings {
     }
 }
 
-/// Store parts the compliance service reads.
+/// The policies the other services enforce, as the core was opened with them (filled from
+/// `CoreSettings` by `Core::open`, so the status reports what is enforced, not a copy).
+#[derive(Debug, Clone)]
+pub(crate) struct Enforced {
+    pub config: ComplianceSettings,
+    pub session_idle_secs: i64,
+    pub session_lifetime_secs: i64,
+    pub require_mfa_for_roles: Vec<String>,
+    pub audit_reads: bool,
+    pub breach_detection: bool,
+    pub webhook_endpoints: usize,
+    pub admin_allowed_networks: usize,
+    pub instance_id: String,
+}
+
+/// What the compliance service is built from.
 pub(crate) struct ComplianceParts {
     pub store: Arc<dyn Store>,
     pub signer: Arc<ReportSigner>,
-    pub settings: CoreSettings,
+    pub settings: Enforced,
 }
 
 /// The compliance status and the signed SOC 2 evidence report.
@@ -570,7 +579,7 @@ pub struct Compliance {
     audit: AuditLog,
     events: Events,
     signer: Arc<ReportSigner>,
-    settings: Arc<CoreSettings>,
+    settings: Arc<Enforced>,
 }
 
 fn record_view(r: &AuditRecord) -> Value {
@@ -811,8 +820,8 @@ impl Compliance {
             "report_type": "soc2_evidence",
             "report_id": report_id,
             "generated_at": now,
-            "node_id": self.settings.compliance.node_id,
-            "instance_id": self.settings.breach.instance_id,
+            "node_id": self.settings.config.node_id,
+            "instance_id": self.settings.instance_id,
             "generated_by": who.username,
             "period": { "days": days, "from": from, "to": now },
             "access_control": { "users": users, "roles": roles },
@@ -833,7 +842,7 @@ impl Compliance {
                 "key_rotation_days": facts.keys.rotation_days,
                 "last_rotation_at": facts.keys.kek_versions.iter().map(|v| v.created_at).max(),
                 "next_rotation_due": facts.keys.next_rotation_due,
-                "backup_encryption_required": self.settings.compliance.backup_encryption_required,
+                "backup_encryption_required": self.settings.config.backup_encryption_required,
             },
             "backup_verification_log": self.events_in(&[E::BackupCreate, E::BackupVerify, E::BackupRestore], from).await?,
             "audit_verification": verification,
@@ -847,7 +856,9 @@ impl Compliance {
             "kid": self.signer.kid(),
             "sha256": report_digest(&canonical),
         });
-        self.events.record_event(EventType::ComplianceReport, Some(who.username.as_str()), &who.origin, true, details).await?;
+        self.events
+            .record_event(EventType::ComplianceReport, Some(who.username.as_str()), &who.origin, true, details)
+            .await?;
         Ok(json!({
             "report": report,
             "signature": { "alg": "EdDSA", "kid": self.signer.kid(), "value": signature },
@@ -904,7 +915,8 @@ pub fn verify_report(envelope: &Value, trusted: &[ReportKey]) -> Result<String, 
     }
     let kid = text("kid")?;
     let value = text("value")?;
-    let key = trusted.iter().find(|k| k.kid == kid).ok_or_else(|| ReportError::UnknownKey(kid.chars().take(64).collect()))?;
+    let key =
+        trusted.iter().find(|k| k.kid == kid).ok_or_else(|| ReportError::UnknownKey(kid.chars().take(64).collect()))?;
     if rampart_crypto::verify_report_signature(&key.public_key, &canonical_json(report), value) {
         Ok(key.kid.clone())
     } else {

@@ -10,8 +10,8 @@ use serde_json::json;
 use crate::access::Access;
 use crate::audit::{Chainer, EventType};
 use crate::audit_anchor::AuditLog;
-use crate::compliance::{Compliance, ComplianceParts};
 use crate::auth::{PasswordLogin, SessionParts, SessionPolicy, Sessions};
+use crate::compliance::{Compliance, ComplianceParts, Enforced};
 use crate::data::{DocumentParts, Documents};
 use crate::events::Events;
 use crate::identity::{IdentityProvider, LocalIdentity};
@@ -205,7 +205,21 @@ impl Core {
         let audit = AuditLog::new(store.clone(), root.audit, notifier, events.clone(), detection.clone());
         audit.check_audit_anchor().await?;
         let compliance = Compliance::new(
-            ComplianceParts { store: store.clone(), signer: root.report, settings: settings.clone() },
+            ComplianceParts {
+                store: store.clone(),
+                signer: root.report,
+                settings: Enforced {
+                    config: settings.compliance.clone(),
+                    session_idle_secs: settings.session_idle_secs,
+                    session_lifetime_secs: settings.session_lifetime_secs,
+                    require_mfa_for_roles: settings.require_mfa_for_roles.clone(),
+                    audit_reads: settings.audit_reads,
+                    breach_detection: settings.breach.enabled,
+                    webhook_endpoints: settings.breach.webhooks.len(),
+                    admin_allowed_networks: settings.breach.admin_allowed_ips.len(),
+                    instance_id: settings.breach.instance_id.clone(),
+                },
+            },
             key_service.clone(),
             audit.clone(),
             events.clone(),

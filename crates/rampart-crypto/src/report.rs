@@ -159,7 +159,8 @@ mod tests {
     #[test]
     fn canonical_json_sorts_members_and_is_compact() {
         let v: serde_json::Value =
-            serde_json::from_str(r#"{ "b": [ 2, {"z": null, "a": "x\n"} ], "a": true, "é": 1, "B": -3 }"#).expect("json");
+            serde_json::from_str(r#"{ "b": [ 2, {"z": null, "a": "x\n"} ], "a": true, "é": 1, "B": -3 }"#)
+                .expect("json");
         assert_eq!(
             String::from_utf8(canonical_json(&v)).expect("utf8"),
             r#"{"B":-3,"a":true,"b":[2,{"a":"x\n","z":null}],"é":1}"#
@@ -174,7 +175,9 @@ mod tests {
         let report = DataKey::generate().report_signing_key().expect("signer");
         // Whatever the report key signs starts with the context, which a JWT signing input
         // (base64url.base64url) cannot: a newline and spaces are outside base64url.
-        assert!(REPORT_SIGNING_CONTEXT.iter().any(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_' || *b == b'.')));
+        assert!(REPORT_SIGNING_CONTEXT
+            .iter()
+            .any(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_' || *b == b'.')));
         let input = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0";
         let sig = URL_SAFE_NO_PAD.decode(report.sign(input.as_bytes())).expect("b64");
         let as_jwt = UnparsedPublicKey::new(&ED25519, report.public_key());

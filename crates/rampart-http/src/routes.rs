@@ -7,7 +7,9 @@ use axum::Router;
 use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
-use crate::handlers::{self, admin, auth, backups, collections, compliance, documents, gdpr, keys, mfa, roles, security, users};
+use crate::handlers::{
+    self, admin, auth, backups, collections, compliance, documents, gdpr, keys, mfa, roles, security, users,
+};
 use crate::AppState;
 use rampart_core::{Area, Budget};
 use rampart_types::Permission;

@@ -46,7 +46,8 @@ pub async fn run(flags: Overrides, action: ComplianceAction) -> anyhow::Result<u
     let trusted = match &jwks {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let set: Value = serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))?;
+            let set: Value =
+                serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))?;
             let keys = report_keys_from_jwks(&set);
             anyhow::ensure!(!keys.is_empty(), "{} holds no report signing key (kid report-…)", path.display());
             keys

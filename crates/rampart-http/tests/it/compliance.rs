@@ -42,7 +42,10 @@ async fn every_framework_reports_controls_with_evidence_and_a_summary_that_follo
     let s = status(&app, &admin).await;
     assert!(s["generated_at"].is_string());
     for (fw, ids) in [
-        ("hipaa", &["164.312(a)(1)", "164.312(a)(2)(iv)", "164.312(b)", "164.312(c)(1)", "164.312(d)", "164.312(e)(1)"][..]),
+        (
+            "hipaa",
+            &["164.312(a)(1)", "164.312(a)(2)(iv)", "164.312(b)", "164.312(c)(1)", "164.312(d)", "164.312(e)(1)"][..],
+        ),
         ("gdpr", &["art5(1)(f)", "art25", "art30", "art32", "art33"][..]),
         ("ccpa", &["1798.81.5", "1798.150"][..]),
         ("soc2", &["CC6.1", "CC6.2", "CC6.3", "CC6.6", "CC6.7", "A1.2", "C1.1", "C1.2", "PI1.1"][..]),
@@ -187,7 +190,10 @@ async fn backup_encryption_session_timeout_and_rate_limits_follow_the_configurat
     .await;
     let s = status(&lax, &lax.admin_token().await).await;
     let timeout = &control(&s, "hipaa", "164.312(a)(1)")["evidence"]["session_timeout"];
-    assert_eq!((timeout["idle_timeout_minutes"].as_i64(), timeout["max_idle_timeout_minutes"].as_i64()), (Some(45), Some(30)));
+    assert_eq!(
+        (timeout["idle_timeout_minutes"].as_i64(), timeout["max_idle_timeout_minutes"].as_i64()),
+        (Some(45), Some(30))
+    );
     assert_eq!(state(&s, "hipaa", "164.312(a)(1)"), "fail");
     assert_eq!(state(&s, "soc2", "CC6.7"), "fail", "unencrypted backups allowed");
     assert_eq!(control(&s, "soc2", "CC6.6")["evidence"]["rate_limiting"]["enabled"], false);
@@ -263,7 +269,10 @@ async fn audit_integrity_follows_recorded_verifications_and_the_chain_anchor() {
     assert_eq!(app.get("/api/v1/admin/audit/verify", Some(&admin)).await.body["valid"], false);
     let s = status(&app, &admin).await;
     let evidence = &control(&s, "hipaa", "164.312(c)(1)")["evidence"]["audit_integrity"];
-    assert_eq!((state(&s, "hipaa", "164.312(c)(1)"), evidence["last_result_valid"].clone()), ("fail".to_owned(), json!(false)));
+    assert_eq!(
+        (state(&s, "hipaa", "164.312(c)(1)"), evidence["last_result_valid"].clone()),
+        ("fail".to_owned(), json!(false))
+    );
 
     // A cut tail: the store refuses new records, so audit controls fail at once.
     let fresh = TestApp::new().await;
@@ -297,8 +306,16 @@ async fn the_soc2_report_verifies_with_the_published_key_and_any_change_breaks_i
     let users = r["access_control"]["users"].as_array().unwrap();
     let auditor = users.iter().find(|u| u["username"] == "auditor1").unwrap();
     assert_eq!((auditor["role"].as_str(), auditor["mfa_enabled"].as_bool()), (Some("auditor"), Some(false)));
-    assert!(r["access_control"]["roles"].as_array().unwrap().iter().any(|x| x["name"] == "admin" && x["permissions"].as_array().unwrap().len() > 10));
-    assert!(r["configuration_changes"]["user_create"]["records"].as_array().unwrap().iter().any(|e| e["details"].to_string().contains("auditor1")));
+    assert!(r["access_control"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["name"] == "admin" && x["permissions"].as_array().unwrap().len() > 10));
+    assert!(r["configuration_changes"]["user_create"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["details"].to_string().contains("auditor1")));
     assert!(r["configuration_changes"]["key_rotate"]["count"].as_u64().unwrap() >= 1);
     assert_eq!(r["encryption"]["collections"], json!([{"name": "public", "encrypted": false}]));
     assert_eq!(r["audit_verification"]["valid"], true, "a fresh verification");
@@ -382,10 +399,12 @@ async fn the_report_key_never_verifies_a_jwt() {
     let jwks = app.get("/.well-known/jwks.json", None).await.body;
     let report_kid = signed["signature"]["kid"].as_str().unwrap();
     let report_jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == report_kid).unwrap();
-    assert!(jwks["keys"].as_array().unwrap().iter().filter(|k| k["kid"] != report_kid).all(|k| !k["kid"]
-        .as_str()
+    assert!(jwks["keys"]
+        .as_array()
         .unwrap()
-        .starts_with("report-")));
+        .iter()
+        .filter(|k| k["kid"] != report_kid)
+        .all(|k| !k["kid"].as_str().unwrap().starts_with("report-")));
     let report_key = DecodingKey::from_ed_components(report_jwk["x"].as_str().unwrap()).unwrap();
     let mut v = Validation::new(Algorithm::EdDSA);
     v.set_audience(&["billing"]);

@@ -8,14 +8,7 @@ use serde_json::{json, Value};
 use crate::support::{bin, start, Server, ServerOpts, ADMIN_PASSWORD};
 
 fn verify_cli(data: &Path, file: &Path, extra: &[&str]) -> std::process::Output {
-    bin()
-        .args(["compliance", "--data-dir"])
-        .arg(data)
-        .arg("verify-report")
-        .arg(file)
-        .args(extra)
-        .output()
-        .unwrap()
+    bin().args(["compliance", "--data-dir"]).arg(data).arg("verify-report").arg(file).args(extra).output().unwrap()
 }
 
 fn code(out: &std::process::Output) -> (Option<i32>, String) {
@@ -43,7 +36,13 @@ async fn a_report_from_a_running_server_verifies_offline_and_any_change_is_caugh
     // No verified backup yet: the backup control fails; a real backup, verified, passes it.
     let status = server.get_json(&token, "/api/v1/admin/compliance/status").await;
     assert_eq!(a12(&status)["status"], "fail", "{}", a12(&status));
-    let tls = status["frameworks"]["hipaa"]["controls"].as_array().unwrap().iter().find(|c| c["id"] == "164.312(e)(1)").unwrap().clone();
+    let tls = status["frameworks"]["hipaa"]["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "164.312(e)(1)")
+        .unwrap()
+        .clone();
     assert_eq!(tls["status"], "pass", "served over TLS: {tls}");
     let meta = post(&server, &token, "/api/v1/admin/backup", json!({"encrypted": true})).await;
     let id = meta["backup_id"].as_str().unwrap().to_owned();
@@ -58,7 +57,8 @@ async fn a_report_from_a_running_server_verifies_offline_and_any_change_is_caugh
     let signed = server.get_json(&token, "/api/v1/admin/compliance/soc2-report?days=30").await;
     let log = &signed["report"]["backup_verification_log"]["backup_verify"]["records"];
     assert!(log.as_array().unwrap().iter().any(|r| r["details"]["backup_id"] == id.as_str()), "{log}");
-    let jwks: Value = server.client().get(server.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks: Value =
+        server.client().get(server.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     let report_file = tmp.path().join("report.json");
     std::fs::write(&report_file, serde_json::to_vec_pretty(&signed).unwrap()).unwrap();
     let jwks_file = tmp.path().join("jwks.json");
@@ -71,7 +71,10 @@ async fn a_report_from_a_running_server_verifies_offline_and_any_change_is_caugh
     let out = verify_cli(&data, &report_file, &["--jwks", jwks_file.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", code(&out).1);
     let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((verdict["valid"].as_bool(), verdict["report_id"].clone()), (Some(true), signed["report"]["report_id"].clone()));
+    assert_eq!(
+        (verdict["valid"].as_bool(), verdict["report_id"].clone()),
+        (Some(true), signed["report"]["report_id"].clone())
+    );
 
     // One value flipped: invalid, with either key source.
     let mut tampered = signed.clone();
@@ -113,7 +116,13 @@ async fn a_report_from_a_running_server_verifies_offline_and_any_change_is_caugh
     assert!(server.stop().success());
     let new_key = tmp.path().join("new.key");
     std::fs::write(&new_key, "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=\n").unwrap();
-    let out = bin().args(["keys", "--data-dir"]).arg(&data).args(["change-master", "--new-key-file"]).arg(&new_key).output().unwrap();
+    let out = bin()
+        .args(["keys", "--data-dir"])
+        .arg(&data)
+        .args(["change-master", "--new-key-file"])
+        .arg(&new_key)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (status_code, text) = code(&verify_cli(&data, &report_file, &[]));
     assert_eq!(status_code, Some(0), "{text}");

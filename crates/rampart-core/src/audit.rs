@@ -58,6 +58,10 @@ pub enum EventType {
     CcpaAccess,
     CcpaDelete,
     CcpaOptOut,
+    /// A full verification of the audit chain and its result (compliance evidence).
+    AuditVerify,
+    /// A signed compliance evidence report was generated.
+    ComplianceReport,
 }
 
 impl EventType {
@@ -103,6 +107,8 @@ impl EventType {
             Self::CcpaAccess => "ccpa_access",
             Self::CcpaDelete => "ccpa_delete",
             Self::CcpaOptOut => "ccpa_opt_out",
+            Self::AuditVerify => "audit_verify",
+            Self::ComplianceReport => "compliance_report",
         }
     }
 }

@@ -265,9 +265,53 @@ impl AuditLog {
         Ok(self.audit_store.query_audit(filter).await?)
     }
 
-    /// Verifies the chain, its mirror and checkpoint.
-    pub async fn verify_audit_as(&self, _: &Authorized<perm::AuditVerify>) -> CoreResult<FullVerification> {
-        self.verify_audit().await
+    /// Verifies the chain, its mirror and checkpoint, and records the result.
+    pub async fn verify_audit_as(&self, access: &Authorized<perm::AuditVerify>) -> CoreResult<FullVerification> {
+        let who = access.who();
+        self.verify_and_record(who.username.as_str(), &who.origin).await
+    }
+
+    /// A full verification whose result is recorded as an `audit_verify` event, so the
+    /// compliance status can say when the chain was last verified and with what result
+    /// without walking the whole chain on every request. Recording is best effort: a chain
+    /// whose tail no longer matches its head refuses appends, and the verdict is still
+    /// returned (the compliance status checks that anchor itself on every request).
+    pub(crate) async fn verify_and_record(&self, user: &str, meta: &RequestMeta) -> CoreResult<FullVerification> {
+        let v = self.verify_audit().await?;
+        let details = json!({
+            "records": v.records,
+            "first_bad_seq": v.first_bad_seq,
+            "reason": v.reason.as_deref().map(crate::audit::bounded),
+            "other_nodes": v.other_nodes.len(),
+            "audit_log_checked": v.audit_log.is_some(),
+        });
+        if let Err(e) = self.events.record_event(EventType::AuditVerify, Some(user), meta, v.valid, details).await {
+            tracing::warn!(error = %e, valid = v.valid, "the audit verification result could not be recorded");
+        }
+        Ok(v)
+    }
+
+    /// What is wrong with the chain's anchor right now, if anything: the signed head must
+    /// verify and the table's tail must be exactly the record it names. Cheap (two reads),
+    /// so it runs on every compliance status request.
+    pub async fn anchor_problem(&self) -> CoreResult<Option<&'static str>> {
+        Ok(self.anchor_state().await?.err().map(|(reason, _)| reason))
+    }
+
+    async fn anchor_state(&self) -> CoreResult<Result<(), (&'static str, Option<i64>)>> {
+        let store = &self.audit_store;
+        let head = store.audit_head().await?;
+        let reason = match &head {
+            None if store.read_audit(0, 1).await?.is_empty() => return Ok(Ok(())),
+            None => "chain head missing",
+            Some(h) if !ct_eq(self.audit_key.head_mac(h.seq, &h.hash), h.mac) => "chain head signature invalid",
+            Some(h) => match hash_at(store.as_ref(), h.seq).await? {
+                Some(hash) if ct_eq(hash, h.hash) && store.read_audit(h.seq, 1).await?.is_empty() => return Ok(Ok(())),
+                Some(_) => "table tail does not match the signed head",
+                None => "records missing at the end",
+            },
+        };
+        Ok(Err((reason, head.map(|h| h.seq))))
     }
 
     /// Installs the reader of the audit.log mirror, so API verification checks it too.
@@ -301,25 +345,14 @@ impl AuditLog {
     /// records (the store refuses them); say so loudly and raise a Critical alert, which
     /// needs no audit record of its own.
     pub(crate) async fn check_audit_anchor(&self) -> CoreResult<()> {
-        let store = &self.audit_store;
-        let head = store.audit_head().await?;
-        let reason = match &head {
-            None if store.read_audit(0, 1).await?.is_empty() => return Ok(()),
-            None => "chain head missing",
-            Some(h) if !ct_eq(self.audit_key.head_mac(h.seq, &h.hash), h.mac) => "chain head signature invalid",
-            Some(h) => match hash_at(store.as_ref(), h.seq).await? {
-                Some(hash) if ct_eq(hash, h.hash) && store.read_audit(h.seq, 1).await?.is_empty() => return Ok(()),
-                Some(_) => "table tail does not match the signed head",
-                None => "records missing at the end",
-            },
-        };
+        let Err((reason, head_seq)) = self.anchor_state().await? else { return Ok(()) };
         tracing::error!(reason, "audit chain broken: audited changes are refused until `rampart audit repair`");
         self.detection
             .raise(Detection {
                 breach_type: "audit_chain_broken",
                 severity: Severity::Critical,
                 dedup: "audit-anchor".into(),
-                details: json!({ "reason": reason, "head_seq": head.map(|h| h.seq) }),
+                details: json!({ "reason": reason, "head_seq": head_seq }),
                 ip: None,
                 user: None,
                 revoke_sessions: false,

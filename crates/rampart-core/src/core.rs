@@ -11,6 +11,7 @@ use crate::access::Access;
 use crate::audit::{Chainer, EventType};
 use crate::audit_anchor::AuditLog;
 use crate::auth::{PasswordLogin, SessionParts, SessionPolicy, Sessions};
+use crate::compliance::{Compliance, ComplianceParts, Enforced};
 use crate::data::{DocumentParts, Documents};
 use crate::events::Events;
 use crate::identity::{IdentityProvider, LocalIdentity};
@@ -51,6 +52,8 @@ pub struct CoreSettings {
     pub refresh_lifetime_secs: i64,
     /// How long a data-subject verification token stays usable.
     pub verification_token_minutes: u32,
+    /// Configuration facts the compliance status reports (TLS, rate limits, backup policy).
+    pub compliance: crate::compliance::ComplianceSettings,
 }
 
 impl CoreSettings {
@@ -71,6 +74,7 @@ impl CoreSettings {
             require_mfa_for_roles: c.auth.require_mfa_for_roles.clone(),
             refresh_lifetime_secs: i64::from(c.auth.refresh_lifetime_hours) * 3600,
             verification_token_minutes: c.privacy.verification_token_minutes,
+            compliance: crate::compliance::ComplianceSettings::from_config(c),
         }
     }
 }
@@ -109,6 +113,7 @@ struct Services {
     keys: Keys,
     privacy: Privacy,
     audit: AuditLog,
+    compliance: Compliance,
     backup_key: Arc<PurposeKey>,
     rate_limit_key: Arc<PurposeKey>,
     settings: CoreSettings,
@@ -213,6 +218,26 @@ impl Core {
         );
         let audit = AuditLog::new(store.clone(), root.audit, notifier, events.clone(), detection.clone());
         audit.check_audit_anchor().await?;
+        let compliance = Compliance::new(
+            ComplianceParts {
+                store: store.clone(),
+                signer: root.report,
+                settings: Enforced {
+                    config: settings.compliance.clone(),
+                    session_idle_secs: settings.session_idle_secs,
+                    session_lifetime_secs: settings.session_lifetime_secs,
+                    require_mfa_for_roles: settings.require_mfa_for_roles.clone(),
+                    audit_reads: settings.audit_reads,
+                    breach_detection: settings.breach.enabled,
+                    webhook_endpoints: settings.breach.webhooks.len(),
+                    admin_allowed_networks: settings.breach.admin_allowed_ips.len(),
+                    instance_id: settings.breach.instance_id.clone(),
+                },
+            },
+            key_service.clone(),
+            audit.clone(),
+            events.clone(),
+        );
         let bootstrap = users.bootstrap_admin(admin).await?;
         let core = Self {
             inner: Arc::new(Services {
@@ -228,6 +253,7 @@ impl Core {
                 keys: key_service,
                 privacy,
                 audit,
+                compliance,
                 backup_key: root.backup,
                 rate_limit_key: root.rate_limit,
                 settings,
@@ -271,6 +297,9 @@ impl Core {
     }
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
+    }
+    pub fn compliance(&self) -> &Compliance {
+        &self.inner.compliance
     }
 
     /// Checks the password (through the identity provider) and opens a session, or, for

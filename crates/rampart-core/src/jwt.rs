@@ -38,7 +38,8 @@ pub struct Jwk {
     pub crv: &'static str,
     /// The public key, base64url without padding.
     pub x: String,
-    pub kid: SigningKeyId,
+    /// JWT keys: their `SigningKeyId`; the report signing key: `report-…`.
+    pub kid: String,
     pub alg: &'static str,
     #[serde(rename = "use")]
     pub key_use: &'static str,
@@ -163,7 +164,7 @@ impl Tokens {
                 kty: "OKP",
                 crv: "Ed25519",
                 x: jwk_x(&k.public_key),
-                kid: k.kid.clone(),
+                kid: k.kid.as_str().to_owned(),
                 alg: "EdDSA",
                 key_use: "sig",
             })

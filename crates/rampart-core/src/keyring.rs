@@ -48,6 +48,7 @@ pub(crate) struct RootKeys {
     pub device: Arc<rampart_crypto::DeviceKey>,
     pub rate_limit: Arc<rampart_crypto::PurposeKey>,
     pub login_delay: Arc<rampart_crypto::PurposeKey>,
+    pub report: Arc<rampart_crypto::ReportSigner>,
 }
 
 fn new_key_id(prefix: &str) -> String {
@@ -107,6 +108,7 @@ impl KeyRing {
             device: Arc::new(root.device_key()),
             rate_limit: Arc::new(root.rate_limit_key()),
             login_delay: Arc::new(root.login_delay_key()),
+            report: Arc::new(root.report_signing_key().map_err(CoreError::internal)?),
         };
         Ok((ring, keys))
     }

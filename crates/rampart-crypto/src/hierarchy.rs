@@ -64,6 +64,10 @@ impl DataKey {
     pub fn login_delay_key(&self) -> PurposeKey {
         self.derive(b"rampart/v1/login-delay-buckets")
     }
+    /// The Ed25519 key that signs compliance evidence reports (its seed is the purpose key).
+    pub fn report_signing_key(&self) -> Result<crate::ReportSigner, crate::ReportKeyError> {
+        crate::ReportSigner::from_purpose(&self.derive(b"rampart/v1/compliance-report-signing"))
+    }
     pub fn device_key(&self) -> DeviceKey {
         DeviceKey::from_purpose(self.derive(b"rampart/v1/device-token"))
     }

@@ -6,6 +6,7 @@ mod jwt;
 mod keys;
 mod password;
 mod policy;
+mod report;
 mod stream;
 mod token;
 mod totp;
@@ -16,7 +17,13 @@ pub use keys::{
     verify_webhook_signature, webhook_signature, AuditMacKey, BlindIndexKey, DeviceKey, KeyError, MasterKey, PurposeKey,
 };
 pub use password::{PasswordHashError, PasswordHasher, PasswordVerification, StoredPasswordHash};
-pub use policy::{check_password_policy, PolicyViolation, MAX_BYTES as MAX_PASSWORD_BYTES};
+pub use policy::{
+    check_password_policy, PolicyViolation, MAX_BYTES as MAX_PASSWORD_BYTES, MIN_CHARS as MIN_PASSWORD_CHARS,
+};
+pub use report::{
+    canonical_json, jwk_public_key, report_digest, report_kid, verify_report_signature, ReportKeyError, ReportSigner,
+    REPORT_KID_PREFIX, REPORT_SIGNING_CONTEXT,
+};
 pub use stream::{
     decrypt_stream, encrypt_stream, nonce_for, read_stream_header, AeadError, OpenError, SealingKey, StreamError,
     StreamHeader, StreamSummary,

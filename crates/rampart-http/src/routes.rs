@@ -8,7 +8,7 @@ use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
 use crate::handlers::{
-    self, admin, auth, backups, ccpa, collections, documents, gdpr, keys, mfa, roles, security, users,
+    self, admin, auth, backups, ccpa, collections, compliance, documents, gdpr, keys, mfa, roles, security, users,
 };
 use crate::AppState;
 use rampart_core::{Area, Budget};
@@ -159,6 +159,8 @@ fn routes() -> Vec<Route> {
         admin(M::DELETE, "/api/v1/ccpa/delete", P::CcpaDelete, delete(ccpa::delete)),
         admin(M::GET, "/api/v1/ccpa/delete/{id}", P::CcpaDelete, get(ccpa::deletion_status)),
         admin(M::POST, "/api/v1/ccpa/opt-out", P::CcpaOptOut, post(ccpa::opt_out)),
+        admin(M::GET, "/api/v1/admin/compliance/status", P::ComplianceRead, get(compliance::status)),
+        admin(M::GET, "/api/v1/admin/compliance/soc2-report", P::ComplianceRead, get(compliance::soc2_report)),
         admin(M::GET, "/api/v1/admin/security/alerts", P::SecurityRead, get(security::alerts)),
         admin(
             M::POST,

@@ -295,7 +295,9 @@ impl PrivacyStore for PostgresStore {
                        (SELECT count(DISTINCT subject_hash) FROM erasure_ledger),
                        (SELECT count(DISTINCT subject_hash) FROM opt_outs
                           WHERE opt_out_type = 'do_not_sell' AND effective_date <= $2),
-                       (SELECT count(*) FROM consents)",
+                       (SELECT count(*) FROM consents),
+                       (SELECT min(r.requested_at) FROM privacy_requests r WHERE EXISTS
+                          (SELECT 1 FROM webhook_outbox o WHERE o.event_id = r.request_id AND o.delivered_at IS NULL))",
                     &[&now.as_millis(), &today],
                 )
                 .map_err(map_err)?;
@@ -303,6 +305,7 @@ impl PrivacyStore for PostgresStore {
             Ok(PrivacyCounts {
                 open_verifications: n(0),
                 processing_requests: n(1),
+                oldest_processing_at: row.get::<_, Option<i64>>(6).map(Timestamp::from_millis),
                 completed_requests: n(2).saturating_sub(n(1)),
                 erased_subjects: n(3),
                 do_not_sell: n(4),

@@ -293,7 +293,16 @@ impl PrivacyStore for SqliteStore {
                  (SELECT 1 FROM webhook_outbox o WHERE o.event_id = r.request_id AND o.delivered_at IS NULL)",
                 &[],
             )?;
+            let oldest: Option<i64> = c
+                .query_row(
+                    "SELECT min(r.requested_at) FROM privacy_requests r WHERE EXISTS
+                     (SELECT 1 FROM webhook_outbox o WHERE o.event_id = r.request_id AND o.delivered_at IS NULL)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
             Ok(PrivacyCounts {
+                oldest_processing_at: oldest.map(Timestamp::from_millis),
                 open_verifications: n(
                     "SELECT count(*) FROM privacy_verifications WHERE spent_at IS NULL AND expires_at > ?1",
                     &[&now.as_millis()],

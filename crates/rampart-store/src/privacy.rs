@@ -88,6 +88,8 @@ pub struct PrivacyCounts {
     pub open_verifications: u64,
     /// Requests whose provider notifications are not all delivered.
     pub processing_requests: u64,
+    /// When the oldest of those was made.
+    pub oldest_processing_at: Option<Timestamp>,
     pub completed_requests: u64,
     pub erased_subjects: u64,
     /// Subjects with an effective `do_not_sell` opt-out.

@@ -5,6 +5,7 @@ mod app;
 mod audit_cmd;
 mod backup;
 mod backup_cmd;
+mod compliance_cmd;
 mod conn_limit;
 mod datadir;
 mod gdpr_cmd;
@@ -95,6 +96,13 @@ enum Command {
         #[command(subcommand)]
         action: backup_cmd::BackupAction,
     },
+    /// Compliance evidence: verify a signed SOC 2 report offline.
+    Compliance {
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(subcommand)]
+        action: compliance_cmd::ComplianceAction,
+    },
     /// Rotate keys, re-encrypt, or change the master key.
     Keys {
         #[command(flatten)]
@@ -173,6 +181,7 @@ fn main() -> ExitCode {
             Command::Init(args) => init::run(args).map(|()| 0),
             Command::Audit { common, action } => audit_cmd::run(common.overrides(), action).await,
             Command::Backup { common, action } => backup_cmd::run(common.overrides(), action).await,
+            Command::Compliance { common, action } => compliance_cmd::run(common.overrides(), action).await,
             Command::Keys { common, action } => keys_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::User { common, action } => user_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::Gdpr { common, action } => gdpr_cmd::run(common.overrides(), action).await.map(|()| 0),

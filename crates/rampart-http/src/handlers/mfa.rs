@@ -190,7 +190,11 @@ pub(crate) async fn mint(
 }
 
 /// `GET /.well-known/jwks.json`: the public keys that verify the tokens of
-/// `POST /api/v1/auth/token`, retired ones included for the overlap window.
+/// `POST /api/v1/auth/token`, retired ones included for the overlap window, and the key
+/// that signs compliance reports (kid `report-…`; it signs only domain-separated report
+/// documents, never a JWT signing input).
 pub(crate) async fn jwks(_: Public, State(state): State<AppState>) -> ApiResult<Json<rampart_core::jwt::JwkSet>> {
-    Ok(Json(state.core.tokens().jwks().await?))
+    let mut set = state.core.tokens().jwks().await?;
+    set.keys.push(state.core.compliance().report_jwk());
+    Ok(Json(set))
 }

@@ -3,6 +3,7 @@ pub(crate) mod auth;
 pub(crate) mod backups;
 pub(crate) mod ccpa;
 pub(crate) mod collections;
+pub(crate) mod compliance;
 pub(crate) mod documents;
 pub(crate) mod gdpr;
 pub(crate) mod keys;

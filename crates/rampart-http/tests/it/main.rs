@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod browser_jwt;
+mod compliance;
 mod crypto;
 mod data;
 mod errors;

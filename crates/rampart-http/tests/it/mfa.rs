@@ -39,7 +39,7 @@ impl Secs for rampart_core::FakeClock {
 /// recovery codes and the fresh multi-factor session that confirmation hands out (every
 /// earlier session, `token`'s included, has ended). The clock moves on a step so the
 /// confirmation code is not reused.
-async fn enrol(app: &TestApp, token: &str) -> (TotpSecret, Vec<String>, String) {
+pub(crate) async fn enrol(app: &TestApp, token: &str) -> (TotpSecret, Vec<String>, String) {
     let res = app.call(Method::POST, "/api/v1/auth/mfa/enable", Some(token), None).await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     assert!(res.body["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/Rampart:"));

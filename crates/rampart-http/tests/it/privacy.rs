@@ -498,3 +498,48 @@ async fn every_privacy_action_is_in_the_audit_chain_by_keyed_hash_only() {
     let verified = app.get("/api/v1/admin/audit/verify", Some(&admin)).await;
     assert_eq!(verified.body["valid"], true, "{:?}", verified.body);
 }
+
+fn control(status: &Value, framework: &str, id: &str) -> Value {
+    let controls = status["frameworks"][framework]["controls"].as_array().unwrap();
+    controls.iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no {framework} {id}: {status}")).clone()
+}
+
+#[tokio::test]
+async fn compliance_fails_when_a_request_leaves_recipients_untold_for_a_month() {
+    let (app, admin) =
+        seeded_with(|c| c.privacy.service_providers = vec![provider("crm", "https://crm.example/hook")]).await;
+    app.post("/api/v1/ccpa/opt-out", Some(&admin), json!({"consumer_id": OTHER, "opt_out_type": "do_not_sell"})).await;
+    let status = app.get("/api/v1/admin/compliance/status", Some(&admin)).await.body;
+    let gdpr = control(&status, "gdpr", "art12-20");
+    assert_eq!(gdpr["status"], "pass", "{gdpr}");
+    assert_eq!(gdpr["evidence"]["subject_requests"]["do_not_sell_count"], 1);
+    assert_eq!(gdpr["evidence"]["subject_requests"]["service_providers"], json!(["crm"]));
+
+    let v = verification(&app, &admin, SUBJECT).await;
+    let res = app
+        .call(
+            Method::DELETE,
+            "/api/v1/ccpa/delete",
+            Some(&admin),
+            Some(json!({"consumer_id": SUBJECT, "verification_token": v})),
+        )
+        .await;
+    assert_eq!(res.body["status"], "processing");
+    let id = res.body["deletion_id"].as_str().unwrap().to_owned();
+    let status = app.get("/api/v1/admin/compliance/status", Some(&admin)).await.body;
+    let ccpa = control(&status, "ccpa", "1798.105-120");
+    assert_eq!(ccpa["status"], "pass", "a day-old request is not late: {ccpa}");
+    assert_eq!(ccpa["evidence"]["subject_requests"]["requests_awaiting_recipients"], 1);
+
+    app.clock.advance_secs(31 * 86_400);
+    let admin = app.admin_token().await;
+    let status = app.get("/api/v1/admin/compliance/status", Some(&admin)).await.body;
+    assert_eq!(control(&status, "ccpa", "1798.105-120")["status"], "fail");
+    assert_eq!(control(&status, "gdpr", "art12-20")["status"], "fail");
+    assert_eq!(status["frameworks"]["gdpr"]["summary"]["status"], "non_compliant");
+
+    let now = rampart_core::Clock::now(&app.clock);
+    rampart_store::SecurityStore::webhook_delivered(&*app.store, &id, "https://crm.example/hook", now).await.unwrap();
+    let status = app.get("/api/v1/admin/compliance/status", Some(&admin)).await.body;
+    assert_eq!(control(&status, "ccpa", "1798.105-120")["status"], "pass", "told at last");
+}

@@ -160,6 +160,7 @@ pub async fn subject_rights(s: &dyn Store) {
         PrivacyCounts {
             open_verifications: 0,
             processing_requests: 1,
+            oldest_processing_at: Some(t(60)),
             completed_requests: 0,
             erased_subjects: 1,
             do_not_sell: 0,

@@ -6,6 +6,7 @@ mod audit;
 mod backup;
 mod breach;
 mod cli;
+mod compliance;
 mod failover;
 mod hardening;
 mod keys;

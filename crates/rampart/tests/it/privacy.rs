@@ -80,19 +80,27 @@ async fn an_erased_subject_is_in_no_byte_of_the_deployment_even_after_an_old_bac
             body["verification_token"].as_str().unwrap().to_owned()
         }
     };
-    let v = verify(&server, token.clone()).await;
-    let export = server
-        .client()
-        .get(server.url(&format!("/api/v1/gdpr/export?subject_id={SUBJECT}&format=csv")))
-        .bearer_auth(&token)
-        .header("x-verification-token", v)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(export.status().as_u16(), 200);
-    let csv = export.text().await.unwrap();
-    assert_eq!(csv.matches(CANARY).count(), 6, "the canary twice in each of three collections:\n{csv}");
-    assert!(!csv.contains("kept value"));
+    // The export streams alike over HTTP/1.1 and HTTP/2.
+    let pem = std::fs::read(&server.cert).unwrap();
+    for h2 in [false, true] {
+        let b = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        let client = if h2 { b.http2_prior_knowledge() } else { b.http1_only() }.build().unwrap();
+        let v = verify(&server, token.clone()).await;
+        let export = client
+            .get(server.url(&format!("/api/v1/gdpr/export?subject_id={SUBJECT}&format=csv")))
+            .bearer_auth(&token)
+            .header("x-verification-token", v)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(export.status().as_u16(), 200);
+        let version = if h2 { reqwest::Version::HTTP_2 } else { reqwest::Version::HTTP_11 };
+        assert_eq!(export.version(), version);
+        let csv = export.text().await.unwrap();
+        assert_eq!(csv.matches(CANARY).count(), 6, "the canary twice in each of three collections:\n{csv}");
+        assert!(!csv.contains("kept value"));
+        assert!(csv.trim_end().ends_with("\"record_count\",\"3\""), "complete over {version:?}");
+    }
 
     let (status, backup) = send(&server, &token, reqwest::Method::POST, "/api/v1/admin/backup", Some(json!({}))).await;
     assert_eq!(status, 201, "{backup}");

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use crate::api::{self, Session};
 use crate::load::drive;
-use crate::report::{each_run, rss_kib, Report, Sample};
-use crate::server::{with_servers, Server, Transport::Tls};
+use crate::report::{rss_kib, Report, Sample};
+use crate::server::{Server, Transport::Tls};
 use crate::Cli;
 
 const SUBJECT: &str = "bench-subject-1";
@@ -84,71 +84,93 @@ async fn export(s: &Session, format: &str) -> anyhow::Result<u64> {
     Ok(bytes)
 }
 
-pub async fn export_suite(c: &Cli) -> anyhow::Result<Report> {
-    with_servers(c, &[("default settings", &[], Tls)], async |servers: &[Server]| {
-        let admin = Session::login(&servers[0]).await?;
-        admin.create_collection("records", None).await?;
-        let (count, bytes) = (c.export_documents, c.export_doc_kb * 1000);
-        eprintln!("inserting {count} documents of ~{bytes} bytes for one subject");
-        let sessions = (0..c.fill_concurrency).map(|_| Ok(Session { client: admin.client()?, ..admin.clone() }));
-        let sessions = sessions.collect::<anyhow::Result<Vec<_>>>()?;
-        let (_, tally) = drive(sessions, 0..count as u64, None, move |s, i| async move {
-            let body = json!({"data": api::random_document(i, bytes), "subject_id": SUBJECT});
-            let done = s.post("/api/v1/collections/records/documents", &body, StatusCode::CREATED).await.map(drop);
-            (s, done)
-        })
-        .await?;
-        if let Some(e) = tally.first_error {
-            bail!("{} of {count} inserts failed, first: {e}", tally.errors);
-        }
-        let pid = servers[0].pid();
-        each_run(c.runs, servers, async |run| {
-            eprintln!("run {run}: paging through the documents API, then exports");
-            let (listed, list_secs, list_growth) = sampled(pid, page_through(&admin)).await.context("paging")?;
-            let mut figures = vec![
-                Sample::new(
-                    "list_mb_s",
-                    format!("Paging the {count} records (documents API, 1000 a page)"),
-                    "MB/s",
-                    listed as f64 / MB / list_secs,
-                ),
-                Sample::new("list_rss_growth_mb", "Server memory growth while paging", "MB", list_growth),
-            ];
-            for format in ["json", "csv", "xml"] {
-                let (size, secs, growth) =
-                    sampled(pid, export(&admin, format)).await.with_context(|| format!("{format} export"))?;
-                let mb = size as f64 / MB;
-                figures.extend([
-                    Sample::new(format!("export_{format}_mb"), format!("{format} export size"), "MB", mb),
-                    Sample::new(
-                        format!("export_{format}_mb_s"),
-                        format!("{format} export throughput"),
-                        "MB/s",
-                        mb / secs,
-                    ),
-                    Sample::new(
-                        format!("export_{format}_vs_paging"),
-                        format!("{format} export time ÷ paging time (same records, same run)"),
-                        "×",
-                        secs / list_secs,
-                    ),
-                    Sample::new(
-                        format!("export_{format}_rss_growth_mb"),
-                        format!("Server memory growth during the {format} export"),
-                        "MB",
-                        growth,
-                    ),
-                    Sample::new(
-                        format!("export_{format}_rss_per_export_mb"),
-                        format!("Memory growth ÷ {format} export size"),
-                        "×",
-                        growth / mb,
-                    ),
-                ]);
-            }
-            Ok(figures)
-        })
-        .await
+/// Restarts the server, logs in again and measures `work` from the fresh process's memory:
+/// an allocator keeps what an earlier operation freed, so only a clean start shows what one
+/// operation needs.
+async fn fresh<T>(
+    server: &mut Server,
+    work: impl AsyncFnOnce(&Session) -> anyhow::Result<T>,
+) -> anyhow::Result<(T, f64, f64)> {
+    server.restart()?;
+    let s = Session::login(server).await?;
+    let pid = server.pid();
+    sampled(pid, work(&s)).await
+}
+
+async fn measure(c: &Cli, server: &mut Server) -> anyhow::Result<Report> {
+    let admin = Session::login(server).await?;
+    admin.create_collection("records", None).await?;
+    let (count, bytes) = (c.export_documents, c.export_doc_kb * 1000);
+    eprintln!("inserting {count} documents of ~{bytes} bytes for one subject");
+    let sessions = (0..c.fill_concurrency).map(|_| Ok(Session { client: admin.client()?, ..admin.clone() }));
+    let sessions = sessions.collect::<anyhow::Result<Vec<_>>>()?;
+    let (_, tally) = drive(sessions, 0..count as u64, None, move |s, i| async move {
+        let body = json!({"data": api::random_document(i, bytes), "subject_id": SUBJECT});
+        let done = s.post("/api/v1/collections/records/documents", &body, StatusCode::CREATED).await.map(drop);
+        (s, done)
     })
-    .await
+    .await?;
+    if let Some(e) = tally.first_error {
+        bail!("{} of {count} inserts failed, first: {e}", tally.errors);
+    }
+    let mut report = Report::default();
+    for run in 1..=c.runs {
+        eprintln!("run {run}: paging through the documents API, then each export, each on a fresh server process");
+        let (listed, list_secs, list_growth) =
+            fresh(server, async |s| page_through(s).await).await.context("paging")?;
+        let mut figures = vec![
+            Sample::new(
+                "list_mb",
+                format!("Paging the {count} records (documents API, 1000 a page): bytes"),
+                "MB",
+                listed as f64 / MB,
+            ),
+            Sample::new("list_mb_s", "Paging throughput", "MB/s", listed as f64 / MB / list_secs),
+            Sample::new(
+                "list_rss_growth_mb",
+                "Server memory growth while paging (from a fresh process)",
+                "MB",
+                list_growth,
+            ),
+        ];
+        for format in ["json", "csv", "xml"] {
+            let (size, secs, growth) =
+                fresh(server, async |s| export(s, format).await).await.with_context(|| format!("{format} export"))?;
+            let mb = size as f64 / MB;
+            figures.extend([
+                Sample::new(format!("export_{format}_mb"), format!("{format} export size"), "MB", mb),
+                Sample::new(format!("export_{format}_mb_s"), format!("{format} export throughput"), "MB/s", mb / secs),
+                Sample::new(
+                    format!("export_{format}_vs_paging"),
+                    format!("{format} export time ÷ paging time (same records, same run)"),
+                    "×",
+                    secs / list_secs,
+                ),
+                Sample::new(
+                    format!("export_{format}_rss_growth_mb"),
+                    format!("Server memory growth during the {format} export (from a fresh process)"),
+                    "MB",
+                    growth,
+                ),
+                Sample::new(
+                    format!("export_{format}_rss_vs_paging"),
+                    format!("{format} export memory growth ÷ paging memory growth"),
+                    "×",
+                    growth / list_growth.max(0.001),
+                ),
+            ]);
+        }
+        report.add_run(figures);
+    }
+    let version = api::http_version(server).await?;
+    Ok(report.over(version))
+}
+
+pub async fn export_suite(c: &Cli) -> anyhow::Result<Report> {
+    let mut server = Server::start(c, "default settings", &[], Tls)?;
+    let outcome = measure(c, &mut server).await;
+    let stopped = server.stop();
+    let mut report = outcome?;
+    report.stop_error = stopped.err().map(|e| e.context("stopping the server"));
+    Ok(report)
 }

@@ -94,6 +94,10 @@ pub struct Server {
     /// The listening socket, for clients that speak HTTP over a raw TCP stream.
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
+    /// What it was started with, for `restart`.
+    bin: PathBuf,
+    env: Vec<(String, String)>,
+    transport: Transport,
 }
 
 impl Server {
@@ -112,12 +116,30 @@ impl Server {
     ) -> anyhow::Result<Self> {
         eprintln!("starting {} ({what})", cli.bin().display());
         let env = server_env(cli, specific);
-        block_in_place(|| Self::launch(cli.bin(), &env, transport))
+        let dir = tempfile::Builder::new().prefix("rampart-bench-").tempdir()?;
+        block_in_place(|| Self::launch(cli.bin(), env, transport, dir))
             .with_context(|| format!("starting the server ({what})"))
     }
 
-    fn launch(bin: &Path, env: &[(String, String)], transport: Transport) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("rampart-bench-").tempdir()?;
+    /// Stops the server (gracefully) and starts it again on the same data directory: a fresh
+    /// process, for measuring memory from a clean start.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let status = block_in_place(|| self.proc.terminate(Duration::from_secs(35)))?;
+        if !status.success() {
+            bail!("server exited with {status} after SIGTERM; its stderr:\n{}", stderr_log(self.dir.path()));
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::Builder::new().prefix("rampart-bench-swap-").tempdir()?);
+        let again = block_in_place(|| Self::launch(&self.bin, self.env.clone(), self.transport, dir))?;
+        *self = again;
+        Ok(())
+    }
+
+    fn launch(
+        bin: &Path,
+        env: Vec<(String, String)>,
+        transport: Transport,
+        dir: tempfile::TempDir,
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin);
         cmd.arg("serve").arg("--data-dir").arg(dir.path().join("data")).args(["--bind", "127.0.0.1:0"]);
         cmd.args((transport == Transport::PlainHttp).then_some("--insecure-http"))
@@ -125,7 +147,7 @@ impl Server {
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("server.stderr.log"))?);
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.path().join("server.stderr.log"))?);
         for (key, _) in std::env::vars_os().filter(|(k, _)| k.to_string_lossy().starts_with("RAMPART_")) {
             cmd.env_remove(key);
         }
@@ -150,7 +172,7 @@ impl Server {
             (Transport::PlainHttp, "http") => (format!("http://{addr}"), None),
             _ => bail!("server announced {url}, not the transport the bench asked for ({transport:?})"),
         };
-        Ok(Self { proc, base_url, cert, addr, dir })
+        Ok(Self { proc, base_url, cert, addr, dir, bin: bin.to_owned(), env, transport })
     }
 
     pub fn pid(&self) -> u32 {

@@ -239,6 +239,13 @@ fn writer_gone() -> StoreError {
 /// What a write answers once its transaction has committed (or failed to).
 type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
 
+/// How a change ran inside the shared transaction, with its answer for when it ends.
+enum Ran {
+    Applied(Finish),
+    /// Answered with its own error whatever the transaction does.
+    Failed(Finish),
+}
+
 /// What every change in a batch needs besides the transaction.
 pub(crate) struct Chain<'a> {
     pub chainer: Option<&'a Arc<dyn AuditChainer>>,
@@ -247,9 +254,11 @@ pub(crate) struct Chain<'a> {
 
 /// One queued change: run inside the shared transaction, or refused unrun.
 trait Change: Send {
-    /// Applies the change; `Some` when it succeeded and waits for the commit, `None` when it
-    /// failed (and has answered) so its savepoint must be rolled back.
-    fn run(self: Box<Self>, tx: &mut Transaction<'_>, chain: &Chain<'_>) -> Option<Finish>;
+    /// Applies the change. `Applied`: its savepoint is released and it waits for the commit;
+    /// `Failed`: its savepoint is rolled back. Either way it is answered only once the
+    /// transaction has ended, so a caller refused because of another change in the same
+    /// batch (the key it collided with) finds that change committed when it looks.
+    fn run(self: Box<Self>, tx: &mut Transaction<'_>, chain: &Chain<'_>) -> Ran;
     fn refuse(self: Box<Self>, e: StoreError);
 }
 
@@ -264,7 +273,7 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Transaction<'_>) -> StoreResult<T> + Send + 'static,
 {
-    fn run(self: Box<Self>, tx: &mut Transaction<'_>, chain: &Chain<'_>) -> Option<Finish> {
+    fn run(self: Box<Self>, tx: &mut Transaction<'_>, chain: &Chain<'_>) -> Ran {
         let ChangeJob { f, audit, done } = *self;
         let result = f(tx).and_then(|value| {
             if !audit.is_empty() {
@@ -273,13 +282,12 @@ where
             Ok(value)
         });
         match result {
-            Ok(value) => Some(Box::new(move |failed: Option<StoreError>| {
+            Ok(value) => Ran::Applied(Box::new(move |failed: Option<StoreError>| {
                 let _ = done.send(failed.map_or(Ok(value), Err));
             })),
-            Err(e) => {
+            Err(e) => Ran::Failed(Box::new(move |_| {
                 let _ = done.send(Err(e));
-                None
-            }
+            })),
         }
     }
 
@@ -295,7 +303,7 @@ type AuditOnly = (Audit, oneshot::Sender<StoreResult<Vec<i64>>>);
 struct AuditAppends(Vec<AuditOnly>);
 
 impl Change for AuditAppends {
-    fn run(self: Box<Self>, tx: &mut Transaction<'_>, chain: &Chain<'_>) -> Option<Finish> {
+    fn run(self: Box<Self>, tx: &mut Transaction<'_>, chain: &Chain<'_>) -> Ran {
         let mut events = Vec::with_capacity(self.0.iter().map(|(e, _)| e.len()).sum());
         let mut waiters = Vec::with_capacity(self.0.len());
         for (mine, done) in self.0 {
@@ -303,19 +311,18 @@ impl Change for AuditAppends {
             events.extend(mine);
         }
         match crate::audit::append_chained(tx, chain, &events) {
-            Ok(seqs) => Some(Box::new(move |failed: Option<StoreError>| {
+            Ok(seqs) => Ran::Applied(Box::new(move |failed: Option<StoreError>| {
                 let mut seqs = seqs.into_iter();
                 for (n, done) in waiters {
                     let mine: Vec<i64> = seqs.by_ref().take(n).collect();
                     let _ = done.send(failed.as_ref().map_or(Ok(mine), |e| Err(e.duplicate())));
                 }
             })),
-            Err(e) => {
+            Err(e) => Ran::Failed(Box::new(move |_| {
                 for (_, done) in waiters {
                     let _ = done.send(Err(e.duplicate()));
                 }
-                None
-            }
+            })),
         }
     }
 
@@ -445,7 +452,7 @@ impl Writer {
 }
 
 /// Runs one change in its own savepoint: released when it succeeded, rolled back when it
-/// failed or panicked (its waiter has its answer). `Err` only when the savepoint itself
+/// failed or panicked (its waiter is answered when the transaction ends). `Err` only when the savepoint itself
 /// could not be handled, which ends the whole transaction.
 fn run_in_savepoint(
     tx: &mut Transaction<'_>,
@@ -465,9 +472,9 @@ fn run_in_savepoint(
         savepoint.execute("SELECT set_config('rampart.quiet', 'on', true)", &[]).map_err(map_err)?;
     }
     let run = std::panic::AssertUnwindSafe(|| change.run(&mut savepoint, chain));
-    let finish = std::panic::catch_unwind(run).unwrap_or(None);
-    match finish {
-        Some(finish) => {
+    // (A panic drops the waiter's sender: it sees the writer error.)
+    match std::panic::catch_unwind(run).ok() {
+        Some(Ran::Applied(finish)) => {
             if quiet {
                 savepoint.execute("SELECT set_config('rampart.quiet', 'off', true)", &[]).map_err(map_err)?;
             }
@@ -475,6 +482,7 @@ fn run_in_savepoint(
             Ok(Some(finish))
         }
         // Dropping the savepoint rolls it back, the quiet flag with it.
+        Some(Ran::Failed(finish)) => Ok(Some(finish)),
         None => Ok(None),
     }
 }

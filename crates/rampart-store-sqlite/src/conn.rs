@@ -155,11 +155,20 @@ impl Changes {
 /// What a write answers once its transaction has committed (or failed to).
 type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
 
+/// How a change ran inside the shared transaction, with its answer for when it ends.
+enum Ran {
+    Applied(Finish),
+    /// Answered with its own error whatever the transaction does.
+    Failed(Finish),
+}
+
 /// One queued change: run inside the shared transaction, or refused unrun.
 trait Change: Send {
-    /// Applies the change; `Some` when it succeeded and waits for the commit, `None` when it
-    /// failed (and has answered) so its savepoint must be rolled back.
-    fn run(self: Box<Self>, tx: &Transaction<'_>, chainer: Option<&Arc<dyn AuditChainer>>) -> Option<Finish>;
+    /// Applies the change. `Applied`: its savepoint is released and it waits for the commit;
+    /// `Failed`: its savepoint is rolled back. Either way it is answered only once the
+    /// transaction has ended, so a caller refused because of another change in the same
+    /// batch (the key it collided with) finds that change committed when it looks.
+    fn run(self: Box<Self>, tx: &Transaction<'_>, chainer: Option<&Arc<dyn AuditChainer>>) -> Ran;
     fn refuse(self: Box<Self>, e: StoreError);
 }
 
@@ -174,7 +183,7 @@ where
     T: Send + 'static,
     F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
 {
-    fn run(self: Box<Self>, tx: &Transaction<'_>, chainer: Option<&Arc<dyn AuditChainer>>) -> Option<Finish> {
+    fn run(self: Box<Self>, tx: &Transaction<'_>, chainer: Option<&Arc<dyn AuditChainer>>) -> Ran {
         let ChangeJob { f, audit, done } = *self;
         let result = f(tx).and_then(|value| {
             if !audit.is_empty() {
@@ -183,13 +192,12 @@ where
             Ok(value)
         });
         match result {
-            Ok(value) => Some(Box::new(move |failed: Option<StoreError>| {
+            Ok(value) => Ran::Applied(Box::new(move |failed: Option<StoreError>| {
                 let _ = done.send(failed.map_or(Ok(value), Err));
             })),
-            Err(e) => {
+            Err(e) => Ran::Failed(Box::new(move |_| {
                 let _ = done.send(Err(e));
-                None
-            }
+            })),
         }
     }
 
@@ -206,7 +214,7 @@ type AuditOnly = (Audit, oneshot::Sender<StoreResult<Vec<i64>>>);
 struct AuditAppends(Vec<AuditOnly>);
 
 impl Change for AuditAppends {
-    fn run(self: Box<Self>, tx: &Transaction<'_>, chainer: Option<&Arc<dyn AuditChainer>>) -> Option<Finish> {
+    fn run(self: Box<Self>, tx: &Transaction<'_>, chainer: Option<&Arc<dyn AuditChainer>>) -> Ran {
         let mut events = Vec::with_capacity(self.0.iter().map(|(e, _)| e.len()).sum());
         let mut waiters = Vec::with_capacity(self.0.len());
         for (mine, done) in self.0 {
@@ -214,19 +222,18 @@ impl Change for AuditAppends {
             events.extend(mine);
         }
         match crate::audit::append_chained(tx, chainer, &events) {
-            Ok(seqs) => Some(Box::new(move |failed: Option<StoreError>| {
+            Ok(seqs) => Ran::Applied(Box::new(move |failed: Option<StoreError>| {
                 let mut seqs = seqs.into_iter();
                 for (n, done) in waiters {
                     let mine: Vec<i64> = seqs.by_ref().take(n).collect();
                     let _ = done.send(failed.as_ref().map_or(Ok(mine), |e| Err(e.duplicate())));
                 }
             })),
-            Err(e) => {
+            Err(e) => Ran::Failed(Box::new(move |_| {
                 for (_, done) in waiters {
                     let _ = done.send(Err(e.duplicate()));
                 }
-                None
-            }
+            })),
         }
     }
 
@@ -343,9 +350,14 @@ impl Writer {
             // A panicking change must not take the writer (and every later write) with it:
             // its waiter sees the writer error, its savepoint is undone, the batch goes on.
             let run = std::panic::AssertUnwindSafe(|| change.run(&tx, chainer.as_ref()));
-            let finish = std::panic::catch_unwind(run).unwrap_or(None);
+            // (A panic drops the waiter's sender: it sees the writer error.)
+            let ran = std::panic::catch_unwind(run).ok();
             self.changes.quiet.store(false, Ordering::Relaxed);
-            let end = if finish.is_some() { "RELEASE change" } else { "ROLLBACK TO change; RELEASE change" };
+            let (end, finish) = match ran {
+                Some(Ran::Applied(finish)) => ("RELEASE change", Some(finish)),
+                Some(Ran::Failed(finish)) => ("ROLLBACK TO change; RELEASE change", Some(finish)),
+                None => ("ROLLBACK TO change; RELEASE change", None),
+            };
             if let Err(e) = tx.execute_batch(end) {
                 broken = Some(e);
             }

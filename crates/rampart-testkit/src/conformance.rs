@@ -18,7 +18,7 @@ macro_rules! conformance_suite {
                 alerts webhook_outbox ip_blocks login_history
                 alert_folding_out_of_order client_text_with_nul listing_order
                 login_delay login_delay_stale_holds login_delay_concurrent login_delay_forgetting
-                verification_tokens subject_rights opt_out_bound
+                verification_tokens subject_rights opt_out_bound refused_changes_see_what_refused_them
             );
         }
     };
@@ -65,7 +65,9 @@ mod security;
 mod throttle;
 pub use audit_log::{audit_queries, audit_reanchor};
 pub use content::{audited_changes, collections, document_versions, ordering_and_edges};
-pub use keys::{data_keys, erasure, kek_and_master, key_invalidation, reencryption};
+pub use keys::{
+    data_keys, erasure, kek_and_master, key_invalidation, reencryption, refused_changes_see_what_refused_them,
+};
 pub use mfa::{
     jwt_signing_keys, mfa_challenges, mfa_enrolment, recovery_codes, refresh_concurrent_use, refresh_tokens,
 };

@@ -400,3 +400,30 @@ pub async fn key_invalidation(s: &dyn Store) {
     s.erase_subject(erasure_of(&SubjectId::parse("s1").unwrap(), "h1", t(2)), vec![]).await.unwrap();
     assert!(keys() > g, "an erased subject's key is destroyed");
 }
+
+/// A change refused because of another change committed in the same transaction is
+/// answered only after that commit: the loser of a race to create a subject's first key
+/// finds the winner's key when it looks at once (it was answered `AlreadyExists` before the
+/// commit and found nothing, so a document insert failed).
+pub async fn refused_changes_see_what_refused_them(s: &dyn Store) {
+    for round in 0..20 {
+        let owner = format!("o{round}");
+        let racers = (0..8)
+            .map(|i| {
+                let (id, owner) = (format!("k{round}-{i}"), owner.clone());
+                Box::pin(async move {
+                    match s.insert_key(key(&id, KeyKind::Subject, &owner), vec![]).await {
+                        Ok(()) => (true, true),
+                        Err(StoreError::AlreadyExists) => {
+                            (false, s.current_key(KeyKind::Subject, &owner).await.unwrap().is_some())
+                        }
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }) as std::pin::Pin<Box<dyn std::future::Future<Output = (bool, bool)>>>
+            })
+            .collect();
+        let results = super::all(racers).await;
+        assert_eq!(results.iter().filter(|(won, _)| *won).count(), 1, "round {round}: one key wins");
+        assert!(results.iter().all(|(_, seen)| *seen), "round {round}: a loser did not see the winner: {results:?}");
+    }
+}

@@ -29,6 +29,21 @@ pub(crate) struct FileConfig {
     pub backup: FileBackup,
     #[serde(default)]
     pub breach_detection: FileBreach,
+    #[serde(default)]
+    pub retention: FileRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRetention {
+    pub enabled: Option<bool>,
+    pub default_retention_days: Option<u32>,
+    pub pii_retention_days: Option<u32>,
+    pub audit_log_retention_days: Option<u32>,
+    pub auto_delete_expired: Option<bool>,
+    pub interval_secs: Option<u64>,
+    pub batch_size: Option<usize>,
+    pub batch_pause_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -48,6 +48,11 @@ pub enum EventType {
     RateLimitStoreUnreachable,
     /// It answers again; budgets are counted again.
     RateLimitStoreRestored,
+    /// A legal hold was placed (subject holds name the subject's keyed hash only).
+    LegalHoldPlace,
+    LegalHoldRelease,
+    /// A retention batch deleted expired documents (collection, count, cutoff).
+    RetentionDelete,
 }
 
 impl EventType {
@@ -85,6 +90,9 @@ impl EventType {
             Self::AuditRepair => AUDIT_REPAIR,
             Self::RateLimitStoreUnreachable => "rate_limit_store_unreachable",
             Self::RateLimitStoreRestored => "rate_limit_store_restored",
+            Self::LegalHoldPlace => "legal_hold_place",
+            Self::LegalHoldRelease => "legal_hold_release",
+            Self::RetentionDelete => "retention_delete",
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::keyring::KeyRing;
 use crate::mfa::{Mfa, MfaParts};
 use crate::notify::Notifier;
 use crate::privacy::Privacy;
+use crate::retention::Retention;
 use crate::roles::Roles;
 use crate::rotation::Keys;
 use crate::security::BreachDetection;
@@ -49,6 +50,7 @@ pub struct CoreSettings {
     pub breach: rampart_config::BreachConfig,
     pub require_mfa_for_roles: Vec<String>,
     pub refresh_lifetime_secs: i64,
+    pub retention: rampart_config::RetentionConfig,
 }
 
 impl CoreSettings {
@@ -68,6 +70,7 @@ impl CoreSettings {
             breach: c.breach.clone(),
             require_mfa_for_roles: c.auth.require_mfa_for_roles.clone(),
             refresh_lifetime_secs: i64::from(c.auth.refresh_lifetime_hours) * 3600,
+            retention: c.retention.clone(),
         }
     }
 }
@@ -105,6 +108,7 @@ struct Services {
     documents: Documents,
     keys: Keys,
     privacy: Privacy,
+    retention: Retention,
     audit: AuditLog,
     backup_key: Arc<PurposeKey>,
     rate_limit_key: Arc<PurposeKey>,
@@ -196,6 +200,8 @@ impl Core {
             detection.clone(),
             (settings.key_rotation_days, settings.reencrypt_pause),
         );
+        let retention =
+            Retention::new(store.clone(), Arc::clone(&root.blind), events.clone(), settings.retention.clone());
         let privacy = Privacy::new(store.clone(), Arc::clone(&keys), root.blind, events.clone());
         let audit = AuditLog::new(store.clone(), root.audit, notifier, events.clone(), detection.clone());
         audit.check_audit_anchor().await?;
@@ -213,6 +219,7 @@ impl Core {
                 documents,
                 keys: key_service,
                 privacy,
+                retention,
                 audit,
                 backup_key: root.backup,
                 rate_limit_key: root.rate_limit,
@@ -254,6 +261,9 @@ impl Core {
     }
     pub fn privacy(&self) -> &Privacy {
         &self.inner.privacy
+    }
+    pub fn retention(&self) -> &Retention {
+        &self.inner.retention
     }
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit

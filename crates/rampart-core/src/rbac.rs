@@ -55,6 +55,7 @@ pub fn builtin_roles(at: Timestamp) -> Vec<RoleRecord> {
                 DocumentsRead,
                 AuditRead,
                 ComplianceRead,
+                ComplianceLegalHold,
             ],
             at,
         ),

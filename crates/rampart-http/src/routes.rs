@@ -7,7 +7,9 @@ use axum::Router;
 use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
-use crate::handlers::{self, admin, auth, backups, collections, documents, gdpr, keys, mfa, roles, security, users};
+use crate::handlers::{
+    self, admin, auth, backups, collections, documents, gdpr, keys, mfa, retention, roles, security, users,
+};
 use crate::AppState;
 use rampart_core::{Area, Budget};
 use rampart_types::Permission;
@@ -147,6 +149,9 @@ fn routes() -> Vec<Route> {
         admin(M::GET, "/api/v1/admin/backups", P::BackupRead, get(backups::list)),
         admin(M::POST, "/api/v1/admin/backups/{id}/verify", P::BackupRead, post(backups::verify)),
         admin(M::DELETE, "/api/v1/gdpr/erasure", P::GdprErase, delete(gdpr::erase)),
+        admin(M::POST, "/api/v1/admin/legal-holds", P::ComplianceLegalHold, post(retention::place)),
+        admin(M::GET, "/api/v1/admin/legal-holds", P::ComplianceLegalHold, get(retention::list)),
+        admin(M::DELETE, "/api/v1/admin/legal-holds/{hold_id}", P::ComplianceLegalHold, delete(retention::release)),
         admin(M::GET, "/api/v1/admin/security/alerts", P::SecurityRead, get(security::alerts)),
         admin(
             M::POST,

@@ -294,6 +294,23 @@ CREATE TRIGGER data_keys_changed AFTER UPDATE OR DELETE OR TRUNCATE ON data_keys
 CREATE TRIGGER kek_versions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON kek_versions
     FOR EACH STATEMENT EXECUTE FUNCTION rampart_changed('16');
 "#,
+    r#"
+-- Legal holds (retention): a subject hold names the plain subject id, so a deleting
+-- transaction matches `documents.subject_id` against it in SQL. Released holds stay.
+-- No trigger: nothing is cached from it.
+CREATE TABLE legal_holds (
+    id          TEXT COLLATE "C" PRIMARY KEY,
+    scope       TEXT NOT NULL CHECK (scope IN ('subject', 'collection')),
+    target      TEXT COLLATE "C" NOT NULL,
+    reason      TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    released_at BIGINT,
+    released_by TEXT
+);
+CREATE INDEX legal_holds_active ON legal_holds(scope, target) WHERE released_at IS NULL;
+CREATE INDEX documents_by_created ON documents(collection, created_at);
+"#,
 ];
 
 /// Runs the migrations that have not run yet.

@@ -39,6 +39,7 @@ pub const TRANSFER_TABLES: &[&str] = &[
     "documents",
     "doc_index",
     "erasure_ledger",
+    "legal_holds",
     "alerts",
     "ip_blocks",
     "webhook_outbox",

@@ -18,6 +18,7 @@ macro_rules! conformance_suite {
                 alerts webhook_outbox ip_blocks login_history
                 alert_folding_out_of_order client_text_with_nul listing_order
                 login_delay login_delay_stale_holds login_delay_concurrent login_delay_forgetting
+                legal_holds legal_holds_block_deletes retention_expiry retention_invalidation
             );
         }
     };
@@ -59,6 +60,7 @@ mod audit_log;
 mod content;
 mod keys;
 mod mfa;
+mod retention;
 mod security;
 mod throttle;
 pub use audit_log::{audit_queries, audit_reanchor};
@@ -70,6 +72,7 @@ pub use mfa::{
 pub use security::{
     alert_folding_out_of_order, alerts, client_text_with_nul, ip_blocks, listing_order, login_history, webhook_outbox,
 };
+pub use retention::{legal_holds, legal_holds_block_deletes, retention_expiry, retention_invalidation};
 pub use throttle::{login_delay, login_delay_concurrent, login_delay_forgetting, login_delay_stale_holds};
 
 /// Seq of the newest audit record (0 when the chain is empty).

@@ -12,5 +12,6 @@ mod mfa;
 mod rbac;
 mod redis_limits;
 mod responses;
+mod retention;
 mod security;
 mod session_cache;

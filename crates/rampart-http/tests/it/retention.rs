@@ -79,13 +79,13 @@ async fn retention_deletes_exactly_the_expired_documents_and_the_plan_counts_the
     // Day 25: documents that stay young enough.
     app.clock.advance_secs(25 * DAY);
     let t = app.admin_token().await;
-    let own_new = insert(&app, &t, "own", None).await;
     let pii_new = insert(&app, &t, "pii", None).await;
     let subject_new = insert(&app, &t, "plain", Some("sam")).await;
     // Day 40: own (10 days) and pii / subject (30 days) from day 0 expired; the plain
     // document (default 60 days) has not, nor has anything in `other` (1000 days).
     app.clock.advance_secs(15 * DAY);
     let t = app.admin_token().await;
+    let own_new = insert(&app, &t, "own", None).await;
 
     let plan = app.core.retention().plan().await.unwrap();
     let row = |c: &str, applies: &str| {
@@ -134,6 +134,10 @@ async fn retention_deletes_exactly_the_expired_documents_and_the_plan_counts_the
     assert_eq!(app.core.retention().delete_expired(&SingleNode).await.unwrap(), 4);
     assert!(!exists(&app, &t, "plain", &plain_old).await);
     assert!(exists(&app, &t, "other", &other_old).await);
+}
+
+async fn del(app: &TestApp, t: &str, path: String) -> rampart_testkit::TestResponse {
+    app.call(Method::DELETE, &path, Some(t), None).await
 }
 
 async fn futures_all(app: &TestApp, t: &str, c: &str, n: usize) -> Vec<String> {
@@ -205,20 +209,16 @@ async fn legal_holds_block_document_collection_and_retention_deletes_until_relea
         assert!(res.body["error"].as_str().unwrap().contains(hold), "{:?}", res.body);
         assert!(res.body["request_id"].is_string());
     };
-    let del = |path: String| {
-        let app = &app;
-        let t = t.clone();
-        async move { app.call(Method::DELETE, &path, Some(&t), None).await }
-    };
-    refused(&del(format!("/api/v1/collections/cases/documents/{sam}")).await, &subject_hold);
-    refused(&del(format!("/api/v1/collections/held/documents/{boxed}")).await, &collection_hold);
-    refused(&del("/api/v1/collections/held".into()).await, &collection_hold);
-    refused(&del("/api/v1/collections/cases".into()).await, &subject_hold);
-    assert_eq!(del(format!("/api/v1/collections/cases/documents/{free}")).await.status, StatusCode::NO_CONTENT);
+    refused(&del(&app, &t, format!("/api/v1/collections/cases/documents/{sam}")).await, &subject_hold);
+    refused(&del(&app, &t, format!("/api/v1/collections/held/documents/{boxed}")).await, &collection_hold);
+    refused(&del(&app, &t, "/api/v1/collections/held".into()).await, &collection_hold);
+    refused(&del(&app, &t, "/api/v1/collections/cases".into()).await, &subject_hold);
+    assert_eq!(del(&app, &t, format!("/api/v1/collections/cases/documents/{free}")).await.status, StatusCode::NO_CONTENT);
 
     // Retention passes the held documents by, and says so in the plan.
     app.clock.advance_secs(2 * DAY);
     let t = app.admin_token().await;
+    let officer = app.token("olivia", rampart_testkit::USER_PASSWORD).await;
     let plan = app.core.retention().plan().await.unwrap();
     let cases = plan.collections.iter().find(|r| r.collection == "cases").unwrap();
     assert_eq!((cases.expired, cases.held, cases.deletable), (2, 2, 0));
@@ -240,15 +240,14 @@ async fn legal_holds_block_document_collection_and_retention_deletes_until_relea
     let all = app.get("/api/v1/admin/legal-holds?include_released=true", Some(&t)).await;
     assert_eq!(all.body["legal_holds"].as_array().unwrap().len(), 2);
 
+    assert_eq!(del(&app, &t, format!("/api/v1/collections/cases/documents/{sam}")).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.core.retention().delete_expired(&SingleNode).await.unwrap(), 1, "sam2 expired and is free");
-    let t = app.admin_token().await;
-    assert_eq!(del(format!("/api/v1/collections/cases/documents/{sam}")).await.status, StatusCode::NO_CONTENT);
     assert!(!exists(&app, &t, "cases", &sam2).await);
-    assert_eq!(del("/api/v1/collections/cases".into()).await.status, StatusCode::NO_CONTENT);
-    refused(&del("/api/v1/collections/held".into()).await, &collection_hold);
+    assert_eq!(del(&app, &t, "/api/v1/collections/cases".into()).await.status, StatusCode::NO_CONTENT);
+    refused(&del(&app, &t, "/api/v1/collections/held".into()).await, &collection_hold);
     let res = app.call(Method::DELETE, &format!("/api/v1/admin/legal-holds/{collection_hold}"), Some(&t), None).await;
     assert_eq!(res.status, StatusCode::OK);
-    assert_eq!(del("/api/v1/collections/held".into()).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(del(&app, &t, "/api/v1/collections/held".into()).await.status, StatusCode::NO_CONTENT);
 
     // The audit trail names holds and subject hashes, never the subject id or the reason.
     let records = app.audit_records().await;

@@ -6,7 +6,11 @@ use rampart_store::{
 };
 use rampart_types::{CollectionName, DocumentId, FieldPath, HoldId, Timestamp};
 
-use super::{audit_tail, audited_since, doc, entry, ev, t};
+use super::{audit_tail, audited_since, doc, entry, ev, t, TestChainer};
+
+fn chained(s: &dyn Store) {
+    s.set_audit_chainer(std::sync::Arc::new(TestChainer));
+}
 
 const DAY: i64 = 86_400_000;
 
@@ -63,6 +67,7 @@ async fn ids(s: &dyn Store, c: &str) -> Vec<String> {
 /// Holds are placed, listed, read and released once, each change with its audit record;
 /// a collection hold needs its collection; a refused change records nothing.
 pub async fn legal_holds(s: &dyn Store) {
+    chained(s);
     s.create_collection(coll("cases", false, None), vec![]).await.unwrap();
     audited!(s, ["hold_place"], s.place_legal_hold(hold("hold-1", HoldScope::Subject, "alice"), vec![ev("hold_place")]).await.unwrap());
     audited!(
@@ -97,6 +102,7 @@ pub async fn legal_holds(s: &dyn Store) {
 /// nothing, while an active hold covers the document's subject or collection (or, for a
 /// collection, a subject with documents in it); once released they proceed.
 pub async fn legal_holds_block_deletes(s: &dyn Store) {
+    chained(s);
     s.create_collection(coll("a", false, None), vec![]).await.unwrap();
     s.create_collection(coll("b", false, None), vec![]).await.unwrap();
     s.insert_document(doc("a", "alice1", Some("alice"), b"1"), vec![entry("f", 1)], vec![]).await.unwrap();
@@ -133,6 +139,7 @@ pub async fn legal_holds_block_deletes(s: &dyn Store) {
 /// batches then delete, holds keep documents, each batch commits its own audit record, and
 /// index entries go with their documents.
 pub async fn retention_expiry(s: &dyn Store) {
+    chained(s);
     s.create_collection(coll("own", false, Some(10)), vec![]).await.unwrap();
     s.create_collection(coll("pii", true, None), vec![]).await.unwrap();
     s.create_collection(coll("plain", false, None), vec![]).await.unwrap();

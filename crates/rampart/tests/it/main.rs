@@ -14,5 +14,6 @@ mod nginx;
 mod nodes;
 mod nodes_throttle;
 mod postgres;
+mod retention;
 mod server;
 mod support;

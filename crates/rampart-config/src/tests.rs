@@ -430,7 +430,11 @@ fn retention_defaults_keep_everything_and_settings_layer_and_validate() {
     assert!(c.retention.deletes());
     assert_eq!((c.retention.default_retention_days, c.retention.pii_retention_days), (Some(365), Some(90)));
     assert_eq!(c.retention.batch_size, 5);
-    assert_eq!((c.retention.audit_log_retention_days, c.audit.retention_days), (400, 400), "the older name still works");
+    assert_eq!(
+        (c.retention.audit_log_retention_days, c.audit.retention_days),
+        (400, 400),
+        "the older name still works"
+    );
 
     let e = env(&[
         ("RAMPART_RETENTION_AUDIT_LOG_RETENTION_DAYS", "3000"),
@@ -438,7 +442,11 @@ fn retention_defaults_keep_everything_and_settings_layer_and_validate() {
         ("RAMPART_RETENTION_AUTO_DELETE_EXPIRED", "false"),
     ]);
     let c = Config::load(&e, &flags).expect("env");
-    assert_eq!((c.retention.audit_log_retention_days, c.audit.retention_days), (3000, 3000), "one setting, new name wins");
+    assert_eq!(
+        (c.retention.audit_log_retention_days, c.audit.retention_days),
+        (3000, 3000),
+        "one setting, new name wins"
+    );
     assert_eq!(c.retention.pii_retention_days, Some(30));
     assert!(!c.retention.deletes());
     assert!(e.unknown_variables(&[]).is_empty(), "the retention variables are known");

@@ -154,7 +154,11 @@ impl Retention {
     }
 
     fn rule(&self, now: Timestamp) -> RetentionRule {
-        RetentionRule { now, default_days: self.settings.default_retention_days, pii_days: self.settings.pii_retention_days }
+        RetentionRule {
+            now,
+            default_days: self.settings.default_retention_days,
+            pii_days: self.settings.pii_retention_days,
+        }
     }
 
     fn hold_details(&self, h: &LegalHold) -> Value {
@@ -215,7 +219,10 @@ impl Retention {
             true,
             self.hold_details(&hold),
         );
-        self.retention_store.place_legal_hold(hold.clone(), vec![event]).await.map_err(CoreError::about("collection"))?;
+        self.retention_store
+            .place_legal_hold(hold.clone(), vec![event])
+            .await
+            .map_err(CoreError::about("collection"))?;
         Ok(hold.into())
     }
 
@@ -270,16 +277,16 @@ impl Retention {
         let mut rows = Vec::new();
         for c in self.collection_store.list_collections().await? {
             let found = |with_subject: Option<bool>| {
-                counts.iter().filter(|n| n.collection == c.name && with_subject.is_none_or(|w| n.with_subject == w)).fold(
-                    (0, 0, None),
-                    |(e, h, o): (u64, u64, Option<Timestamp>), n| {
+                counts
+                    .iter()
+                    .filter(|n| n.collection == c.name && with_subject.is_none_or(|w| n.with_subject == w))
+                    .fold((0, 0, None), |(e, h, o): (u64, u64, Option<Timestamp>), n| {
                         let oldest = match (o, n.oldest_created_at) {
                             (Some(a), Some(b)) => Some(a.min(b)),
                             (a, b) => a.or(b),
                         };
                         (e + n.expired, h + n.held, oldest)
-                    },
-                )
+                    })
             };
             for (source, applies_to, days, with_subject) in self.rules_of(&c) {
                 let (expired, held, oldest) = found(with_subject);
@@ -391,6 +398,8 @@ fn cutoff_details(now: Timestamp, rules: &[(&'static str, &'static str, Option<u
     let at = |d: &Option<u32>| d.map(|d| cutoff(now, d));
     match rules {
         [(_, _, days, _)] => json!(at(days)),
-        _ => Value::Object(rules.iter().map(|(_, applies, days, _)| ((*applies).to_owned(), json!(at(days)))).collect()),
+        _ => {
+            Value::Object(rules.iter().map(|(_, applies, days, _)| ((*applies).to_owned(), json!(at(days)))).collect())
+        }
     }
 }

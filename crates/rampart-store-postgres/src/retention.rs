@@ -140,13 +140,7 @@ impl RetentionStore for PostgresStore {
         .await
     }
 
-    async fn release_legal_hold(
-        &self,
-        id: &HoldId,
-        by: &str,
-        at: Timestamp,
-        audit: Audit,
-    ) -> StoreResult<LegalHold> {
+    async fn release_legal_hold(&self, id: &HoldId, by: &str, at: Timestamp, audit: Audit) -> StoreResult<LegalHold> {
         let (id, by) = (id.as_str().to_owned(), by.to_owned());
         no_nul(&by)?;
         self.write(audit, move |tx| {
@@ -228,7 +222,10 @@ impl RetentionStore for PostgresStore {
                  ORDER BY d.seq LIMIT $5 FOR UPDATE OF d SKIP LOCKED"
             );
             let seqs: Vec<i64> = tx
-                .query(&sql, &[&rule.now.as_millis(), &days(rule.default_days), &days(rule.pii_days), &collection, &limit])
+                .query(
+                    &sql,
+                    &[&rule.now.as_millis(), &days(rule.default_days), &days(rule.pii_days), &collection, &limit],
+                )
                 .map_err(map_err)?
                 .iter()
                 .map(|r| r.get(0))

@@ -119,13 +119,7 @@ impl RetentionStore for SqliteStore {
         .await
     }
 
-    async fn release_legal_hold(
-        &self,
-        id: &HoldId,
-        by: &str,
-        at: Timestamp,
-        audit: Audit,
-    ) -> StoreResult<LegalHold> {
+    async fn release_legal_hold(&self, id: &HoldId, by: &str, at: Timestamp, audit: Audit) -> StoreResult<LegalHold> {
         let (id, by) = (id.as_str().to_owned(), by.to_owned());
         self.write(audit, move |tx| {
             let n = tx
@@ -211,13 +205,7 @@ impl RetentionStore for SqliteStore {
                     .map_err(map_err)?;
                 let rows = stmt
                     .query_map(
-                        params![
-                            rule.now.as_millis(),
-                            days(rule.default_days),
-                            days(rule.pii_days),
-                            collection,
-                            limit
-                        ],
+                        params![rule.now.as_millis(), days(rule.default_days), days(rule.pii_days), collection, limit],
                         |r| r.get(0),
                     )
                     .map_err(map_err)?;

@@ -89,11 +89,8 @@ pub fn max_audit_seq(db: &Path) -> StoreResult<i64> {
 pub fn age_documents(db: &Path, ids: &[String], days: i64) -> StoreResult<()> {
     let conn = open(db)?;
     for id in ids {
-        conn.execute(
-            "UPDATE documents SET created_at = created_at - ?1 * 86400000 WHERE id = ?2",
-            params![days, id],
-        )
-        .map_err(map_err)?;
+        conn.execute("UPDATE documents SET created_at = created_at - ?1 * 86400000 WHERE id = ?2", params![days, id])
+            .map_err(map_err)?;
     }
     Ok(())
 }

@@ -240,6 +240,6 @@ impl<T> Store for T where
         + RoleStore
         + CollectionStore
         + DocumentStore
-    + RetentionStore
+        + RetentionStore
 {
 }

@@ -92,13 +92,7 @@ pub trait RetentionStore: Send + Sync {
     async fn place_legal_hold(&self, hold: LegalHold, audit: Audit) -> StoreResult<()>;
     /// Releases an active hold and returns it as released; `NotFound` when there is no
     /// active hold with this id (nothing is committed, its audit records included).
-    async fn release_legal_hold(
-        &self,
-        id: &HoldId,
-        by: &str,
-        at: Timestamp,
-        audit: Audit,
-    ) -> StoreResult<LegalHold>;
+    async fn release_legal_hold(&self, id: &HoldId, by: &str, at: Timestamp, audit: Audit) -> StoreResult<LegalHold>;
     async fn get_legal_hold(&self, id: &HoldId) -> StoreResult<Option<LegalHold>>;
     /// Holds by creation time; released ones only when asked.
     async fn list_legal_holds(&self, include_released: bool) -> StoreResult<Vec<LegalHold>>;

@@ -69,10 +69,10 @@ pub use keys::{data_keys, erasure, kek_and_master, key_invalidation, reencryptio
 pub use mfa::{
     jwt_signing_keys, mfa_challenges, mfa_enrolment, recovery_codes, refresh_concurrent_use, refresh_tokens,
 };
+pub use retention::{legal_holds, legal_holds_block_deletes, retention_expiry, retention_invalidation};
 pub use security::{
     alert_folding_out_of_order, alerts, client_text_with_nul, ip_blocks, listing_order, login_history, webhook_outbox,
 };
-pub use retention::{legal_holds, legal_holds_block_deletes, retention_expiry, retention_invalidation};
 pub use throttle::{login_delay, login_delay_concurrent, login_delay_forgetting, login_delay_stale_holds};
 
 /// Seq of the newest audit record (0 when the chain is empty).

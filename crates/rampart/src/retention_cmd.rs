@@ -44,7 +44,10 @@ pub async fn run(flags: Overrides, action: RetentionAction) -> anyhow::Result<()
                 ]
             })
             .collect();
-        table::print(&["collection", "rule", "applies to", "days", "cutoff", "expired", "held", "oldest expired"], &rows);
+        table::print(
+            &["collection", "rule", "applies to", "days", "cutoff", "expired", "held", "oldest expired"],
+            &rows,
+        );
         let state = match (plan.enabled, plan.auto_delete_expired) {
             (true, true) => "the retention job deletes expired documents that no legal hold keeps",
             (true, false) => "auto_delete_expired is off: nothing is deleted automatically",

@@ -45,7 +45,9 @@ async fn retention_records(app: &TestApp) -> Vec<(String, u64)> {
         .await
         .into_iter()
         .filter(|r| r.event.event_type == "retention_delete")
-        .map(|r| (r.event.details["collection"].as_str().unwrap().to_owned(), r.event.details["count"].as_u64().unwrap()))
+        .map(|r| {
+            (r.event.details["collection"].as_str().unwrap().to_owned(), r.event.details["count"].as_u64().unwrap())
+        })
         .collect()
 }
 
@@ -108,13 +110,9 @@ async fn retention_deletes_exactly_the_expired_documents_and_the_plan_counts_the
     for id in &extra {
         assert!(!exists(&app, &t, "own", id).await);
     }
-    for (c, id) in [
-        ("own", &own_new),
-        ("pii", &pii_new),
-        ("plain", &subject_new),
-        ("plain", &plain_old),
-        ("other", &other_old),
-    ] {
+    for (c, id) in
+        [("own", &own_new), ("pii", &pii_new), ("plain", &subject_new), ("plain", &plain_old), ("other", &other_old)]
+    {
         assert!(exists(&app, &t, c, id).await, "{c}/{id} has not expired and must stay");
     }
     // Batches of 2: `own` took two transactions, each with its own record.
@@ -188,7 +186,8 @@ async fn legal_holds_block_document_collection_and_retention_deletes_until_relea
     let boxed = insert(&app, &t, "held", None).await;
 
     let officer = app.user_with_role("olivia", "privacy_officer").await;
-    let res = app.post("/api/v1/admin/legal-holds", Some(&officer), json!({"subject_id": "sam", "reason": "case 42"})).await;
+    let res =
+        app.post("/api/v1/admin/legal-holds", Some(&officer), json!({"subject_id": "sam", "reason": "case 42"})).await;
     assert_eq!(res.status, StatusCode::CREATED, "{:?}", res.body);
     let subject_hold = res.body["hold_id"].as_str().unwrap().to_owned();
     assert_eq!(res.body["scope"], "subject");
@@ -213,7 +212,10 @@ async fn legal_holds_block_document_collection_and_retention_deletes_until_relea
     refused(&del(&app, &t, format!("/api/v1/collections/held/documents/{boxed}")).await, &collection_hold);
     refused(&del(&app, &t, "/api/v1/collections/held".into()).await, &collection_hold);
     refused(&del(&app, &t, "/api/v1/collections/cases".into()).await, &subject_hold);
-    assert_eq!(del(&app, &t, format!("/api/v1/collections/cases/documents/{free}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        del(&app, &t, format!("/api/v1/collections/cases/documents/{free}")).await.status,
+        StatusCode::NO_CONTENT
+    );
 
     // Retention passes the held documents by, and says so in the plan.
     app.clock.advance_secs(2 * DAY);
@@ -230,7 +232,8 @@ async fn legal_holds_block_document_collection_and_retention_deletes_until_relea
     let list = app.get("/api/v1/admin/legal-holds", Some(&t)).await;
     assert_eq!(list.body["legal_holds"].as_array().unwrap().len(), 2);
     // Release the subject hold: its documents may go again, the collection hold still holds.
-    let res = app.call(Method::DELETE, &format!("/api/v1/admin/legal-holds/{subject_hold}"), Some(&officer), None).await;
+    let res =
+        app.call(Method::DELETE, &format!("/api/v1/admin/legal-holds/{subject_hold}"), Some(&officer), None).await;
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     assert_eq!(res.body["active"], false);
     assert_eq!(res.body["released_by"], "olivia");
@@ -240,7 +243,10 @@ async fn legal_holds_block_document_collection_and_retention_deletes_until_relea
     let all = app.get("/api/v1/admin/legal-holds?include_released=true", Some(&t)).await;
     assert_eq!(all.body["legal_holds"].as_array().unwrap().len(), 2);
 
-    assert_eq!(del(&app, &t, format!("/api/v1/collections/cases/documents/{sam}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        del(&app, &t, format!("/api/v1/collections/cases/documents/{sam}")).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.core.retention().delete_expired(&SingleNode).await.unwrap(), 1, "sam2 expired and is free");
     assert!(!exists(&app, &t, "cases", &sam2).await);
     assert_eq!(del(&app, &t, "/api/v1/collections/cases".into()).await.status, StatusCode::NO_CONTENT);
@@ -280,7 +286,8 @@ async fn legal_hold_requests_are_validated_and_need_their_permission() {
     }
     let res = app.post("/api/v1/admin/legal-holds", Some(&t), json!({"collection": "nope", "reason": "x"})).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
-    let res = app.post("/api/v1/admin/legal-holds", Some(&t), json!({"subject_id": "a", "reason": "x", "extra": 1})).await;
+    let res =
+        app.post("/api/v1/admin/legal-holds", Some(&t), json!({"subject_id": "a", "reason": "x", "extra": 1})).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
     for bad in ["nope", "hold-zz", "hold-000000000000000000000000"] {
         let res = app.call(Method::DELETE, &format!("/api/v1/admin/legal-holds/{bad}"), Some(&t), None).await;

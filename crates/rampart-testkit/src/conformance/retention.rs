@@ -69,7 +69,11 @@ async fn ids(s: &dyn Store, c: &str) -> Vec<String> {
 pub async fn legal_holds(s: &dyn Store) {
     chained(s);
     s.create_collection(coll("cases", false, None), vec![]).await.unwrap();
-    audited!(s, ["hold_place"], s.place_legal_hold(hold("hold-1", HoldScope::Subject, "alice"), vec![ev("hold_place")]).await.unwrap());
+    audited!(
+        s,
+        ["hold_place"],
+        s.place_legal_hold(hold("hold-1", HoldScope::Subject, "alice"), vec![ev("hold_place")]).await.unwrap()
+    );
     audited!(
         s,
         ["hold_place"],
@@ -84,14 +88,25 @@ pub async fn legal_holds(s: &dyn Store) {
     assert_eq!(active[0], hold("hold-1", HoldScope::Subject, "alice"));
     assert!(active.iter().all(LegalHold::active));
     let id = HoldId::from_stored("hold-1".to_owned());
-    let released = audited!(s, ["hold_release"], s.release_legal_hold(&id, "officer2", t(9), vec![ev("hold_release")]).await.unwrap());
+    let released = audited!(
+        s,
+        ["hold_release"],
+        s.release_legal_hold(&id, "officer2", t(9), vec![ev("hold_release")]).await.unwrap()
+    );
     assert_eq!(released.released_at, Some(t(9)));
     assert_eq!(released.released_by.as_deref(), Some("officer2"));
     assert!(!released.active());
     let again = s.release_legal_hold(&id, "officer2", t(10), vec![ev("hold_release")]);
     audited!(s, [], assert!(matches!(again.await, Err(StoreError::NotFound))));
     let unknown = HoldId::from_stored("hold-9".to_owned());
-    audited!(s, [], assert!(matches!(s.release_legal_hold(&unknown, "x", t(10), vec![ev("hold_release")]).await, Err(StoreError::NotFound))));
+    audited!(
+        s,
+        [],
+        assert!(matches!(
+            s.release_legal_hold(&unknown, "x", t(10), vec![ev("hold_release")]).await,
+            Err(StoreError::NotFound)
+        ))
+    );
     assert_eq!(s.get_legal_hold(&id).await.unwrap(), Some(released));
     assert_eq!(s.get_legal_hold(&unknown).await.unwrap(), None);
     assert_eq!(s.list_legal_holds(false).await.unwrap().len(), 1);
@@ -116,8 +131,14 @@ pub async fn legal_holds_block_deletes(s: &dyn Store) {
         Err(StoreError::LegalHold(h)) => assert_eq!(h.as_str(), id),
         other => panic!("expected legal hold {id}, got {other:?}"),
     };
-    held(audited!(s, [], s.delete_document(&cname("a"), &did("alice1"), None, vec![ev("document_delete")]).await), "hold-s");
-    held(audited!(s, [], s.delete_document(&cname("b"), &did("bob"), None, vec![ev("document_delete")]).await), "hold-c");
+    held(
+        audited!(s, [], s.delete_document(&cname("a"), &did("alice1"), None, vec![ev("document_delete")]).await),
+        "hold-s",
+    );
+    held(
+        audited!(s, [], s.delete_document(&cname("b"), &did("bob"), None, vec![ev("document_delete")]).await),
+        "hold-c",
+    );
     held(audited!(s, [], s.delete_collection(&cname("b"), vec![ev("collection_delete")]).await), "hold-c");
     held(audited!(s, [], s.delete_collection(&cname("a"), vec![ev("collection_delete")]).await), "hold-s");
     // Not held: another subject in an unheld collection.

@@ -34,7 +34,12 @@ async fn insert(server: &Server, token: &str, c: &str, subject: Option<&str>, n:
         if let Some(s) = subject {
             body["subject_id"] = json!(s);
         }
-        ids.push(post(server, token, &format!("/api/v1/collections/{c}/documents"), body).await["id"].as_str().unwrap().to_owned());
+        ids.push(
+            post(server, token, &format!("/api/v1/collections/{c}/documents"), body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     ids
 }

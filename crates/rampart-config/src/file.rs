@@ -31,6 +31,8 @@ pub(crate) struct FileConfig {
     pub breach_detection: FileBreach,
     #[serde(default)]
     pub privacy: FilePrivacy,
+    #[serde(default)]
+    pub retention: FileRetention,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +52,19 @@ pub(crate) struct FileServiceProvider {
     /// Refused: secrets do not belong in the config file.
     pub secret: Option<String>,
     pub secret_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRetention {
+    pub enabled: Option<bool>,
+    pub default_retention_days: Option<u32>,
+    pub pii_retention_days: Option<u32>,
+    pub audit_log_retention_days: Option<u32>,
+    pub auto_delete_expired: Option<bool>,
+    pub interval_secs: Option<u64>,
+    pub batch_size: Option<usize>,
+    pub batch_pause_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -59,6 +59,7 @@ pub struct Config {
     pub backup: BackupConfig,
     pub breach: BreachConfig,
     pub privacy: PrivacyConfig,
+    pub retention: RetentionConfig,
     pub secrets: Secrets,
     /// Things worth telling the operator at start (misspelled variables), never errors.
     pub warnings: Vec<String>,
@@ -115,6 +116,38 @@ pub struct BreachConfig {
     pub webhooks: Vec<WebhookEndpoint>,
     pub allow_private_webhook_targets: bool,
     pub instance_id: String,
+}
+
+/// `[retention]`: how long documents are kept, and whether expired ones are deleted.
+/// A document expires N days after its `created_at`, N being its collection's
+/// `retention_days` when set, else `pii_retention_days` when the collection declares
+/// `pii_fields` or the document names a `subject_id`, else `default_retention_days`; an
+/// unset period keeps documents forever. Legal holds keep documents whatever their age.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Retention is applied at all (`rampart retention plan` reports it either way).
+    pub enabled: bool,
+    pub default_retention_days: Option<u32>,
+    pub pii_retention_days: Option<u32>,
+    /// How long rotated `audit.log` files are kept. One setting with `[audit]
+    /// retention_days` (its older name): this key wins when both are given. The audit
+    /// chain in the database is never deleted.
+    pub audit_log_retention_days: u32,
+    /// The lease holder deletes expired documents in the background (needs `enabled`).
+    pub auto_delete_expired: bool,
+    /// Pause between background retention runs.
+    pub interval_secs: u64,
+    /// Documents deleted per transaction.
+    pub batch_size: usize,
+    /// Pause between batches, so serving comes first (file only, like `reencrypt_pause_ms`).
+    pub batch_pause_ms: u64,
+}
+
+impl RetentionConfig {
+    /// Whether the background job deletes expired documents.
+    pub fn deletes(&self) -> bool {
+        self.enabled && self.auto_delete_expired
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +259,8 @@ pub struct CorsConfig {
 
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
+    /// Rotated `audit.log` files older than this are deleted: the same setting as
+    /// `retention.audit_log_retention_days` (which wins), kept equal to it.
     pub retention_days: u32,
     pub activity_retention_days: u32,
     pub server_log_retention_days: u32,
@@ -605,14 +640,46 @@ impl Config {
                 ));
             }
         }
+        let r = &file.retention;
+        // One setting under two names: `retention.audit_log_retention_days` (and its
+        // variable) wins over `[audit] retention_days`, the older name.
+        let audit_log_retention_days = env
+            .parse_num("RAMPART_RETENTION_AUDIT_LOG_RETENTION_DAYS")?
+            .or(r.audit_log_retention_days)
+            .or(file.audit.retention_days)
+            .unwrap_or(2555);
+        let retention = RetentionConfig {
+            enabled: env.parse_bool("RAMPART_RETENTION_ENABLED")?.or(r.enabled).unwrap_or(false),
+            default_retention_days: env
+                .parse_num("RAMPART_RETENTION_DEFAULT_RETENTION_DAYS")?
+                .or(r.default_retention_days),
+            pii_retention_days: env.parse_num("RAMPART_RETENTION_PII_RETENTION_DAYS")?.or(r.pii_retention_days),
+            audit_log_retention_days,
+            auto_delete_expired: env
+                .parse_bool("RAMPART_RETENTION_AUTO_DELETE_EXPIRED")?
+                .or(r.auto_delete_expired)
+                .unwrap_or(false),
+            interval_secs: env.parse_num("RAMPART_RETENTION_INTERVAL_SECS")?.or(r.interval_secs).unwrap_or(300),
+            batch_size: env.parse_num("RAMPART_RETENTION_BATCH_SIZE")?.or(r.batch_size).unwrap_or(500),
+            batch_pause_ms: r.batch_pause_ms.unwrap_or(0),
+        };
+        if let Some(d) = retention.default_retention_days {
+            range("retention.default_retention_days", d, 1, 36_500)?;
+        }
+        if let Some(d) = retention.pii_retention_days {
+            range("retention.pii_retention_days", d, 1, 36_500)?;
+        }
+        range("retention.audit_log_retention_days", retention.audit_log_retention_days, 1, 36_500)?;
+        range("retention.interval_secs", retention.interval_secs, 1, 86_400)?;
+        range("retention.batch_size", retention.batch_size, 1, 10_000)?;
+        range("retention.batch_pause_ms", retention.batch_pause_ms, 0, 60_000)?;
         let audit = AuditConfig {
-            retention_days: file.audit.retention_days.unwrap_or(2555),
+            retention_days: audit_log_retention_days,
             activity_retention_days: file.audit.activity_retention_days.unwrap_or(90),
             server_log_retention_days: file.audit.server_log_retention_days.unwrap_or(30),
             max_file_mb: file.audit.max_file_mb.unwrap_or(100),
             record_reads: env.parse_bool("RAMPART_AUDIT_RECORD_READS")?.or(file.audit.record_reads).unwrap_or(true),
         };
-        range("audit.retention_days", audit.retention_days, 1, 36_500)?;
         range("audit.max_file_mb", audit.max_file_mb, 1, 100_000)?;
 
         let keys = KeysConfig {
@@ -750,6 +817,7 @@ impl Config {
             backup,
             breach,
             privacy,
+            retention,
             secrets,
             warnings,
         })

@@ -408,3 +408,61 @@ fn secret_values_never_appear_in_errors_or_debug_output() {
         assert!(!text.contains("Canary-Value"), "{text}");
     }
 }
+
+#[test]
+fn retention_defaults_keep_everything_and_settings_layer_and_validate() {
+    let c = Config::load(&Env::empty(), &Overrides::default()).expect("config");
+    let r = &c.retention;
+    assert!(!r.enabled && !r.auto_delete_expired && !r.deletes(), "nothing is deleted unless asked");
+    assert_eq!((r.default_retention_days, r.pii_retention_days), (None, None), "unset keeps forever");
+    assert_eq!((r.audit_log_retention_days, c.audit.retention_days), (2555, 2555));
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("rampart.toml");
+    std::fs::write(
+        &path,
+        "[audit]\nretention_days = 400\n[retention]\nenabled = true\nauto_delete_expired = true\n\
+         default_retention_days = 365\npii_retention_days = 90\nbatch_size = 5\n",
+    )
+    .expect("write");
+    let flags = Overrides { config: Some(path.clone()), ..Overrides::default() };
+    let c = Config::load(&Env::empty(), &flags).expect("file");
+    assert!(c.retention.deletes());
+    assert_eq!((c.retention.default_retention_days, c.retention.pii_retention_days), (Some(365), Some(90)));
+    assert_eq!(c.retention.batch_size, 5);
+    assert_eq!(
+        (c.retention.audit_log_retention_days, c.audit.retention_days),
+        (400, 400),
+        "the older name still works"
+    );
+
+    let e = env(&[
+        ("RAMPART_RETENTION_AUDIT_LOG_RETENTION_DAYS", "3000"),
+        ("RAMPART_RETENTION_PII_RETENTION_DAYS", "30"),
+        ("RAMPART_RETENTION_AUTO_DELETE_EXPIRED", "false"),
+    ]);
+    let c = Config::load(&e, &flags).expect("env");
+    assert_eq!(
+        (c.retention.audit_log_retention_days, c.audit.retention_days),
+        (3000, 3000),
+        "one setting, new name wins"
+    );
+    assert_eq!(c.retention.pii_retention_days, Some(30));
+    assert!(!c.retention.deletes());
+    assert!(e.unknown_variables(&[]).is_empty(), "the retention variables are known");
+
+    for (bad, key) in [
+        ("RAMPART_RETENTION_DEFAULT_RETENTION_DAYS", "retention.default_retention_days"),
+        ("RAMPART_RETENTION_PII_RETENTION_DAYS", "retention.pii_retention_days"),
+        ("RAMPART_RETENTION_AUDIT_LOG_RETENTION_DAYS", "retention.audit_log_retention_days"),
+        ("RAMPART_RETENTION_BATCH_SIZE", "retention.batch_size"),
+    ] {
+        let err = Config::load(&env(&[(bad, "0")]), &Overrides::default()).expect_err(bad).to_string();
+        assert!(err.contains(key) && err.contains("between"), "{err}");
+    }
+    let err = Config::load(&env(&[("RAMPART_RETENTION_ENABLED", "maybe")]), &Overrides::default()).expect_err("bool");
+    assert!(err.to_string().contains("RAMPART_RETENTION_ENABLED"), "{err}");
+    std::fs::write(&path, "[retention]\ndefault_retention_dayz = 3\n").expect("write");
+    let err = Config::load(&Env::empty(), &flags).expect_err("unknown key").to_string();
+    assert!(err.contains("default_retention_dayz"), "{err}");
+}

@@ -62,6 +62,11 @@ pub enum EventType {
     AuditVerify,
     /// A signed compliance evidence report was generated.
     ComplianceReport,
+    /// A legal hold was placed (subject holds name the subject's keyed hash only).
+    LegalHoldPlace,
+    LegalHoldRelease,
+    /// A retention batch deleted expired documents (collection, count, cutoff).
+    RetentionDelete,
 }
 
 impl EventType {
@@ -109,6 +114,9 @@ impl EventType {
             Self::CcpaOptOut => "ccpa_opt_out",
             Self::AuditVerify => "audit_verify",
             Self::ComplianceReport => "compliance_report",
+            Self::LegalHoldPlace => "legal_hold_place",
+            Self::LegalHoldRelease => "legal_hold_release",
+            Self::RetentionDelete => "retention_delete",
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::keyring::KeyRing;
 use crate::mfa::{Mfa, MfaParts};
 use crate::notify::Notifier;
 use crate::privacy::{Privacy, PrivacyParts};
+use crate::retention::Retention;
 use crate::roles::Roles;
 use crate::rotation::Keys;
 use crate::security::BreachDetection;
@@ -54,6 +55,7 @@ pub struct CoreSettings {
     pub verification_token_minutes: u32,
     /// Configuration facts the compliance status reports (TLS, rate limits, backup policy).
     pub compliance: crate::compliance::ComplianceSettings,
+    pub retention: rampart_config::RetentionConfig,
 }
 
 impl CoreSettings {
@@ -75,6 +77,7 @@ impl CoreSettings {
             refresh_lifetime_secs: i64::from(c.auth.refresh_lifetime_hours) * 3600,
             verification_token_minutes: c.privacy.verification_token_minutes,
             compliance: crate::compliance::ComplianceSettings::from_config(c),
+            retention: c.retention.clone(),
         }
     }
 }
@@ -112,6 +115,7 @@ struct Services {
     documents: Documents,
     keys: Keys,
     privacy: Privacy,
+    retention: Retention,
     audit: AuditLog,
     compliance: Compliance,
     backup_key: Arc<PurposeKey>,
@@ -204,6 +208,8 @@ impl Core {
             detection.clone(),
             (settings.key_rotation_days, settings.reencrypt_pause),
         );
+        let retention =
+            Retention::new(store.clone(), Arc::clone(&root.blind), events.clone(), settings.retention.clone());
         let privacy = Privacy::new(
             PrivacyParts {
                 store: store.clone(),
@@ -252,6 +258,7 @@ impl Core {
                 documents,
                 keys: key_service,
                 privacy,
+                retention,
                 audit,
                 compliance,
                 backup_key: root.backup,
@@ -294,6 +301,9 @@ impl Core {
     }
     pub fn privacy(&self) -> &Privacy {
         &self.inner.privacy
+    }
+    pub fn retention(&self) -> &Retention {
+        &self.inner.retention
     }
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit

@@ -37,6 +37,9 @@ pub enum CoreError {
     PreconditionFailed,
     #[error("{0}")]
     Conflict(&'static str),
+    /// An active legal hold keeps what the request would delete.
+    #[error("refused: legal hold {hold_id} is in place")]
+    LegalHold { hold_id: rampart_types::HoldId },
     /// Over a rate limit or inside a login delay; retry after the given seconds.
     #[error("Rate limit exceeded. Try again in {retry_after_secs} seconds.")]
     RateLimited { retry_after_secs: u64 },
@@ -90,6 +93,7 @@ impl From<StoreError> for CoreError {
             StoreError::LastAdmin => CoreError::Conflict("the last admin cannot be removed, disabled or demoted"),
             StoreError::InUse(what) | StoreError::LimitReached(what) => CoreError::Conflict(what),
             StoreError::VerificationInvalid => CoreError::VerificationInvalid,
+            StoreError::LegalHold(hold_id) => CoreError::LegalHold { hold_id },
             e @ (StoreError::Unavailable(_) | StoreError::AuditUnavailable(_) | StoreError::AuditChainBroken(_)) => {
                 CoreError::Unavailable(e)
             }

@@ -27,6 +27,7 @@ mod principal;
 mod privacy;
 mod rbac;
 mod refusal;
+pub mod retention;
 mod roles;
 pub mod rotation;
 pub mod security;
@@ -63,6 +64,7 @@ pub use privacy::{
 pub use rampart_types::perm;
 pub use rbac::{builtin_roles, grants, ADMIN_ROLE};
 pub use refusal::{Area, Escalation, Refusal};
+pub use retention::{HoldRequest, HoldView, PlanRow, Retention, RetentionPlan};
 pub use roles::RoleSpec;
 pub use roles::Roles;
 pub use rotation::Keys;

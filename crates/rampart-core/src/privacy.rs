@@ -453,7 +453,7 @@ impl Privacy {
             Ok(n) => n,
             Err(e) => {
                 let e = CoreError::from(e);
-                if matches!(e, CoreError::VerificationInvalid) {
+                if matches!(e, CoreError::VerificationInvalid | CoreError::LegalHold { .. }) {
                     self.refused(event, who, details, &e).await;
                 }
                 return Err(e);

@@ -56,6 +56,7 @@ pub fn builtin_roles(at: Timestamp) -> Vec<RoleRecord> {
                 DocumentsRead,
                 AuditRead,
                 ComplianceRead,
+                ComplianceLegalHold,
             ],
             at,
         ),

@@ -88,6 +88,7 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
             C::VerificationInvalid => (StatusCode::FORBIDDEN, "verification_invalid", msg, None),
             C::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed", msg, None),
             C::Conflict(_) => (StatusCode::CONFLICT, "conflict", msg, None),
+            C::LegalHold { .. } => (StatusCode::CONFLICT, "legal_hold", msg, None),
             C::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg, None),
             C::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", msg, None),
             C::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg, None),

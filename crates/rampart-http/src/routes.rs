@@ -8,7 +8,8 @@ use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
 use crate::handlers::{
-    self, admin, auth, backups, ccpa, collections, compliance, documents, gdpr, keys, mfa, roles, security, users,
+    self, admin, auth, backups, ccpa, collections, compliance, documents, gdpr, keys, mfa, retention, roles, security,
+    users,
 };
 use crate::AppState;
 use rampart_core::{Area, Budget};
@@ -161,6 +162,9 @@ fn routes() -> Vec<Route> {
         admin(M::POST, "/api/v1/ccpa/opt-out", P::CcpaOptOut, post(ccpa::opt_out)),
         admin(M::GET, "/api/v1/admin/compliance/status", P::ComplianceRead, get(compliance::status)),
         admin(M::GET, "/api/v1/admin/compliance/soc2-report", P::ComplianceRead, get(compliance::soc2_report)),
+        admin(M::POST, "/api/v1/admin/legal-holds", P::ComplianceLegalHold, post(retention::place)),
+        admin(M::GET, "/api/v1/admin/legal-holds", P::ComplianceLegalHold, get(retention::list)),
+        admin(M::DELETE, "/api/v1/admin/legal-holds/{hold_id}", P::ComplianceLegalHold, delete(retention::release)),
         admin(M::GET, "/api/v1/admin/security/alerts", P::SecurityRead, get(security::alerts)),
         admin(
             M::POST,

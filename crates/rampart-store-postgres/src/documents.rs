@@ -175,12 +175,17 @@ impl CollectionStore for PostgresStore {
     async fn delete_collection(&self, name: &CollectionName, audit: Audit) -> StoreResult<()> {
         let name = name.as_str().to_owned();
         self.write(audit, move |tx| {
+            // The holds gate before the row (the order a hold placement takes them in).
+            crate::retention::lock_holds_shared(tx)?;
             // Locked first: inserts in flight on other nodes (holding the row shared) commit
             // before the documents are deleted, and later ones find the collection gone.
             let exists =
                 tx.query_opt("SELECT 1 FROM collections WHERE name = $1 FOR UPDATE", &[&name]).map_err(map_err)?;
             if exists.is_none() {
                 return Err(StoreError::NotFound);
+            }
+            if let Some(hold) = crate::retention::hold_on_collection(tx, &name)? {
+                return Err(StoreError::LegalHold(hold));
             }
             tx.execute("DELETE FROM doc_index WHERE collection = $1", &[&name]).map_err(map_err)?;
             tx.execute("DELETE FROM documents WHERE collection = $1", &[&name]).map_err(map_err)?;
@@ -298,6 +303,9 @@ impl DocumentStore for PostgresStore {
             let (seq, version): (i64, i64) = (row.get(0), row.get(1));
             if expected_version.is_some_and(|v| i64::try_from(v).ok() != Some(version)) {
                 return Err(StoreError::VersionMismatch);
+            }
+            if let Some(hold) = crate::retention::hold_on_document(tx, seq)? {
+                return Err(StoreError::LegalHold(hold));
             }
             tx.execute("DELETE FROM doc_index WHERE doc_seq = $1", &[&seq]).map_err(map_err)?;
             tx.execute("DELETE FROM documents WHERE seq = $1", &[&seq]).map_err(map_err)?;

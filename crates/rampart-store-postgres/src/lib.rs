@@ -12,6 +12,7 @@ mod lease;
 mod mfa;
 mod migrations;
 mod privacy;
+pub mod retention;
 mod roles;
 mod security;
 mod sessions;

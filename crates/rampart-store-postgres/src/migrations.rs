@@ -338,6 +338,23 @@ CREATE TABLE privacy_requests (
     providers       TEXT NOT NULL
 );
 "#,
+    r#"
+-- Legal holds (retention): a subject hold names the plain subject id, so a deleting
+-- transaction matches `documents.subject_id` against it in SQL. Released holds stay.
+-- No trigger: nothing is cached from it.
+CREATE TABLE legal_holds (
+    id          TEXT COLLATE "C" PRIMARY KEY,
+    scope       TEXT NOT NULL CHECK (scope IN ('subject', 'collection')),
+    target      TEXT COLLATE "C" NOT NULL,
+    reason      TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    released_at BIGINT,
+    released_by TEXT
+);
+CREATE INDEX legal_holds_active ON legal_holds(scope, target) WHERE released_at IS NULL;
+CREATE INDEX documents_by_created ON documents(collection, created_at);
+"#,
 ];
 
 /// Runs the migrations that have not run yet.

@@ -88,6 +88,17 @@ impl PrivacyStore for PostgresStore {
         self.write(audit, move |tx| {
             let Erasure { subject, subject_hash: hash, verification, mut request, notices } = erasure;
             spend(tx, &verification, &hash, request.requested_at.as_millis())?;
+            // A legal hold on the subject, or on a collection with its records, wins (the
+            // holds gate is taken shared: a hold placed meanwhile waits, or is seen).
+            if let Some(hold) = crate::retention::hold_on_subject(tx, subject.as_str())? {
+                return Err(StoreError::LegalHold(hold));
+            }
+            // Released holds named the subject: they keep only its keyed hash.
+            tx.execute(
+                "UPDATE legal_holds SET target = 'erased:' || $2 WHERE scope = 'subject' AND target = $1",
+                &[&subject.as_str(), &hash],
+            )
+            .map_err(map_err)?;
             // Key writers on every node wait (and are waited for): a successor key a
             // re-encryption start or a first write is adding for this subject right now is
             // committed and seen below, or comes after the erasure.

@@ -172,20 +172,21 @@ trait Change: Send {
     fn refuse(self: Box<Self>, e: StoreError);
 }
 
+/// `f` returns the change's result and its audit events (most changes know their events
+/// before they run; a retention batch learns its count only inside the transaction).
 struct ChangeJob<T, F> {
     f: F,
-    audit: Audit,
     done: oneshot::Sender<StoreResult<T>>,
 }
 
 impl<T, F> Change for ChangeJob<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    F: FnOnce(&Transaction<'_>) -> StoreResult<(T, Audit)> + Send + 'static,
 {
     fn run(self: Box<Self>, tx: &Transaction<'_>, chainer: Option<&Arc<dyn AuditChainer>>) -> Ran {
-        let ChangeJob { f, audit, done } = *self;
-        let result = f(tx).and_then(|value| {
+        let ChangeJob { f, done } = *self;
+        let result = f(tx).and_then(|(value, audit)| {
             if !audit.is_empty() {
                 crate::audit::append_chained(tx, chainer, &audit)?;
             }
@@ -479,8 +480,26 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
+        self.change_audited_by(quiet, move |tx| f(tx).map(|value| (value, audit))).await
+    }
+
+    /// `write`, for a change whose audit events depend on what it found: `f` returns them
+    /// with its result, and they join the chain in the same transaction.
+    pub(crate) async fn write_audited_by<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<(T, Audit)> + Send + 'static,
+    {
+        self.change_audited_by(false, f).await
+    }
+
+    async fn change_audited_by<T, F>(&self, quiet: bool, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<(T, Audit)> + Send + 'static,
+    {
         let (done, answer) = oneshot::channel::<StoreResult<T>>();
-        self.enqueue(Work::Change { quiet, change: Box::new(ChangeJob { f, audit, done }) }).await?;
+        self.enqueue(Work::Change { quiet, change: Box::new(ChangeJob { f, done }) }).await?;
         answer.await.map_err(|_| writer_gone())?
     }
 

@@ -156,6 +156,9 @@ impl CollectionStore for SqliteStore {
     async fn delete_collection(&self, name: &CollectionName, audit: Audit) -> StoreResult<()> {
         let name = name.as_str().to_owned();
         self.write(audit, move |tx| {
+            if let Some(hold) = crate::retention::hold_on_collection(tx, &name)? {
+                return Err(StoreError::LegalHold(hold));
+            }
             tx.execute("DELETE FROM doc_index WHERE collection = ?1", params![name]).map_err(map_err)?;
             tx.execute("DELETE FROM documents WHERE collection = ?1", params![name]).map_err(map_err)?;
             let n = tx.execute("DELETE FROM collections WHERE name = ?1", params![name]).map_err(map_err)?;
@@ -266,6 +269,9 @@ impl DocumentStore for SqliteStore {
             let current = get_doc_in(tx, &c, &id)?.ok_or(StoreError::NotFound)?;
             if expected_version.is_some_and(|v| v != current.version) {
                 return Err(StoreError::VersionMismatch);
+            }
+            if let Some(hold) = crate::retention::hold_on_document(tx, current.seq)? {
+                return Err(StoreError::LegalHold(hold));
             }
             tx.execute("DELETE FROM doc_index WHERE doc_seq = ?1", params![current.seq]).map_err(map_err)?;
             tx.execute("DELETE FROM documents WHERE seq = ?1", params![current.seq]).map_err(map_err)?;

@@ -9,6 +9,7 @@ mod keys;
 mod mfa;
 mod migrations;
 mod privacy;
+pub mod retention;
 mod roles;
 mod security;
 mod sessions;

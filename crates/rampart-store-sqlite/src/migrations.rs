@@ -273,6 +273,22 @@ CREATE TABLE privacy_requests (
     providers       TEXT NOT NULL
 ) STRICT;
 "#,
+    // Legal holds (retention): a subject hold names the plain subject id, so a deleting
+    // transaction matches `documents.subject_id` against it in SQL. Released holds stay.
+    r#"
+CREATE TABLE legal_holds (
+    id          TEXT PRIMARY KEY,
+    scope       TEXT NOT NULL CHECK (scope IN ('subject', 'collection')),
+    target      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    released_at INTEGER,
+    released_by TEXT
+) STRICT;
+CREATE INDEX legal_holds_active ON legal_holds(scope, target) WHERE released_at IS NULL;
+CREATE INDEX documents_by_created ON documents(collection, created_at);
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {

@@ -86,6 +86,16 @@ impl PrivacyStore for SqliteStore {
                 let Erasure { subject, subject_hash: hash, verification, mut request, notices } = erasure;
                 spend(tx, &verification, &hash, request.requested_at.as_millis())?;
                 let subject = subject.as_str();
+                // A legal hold on the subject, or on a collection with its records, wins.
+                if let Some(hold) = crate::retention::hold_on_subject(tx, subject)? {
+                    return Err(StoreError::LegalHold(hold));
+                }
+                // Released holds named the subject: they keep only its keyed hash.
+                tx.execute(
+                    "UPDATE legal_holds SET target = 'erased:' || ?2 WHERE scope = 'subject' AND target = ?1",
+                    params![subject, hash],
+                )
+                .map_err(map_err)?;
                 tx.execute(
                     "DELETE FROM doc_index WHERE doc_seq IN (SELECT seq FROM documents WHERE subject_id = ?1)",
                     params![subject],

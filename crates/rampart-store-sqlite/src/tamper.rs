@@ -83,3 +83,23 @@ pub fn webhook_outbox(db: &Path) -> StoreResult<Vec<(String, String, String)>> {
 pub fn max_audit_seq(db: &Path) -> StoreResult<i64> {
     open(db)?.query_row("SELECT coalesce(max(seq), 0) FROM audit_log", [], |r| r.get(0)).map_err(map_err)
 }
+
+/// Backdates documents' `created_at` by `days` (a running server's clock is real, so tests
+/// of retention age stored data this way, as someone with the database could).
+pub fn age_documents(db: &Path, ids: &[String], days: i64) -> StoreResult<()> {
+    let conn = open(db)?;
+    for id in ids {
+        conn.execute("UPDATE documents SET created_at = created_at - ?1 * 86400000 WHERE id = ?2", params![days, id])
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// The ids of the documents stored in `collection`, read straight from the file (works on
+/// the database of a killed server).
+pub fn document_ids(db: &Path, collection: &str) -> StoreResult<Vec<String>> {
+    let conn = open(db)?;
+    let mut stmt = conn.prepare("SELECT id FROM documents WHERE collection = ?1 ORDER BY id").map_err(map_err)?;
+    let rows = stmt.query_map([collection], |r| r.get(0)).map_err(map_err)?;
+    rows.collect::<rusqlite::Result<Vec<String>>>().map_err(map_err)
+}

@@ -11,6 +11,7 @@ mod lease;
 mod mfa;
 mod privacy;
 mod records;
+mod retention;
 mod security;
 #[cfg(feature = "tamper")]
 pub mod tamper;
@@ -28,6 +29,7 @@ pub use lease::*;
 pub use mfa::*;
 pub use privacy::*;
 pub use records::*;
+pub use retention::*;
 pub use security::*;
 pub use throttle::*;
 pub use tokens::*;
@@ -49,6 +51,9 @@ pub enum StoreError {
     /// A bound on how many of something may exist was reached; nothing was added.
     #[error("limit reached: {0}")]
     LimitReached(&'static str),
+    /// An active legal hold (this one) keeps what the change would delete; nothing changed.
+    #[error("under legal hold {0}")]
+    LegalHold(rampart_types::HoldId),
     /// The audit trail could not be written; the change was not made.
     #[error("audit log unavailable")]
     AuditUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -84,6 +89,7 @@ impl StoreError {
             StoreError::VerificationInvalid => StoreError::VerificationInvalid,
             StoreError::InUse(what) => StoreError::InUse(what),
             StoreError::LimitReached(what) => StoreError::LimitReached(what),
+            StoreError::LegalHold(id) => StoreError::LegalHold(id.clone()),
             StoreError::AuditChainBroken(why) => StoreError::AuditChainBroken(why),
             StoreError::AuditUnavailable(x) => StoreError::AuditUnavailable(copy(x.as_ref())),
             StoreError::Unavailable(x) => StoreError::Unavailable(copy(x.as_ref())),
@@ -164,7 +170,9 @@ pub trait CollectionStore: Send + Sync {
     /// Replaces the settings; when `reindex` is given, rebuilds every index entry of the
     /// collection with it in the same transaction.
     async fn update_collection(&self, c: CollectionRecord, reindex: Option<Indexer>, audit: Audit) -> StoreResult<()>;
-    /// Deletes the collection with its documents and index entries.
+    /// Deletes the collection with its documents and index entries; `LegalHold` when an
+    /// active hold covers the collection or a subject with documents in it (checked in the
+    /// deleting transaction).
     async fn delete_collection(&self, name: &CollectionName, audit: Audit) -> StoreResult<()>;
 }
 
@@ -186,6 +194,8 @@ pub trait DocumentStore: Send + Sync {
         index: Vec<IndexEntry>,
         audit: Audit,
     ) -> StoreResult<DocumentRecord>;
+    /// `LegalHold` when an active hold covers the document's collection or subject
+    /// (checked in the deleting transaction).
     async fn delete_document(
         &self,
         c: &CollectionName,
@@ -227,6 +237,7 @@ pub trait Store:
     + RoleStore
     + CollectionStore
     + DocumentStore
+    + RetentionStore
 {
 }
 impl<T> Store for T where
@@ -243,5 +254,6 @@ impl<T> Store for T where
         + RoleStore
         + CollectionStore
         + DocumentStore
+        + RetentionStore
 {
 }

@@ -43,6 +43,7 @@ pub const TRANSFER_TABLES: &[&str] = &[
     "consents",
     "opt_outs",
     "privacy_requests",
+    "legal_holds",
     "alerts",
     "ip_blocks",
     "webhook_outbox",

@@ -18,7 +18,8 @@ macro_rules! conformance_suite {
                 alerts webhook_outbox ip_blocks login_history
                 alert_folding_out_of_order client_text_with_nul listing_order
                 login_delay login_delay_stale_holds login_delay_concurrent login_delay_forgetting
-                verification_tokens subject_rights opt_out_bound refused_changes_see_what_refused_them
+                verification_tokens subject_rights opt_out_bound erasure_respects_legal_holds refused_changes_see_what_refused_them
+                legal_holds legal_holds_block_deletes retention_expiry retention_invalidation
             );
         }
     };
@@ -61,6 +62,7 @@ mod content;
 mod keys;
 mod mfa;
 mod privacy;
+mod retention;
 mod security;
 mod throttle;
 pub use audit_log::{audit_queries, audit_reanchor};
@@ -71,7 +73,8 @@ pub use keys::{
 pub use mfa::{
     jwt_signing_keys, mfa_challenges, mfa_enrolment, recovery_codes, refresh_concurrent_use, refresh_tokens,
 };
-pub use privacy::{opt_out_bound, subject_rights, verification_tokens};
+pub use privacy::{erasure_respects_legal_holds, opt_out_bound, subject_rights, verification_tokens};
+pub use retention::{legal_holds, legal_holds_block_deletes, retention_expiry, retention_invalidation};
 pub use security::{
     alert_folding_out_of_order, alerts, client_text_with_nul, ip_blocks, listing_order, login_history, webhook_outbox,
 };

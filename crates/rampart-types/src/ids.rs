@@ -75,6 +75,8 @@ random_ids! {
     SigningKeyId, "signing key id", "", 8;
     /// A minted JWT (`jti`).
     TokenId, "token id", "", 16;
+    /// A legal hold (`/api/v1/admin/legal-holds/{hold_id}`).
+    HoldId, "legal hold id", "hold-", 12;
 }
 
 #[cfg(test)]

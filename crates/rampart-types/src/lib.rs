@@ -10,7 +10,7 @@ mod permission;
 mod time;
 
 pub use cidr::{Cidr, CidrError};
-pub use ids::{AlertId, FamilyId, InvalidId, RandomId, SessionId, SigningKeyId, TokenId};
+pub use ids::{AlertId, FamilyId, HoldId, InvalidId, RandomId, SessionId, SigningKeyId, TokenId};
 pub use names::{CollectionName, DocumentId, FieldPath, NameError, RoleName, SubjectId, Username};
 pub use permission::{perm, Permission, PermissionMarker, PermissionScope, UnknownPermission};
 pub use time::Timestamp;

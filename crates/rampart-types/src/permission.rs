@@ -93,6 +93,7 @@ permissions! {
     CcpaDelete = "ccpa.delete", Global;
     CcpaOptOut = "ccpa.opt_out", Global;
     ComplianceRead = "compliance.read", Global;
+    ComplianceLegalHold = "compliance.legal_hold", Global;
     MetricsRead = "metrics.read", Global;
 }
 

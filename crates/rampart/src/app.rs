@@ -172,7 +172,7 @@ impl App {
     }
 
     /// Starts the background jobs of a serving node: the session sweep with scheduled key
-    /// rotation and webhook delivery (one node at a time, under `lease`), and the reload of
+    /// rotation, re-encryption, retention deletion and webhook delivery (one node at a time, under `lease`), and the reload of
     /// address blocks (every node). They end when `stop` turns true (or are aborted).
     pub fn start_workers(&self, config: &Config, lease: Arc<dyn LeaderLease>, stop: watch::Receiver<bool>) -> Workers {
         let clock = self.core.clock();
@@ -182,6 +182,12 @@ impl App {
             let (core, lease) = (self.core.clone(), Arc::clone(&lease));
             async move { core.keys().keep_reencrypting(lease).await }
         });
+        // Retention deletion (when `[retention] enabled` and `auto_delete_expired`): under
+        // the lease, batch by batch, resumed by the next run after a crash.
+        let retention = tokio::spawn({
+            let (core, lease) = (self.core.clone(), Arc::clone(&lease));
+            async move { core.retention().keep_deleting(lease).await }
+        });
         let webhooks = tokio::spawn(crate::webhooks::deliver(
             self.backend.store(),
             crate::webhooks::Endpoints::of(config),
@@ -189,7 +195,7 @@ impl App {
             lease,
             stop,
         ));
-        Workers { periodic: vec![sweeper, block_reload, reencrypt], webhooks }
+        Workers { periodic: vec![sweeper, block_reload, reencrypt, retention], webhooks }
     }
 }
 

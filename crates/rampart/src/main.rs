@@ -15,6 +15,7 @@ mod ledger;
 mod logfiles;
 mod logging;
 mod migrate_cmd;
+mod retention_cmd;
 mod security_cmd;
 mod serve;
 mod table;
@@ -117,6 +118,13 @@ enum Command {
         #[command(subcommand)]
         action: gdpr_cmd::GdprAction,
     },
+    /// Retention: what has expired and what the job would delete (`plan`, a dry run).
+    Retention {
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(subcommand)]
+        action: retention_cmd::RetentionAction,
+    },
     /// Copy this (stopped) SQLite deployment into an empty PostgreSQL database.
     Migrate {
         #[command(flatten)]
@@ -185,6 +193,7 @@ fn main() -> ExitCode {
             Command::Keys { common, action } => keys_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::User { common, action } => user_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::Gdpr { common, action } => gdpr_cmd::run(common.overrides(), action).await.map(|()| 0),
+            Command::Retention { common, action } => retention_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::Migrate { common, to } => migrate_cmd::run(common.overrides(), to).await.map(|()| 0),
             Command::Security { common, action } => security_cmd::run(common.overrides(), action).await.map(|()| 0),
         }

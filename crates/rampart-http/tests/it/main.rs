@@ -14,5 +14,6 @@ mod privacy;
 mod rbac;
 mod redis_limits;
 mod responses;
+mod retention;
 mod security;
 mod session_cache;

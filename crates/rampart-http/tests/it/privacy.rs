@@ -543,3 +543,55 @@ async fn compliance_fails_when_a_request_leaves_recipients_untold_for_a_month() 
     let status = app.get("/api/v1/admin/compliance/status", Some(&admin)).await.body;
     assert_eq!(control(&status, "ccpa", "1798.105-120")["status"], "pass", "told at last");
 }
+
+#[tokio::test]
+async fn a_legal_hold_blocks_erasure_and_deletion_until_released() {
+    let (app, admin) = seeded().await;
+    let held = app
+        .post("/api/v1/admin/legal-holds", Some(&admin), json!({"subject_id": SUBJECT, "reason": "litigation 2026-7"}))
+        .await;
+    assert_eq!(held.status, StatusCode::CREATED, "{:?}", held.body);
+    let hold_id = held.body["hold_id"].as_str().unwrap().to_owned();
+    let v = verification(&app, &admin, SUBJECT).await;
+    let refused = erase(&app, &admin, json!({"subject_id": SUBJECT, "verification_token": v})).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::CONFLICT, "legal_hold"), "{:?}", refused.body);
+    assert!(refused.body["error"].as_str().unwrap().contains(&hold_id), "names the hold: {:?}", refused.body);
+    let refused = app
+        .call(
+            Method::DELETE,
+            "/api/v1/ccpa/delete",
+            Some(&admin),
+            Some(json!({"consumer_id": SUBJECT, "override_reason": "court order 1234"})),
+        )
+        .await;
+    assert_eq!(refused.code(), "legal_hold", "a CCPA deletion too");
+    let summary = app.get(&format!("/api/v1/gdpr/access?subject_id={SUBJECT}"), Some(&admin)).await;
+    assert_eq!(summary.body["records"], 3, "nothing was erased");
+    let audit = app.audit_records().await;
+    let refusal = audit.iter().rev().find(|r| r.event.event_type == "gdpr_erasure").unwrap();
+    assert!(!refusal.event.success && refusal.event.details["refused"].as_str().unwrap().contains("legal hold"));
+
+    // A hold on a collection with one of the subject's records blocks it as well.
+    let released = app.call(Method::DELETE, &format!("/api/v1/admin/legal-holds/{hold_id}"), Some(&admin), None).await;
+    assert_eq!(released.status, StatusCode::OK, "{:?}", released.body);
+    let held =
+        app.post("/api/v1/admin/legal-holds", Some(&admin), json!({"collection": "billing", "reason": "audit"})).await;
+    let collection_hold = held.body["hold_id"].as_str().unwrap().to_owned();
+    let refused = erase(&app, &admin, json!({"subject_id": SUBJECT, "verification_token": v})).await;
+    assert_eq!(refused.code(), "legal_hold");
+    assert!(refused.body["error"].as_str().unwrap().contains(&collection_hold));
+    app.call(Method::DELETE, &format!("/api/v1/admin/legal-holds/{collection_hold}"), Some(&admin), None).await;
+
+    let done = erase(&app, &admin, json!({"subject_id": SUBJECT, "verification_token": v})).await;
+    assert_eq!(done.status, StatusCode::OK, "the refused attempts spent no token: {:?}", done.body);
+    assert_eq!(done.body["records_deleted"], 3);
+    let holds = app.get("/api/v1/admin/legal-holds?include_released=true", Some(&admin)).await;
+    assert!(
+        !holds.raw.windows(SUBJECT.len()).any(|w| w == SUBJECT.as_bytes()),
+        "released holds forget the id: {:?}",
+        holds.body
+    );
+    for (name, bytes) in app.all_stored_bytes() {
+        assert!(!contains(&bytes, SUBJECT.as_bytes()), "the subject id is still in {name}");
+    }
+}

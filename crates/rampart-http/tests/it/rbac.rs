@@ -36,6 +36,7 @@ fn concrete(path: &str, doc_id: &str) -> String {
         .replace("{id}", doc_id)
         .replace("{username}", "target")
         .replace("{name}", "walk-role")
+        .replace("{hold_id}", "hold-000000000000000000000000")
 }
 
 /// Walks every route the router serves: without credentials each non-public route must

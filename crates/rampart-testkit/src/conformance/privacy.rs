@@ -195,3 +195,47 @@ pub async fn opt_out_bound(s: &dyn Store) {
     assert!(matches!(full, Err(StoreError::LimitReached(_))), "{full:?}");
     s.record_opt_out(opt_out("other", "h2", "do_not_sell", "1970-01-01"), vec![]).await.unwrap();
 }
+
+/// An active legal hold on the subject, or on a collection holding its records, refuses the
+/// erasure in its own transaction and spends nothing; once released, the erasure goes through
+/// and the released holds keep only the subject's keyed hash.
+pub async fn erasure_respects_legal_holds(s: &dyn Store) {
+    use rampart_store::{HoldScope, LegalHold};
+    use rampart_types::HoldId;
+    s.set_audit_chainer(Arc::new(TestChainer));
+    for c in ["a", "b"] {
+        s.create_collection(collection(c), vec![]).await.unwrap();
+    }
+    s.insert_document(doc("a", "d1", Some("s1"), b"x"), vec![], vec![]).await.unwrap();
+    s.insert_document(doc("b", "d2", Some("s2"), b"x"), vec![], vec![]).await.unwrap();
+    let hold = |id: &str, scope: HoldScope, target: &str| LegalHold {
+        id: HoldId::from_stored(id.into()),
+        scope,
+        target: target.into(),
+        reason: "litigation".into(),
+        created_by: "po".into(),
+        created_at: t(1),
+        released_at: None,
+        released_by: None,
+    };
+    s.place_legal_hold(hold("hold-s1", HoldScope::Subject, "s1"), vec![]).await.unwrap();
+    s.place_legal_hold(hold("hold-b", HoldScope::Collection, "b"), vec![]).await.unwrap();
+    s.issue_verification(token(1, "h1", 1_000), vec![]).await.unwrap();
+    let s1 = SubjectId::parse("s1").unwrap();
+    let refused = s.erase_subject(erasure_with(&s1, "h1", t(10), Verification::Token([1; 32])), vec![ev("x")]).await;
+    assert!(matches!(&refused, Err(StoreError::LegalHold(id)) if id.as_str() == "hold-s1"), "{refused:?}");
+    let s2 = SubjectId::parse("s2").unwrap();
+    let refused = s.erase_subject(erasure_of(&s2, "h2", t(10)), vec![]).await;
+    assert!(
+        matches!(&refused, Err(StoreError::LegalHold(id)) if id.as_str() == "hold-b"),
+        "a collection hold: {refused:?}"
+    );
+    assert_eq!(s.count_subject_documents(&s1).await.unwrap() + s.count_subject_documents(&s2).await.unwrap(), 2);
+    assert!(s.erasure_ledger().await.unwrap().is_empty());
+
+    s.release_legal_hold(&HoldId::from_stored("hold-s1".into()), "po", t(20), vec![]).await.unwrap();
+    let n = s.erase_subject(erasure_with(&s1, "h1", t(30), Verification::Token([1; 32])), vec![]).await.unwrap();
+    assert_eq!(n, 1, "the token was not spent by the refused attempt");
+    let released = s.get_legal_hold(&HoldId::from_stored("hold-s1".into())).await.unwrap().unwrap();
+    assert_eq!(released.target, "erased:h1", "the released hold keeps the keyed hash, not the id");
+}

@@ -16,5 +16,6 @@ mod nodes;
 mod nodes_throttle;
 mod postgres;
 mod privacy;
+mod retention;
 mod server;
 mod support;

@@ -77,6 +77,24 @@ async fn retention_resumes_after_kill_9_and_deletes_only_expired_unheld_document
     let aged: Vec<String> = expired.iter().chain(&held_subject).chain(&held_collection).cloned().collect();
     tamper::age_documents(&db, &aged, 10).unwrap();
 
+    // The dry run, as the README writes it, counts what the job is about to delete.
+    let plan = |json: bool| {
+        let mut cmd = crate::support::bin();
+        cmd.args(["retention", "plan"]).args(json.then_some("--json"));
+        cmd.args(["--data-dir", data.to_str().unwrap(), "--config", &config]).output().unwrap()
+    };
+    let out = plan(true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row =
+        |c: &str| report["collections"].as_array().unwrap().iter().find(|r| r["collection"] == c).unwrap().clone();
+    assert_eq!((row("logs")["expired"].clone(), row("logs")["held"].clone()), (json!(22), json!(2)), "{report}");
+    assert_eq!((row("cases")["expired"].clone(), row("cases")["held"].clone()), (json!(2), json!(2)));
+    let out = plan(false);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("20 document(s) deletable now"), "{table}");
+    assert_eq!(tamper::document_ids(&db, "logs").unwrap().len(), 25, "the plan deleted nothing");
+
     let server = start(opts());
     let token = server.login(&server.client(), "admin", ADMIN_PASSWORD).await;
     // Kill it as soon as the first batch is on the record.

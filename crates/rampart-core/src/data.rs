@@ -202,6 +202,11 @@ impl Documents {
     /// Opens a stored body. A body that fails authentication is never returned: the
     /// failure is audited and answered as an integrity error.
     async fn decode_body(&self, actor: &Principal, r: &DocumentRecord) -> CoreResult<Value> {
+        Ok(self.decode_body_sized(actor, r).await?.0)
+    }
+
+    /// `decode_body`, with the size of the opened JSON (what exfiltration detection counts).
+    async fn decode_body_sized(&self, actor: &Principal, r: &DocumentRecord) -> CoreResult<(Value, usize)> {
         let opened = self.keys.open_body(&r.collection, &r.id, &r.body, self.now()).await;
         let json = match opened {
             Ok(j) => j,
@@ -226,14 +231,15 @@ impl Documents {
             }
             Err(e) => return Err(e),
         };
-        serde_json::from_slice(&json).map_err(|_| CoreError::Integrity("document body is not JSON"))
+        let value = serde_json::from_slice(&json).map_err(|_| CoreError::Integrity("document body is not JSON"))?;
+        Ok((value, json.len()))
     }
 
     /// Opens a record for a data-subject request (export, access summary): audited as an
     /// integrity error when it fails, and counted by exfiltration detection like any read.
     pub(crate) async fn open_for_subject(&self, actor: &Principal, r: &DocumentRecord) -> CoreResult<Value> {
-        let data = self.decode_body(actor, r).await?;
-        self.detection.on_data_returned(actor, json_size(&data));
+        let (data, size) = self.decode_body_sized(actor, r).await?;
+        self.detection.on_data_returned(actor, size as u64);
         Ok(data)
     }
 

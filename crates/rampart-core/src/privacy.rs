@@ -28,7 +28,7 @@ use crate::keyring::KeyRing;
 use crate::notify::{Notice, Notifier};
 use crate::{Authorized, CoreError, CoreResult, Principal, RequestMeta};
 
-/// Documents read per page of an export.
+/// Documents read per page of an export (a document is at most 1 MiB: a page is bounded).
 const EXPORT_PAGE: usize = 100;
 /// Field names an access summary lists per collection.
 const MAX_SUMMARY_FIELDS: usize = 200;
@@ -686,16 +686,17 @@ impl Privacy {
         Ok(record.into())
     }
 
+    /// The subject's consent (audited: it is personal data read).
     pub async fn consent(&self, access: &Authorized<perm::GdprConsent>, subject: &str) -> CoreResult<ConsentStatus> {
-        let _ = access;
+        let who = access.who();
         let subject = parse_subject("subject_id", subject)?;
-        let history: Vec<ConsentView> = self
-            .privacy_store
-            .consent_history(&self.hash(&subject))
-            .await?
-            .into_iter()
-            .map(ConsentView::from)
-            .collect();
+        let hash = self.hash(&subject);
+        let history: Vec<ConsentView> =
+            self.privacy_store.consent_history(&hash).await?.into_iter().map(ConsentView::from).collect();
+        let details = json!({ "subject_hash": hash, "action": "read", "records": history.len() });
+        self.events
+            .record_event(EventType::GdprConsent, Some(who.username.as_str()), &who.origin, true, details)
+            .await?;
         let mut current: BTreeMap<&str, &ConsentView> = BTreeMap::new();
         for c in &history {
             current.insert(c.purpose.as_str(), c);

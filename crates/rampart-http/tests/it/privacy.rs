@@ -455,6 +455,7 @@ async fn every_privacy_action_is_in_the_audit_chain_by_keyed_hash_only() {
     app.get(&format!("/api/v1/ccpa/access?consumer_id={SUBJECT}"), Some(&admin)).await;
     app.post("/api/v1/gdpr/consent", Some(&admin), json!({"subject_id": SUBJECT, "purpose": "ads", "granted": false}))
         .await;
+    app.get(&format!("/api/v1/gdpr/consent?subject_id={SUBJECT}"), Some(&admin)).await;
     app.post("/api/v1/ccpa/opt-out", Some(&admin), json!({"consumer_id": SUBJECT, "opt_out_type": "do_not_sell"}))
         .await;
     let v = verification(&app, &admin, SUBJECT).await;
@@ -491,6 +492,8 @@ async fn every_privacy_action_is_in_the_audit_chain_by_keyed_hash_only() {
         hashes.insert(hash.to_owned());
     }
     assert_eq!(hashes.len(), 2, "one keyed hash per subject, the same in every record");
+    let read = audit.iter().find(|r| r.event.event_type == "gdpr_consent" && r.event.details["action"] == "read");
+    assert!(read.is_some(), "reading a subject's consent is recorded too");
     for r in &audit {
         let line = serde_json::to_string(&r.event.details).unwrap();
         assert!(!line.contains(SUBJECT) && !line.contains(OTHER), "{} names a subject: {line}", r.event.event_type);

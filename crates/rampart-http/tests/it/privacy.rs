@@ -370,6 +370,13 @@ async fn a_ccpa_opt_out_is_confirmed_and_shows_in_access_and_export() {
     }
 }
 
+/// What the delivery worker records once `endpoint` took the notice `id` (no worker runs
+/// in these tests).
+async fn delivered(app: &TestApp, id: &str, endpoint: &str) {
+    let now = rampart_core::Clock::now(&app.clock);
+    rampart_store::SecurityStore::webhook_delivered(&*app.store, id, endpoint, now).await.unwrap();
+}
+
 fn provider(name: &str, url: &str) -> rampart_config::ServiceProvider {
     rampart_config::ServiceProvider {
         name: name.into(),
@@ -412,28 +419,14 @@ async fn a_ccpa_deletion_tells_every_service_provider_and_completes_when_they_we
         assert_eq!((p["event_type"].as_str(), p["subject_id"].as_str()), (Some("subject_erased"), Some(SUBJECT)));
         assert!(endpoint.starts_with("https://analytics.example") || endpoint.starts_with("https://crm.example"));
     }
-    rampart_store::SecurityStore::webhook_delivered(
-        &*app.store,
-        &id,
-        "https://analytics.example/ccpa",
-        rampart_core::Clock::now(&app.clock),
-    )
-    .await
-    .unwrap();
+    delivered(&app, &id, "https://analytics.example/ccpa").await;
     assert_eq!(
         app.get(&format!("/api/v1/ccpa/delete/{id}"), Some(&admin)).await.body["status"],
         "processing",
         "crm was not told yet"
     );
     app.clock.advance_secs(5);
-    rampart_store::SecurityStore::webhook_delivered(
-        &*app.store,
-        &id,
-        "https://crm.example/hook",
-        rampart_core::Clock::now(&app.clock),
-    )
-    .await
-    .unwrap();
+    delivered(&app, &id, "https://crm.example/hook").await;
     let done = app.get(&format!("/api/v1/ccpa/delete/{id}"), Some(&admin)).await.body;
     assert_eq!(done["status"], "completed");
     assert_eq!(done["completed_at"].as_str().unwrap(), rampart_core::Clock::now(&app.clock).to_rfc3339());
@@ -541,8 +534,7 @@ async fn compliance_fails_when_a_request_leaves_recipients_untold_for_a_month() 
     assert_eq!(control(&status, "gdpr", "art12-20")["status"], "fail");
     assert_eq!(status["frameworks"]["gdpr"]["summary"]["status"], "non_compliant");
 
-    let now = rampart_core::Clock::now(&app.clock);
-    rampart_store::SecurityStore::webhook_delivered(&*app.store, &id, "https://crm.example/hook", now).await.unwrap();
+    delivered(&app, &id, "https://crm.example/hook").await;
     let status = app.get("/api/v1/admin/compliance/status", Some(&admin)).await.body;
     assert_eq!(control(&status, "ccpa", "1798.105-120")["status"], "pass", "told at last");
 }

@@ -778,6 +778,12 @@ impl Config {
             if !(sp.url.starts_with("https://") || sp.url.starts_with("http://")) {
                 return Err(invalid("privacy.service_provider.url", "must be an http(s) URL"));
             }
+            // The outbox and its delivery find an endpoint by URL: one URL, one endpoint, or a
+            // provider would share another's message (and secret, and format).
+            let taken = breach.webhooks.iter().map(|w| &w.url).chain(service_providers.iter().map(|p| &p.endpoint.url));
+            if taken.into_iter().any(|u| *u == sp.url) {
+                return Err(invalid("privacy.service_provider.url", "already used by a webhook or another provider"));
+            }
             let secret = match (sp.secret, sp.secret_env) {
                 (Some(_), _) => {
                     return Err(invalid(

@@ -466,3 +466,34 @@ fn retention_defaults_keep_everything_and_settings_layer_and_validate() {
     let err = Config::load(&Env::empty(), &flags).expect_err("unknown key").to_string();
     assert!(err.contains("default_retention_dayz"), "{err}");
 }
+
+#[test]
+fn service_providers_need_a_name_a_secret_variable_and_a_url_of_their_own() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let load = |toml: &str, vars: &[(&str, &str)]| {
+        let path = dir.path().join("providers.toml");
+        std::fs::write(&path, toml).expect("write");
+        Config::load(&env(vars), &Overrides { config: Some(path), ..Overrides::default() })
+    };
+    let crm = "[[privacy.service_provider]]\nname = \"crm\"\nurl = \"https://crm.example/hook\"\nsecret_env = \"RAMPART_CRM\"\n";
+    let ok = load(crm, &[("RAMPART_CRM", "s3cret-crm")]).expect("valid");
+    assert_eq!(ok.privacy.service_providers[0].name, "crm");
+    assert_eq!(ok.privacy.verification_token_minutes, 60);
+    let missing = load(crm, &[]).expect_err("no secret").to_string();
+    assert!(missing.contains("RAMPART_CRM"), "{missing}");
+    let twice = format!("{crm}{}", crm.replace("name = \"crm\"", "name = \"crm2\""));
+    let dup = load(&twice, &[("RAMPART_CRM", "s")]).expect_err("one URL, one endpoint").to_string();
+    assert!(dup.contains("privacy.service_provider.url"), "{dup}");
+    let vars = [
+        ("RAMPART_CRM", "s"),
+        ("RAMPART_BREACH_WEBHOOK_URL", "https://crm.example/hook"),
+        ("RAMPART_BREACH_WEBHOOK_SECRET", "w"),
+    ];
+    let shared = load(crm, &vars).expect_err("not a breach webhook's URL either").to_string();
+    assert!(shared.contains("already used"), "{shared}");
+    let bad_name = load(&crm.replace("\"crm\"", "\"CRM Inc\""), &[("RAMPART_CRM", "s")]).expect_err("name").to_string();
+    assert!(bad_name.contains("privacy.service_provider.name"), "{bad_name}");
+    let inline =
+        load(&crm.replace("secret_env = \"RAMPART_CRM\"", "secret = \"plain\""), &[]).expect_err("no inline secret");
+    assert!(!inline.to_string().contains("plain"), "{inline}");
+}

@@ -6,13 +6,13 @@
 //! this service stores or audits carries the keyed `subject_hash` instead, so nothing but
 //! the documents themselves (deleted at erasure) ever ties a row to a person.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 
 use rampart_crypto::{BlindIndexKey, SessionToken, TokenHash};
 use rampart_store::{
-    CollectionStore, ConsentRecord, DocumentStore, Erasure, OptOutRecord, PrivacyCounts, PrivacyRequest, PrivacyStore,
-    Store, Verification, VerificationRecord,
+    CollectionStore, ConsentRecord, DocumentRecord, DocumentStore, Erasure, OptOutRecord, PrivacyCounts,
+    PrivacyRequest, PrivacyStore, Store, Verification, VerificationRecord,
 };
 use rampart_types::{perm, CollectionName, SubjectId, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
@@ -228,8 +228,11 @@ pub struct ExportHeader {
     pub opt_outs: Vec<OptOutView>,
 }
 
-/// A started export: the header, then the records page by page, read and opened as the
-/// caller consumes them, so an export of any size holds one page in memory.
+/// A started export: the header, then the records one at a time, read a page of sealed
+/// records at a time and opened only when asked for, so an export of any size holds one
+/// sealed page and one opened record in memory (a record may be 1 MiB of JSON whose opened
+/// and formatted forms are many times that: a page of them opened at once would not be
+/// bounded in any useful sense).
 pub struct Export {
     pub header: ExportHeader,
     subject: SubjectId,
@@ -237,34 +240,31 @@ pub struct Export {
     actor: Principal,
     documents: Documents,
     document_store: Arc<dyn DocumentStore>,
+    sealed: VecDeque<DocumentRecord>,
     done: bool,
 }
 
 impl Export {
-    /// The next page of records, `None` at the end.
-    pub async fn next_page(&mut self) -> CoreResult<Option<Vec<ExportRecord>>> {
-        if self.done {
-            return Ok(None);
+    /// The next record, `None` at the end.
+    pub async fn next_record(&mut self) -> CoreResult<Option<ExportRecord>> {
+        if self.sealed.is_empty() && !self.done {
+            let page = self.document_store.subject_documents(&self.subject, self.after, EXPORT_PAGE).await?;
+            match page.last() {
+                Some(last) => self.after = last.seq,
+                None => self.done = true,
+            }
+            self.sealed.extend(page);
         }
-        let page = self.document_store.subject_documents(&self.subject, self.after, EXPORT_PAGE).await?;
-        let Some(last) = page.last() else {
-            self.done = true;
-            return Ok(None);
-        };
-        self.after = last.seq;
-        let mut out = Vec::with_capacity(page.len());
-        for r in &page {
-            let data = self.documents.open_for_subject(&self.actor, r).await?;
-            out.push(ExportRecord {
-                collection: r.collection.clone(),
-                id: r.id.clone(),
-                version: r.version,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-                data,
-            });
-        }
-        Ok(Some(out))
+        let Some(r) = self.sealed.pop_front() else { return Ok(None) };
+        let data = self.documents.open_for_subject(&self.actor, &r).await?;
+        Ok(Some(ExportRecord {
+            collection: r.collection,
+            id: r.id,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            data,
+        }))
     }
 }
 
@@ -542,6 +542,7 @@ impl Privacy {
             actor: who.clone(),
             documents: self.documents.clone(),
             document_store: Arc::clone(&self.document_store),
+            sealed: VecDeque::new(),
             done: false,
         })
     }

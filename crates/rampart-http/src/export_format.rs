@@ -90,7 +90,6 @@ impl ExportFormat {
                         (r.version.to_string(), r.created_at.to_rfc3339(), r.updated_at.to_rfc3339());
                     for (path, leaf) in leaves(&r.data) {
                         let value = leaf.text();
-                        let value_cell = if leaf.is_string() { defuse(&value) } else { value };
                         csv_row(
                             &mut s,
                             &[
@@ -100,8 +99,8 @@ impl ExportFormat {
                                 &version,
                                 &created,
                                 &updated,
-                                &defuse(&path),
-                                &value_cell,
+                                &path,
+                                &value,
                             ],
                         );
                     }
@@ -144,12 +143,12 @@ impl ExportFormat {
                 for c in &h.consent {
                     let state = if c.granted { "granted" } else { "withdrawn" };
                     let (given, recorded) = (c.timestamp.to_rfc3339(), c.recorded_at.to_rfc3339());
-                    csv_row(&mut s, &["consent", "", &c.consent_id, "", &given, &recorded, &defuse(&c.purpose), state]);
+                    csv_row(&mut s, &["consent", "", &c.consent_id, "", &given, &recorded, &c.purpose, state]);
                 }
                 for o in &h.opt_outs {
                     let at = o.created_at.to_rfc3339();
                     let value = format!("{} from {} ({})", o.status, o.effective_date, o.confirmation_number);
-                    csv_row(&mut s, &["opt_out", "", &o.opt_out_id, "", &at, "", &o.opt_out_type, &defuse(&value)]);
+                    csv_row(&mut s, &["opt_out", "", &o.opt_out_id, "", &at, "", &o.opt_out_type, &value]);
                 }
                 csv_row(
                     &mut s,
@@ -198,9 +197,6 @@ enum Leaf<'a> {
 }
 
 impl Leaf<'_> {
-    fn is_string(&self) -> bool {
-        matches!(self, Leaf::Scalar(Value::String(_)))
-    }
     fn text(&self) -> String {
         match self {
             Leaf::Scalar(Value::String(s)) => s.clone(),
@@ -266,14 +262,15 @@ fn defuse(s: &str) -> String {
     }
 }
 
-/// One RFC 4180 row, every cell quoted.
+/// One RFC 4180 row, every cell quoted and defused: any cell may hold client text (a subject
+/// id, a document id, a field name), so none is trusted to be formula-free.
 fn csv_row(out: &mut String, cells: &[&str]) {
     for (i, c) in cells.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push('"');
-        out.push_str(&c.replace('"', "\"\""));
+        out.push_str(&defuse(c).replace('"', "\"\""));
         out.push('"');
     }
     out.push_str("\r\n");
@@ -322,8 +319,8 @@ mod tests {
             assert_eq!(defuse(fine), fine);
         }
         let mut row = String::new();
-        csv_row(&mut row, &["a\"b", "c,d", "e\r\nf"]);
-        assert_eq!(row, "\"a\"\"b\",\"c,d\",\"e\r\nf\"\r\n");
+        csv_row(&mut row, &["a\"b", "c,d", "e\r\nf", "=1+1", "-3"]);
+        assert_eq!(row, "\"a\"\"b\",\"c,d\",\"e\r\nf\",\"'=1+1\",\"'-3\"\r\n", "every cell, numbers too");
     }
 
     #[test]

@@ -253,6 +253,20 @@ impl DocumentStore for PostgresStore {
             let new_version = version_i64(expected_version.checked_add(1).ok_or(StoreError::VersionMismatch)?)?;
             let (collection, id) = (doc.collection.as_str(), doc.id.as_str());
             hold_collection(tx, collection)?;
+            // A held document is evidence: not rewritten, and not moved to another subject
+            // (which would take it out from under a subject hold). The row is locked first,
+            // so the hold is judged on the row the update changes.
+            let current = tx
+                .query_opt(
+                    "SELECT seq FROM documents WHERE collection = $1 AND id = $2 FOR UPDATE",
+                    &[&collection, &id],
+                )
+                .map_err(map_err)?;
+            if let Some(row) = current {
+                if let Some(hold) = crate::retention::hold_on_document(tx, row.get(0))? {
+                    return Err(StoreError::LegalHold(hold));
+                }
+            }
             // Compare-and-set in one statement: a concurrent replace on another node holds
             // the row until it commits, and then this one sees its version.
             let updated = tx

@@ -95,7 +95,7 @@ impl PrivacyStore for PostgresStore {
             }
             // Released holds named the subject: they keep only its keyed hash.
             tx.execute(
-                "UPDATE legal_holds SET target = 'erased:' || $2 WHERE scope = 'subject' AND target = $1",
+                "UPDATE legal_holds SET target = 'erased:' || $2, reason = '(erased with its subject)' WHERE scope = 'subject' AND target = $1",
                 &[&subject.as_str(), &hash],
             )
             .map_err(map_err)?;
@@ -105,11 +105,23 @@ impl PrivacyStore for PostgresStore {
             tx.batch_execute("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE").map_err(map_err)?;
             let subject = subject.as_str();
             tx.execute(
-                "DELETE FROM doc_index WHERE doc_seq IN (SELECT seq FROM documents WHERE subject_id = $1)",
+                &format!(
+                    "DELETE FROM doc_index WHERE doc_seq IN (SELECT d.seq FROM documents d WHERE d.subject_id = $1 AND NOT {})",
+                    crate::retention::held_document()
+                ),
                 &[&subject],
             )
             .map_err(map_err)?;
-            let n = tx.execute("DELETE FROM documents WHERE subject_id = $1", &[&subject]).map_err(map_err)?;
+            // Held documents are left, and then refuse the whole erasure: one committed on
+            // another node into a held collection after the check above is seen by these
+            // statements (read committed), and must not be erased with the rest.
+            let held = crate::retention::held_document();
+            let n = tx
+                .execute(&format!("DELETE FROM documents d WHERE d.subject_id = $1 AND NOT {held}"), &[&subject])
+                .map_err(map_err)?;
+            if let Some(hold) = crate::retention::hold_on_subject(tx, subject)? {
+                return Err(StoreError::LegalHold(hold));
+            }
             tx.execute("DELETE FROM data_keys WHERE kind = 'subject' AND owner = $1", &[&hash]).map_err(map_err)?;
             for sql in [
                 "DELETE FROM consents WHERE subject_hash = $1",

@@ -234,6 +234,11 @@ impl DocumentStore for SqliteStore {
             let Some(seq) = seq else {
                 return Err(StoreError::NotFound);
             };
+            // A held document is evidence: not rewritten, and not moved to another subject
+            // (which would take it out from under a subject hold).
+            if let Some(hold) = crate::retention::hold_on_document(tx, seq)? {
+                return Err(StoreError::LegalHold(hold));
+            }
             let n = tx
                 .execute(
                     "UPDATE documents SET version = ?3, subject_id = ?4, body = ?5, updated_at = ?6

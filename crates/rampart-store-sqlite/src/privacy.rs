@@ -92,7 +92,7 @@ impl PrivacyStore for SqliteStore {
                 }
                 // Released holds named the subject: they keep only its keyed hash.
                 tx.execute(
-                    "UPDATE legal_holds SET target = 'erased:' || ?2 WHERE scope = 'subject' AND target = ?1",
+                    "UPDATE legal_holds SET target = 'erased:' || ?2, reason = '(erased with its subject)' WHERE scope = 'subject' AND target = ?1",
                     params![subject, hash],
                 )
                 .map_err(map_err)?;

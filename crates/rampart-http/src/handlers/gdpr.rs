@@ -202,12 +202,13 @@ async fn produce(
     if send(format.start(&export.header)).await.is_err() {
         return;
     }
+    // One record per chunk: the channel holds at most four formatted records.
     let mut written = 0u64;
     loop {
-        match export.next_page().await {
-            Ok(Some(page)) => {
-                let chunk = format.records(written, &page);
-                written += page.len() as u64;
+        match export.next_record().await {
+            Ok(Some(record)) => {
+                let chunk = format.records(written, std::slice::from_ref(&record));
+                written += 1;
                 if send(chunk).await.is_err() {
                     return;
                 }

@@ -590,3 +590,51 @@ async fn a_legal_hold_blocks_erasure_and_deletion_until_released() {
         assert!(!contains(&bytes, SUBJECT.as_bytes()), "the subject id is still in {name}");
     }
 }
+
+#[tokio::test]
+async fn a_held_document_can_be_neither_rewritten_nor_moved_out_from_under_its_hold() {
+    let (app, admin) = seeded().await;
+    let id = insert(&app, &admin, "visits", json!({"note": "evidence"}), SUBJECT).await;
+    let held =
+        app.post("/api/v1/admin/legal-holds", Some(&admin), json!({"subject_id": SUBJECT, "reason": "case 9"})).await;
+    let hold_id = held.body["hold_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/collections/visits/documents/{id}");
+    // Moving it to another subject would take it out of the hold; rewriting it would destroy it.
+    let moved =
+        app.call(Method::PUT, &path, Some(&admin), Some(json!({"data": {"note": "x"}, "subject_id": OTHER}))).await;
+    assert_eq!((moved.status, moved.code()), (StatusCode::CONFLICT, "legal_hold"), "{:?}", moved.body);
+    assert!(moved.body["error"].as_str().unwrap().contains(&hold_id));
+    let patched = app.call(Method::PATCH, &path, Some(&admin), Some(json!({"data": {"note": null}}))).await;
+    assert_eq!(patched.code(), "legal_hold");
+    assert_eq!(app.call(Method::DELETE, &path, Some(&admin), None).await.code(), "legal_hold");
+    let kept = app.get(&path, Some(&admin)).await;
+    assert_eq!(
+        (kept.body["data"]["note"].as_str(), kept.body["subject_id"].as_str()),
+        (Some("evidence"), Some(SUBJECT))
+    );
+
+    app.call(Method::DELETE, &format!("/api/v1/admin/legal-holds/{hold_id}"), Some(&admin), None).await;
+    let moved =
+        app.call(Method::PUT, &path, Some(&admin), Some(json!({"data": {"note": "x"}, "subject_id": OTHER}))).await;
+    assert_eq!(moved.status, StatusCode::OK, "released: {:?}", moved.body);
+}
+
+#[tokio::test]
+async fn a_subject_id_that_reads_as_a_formula_is_defused_in_the_csv_export() {
+    let (app, admin) = seeded().await;
+    let subject = "=HYPERLINK(\"https://evil.example\",\"x\")";
+    insert(&app, &admin, "visits", json!({"note": "n", "-1": -5}), subject).await;
+    let res = app.post("/api/v1/gdpr/verification", Some(&admin), json!({"subject_id": subject})).await;
+    let v = res.body["verification_token"].as_str().unwrap().to_owned();
+    let encoded: String = subject.bytes().map(|b| format!("%{b:02X}")).collect();
+    let csv = export(&app, &admin, &encoded, "csv", &v).await;
+    assert_eq!(csv.status, StatusCode::OK, "{}", text(&csv));
+    let csv = text(&csv);
+    assert!(csv.contains("\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")\""), "{csv}");
+    for line in csv.lines() {
+        for cell in line.split("\",\"") {
+            let cell = cell.trim_start_matches('"');
+            assert!(!cell.starts_with(['=', '+', '-', '@']), "a cell a spreadsheet would run: {cell}");
+        }
+    }
+}

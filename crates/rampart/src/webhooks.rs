@@ -15,6 +15,8 @@ use secrecy::ExposeSecret;
 const POLL: Duration = Duration::from_millis(500);
 const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF_SECS: i64 = 3600;
+/// How far ahead a message for an endpoint no longer configured is parked.
+const ORPHAN_RETRY_MS: i64 = 24 * 3600 * 1000;
 
 /// Addresses a webhook must not reach unless explicitly allowed (SSRF guard).
 pub fn forbidden_target(ip: IpAddr) -> bool {
@@ -131,7 +133,19 @@ pub async fn deliver(
         match due {
             Ok(items) => {
                 for item in items {
-                    let Some(endpoint) = config.webhooks.iter().find(|w| w.url == item.endpoint) else { continue };
+                    let Some(endpoint) = config.webhooks.iter().find(|w| w.url == item.endpoint) else {
+                        // Its endpoint was removed from the configuration: park it a day ahead
+                        // (delivered if the endpoint comes back), so such messages cannot fill
+                        // every batch and starve the endpoints that remain.
+                        let next = rampart_types::Timestamp::from_millis(clock.now().as_millis() + ORPHAN_RETRY_MS);
+                        let parked = store
+                            .webhook_failed(&item.event_id, &item.endpoint, next, "endpoint no longer configured")
+                            .await;
+                        if let Err(e) = parked {
+                            tracing::warn!(error = %e, "webhook outbox update failed");
+                        }
+                        continue;
+                    };
                     let secret = endpoint.secret.expose_secret();
                     let allow = config.allow_private_webhook_targets;
                     let outcome = match rampart_notify::delivery_body(&item, endpoint.format, secret) {
@@ -258,6 +272,46 @@ mod tests {
         let contacted = tokio::time::timeout(POLL * 6, receiver.accept()).await;
         assert!(contacted.is_ok(), "the lease holder did not deliver");
         drop(contacted); // the attempt fails at once instead of waiting for an answer
+        stop.send(true).unwrap();
+        let _ = job.await;
+    }
+
+    /// Deliveries addressed to an endpoint no longer configured (a provider or webhook removed
+    /// from the config) must not fill every batch: the endpoints that remain are still served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_for_a_removed_endpoint_do_not_starve_the_others() {
+        #![allow(clippy::unwrap_used)]
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(rampart_store_sqlite::SqliteStore::open(dir.path()).unwrap());
+        let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", receiver.local_addr().unwrap());
+        let config = Endpoints {
+            allow_private_webhook_targets: true,
+            webhooks: vec![rampart_config::WebhookEndpoint {
+                url: url.clone(),
+                secret: "s3cret-for-the-test".to_owned().into(),
+                format: rampart_config::WebhookFormat::Generic,
+            }],
+        };
+        let item = |id: String, endpoint: &str, at: i64| OutboxItem {
+            event_id: id,
+            endpoint: endpoint.to_owned(),
+            payload: "{}".into(),
+            attempts: 0,
+            next_attempt_at: rampart_types::Timestamp::from_millis(at),
+        };
+        // More than a batch, all due before the one that can be delivered.
+        let orphans: Vec<OutboxItem> =
+            (0..60).map(|i| item(format!("evt-gone-{i}"), "https://gone.example/hook", 0)).collect();
+        store.enqueue_webhooks(orphans).await.unwrap();
+        store.enqueue_webhooks(vec![item("evt-live".into(), &url, 1)]).await.unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(rampart_core::SystemClock);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let job =
+            tokio::spawn(deliver(Arc::clone(&store), config, clock, Arc::new(rampart_store::SingleNode), stopped));
+        let contacted = tokio::time::timeout(POLL * 8, receiver.accept()).await;
+        assert!(contacted.is_ok(), "the configured endpoint was starved by messages for a removed one");
+        drop(contacted);
         stop.send(true).unwrap();
         let _ = job.await;
     }

@@ -631,7 +631,7 @@ impl Privacy {
             current.insert(c.purpose.clone(), c.clone());
         }
         let purposes = current.values().filter(|c| c.granted).map(|c| c.purpose.clone()).collect();
-        let previously_erased = self.erasure_hashes().await?.contains(&hash);
+        let previously_erased = self.privacy_store.is_erased(&hash).await?;
         let details = json!({ "subject_hash": hash, "records": total, "collections": collections.len() });
         self.events.record_event(event, Some(who.username.as_str()), &who.origin, true, details).await?;
         Ok(AccessSummary {

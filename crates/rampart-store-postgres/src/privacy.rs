@@ -155,6 +155,17 @@ impl PrivacyStore for PostgresStore {
         .await
     }
 
+    async fn is_erased(&self, subject_hash: &str) -> StoreResult<bool> {
+        let hash = text(subject_hash).into_owned();
+        self.read(move |c| {
+            let row = c
+                .query_one("SELECT EXISTS (SELECT 1 FROM erasure_ledger WHERE subject_hash = $1)", &[&hash])
+                .map_err(map_err)?;
+            Ok(row.get(0))
+        })
+        .await
+    }
+
     async fn issue_verification(&self, v: VerificationRecord, audit: Audit) -> StoreResult<()> {
         self.write(audit, move |tx| {
             tx.execute(

@@ -146,6 +146,17 @@ impl PrivacyStore for SqliteStore {
         .await
     }
 
+    async fn is_erased(&self, subject_hash: &str) -> StoreResult<bool> {
+        let hash = subject_hash.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT EXISTS (SELECT 1 FROM erasure_ledger WHERE subject_hash = ?1)", params![hash], |r| {
+                r.get::<_, bool>(0)
+            })
+            .map_err(map_err)
+        })
+        .await
+    }
+
     async fn issue_verification(&self, v: VerificationRecord, audit: Audit) -> StoreResult<()> {
         self.write(audit, move |tx| {
             tx.execute(

@@ -119,6 +119,8 @@ pub trait PrivacyStore: Send + Sync {
     /// queues `notices`. Returns the number of documents deleted.
     async fn erase_subject(&self, erasure: Erasure, audit: Audit) -> StoreResult<u64>;
     async fn erasure_ledger(&self) -> StoreResult<Vec<ErasureEntry>>;
+    /// Whether `subject_hash` is in the erasure ledger (one lookup, not the whole ledger).
+    async fn is_erased(&self, subject_hash: &str) -> StoreResult<bool>;
 
     async fn issue_verification(&self, v: VerificationRecord, audit: Audit) -> StoreResult<()>;
     /// Spends a verification for a request that erases nothing (an export) and records the

@@ -215,6 +215,18 @@ mod tests {
         }
     }
 
+    /// The one endpoint a test's receiver listens on (loopback, so private targets allowed).
+    fn one_local_endpoint(url: &str) -> Endpoints {
+        Endpoints {
+            allow_private_webhook_targets: true,
+            webhooks: vec![rampart_config::WebhookEndpoint {
+                url: url.to_owned(),
+                secret: "s3cret-for-the-test".to_owned().into(),
+                format: rampart_config::WebhookFormat::Generic,
+            }],
+        }
+    }
+
     /// A lease that is never held: another node is delivering.
     struct Elsewhere;
 
@@ -237,14 +249,7 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(rampart_store_sqlite::SqliteStore::open(dir.path()).unwrap());
         let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", receiver.local_addr().unwrap());
-        let config = Endpoints {
-            allow_private_webhook_targets: true,
-            webhooks: vec![rampart_config::WebhookEndpoint {
-                url: url.clone(),
-                secret: "s3cret-for-the-test".to_owned().into(),
-                format: rampart_config::WebhookFormat::Generic,
-            }],
-        };
+        let config = one_local_endpoint(&url);
         let clock: Arc<dyn Clock> = Arc::new(rampart_core::SystemClock);
         let item = OutboxItem {
             event_id: "evt-lease".into(),
@@ -285,14 +290,7 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(rampart_store_sqlite::SqliteStore::open(dir.path()).unwrap());
         let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", receiver.local_addr().unwrap());
-        let config = Endpoints {
-            allow_private_webhook_targets: true,
-            webhooks: vec![rampart_config::WebhookEndpoint {
-                url: url.clone(),
-                secret: "s3cret-for-the-test".to_owned().into(),
-                format: rampart_config::WebhookFormat::Generic,
-            }],
-        };
+        let config = one_local_endpoint(&url);
         let item = |id: String, endpoint: &str, at: i64| OutboxItem {
             event_id: id,
             endpoint: endpoint.to_owned(),

@@ -148,7 +148,9 @@ pub async fn subject_rights(s: &dyn Store) {
     };
     e.notices = vec![notice("https://crm.example/a"), notice("https://crm.example/b")];
     let id = e.request.request_id.clone();
+    assert!(!s.is_erased("h1").await.unwrap());
     assert_eq!(s.erase_subject(e, vec![ev("erase")]).await.unwrap(), 3);
+    assert!(s.is_erased("h1").await.unwrap() && !s.is_erased("h2").await.unwrap());
     assert_eq!(s.count_subject_documents(&s1).await.unwrap(), 0);
     assert!(s.consent_history("h1").await.unwrap().is_empty() && s.opt_outs("h1").await.unwrap().is_empty());
     assert_eq!(s.consent_history("h2").await.unwrap().len(), 1, "another subject's consent stays");

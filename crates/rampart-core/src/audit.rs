@@ -67,6 +67,8 @@ pub enum EventType {
     LegalHoldRelease,
     /// A retention batch deleted expired documents (collection, count, cutoff).
     RetentionDelete,
+    /// The user list was exported (`rampart user export`); says whether hashes were included.
+    UserExport,
 }
 
 impl EventType {
@@ -117,6 +119,7 @@ impl EventType {
             Self::LegalHoldPlace => "legal_hold_place",
             Self::LegalHoldRelease => "legal_hold_release",
             Self::RetentionDelete => "retention_delete",
+            Self::UserExport => "user_export",
         }
     }
 }

@@ -71,7 +71,7 @@ pub use rotation::Keys;
 pub use security::BreachDetection;
 pub use throttle::ThrottleBackend;
 pub use users::Users;
-pub use users::{Bootstrap, NewUser, UserView};
+pub use users::{Bootstrap, ExportedUser, ImportedUser, NewUser, UserView};
 
 pub use rampart_crypto::{ct_eq, MasterKey};
 pub use rampart_store::{

@@ -1,4 +1,4 @@
-use rampart_crypto::{random_password, StoredPasswordHash};
+use rampart_crypto::{random_password, HashScheme, StoredPasswordHash};
 use rampart_store::{StoreError, UserChange, UserRecord, UserStore};
 use rampart_types::{RoleName, Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
@@ -47,6 +47,22 @@ pub struct NewUser {
     pub username: String,
     pub password: SecretString,
     pub role: String,
+}
+
+/// A user carried over from another system with the password hash it kept there
+/// (`rampart user import`): Argon2, bcrypt or PBKDF2-SHA256, checked at the next login and
+/// replaced there by an Argon2id hash with the current parameters.
+pub struct ImportedUser {
+    pub username: String,
+    pub role: String,
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+/// A user as `rampart user export` writes it: the hash only when asked for.
+pub struct ExportedUser {
+    pub view: UserView,
+    pub password_hash: Option<StoredPasswordHash>,
 }
 
 fn parse_username(s: &str) -> CoreResult<Username> {
@@ -132,6 +148,77 @@ impl Users {
             self.events.event(EventType::UserCreate, Some(actor.username.as_str()), &actor.origin, true, details);
         self.user_store.create_user(record, vec![event]).await.map_err(CoreError::about("user"))?;
         Ok(view)
+    }
+
+    /// Creates a user with a hash written elsewhere. The hash's format and cost are checked
+    /// here (a runaway cost would let one login attempt hold a hashing thread for hours);
+    /// the password policy cannot be, as the password is unknown until the user logs in.
+    pub async fn import_user(
+        &self,
+        access: &Authorized<perm::UsersCreate>,
+        imported: ImportedUser,
+    ) -> CoreResult<(UserView, HashScheme)> {
+        let actor = access.who();
+        let username = parse_username(&imported.username)?;
+        let role = parse_role(&imported.role)?;
+        self.check_assignable(actor, access.area(), &role).await?;
+        let scheme = rampart_crypto::classify_imported_hash(&imported.password_hash)
+            .map_err(|e| CoreError::validation("password_hash", e.to_string()))?;
+        if self.user_store.get_user(&username).await?.is_some() {
+            return Err(CoreError::AlreadyExists("user"));
+        }
+        let now = self.now();
+        let record = UserRecord {
+            username,
+            password_hash: imported.password_hash,
+            role,
+            disabled: imported.disabled,
+            mfa_enabled: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let view = UserView::from(&record);
+        let details = json!({
+            "target": record.username.as_str(), "role": record.role.as_str(),
+            "source": "import", "hash_scheme": scheme.as_str(), "disabled": record.disabled,
+        });
+        let event =
+            self.events.event(EventType::UserCreate, Some(actor.username.as_str()), &actor.origin, true, details);
+        self.user_store.create_user(record, vec![event]).await.map_err(CoreError::about("user"))?;
+        Ok((view, scheme))
+    }
+
+    /// One page of users for `rampart user export`, by name after `after`.
+    pub async fn export_page(
+        &self,
+        _: &Authorized<perm::UsersRead>,
+        after: Option<&str>,
+        limit: usize,
+        include_hashes: bool,
+    ) -> CoreResult<Vec<ExportedUser>> {
+        let after = after.map(parse_username).transpose()?;
+        let page = self.user_store.list_users(after.as_ref(), limit.clamp(1, self.max_page_size)).await?;
+        Ok(page
+            .into_iter()
+            .map(|u| ExportedUser {
+                view: UserView::from(&u),
+                password_hash: include_hashes.then(|| StoredPasswordHash::from_stored(u.password_hash)),
+            })
+            .collect())
+    }
+
+    /// Records a finished export: how many users, and whether their hashes left the server.
+    pub async fn record_export(
+        &self,
+        access: &Authorized<perm::UsersRead>,
+        count: u64,
+        include_hashes: bool,
+    ) -> CoreResult<()> {
+        let actor = access.who();
+        let details = json!({ "count": count, "include_hashes": include_hashes });
+        self.events
+            .record_event(EventType::UserExport, Some(actor.username.as_str()), &actor.origin, true, details)
+            .await
     }
 
     pub async fn get_user(&self, _: &Authorized<perm::UsersRead>, name: &str) -> CoreResult<UserView> {

@@ -4,6 +4,7 @@
 mod hierarchy;
 mod jwt;
 mod keys;
+mod legacy;
 mod password;
 mod policy;
 mod report;
@@ -16,6 +17,7 @@ pub use jwt::{generate_jwt_key, jwk_x, JwtKeyError, JwtSigner};
 pub use keys::{
     verify_webhook_signature, webhook_signature, AuditMacKey, BlindIndexKey, DeviceKey, KeyError, MasterKey, PurposeKey,
 };
+pub use legacy::{classify_imported_hash, HashScheme, ImportHashError};
 pub use password::{PasswordHashError, PasswordHasher, PasswordVerification, StoredPasswordHash};
 pub use policy::{
     check_password_policy, PolicyViolation, MAX_BYTES as MAX_PASSWORD_BYTES, MIN_CHARS as MIN_PASSWORD_CHARS,

@@ -78,11 +78,27 @@ impl PasswordHasher {
     /// `None`, which always fails but takes the same time.
     pub fn verify(&self, password: &SecretString, stored: Option<&StoredPasswordHash>) -> PasswordVerification {
         let target = stored.unwrap_or(&self.dummy);
-        let Ok(parsed) = PasswordHash::new(target.as_str()) else {
-            // An unparseable stored hash must not make this path faster than a real check.
+        let refused = || {
+            // An unusable stored hash must not make this path faster than a real check.
             let _ = self.verify(password, None);
-            return PasswordVerification { matches: false, needs_rehash: false };
+            PasswordVerification { matches: false, needs_rehash: false }
         };
+        // A hash imported from another system: checked once, then replaced (`needs_rehash`).
+        match crate::legacy::parse_legacy(target.as_str()) {
+            Some(Ok(legacy)) => {
+                let matches = legacy.verify(password.expose_secret().as_bytes());
+                return PasswordVerification { matches, needs_rehash: matches };
+            }
+            Some(Err(_)) => return refused(),
+            None => {}
+        }
+        let Ok(parsed) = PasswordHash::new(target.as_str()) else {
+            return refused();
+        };
+        // The stored hash picks the work done; only costs an import would accept are run.
+        if crate::legacy::check_argon2(&parsed).is_err() {
+            return refused();
+        }
         let matches =
             self.argon2.verify_password(password.expose_secret().as_bytes(), &parsed).is_ok() && stored.is_some();
         PasswordVerification { matches, needs_rehash: matches && !self.is_current(&parsed) }
@@ -144,5 +160,34 @@ mod tests {
         assert!(v.matches && v.needs_rehash);
         let fresh = current.hash(&pw).expect("hash");
         assert!(!current.verify(&pw, Some(&fresh)).needs_rehash);
+    }
+
+    #[test]
+    fn imported_hashes_verify_once_and_ask_to_be_replaced() {
+        let h = fast();
+        let pw = SecretString::from("Tr0ub4dor&3-legacy");
+        let mut imported = crate::legacy::tests::pbkdf2_encodings("Tr0ub4dor&3-legacy");
+        imported.push(bcrypt::hash("Tr0ub4dor&3-legacy", 4).expect("bcrypt"));
+        // Argon2i from another system, with its own parameters.
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::new(32, 3, 1, None).expect("params"));
+        let salt = SaltString::generate(&mut OsRng);
+        imported.push(argon2i.hash_password(pw.expose_secret().as_bytes(), &salt).expect("hash").to_string());
+        for stored in imported {
+            let stored = StoredPasswordHash::from_stored(stored);
+            let v = h.verify(&pw, Some(&stored));
+            assert!(v.matches && v.needs_rehash, "{:?}", stored.as_str());
+            let wrong = h.verify(&SecretString::from("Tr0ub4dor&3-legacY"), Some(&stored));
+            assert!(!wrong.matches && !wrong.needs_rehash);
+        }
+    }
+
+    #[test]
+    fn a_stored_hash_with_runaway_costs_is_never_run() {
+        let h = fast();
+        let pw = SecretString::from("x");
+        let stored = h.hash(&pw).expect("hash");
+        // Were this run, the check would allocate 4 GiB; it is refused as if wrong instead.
+        let greedy = StoredPasswordHash::from_stored(stored.as_str().replace("m=64", "m=4194304"));
+        assert!(!h.verify(&pw, Some(&greedy)).matches);
     }
 }

@@ -21,6 +21,7 @@ mod serve;
 mod table;
 mod tls;
 mod user_cmd;
+mod user_transfer;
 mod webhooks;
 
 use std::path::PathBuf;

@@ -37,7 +37,7 @@ async fn init_secure_writes_private_files_refuses_overwrite_and_serve_uses_them(
     assert!(!data.join("master.key").exists(), "the key came from .secrets");
 }
 
-fn user_cmd(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+pub(crate) fn user_cmd(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
     let mut cmd = bin();
     cmd.arg("user").arg("--data-dir").arg(data).args(args).env("RAMPART_ADMIN_PASSWORD", "Cli-Boss-Passw0rd!");
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());

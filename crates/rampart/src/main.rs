@@ -8,6 +8,7 @@ mod backup_cmd;
 mod compliance_cmd;
 mod conn_limit;
 mod datadir;
+mod docs_cmd;
 mod gdpr_cmd;
 mod init;
 mod keys_cmd;
@@ -149,6 +150,17 @@ enum Command {
         #[command(subcommand)]
         action: user_cmd::UserAction,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (rampart.1 and one per verb) into a directory.
+    Man {
+        /// Where to write them (created if missing)
+        #[arg(long, default_value = "man")]
+        out: PathBuf,
+    },
 }
 
 impl CommonFlags {
@@ -197,6 +209,11 @@ fn main() -> ExitCode {
             Command::Retention { common, action } => retention_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::Migrate { common, to } => migrate_cmd::run(common.overrides(), to).await.map(|()| 0),
             Command::Security { common, action } => security_cmd::run(common.overrides(), action).await.map(|()| 0),
+            Command::Completions { shell } => docs_cmd::completions(shell).map(|()| 0),
+            Command::Man { out } => docs_cmd::man_pages(&out).map(|n| {
+                println!("Wrote {n} man pages to {}.", out.display());
+                0
+            }),
         }
     });
     match result {

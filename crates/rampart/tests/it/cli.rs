@@ -256,3 +256,54 @@ async fn the_database_url_chooses_where_the_data_lives() {
     assert!(err.contains("database_url") && !err.contains("Sup3r-Secret-Pw"), "{err}");
     assert!(!other.exists(), "nothing created for a refused configuration");
 }
+
+/// Every verb and sub-verb `--help` lists has a man page, and the completion scripts name
+/// every verb and are valid shell (SPEC 2).
+#[test]
+fn every_verb_has_a_man_page_and_completions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bin().args(["man", "--out"]).arg(tmp.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let verbs = |args: &[&str]| -> Vec<String> {
+        let help = String::from_utf8(bin().args(args).arg("--help").output().unwrap().stdout).unwrap();
+        help.split("Commands:")
+            .nth(1)
+            .map(|list| {
+                list.lines()
+                    .skip(1)
+                    .take_while(|l| !l.trim().is_empty())
+                    .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+                    .filter(|v| v != "help")
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let top = verbs(&[]);
+    assert!(top.len() >= 13 && top.contains(&"user".to_owned()), "{top:?}");
+    let mut pages = vec!["rampart".to_owned()];
+    for verb in &top {
+        pages.push(format!("rampart-{verb}"));
+        pages.extend(verbs(&[verb.as_str()]).into_iter().map(|sub| format!("rampart-{verb}-{sub}")));
+    }
+    assert!(pages.contains(&"rampart-user-import".to_owned()), "{pages:?}");
+    for page in &pages {
+        let text = std::fs::read_to_string(tmp.path().join(format!("{page}.1"))).unwrap_or_default();
+        assert!(text.contains(".TH") && text.contains(".SH SYNOPSIS"), "no man page for {page}");
+    }
+
+    let bash = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(bash.status.success());
+    let script = String::from_utf8(bash.stdout).unwrap();
+    for verb in &top {
+        assert!(script.contains(verb.as_str()), "bash completion misses {verb}");
+    }
+    let file = tmp.path().join("rampart.bash");
+    std::fs::write(&file, &script).unwrap();
+    let syntax = std::process::Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+    assert!(!bin().args(["completions", "tcsh"]).output().unwrap().status.success());
+}

@@ -5,7 +5,7 @@ use std::io::Read as _;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use rampart_config::{Config, Env, Overrides};
+use rampart_config::Overrides;
 use rampart_core::NewUser;
 use rampart_crypto::random_password;
 use secrecy::{ExposeSecret, SecretString};
@@ -35,7 +35,7 @@ pub enum UserAction {
 }
 
 pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
-    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (config, _vault) = crate::app::load_config(&flags).await?;
     let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
     let result = match action {
         UserAction::Add { username, role, password_stdin } => {

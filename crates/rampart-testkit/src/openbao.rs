@@ -41,7 +41,7 @@ impl OpenBao {
             .arg(format!("-dev-root-token-id={root_token}"))
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
             // Nothing of the test's own environment (a stray BAO_TOKEN) reaches it.
-            .env_clear()
+            .envs_removed()
             .env("HOME", dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -79,7 +79,7 @@ impl OpenBao {
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bao_binary());
         cmd.args(args)
-            .env_clear()
+            .envs_removed()
             .env("HOME", self.dir.path())
             .env("BAO_ADDR", self.address())
             .env("BAO_TOKEN", &self.root_token)
@@ -105,7 +105,9 @@ impl OpenBao {
     /// `bao ARGS -format=json`, parsed.
     pub fn bao_json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
-        all.insert(1.min(all.len()), "-format=json");
+        // After the (sub)command words: `bao token create -format=json …`.
+        let at = if ["kv", "token", "auth", "policy", "operator"].contains(&args[0]) { 2 } else { 1 };
+        all.insert(at.min(all.len()), "-format=json");
         serde_json::from_str(&self.bao(&all, None)).expect("bao json")
     }
 
@@ -164,14 +166,18 @@ impl OpenBao {
     /// role `role` for the stand-in's service account with `policy`.
     pub fn kubernetes(&self, reviewer: &TokenReviewStandIn, role: &str, policy: &str) {
         self.bao(&["auth", "enable", "kubernetes"], None);
+        // OpenBao wants a CA certificate with `disable_local_ca_jwt`; the stand-in speaks
+        // plain HTTP on loopback, so it is never used.
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("ca").cert.pem();
         self.bao(
             &[
                 "write",
                 "auth/kubernetes/config",
                 &format!("kubernetes_host={}", reviewer.url()),
                 "disable_local_ca_jwt=true",
+                "kubernetes_ca_cert=-",
             ],
-            None,
+            Some(&ca),
         );
         self.bao(
             &[
@@ -203,6 +209,23 @@ impl OpenBao {
 impl Drop for OpenBao {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Removes the variables the `bao` command line and server would take from the test's
+/// environment (`PATH` stays: it finds `bao`).
+trait RemoveBaoEnv {
+    fn envs_removed(&mut self) -> &mut Self;
+}
+
+impl RemoveBaoEnv for Command {
+    fn envs_removed(&mut self) -> &mut Self {
+        for prefix in ["BAO", "VAULT"] {
+            for var in ["ADDR", "TOKEN", "NAMESPACE", "CACERT", "SKIP_VERIFY", "CLIENT_CERT", "CLIENT_KEY", "FORMAT"] {
+                self.env_remove(format!("{prefix}_{var}"));
+            }
+        }
+        self
     }
 }
 

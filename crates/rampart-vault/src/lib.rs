@@ -179,9 +179,9 @@ impl Vault {
     }
 
     /// Keeps the client token alive in the background, when it expires at all: renewed at
-    /// about 2/3 of its TTL; after a failure, tried again after 1, 2, 4 … 60 seconds; a
-    /// refused renewal (or a token that cannot be renewed) means a new login for AppRole and
-    /// Kubernetes. Logged with the address and TTL, never the token.
+    /// about 2/3 of its TTL; after a failure, tried again after 2, 4, 8 … 60 seconds; a
+    /// refused renewal, a token that cannot be renewed or one near its maximum TTL means a
+    /// new login for AppRole and Kubernetes. Logged with the address and TTL, never the token.
     pub fn keep_alive(self: &Arc<Self>) -> Option<JoinHandle<()>> {
         let lease = self.first_lease;
         let relogin = !matches!(self.settings.auth, VaultAuth::Token(_));
@@ -212,6 +212,11 @@ impl Vault {
                     tracing::info!(%address, reason = %e, "vault token not renewed; logging in again");
                     self.login().await
                 }
+                // Renewed, but close to its maximum TTL: a new login before it runs out.
+                Ok(l) if relogin && l.ttl_secs.saturating_mul(2) < self.first_lease.ttl_secs => {
+                    tracing::info!(%address, ttl_secs = l.ttl_secs, "vault token near its maximum TTL; logging in again");
+                    self.login().await
+                }
                 other => other,
             };
             match result {
@@ -219,9 +224,6 @@ impl Vault {
                     failures = 0;
                     lease = new;
                     tracing::info!(%address, ttl_secs = lease.ttl_secs, "vault token renewed");
-                    if lease.ttl_secs == 0 {
-                        return;
-                    }
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);

@@ -19,3 +19,4 @@ mod privacy;
 mod retention;
 mod server;
 mod support;
+mod vault;

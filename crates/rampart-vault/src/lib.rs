@@ -126,7 +126,9 @@ impl Vault {
     /// the token is valid.
     pub async fn lookup_self(&self) -> Result<Lease, VaultError> {
         let client = self.client.read().await;
-        let info = vaultrs::token::lookup_self(&*client).await.map_err(|e| self.error("the token was refused", &e))?;
+        let info = vaultrs::token::lookup_self(&*client)
+            .await
+            .map_err(|e| self.error("cannot check the token (auth/token/lookup-self)", &e))?;
         Ok(Lease { ttl_secs: info.ttl, renewable: info.renewable })
     }
 
@@ -135,7 +137,7 @@ impl Vault {
         let client = self.client.read().await;
         let info = vaultrs::token::renew_self(&*client, None)
             .await
-            .map_err(|e| self.error("token renewal was refused", &e))?;
+            .map_err(|e| self.error("cannot renew the token (auth/token/renew-self)", &e))?;
         Ok(Lease { ttl_secs: info.lease_duration, renewable: info.renewable })
     }
 

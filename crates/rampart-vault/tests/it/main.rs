@@ -325,3 +325,22 @@ fn the_vault_token_in_the_config_file_is_refused() {
     let err = Config::load(&env(&[("RAMPART_VAULT_TOKEN", "t")]), &flags).unwrap_err().to_string();
     assert!(err.contains("secrets.vault"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_with_the_configured_ca_certificate_reads_the_secrets_and_without_it_is_refused() {
+    let bao = OpenBao::start_tls();
+    seed(&bao);
+    let t = bao.create_token("rampart", "1h", true);
+    assert!(bao.address().starts_with("https://"));
+    let mut s = settings(bao.address(), token(&t));
+    s.ca_cert = Some(bao.ca_cert());
+    let vault = Vault::connect(&s).await.unwrap();
+    let snapshot = vault.snapshot(&[SecretName::EncryptionKey]).await.unwrap();
+    assert_eq!(snapshot.len(), 1);
+
+    // Vault's own CA is not among the public roots: without `ca_cert`, no connection.
+    s.ca_cert = None;
+    let err = Vault::connect(&s).await.unwrap_err().to_string();
+    assert!(err.contains(&bao.address()) && err.contains("cannot reach the server"), "{err}");
+    assert!(!err.contains(&t), "{err}");
+}

@@ -179,3 +179,35 @@ fn a_secret_held_nowhere_stops_serve_naming_it_and_every_place_looked() {
     assert!(!output.contains(&token));
     assert!(!data.exists());
 }
+
+/// Not only `serve`: every verb that opens the deployment resolves its secrets through
+/// Vault first. `user list` opens (here: creates) the database under the master key Vault
+/// holds; with another key the same database no longer opens.
+#[test]
+fn a_cli_verb_opens_the_deployment_with_the_master_key_from_vault() {
+    let bao = OpenBao::start();
+    seed(&bao);
+    let token = bao.create_token("rampart", "1h", true);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |env: &[(&str, String)]| {
+        let mut cmd = bin();
+        cmd.args(["user", "list", "--data-dir"]).arg(&data).stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&[("RAMPART_VAULT_ADDR", bao.address()), ("RAMPART_VAULT_TOKEN", token.clone())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("admin"));
+    assert!(!data.join("master.key").exists(), "no key file: the key is Vault's");
+
+    let other = base64::engine::general_purpose::STANDARD.encode(rampart_crypto::random_bytes::<32>());
+    let out = run(&[("RAMPART_ENCRYPTION_KEY", other)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("master key"),
+        "another master key does not open what Vault's key sealed: {err}"
+    );
+}

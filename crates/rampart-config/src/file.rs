@@ -33,6 +33,32 @@ pub(crate) struct FileConfig {
     pub privacy: FilePrivacy,
     #[serde(default)]
     pub retention: FileRetention,
+    #[serde(default)]
+    pub secrets: FileSecrets,
+}
+
+/// `[secrets]`: where secrets come from besides the environment and the `.secrets` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileSecrets {
+    pub vault: Option<FileVault>,
+}
+
+/// `[secrets.vault]`: a HashiCorp Vault / OpenBao KV v2 store asked first. Its credentials
+/// are secrets (environment or `.secrets` file), never keys here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileVault {
+    pub address: Option<String>,
+    pub ca_cert: Option<PathBuf>,
+    pub mount: Option<String>,
+    pub path_prefix: Option<String>,
+    pub auth: Option<String>,
+    pub approle_mount: Option<String>,
+    pub kubernetes_mount: Option<String>,
+    pub kubernetes_role: Option<String>,
+    pub kubernetes_token_path: Option<PathBuf>,
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,11 +1,13 @@
 //! Layered configuration: defaults < `rampart.toml` < `RAMPART_*` environment < flags.
-//! Secrets are resolved through a [`SecretChain`] (`secrets.rs`): `X` or `X_FILE` in the
+//! Secrets are resolved through a [`SecretChain`] (`secrets.rs`): a Vault/OpenBao snapshot
+//! when `[secrets.vault]` is set (see [`PendingConfig`]), then `X` or `X_FILE` in the
 //! environment, then the `.secrets` file that `init --secure` writes. This crate is the only
 //! place that reads the process environment.
 
 mod env;
 mod file;
 mod secrets;
+mod vault;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use secrecy::SecretString;
 pub use env::Env;
 use file::FileConfig;
 pub use secrets::{EnvSecrets, SecretChain, SecretError, SecretName, SecretSource, SecretsFile};
+pub use vault::{VaultAuth, VaultSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -459,7 +462,19 @@ pub struct Secrets {
 
 impl Config {
     /// Loads every layer. `env` is the process environment in production, a map in tests.
+    /// With `[secrets.vault]` configured this refuses: Vault must be asked first, through
+    /// [`Config::prepare`] and [`PendingConfig::finish`].
     pub fn load(env: &Env, flags: &Overrides) -> Result<Self, ConfigError> {
+        let pending = Self::prepare(env, flags)?;
+        if pending.vault.is_some() {
+            return Err(invalid("secrets.vault", "Vault is configured: its secrets must be fetched first"));
+        }
+        pending.finish(None)
+    }
+
+    /// Reads the files and the Vault settings; no secret other than Vault's own credentials
+    /// is resolved yet.
+    pub fn prepare(env: &Env, flags: &Overrides) -> Result<PendingConfig, ConfigError> {
         let file_path = flags
             .config
             .clone()
@@ -483,7 +498,9 @@ impl Config {
             }
             None => env.clone(),
         };
-        Self::assemble(&settings_env, &SecretChain(sources), flags, file)
+        let chain = SecretChain(sources);
+        let vault = vault::settings(&settings_env, &chain, file.secrets.vault.as_ref())?;
+        Ok(PendingConfig { env: settings_env, chain, flags: flags.clone(), file, vault })
     }
 
     /// `env` holds the non-secret settings; every secret is asked of `chain`.
@@ -833,6 +850,59 @@ impl Config {
     pub fn for_data_dir(data_dir: &Path) -> Result<Self, ConfigError> {
         let flags = Overrides { data_dir: Some(data_dir.to_owned()), ..Overrides::default() };
         Self::assemble(&Env::empty(), &SecretChain(Vec::new()), &flags, FileConfig::default())
+    }
+}
+
+/// A configuration read but not resolved: the secrets it needs may be in Vault, which is
+/// asked (asynchronously, by `rampart-vault`) between [`Config::prepare`] and [`finish`].
+///
+/// [`finish`]: PendingConfig::finish
+pub struct PendingConfig {
+    env: Env,
+    chain: SecretChain,
+    flags: Overrides,
+    file: FileConfig,
+    vault: Option<VaultSettings>,
+}
+
+impl PendingConfig {
+    /// `[secrets.vault]` with its credentials, when configured.
+    pub fn vault(&self) -> Option<&VaultSettings> {
+        self.vault.as_ref()
+    }
+
+    /// Every secret this configuration may read that Vault may hold: the fixed ones and each
+    /// webhook's and service provider's `secret_env`.
+    pub fn secret_names(&self) -> Vec<SecretName> {
+        let pointed = self
+            .file
+            .breach_detection
+            .webhook
+            .iter()
+            .filter_map(|w| w.secret_env.clone())
+            .chain(self.file.privacy.service_provider.iter().filter_map(|w| w.secret_env.clone()))
+            .map(SecretName::WebhookSecretEnv);
+        let mut names: Vec<SecretName> = Vec::new();
+        for name in SecretName::FIXED.into_iter().chain(pointed) {
+            if name.kept_in_vault() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Resolves every setting; `first` (the Vault snapshot) is asked before the environment
+    /// and the `.secrets` file.
+    pub fn finish(self, first: Option<Box<dyn SecretSource>>) -> Result<Config, ConfigError> {
+        let PendingConfig { env, chain, flags, file, .. } = self;
+        let chain = SecretChain(first.into_iter().chain(chain.0).collect());
+        Config::assemble(&env, &chain, &flags, file)
+    }
+}
+
+impl std::fmt::Debug for PendingConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingConfig").field("chain", &self.chain).field("vault", &self.vault).finish()
     }
 }
 

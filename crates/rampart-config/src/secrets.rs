@@ -1,8 +1,9 @@
 //! Where secrets come from: one port, [`SecretSource`], asked through a [`SecretChain`].
 //!
-//! Today the chain is the environment (`X`, or the file `X_FILE` names), then the `.secrets`
-//! file that `init --secure` writes. A Vault/OpenBao source goes first in the chain later;
-//! nothing that reads a secret needs to change for it.
+//! The chain is a Vault/OpenBao snapshot when `[secrets.vault]` is configured (the
+//! `rampart-vault` crate fetches it before the configuration is resolved), then the
+//! environment (`X`, or the file `X_FILE` names), then the `.secrets` file that
+//! `init --secure` writes. Nothing that reads a secret knows which source answered.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,12 @@ pub enum SecretName {
     /// Signs deliveries to a `[[breach_detection.webhook]]`: held in the variable its
     /// `secret_env` names (chosen by the operator, so not a fixed name).
     WebhookSecretEnv(String),
+    /// The Vault/OpenBao token (`auth = "token"`). Never looked up in Vault itself.
+    VaultToken,
+    /// The AppRole role_id (`auth = "approle"`). Never looked up in Vault itself.
+    VaultRoleId,
+    /// The AppRole secret_id (`auth = "approle"`). Never looked up in Vault itself.
+    VaultSecretId,
 }
 
 impl SecretName {
@@ -48,6 +55,23 @@ impl SecretName {
             SecretName::BreachWebhookSecret => "RAMPART_BREACH_WEBHOOK_SECRET",
             SecretName::RedisUrl => "RAMPART_REDIS_URL",
             SecretName::WebhookSecretEnv(var) => var,
+            SecretName::VaultToken => "RAMPART_VAULT_TOKEN",
+            SecretName::VaultRoleId => "RAMPART_VAULT_ROLE_ID",
+            SecretName::VaultSecretId => "RAMPART_VAULT_SECRET_ID",
+        }
+    }
+
+    /// Whether a Vault source may hold it: every secret but Vault's own credentials, which
+    /// must be known before Vault can be asked. (No wildcard: a new secret must be classed.)
+    pub fn kept_in_vault(&self) -> bool {
+        match self {
+            SecretName::EncryptionKey
+            | SecretName::AdminUsername
+            | SecretName::AdminPassword
+            | SecretName::BreachWebhookSecret
+            | SecretName::RedisUrl
+            | SecretName::WebhookSecretEnv(_) => true,
+            SecretName::VaultToken | SecretName::VaultRoleId | SecretName::VaultSecretId => false,
         }
     }
 }
@@ -74,6 +98,10 @@ pub enum SecretError {
 pub trait SecretSource: Send + Sync {
     /// Where it looks, for error messages: "environment (X or X_FILE)", "/etc/rampart/.secrets".
     fn describe(&self) -> String;
+    /// Where it looks for one secret (a Vault source names the secret's own path).
+    fn describe_for(&self, _name: &SecretName) -> String {
+        self.describe()
+    }
     fn get(&self, name: &SecretName) -> Result<Option<SecretString>, SecretError>;
 }
 
@@ -161,7 +189,7 @@ impl SecretChain {
     pub fn require(&self, name: &SecretName) -> Result<SecretString, SecretError> {
         self.get(name)?.ok_or_else(|| SecretError::Missing {
             name: name.clone(),
-            looked_in: self.0.iter().map(|s| s.describe()).collect(),
+            looked_in: self.0.iter().map(|s| s.describe_for(name)).collect(),
         })
     }
 
@@ -174,6 +202,10 @@ impl SecretChain {
 impl SecretSource for SecretChain {
     fn describe(&self) -> String {
         self.0.iter().map(|s| s.describe()).collect::<Vec<_>>().join(", ")
+    }
+
+    fn describe_for(&self, name: &SecretName) -> String {
+        self.0.iter().map(|s| s.describe_for(name)).collect::<Vec<_>>().join(", ")
     }
 
     fn get(&self, name: &SecretName) -> Result<Option<SecretString>, SecretError> {

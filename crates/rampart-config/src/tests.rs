@@ -497,3 +497,52 @@ fn service_providers_need_a_name_a_secret_variable_and_a_url_of_their_own() {
         load(&crm.replace("secret_env = \"RAMPART_CRM\"", "secret = \"plain\""), &[]).expect_err("no inline secret");
     assert!(!inline.to_string().contains("plain"), "{inline}");
 }
+
+/// Answers nothing and remembers every secret asked of it.
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<SecretName>>>);
+
+impl SecretSource for Recorder {
+    fn describe(&self) -> String {
+        "recorder".to_owned()
+    }
+    fn get(&self, name: &SecretName) -> Result<Option<secrecy::SecretString>, SecretError> {
+        self.0.lock().expect("lock").push(name.clone());
+        Ok(None)
+    }
+}
+
+/// Vault is read before the configuration is resolved, so the list of names it is asked for
+/// must hold every secret the configuration reads (a secret added without it would silently
+/// skip Vault).
+#[test]
+fn vault_is_asked_in_advance_for_every_secret_the_configuration_reads() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let toml = dir.path().join("rampart.toml");
+    std::fs::write(
+        &toml,
+        "[rate_limit]\nbackend = \"redis\"\n\n\
+         [[breach_detection.webhook]]\nurl = \"https://h.example\"\nsecret_env = \"OPS_HOOK\"\n\n\
+         [[privacy.service_provider]]\nname = \"crm\"\nurl = \"https://crm.example/hook\"\nsecret_env = \"RAMPART_CRM\"\n",
+    )
+    .expect("write");
+    let flags = Overrides { config: Some(toml), ..Overrides::default() };
+    let e = env(&[
+        ("RAMPART_ENCRYPTION_KEY", "k"),
+        ("RAMPART_ADMIN_USERNAME", "admin"),
+        ("RAMPART_ADMIN_PASSWORD", "p"),
+        ("RAMPART_BREACH_WEBHOOK_URL", "https://b.example"),
+        ("RAMPART_BREACH_WEBHOOK_SECRET", "s"),
+        ("RAMPART_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        ("OPS_HOOK", "o"),
+        ("RAMPART_CRM", "c"),
+    ]);
+    let pending = Config::prepare(&e, &flags).expect("prepare");
+    let listed = pending.secret_names();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    pending.finish(Some(Box::new(Recorder(asked.clone())))).expect("config");
+    let asked = asked.lock().expect("lock").clone();
+    assert!(asked.len() >= 7, "{asked:?}");
+    for name in asked.iter().filter(|n| n.kept_in_vault()) {
+        assert!(listed.contains(name), "{name} is read but Vault is not asked for it in advance");
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rampart_config::{Config, DatabaseUrl};
+use rampart_config::{Config, DatabaseUrl, Env, Overrides};
 use rampart_core::{
     Bootstrap, Core, CoreError, CorePorts, CoreSettings, Limiter, MasterKey, PasswordPool, SystemClock, ThrottleBackend,
 };
@@ -21,6 +21,22 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::datadir;
+
+/// The configuration of every verb. With `[secrets.vault]` set, Vault/OpenBao is logged in
+/// to and every secret the configuration may need is read from it first (SPEC §2: Vault →
+/// environment / `_FILE` → `.secrets` file → defaults), before anything is created: an
+/// unreachable, sealed or refusing Vault stops the verb here. The client is returned so that
+/// `serve` keeps its token alive.
+pub async fn load_config(flags: &Overrides) -> anyhow::Result<(Config, Option<Arc<rampart_vault::Vault>>)> {
+    let pending = Config::prepare(&Env::from_process(), flags).context("invalid configuration")?;
+    let Some(settings) = pending.vault().cloned() else {
+        return Ok((pending.finish(None).context("invalid configuration")?, None));
+    };
+    let vault = rampart_vault::Vault::connect(&settings).await.context("cannot log in to Vault")?;
+    let secrets = vault.snapshot(&pending.secret_names()).await.context("cannot read secrets from Vault")?;
+    let config = pending.finish(Some(Box::new(secrets))).context("invalid configuration")?;
+    Ok((config, Some(vault)))
+}
 
 /// The opened storage backend: `dyn Store` for everything generic (it dereferences to it),
 /// plus the few operations that differ by backend (SQLite: `VACUUM INTO` snapshots and

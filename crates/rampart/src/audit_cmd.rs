@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use rampart_config::{Config, Env, Overrides};
+use rampart_config::{Config, Overrides};
 use rampart_core::audit::{parse_record_line, record_json};
 use rampart_core::audit_anchor::verify_everything;
 use rampart_core::{AuditMirror, AuditRecord, Core, Store};
@@ -79,7 +79,7 @@ fn mirror(config: &Config) -> Option<Arc<dyn AuditMirror>> {
 }
 
 pub async fn run(flags: Overrides, action: AuditAction) -> anyhow::Result<u8> {
-    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (config, _vault) = crate::app::load_config(&flags).await?;
     if let AuditAction::Repair { reason } = action {
         return repair(&config, &reason).await;
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::app::{App, Backend};
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use rampart_config::{Config, DatabaseUrl, Env, Overrides};
+use rampart_config::{Config, DatabaseUrl, Overrides};
 use rampart_core::backup::BackupMeta;
 use rampart_core::BackupService;
 use rampart_store::KeyKind;
@@ -88,7 +88,7 @@ pub fn file_backups(config: &Config, core: &rampart_core::Core, store: &Backend)
 }
 
 pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
-    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (config, _vault) = crate::app::load_config(&flags).await?;
     if let BackupAction::Verify { backup, key_file } = &action {
         if backup.ends_with(".rbk") {
             let v = verify_offline(&config, Path::new(backup), key_file.as_deref()).await?;

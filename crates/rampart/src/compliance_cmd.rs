@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use rampart_config::{Config, Env, Overrides};
+use rampart_config::Overrides;
 use rampart_core::compliance::{report_keys_from_jwks, verify_report, ReportKey};
 use serde_json::{json, Value};
 
@@ -33,7 +33,7 @@ pub enum ComplianceAction {
 pub const INVALID: u8 = 1;
 
 async fn local_key(flags: Overrides) -> anyhow::Result<ReportKey> {
-    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (config, _vault) = crate::app::load_config(&flags).await?;
     let crate::app::App { core, backend } = crate::app::App::open(&config).await?;
     let (kid, public_key) = core.compliance().report_key();
     backend.close().await.ok();

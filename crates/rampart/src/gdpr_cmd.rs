@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use rampart_config::{Config, Env, Overrides};
+use rampart_config::Overrides;
 
 use crate::ledger::LedgerFile;
 
@@ -18,7 +18,7 @@ pub enum GdprAction {
 }
 
 pub async fn run(flags: Overrides, action: GdprAction) -> anyhow::Result<()> {
-    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (config, _vault) = crate::app::load_config(&flags).await?;
     let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
     let GdprAction::ExportLedger { out } = action;
     let file = LedgerFile::new(core.privacy().erasure_hashes().await?, core.clock().now());

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use rampart_config::{Config, Env, Overrides};
+use rampart_config::{Config, Overrides};
 use rampart_core::MasterKey;
 
 use secrecy::ExposeSecret;
@@ -35,7 +35,7 @@ pub enum KeysAction {
 }
 
 pub async fn run(flags: Overrides, action: KeysAction) -> anyhow::Result<()> {
-    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (config, _vault) = crate::app::load_config(&flags).await?;
     // A running server holds its own copy of the key ring: changing keys under it would
     // let it wrap new keys with the old master. Keys change only on a stopped server.
     datadir::ensure_dir(&config.server.data_dir)?;

@@ -6,7 +6,7 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::{bail, Context};
-use rampart_config::{Config, DatabaseUrl, Env, Overrides};
+use rampart_config::{DatabaseUrl, Overrides};
 use rampart_store::transfer::TRANSFER_TABLES;
 use rampart_store_postgres::transfer::PgImport;
 use rampart_store_postgres::{PostgresOptions, PostgresStore};
@@ -18,7 +18,7 @@ use crate::datadir;
 const BATCH: usize = 500;
 
 pub async fn run(flags: Overrides, to: String) -> anyhow::Result<()> {
-    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (config, _vault) = crate::app::load_config(&flags).await?;
     if !matches!(config.server.database, DatabaseUrl::Sqlite { .. }) {
         bail!("migrate copies a SQLite deployment; the configured database_url is not SQLite");
     }

@@ -2,9 +2,8 @@
 //! period, the cutoff, how many documents have expired, how many of those a legal hold
 //! keeps, and the oldest expired one. Changes nothing (works beside a running server).
 
-use anyhow::Context;
 use clap::Subcommand;
-use rampart_config::{Config, Env, Overrides};
+use rampart_config::Overrides;
 
 use crate::table;
 
@@ -18,7 +17,7 @@ pub enum RetentionAction {
 }
 
 pub async fn run(flags: Overrides, action: RetentionAction) -> anyhow::Result<()> {
-    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (config, _vault) = crate::app::load_config(&flags).await?;
     let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
     let RetentionAction::Plan { json } = action;
     let result = async {

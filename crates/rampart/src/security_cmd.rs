@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use rampart_config::{Config, Env, Overrides};
+use rampart_config::Overrides;
 
 use crate::table;
 
@@ -20,7 +20,7 @@ pub enum SecurityAction {
 }
 
 pub async fn run(flags: Overrides, action: SecurityAction) -> anyhow::Result<()> {
-    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (config, _vault) = crate::app::load_config(&flags).await?;
     let crate::app::App { core, backend: store } = crate::app::App::open(&config).await?;
     let result = match action {
         SecurityAction::Blocks { json } => {

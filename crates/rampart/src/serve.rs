@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use rampart_config::{Config, Env, Overrides};
+use rampart_config::{Config, Overrides};
 use rampart_core::SystemClock;
 use rampart_http::{router, AppPorts, AppState, ClientAddr};
 use tokio::net::TcpListener;
@@ -28,7 +28,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub async fn run(flags: Overrides) -> anyhow::Result<()> {
-    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (config, vault) = crate::app::load_config(&flags).await?;
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
@@ -49,10 +49,16 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let audit_file = open(AUDIT_FILE, a.retention_days).context("cannot open audit.log")?;
     // rustls warns on every handshake that names an IP address as SNI (scanners and
     // some clients do): that is noise, not an operational event.
-    logging::init("info,rustls=error", Some(server_log.clone()));
+    // vaultrs and rustify log every Vault answer that is not a success (a secret absent
+    // from Vault is one): Rampart logs what matters about Vault itself.
+    logging::init("info,rustls=error,vaultrs=off,rustify=off", Some(server_log.clone()));
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    if let Some(v) = &vault {
+        tracing::info!(address = v.address(), "secrets read from Vault");
+    }
+    let renewal = vault.as_ref().and_then(|v| v.keep_alive());
     datadir::ensure_dir(&config.server.data_dir)?;
     let _lock =
         datadir::lock(&config.server.data_dir).context("another Rampart process is using this data directory")?;
@@ -89,6 +95,9 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
     let _ = stop_export.send(true);
     let _ = exporter.await;
     workers.stop().await;
+    if let Some(task) = renewal {
+        task.abort();
+    }
     // Committed data is durable already; the checkpoint only tidies the WAL away.
     if let Err(e) = store.close().await {
         tracing::warn!(error = %e, "final WAL checkpoint failed; the WAL is replayed at the next start");

@@ -5,7 +5,7 @@ use std::io::Read as _;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use rampart_config::{Config, Env, Overrides};
+use rampart_config::Overrides;
 use rampart_core::{ImportedUser, NewUser};
 use rampart_crypto::random_password;
 use secrecy::{ExposeSecret, SecretString};
@@ -67,7 +67,7 @@ pub enum UserAction {
 }
 
 pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
-    let config = Config::load(&Env::from_process(), &flags).context("invalid configuration")?;
+    let (config, _vault) = crate::app::load_config(&flags).await?;
     // The file is read and checked before the data directory is opened.
     let import = match &action {
         UserAction::Import { file, format, .. } => Some(read_import(file, *format)?),

@@ -20,3 +20,4 @@ mod retention;
 mod server;
 mod support;
 mod user_import;
+mod vault;

@@ -497,3 +497,55 @@ fn service_providers_need_a_name_a_secret_variable_and_a_url_of_their_own() {
         load(&crm.replace("secret_env = \"RAMPART_CRM\"", "secret = \"plain\""), &[]).expect_err("no inline secret");
     assert!(!inline.to_string().contains("plain"), "{inline}");
 }
+
+fn oidc_load(section: &str, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("rampart.toml");
+    std::fs::write(&path, format!("[auth.oidc]\n{section}")).expect("write");
+    let flags = Overrides { config: Some(path), ..Overrides::default() };
+    Config::load(&env(e), &flags)
+}
+
+const OIDC_OK: &str = "issuer = \"https://idp.example\"\nclient_id = \"rampart\"\n\
+    redirect_url = \"https://db.example/api/v1/auth/oidc/callback\"\ndefault_role = \"viewer\"\n";
+
+#[test]
+fn oidc_config_is_validated_naming_the_key_and_its_secret_comes_only_from_the_secret_chain() {
+    let secret = [("RAMPART_OIDC_CLIENT_SECRET", "canary-oidc-secret-value")];
+    let c = oidc_load(OIDC_OK, &secret).expect("valid");
+    let o = c.auth.oidc.as_ref().expect("configured");
+    assert_eq!(o.scopes, ["openid", "profile", "email"]);
+    assert_eq!(o.username_claim, "preferred_username");
+    assert_eq!(o.browser_redirect, "/");
+    assert!(!format!("{c:?}").contains("canary-oidc-secret-value"), "Debug redacts the client secret");
+    // Loopback may use plain http; anything else may not.
+    let local = OIDC_OK.replace("https://idp.example", "http://127.0.0.1:8080");
+    assert!(oidc_load(&local, &secret).is_ok());
+    let cases: &[(&str, &str)] = &[
+        ("client_secret = \"x\"\n", "auth.oidc.client_secret"),
+        ("", "RAMPART_OIDC_CLIENT_SECRET"),
+    ];
+    for (extra, key) in cases {
+        let e: &[(&str, &str)] = if extra.is_empty() { &[] } else { &secret };
+        let err = oidc_load(&format!("{OIDC_OK}{extra}"), e).unwrap_err().to_string();
+        assert!(err.contains(key), "{err}");
+        assert!(!err.contains("canary"), "{err}");
+    }
+    let bad: &[(&str, &str, &str)] = &[
+        ("https://idp.example", "http://idp.example", "auth.oidc.issuer"),
+        ("https://db.example/api/v1/auth/oidc/callback", "https://db.example/elsewhere", "auth.oidc.redirect_url"),
+        ("default_role = \"viewer\"", "default_role = \"no such!\"", "auth.oidc.default_role"),
+        ("default_role = \"viewer\"", "browser_redirect = \"//evil.example/\"", "auth.oidc"),
+        ("client_id = \"rampart\"\n", "", "auth.oidc.client_id"),
+    ];
+    for (from, to, key) in bad {
+        let err = oidc_load(&OIDC_OK.replace(from, to), &secret).unwrap_err().to_string();
+        assert!(err.contains(key), "{to}: {err}");
+    }
+    let err = oidc_load(&format!("{OIDC_OK}browser_redirect = \"https://evil.example/\"\n"), &secret)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("auth.oidc.browser_redirect"), "{err}");
+    let err = oidc_load(&format!("{OIDC_OK}scopes = [\"profile\"]\n"), &secret).unwrap_err().to_string();
+    assert!(err.contains("auth.oidc.scopes"), "{err}");
+}

@@ -6,6 +6,7 @@
 mod audit;
 mod conn;
 mod connector;
+mod external;
 mod documents;
 mod keys;
 mod lease;

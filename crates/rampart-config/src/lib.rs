@@ -15,8 +15,8 @@ use rampart_types::Cidr;
 use secrecy::SecretString;
 
 pub use env::Env;
-pub use oidc::{OidcConfig, OIDC_CALLBACK_PATH};
 use file::FileConfig;
+pub use oidc::{OidcConfig, OIDC_CALLBACK_PATH};
 pub use secrets::{EnvSecrets, SecretChain, SecretError, SecretName, SecretSource, SecretsFile};
 
 #[derive(Debug, thiserror::Error)]

@@ -521,10 +521,8 @@ fn oidc_config_is_validated_naming_the_key_and_its_secret_comes_only_from_the_se
     // Loopback may use plain http; anything else may not.
     let local = OIDC_OK.replace("https://idp.example", "http://127.0.0.1:8080");
     assert!(oidc_load(&local, &secret).is_ok());
-    let cases: &[(&str, &str)] = &[
-        ("client_secret = \"x\"\n", "auth.oidc.client_secret"),
-        ("", "RAMPART_OIDC_CLIENT_SECRET"),
-    ];
+    let cases: &[(&str, &str)] =
+        &[("client_secret = \"x\"\n", "auth.oidc.client_secret"), ("", "RAMPART_OIDC_CLIENT_SECRET")];
     for (extra, key) in cases {
         let e: &[(&str, &str)] = if extra.is_empty() { &[] } else { &secret };
         let err = oidc_load(&format!("{OIDC_OK}{extra}"), e).unwrap_err().to_string();

@@ -8,8 +8,8 @@ use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
 use crate::handlers::{
-    self, admin, auth, backups, ccpa, collections, compliance, documents, gdpr, keys, mfa, retention, roles, security,
-    users,
+    self, admin, auth, backups, ccpa, collections, compliance, documents, gdpr, keys, mfa, oidc, retention, roles,
+    security, users,
 };
 use crate::AppState;
 use rampart_core::{Area, Budget};
@@ -106,6 +106,8 @@ fn routes() -> Vec<Route> {
         account(M::GET, "/api/v1/auth/me", SelfService, get(auth::me)),
         account(M::POST, "/api/v1/auth/password", SelfService, post(auth::change_password)),
         public(M::POST, "/api/v1/auth/refresh", Login, post(auth::refresh)),
+        public(M::GET, "/api/v1/auth/oidc/start", Login, get(oidc::start)),
+        public(M::GET, "/api/v1/auth/oidc/callback", Login, get(oidc::callback)),
         public(M::POST, "/api/v1/auth/mfa/verify", Login, post(mfa::verify)),
         account(M::POST, "/api/v1/auth/mfa/enable", Enrolment, post(mfa::enable)),
         account(M::POST, "/api/v1/auth/mfa/confirm", Enrolment, post(mfa::confirm)),

@@ -6,8 +6,8 @@
 mod audit;
 mod conn;
 mod connector;
-mod external;
 mod documents;
+mod external;
 mod keys;
 mod lease;
 mod mfa;

@@ -74,8 +74,7 @@ impl ExternalIdentityStore for SqliteStore {
 
     async fn count_pending_logins(&self) -> StoreResult<u64> {
         self.read(|c| {
-            let n: i64 =
-                c.query_row("SELECT COUNT(*) FROM oidc_pending_logins", [], |r| r.get(0)).map_err(map_err)?;
+            let n: i64 = c.query_row("SELECT COUNT(*) FROM oidc_pending_logins", [], |r| r.get(0)).map_err(map_err)?;
             Ok(u64::try_from(n).unwrap_or(0))
         })
         .await

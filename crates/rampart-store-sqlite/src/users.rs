@@ -70,10 +70,7 @@ pub(crate) fn insert_user(tx: &Transaction<'_>, u: &UserRecord) -> StoreResult<(
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, u: UserRecord, audit: Audit) -> StoreResult<()> {
-        self.write(audit, move |tx| {
-            insert_user(tx, &u)
-        })
-        .await
+        self.write(audit, move |tx| insert_user(tx, &u)).await
     }
 
     async fn get_user(&self, username: &Username) -> StoreResult<Option<UserRecord>> {

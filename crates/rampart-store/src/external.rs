@@ -58,10 +58,6 @@ pub trait ExternalIdentityStore: Send + Sync {
     async fn get_external_identity(&self, issuer: &str, subject: &str) -> StoreResult<Option<ExternalIdentity>>;
     /// Creates `user` and links it to `identity` in one transaction: `AlreadyExists` when
     /// the username is taken or the identity is linked already (nothing is created).
-    async fn create_external_user(
-        &self,
-        user: UserRecord,
-        identity: ExternalIdentity,
-        audit: Audit,
-    ) -> StoreResult<()>;
+    async fn create_external_user(&self, user: UserRecord, identity: ExternalIdentity, audit: Audit)
+        -> StoreResult<()>;
 }

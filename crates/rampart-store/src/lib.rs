@@ -258,6 +258,6 @@ impl<T> Store for T where
         + CollectionStore
         + DocumentStore
         + RetentionStore
-    + ExternalIdentityStore
+        + ExternalIdentityStore
 {
 }

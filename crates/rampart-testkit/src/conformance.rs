@@ -68,8 +68,8 @@ mod retention;
 mod security;
 mod throttle;
 pub use audit_log::{audit_queries, audit_reanchor};
-pub use external::{external_identities, oidc_pending_logins};
 pub use content::{audited_changes, collections, document_versions, ordering_and_edges};
+pub use external::{external_identities, oidc_pending_logins};
 pub use keys::{
     data_keys, erasure, kek_and_master, key_invalidation, reencryption, refused_changes_see_what_refused_them,
 };

@@ -53,7 +53,9 @@ pub async fn external_identities(s: &dyn Store) {
     seed_roles(s).await;
     let iss = "https://idp.example";
     assert!(s.get_external_identity(iss, "sub-1").await.unwrap().is_none());
-    s.create_external_user(user("carol", "viewer"), link(iss, "sub-1", "carol"), vec![ev("user_create")]).await.unwrap();
+    s.create_external_user(user("carol", "viewer"), link(iss, "sub-1", "carol"), vec![ev("user_create")])
+        .await
+        .unwrap();
     assert_eq!(s.get_external_identity(iss, "sub-1").await.unwrap(), Some(link(iss, "sub-1", "carol")));
     // Same subject at another issuer: a different identity.
     assert!(s.get_external_identity("https://other.example", "sub-1").await.unwrap().is_none());

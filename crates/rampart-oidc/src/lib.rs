@@ -31,11 +31,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-/// Every claim of the ID token, so the configured username and role claims can be read.
+/// The claims `openidconnect` has no field for (`groups`, ...), kept so the configured
+/// username and role claims can be read whatever they are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AllClaims {
     #[serde(flatten)]
-    all: HashMap<String, serde_json::Value>,
+    other: HashMap<String, serde_json::Value>,
 }
 impl AdditionalClaims for AllClaims {}
 
@@ -221,7 +222,9 @@ impl OidcProvider for OidcAdapter {
         let claims = id_token
             .claims(&verifier, &Nonce::new(nonce.to_owned()))
             .map_err(|e| ProviderError::InvalidIdToken(reason(&e)))?;
-        let extra = &claims.additional_claims().all;
+        // Standard claims (`preferred_username`, `email`, ...) and the others alike.
+        let all = serde_json::to_value(claims).map_err(|_| ProviderError::InvalidIdToken("id_token_invalid"))?;
+        let extra = all.as_object().ok_or(ProviderError::InvalidIdToken("id_token_invalid"))?;
         let username = extra.get(&self.settings.username_claim).and_then(|v| v.as_str()).map(str::to_owned);
         let role_values = match &self.settings.role_claim {
             Some(c) => strings(extra.get(c)),

@@ -2,7 +2,9 @@
 
 use rampart_store::{ExternalIdentity, PendingLogin, Store, StoreError};
 
-use super::{ev, name, seed_roles, t, user};
+use std::sync::Arc;
+
+use super::{ev, name, seed_roles, t, user, TestChainer};
 
 fn pending(state: u8, binding: u8, at: i64) -> PendingLogin {
     PendingLogin {
@@ -50,7 +52,9 @@ pub async fn oidc_pending_logins(s: &dyn Store) {
 /// A user linked to (issuer, subject) is created with the link in one transaction; a
 /// taken name or an already linked subject creates nothing; the link goes with the user.
 pub async fn external_identities(s: &dyn Store) {
+    s.set_audit_chainer(Arc::new(TestChainer));
     seed_roles(s).await;
+    s.create_user(user("root", "admin"), vec![]).await.unwrap();
     let iss = "https://idp.example";
     assert!(s.get_external_identity(iss, "sub-1").await.unwrap().is_none());
     s.create_external_user(user("carol", "viewer"), link(iss, "sub-1", "carol"), vec![ev("user_create")])
@@ -62,7 +66,8 @@ pub async fn external_identities(s: &dyn Store) {
 
     // A taken username: refused, no link made.
     s.create_user(user("dave", "viewer"), vec![]).await.unwrap();
-    let err = s.create_external_user(user("dave", "viewer"), link(iss, "sub-2", "dave"), vec![]).await.unwrap_err();
+    let refused = s.create_external_user(user("dave", "viewer"), link(iss, "sub-2", "dave"), vec![ev("user_create")]);
+    let err = audited!(s, [], refused.await).unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists), "{err:?}");
     assert!(s.get_external_identity(iss, "sub-2").await.unwrap().is_none());
     // An identity already linked: refused, no user made.

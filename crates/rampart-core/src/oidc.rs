@@ -253,6 +253,13 @@ impl OidcLogins {
         match self.pending.create_external_user(user.clone(), identity, vec![event]).await {
             Ok(()) => Ok(user),
             Err(StoreError::AlreadyExists) => {
+                // A first login of the same subject that finished meanwhile made the link:
+                // that is this user, not a conflict.
+                if let Some(link) = self.pending.get_external_identity(&claims.issuer, &claims.subject).await? {
+                    if link.username == username {
+                        return self.users.get_user(&username).await?.ok_or(CoreError::InvalidCredentials);
+                    }
+                }
                 let _ = self.refuse(meta, Some(username.as_str()), "username_taken_by_unlinked_account").await;
                 Err(CoreError::ExternalAccountConflict)
             }

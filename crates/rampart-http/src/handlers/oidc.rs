@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Public;
-use crate::handlers::auth::{cookie_response, login_response};
+use crate::handlers::auth::{cookie_response, expose, login_response};
 use crate::AppState;
 
 /// The browser's binding cookie. SameSite=Lax, not Strict: the callback is a cross-site
@@ -38,10 +38,6 @@ pub(crate) struct TokenStart {
     #[serde(serialize_with = "expose")]
     flow_token: SecretString,
     expires_at: Timestamp,
-}
-
-fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(secret.expose_secret())
 }
 
 fn set_cookie(res: &mut Response, cookie: &str) {

@@ -380,3 +380,17 @@ async fn oidc_client_secret_never_reaches_responses_audit_storage_or_debug() {
         assert!(!contains(&bytes, SECRET.as_bytes()), "{file}");
     }
 }
+
+#[tokio::test]
+async fn two_first_logins_of_one_subject_at_once_reach_one_user() {
+    let (server, app) = setup().await;
+    let (url1, flow1) = start_token(&app).await;
+    let (url2, flow2) = start_token(&app).await;
+    let back1 = server.authorize(&url1, "alice").await;
+    let back2 = server.authorize(&url2, "alice").await;
+    let (a, b) = tokio::join!(callback(&app, &back1, Some(&flow1), None), callback(&app, &back2, Some(&flow2), None));
+    for res in [a, b] {
+        assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+        assert_eq!(res.body["user"]["username"], "alice");
+    }
+}

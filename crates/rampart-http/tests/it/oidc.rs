@@ -394,3 +394,23 @@ async fn two_first_logins_of_one_subject_at_once_reach_one_user() {
         assert_eq!(res.body["user"]["username"], "alice");
     }
 }
+
+#[tokio::test]
+async fn oidc_start_and_callback_are_rate_limited_like_login() {
+    let server = OidcServer::start(SECRET);
+    let settings = server.settings();
+    let app = TestApp::with_config(move |c| {
+        c.auth.oidc = Some(settings);
+        c.rate_limit.login_requests_per_minute = 3;
+        c.breach.enabled = false;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(app.get(&format!("{START}?mode=token"), None).await.status);
+    }
+    statuses.push(app.get("/api/v1/auth/oidc/callback?code=a&state=b", None).await.status);
+    assert_eq!(statuses[..3], [StatusCode::OK; 3]);
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "one budget with login");
+    assert_eq!(app.login(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+}

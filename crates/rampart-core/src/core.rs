@@ -336,7 +336,7 @@ impl Core {
     ) -> CoreResult<LoginOutcome> {
         match self.inner.sessions.login(username, password, device, meta).await? {
             PasswordLogin::Opened(outcome) => Ok(outcome),
-            PasswordLogin::SecondFactor(user) => self.inner.mfa.challenge(&user, meta).await,
+            PasswordLogin::SecondFactor(user) => self.inner.mfa.challenge(&user, "password", meta).await,
         }
     }
 
@@ -352,7 +352,9 @@ impl Core {
         let oidc = self.inner.oidc.as_ref().ok_or(CoreError::NotFound("OpenID Connect login"))?;
         match oidc.callback(code, state, binding, meta).await? {
             (mode, PasswordLogin::Opened(outcome)) => Ok((mode, outcome)),
-            (mode, PasswordLogin::SecondFactor(user)) => Ok((mode, self.inner.mfa.challenge(&user, meta).await?)),
+            (mode, PasswordLogin::SecondFactor(user)) => {
+                Ok((mode, self.inner.mfa.challenge(&user, "oidc", meta).await?))
+            }
         }
     }
 

@@ -282,7 +282,10 @@ mod tests {
         assert_eq!((login.area, login.budget), (Area::Public, Budget::Login));
         assert_eq!(lookup(&Method::POST, "/api/v1/auth/refresh").budget, Budget::Login);
         for oidc in ["/api/v1/auth/oidc/start", "/api/v1/auth/oidc/callback"] {
-            assert_eq!((lookup(&Method::GET, oidc).area, lookup(&Method::GET, oidc).budget), (Area::Public, Budget::Login));
+            assert_eq!(
+                (lookup(&Method::GET, oidc).area, lookup(&Method::GET, oidc).budget),
+                (Area::Public, Budget::Login)
+            );
         }
         assert_eq!(lookup(&Method::GET, "/api/v1/users/bob").area, Area::Admin);
         assert_eq!(lookup(&Method::DELETE, "/api/v1/gdpr/erasure").area, Area::Admin);

@@ -343,6 +343,11 @@ async fn oidc_local_mfa_still_applies_to_an_oidc_login() {
     assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
     assert_eq!(res.body["mfa_required"], true);
     assert!(res.body.get("token").is_none(), "no session before the second factor");
+    let records = app.audit_records().await;
+    assert!(
+        records.iter().any(|r| r.event.details["second_factor"] == "pending" && r.event.details["method"] == "oidc"),
+        "the challenge is audited as an OIDC login"
+    );
     let mfa_token = res.body["mfa_token"].as_str().unwrap();
     let code = secret.code_at(app.clock.now().as_unix_seconds() / 30);
     let res = app.post("/api/v1/auth/mfa/verify", None, serde_json::json!({"token": mfa_token, "code": code})).await;

@@ -20,8 +20,8 @@ use openidconnect::core::{
 use openidconnect::{
     AdditionalClaims, AuthorizationCode, ClaimsVerificationError, Client, ClientId, ClientSecret, CsrfToken,
     EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields, IssuerUrl, Nonce,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, StandardErrorResponse,
-    StandardTokenResponse, TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
+    StandardErrorResponse, StandardTokenResponse, TokenResponse,
 };
 use rampart_config::OidcConfig;
 use rampart_core::oidc::{AuthorizationRequest, ExternalClaims, ProviderError};
@@ -125,6 +125,17 @@ impl OidcAdapter {
             .map_err(|_| format!("OpenID Connect discovery at {} failed", self.settings.issuer))
     }
 
+    /// Discovers again, unless another login already replaced `stale`.
+    async fn rediscover(&self, stale: &Arc<OidcClient>) -> Result<Arc<OidcClient>, ProviderError> {
+        {
+            let mut slot = self.client.lock().await;
+            if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, stale)) {
+                *slot = None;
+            }
+        }
+        self.client().await
+    }
+
     async fn client(&self) -> Result<Arc<OidcClient>, ProviderError> {
         let mut slot = self.client.lock().await;
         if let Some(c) = slot.as_ref() {
@@ -216,26 +227,36 @@ impl OidcProvider for OidcAdapter {
         let id_token = response.id_token().ok_or(ProviderError::InvalidIdToken("id_token_missing"))?;
         let at = chrono::DateTime::from_timestamp_millis(now.as_millis())
             .ok_or(ProviderError::InvalidIdToken("clock_out_of_range"))?;
+        let nonce = Nonce::new(nonce.to_owned());
         // Several audiences: accepted only when `azp` names us (checked by the verifier);
-        // other audiences are never trusted.
-        let verifier = client.id_token_verifier().set_time_fn(move || at);
-        let claims = id_token
-            .claims(&verifier, &Nonce::new(nonce.to_owned()))
-            .map_err(|e| ProviderError::InvalidIdToken(reason(&e)))?;
-        // Standard claims (`preferred_username`, `email`, ...) and the others alike.
-        let all = serde_json::to_value(claims).map_err(|_| ProviderError::InvalidIdToken("id_token_invalid"))?;
+        // other audiences are never trusted. Standard claims (`preferred_username`, ...)
+        // and the others alike end up in one JSON object.
+        let verify = |c: &OidcClient| -> Result<serde_json::Value, ClaimsVerificationError> {
+            let verifier = c.id_token_verifier().set_time_fn(move || at);
+            let claims = id_token.claims(&verifier, &nonce)?;
+            serde_json::to_value(claims).map_err(|_| ClaimsVerificationError::Other("claims".into()))
+        };
+        let all = match verify(&client) {
+            // A key id we do not know: the provider rotated its key. Its key set is read
+            // again (once, for this login) and the token checked against it.
+            Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
+                let fresh = self.rediscover(&client).await?;
+                verify(&fresh)
+            }
+            other => other,
+        }
+        .map_err(|e| ProviderError::InvalidIdToken(reason(&e)))?;
         let extra = all.as_object().ok_or(ProviderError::InvalidIdToken("id_token_invalid"))?;
         let username = extra.get(&self.settings.username_claim).and_then(|v| v.as_str()).map(str::to_owned);
         let role_values = match &self.settings.role_claim {
             Some(c) => strings(extra.get(c)),
             None => Vec::new(),
         };
-        Ok(ExternalClaims {
-            issuer: claims.issuer().to_string(),
-            subject: claims.subject().to_string(),
-            username,
-            role_values,
-        })
+        let text = |k: &str| extra.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let (Some(issuer), Some(subject)) = (text("iss"), text("sub")) else {
+            return Err(ProviderError::InvalidIdToken("id_token_invalid"));
+        };
+        Ok(ExternalClaims { issuer, subject, username, role_values })
     }
 }
 

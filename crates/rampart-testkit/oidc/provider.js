@@ -27,7 +27,9 @@ const redirectUris = (process.env.OIDC_REDIRECT_URIS || '').split(',').filter(Bo
 
 // The provider's signing key, made fresh at start, and a foreign one for forged tokens.
 const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
-const signingJwk = { ...(await jose.exportJWK(privateKey)), kid: 'test-key-1', alg: 'RS256', use: 'sig' };
+// A new key id at each start, as a provider that rotates its key publishes one.
+const kid = `key-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+const signingJwk = { ...(await jose.exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
 const foreign = (await jose.generateKeyPair('RS256', { extractable: true })).privateKey;
 
 const accounts = new Map();

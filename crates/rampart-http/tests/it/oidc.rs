@@ -419,3 +419,15 @@ async fn oidc_start_and_callback_are_rate_limited_like_login() {
     assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "one budget with login");
     assert_eq!(app.login(ADMIN, ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn oidc_a_rotated_provider_key_is_fetched_at_the_next_login() {
+    let (mut server, app) = setup().await;
+    assert_eq!(token_login(&server, &app, "alice").await.status, StatusCode::OK);
+    // A restart gives the provider a new signing key under a new key id.
+    server.kill();
+    server.resume();
+    let res = token_login(&server, &app, "alice").await;
+    assert_eq!(res.status, StatusCode::OK, "{:?}", res.body);
+    assert_eq!(res.body["user"]["username"], "alice");
+}

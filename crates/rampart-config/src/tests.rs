@@ -533,7 +533,12 @@ fn oidc_config_is_validated_naming_the_key_and_its_secret_comes_only_from_the_se
         ("https://idp.example", "http://idp.example", "auth.oidc.issuer"),
         ("https://db.example/api/v1/auth/oidc/callback", "https://db.example/elsewhere", "auth.oidc.redirect_url"),
         ("default_role = \"viewer\"", "default_role = \"no such!\"", "auth.oidc.default_role"),
-        ("default_role = \"viewer\"", "browser_redirect = \"//evil.example/\"", "auth.oidc"),
+        ("default_role = \"viewer\"", "", "auth.oidc"),
+        (
+            "client_id = \"rampart\"\n",
+            "client_id = \"rampart\"\nbrowser_redirect = \"//evil.example/\"\n",
+            "auth.oidc.browser_redirect",
+        ),
         ("client_id = \"rampart\"\n", "", "auth.oidc.client_id"),
     ];
     for (from, to, key) in bad {

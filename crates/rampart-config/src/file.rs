@@ -208,6 +208,7 @@ pub(crate) struct FileAuth {
     pub max_login_delay_secs: Option<u32>,
     pub require_mfa_for_roles: Option<Vec<String>>,
     pub refresh_lifetime_hours: Option<u32>,
+    pub oidc: Option<crate::oidc::FileOidc>,
 }
 
 #[derive(Debug, Default, Deserialize)]

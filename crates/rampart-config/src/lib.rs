@@ -6,6 +6,7 @@
 
 mod env;
 mod file;
+mod oidc;
 mod secrets;
 mod vault;
 
@@ -17,6 +18,7 @@ use secrecy::SecretString;
 
 pub use env::Env;
 use file::FileConfig;
+pub use oidc::{OidcConfig, OIDC_CALLBACK_PATH};
 pub use secrets::{EnvSecrets, SecretChain, SecretError, SecretName, SecretSource, SecretsFile};
 pub use vault::{VaultAuth, VaultSettings};
 
@@ -443,6 +445,8 @@ pub struct AuthConfig {
     pub require_mfa_for_roles: Vec<String>,
     /// Absolute lifetime of a refresh-token family.
     pub refresh_lifetime_hours: u32,
+    /// `[auth.oidc]`: OpenID Connect login, when configured.
+    pub oidc: Option<OidcConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -605,6 +609,7 @@ impl Config {
                 None => file.auth.require_mfa_for_roles.unwrap_or_else(|| vec!["admin".to_owned()]),
             },
             refresh_lifetime_hours: file.auth.refresh_lifetime_hours.unwrap_or(24 * 7),
+            oidc: oidc::oidc_config(file.auth.oidc, chain)?,
         };
         range("session_timeout_minutes", auth.session_timeout_minutes, 1, 24 * 60)?;
         range("session_lifetime_hours", auth.session_lifetime_hours, 1, 24 * 30)?;

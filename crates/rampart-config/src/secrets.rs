@@ -26,6 +26,8 @@ pub enum SecretName {
     BreachWebhookSecret,
     /// Where shared rate limits are kept: a `redis://` URL, which may carry a password.
     RedisUrl,
+    /// The OpenID Connect client secret (`[auth.oidc]`); never read from the config file.
+    OidcClientSecret,
     /// Signs deliveries to a `[[breach_detection.webhook]]`: held in the variable its
     /// `secret_env` names (chosen by the operator, so not a fixed name).
     WebhookSecretEnv(String),
@@ -39,12 +41,13 @@ pub enum SecretName {
 
 impl SecretName {
     /// The secrets with a fixed name.
-    pub const FIXED: [SecretName; 5] = [
+    pub const FIXED: [SecretName; 6] = [
         SecretName::EncryptionKey,
         SecretName::AdminUsername,
         SecretName::AdminPassword,
         SecretName::BreachWebhookSecret,
         SecretName::RedisUrl,
+        SecretName::OidcClientSecret,
     ];
 
     pub fn env_var(&self) -> &str {
@@ -54,6 +57,7 @@ impl SecretName {
             SecretName::AdminPassword => "RAMPART_ADMIN_PASSWORD",
             SecretName::BreachWebhookSecret => "RAMPART_BREACH_WEBHOOK_SECRET",
             SecretName::RedisUrl => "RAMPART_REDIS_URL",
+            SecretName::OidcClientSecret => "RAMPART_OIDC_CLIENT_SECRET",
             SecretName::WebhookSecretEnv(var) => var,
             SecretName::VaultToken => "RAMPART_VAULT_TOKEN",
             SecretName::VaultRoleId => "RAMPART_VAULT_ROLE_ID",
@@ -70,6 +74,7 @@ impl SecretName {
             | SecretName::AdminPassword
             | SecretName::BreachWebhookSecret
             | SecretName::RedisUrl
+            | SecretName::OidcClientSecret
             | SecretName::WebhookSecretEnv(_) => true,
             SecretName::VaultToken | SecretName::VaultRoleId | SecretName::VaultSecretId => false,
         }

@@ -522,7 +522,9 @@ fn vault_is_asked_in_advance_for_every_secret_the_configuration_reads() {
         &toml,
         "[rate_limit]\nbackend = \"redis\"\n\n\
          [[breach_detection.webhook]]\nurl = \"https://h.example\"\nsecret_env = \"OPS_HOOK\"\n\n\
-         [[privacy.service_provider]]\nname = \"crm\"\nurl = \"https://crm.example/hook\"\nsecret_env = \"RAMPART_CRM\"\n",
+         [[privacy.service_provider]]\nname = \"crm\"\nurl = \"https://crm.example/hook\"\nsecret_env = \"RAMPART_CRM\"\n\n\
+         [auth.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"rampart\"\n\
+         redirect_url = \"https://db.example/api/v1/auth/oidc/callback\"\ndefault_role = \"viewer\"\n",
     )
     .expect("write");
     let flags = Overrides { config: Some(toml), ..Overrides::default() };
@@ -535,14 +537,70 @@ fn vault_is_asked_in_advance_for_every_secret_the_configuration_reads() {
         ("RAMPART_REDIS_URL", "redis://127.0.0.1:6379/0"),
         ("OPS_HOOK", "o"),
         ("RAMPART_CRM", "c"),
+        ("RAMPART_OIDC_CLIENT_SECRET", "x"),
     ]);
     let pending = Config::prepare(&e, &flags).expect("prepare");
     let listed = pending.secret_names();
     let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     pending.finish(Some(Box::new(Recorder(asked.clone())))).expect("config");
     let asked = asked.lock().expect("lock").clone();
-    assert!(asked.len() >= 7, "{asked:?}");
+    assert!(asked.len() >= 8 && asked.contains(&SecretName::OidcClientSecret), "{asked:?}");
     for name in asked.iter().filter(|n| n.kept_in_vault()) {
         assert!(listed.contains(name), "{name} is read but Vault is not asked for it in advance");
     }
+}
+
+fn oidc_load(section: &str, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("rampart.toml");
+    std::fs::write(&path, format!("[auth.oidc]\n{section}")).expect("write");
+    let flags = Overrides { config: Some(path), ..Overrides::default() };
+    Config::load(&env(e), &flags)
+}
+
+const OIDC_OK: &str = "issuer = \"https://idp.example\"\nclient_id = \"rampart\"\n\
+    redirect_url = \"https://db.example/api/v1/auth/oidc/callback\"\ndefault_role = \"viewer\"\n";
+
+#[test]
+fn oidc_config_is_validated_naming_the_key_and_its_secret_comes_only_from_the_secret_chain() {
+    let secret = [("RAMPART_OIDC_CLIENT_SECRET", "canary-oidc-secret-value")];
+    let c = oidc_load(OIDC_OK, &secret).expect("valid");
+    let o = c.auth.oidc.as_ref().expect("configured");
+    assert_eq!(o.scopes, ["openid", "profile", "email"]);
+    assert_eq!(o.username_claim, "preferred_username");
+    assert_eq!(o.browser_redirect, "/");
+    assert!(!format!("{c:?}").contains("canary-oidc-secret-value"), "Debug redacts the client secret");
+    // Loopback may use plain http; anything else may not.
+    let local = OIDC_OK.replace("https://idp.example", "http://127.0.0.1:8080");
+    assert!(oidc_load(&local, &secret).is_ok());
+    let cases: &[(&str, &str)] =
+        &[("client_secret = \"x\"\n", "auth.oidc.client_secret"), ("", "RAMPART_OIDC_CLIENT_SECRET")];
+    for (extra, key) in cases {
+        let e: &[(&str, &str)] = if extra.is_empty() { &[] } else { &secret };
+        let err = oidc_load(&format!("{OIDC_OK}{extra}"), e).unwrap_err().to_string();
+        assert!(err.contains(key), "{err}");
+        assert!(!err.contains("canary"), "{err}");
+    }
+    let bad: &[(&str, &str, &str)] = &[
+        ("https://idp.example", "http://idp.example", "auth.oidc.issuer"),
+        ("https://db.example/api/v1/auth/oidc/callback", "https://db.example/elsewhere", "auth.oidc.redirect_url"),
+        ("default_role = \"viewer\"", "default_role = \"no such!\"", "auth.oidc.default_role"),
+        ("default_role = \"viewer\"", "", "auth.oidc"),
+        (
+            "client_id = \"rampart\"\n",
+            "client_id = \"rampart\"\nbrowser_redirect = \"//evil.example/\"\n",
+            "auth.oidc.browser_redirect",
+        ),
+        ("client_id = \"rampart\"\n", "", "auth.oidc.client_id"),
+    ];
+    for (from, to, key) in bad {
+        let err = oidc_load(&OIDC_OK.replace(from, to), &secret).unwrap_err().to_string();
+        assert!(err.contains(key), "{to}: {err}");
+    }
+    let err = oidc_load(&format!("{OIDC_OK}browser_redirect = \"https://evil.example/\"\n"), &secret)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("auth.oidc.browser_redirect"), "{err}");
+    let err = oidc_load(&format!("{OIDC_OK}scopes = [\"profile\"]\n"), &secret).unwrap_err().to_string();
+    assert!(err.contains("auth.oidc.scopes"), "{err}");
 }

@@ -19,6 +19,7 @@ use crate::jwt::Tokens;
 use crate::keyring::KeyRing;
 use crate::mfa::{Mfa, MfaParts};
 use crate::notify::Notifier;
+use crate::oidc::{FlowMode, OidcLogins, OidcProvider, RoleMapping};
 use crate::privacy::{Privacy, PrivacyParts};
 use crate::retention::Retention;
 use crate::roles::Roles;
@@ -93,6 +94,9 @@ pub struct CorePorts {
     pub identity: Option<Arc<dyn IdentityProvider>>,
     /// Where the login delay is kept: memory for one node, the store for several.
     pub login_delay: ThrottleBackend,
+    /// OpenID Connect login, when `[auth.oidc]` is configured: the provider adapter and
+    /// how its claims map to roles.
+    pub oidc: Option<(Arc<dyn OidcProvider>, RoleMapping)>,
 }
 
 /// The application core: one service per concern, each holding only the store traits and
@@ -111,6 +115,7 @@ struct Services {
     users: Users,
     sessions: Sessions,
     mfa: Mfa,
+    oidc: Option<OidcLogins>,
     tokens: Tokens,
     documents: Documents,
     keys: Keys,
@@ -131,7 +136,7 @@ impl Core {
         settings: CoreSettings,
         admin: (Option<String>, Option<SecretString>),
     ) -> CoreResult<(Self, Option<Bootstrap>)> {
-        let CorePorts { store, clock, master, passwords, notifier, identity, login_delay } = ports;
+        let CorePorts { store, clock, master, passwords, notifier, identity, login_delay, oidc } = ports;
         // Read before writing anything, so a wrong key leaves the data untouched.
         let stored = match store.get_meta(KEY_CHECK_META).await? {
             Some(v) => v,
@@ -175,6 +180,9 @@ impl Core {
             cache_capacity: SESSION_CACHE_CAPACITY,
         };
         let sessions = Sessions::new(session_parts, roles.clone(), events.clone(), detection.clone(), access.clone());
+        let oidc = oidc.map(|(provider, mapping)| {
+            OidcLogins::new(provider, store.clone(), mapping, sessions.clone(), events.clone())
+        });
         let users = Users::new(
             store.clone(),
             passwords.clone(),
@@ -254,6 +262,7 @@ impl Core {
                 users,
                 sessions,
                 mfa,
+                oidc,
                 tokens,
                 documents,
                 keys: key_service,
@@ -290,6 +299,10 @@ impl Core {
     pub fn mfa(&self) -> &Mfa {
         &self.inner.mfa
     }
+    /// OpenID Connect logins, when configured.
+    pub fn oidc(&self) -> Option<&OidcLogins> {
+        self.inner.oidc.as_ref()
+    }
     pub fn tokens(&self) -> &Tokens {
         &self.inner.tokens
     }
@@ -323,7 +336,25 @@ impl Core {
     ) -> CoreResult<LoginOutcome> {
         match self.inner.sessions.login(username, password, device, meta).await? {
             PasswordLogin::Opened(outcome) => Ok(outcome),
-            PasswordLogin::SecondFactor(user) => self.inner.mfa.challenge(&user, meta).await,
+            PasswordLogin::SecondFactor(user) => self.inner.mfa.challenge(&user, "password", meta).await,
+        }
+    }
+
+    /// Completes an OpenID Connect login on the provider's callback: a session, or, for an
+    /// account with a local second factor, the MFA challenge instead (as after a password).
+    pub async fn oidc_callback(
+        &self,
+        code: &str,
+        state: &str,
+        binding: Option<&str>,
+        meta: &RequestMeta,
+    ) -> CoreResult<(FlowMode, LoginOutcome)> {
+        let oidc = self.inner.oidc.as_ref().ok_or(CoreError::NotFound("OpenID Connect login"))?;
+        match oidc.callback(code, state, binding, meta).await? {
+            (mode, PasswordLogin::Opened(outcome)) => Ok((mode, outcome)),
+            (mode, PasswordLogin::SecondFactor(user)) => {
+                Ok((mode, self.inner.mfa.challenge(&user, "oidc", meta).await?))
+            }
         }
     }
 

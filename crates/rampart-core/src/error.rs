@@ -53,6 +53,16 @@ pub enum CoreError {
     WrongMasterKey,
     #[error("service unavailable")]
     Unavailable(#[source] StoreError),
+    /// The external identity provider (OIDC) cannot be reached: retry later.
+    #[error("the identity provider is unavailable; try again later")]
+    IdentityProviderUnavailable,
+    /// An external login (OIDC) was refused: state, binding, code or ID token did not
+    /// check out. The audit record says which; the answer does not.
+    #[error("the login through the identity provider failed; start it again")]
+    ExternalLoginFailed,
+    /// The provider's username is taken by a local account not linked to this identity.
+    #[error("the username from the identity provider belongs to another account; ask an administrator")]
+    ExternalAccountConflict,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -22,6 +22,7 @@ pub mod keyring;
 pub mod limiter;
 pub mod mfa;
 pub mod notify;
+pub mod oidc;
 mod passwords;
 mod principal;
 mod privacy;
@@ -55,6 +56,7 @@ pub use jwt::Tokens;
 pub use limiter::{client_key, Budget, Decision, LimitKey, Limiter, LimiterStatus, LocalLimiter, RateLimiter};
 pub use mfa::Mfa;
 pub use notify::{NoNotifier, Notice, Notifier};
+pub use oidc::{FlowMode, OidcLogins, OidcProvider, RoleMapping};
 pub use passwords::PasswordPool;
 pub use principal::{Principal, RequestMeta};
 pub use privacy::{

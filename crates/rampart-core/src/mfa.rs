@@ -151,11 +151,17 @@ impl Mfa {
     }
 
     /// Login of an MFA user: a single-use, five-minute token bound to the user.
-    pub(crate) async fn challenge(&self, user: &UserRecord, meta: &RequestMeta) -> CoreResult<LoginOutcome> {
+    /// `method`: how the first step was passed (`password`, `oidc`), for the audit record.
+    pub(crate) async fn challenge(
+        &self,
+        user: &UserRecord,
+        method: &'static str,
+        meta: &RequestMeta,
+    ) -> CoreResult<LoginOutcome> {
         let token = SessionToken::generate(MFA_TOKEN_PREFIX);
         let expires = self.now().plus_seconds(CHALLENGE_SECS);
         self.mfa_store.create_challenge(*token.hash.as_bytes(), &user.username, expires).await?;
-        let details = json!({ "method": "password", "second_factor": "pending" });
+        let details = json!({ "method": method, "second_factor": "pending" });
         self.events.record_event(EventType::Login, Some(user.username.as_str()), meta, true, details).await?;
         Ok(LoginOutcome {
             token: SecretString::from(String::new()),

@@ -43,6 +43,8 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<rampart_types::Cidr>,
     /// Exact origins allowed by CORS.
     pub cors_origins: Vec<String>,
+    /// Where a browser lands after an OpenID Connect login (`auth.oidc.browser_redirect`).
+    pub oidc_browser_redirect: String,
 }
 
 impl HttpSettings {
@@ -61,6 +63,7 @@ impl HttpSettings {
             node_id: c.server.node_id.clone(),
             trusted_proxies: c.server.trusted_proxies.clone(),
             cors_origins: c.cors.allowed_origins.clone(),
+            oidc_browser_redirect: c.auth.oidc.as_ref().map_or_else(|| "/".to_owned(), |o| o.browser_redirect.clone()),
         }
     }
 }

@@ -8,8 +8,8 @@ use crate::context::{mark_routed, request_context};
 use crate::error::ApiError;
 use crate::extract::Public;
 use crate::handlers::{
-    self, admin, auth, backups, ccpa, collections, compliance, documents, gdpr, keys, mfa, retention, roles, security,
-    users,
+    self, admin, auth, backups, ccpa, collections, compliance, documents, gdpr, keys, mfa, oidc, retention, roles,
+    security, users,
 };
 use crate::AppState;
 use rampart_core::{Area, Budget};
@@ -106,6 +106,8 @@ fn routes() -> Vec<Route> {
         account(M::GET, "/api/v1/auth/me", SelfService, get(auth::me)),
         account(M::POST, "/api/v1/auth/password", SelfService, post(auth::change_password)),
         public(M::POST, "/api/v1/auth/refresh", Login, post(auth::refresh)),
+        public(M::GET, "/api/v1/auth/oidc/start", Login, get(oidc::start)),
+        public(M::GET, "/api/v1/auth/oidc/callback", Login, get(oidc::callback)),
         public(M::POST, "/api/v1/auth/mfa/verify", Login, post(mfa::verify)),
         account(M::POST, "/api/v1/auth/mfa/enable", Enrolment, post(mfa::enable)),
         account(M::POST, "/api/v1/auth/mfa/confirm", Enrolment, post(mfa::confirm)),
@@ -279,6 +281,12 @@ mod tests {
         let login = lookup(&Method::POST, "/api/v1/auth/login");
         assert_eq!((login.area, login.budget), (Area::Public, Budget::Login));
         assert_eq!(lookup(&Method::POST, "/api/v1/auth/refresh").budget, Budget::Login);
+        for oidc in ["/api/v1/auth/oidc/start", "/api/v1/auth/oidc/callback"] {
+            assert_eq!(
+                (lookup(&Method::GET, oidc).area, lookup(&Method::GET, oidc).budget),
+                (Area::Public, Budget::Login)
+            );
+        }
         assert_eq!(lookup(&Method::GET, "/api/v1/users/bob").area, Area::Admin);
         assert_eq!(lookup(&Method::DELETE, "/api/v1/gdpr/erasure").area, Area::Admin);
         assert_eq!(lookup(&Method::GET, "/api/v1/collections/c/documents/d").area, Area::Data);

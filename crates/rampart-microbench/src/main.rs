@@ -382,6 +382,7 @@ async fn audit_core_concurrent() -> Result<f64> {
         notifier: Arc::new(rampart_core::NoNotifier),
         identity: None,
         login_delay: rampart_core::ThrottleBackend::Memory,
+        oidc: None,
     };
     let (core, _bootstrap) =
         Core::open(ports, CoreSettings::from_config(&config), (Some("admin".into()), None)).await?;

@@ -7,6 +7,7 @@ mod audit;
 mod conn;
 mod connector;
 mod documents;
+mod external;
 mod keys;
 mod lease;
 mod mfa;

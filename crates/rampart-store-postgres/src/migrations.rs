@@ -355,6 +355,28 @@ CREATE TABLE legal_holds (
 CREATE INDEX legal_holds_active ON legal_holds(scope, target) WHERE released_at IS NULL;
 CREATE INDEX documents_by_created ON documents(collection, created_at);
 "#,
+    r#"
+-- OpenID Connect (`ExternalIdentityStore`): local users linked to (issuer, subject), and
+-- logins sent to the provider and not yet back (state and binding kept hashed). No trigger:
+-- nothing is cached from them.
+CREATE TABLE external_identities (
+    issuer     TEXT COLLATE "C" NOT NULL,
+    subject    TEXT COLLATE "C" NOT NULL,
+    username   TEXT NOT NULL UNIQUE REFERENCES users(username) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (issuer, subject)
+);
+CREATE TABLE oidc_pending_logins (
+    state_hash    BYTEA PRIMARY KEY CHECK (octet_length(state_hash) = 32),
+    binding_hash  BYTEA NOT NULL CHECK (octet_length(binding_hash) = 32),
+    nonce         TEXT NOT NULL,
+    pkce_verifier TEXT NOT NULL,
+    mode          TEXT NOT NULL CHECK (mode IN ('cookie', 'token')),
+    created_at    BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL
+);
+CREATE INDEX oidc_pending_logins_by_created ON oidc_pending_logins(created_at);
+"#,
 ];
 
 /// Runs the migrations that have not run yet.

@@ -53,26 +53,28 @@ pub(crate) fn end_sessions(tx: &mut Transaction<'_>, username: &str, keep: Optio
         .map_err(map_err)
 }
 
+/// Inserts a new user: `AlreadyExists` for a taken name, `NotFound` for an unknown role.
+pub(crate) fn insert_user(tx: &mut Transaction<'_>, u: &UserRecord) -> StoreResult<()> {
+    tx.execute(
+        &format!("INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+        &[
+            &u.username.as_str(),
+            &u.password_hash,
+            &u.role.as_str(),
+            &u.disabled,
+            &u.mfa_enabled,
+            &u.created_at.as_millis(),
+            &u.updated_at.as_millis(),
+        ],
+    )
+    .map_err(must_exist)?;
+    Ok(())
+}
+
 #[async_trait]
 impl UserStore for PostgresStore {
     async fn create_user(&self, u: UserRecord, audit: Audit) -> StoreResult<()> {
-        self.write(audit, move |tx| {
-            tx.execute(
-                &format!("INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-                &[
-                    &u.username.as_str(),
-                    &u.password_hash,
-                    &u.role.as_str(),
-                    &u.disabled,
-                    &u.mfa_enabled,
-                    &u.created_at.as_millis(),
-                    &u.updated_at.as_millis(),
-                ],
-            )
-            .map_err(must_exist)?;
-            Ok(())
-        })
-        .await
+        self.write(audit, move |tx| insert_user(tx, &u)).await
     }
 
     async fn get_user(&self, username: &Username) -> StoreResult<Option<UserRecord>> {

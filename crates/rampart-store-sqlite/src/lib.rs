@@ -5,6 +5,7 @@
 mod audit;
 mod conn;
 mod documents;
+mod external;
 mod keys;
 mod mfa;
 mod migrations;

@@ -289,6 +289,27 @@ CREATE TABLE legal_holds (
 CREATE INDEX legal_holds_active ON legal_holds(scope, target) WHERE released_at IS NULL;
 CREATE INDEX documents_by_created ON documents(collection, created_at);
 "#,
+    // OpenID Connect (`ExternalIdentityStore`): local users linked to (issuer, subject),
+    // and logins sent to the provider and not yet back (state and binding kept hashed).
+    r#"
+CREATE TABLE external_identities (
+    issuer     TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    username   TEXT NOT NULL UNIQUE REFERENCES users(username) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (issuer, subject)
+) STRICT;
+CREATE TABLE oidc_pending_logins (
+    state_hash    BLOB PRIMARY KEY CHECK (length(state_hash) = 32),
+    binding_hash  BLOB NOT NULL CHECK (length(binding_hash) = 32),
+    nonce         TEXT NOT NULL,
+    pkce_verifier TEXT NOT NULL,
+    mode          TEXT NOT NULL CHECK (mode IN ('cookie', 'token')),
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX oidc_pending_logins_by_created ON oidc_pending_logins(created_at);
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {

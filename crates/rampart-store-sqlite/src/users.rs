@@ -33,42 +33,44 @@ fn get_in(tx: &Transaction<'_>, username: &str) -> StoreResult<UserRecord> {
         .ok_or(StoreError::NotFound)
 }
 
+/// Inserts a new user: `AlreadyExists` for a taken name, `NotFound` for an unknown role.
+pub(crate) fn insert_user(tx: &Transaction<'_>, u: &UserRecord) -> StoreResult<()> {
+    let exists: bool = tx
+        .query_row("SELECT 1 FROM users WHERE username = ?1", params![u.username.as_str()], |_| Ok(true))
+        .optional()
+        .map_err(map_err)?
+        .unwrap_or(false);
+    if exists {
+        return Err(StoreError::AlreadyExists);
+    }
+    let role_exists: bool = tx
+        .query_row("SELECT 1 FROM roles WHERE name = ?1", params![u.role.as_str()], |_| Ok(true))
+        .optional()
+        .map_err(map_err)?
+        .unwrap_or(false);
+    if !role_exists {
+        return Err(StoreError::NotFound);
+    }
+    tx.execute(
+        &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        params![
+            u.username.as_str(),
+            u.password_hash,
+            u.role.as_str(),
+            u.disabled,
+            u.mfa_enabled,
+            u.created_at.as_millis(),
+            u.updated_at.as_millis()
+        ],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, u: UserRecord, audit: Audit) -> StoreResult<()> {
-        self.write(audit, move |tx| {
-            let exists: bool = tx
-                .query_row("SELECT 1 FROM users WHERE username = ?1", params![u.username.as_str()], |_| Ok(true))
-                .optional()
-                .map_err(map_err)?
-                .unwrap_or(false);
-            if exists {
-                return Err(StoreError::AlreadyExists);
-            }
-            let role_exists: bool = tx
-                .query_row("SELECT 1 FROM roles WHERE name = ?1", params![u.role.as_str()], |_| Ok(true))
-                .optional()
-                .map_err(map_err)?
-                .unwrap_or(false);
-            if !role_exists {
-                return Err(StoreError::NotFound);
-            }
-            tx.execute(
-                &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                params![
-                    u.username.as_str(),
-                    u.password_hash,
-                    u.role.as_str(),
-                    u.disabled,
-                    u.mfa_enabled,
-                    u.created_at.as_millis(),
-                    u.updated_at.as_millis()
-                ],
-            )
-            .map_err(map_err)?;
-            Ok(())
-        })
-        .await
+        self.write(audit, move |tx| insert_user(tx, &u)).await
     }
 
     async fn get_user(&self, username: &Username) -> StoreResult<Option<UserRecord>> {

@@ -5,6 +5,7 @@
 //! their encryption). Index entries are keyed tokens, never plaintext field values.
 
 mod audit;
+mod external;
 mod invalidation;
 mod keys;
 mod lease;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use rampart_types::{CollectionName, DocumentId, RoleName, SessionId, SubjectId, Timestamp, Username};
 
 pub use audit::*;
+pub use external::*;
 pub use invalidation::*;
 pub use keys::*;
 pub use lease::*;
@@ -238,6 +240,7 @@ pub trait Store:
     + CollectionStore
     + DocumentStore
     + RetentionStore
+    + ExternalIdentityStore
 {
 }
 impl<T> Store for T where
@@ -255,5 +258,6 @@ impl<T> Store for T where
         + CollectionStore
         + DocumentStore
         + RetentionStore
+        + ExternalIdentityStore
 {
 }

@@ -28,6 +28,8 @@ pub const TRANSFER_TABLES: &[&str] = &[
     "data_keys",
     "roles",
     "users",
+    "external_identities",
+    "oidc_pending_logins",
     "sessions",
     "refresh_tokens",
     "mfa_challenges",

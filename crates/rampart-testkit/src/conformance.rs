@@ -20,6 +20,7 @@ macro_rules! conformance_suite {
                 login_delay login_delay_stale_holds login_delay_concurrent login_delay_forgetting
                 verification_tokens subject_rights opt_out_bound erasure_respects_legal_holds refused_changes_see_what_refused_them
                 legal_holds legal_holds_block_deletes retention_expiry retention_invalidation
+                oidc_pending_logins external_identities
             );
         }
     };
@@ -59,6 +60,7 @@ macro_rules! audited {
 // The cases beyond the originals, one file per aggregate (all share the helpers below).
 mod audit_log;
 mod content;
+mod external;
 mod keys;
 mod mfa;
 mod privacy;
@@ -67,6 +69,7 @@ mod security;
 mod throttle;
 pub use audit_log::{audit_queries, audit_reanchor};
 pub use content::{audited_changes, collections, document_versions, ordering_and_edges};
+pub use external::{external_identities, oidc_pending_logins};
 pub use keys::{
     data_keys, erasure, kek_and_master, key_invalidation, reencryption, refused_changes_see_what_refused_them,
 };

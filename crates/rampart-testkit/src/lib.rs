@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod conformance;
+pub mod oidc;
 pub mod openbao;
 pub mod postgres;
 pub mod redis;
@@ -237,6 +238,10 @@ impl TestApp {
             )),
             identity: None,
             login_delay: backend.login_delay(),
+            oidc: match &config.auth.oidc {
+                Some(o) => Some(rampart_oidc::open(o).await.expect("oidc settings")),
+                None => None,
+            },
         };
         let (core, _) = Core::open(
             ports,

@@ -153,6 +153,12 @@ impl App {
             )),
             identity: None,
             login_delay: backend.login_delay(),
+            // `[auth.oidc]`: discovered now when the provider answers; when it does not,
+            // a warning names the issuer and its logins answer 503 until it does.
+            oidc: match &config.auth.oidc {
+                Some(o) => Some(rampart_oidc::open(o).await.context("cannot set up OpenID Connect ([auth.oidc])")?),
+                None => None,
+            },
         };
         let opened = Core::open(ports, CoreSettings::from_config(config), admin).await;
         let (core, bootstrap) = match opened {

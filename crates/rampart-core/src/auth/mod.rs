@@ -155,6 +155,39 @@ impl Sessions {
         Ok(PasswordLogin::Opened(out))
     }
 
+    /// The steps after the password for a user an external provider has verified (OIDC):
+    /// the same breach detection, MFA requirement, session limit, assurance (password-
+    /// equivalent: the provider's own factors are not known to us) and audit as a local
+    /// login. `method` names the provider kind in the audit record.
+    pub(crate) async fn login_verified(
+        &self,
+        user: &rampart_store::UserRecord,
+        meta: &RequestMeta,
+        method: &'static str,
+    ) -> CoreResult<PasswordLogin> {
+        if user.disabled {
+            self.external_login_failed(meta, Some(user.username.as_str()), "account_disabled").await;
+            return Err(CoreError::ExternalLoginFailed);
+        }
+        if user.mfa_enabled {
+            return Ok(PasswordLogin::SecondFactor(user.clone()));
+        }
+        self.detection.on_login_success(meta, user.username.as_str());
+        let mut out = self.open_session(user, meta, Assurance::Password, json!({ "method": method })).await?;
+        out.device_token = Some(self.trust_client(user.username.as_str(), meta, None).await?);
+        Ok(PasswordLogin::Opened(out))
+    }
+
+    /// A refused external login: audited as a failed `login` with its reason, and counted
+    /// by breach detection like a failed password.
+    pub(crate) async fn external_login_failed(&self, meta: &RequestMeta, who: Option<&str>, reason: &'static str) {
+        self.detection.on_failed_login(meta, who.unwrap_or("oidc"));
+        let details = json!({ "method": "oidc", "reason": reason });
+        if let Err(e) = self.events.record_event(EventType::Login, who, meta, false, details).await {
+            tracing::warn!(error = %e, "could not record a refused external login");
+        }
+    }
+
     /// Reserves a login (or second-factor) attempt on the client's bucket; a refusal is
     /// audited as `rate_limited` and is not a failed login.
     pub(crate) async fn reserve_attempt(

@@ -33,7 +33,7 @@ pub(crate) fn device_token<'a>(body: Option<&'a SecretString>, headers: &'a axum
 }
 
 /// Writes a secret into the response body; it stays a `SecretString` until then.
-fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(secret.expose_secret())
 }
 

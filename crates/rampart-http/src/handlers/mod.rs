@@ -8,6 +8,7 @@ pub(crate) mod documents;
 pub(crate) mod gdpr;
 pub(crate) mod keys;
 pub(crate) mod mfa;
+pub(crate) mod oidc;
 pub(crate) mod retention;
 pub(crate) mod roles;
 pub(crate) mod security;

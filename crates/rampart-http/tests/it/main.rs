@@ -10,6 +10,7 @@ mod data;
 mod errors;
 mod limits;
 mod mfa;
+mod oidc;
 mod privacy;
 mod rbac;
 mod redis_limits;

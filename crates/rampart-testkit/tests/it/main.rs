@@ -88,6 +88,7 @@ fn dependencies_point_one_way() {
         ("rampart-notify", &["rampart-core", "rampart-types", "rampart-config", "rampart-store"]),
         ("rampart-limits-redis", &["rampart-core", "rampart-types", "rampart-config", "rampart-crypto"]),
         ("rampart-vault", &["rampart-config"]),
+        ("rampart-oidc", &["rampart-core", "rampart-types", "rampart-config"]),
     ];
     for (name, ok) in allowed {
         let deps = normal_dependencies(&workspace().join("crates").join(name));

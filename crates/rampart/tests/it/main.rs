@@ -14,6 +14,7 @@ mod migrate;
 mod nginx;
 mod nodes;
 mod nodes_throttle;
+mod oidc;
 mod postgres;
 mod privacy;
 mod retention;

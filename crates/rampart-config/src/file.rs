@@ -182,6 +182,9 @@ pub(crate) struct FileAuth {
     pub max_login_delay_secs: Option<u32>,
     pub require_mfa_for_roles: Option<Vec<String>>,
     pub refresh_lifetime_hours: Option<u32>,
+    /// `local`, `ldap` or `oauth2`.
+    pub method: Option<String>,
+    pub ldap: Option<crate::ldap::FileLdap>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@
 
 mod env;
 mod file;
+mod ldap;
 mod secrets;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use secrecy::SecretString;
 
 pub use env::Env;
 use file::FileConfig;
+pub use ldap::{AuthMethod, LdapConfig, LdapRoleMap, LdapTransport};
 pub use secrets::{EnvSecrets, SecretChain, SecretError, SecretName, SecretSource, SecretsFile};
 
 #[derive(Debug, thiserror::Error)]
@@ -440,6 +442,10 @@ pub struct AuthConfig {
     pub require_mfa_for_roles: Vec<String>,
     /// Absolute lifetime of a refresh-token family.
     pub refresh_lifetime_hours: u32,
+    /// The provider for logins by names no account has yet (`[auth] method`).
+    pub method: AuthMethod,
+    /// `[auth.ldap]`, when a directory is configured.
+    pub ldap: Option<LdapConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -565,6 +571,9 @@ impl Config {
             return Err(invalid("tls", "give both a certificate and a key, or neither"));
         }
 
+        let mut ldap_warnings = Vec::new();
+        let (method, ldap) =
+            ldap::auth_method_and_ldap(env, chain, file.auth.method.clone(), file.auth.ldap, &mut ldap_warnings)?;
         let auth = AuthConfig {
             session_timeout_minutes: env
                 .parse_num("RAMPART_SESSION_TIMEOUT_MINUTES")?
@@ -588,6 +597,8 @@ impl Config {
                 None => file.auth.require_mfa_for_roles.unwrap_or_else(|| vec!["admin".to_owned()]),
             },
             refresh_lifetime_hours: file.auth.refresh_lifetime_hours.unwrap_or(24 * 7),
+            method,
+            ldap,
         };
         range("session_timeout_minutes", auth.session_timeout_minutes, 1, 24 * 60)?;
         range("session_lifetime_hours", auth.session_lifetime_hours, 1, 24 * 30)?;
@@ -712,7 +723,8 @@ impl Config {
             .filter_map(|w| w.secret_env.clone())
             .chain(p.service_provider.iter().filter_map(|w| w.secret_env.clone()))
             .collect();
-        let warnings = env.unknown_variables(&pointed);
+        let mut warnings = env.unknown_variables(&pointed);
+        warnings.extend(ldap_warnings);
         let mut webhooks = Vec::new();
         if let Some(url) = env.get("RAMPART_BREACH_WEBHOOK_URL") {
             let secret = chain.require(&SecretName::BreachWebhookSecret)?;

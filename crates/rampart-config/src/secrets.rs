@@ -25,6 +25,8 @@ pub enum SecretName {
     BreachWebhookSecret,
     /// Where shared rate limits are kept: a `redis://` URL, which may carry a password.
     RedisUrl,
+    /// The `[auth.ldap]` service account's password (`bind_dn`).
+    LdapBindPassword,
     /// Signs deliveries to a `[[breach_detection.webhook]]`: held in the variable its
     /// `secret_env` names (chosen by the operator, so not a fixed name).
     WebhookSecretEnv(String),
@@ -32,12 +34,13 @@ pub enum SecretName {
 
 impl SecretName {
     /// The secrets with a fixed name.
-    pub const FIXED: [SecretName; 5] = [
+    pub const FIXED: [SecretName; 6] = [
         SecretName::EncryptionKey,
         SecretName::AdminUsername,
         SecretName::AdminPassword,
         SecretName::BreachWebhookSecret,
         SecretName::RedisUrl,
+        SecretName::LdapBindPassword,
     ];
 
     pub fn env_var(&self) -> &str {
@@ -47,6 +50,7 @@ impl SecretName {
             SecretName::AdminPassword => "RAMPART_ADMIN_PASSWORD",
             SecretName::BreachWebhookSecret => "RAMPART_BREACH_WEBHOOK_SECRET",
             SecretName::RedisUrl => "RAMPART_REDIS_URL",
+            SecretName::LdapBindPassword => "RAMPART_LDAP_BIND_PASSWORD",
             SecretName::WebhookSecretEnv(var) => var,
         }
     }

@@ -53,6 +53,11 @@ pub enum CoreError {
     WrongMasterKey,
     #[error("service unavailable")]
     Unavailable(#[source] StoreError),
+    /// The identity provider (the directory) cannot be reached, timed out or refused the
+    /// service account: nobody it vouches for can log in until it answers again. The
+    /// source is for the server log only.
+    #[error("the identity provider is unavailable; retry later")]
+    IdentityProviderUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -123,6 +123,7 @@ impl Users {
             role,
             disabled: false,
             mfa_enabled: false,
+            auth_source: rampart_types::AuthSource::Local,
             created_at: now,
             updated_at: now,
         };
@@ -268,6 +269,7 @@ impl Users {
                     role: RoleName::parse(rbac::ADMIN_ROLE).map_err(CoreError::internal)?,
                     disabled: false,
                     mfa_enabled: false,
+                    auth_source: rampart_types::AuthSource::Local,
                     created_at: now,
                     updated_at: now,
                 },

@@ -92,6 +92,9 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
             C::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg, None),
             C::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", msg, None),
             C::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg, None),
+            C::IdentityProviderUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "identity_provider_unavailable", msg, None)
+            }
             C::Integrity(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "integrity_error",

@@ -289,6 +289,11 @@ CREATE TABLE legal_holds (
 CREATE INDEX legal_holds_active ON legal_holds(scope, target) WHERE released_at IS NULL;
 CREATE INDEX documents_by_created ON documents(collection, created_at);
 "#,
+    // Which identity provider checks an account's logins (issue 13): local, ldap or oidc.
+    r#"
+ALTER TABLE users ADD COLUMN auth_source TEXT NOT NULL DEFAULT 'local'
+    CHECK (auth_source IN ('local', 'ldap', 'oidc'));
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {

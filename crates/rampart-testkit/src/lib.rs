@@ -235,6 +235,7 @@ impl TestApp {
                 config.breach.instance_id.clone(),
             )),
             identity: None,
+            ldap: None,
             login_delay: backend.login_delay(),
         };
         let (core, _) = Core::open(

@@ -136,6 +136,7 @@ impl App {
                 config.breach.instance_id.clone(),
             )),
             identity: None,
+            ldap: None,
             login_delay: backend.login_delay(),
         };
         let opened = Core::open(ports, CoreSettings::from_config(config), admin).await;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod conformance;
+pub mod ldap;
 pub mod postgres;
 pub mod redis;
 
@@ -235,7 +236,10 @@ impl TestApp {
                 config.breach.instance_id.clone(),
             )),
             identity: None,
-            ldap: None,
+            ldap: config.auth.ldap.as_ref().map(|l| {
+                Arc::new(rampart_ldap::LdapIdentity::new(l).expect("ldap provider"))
+                    as Arc<dyn rampart_core::IdentityProvider>
+            }),
             login_delay: backend.login_delay(),
         };
         let (core, _) = Core::open(

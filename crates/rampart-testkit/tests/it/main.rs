@@ -87,6 +87,7 @@ fn dependencies_point_one_way() {
         ("rampart-http", &["rampart-core", "rampart-types", "rampart-config"]),
         ("rampart-notify", &["rampart-core", "rampart-types", "rampart-config", "rampart-store"]),
         ("rampart-limits-redis", &["rampart-core", "rampart-types", "rampart-config", "rampart-crypto"]),
+        ("rampart-ldap", &["rampart-core", "rampart-types", "rampart-config", "rampart-crypto"]),
     ];
     for (name, ok) in allowed {
         let deps = normal_dependencies(&workspace().join("crates").join(name));

@@ -147,6 +147,9 @@ impl Sessions {
         device: Option<&str>,
         meta: &RequestMeta,
     ) -> CoreResult<PasswordLogin> {
+        // The name goes into audit records, which PostgreSQL's text cannot hold a NUL in;
+        // no valid name has one, so U+FFFD in its place changes no answer.
+        let username = &username.replace('\0', "\u{FFFD}");
         let attempt = self.reserve_attempt(username, device, meta).await?;
         let existing = match Username::parse(username) {
             Ok(name) => self.user_store.get_user(&name).await?,

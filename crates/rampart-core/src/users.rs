@@ -21,6 +21,8 @@ pub struct UserView {
     pub role: RoleName,
     pub mfa_enabled: bool,
     pub disabled: bool,
+    /// `local`, `ldap` or `oidc`: who checks this account's logins.
+    pub auth_source: rampart_types::AuthSource,
     pub created_at: Timestamp,
 }
 
@@ -31,6 +33,7 @@ impl From<&UserRecord> for UserView {
             role: u.role.clone(),
             mfa_enabled: u.mfa_enabled,
             disabled: u.disabled,
+            auth_source: u.auth_source,
             created_at: u.created_at,
         }
     }

@@ -56,13 +56,20 @@ async fn a_directory_login_provisions_the_user_with_the_role_of_their_group() {
     let token = res.body["token"].as_str().unwrap();
     assert_eq!(app.get("/api/v1/auth/me", Some(token)).await.body["username"], "alice");
 
+    let admin = app.admin_token().await;
+    let listed = app.get("/api/v1/users/alice", Some(&admin)).await;
+    assert_eq!(listed.body["auth_source"], "ldap", "{:?}", listed.body);
+    assert_eq!(app.get("/api/v1/users/admin", Some(&admin)).await.body["auth_source"], "local");
     let stored = app.store.get_user(&Username::parse("alice").unwrap()).await.unwrap().unwrap();
     assert_eq!(stored.auth_source, AuthSource::Ldap);
     assert_eq!(stored.password_hash, NO_LOCAL_PASSWORD, "no usable local password");
     let records = app.audit_records().await;
     let created = records.iter().find(|r| r.event.event_type == "user_create" && r.event.details["target"] == "alice");
     assert_eq!(created.expect("provisioning is audited").event.details["provisioned_by"], "ldap");
-    let login = records.iter().rev().find(|r| r.event.event_type == "login" && r.event.success).unwrap();
+    let login = records
+        .iter()
+        .find(|r| r.event.event_type == "login" && r.event.success && r.event.user.as_deref() == Some("alice"))
+        .unwrap();
     assert_eq!(login.event.details["source"], "ldap");
 
     // The second login finds the account and keeps it.

@@ -17,7 +17,7 @@ mod escape;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions};
+use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions, StdStream};
 use rampart_config::{LdapConfig, LdapTransport};
 use rampart_core::{CoreError, CoreResult, ExternalIdentity, IdentityProvider, Verdict};
 use rampart_types::{AuthSource, RoleName, Timestamp, Username};
@@ -121,9 +121,23 @@ impl LdapIdentity {
             .or_else(|| self.config.default_role.clone())
     }
 
+    /// A TCP connection to the directory with Nagle off: a login is a few small requests
+    /// each waiting for its answer, which Nagle's algorithm and delayed ACKs would stall.
+    async fn connect(&self) -> CoreResult<std::net::TcpStream> {
+        let addr = host_port(&self.config.url);
+        let tcp = tokio::time::timeout(self.connect_timeout(), tokio::net::TcpStream::connect(&addr))
+            .await
+            .map_err(|_| unavailable(format_args!("connecting to {addr} timed out")))?
+            .map_err(|e| unavailable(format_args!("cannot connect to {addr}: {e}")))?;
+        tcp.set_nodelay(true).map_err(|e| unavailable(format_args!("socket option: {e}")))?;
+        tcp.into_std().map_err(|e| unavailable(format_args!("socket: {e}")))
+    }
+
     /// One login against the directory, on a connection of its own.
     async fn check(&self, login: &str, password: &SecretString) -> CoreResult<Verdict> {
-        let mut settings = LdapConnSettings::new().set_conn_timeout(self.connect_timeout());
+        let stream = self.connect().await?;
+        let mut settings =
+            LdapConnSettings::new().set_conn_timeout(self.connect_timeout()).set_std_stream(StdStream::Tcp(stream));
         match self.config.transport {
             LdapTransport::Ldaps => settings = settings.set_config(Arc::clone(&self.tls)),
             LdapTransport::StartTls => settings = settings.set_config(Arc::clone(&self.tls)).set_starttls(true),
@@ -222,6 +236,23 @@ impl LdapIdentity {
     }
 }
 
+/// `HOST:PORT` of an `ldaps://` or `ldap://` URL (validated at load), with the scheme's
+/// port when none is given.
+fn host_port(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("ldap", url));
+    let host = rest.trim_end_matches('/');
+    let has_port = host.rsplit_once(':').is_some_and(|(h, p)| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.starts_with('[') || h.ends_with(']'))
+    });
+    if has_port {
+        host.to_owned()
+    } else if scheme.eq_ignore_ascii_case("ldaps") {
+        format!("{host}:636")
+    } else {
+        format!("{host}:389")
+    }
+}
+
 /// DNs compared as the directory would for the common case: case-insensitively, without
 /// spaces around `,` and `=`.
 fn normalize_dn(dn: &str) -> String {
@@ -261,6 +292,15 @@ impl IdentityProvider for LdapIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_give_their_port_or_the_schemes() {
+        assert_eq!(host_port("ldaps://ldap.example.org"), "ldap.example.org:636");
+        assert_eq!(host_port("ldap://ldap.example.org/"), "ldap.example.org:389");
+        assert_eq!(host_port("ldaps://127.0.0.1:1636"), "127.0.0.1:1636");
+        assert_eq!(host_port("LDAPS://[::1]"), "[::1]:636");
+        assert_eq!(host_port("ldap://[::1]:1389"), "[::1]:1389");
+    }
 
     #[test]
     fn dns_compare_without_case_or_spaces() {

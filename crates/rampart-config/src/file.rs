@@ -209,6 +209,9 @@ pub(crate) struct FileAuth {
     pub require_mfa_for_roles: Option<Vec<String>>,
     pub refresh_lifetime_hours: Option<u32>,
     pub oidc: Option<crate::oidc::FileOidc>,
+    /// `local`, `ldap` or `oauth2`.
+    pub method: Option<String>,
+    pub ldap: Option<crate::ldap::FileLdap>,
 }
 
 #[derive(Debug, Default, Deserialize)]

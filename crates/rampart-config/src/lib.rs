@@ -6,6 +6,7 @@
 
 mod env;
 mod file;
+mod ldap;
 mod oidc;
 mod secrets;
 mod vault;
@@ -18,6 +19,7 @@ use secrecy::SecretString;
 
 pub use env::Env;
 use file::FileConfig;
+pub use ldap::{AuthMethod, LdapConfig, LdapRoleMap, LdapTransport};
 pub use oidc::{OidcConfig, OIDC_CALLBACK_PATH};
 pub use secrets::{EnvSecrets, SecretChain, SecretError, SecretName, SecretSource, SecretsFile};
 pub use vault::{VaultAuth, VaultSettings};
@@ -447,6 +449,10 @@ pub struct AuthConfig {
     pub refresh_lifetime_hours: u32,
     /// `[auth.oidc]`: OpenID Connect login, when configured.
     pub oidc: Option<OidcConfig>,
+    /// The provider for logins by names no account has yet (`[auth] method`).
+    pub method: AuthMethod,
+    /// `[auth.ldap]`, when a directory is configured.
+    pub ldap: Option<LdapConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -586,6 +592,9 @@ impl Config {
             return Err(invalid("tls", "give both a certificate and a key, or neither"));
         }
 
+        let mut ldap_warnings = Vec::new();
+        let (method, ldap) =
+            ldap::auth_method_and_ldap(env, chain, file.auth.method.clone(), file.auth.ldap, &mut ldap_warnings)?;
         let auth = AuthConfig {
             session_timeout_minutes: env
                 .parse_num("RAMPART_SESSION_TIMEOUT_MINUTES")?
@@ -610,6 +619,8 @@ impl Config {
             },
             refresh_lifetime_hours: file.auth.refresh_lifetime_hours.unwrap_or(24 * 7),
             oidc: oidc::oidc_config(file.auth.oidc, chain)?,
+            method,
+            ldap,
         };
         range("session_timeout_minutes", auth.session_timeout_minutes, 1, 24 * 60)?;
         range("session_lifetime_hours", auth.session_lifetime_hours, 1, 24 * 30)?;
@@ -734,7 +745,8 @@ impl Config {
             .filter_map(|w| w.secret_env.clone())
             .chain(p.service_provider.iter().filter_map(|w| w.secret_env.clone()))
             .collect();
-        let warnings = env.unknown_variables(&pointed);
+        let mut warnings = env.unknown_variables(&pointed);
+        warnings.extend(ldap_warnings);
         let mut webhooks = Vec::new();
         if let Some(url) = env.get("RAMPART_BREACH_WEBHOOK_URL") {
             let secret = chain.require(&SecretName::BreachWebhookSecret)?;

@@ -28,6 +28,8 @@ pub enum SecretName {
     RedisUrl,
     /// The OpenID Connect client secret (`[auth.oidc]`); never read from the config file.
     OidcClientSecret,
+    /// The `[auth.ldap]` service account's password (`bind_dn`).
+    LdapBindPassword,
     /// Signs deliveries to a `[[breach_detection.webhook]]`: held in the variable its
     /// `secret_env` names (chosen by the operator, so not a fixed name).
     WebhookSecretEnv(String),
@@ -41,13 +43,14 @@ pub enum SecretName {
 
 impl SecretName {
     /// The secrets with a fixed name.
-    pub const FIXED: [SecretName; 6] = [
+    pub const FIXED: [SecretName; 7] = [
         SecretName::EncryptionKey,
         SecretName::AdminUsername,
         SecretName::AdminPassword,
         SecretName::BreachWebhookSecret,
         SecretName::RedisUrl,
         SecretName::OidcClientSecret,
+        SecretName::LdapBindPassword,
     ];
 
     pub fn env_var(&self) -> &str {
@@ -58,6 +61,7 @@ impl SecretName {
             SecretName::BreachWebhookSecret => "RAMPART_BREACH_WEBHOOK_SECRET",
             SecretName::RedisUrl => "RAMPART_REDIS_URL",
             SecretName::OidcClientSecret => "RAMPART_OIDC_CLIENT_SECRET",
+            SecretName::LdapBindPassword => "RAMPART_LDAP_BIND_PASSWORD",
             SecretName::WebhookSecretEnv(var) => var,
             SecretName::VaultToken => "RAMPART_VAULT_TOKEN",
             SecretName::VaultRoleId => "RAMPART_VAULT_ROLE_ID",
@@ -75,6 +79,7 @@ impl SecretName {
             | SecretName::BreachWebhookSecret
             | SecretName::RedisUrl
             | SecretName::OidcClientSecret
+            | SecretName::LdapBindPassword
             | SecretName::WebhookSecretEnv(_) => true,
             SecretName::VaultToken | SecretName::VaultRoleId | SecretName::VaultSecretId => false,
         }

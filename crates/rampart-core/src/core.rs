@@ -3,14 +3,14 @@ use std::sync::Arc;
 use rampart_config::Config;
 use rampart_crypto::{MasterKey, PurposeKey};
 use rampart_store::Store;
-use rampart_types::{PermissionMarker, RoleName, Username};
+use rampart_types::{AuthSource, PermissionMarker, RoleName, Username};
 use secrecy::SecretString;
 use serde_json::json;
 
 use crate::access::Access;
 use crate::audit::{Chainer, EventType};
 use crate::audit_anchor::AuditLog;
-use crate::auth::{PasswordLogin, SessionParts, SessionPolicy, Sessions};
+use crate::auth::{Identities, PasswordLogin, SessionParts, SessionPolicy, Sessions};
 use crate::compliance::{Compliance, ComplianceParts, Enforced};
 use crate::data::{DocumentParts, Documents};
 use crate::events::Events;
@@ -57,6 +57,9 @@ pub struct CoreSettings {
     /// Configuration facts the compliance status reports (TLS, rate limits, backup policy).
     pub compliance: crate::compliance::ComplianceSettings,
     pub retention: rampart_config::RetentionConfig,
+    /// Who checks a login by a name no account has yet (`[auth] method`; `oauth2` has no
+    /// password login, so such a name is refused).
+    pub default_auth_source: AuthSource,
 }
 
 impl CoreSettings {
@@ -79,6 +82,11 @@ impl CoreSettings {
             verification_token_minutes: c.privacy.verification_token_minutes,
             compliance: crate::compliance::ComplianceSettings::from_config(c),
             retention: c.retention.clone(),
+            default_auth_source: match c.auth.method {
+                rampart_config::AuthMethod::Local => AuthSource::Local,
+                rampart_config::AuthMethod::Ldap => AuthSource::Ldap,
+                rampart_config::AuthMethod::OAuth2 => AuthSource::Oidc,
+            },
         }
     }
 }
@@ -92,6 +100,9 @@ pub struct CorePorts {
     pub notifier: Arc<dyn Notifier>,
     /// `None`: local accounts (Argon2id hashes in the user store).
     pub identity: Option<Arc<dyn IdentityProvider>>,
+    /// The directory (`rampart-ldap`), when `[auth.ldap]` is configured: checks accounts
+    /// whose `auth_source` is `ldap`, and unknown names when `[auth] method = "ldap"`.
+    pub ldap: Option<Arc<dyn IdentityProvider>>,
     /// Where the login delay is kept: memory for one node, the store for several.
     pub login_delay: ThrottleBackend,
     /// OpenID Connect login, when `[auth.oidc]` is configured: the provider adapter and
@@ -136,7 +147,7 @@ impl Core {
         settings: CoreSettings,
         admin: (Option<String>, Option<SecretString>),
     ) -> CoreResult<(Self, Option<Bootstrap>)> {
-        let CorePorts { store, clock, master, passwords, notifier, identity, login_delay, oidc } = ports;
+        let CorePorts { store, clock, master, passwords, notifier, identity, ldap, login_delay, oidc } = ports;
         // Read before writing anything, so a wrong key leaves the data untouched.
         let stored = match store.get_meta(KEY_CHECK_META).await? {
             Some(v) => v,
@@ -157,7 +168,11 @@ impl Core {
         detection.refresh_blocks().await?;
         let access = Access::new(events.clone(), Arc::new(detection.clone()));
         let roles = Roles::open(store.clone(), events.clone(), access.clone()).await?;
-        let identity = identity.unwrap_or_else(|| Arc::new(LocalIdentity::new(store.clone(), passwords.clone())));
+        let identity = Identities {
+            local: identity.unwrap_or_else(|| Arc::new(LocalIdentity::new(store.clone(), passwords.clone()))),
+            ldap,
+            default_source: settings.default_auth_source,
+        };
         let session_parts = SessionParts {
             store: store.clone(),
             identity,
@@ -327,14 +342,16 @@ impl Core {
 
     /// Checks the password (through the identity provider) and opens a session, or, for
     /// an account with a second factor, issues the MFA challenge instead.
+    /// `method`: the provider the client names, if any (it must be the account's own).
     pub async fn login(
         &self,
         username: &str,
         password: SecretString,
+        method: Option<AuthSource>,
         device: Option<&str>,
         meta: &RequestMeta,
     ) -> CoreResult<LoginOutcome> {
-        match self.inner.sessions.login(username, password, device, meta).await? {
+        match self.inner.sessions.login(username, password, method, device, meta).await? {
             PasswordLogin::Opened(outcome) => Ok(outcome),
             PasswordLogin::SecondFactor(user) => self.inner.mfa.challenge(&user, "password", meta).await,
         }

@@ -53,9 +53,11 @@ pub enum CoreError {
     WrongMasterKey,
     #[error("service unavailable")]
     Unavailable(#[source] StoreError),
-    /// The external identity provider (OIDC) cannot be reached: retry later.
-    #[error("the identity provider is unavailable; try again later")]
-    IdentityProviderUnavailable,
+    /// The identity provider (the directory) cannot be reached, timed out or refused the
+    /// service account: nobody it vouches for can log in until it answers again. The
+    /// source is for the server log only.
+    #[error("the identity provider is unavailable; retry later")]
+    IdentityProviderUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An external login (OIDC) was refused: state, binding, code or ID token did not
     /// check out. The audit record says which; the answer does not.
     #[error("the login through the identity provider failed; start it again")]

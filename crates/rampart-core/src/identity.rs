@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rampart_crypto::StoredPasswordHash;
 use rampart_store::{UserChange, UserRecord, UserStore};
-use rampart_types::{Timestamp, Username};
+use rampart_types::{AuthSource, RoleName, Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{CoreResult, PasswordPool};
@@ -15,14 +15,32 @@ use crate::{CoreResult, PasswordPool};
 /// The answer of a provider. A refusal carries the reason for the audit record only:
 /// the client always gets the same `InvalidCredentials`.
 pub enum Verdict {
+    /// An account of the user store, checked by the provider.
     Verified(UserRecord),
+    /// Someone an external provider (a directory) vouches for, with the role it maps them
+    /// to: `Sessions` provisions or updates the local account (see `auth/provision.rs`).
+    External(ExternalIdentity),
     Refused(&'static str),
 }
+
+/// Who an external provider says logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalIdentity {
+    pub username: Username,
+    pub role: RoleName,
+    /// The provider that vouched; the local account must have the same source.
+    pub source: AuthSource,
+}
+
+/// The password hash of an account an external provider vouches for: not a PHC string,
+/// so no password ever matches it (a check against it still spends the dummy hash's work).
+pub const NO_LOCAL_PASSWORD: &str = "!external-account-no-local-password";
 
 #[async_trait::async_trait]
 pub trait IdentityProvider: Send + Sync {
     /// Checks `password` for `username`, spending the same work whether or not the user
-    /// exists, is disabled or the password is wrong.
+    /// exists, is disabled or the password is wrong. A provider that cannot be reached
+    /// answers `CoreError::IdentityProviderUnavailable`, never a verdict.
     async fn verify(&self, username: &str, password: SecretString, now: Timestamp) -> CoreResult<Verdict>;
 }
 
@@ -54,6 +72,9 @@ impl IdentityProvider for LocalIdentity {
         let stored = user.as_ref().map(|u| StoredPasswordHash::from_stored(u.password_hash.clone()));
         let check = self.passwords.verify(password.clone(), stored).await?;
         let user = match user {
+            // An account another provider vouches for never logs in with a local password,
+            // whatever its stored hash (defence in depth: routing sends it elsewhere).
+            Some(u) if u.auth_source != AuthSource::Local => return Ok(Verdict::Refused("not_a_local_account")),
             Some(u) if check.matches && !u.disabled => u,
             Some(u) if check.matches && u.disabled => return Ok(Verdict::Refused("account_disabled")),
             Some(_) => return Ok(Verdict::Refused("wrong_password")),

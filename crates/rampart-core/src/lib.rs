@@ -51,7 +51,7 @@ pub use data::Documents;
 pub use data::{CollectionSpec, CollectionUpdate, CollectionView, Document, DocumentChange, DocumentList, ListParams};
 pub use error::{CoreError, CoreResult};
 pub use events::Events;
-pub use identity::{IdentityProvider, LocalIdentity, Verdict};
+pub use identity::{ExternalIdentity, IdentityProvider, LocalIdentity, Verdict, NO_LOCAL_PASSWORD};
 pub use jwt::Tokens;
 pub use limiter::{client_key, Budget, Decision, LimitKey, Limiter, LimiterStatus, LocalLimiter, RateLimiter};
 pub use mfa::Mfa;

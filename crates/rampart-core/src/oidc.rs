@@ -194,7 +194,7 @@ impl OidcLogins {
         let verifier = SecretString::from(pending.pkce_verifier);
         let claims = match self.provider.complete(code, verifier, &pending.nonce, now).await {
             Ok(c) => c,
-            Err(ProviderError::Unavailable) => return Err(CoreError::IdentityProviderUnavailable),
+            Err(e @ ProviderError::Unavailable) => return Err(CoreError::IdentityProviderUnavailable(Box::new(e))),
             Err(ProviderError::CodeRefused) => return Err(self.refuse(meta, None, "code_refused").await),
             Err(ProviderError::InvalidIdToken(why)) => return Err(self.refuse(meta, None, why).await),
         };
@@ -241,6 +241,7 @@ impl OidcLogins {
             mfa_enabled: false,
             created_at: now,
             updated_at: now,
+            auth_source: rampart_types::AuthSource::Oidc,
         };
         let identity = ExternalIdentity {
             issuer: claims.issuer.clone(),
@@ -277,7 +278,7 @@ impl OidcLogins {
 
 fn provider_error(e: ProviderError) -> CoreError {
     match e {
-        ProviderError::Unavailable => CoreError::IdentityProviderUnavailable,
+        e @ ProviderError::Unavailable => CoreError::IdentityProviderUnavailable(Box::new(e)),
         ProviderError::CodeRefused | ProviderError::InvalidIdToken(_) => CoreError::ExternalLoginFailed,
     }
 }

@@ -21,6 +21,8 @@ pub struct UserView {
     pub role: RoleName,
     pub mfa_enabled: bool,
     pub disabled: bool,
+    /// `local`, `ldap` or `oidc`: who checks this account's logins.
+    pub auth_source: rampart_types::AuthSource,
     pub created_at: Timestamp,
 }
 
@@ -31,6 +33,7 @@ impl From<&UserRecord> for UserView {
             role: u.role.clone(),
             mfa_enabled: u.mfa_enabled,
             disabled: u.disabled,
+            auth_source: u.auth_source,
             created_at: u.created_at,
         }
     }
@@ -139,6 +142,7 @@ impl Users {
             role,
             disabled: false,
             mfa_enabled: false,
+            auth_source: rampart_types::AuthSource::Local,
             created_at: now,
             updated_at: now,
         };
@@ -176,6 +180,7 @@ impl Users {
             mfa_enabled: false,
             created_at: now,
             updated_at: now,
+            auth_source: rampart_types::AuthSource::Local,
         };
         let view = UserView::from(&record);
         let details = json!({
@@ -355,6 +360,7 @@ impl Users {
                     role: RoleName::parse(rbac::ADMIN_ROLE).map_err(CoreError::internal)?,
                     disabled: false,
                     mfa_enabled: false,
+                    auth_source: rampart_types::AuthSource::Local,
                     created_at: now,
                     updated_at: now,
                 },

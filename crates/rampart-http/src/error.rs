@@ -92,7 +92,7 @@ fn parts(e: &ApiError) -> (StatusCode, &'static str, String, Option<String>) {
             C::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg, None),
             C::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", msg, None),
             C::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg, None),
-            C::IdentityProviderUnavailable => {
+            C::IdentityProviderUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "identity_provider_unavailable", msg, None)
             }
             C::ExternalLoginFailed => (StatusCode::UNAUTHORIZED, "external_login_failed", msg, None),

@@ -381,6 +381,7 @@ async fn audit_core_concurrent() -> Result<f64> {
         passwords: pool,
         notifier: Arc::new(rampart_core::NoNotifier),
         identity: None,
+        ldap: None,
         login_delay: rampart_core::ThrottleBackend::Memory,
         oidc: None,
     };

@@ -377,6 +377,11 @@ CREATE TABLE oidc_pending_logins (
 );
 CREATE INDEX oidc_pending_logins_by_created ON oidc_pending_logins(created_at);
 "#,
+    r#"
+-- Which identity provider checks an account's logins (issue 13): local, ldap or oidc.
+ALTER TABLE users ADD COLUMN auth_source TEXT NOT NULL DEFAULT 'local'
+    CHECK (auth_source IN ('local', 'ldap', 'oidc'));
+"#,
 ];
 
 /// Runs the migrations that have not run yet.

@@ -1,11 +1,11 @@
 use async_trait::async_trait;
 use postgres::{Row, Transaction};
 use rampart_store::{Audit, StoreError, StoreResult, UserChange, UserRecord, UserStore};
-use rampart_types::{RoleName, SessionId, Timestamp, Username};
+use rampart_types::{AuthSource, RoleName, SessionId, Timestamp, Username};
 
 use crate::{big, map_err, must_exist, parse_col, PostgresStore};
 
-const COLUMNS: &str = "username, password_hash, role, disabled, mfa_enabled, created_at, updated_at";
+const COLUMNS: &str = "username, password_hash, role, disabled, mfa_enabled, created_at, updated_at, auth_source";
 /// The built-in role whose holders count as admins for the last-admin rule.
 const ADMIN_ROLE: &str = "admin";
 
@@ -18,6 +18,7 @@ pub(crate) fn from_row(r: &Row) -> StoreResult<UserRecord> {
         mfa_enabled: r.get(4),
         created_at: Timestamp::from_millis(r.get(5)),
         updated_at: Timestamp::from_millis(r.get(6)),
+        auth_source: parse_col(r.get(7), AuthSource::parse)?,
     })
 }
 
@@ -56,7 +57,7 @@ pub(crate) fn end_sessions(tx: &mut Transaction<'_>, username: &str, keep: Optio
 /// Inserts a new user: `AlreadyExists` for a taken name, `NotFound` for an unknown role.
 pub(crate) fn insert_user(tx: &mut Transaction<'_>, u: &UserRecord) -> StoreResult<()> {
     tx.execute(
-        &format!("INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+        &format!("INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
         &[
             &u.username.as_str(),
             &u.password_hash,
@@ -65,6 +66,7 @@ pub(crate) fn insert_user(tx: &mut Transaction<'_>, u: &UserRecord) -> StoreResu
             &u.mfa_enabled,
             &u.created_at.as_millis(),
             &u.updated_at.as_millis(),
+            &u.auth_source.as_str(),
         ],
     )
     .map_err(must_exist)?;

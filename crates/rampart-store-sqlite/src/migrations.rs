@@ -310,6 +310,11 @@ CREATE TABLE oidc_pending_logins (
 ) STRICT;
 CREATE INDEX oidc_pending_logins_by_created ON oidc_pending_logins(created_at);
 "#,
+    // Which identity provider checks an account's logins (issue 13): local, ldap or oidc.
+    r#"
+ALTER TABLE users ADD COLUMN auth_source TEXT NOT NULL DEFAULT 'local'
+    CHECK (auth_source IN ('local', 'ldap', 'oidc'));
+"#,
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> StoreResult<()> {

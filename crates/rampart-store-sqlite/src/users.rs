@@ -1,11 +1,11 @@
 use async_trait::async_trait;
 use rampart_store::{Audit, StoreError, StoreResult, UserChange, UserRecord, UserStore};
-use rampart_types::{RoleName, SessionId, Timestamp, Username};
+use rampart_types::{AuthSource, RoleName, SessionId, Timestamp, Username};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 use crate::{map_err, parse_col, SqliteStore};
 
-const COLUMNS: &str = "username, password_hash, role, disabled, mfa_enabled, created_at, updated_at";
+const COLUMNS: &str = "username, password_hash, role, disabled, mfa_enabled, created_at, updated_at, auth_source";
 /// The built-in role whose holders count as admins for the last-admin rule.
 const ADMIN_ROLE: &str = "admin";
 
@@ -18,6 +18,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
         mfa_enabled: r.get(4)?,
         created_at: Timestamp::from_millis(r.get(5)?),
         updated_at: Timestamp::from_millis(r.get(6)?),
+        auth_source: parse_col(r.get(7)?, AuthSource::parse)?,
     })
 }
 
@@ -52,7 +53,7 @@ pub(crate) fn insert_user(tx: &Transaction<'_>, u: &UserRecord) -> StoreResult<(
         return Err(StoreError::NotFound);
     }
     tx.execute(
-        &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
         params![
             u.username.as_str(),
             u.password_hash,
@@ -60,7 +61,8 @@ pub(crate) fn insert_user(tx: &Transaction<'_>, u: &UserRecord) -> StoreResult<(
             u.disabled,
             u.mfa_enabled,
             u.created_at.as_millis(),
-            u.updated_at.as_millis()
+            u.updated_at.as_millis(),
+            u.auth_source.as_str()
         ],
     )
     .map_err(map_err)?;

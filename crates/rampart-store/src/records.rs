@@ -1,5 +1,5 @@
 use rampart_types::{
-    CollectionName, DocumentId, FieldPath, Permission, RoleName, SessionId, SubjectId, Timestamp, Username,
+    AuthSource, CollectionName, DocumentId, FieldPath, Permission, RoleName, SessionId, SubjectId, Timestamp, Username,
 };
 
 #[derive(Clone)]
@@ -10,6 +10,8 @@ pub struct UserRecord {
     pub role: RoleName,
     pub disabled: bool,
     pub mfa_enabled: bool,
+    /// Which provider checks this account's logins (`local` for every account made here).
+    pub auth_source: AuthSource,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -20,6 +22,7 @@ impl std::fmt::Debug for UserRecord {
             .field("username", &self.username)
             .field("role", &self.role)
             .field("disabled", &self.disabled)
+            .field("auth_source", &self.auth_source)
             .finish_non_exhaustive()
     }
 }

@@ -10,7 +10,7 @@ macro_rules! conformance_suite {
     ($open:expr) => {
         mod conformance {
             $crate::conformance_suite!(@cases $open;
-                users sessions roles documents meta audit concurrent_writes invalidation
+                users user_auth_source sessions roles documents meta audit concurrent_writes invalidation
                 audited_changes document_versions collections ordering_and_edges
                 audit_queries audit_reanchor
                 data_keys kek_and_master reencryption erasure key_invalidation
@@ -41,7 +41,9 @@ use rampart_store::{
     CollectionRecord, DocumentQuery, DocumentRecord, IndexEntry, RoleRecord, SessionRecord, Store, StoreError,
     UserChange, UserRecord,
 };
-use rampart_types::{CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId, Timestamp, Username};
+use rampart_types::{
+    AuthSource, CollectionName, DocumentId, FieldPath, Permission, RoleName, SubjectId, Timestamp, Username,
+};
 
 /// Runs `$call` and asserts that exactly the audit events named in `$kinds` (by event type,
 /// in order) joined the chain with it: `[]` for a refused change, which must leave no record.
@@ -163,6 +165,7 @@ pub fn user(s: &str, r: &str) -> UserRecord {
         role: RoleName::parse(r).unwrap(),
         disabled: false,
         mfa_enabled: false,
+        auth_source: AuthSource::Local,
         created_at: t(0),
         updated_at: t(0),
     }
@@ -228,6 +231,21 @@ pub async fn users(s: &dyn Store) {
     s.delete_user(&name("c"), vec![]).await.unwrap();
     assert!(s.get_user(&name("c")).await.unwrap().is_none());
     assert!(matches!(s.delete_user(&name("c"), vec![]).await, Err(StoreError::NotFound)));
+}
+
+/// Each account keeps the identity provider it was made for (`users.auth_source`): read back
+/// as written, listed with it, and left alone by a role change.
+pub async fn user_auth_source(s: &dyn Store) {
+    seed_roles(s).await;
+    for (n, source) in [("loc", AuthSource::Local), ("dir", AuthSource::Ldap), ("idp", AuthSource::Oidc)] {
+        s.create_user(UserRecord { auth_source: source, ..user(n, "viewer") }, vec![]).await.unwrap();
+        assert_eq!(s.get_user(&name(n)).await.unwrap().unwrap().auth_source, source, "{n}");
+    }
+    let listed: Vec<_> = s.list_users(None, 10).await.unwrap().iter().map(|u| u.auth_source).collect();
+    assert_eq!(listed, [AuthSource::Ldap, AuthSource::Oidc, AuthSource::Local]);
+    let change = UserChange { role: Some(RoleName::parse("admin").unwrap()), ..Default::default() };
+    let up = s.update_user(&name("dir"), change, vec![]).await.unwrap();
+    assert_eq!((up.role.as_str(), up.auth_source), ("admin", AuthSource::Ldap));
 }
 
 pub async fn sessions(s: &dyn Store) {

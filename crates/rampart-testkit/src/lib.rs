@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod conformance;
+pub mod ldap;
 pub mod oidc;
 pub mod openbao;
 pub mod postgres;
@@ -237,6 +238,10 @@ impl TestApp {
                 config.breach.instance_id.clone(),
             )),
             identity: None,
+            ldap: config.auth.ldap.as_ref().map(|l| {
+                Arc::new(rampart_ldap::LdapIdentity::new(l).expect("ldap provider"))
+                    as Arc<dyn rampart_core::IdentityProvider>
+            }),
             login_delay: backend.login_delay(),
             oidc: match &config.auth.oidc {
                 Some(o) => Some(rampart_oidc::open(o).await.expect("oidc settings")),

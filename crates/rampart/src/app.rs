@@ -141,6 +141,12 @@ impl App {
         let hasher = PasswordHasher::new().context("cannot set up password hashing")?;
         let pool = PasswordPool::new(hasher, config.auth.password_hash_concurrency, config.auth.password_hash_queue);
         let admin = (config.secrets.admin_username.clone(), config.secrets.admin_password.clone());
+        // `[auth.ldap]`: the directory checks accounts whose source is ldap (and unknown
+        // names when `auth.method = "ldap"`). Its CA file is read now: a bad one fails the start.
+        let ldap = match &config.auth.ldap {
+            Some(l) => Some(Arc::new(rampart_ldap::LdapIdentity::new(l)?) as Arc<dyn rampart_core::IdentityProvider>),
+            None => None,
+        };
         let ports = CorePorts {
             store: backend.store(),
             clock: Arc::new(SystemClock),
@@ -152,6 +158,7 @@ impl App {
                 config.breach.instance_id.clone(),
             )),
             identity: None,
+            ldap,
             login_delay: backend.login_delay(),
             // `[auth.oidc]`: discovered now when the provider answers; when it does not,
             // a warning names the issuer and its logins answer 503 until it does.

@@ -1,4 +1,5 @@
 pub mod device;
+mod provision;
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use rampart_store::{
     Assurance, RefreshOutcome, RefreshRecord, SecurityStore, SessionRecord, SessionStore, Store, TokenStore, Topic,
     UserStore,
 };
-use rampart_types::{perm, FamilyId, SessionId, Timestamp, Username};
+use rampart_types::{perm, AuthSource, FamilyId, SessionId, Timestamp, Username};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -65,7 +66,7 @@ pub struct Sessions {
     session_store: Arc<dyn SessionStore>,
     token_store: Arc<dyn TokenStore>,
     security_store: Arc<dyn SecurityStore>,
-    identity: Arc<dyn IdentityProvider>,
+    identity: Identities,
     cache: Arc<StampedCache<[u8; 32], ResolvedSession>>,
     throttle: Arc<dyn LoginDelay>,
     device_key: Arc<DeviceKey>,
@@ -76,10 +77,21 @@ pub struct Sessions {
     access: Access,
 }
 
+/// The identity providers a login can be checked by, one per `AuthSource`.
+#[derive(Clone)]
+pub(crate) struct Identities {
+    /// Local accounts (Argon2id hashes in the user store).
+    pub local: Arc<dyn IdentityProvider>,
+    /// The directory, when `[auth.ldap]` is configured.
+    pub ldap: Option<Arc<dyn IdentityProvider>>,
+    /// The provider for names no account has yet (`[auth] method`).
+    pub default_source: AuthSource,
+}
+
 /// What `Sessions` is built from.
 pub(crate) struct SessionParts {
     pub store: Arc<dyn Store>,
-    pub identity: Arc<dyn IdentityProvider>,
+    pub identity: Identities,
     pub throttle: Arc<dyn LoginDelay>,
     pub device_key: Arc<DeviceKey>,
     pub policy: SessionPolicy,
@@ -117,20 +129,54 @@ impl Sessions {
     }
 
     /// Checks the password and opens a session. Unknown users, wrong passwords and disabled
-    /// accounts all cost one Argon2 verification and end in the same `InvalidCredentials`.
-    /// The attempt is reserved on the client's throttle bucket before any hashing, so
-    /// simultaneous guesses count against the delay like consecutive ones. `device` is the
-    /// client's device token, if it holds one.
+    /// accounts all cost one Argon2 verification (or one directory check) and end in the
+    /// same `InvalidCredentials`. The attempt is reserved on the client's throttle bucket
+    /// before any hashing or directory request, so simultaneous guesses count against the
+    /// delay like consecutive ones. `device` is the client's device token, if it holds one.
+    ///
+    /// An existing account is checked by its own `auth_source`, an unknown name by the
+    /// configured default; `method`, when the client names one, must be that source, else
+    /// the login is refused like a wrong password (after the same local work, the
+    /// directory never asked). Only the verify step differs between providers: the delay,
+    /// device trust, MFA requirement, breach detection and audit are the same for all.
     pub(crate) async fn login(
         &self,
         username: &str,
         password: SecretString,
+        method: Option<AuthSource>,
         device: Option<&str>,
         meta: &RequestMeta,
     ) -> CoreResult<PasswordLogin> {
+        // The name goes into audit records, which PostgreSQL's text cannot hold a NUL in;
+        // no valid name has one, so U+FFFD in its place changes no answer.
+        let username = &username.replace('\0', "\u{FFFD}");
         let attempt = self.reserve_attempt(username, device, meta).await?;
-        let user = match self.identity.verify(username, password, self.now()).await? {
+        let existing = match Username::parse(username) {
+            Ok(name) => self.user_store.get_user(&name).await?,
+            Err(_) => None,
+        };
+        let source = existing.as_ref().map_or(self.identity.default_source, |u| u.auth_source);
+        let verdict = match self.verify_with(source, method, username, password).await {
+            Ok(v) => v,
+            Err(e @ CoreError::IdentityProviderUnavailable(_)) => {
+                // Not the client's failure: the attempt is given back, and nobody gets in.
+                attempt.release().await?;
+                let details = json!({ "reason": "identity_provider_unavailable", "source": source.as_str() });
+                self.events.record_event(EventType::Login, Some(username), meta, false, details).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let verdict = match verdict {
+            Verdict::External(ext) => match self.provision(&ext, meta).await? {
+                Ok(user) => Verdict::Verified(user),
+                Err(reason) => Verdict::Refused(reason),
+            },
+            v => v,
+        };
+        let user = match verdict {
             Verdict::Verified(user) => user,
+            Verdict::External(_) => return Err(CoreError::internal_msg("external identity left unprovisioned")),
             Verdict::Refused(reason) => {
                 let counted = attempt.failed(self.now()).await;
                 self.detection.on_failed_login(meta, username);
@@ -150,7 +196,11 @@ impl Sessions {
         }
         attempt.succeeded().await?;
         self.detection.on_login_success(meta, user.username.as_str());
-        let mut out = self.open_session(&user, meta, Assurance::Password, json!({ "method": "password" })).await?;
+        let details = match user.auth_source {
+            AuthSource::Local => json!({ "method": "password" }),
+            other => json!({ "method": "password", "source": other.as_str() }),
+        };
+        let mut out = self.open_session(&user, meta, Assurance::Password, details).await?;
         out.device_token = Some(self.trust_client(user.username.as_str(), meta, device).await?);
         Ok(PasswordLogin::Opened(out))
     }
@@ -185,6 +235,33 @@ impl Sessions {
         let details = json!({ "method": "oidc", "reason": reason });
         if let Err(e) = self.events.record_event(EventType::Login, who, meta, false, details).await {
             tracing::warn!(error = %e, "could not record a refused external login");
+        }
+    }
+
+    /// The verify step through the provider of `source`. A `method` other than `source`, or
+    /// a source without a password provider here, is refused after the local provider's
+    /// work for an unknown name (one dummy Argon2 check): no directory is asked.
+    async fn verify_with(
+        &self,
+        source: AuthSource,
+        method: Option<AuthSource>,
+        username: &str,
+        password: SecretString,
+    ) -> CoreResult<Verdict> {
+        let now = self.now();
+        let provider = match (source, &self.identity.ldap) {
+            _ if method.is_some_and(|m| m != source) => Err("method_mismatch"),
+            (AuthSource::Local, _) => Ok(&self.identity.local),
+            (AuthSource::Ldap, Some(ldap)) => Ok(ldap),
+            (AuthSource::Ldap, None) => Err("ldap_not_configured"),
+            (AuthSource::Oidc, _) => Err("no_password_login_for_this_source"),
+        };
+        match provider {
+            Ok(p) => p.verify(username, password, now).await,
+            Err(reason) => {
+                self.identity.local.verify("", password, now).await?;
+                Ok(Verdict::Refused(reason))
+            }
         }
     }
 

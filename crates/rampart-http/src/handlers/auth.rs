@@ -2,7 +2,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use rampart_core::{CoreError, LoginOutcome, UserView};
-use rampart_types::{Permission, RoleName, Timestamp, Username};
+use rampart_types::{AuthSource, Permission, RoleName, Timestamp, Username};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -191,17 +191,16 @@ pub(crate) async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    match req.method.as_deref() {
-        None | Some("local") => {}
+    let method = match req.method.as_deref() {
+        None => None,
+        Some("local") => Some(AuthSource::Local),
+        Some("ldap") => Some(AuthSource::Ldap),
         Some(_) => {
-            return Err(ApiError::bad_request(
-                Some("method".to_owned()),
-                "method: only \"local\" login is enabled on this server",
-            ))
+            return Err(ApiError::bad_request(Some("method".to_owned()), "method: expected \"local\" or \"ldap\""))
         }
-    }
+    };
     let device = device_token(req.device_token.as_ref(), &headers);
-    let out = state.core.login(&req.username, req.password, device, &ctx.meta()).await?;
+    let out = state.core.login(&req.username, req.password, method, device, &ctx.meta()).await?;
     match mode.mode.as_deref() {
         None | Some("token") => Ok(Json(login_response(out)).into_response()),
         Some("cookie") => Ok(cookie_response(&state, out, None)),

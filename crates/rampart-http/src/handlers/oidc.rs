@@ -71,7 +71,7 @@ pub(crate) async fn start(
         .into_response()),
         FlowMode::Cookie => {
             let location = HeaderValue::from_str(&started.authorization_url)
-                .map_err(|_| ApiError::Core(rampart_core::CoreError::IdentityProviderUnavailable))?;
+                .map_err(|e| ApiError::Core(rampart_core::CoreError::IdentityProviderUnavailable(Box::new(e))))?;
             let mut res = StatusCode::FOUND.into_response();
             res.headers_mut().insert(header::LOCATION, location);
             let secs = rampart_core::oidc::PENDING_LOGIN_SECS;

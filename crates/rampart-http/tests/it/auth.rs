@@ -32,6 +32,16 @@ async fn unknown_user_and_wrong_password_get_identical_responses() {
 }
 
 #[tokio::test]
+async fn a_username_with_nul_is_refused_like_any_unknown_name_on_every_backend() {
+    // PostgreSQL's text holds no NUL: the audit record of the refusal failed there (503).
+    let app = TestApp::new().await;
+    let wrong_pw = app.login(ADMIN, "Wrong-Passw0rd!!").await;
+    let res = app.login("admin\0", ADMIN_PASSWORD).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{:?}", res.body);
+    assert_eq!(without_request_id(res.body), without_request_id(wrong_pw.body));
+}
+
+#[tokio::test]
 async fn stored_hash_is_argon2id_with_the_spec_parameters() {
     let app = TestApp::new().await;
     let user = app.store.get_user(&Username::parse(ADMIN).unwrap()).await.unwrap().unwrap();

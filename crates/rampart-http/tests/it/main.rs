@@ -8,6 +8,7 @@ mod compliance;
 mod crypto;
 mod data;
 mod errors;
+mod ldap;
 mod limits;
 mod mfa;
 mod oidc;

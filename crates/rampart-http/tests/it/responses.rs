@@ -40,7 +40,7 @@ async fn response_bodies_have_exactly_their_documented_fields() {
     let admin = Some(admin.as_str());
 
     let body = ok(app.get("/api/v1/auth/me", admin).await);
-    assert_fields("me", &body, "username role mfa_enabled disabled created_at permissions assurance");
+    assert_fields("me", &body, "username role mfa_enabled disabled auth_source created_at permissions assurance");
 
     let body = ok(app.get("/api/v1/auth/sessions", admin).await);
     assert_fields("sessions", &body, "sessions");
@@ -49,7 +49,7 @@ async fn response_bodies_have_exactly_their_documented_fields() {
 
     let body = ok(app.get("/api/v1/users", admin).await);
     assert_fields("users", &body, "users next_cursor");
-    assert_fields("user", first(&body, "users"), "username role mfa_enabled disabled created_at");
+    assert_fields("user", first(&body, "users"), "username role mfa_enabled disabled auth_source created_at");
 
     let body = ok(app.get("/api/v1/roles/viewer", admin).await);
     assert_fields("role", &body, "name description permissions collections builtin created_at");

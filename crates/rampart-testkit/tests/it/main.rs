@@ -89,6 +89,7 @@ fn dependencies_point_one_way() {
         ("rampart-limits-redis", &["rampart-core", "rampart-types", "rampart-config", "rampart-crypto"]),
         ("rampart-vault", &["rampart-config"]),
         ("rampart-oidc", &["rampart-core", "rampart-types", "rampart-config"]),
+        ("rampart-ldap", &["rampart-core", "rampart-types", "rampart-config", "rampart-crypto"]),
     ];
     for (name, ok) in allowed {
         let deps = normal_dependencies(&workspace().join("crates").join(name));

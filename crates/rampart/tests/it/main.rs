@@ -10,6 +10,7 @@ mod compliance;
 mod failover;
 mod hardening;
 mod keys;
+mod ldap;
 mod migrate;
 mod nginx;
 mod nodes;

@@ -7,6 +7,7 @@ mod api;
 mod compare;
 mod export;
 mod http1;
+mod identity;
 mod load;
 mod nodes;
 mod report;
@@ -48,6 +49,8 @@ enum Suite {
     Nodes,
     /// Issue 12: data-subject exports (JSON, CSV, XML) vs paging the same records; server memory
     Export,
+    /// Issue 13: logins/s through a real slapd (LDAP) and a real oidc-provider (OIDC) vs local
+    Identity,
 }
 
 impl Suite {
@@ -63,6 +66,7 @@ impl Suite {
             Suite::Compare => "compare: Rampart beside nginx and PocketBase (wrk)",
             Suite::Nodes => "nodes: SQLite vs PostgreSQL vs two nodes behind nginx (wrk)",
             Suite::Export => "export: data-subject exports stream (time and server memory)",
+            Suite::Identity => "identity: local vs LDAP vs OIDC logins",
         }
     }
 
@@ -228,6 +232,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Suite::Export => export::export_suite(&cli).await,
             Suite::Compare => compare::compare(&cli).await,
             Suite::Nodes => nodes::nodes(&cli).await,
+            Suite::Identity => identity::identity(&cli).await,
         };
         let context = || format!("suite {}", suite.name());
         match measured {

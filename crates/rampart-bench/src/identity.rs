@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use rampart_testkit::ldap::{LdapServer, ADMINS_GROUP, SERVICE_DN, SERVICE_PASSWORD, STAFF_GROUP};
+use rampart_testkit::ldap::{LdapServer, SERVICE_PASSWORD, STAFF_GROUP};
 use rampart_testkit::oidc::{OidcServer, REDIRECT_URL};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -33,32 +33,13 @@ fn user(kind: &str, i: u64) -> String {
     format!("{kind}{}", i % USERS)
 }
 
+/// The directory's `[auth]`/`[auth.ldap]` lines, and `[auth.oidc]` for the provider.
 fn config_toml(ldap: &LdapServer, issuer: &str) -> String {
-    format!(
-        r#"[auth]
-method = "ldap"
-[auth.ldap]
-url = "{url}"
-ca_cert = "{ca}"
-bind_dn = "{SERVICE_DN}"
-user_base = "ou=people,dc=example,dc=org"
-group_base = "ou=groups,dc=example,dc=org"
-[[auth.ldap.role_map]]
-group = "{ADMINS_GROUP}"
-role = "admin"
-[[auth.ldap.role_map]]
-group = "{STAFF_GROUP}"
-role = "editor"
-[auth.oidc]
-issuer = "{issuer}"
-client_id = "rampart"
-redirect_url = "{REDIRECT_URL}"
-role_claim = "groups"
-default_role = "viewer"
-"#,
-        url = ldap.ldaps_url(),
-        ca = ldap.ca_cert().display(),
-    )
+    let oidc = format!(
+        "[auth.oidc]\nissuer = \"{issuer}\"\nclient_id = \"rampart\"\nredirect_url = \"{REDIRECT_URL}\"\n\
+         role_claim = \"groups\"\ndefault_role = \"viewer\"\n"
+    );
+    format!("{}{oidc}", ldap.config_toml(&ldap.ldaps_url(), ""))
 }
 
 pub async fn identity(c: &Cli) -> anyhow::Result<Report> {

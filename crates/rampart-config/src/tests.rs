@@ -523,6 +523,8 @@ fn vault_is_asked_in_advance_for_every_secret_the_configuration_reads() {
         "[rate_limit]\nbackend = \"redis\"\n\n\
          [[breach_detection.webhook]]\nurl = \"https://h.example\"\nsecret_env = \"OPS_HOOK\"\n\n\
          [[privacy.service_provider]]\nname = \"crm\"\nurl = \"https://crm.example/hook\"\nsecret_env = \"RAMPART_CRM\"\n\n\
+         [auth.ldap]\nurl = \"ldaps://ldap.example\"\nbind_dn = \"cn=svc,dc=example\"\n\
+         user_base = \"ou=people,dc=example\"\ngroup_base = \"ou=groups,dc=example\"\ndefault_role = \"viewer\"\n\n\
          [auth.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"rampart\"\n\
          redirect_url = \"https://db.example/api/v1/auth/oidc/callback\"\ndefault_role = \"viewer\"\n",
     )
@@ -538,13 +540,19 @@ fn vault_is_asked_in_advance_for_every_secret_the_configuration_reads() {
         ("OPS_HOOK", "o"),
         ("RAMPART_CRM", "c"),
         ("RAMPART_OIDC_CLIENT_SECRET", "x"),
+        ("RAMPART_LDAP_BIND_PASSWORD", "x"),
     ]);
     let pending = Config::prepare(&e, &flags).expect("prepare");
     let listed = pending.secret_names();
     let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     pending.finish(Some(Box::new(Recorder(asked.clone())))).expect("config");
     let asked = asked.lock().expect("lock").clone();
-    assert!(asked.len() >= 8 && asked.contains(&SecretName::OidcClientSecret), "{asked:?}");
+    assert!(
+        asked.len() >= 9
+            && asked.contains(&SecretName::OidcClientSecret)
+            && asked.contains(&SecretName::LdapBindPassword),
+        "{asked:?}"
+    );
     for name in asked.iter().filter(|n| n.kept_in_vault()) {
         assert!(listed.contains(name), "{name} is read but Vault is not asked for it in advance");
     }

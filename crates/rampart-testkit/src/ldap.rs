@@ -86,6 +86,20 @@ impl LdapServer {
         self.dir.path().join("other-ca.pem")
     }
 
+    /// `rampart.toml` lines that log unknown names in through this directory at `url`
+    /// (`[auth] method = "ldap"`, `[auth.ldap]` with the seeded groups mapped to roles);
+    /// `extra` goes into the `[auth.ldap]` table. The bind password is not in it: pass
+    /// `SERVICE_PASSWORD` as `RAMPART_LDAP_BIND_PASSWORD`.
+    pub fn config_toml(&self, url: &str, extra: &str) -> String {
+        format!(
+            "[auth]\nmethod = \"ldap\"\n[auth.ldap]\nurl = \"{url}\"\n{extra}\nca_cert = \"{ca}\"\n\
+             bind_dn = \"{SERVICE_DN}\"\nuser_base = \"ou=people,{SUFFIX}\"\ngroup_base = \"ou=groups,{SUFFIX}\"\n\
+             [[auth.ldap.role_map]]\ngroup = \"{ADMINS_GROUP}\"\nrole = \"admin\"\n\
+             [[auth.ldap.role_map]]\ngroup = \"{STAFF_GROUP}\"\nrole = \"editor\"\n",
+            ca = self.ca_cert().display()
+        )
+    }
+
     pub fn ldaps_url(&self) -> String {
         format!("ldaps://127.0.0.1:{}", self.ldaps_port)
     }

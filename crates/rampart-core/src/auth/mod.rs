@@ -155,7 +155,10 @@ impl Sessions {
             Ok(name) => self.user_store.get_user(&name).await?,
             Err(_) => None,
         };
-        let source = existing.as_ref().map_or(self.identity.default_source, |u| u.auth_source);
+        // An account logs in through its own source; an unknown name through the method it
+        // asks for, else the configured default (so directory users can be provisioned
+        // while local stays the default).
+        let source = existing.as_ref().map_or(method.unwrap_or(self.identity.default_source), |u| u.auth_source);
         let verdict = match self.verify_with(source, method, username, password).await {
             Ok(v) => v,
             Err(e @ CoreError::IdentityProviderUnavailable(_)) => {

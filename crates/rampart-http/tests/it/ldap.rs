@@ -247,11 +247,32 @@ async fn a_method_other_than_the_accounts_own_is_refused_like_a_wrong_password()
         assert_eq!(without_request_id(res.body), without_request_id(wrong.body.clone()));
         assert_eq!(last_refusal(&app).await, "method_mismatch");
     }
-    // An unknown name goes to the default method (ldap here): "local" does not match it.
+    // An unknown name asking for "local" is checked locally, where it does not exist.
     assert_eq!(login_with(&app, "carol", &password_of("carol"), "local").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(last_refusal(&app).await, "unknown_user");
     assert_eq!(login_with(&app, ADMIN, ADMIN_PASSWORD, "local").await.status, StatusCode::OK);
     let other = login_with(&app, "alice", &password_of("alice"), "oauth2").await;
     assert_eq!(other.status, StatusCode::BAD_REQUEST, "not a password method");
+}
+
+/// With local logins the default, a directory user's first login names the directory
+/// (`method: "ldap"`, SPEC 4) and is provisioned; later logins follow the account's source.
+#[tokio::test]
+async fn an_unknown_name_may_choose_the_directory_with_method_ldap() {
+    let server = LdapServer::start();
+    let app = app_with(server.config(), |c| c.auth.method = AuthMethod::Local).await;
+    assert_eq!(app.login("alice", &password_of("alice")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(last_refusal(&app).await, "unknown_user", "without a method the default (local) is asked");
+    let first = login_with(&app, "alice", &password_of("alice"), "ldap").await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    assert_eq!(first.body["user"]["role"], "editor");
+    let user = app.store.get_user(&Username::parse("alice").unwrap()).await.unwrap().unwrap();
+    assert_eq!(user.auth_source, AuthSource::Ldap);
+    assert_eq!(app.login("alice", &password_of("alice")).await.status, StatusCode::OK, "its own source now");
+    assert_eq!(login_with(&app, "alice", &password_of("alice"), "local").await.status, StatusCode::UNAUTHORIZED);
+    // Asking for the directory takes nobody's local account.
+    assert_eq!(login_with(&app, ADMIN, &password_of("admin"), "ldap").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(last_refusal(&app).await, "method_mismatch");
 }
 
 #[tokio::test]

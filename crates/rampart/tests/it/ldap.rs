@@ -2,32 +2,10 @@
 //! and neither the directory's outage nor its plain-LDAP opt-in puts the bind password in
 //! any log.
 
-use rampart_testkit::ldap::{password_of, LdapServer, ADMINS_GROUP, SERVICE_DN, SERVICE_PASSWORD, STAFF_GROUP};
+use rampart_testkit::ldap::{password_of, LdapServer, SERVICE_PASSWORD};
 use rampart_testkit::{contains, files_under};
 
 use crate::support::{start, ServerOpts};
-
-fn config_toml(url: &str, ca: &std::path::Path, extra: &str) -> String {
-    format!(
-        r#"[auth]
-method = "ldap"
-[auth.ldap]
-url = "{url}"
-{extra}
-ca_cert = "{ca}"
-bind_dn = "{SERVICE_DN}"
-user_base = "ou=people,dc=example,dc=org"
-group_base = "ou=groups,dc=example,dc=org"
-[[auth.ldap.role_map]]
-group = "{ADMINS_GROUP}"
-role = "admin"
-[[auth.ldap.role_map]]
-group = "{STAFF_GROUP}"
-role = "editor"
-"#,
-        ca = ca.display()
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_with_ldap_logs_directory_users_in_and_no_bind_password_anywhere() {
@@ -35,7 +13,7 @@ async fn a_server_with_ldap_logs_directory_users_in_and_no_bind_password_anywher
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let config = tmp.path().join("rampart.toml");
-    std::fs::write(&config, config_toml(&ldap.ldaps_url(), &ldap.ca_cert(), "")).unwrap();
+    std::fs::write(&config, ldap.config_toml(&ldap.ldaps_url(), "")).unwrap();
     let mut opts = ServerOpts::new(&data);
     opts.env.push(("RAMPART_LDAP_BIND_PASSWORD", SERVICE_PASSWORD.to_owned()));
     opts.extra_args = vec!["--config".into(), config.display().to_string()];
@@ -79,7 +57,7 @@ async fn plain_ldap_works_only_opted_in_and_is_warned_about_at_start() {
         opts.extra_args = vec!["--config".into(), config.display().to_string()];
         opts
     };
-    std::fs::write(&config, config_toml(&ldap.ldap_url(), &ldap.ca_cert(), "starttls = false")).unwrap();
+    std::fs::write(&config, ldap.config_toml(&ldap.ldap_url(), "starttls = false")).unwrap();
     let mut refused = crate::support::bin();
     let out = refused
         .args(["serve", "--data-dir", &data.display().to_string(), "--config", &config.display().to_string()])
@@ -91,7 +69,7 @@ async fn plain_ldap_works_only_opted_in_and_is_warned_about_at_start() {
     assert!(err.contains("auth.ldap.starttls") && err.contains("allow_insecure"), "{err}");
     assert!(!data.exists(), "nothing written");
 
-    let insecure = config_toml(&ldap.ldap_url(), &ldap.ca_cert(), "starttls = false\nallow_insecure = true");
+    let insecure = ldap.config_toml(&ldap.ldap_url(), "starttls = false\nallow_insecure = true");
     std::fs::write(&config, insecure).unwrap();
     let server = start(opts(&config));
     let c = server.client();

@@ -73,6 +73,9 @@ pub trait OidcProvider: Send + Sync {
         nonce: &str,
         now: Timestamp,
     ) -> Result<ExternalClaims, ProviderError>;
+    /// Contacts the provider ahead of the first login (discovery), so that a server says at
+    /// start when its provider is unreachable. Other verbs never call it.
+    async fn warm_up(&self) {}
 }
 
 /// How the client started the login and how the callback answers it.
@@ -138,6 +141,11 @@ fn state_hash(state: &str) -> [u8; 32] {
 }
 
 impl OidcLogins {
+    /// See [`OidcProvider::warm_up`].
+    pub async fn warm_up(&self) {
+        self.provider.warm_up().await;
+    }
+
     pub(crate) fn new(
         provider: Arc<dyn OidcProvider>,
         store: Arc<dyn rampart_store::Store>,

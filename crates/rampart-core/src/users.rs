@@ -201,15 +201,21 @@ impl Users {
         limit: usize,
         include_hashes: bool,
     ) -> CoreResult<Vec<ExportedUser>> {
-        let after = after.map(parse_username).transpose()?;
-        let page = self.user_store.list_users(after.as_ref(), limit.clamp(1, self.max_page_size)).await?;
-        Ok(page
+        Ok(self
+            .page(after, limit)
+            .await?
             .into_iter()
             .map(|u| ExportedUser {
                 view: UserView::from(&u),
                 password_hash: include_hashes.then(|| StoredPasswordHash::from_stored(u.password_hash)),
             })
             .collect())
+    }
+
+    /// Users by name after `after`, at most a page.
+    async fn page(&self, after: Option<&str>, limit: usize) -> CoreResult<Vec<UserRecord>> {
+        let after = after.map(parse_username).transpose()?;
+        Ok(self.user_store.list_users(after.as_ref(), limit.clamp(1, self.max_page_size)).await?)
     }
 
     /// Records a finished export: how many users, and whether their hashes left the server.
@@ -244,10 +250,7 @@ impl Users {
         after: Option<&str>,
         limit: usize,
     ) -> CoreResult<Vec<UserView>> {
-        let after = after.map(parse_username).transpose()?;
-        let limit = limit.clamp(1, self.max_page_size);
-        let users = self.user_store.list_users(after.as_ref(), limit).await?;
-        Ok(users.iter().map(UserView::from).collect())
+        Ok(self.page(after, limit).await?.iter().map(UserView::from).collect())
     }
 
     /// Changes role and/or disabled state. Either change ends all the user's sessions.

@@ -181,6 +181,12 @@ impl OidcProvider for OidcAdapter {
         &self.settings.issuer
     }
 
+    async fn warm_up(&self) {
+        if let Err(why) = self.discover().await {
+            tracing::warn!("{why}: OpenID Connect logins answer 503 until the provider is reachable");
+        }
+    }
+
     async fn authorization_request(&self) -> Result<AuthorizationRequest, ProviderError> {
         let client = self.client().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -263,11 +269,10 @@ impl OidcProvider for OidcAdapter {
 /// The core's OIDC port for `[auth.oidc]`: the adapter, discovered now if the provider
 /// answers (otherwise a warning naming the issuer, and discovery again at the next login),
 /// and the claim-to-role mapping.
-pub async fn open(settings: &OidcConfig) -> Result<(Arc<dyn OidcProvider>, rampart_core::RoleMapping), OidcSetupError> {
+/// The adapter and its role mapping, without contacting the provider: discovery happens at
+/// the first login, or earlier when the server calls `warm_up` (CLI verbs never wait for it).
+pub fn open(settings: &OidcConfig) -> Result<(Arc<dyn OidcProvider>, rampart_core::RoleMapping), OidcSetupError> {
     let adapter = OidcAdapter::new(settings.clone())?;
-    if let Err(why) = adapter.discover().await {
-        tracing::warn!("{why}: OpenID Connect logins answer 503 until the provider is reachable");
-    }
     let mapping =
         rampart_core::RoleMapping { map: settings.role_map.clone(), default_role: settings.default_role.clone() };
     Ok((Arc::new(adapter), mapping))

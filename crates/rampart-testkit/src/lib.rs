@@ -243,10 +243,7 @@ impl TestApp {
                     as Arc<dyn rampart_core::IdentityProvider>
             }),
             login_delay: backend.login_delay(),
-            oidc: match &config.auth.oidc {
-                Some(o) => Some(rampart_oidc::open(o).await.expect("oidc settings")),
-                None => None,
-            },
+            oidc: config.auth.oidc.as_ref().map(|o| rampart_oidc::open(o).expect("oidc settings")),
         };
         let (core, _) = Core::open(
             ports,

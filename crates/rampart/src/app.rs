@@ -160,12 +160,14 @@ impl App {
             identity: None,
             ldap,
             login_delay: backend.login_delay(),
-            // `[auth.oidc]`: discovered now when the provider answers; when it does not,
-            // a warning names the issuer and its logins answer 503 until it does.
-            oidc: match &config.auth.oidc {
-                Some(o) => Some(rampart_oidc::open(o).await.context("cannot set up OpenID Connect ([auth.oidc])")?),
-                None => None,
-            },
+            // `[auth.oidc]`: no network here (every CLI verb opens the app); `serve` warms
+            // it up, and logins answer 503 while the provider is unreachable.
+            oidc: config
+                .auth
+                .oidc
+                .as_ref()
+                .map(|o| rampart_oidc::open(o).context("cannot set up OpenID Connect ([auth.oidc])"))
+                .transpose()?,
         };
         let opened = Core::open(ports, CoreSettings::from_config(config), admin).await;
         let (core, bootstrap) = match opened {

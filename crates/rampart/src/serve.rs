@@ -64,6 +64,15 @@ pub async fn run(flags: Overrides) -> anyhow::Result<()> {
         datadir::lock(&config.server.data_dir).context("another Rampart process is using this data directory")?;
     let app = App::open(&config).await?;
     let (core, store) = (app.core.clone(), app.backend.clone());
+    // Discovery off the start path: an unreachable provider is named in the log, not waited for.
+    if core.oidc().is_some() {
+        let core = core.clone();
+        tokio::spawn(async move {
+            if let Some(oidc) = core.oidc() {
+                oidc.warm_up().await;
+            }
+        });
+    }
     core.privacy().on_erasure(crate::backup_cmd::erasure_hook(&config));
     let (stop_export, stop_rx) = tokio::sync::watch::channel(false);
     core.audit().set_audit_mirror(Arc::new(audit_cmd::FileMirror { log_dir: log_dir.clone() }));

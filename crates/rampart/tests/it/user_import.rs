@@ -85,6 +85,14 @@ async fn imported_bcrypt_pbkdf2_and_argon2_hashes_log_in_and_are_upgraded_to_arg
     let file = tmp.path().join("legacy.csv");
     std::fs::write(&file, csv()).unwrap();
 
+    // A dry run checks and reports, and creates nobody (the first verb made the admin).
+    ok(&user_cmd(&data, &["list"], None));
+    let dry = ok(&user_cmd(&data, &["import", file.to_str().unwrap(), "--dry-run", "--json"], None));
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!((dry["dry_run"].as_bool(), dry["imported"].as_u64()), (Some(true), Some(7)), "{dry}");
+    let list: serde_json::Value = serde_json::from_str(&ok(&user_cmd(&data, &["list", "--json"], None))).unwrap();
+    assert_eq!(list["users"].as_array().map(Vec::len), Some(1), "only the admin after a dry run: {list}");
+
     let out = ok(&user_cmd(&data, &["import", file.to_str().unwrap()], None));
     assert!(out.contains("Imported 7 users (2 argon2, 2 bcrypt, 3 pbkdf2-sha256)"), "{out}");
     let again = ok(&user_cmd(&data, &["import", file.to_str().unwrap(), "--json"], None));

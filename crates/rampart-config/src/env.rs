@@ -113,6 +113,11 @@ impl Env {
         Self::from_pairs(std::env::vars().filter(|(k, _)| k.starts_with("RAMPART_")))
     }
 
+    /// The names of the set variables (values stay here).
+    pub fn names(&self) -> Vec<String> {
+        self.vars.keys().cloned().collect()
+    }
+
     pub fn empty() -> Self {
         Self::default()
     }

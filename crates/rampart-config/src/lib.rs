@@ -73,6 +73,19 @@ pub struct Config {
     pub secrets: Secrets,
     /// Things worth telling the operator at start (misspelled variables), never errors.
     pub warnings: Vec<String>,
+    /// Where this configuration was read from (for `doctor --security`).
+    pub sources: ConfigSources,
+}
+
+/// The files a configuration came from, and whether Vault answered first.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    /// `rampart.toml` (or `--config`/`RAMPART_CONFIG`), when one was read.
+    pub config_file: Option<PathBuf>,
+    /// `server.secrets_file`, resolved beside the config file.
+    pub secrets_file: Option<PathBuf>,
+    /// `[secrets.vault]` is configured.
+    pub vault: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -88,9 +88,11 @@ impl Config {
         // Secrets: the environment first, then the `.secrets` file. A Vault/OpenBao source,
         // when configured, goes first in this chain (SPEC: Vault → environment / `_FILE`).
         let mut sources: Vec<Box<dyn SecretSource>> = vec![Box::new(EnvSecrets::new(env.clone()))];
+        let mut secrets_path = None;
         let settings_env = match file.server.secrets_file.as_ref() {
             Some(rel) => {
                 let path = resolve_beside(file_path.as_deref(), rel);
+                secrets_path = Some(path.clone());
                 let secrets_file = SecretsFile::read(&path)?;
                 // Other settings written there still apply beneath the environment, as before.
                 let merged = env.over(secrets_file.vars());
@@ -101,7 +103,8 @@ impl Config {
         };
         let chain = SecretChain(sources);
         let vault = vault::settings(&settings_env, &chain, file.secrets.vault.as_ref())?;
-        Ok(PendingConfig { env: settings_env, chain, flags: flags.clone(), file, vault })
+        let sources = ConfigSources { config_file: file_path, secrets_file: secrets_path, vault: vault.is_some() };
+        Ok(PendingConfig { env: settings_env, chain, flags: flags.clone(), file, vault, sources })
     }
 
     /// `env` holds the non-secret settings; every secret is asked of `chain`.
@@ -451,6 +454,7 @@ impl Config {
             retention,
             secrets,
             warnings,
+            sources: ConfigSources::default(),
         })
     }
 
@@ -471,6 +475,7 @@ pub struct PendingConfig {
     flags: Overrides,
     file: FileConfig,
     vault: Option<VaultSettings>,
+    sources: ConfigSources,
 }
 
 impl PendingConfig {
@@ -502,9 +507,9 @@ impl PendingConfig {
     /// Resolves every setting; `first` (the Vault snapshot) is asked before the environment
     /// and the `.secrets` file.
     pub fn finish(self, first: Option<Box<dyn SecretSource>>) -> Result<Config, ConfigError> {
-        let PendingConfig { env, chain, flags, file, .. } = self;
+        let PendingConfig { env, chain, flags, file, sources, .. } = self;
         let chain = SecretChain(first.into_iter().chain(chain.0).collect());
-        Config::assemble(&env, &chain, &flags, file)
+        Ok(Config { sources, ..Config::assemble(&env, &chain, &flags, file)? })
     }
 }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use rampart_types::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -110,6 +111,12 @@ impl BackupService {
 
     pub async fn list_backups(&self, _: &Authorized<perm::BackupRead>) -> CoreResult<Vec<BackupMeta>> {
         self.backups.list().await
+    }
+
+    /// When the newest backup was made, for `/metrics` (nothing else of the list).
+    pub async fn newest_backup_at(&self, _: &Authorized<perm::MetricsRead>) -> CoreResult<Option<Timestamp>> {
+        let list = self.backups.list().await?;
+        Ok(list.iter().filter_map(|b| Timestamp::parse_rfc3339(&b.created_at)).max())
     }
 
     pub async fn verify_backup(

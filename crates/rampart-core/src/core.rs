@@ -25,6 +25,7 @@ use crate::retention::Retention;
 use crate::roles::Roles;
 use crate::rotation::Keys;
 use crate::security::BreachDetection;
+use crate::telemetry::Telemetry;
 use crate::throttle::ThrottleBackend;
 use crate::users::{Bootstrap, Users};
 use crate::{rbac, Area, Authorized, Clock, CoreError, CoreResult, LoginOutcome, PasswordPool, Principal, RequestMeta};
@@ -134,6 +135,7 @@ struct Services {
     retention: Retention,
     audit: AuditLog,
     compliance: Compliance,
+    telemetry: Telemetry,
     backup_key: Arc<PurposeKey>,
     rate_limit_key: Arc<PurposeKey>,
     settings: CoreSettings,
@@ -267,6 +269,7 @@ impl Core {
             audit.clone(),
             events.clone(),
         );
+        let telemetry = Telemetry::new(store.clone(), store.clone(), key_service.clone(), events.clone());
         let bootstrap = users.bootstrap_admin(admin).await?;
         let core = Self {
             inner: Arc::new(Services {
@@ -285,6 +288,7 @@ impl Core {
                 retention,
                 audit,
                 compliance,
+                telemetry,
                 backup_key: root.backup,
                 rate_limit_key: root.rate_limit,
                 settings,
@@ -336,6 +340,10 @@ impl Core {
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
     }
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
+    }
+
     pub fn compliance(&self) -> &Compliance {
         &self.inner.compliance
     }

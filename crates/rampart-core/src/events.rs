@@ -9,17 +9,24 @@ use rampart_types::Timestamp;
 use serde_json::Value;
 
 use crate::audit::{bounded, EventType};
+use crate::metrics::Metrics;
 use crate::{Clock, CoreError, CoreResult, RequestMeta};
 
 #[derive(Clone)]
 pub struct Events {
     store: Arc<dyn AuditStore>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
 }
 
 impl Events {
     pub(crate) fn new(store: Arc<dyn AuditStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self { store, clock, metrics: Arc::default() }
+    }
+
+    /// This process's counters (every service reaches them through its `Events`).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn now(&self) -> Timestamp {
@@ -39,6 +46,8 @@ impl Events {
         success: bool,
         details: Value,
     ) -> AuditEvent {
+        // Counted when built: an event whose change then fails to commit is counted as tried.
+        self.metrics.event(kind, success);
         AuditEvent {
             timestamp: self.now(),
             event_type: kind.as_str().to_owned(),

@@ -161,6 +161,8 @@ pub enum Budget {
 }
 
 impl Budget {
+    pub const ALL: [Budget; 3] = [Budget::Api, Budget::Login, Budget::User];
+
     /// The scope name audit records and headers use.
     pub fn as_str(self) -> &'static str {
         match self {

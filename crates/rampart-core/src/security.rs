@@ -321,6 +321,7 @@ impl BreachDetection {
         if !new {
             return Ok(());
         }
+        self.events.metrics().alert(d.breach_type, d.severity.as_str());
         tracing::warn!(
             breach_type = d.breach_type,
             severity = d.severity.as_str(),
@@ -724,6 +725,12 @@ impl RefusalObserver for BreachDetection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_know_every_severity_by_its_name() {
+        let names = [Severity::Low, Severity::Medium, Severity::High, Severity::Critical].map(Severity::as_str);
+        assert_eq!(names, crate::metrics::ALERT_SEVERITIES);
+    }
 
     #[test]
     fn rate_far_above_the_accounts_own_baseline_trips_once_per_minute() {

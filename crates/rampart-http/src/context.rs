@@ -1,5 +1,5 @@
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -52,6 +52,9 @@ pub struct RequestContext {
     /// Set once the caller is authenticated, for the activity log.
     pub user: Arc<OnceLock<String>>,
     pub(crate) decision: Arc<AtomicU8>,
+    /// The route table entry the request reached (its metrics slot), set by the rate-limit
+    /// layer's lookup; the unmatched slot until then.
+    pub(crate) route: Arc<AtomicUsize>,
     /// The browser says another site caused this request (`Sec-Fetch-Site` other than
     /// `same-origin` or `none`): nothing in it is evidence against the sender's address.
     pub cross_site: bool,
@@ -161,6 +164,7 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
         .map(|a| crate::client_ip::resolve(a.0.ip(), req.headers(), &state.settings.trusted_proxies));
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let decision = Arc::new(AtomicU8::new(UNDECIDED));
+    let route = Arc::new(AtomicUsize::new(state.http_metrics.unmatched()));
     let user = Arc::new(OnceLock::new());
     let cross_site = req
         .headers()
@@ -173,6 +177,7 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
         user_agent,
         user: Arc::clone(&user),
         decision: Arc::clone(&decision),
+        route: Arc::clone(&route),
         cross_site,
     };
     let (method, path) = (req.method().to_string(), req.uri().path().chars().take(512).collect::<String>());
@@ -223,6 +228,8 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
+    let elapsed = started.elapsed();
+    state.http_metrics.observe(route.load(Ordering::Relaxed), res.status().as_u16(), elapsed);
     state.activity.record(ActivityEntry {
         timestamp: state.core.clock().now(),
         request_id,
@@ -231,7 +238,7 @@ pub(crate) async fn request_context(State(state): State<AppState>, mut req: Requ
         method,
         path,
         status: res.status().as_u16(),
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
     });
     res
 }

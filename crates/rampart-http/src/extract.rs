@@ -118,7 +118,14 @@ async fn principal(
     if state.limits.enabled() {
         let d = state.limits.check(Budget::User, LimitKey::User(who.username.as_str())).await;
         if !d.allowed {
-            return Err(crate::limits::refuse(state, &ctx, &d, "user", Some(who.username.as_str())).await);
+            return Err(crate::limits::refuse(
+                state,
+                &ctx,
+                &d,
+                rampart_core::Budget::User,
+                Some(who.username.as_str()),
+            )
+            .await);
         }
     }
     Ok((who, ctx))

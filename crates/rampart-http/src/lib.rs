@@ -10,6 +10,7 @@ mod extract;
 mod handlers;
 mod json;
 mod limits;
+mod metrics;
 pub use rampart_types::perm;
 mod routes;
 pub mod slow_body;
@@ -81,6 +82,7 @@ pub struct AppParts {
     pub activity: std::sync::Arc<dyn ActivitySink>,
     pub backups: rampart_core::BackupService,
     pub(crate) policies: routes::RoutePolicies,
+    pub(crate) http_metrics: metrics::HttpMetrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -136,8 +138,10 @@ impl AppState {
     pub fn assemble(core: Core, config: &rampart_config::Config, version: &'static str, ports: AppPorts) -> Self {
         let AppPorts { activity, backups, limits, lease } = ports;
         let settings = HttpSettings::from_config(config, version);
-        let policies = routes::route_policies();
+        let inventory = routes::route_inventory();
+        let policies = routes::RoutePolicies::new(&inventory);
+        let http_metrics = metrics::HttpMetrics::new(&inventory);
         let backups = rampart_core::BackupService::new(backups, core.events().clone());
-        Self(std::sync::Arc::new(AppParts { core, settings, limits, lease, activity, backups, policies }))
+        Self(std::sync::Arc::new(AppParts { core, settings, limits, lease, activity, backups, policies, http_metrics }))
     }
 }

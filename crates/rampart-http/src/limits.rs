@@ -2,7 +2,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rampart_core::{Area, CoreError, Decision, EventType, LimitKey};
+use rampart_core::{Area, Budget, CoreError, Decision, EventType, LimitKey};
 use serde_json::json;
 
 use crate::context::RequestContext;
@@ -27,14 +27,15 @@ pub(crate) async fn refuse(
     state: &AppState,
     ctx: &RequestContext,
     d: &Decision,
-    scope: &str,
+    budget: Budget,
     user: Option<&str>,
 ) -> Response {
     if d.unavailable {
         return ApiError::RateLimitUnavailable.into_response();
     }
+    state.core.events().metrics().rate_limited(budget);
     if d.audit {
-        let details = json!({ "scope": scope, "limit_per_minute": d.limit });
+        let details = json!({ "scope": budget.as_str(), "limit_per_minute": d.limit });
         if let Err(e) =
             state.core.events().record_event(EventType::RateLimited, user, &ctx.meta(), false, details).await
         {
@@ -97,11 +98,14 @@ pub(crate) async fn rate_limit(State(state): State<AppState>, mut req: Request, 
     // Inspected once the handler has run, when it is known whether the caller was
     // authenticated: only then may a finding count against the sender's address.
     let uri = req.uri().clone();
-    let (policy, parameters) = state.policies.find(req.method(), uri.path());
+    let crate::routes::Found { policy, parameters, route } = state.policies.find(req.method(), uri.path());
     req.extensions_mut().insert(policy);
     let Some(ctx) = req.extensions().get::<RequestContext>().cloned() else {
         return next.run(req).await;
     };
+    if let Some(route) = route {
+        ctx.route.store(route, std::sync::atomic::Ordering::Relaxed);
+    }
     let Some(ip) = ctx.client_ip else {
         return next.run(req).await;
     };
@@ -122,7 +126,7 @@ pub(crate) async fn rate_limit(State(state): State<AppState>, mut req: Request, 
     let budget = policy.budget;
     let d = state.limits.check(budget, LimitKey::Address(ip)).await;
     if !d.allowed {
-        return refuse(&state, &ctx, &d, budget.as_str(), None).await;
+        return refuse(&state, &ctx, &d, budget, None).await;
     }
     let mut res = next.run(req).await;
     inspect_request(&state, &ctx, &uri, parameters);

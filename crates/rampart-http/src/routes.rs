@@ -100,6 +100,7 @@ fn routes() -> Vec<Route> {
     vec![
         public(M::GET, "/health", Api, get(handlers::health)),
         admin(M::GET, "/api/v1/admin/health", P::MetricsRead, get(handlers::health_detail)),
+        admin(M::GET, "/metrics", P::MetricsRead, get(handlers::metrics)),
         public(M::POST, "/api/v1/auth/login", Login, post(auth::login)),
         account(M::POST, "/api/v1/auth/logout", Enrolment, post(auth::logout)),
         account(M::POST, "/api/v1/auth/logout-all", SelfService, post(auth::logout_all)),
@@ -185,15 +186,16 @@ fn routes() -> Vec<Route> {
 /// routing, so that refusals cost nothing further).
 pub(crate) struct RoutePolicies {
     paths: matchit::Router<usize>,
-    by_path: Vec<Vec<(Method, RoutePolicy)>>,
+    /// Per path: each method's policy and its index in the route table.
+    by_path: Vec<Vec<(Method, RoutePolicy, usize)>>,
 }
 
 impl RoutePolicies {
-    fn new(routes: &[RouteInfo]) -> Self {
+    pub(crate) fn new(routes: &[RouteInfo]) -> Self {
         let mut paths = matchit::Router::new();
-        let mut by_path: Vec<Vec<(Method, RoutePolicy)>> = Vec::new();
+        let mut by_path: Vec<Vec<(Method, RoutePolicy, usize)>> = Vec::new();
         let mut index: Vec<&'static str> = Vec::new();
-        for r in routes {
+        for (n, r) in routes.iter().enumerate() {
             let i = index.iter().position(|p| *p == r.path).unwrap_or_else(|| {
                 index.push(r.path);
                 by_path.push(Vec::new());
@@ -202,25 +204,39 @@ impl RoutePolicies {
                 let _ = paths.insert(r.path, index.len() - 1);
                 index.len() - 1
             });
-            by_path[i].push((r.method.clone(), r.policy));
+            by_path[i].push((r.method.clone(), r.policy, n));
         }
         Self { paths, by_path }
     }
 
-    /// The policy of the route `method path` reaches, and that route's parameter values
-    /// (`None` when the path matches no route). Another method on a known path (answered
-    /// 405) takes the path's area with the API budget.
-    pub(crate) fn find<'p>(&self, method: &Method, path: &'p str) -> (RoutePolicy, Option<Vec<&'p str>>) {
-        let Ok(found) = self.paths.at(path) else { return (RoutePolicy::UNMATCHED, None) };
-        let entries = &self.by_path[*found.value];
-        let policy = match entries.iter().find(|(m, _)| m == method) {
-            Some((_, policy)) => *policy,
-            None => entries.first().map_or(RoutePolicy::UNMATCHED, |(_, p)| RoutePolicy { budget: Budget::Api, ..*p }),
+    /// The policy of the route `method path` reaches, that route's parameter values
+    /// (`None` when the path matches no route) and its index in the route table (`None`
+    /// unless method and path both match). Another method on a known path (answered 405)
+    /// takes the path's area with the API budget.
+    pub(crate) fn find<'p>(&self, method: &Method, path: &'p str) -> Found<'p> {
+        let Ok(found) = self.paths.at(path) else {
+            return Found { policy: RoutePolicy::UNMATCHED, parameters: None, route: None };
         };
-        (policy, Some(found.params.iter().map(|(_, v)| v).collect()))
+        let entries = &self.by_path[*found.value];
+        let (policy, route) = match entries.iter().find(|(m, _, _)| m == method) {
+            Some((_, policy, n)) => (*policy, Some(*n)),
+            None => (
+                entries.first().map_or(RoutePolicy::UNMATCHED, |(_, p, _)| RoutePolicy { budget: Budget::Api, ..*p }),
+                None,
+            ),
+        };
+        Found { policy, parameters: Some(found.params.iter().map(|(_, v)| v).collect()), route }
     }
 }
 
+/// What the route table says of one request.
+pub(crate) struct Found<'p> {
+    pub policy: RoutePolicy,
+    pub parameters: Option<Vec<&'p str>>,
+    pub route: Option<usize>,
+}
+
+#[cfg(test)]
 pub(crate) fn route_policies() -> RoutePolicies {
     RoutePolicies::new(&route_inventory())
 }
@@ -277,7 +293,7 @@ mod tests {
     #[test]
     fn policies_come_from_the_route_table() {
         let routes = route_policies();
-        let lookup = |method: &Method, path| routes.find(method, path).0;
+        let lookup = |method: &Method, path| routes.find(method, path).policy;
         let login = lookup(&Method::POST, "/api/v1/auth/login");
         assert_eq!((login.area, login.budget), (Area::Public, Budget::Login));
         assert_eq!(lookup(&Method::POST, "/api/v1/auth/refresh").budget, Budget::Login);
@@ -296,7 +312,7 @@ mod tests {
         assert_eq!((other.area, other.budget), (Area::Public, Budget::Api));
         assert_eq!(lookup(&Method::PUT, "/api/v1/admin/keys").area, Area::Admin);
         assert_eq!(lookup(&Method::GET, "/api/v1/nowhere"), RoutePolicy::UNMATCHED);
-        let params = |path| routes.find(&Method::GET, path).1;
+        let params = |path| routes.find(&Method::GET, path).parameters;
         assert_eq!(params("/api/v1/collections/c%27/documents/d"), Some(vec!["c%27", "d"]));
         assert_eq!(params("/api/v1/auth/me"), Some(vec![]));
         assert_eq!(params("/api/v1/x'--"), None);

@@ -156,6 +156,10 @@ pub(crate) fn append_chained(tx: &mut Transaction<'_>, chain: &Chain<'_>, events
 
 #[async_trait]
 impl AuditStore for PostgresStore {
+    fn writer_stats(&self) -> rampart_store::WriterStats {
+        self.queue_stats()
+    }
+
     fn set_audit_chainer(&self, chainer: Arc<dyn AuditChainer>) {
         let _ = self.inner_chainer().set(chainer);
     }

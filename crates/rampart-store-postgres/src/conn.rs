@@ -56,6 +56,7 @@ struct Inner {
     reader_slots: Semaphore,
     chainer: Arc<OnceLock<Arc<dyn AuditChainer>>>,
     invalidation: Arc<dyn CacheInvalidation>,
+    commit_sizes: Arc<rampart_store::CommitSizes>,
     /// This node's one claim on the lease: every job and the health report share it (a
     /// second claim would be a second connection competing with the first).
     lease: crate::AdvisoryLease,
@@ -99,6 +100,16 @@ fn connect_writer(config: &Connector, node: &str) -> StoreResult<Client> {
 }
 
 impl PostgresStore {
+    /// The writer queue's depth and the group commits so far.
+    pub(crate) fn queue_stats(&self) -> rampart_store::WriterStats {
+        let (depth, capacity) = self
+            .inner
+            .writes
+            .as_ref()
+            .map_or((0, WRITE_QUEUE), |w| (w.max_capacity() - w.capacity(), w.max_capacity()));
+        self.inner.commit_sizes.snapshot(depth, capacity)
+    }
+
     /// Connects to `url` (a libpq-style URL; several hosts with
     /// `target_session_attrs=read-write` follow a promoted standby), runs the migrations and
     /// starts the writer and the invalidation listener.
@@ -115,12 +126,14 @@ impl PostgresStore {
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         listen_for_changes(config.clone(), options.node.clone(), writes.downgrade(), Arc::clone(&invalidation))?;
         let chainer = Arc::new(OnceLock::new());
+        let commit_sizes = Arc::new(rampart_store::CommitSizes::default());
         let state = Writer {
             config: config.clone(),
             client: Some(writer),
             chainer: Arc::clone(&chainer),
             node: options.node.clone(),
             invalidation: Arc::clone(&invalidation),
+            commit_sizes: Arc::clone(&commit_sizes),
         };
         let writer_thread = std::thread::Builder::new()
             .name("rampart-pg-writer".into())
@@ -137,6 +150,7 @@ impl PostgresStore {
                 readers: Mutex::new(readers),
                 chainer,
                 invalidation,
+                commit_sizes,
             }),
         })
     }
@@ -366,6 +380,7 @@ struct Writer {
     chainer: Arc<OnceLock<Arc<dyn AuditChainer>>>,
     node: String,
     invalidation: Arc<dyn CacheInvalidation>,
+    commit_sizes: Arc<rampart_store::CommitSizes>,
 }
 
 impl Writer {
@@ -408,6 +423,7 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<(bool, Box<dyn Change>)>) {
+        self.commit_sizes.record(batch.len());
         let chainer = self.chainer.get().cloned();
         let node = self.node.clone();
         let chain = Chain { chainer: chainer.as_ref(), node: &node };

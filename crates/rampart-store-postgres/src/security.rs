@@ -236,6 +236,15 @@ impl SecurityStore for PostgresStore {
         .await
     }
 
+    async fn webhook_backlog(&self) -> StoreResult<u64> {
+        self.read(|c| {
+            let row =
+                c.query_one("SELECT COUNT(*) FROM webhook_outbox WHERE delivered_at IS NULL", &[]).map_err(map_err)?;
+            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn webhook_delivered(&self, event_id: &str, endpoint: &str, at: Timestamp) -> StoreResult<()> {
         let (id, ep) = (text(event_id).into_owned(), text(endpoint).into_owned());
         self.write(Vec::new(), move |tx| {

@@ -148,6 +148,10 @@ pub(crate) fn append_in(tx: &Transaction<'_>, chainer: &dyn AuditChainer, events
 
 #[async_trait]
 impl AuditStore for SqliteStore {
+    fn writer_stats(&self) -> rampart_store::WriterStats {
+        self.queue_stats()
+    }
+
     fn set_audit_chainer(&self, chainer: Arc<dyn AuditChainer>) {
         let _ = self.inner_chainer().set(chainer);
     }

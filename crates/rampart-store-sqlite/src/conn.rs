@@ -30,6 +30,7 @@ struct Inner {
     reader_slots: Semaphore,
     chainer: Arc<std::sync::OnceLock<Arc<dyn AuditChainer>>>,
     invalidation: Arc<dyn CacheInvalidation>,
+    commit_sizes: Arc<rampart_store::CommitSizes>,
 }
 
 impl Drop for Inner {
@@ -76,6 +77,7 @@ pub(crate) fn open_store(path: &Path) -> StoreResult<SqliteStore> {
     let hook_changes = Arc::clone(&changes);
     writer.update_hook(Some(move |action, _: &str, table: &str, _| hook_changes.saw(action, table)));
     let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+    let commit_sizes = Arc::new(rampart_store::CommitSizes::default());
     watch_other_processes(writes.downgrade())?;
     let writer = Writer {
         conn: writer,
@@ -83,6 +85,7 @@ pub(crate) fn open_store(path: &Path) -> StoreResult<SqliteStore> {
         changes,
         invalidation: Arc::clone(&invalidation),
         data_version: None,
+        commit_sizes: Arc::clone(&commit_sizes),
     };
     let writer_thread = std::thread::Builder::new()
         .name("rampart-sqlite-writer".into())
@@ -96,6 +99,7 @@ pub(crate) fn open_store(path: &Path) -> StoreResult<SqliteStore> {
             reader_slots: Semaphore::new(READERS),
             chainer,
             invalidation,
+            commit_sizes,
         }),
     })
 }
@@ -263,6 +267,7 @@ struct Writer {
     invalidation: Arc<dyn CacheInvalidation>,
     /// `PRAGMA data_version` at the last check (`None` before the first).
     data_version: Option<i64>,
+    commit_sizes: Arc<rampart_store::CommitSizes>,
 }
 
 impl Writer {
@@ -324,6 +329,7 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<(bool, Box<dyn Change>)>) {
+        self.commit_sizes.record(batch.len());
         let chainer = self.chainer.get().cloned();
         self.changes.take();
         let tx = match self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
@@ -407,6 +413,16 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
 }
 
 impl SqliteStore {
+    /// The writer queue's depth and the group commits so far.
+    pub(crate) fn queue_stats(&self) -> rampart_store::WriterStats {
+        let (depth, capacity) = self
+            .inner
+            .writes
+            .as_ref()
+            .map_or((0, WRITE_QUEUE), |w| (w.max_capacity() - w.capacity(), w.max_capacity()));
+        self.inner.commit_sizes.snapshot(depth, capacity)
+    }
+
     pub(crate) fn inner_chainer(&self) -> &std::sync::OnceLock<Arc<dyn AuditChainer>> {
         &self.inner.chainer
     }

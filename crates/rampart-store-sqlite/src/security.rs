@@ -211,6 +211,15 @@ impl SecurityStore for SqliteStore {
         .await
     }
 
+    async fn webhook_backlog(&self) -> StoreResult<u64> {
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM webhook_outbox WHERE delivered_at IS NULL", [], |r| r.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(map_err)
+        })
+        .await
+    }
+
     async fn webhook_delivered(&self, event_id: &str, endpoint: &str, at: Timestamp) -> StoreResult<()> {
         let (id, ep) = (event_id.to_owned(), endpoint.to_owned());
         self.write(Vec::new(), move |tx| {

@@ -98,6 +98,11 @@ pub type Audit = Vec<AuditEvent>;
 pub trait AuditStore: Send + Sync {
     /// Installs the MAC function; until then every audited write fails (closed).
     fn set_audit_chainer(&self, chainer: Arc<dyn AuditChainer>);
+    /// The writer queue's depth and its group-commit sizes (for metrics; zeros for a store
+    /// without a writer queue).
+    fn writer_stats(&self) -> WriterStats {
+        WriterStats::default()
+    }
     /// Appends events in one transaction (one sync for the whole batch); returns their seqs.
     async fn append_audit(&self, events: Audit) -> StoreResult<Vec<i64>>;
     /// Records in seq order after `after_seq`, for verification and export.
@@ -124,4 +129,46 @@ pub trait AuditStore: Send + Sync {
         let _ = node;
         Err(crate::StoreError::NotFound)
     }
+}
+
+/// Upper bounds of the group-commit size buckets (changes per transaction).
+pub const COMMIT_SIZE_BUCKETS: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 256];
+
+/// The writer's group commits, counted by the writer thread (lock-free).
+#[derive(Debug, Default)]
+pub struct CommitSizes {
+    /// Transactions per size bucket (not cumulative).
+    buckets: [std::sync::atomic::AtomicU64; COMMIT_SIZE_BUCKETS.len()],
+    changes: std::sync::atomic::AtomicU64,
+}
+
+impl CommitSizes {
+    /// One transaction holding `changes` queued changes (audit-only appends count as one).
+    pub fn record(&self, changes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = COMMIT_SIZE_BUCKETS.iter().position(|b| changes <= *b).unwrap_or(COMMIT_SIZE_BUCKETS.len() - 1);
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.changes.fetch_add(u64::try_from(changes).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    pub fn snapshot(&self, queue_depth: usize, queue_capacity: usize) -> WriterStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        WriterStats {
+            queue_depth,
+            queue_capacity,
+            commits_by_size: self.buckets.each_ref().map(|b| b.load(Relaxed)),
+            changes_committed: self.changes.load(Relaxed),
+        }
+    }
+}
+
+/// What the writer's queue holds now and how its transactions were filled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Changes and audit appends waiting for the writer.
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    /// Transactions per [`COMMIT_SIZE_BUCKETS`] bucket (not cumulative).
+    pub commits_by_size: [u64; COMMIT_SIZE_BUCKETS.len()],
+    pub changes_committed: u64,
 }

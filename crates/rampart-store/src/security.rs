@@ -89,6 +89,8 @@ pub trait SecurityStore: Send + Sync {
     /// Blocks whose expiry is after `now`.
     async fn active_blocks(&self, now: Timestamp) -> StoreResult<Vec<IpBlock>>;
     async fn due_webhooks(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<OutboxItem>>;
+    /// Deliveries not yet made, due or not (every node's).
+    async fn webhook_backlog(&self) -> StoreResult<u64>;
     async fn webhook_delivered(&self, event_id: &str, endpoint: &str, at: Timestamp) -> StoreResult<()>;
     async fn webhook_failed(
         &self,

@@ -12,7 +12,7 @@ macro_rules! conformance_suite {
             $crate::conformance_suite!(@cases $open;
                 users user_auth_source sessions roles documents meta audit concurrent_writes invalidation
                 audited_changes document_versions collections ordering_and_edges
-                audit_queries audit_reanchor
+                audit_queries audit_reanchor writer_stats
                 data_keys kek_and_master reencryption erasure key_invalidation
                 mfa_enrolment recovery_codes mfa_challenges jwt_signing_keys refresh_tokens refresh_concurrent_use
                 alerts webhook_outbox ip_blocks login_history
@@ -69,7 +69,7 @@ mod privacy;
 mod retention;
 mod security;
 mod throttle;
-pub use audit_log::{audit_queries, audit_reanchor};
+pub use audit_log::{audit_queries, audit_reanchor, writer_stats};
 pub use content::{audited_changes, collections, document_versions, ordering_and_edges};
 pub use external::{external_identities, oidc_pending_logins};
 pub use keys::{

@@ -224,6 +224,7 @@ impl App {
             crate::webhooks::Endpoints::of(config),
             clock,
             lease,
+            Arc::clone(self.core.events().metrics()),
             stop,
         ));
         Workers { periodic: vec![sweeper, block_reload, reencrypt, retention], webhooks }

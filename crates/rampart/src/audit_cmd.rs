@@ -74,7 +74,7 @@ async fn open_store(config: &Config) -> anyhow::Result<(Backend, Arc<AuditMacKey
     Ok((store, Arc::new(audit_key)))
 }
 
-fn mirror(config: &Config) -> Option<Arc<dyn AuditMirror>> {
+pub(crate) fn mirror(config: &Config) -> Option<Arc<dyn AuditMirror>> {
     Some(Arc::new(FileMirror { log_dir: config.server.log_dir.clone() }))
 }
 

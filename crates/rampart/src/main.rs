@@ -9,6 +9,7 @@ mod compliance_cmd;
 mod conn_limit;
 mod datadir;
 mod docs_cmd;
+mod doctor;
 mod gdpr_cmd;
 mod init;
 mod keys_cmd;
@@ -150,6 +151,14 @@ enum Command {
         #[command(subcommand)]
         action: user_cmd::UserAction,
     },
+    /// Audit this deployment's security: files, settings, TLS, admins, keys, backups, the
+    /// audit chain; with --url also the running server. Exit 0 (clean), 1 (warnings), 2 (critical).
+    Doctor {
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(flatten)]
+        args: doctor::DoctorArgs,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -209,6 +218,7 @@ fn main() -> ExitCode {
             Command::Retention { common, action } => retention_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::Migrate { common, to } => migrate_cmd::run(common.overrides(), to).await.map(|()| 0),
             Command::Security { common, action } => security_cmd::run(common.overrides(), action).await.map(|()| 0),
+            Command::Doctor { common, args } => doctor::run(common.overrides(), args).await,
             Command::Completions { shell } => docs_cmd::completions(shell).map(|()| 0),
             Command::Man { out } => docs_cmd::man_pages(&out).map(|n| {
                 println!("Wrote {n} man pages to {}.", out.display());

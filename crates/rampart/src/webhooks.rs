@@ -124,6 +124,7 @@ pub async fn deliver(
     config: Endpoints,
     clock: Arc<dyn Clock>,
     lease: Arc<dyn rampart_store::LeaderLease>,
+    metrics: Arc<rampart_core::metrics::Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -152,6 +153,7 @@ pub async fn deliver(
                         Ok(body) => send(&item, body, secret.as_bytes(), allow, now.as_unix_seconds()).await,
                         Err(e) => Err(e),
                     };
+                    metrics.webhook_delivery(outcome.is_ok());
                     let recorded = match outcome {
                         Ok(()) => store.webhook_delivered(&item.event_id, &item.endpoint, clock.now()).await,
                         Err(why) => {
@@ -261,7 +263,14 @@ mod tests {
         store.enqueue_webhooks(vec![item]).await.unwrap();
         let run = |lease: Arc<dyn rampart_store::LeaderLease>| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let job = tokio::spawn(deliver(Arc::clone(&store), config.clone(), Arc::clone(&clock), lease, stopped));
+            let job = tokio::spawn(deliver(
+                Arc::clone(&store),
+                config.clone(),
+                Arc::clone(&clock),
+                lease,
+                Arc::default(),
+                stopped,
+            ));
             (stop, job)
         };
 
@@ -305,8 +314,14 @@ mod tests {
         store.enqueue_webhooks(vec![item("evt-live".into(), &url, 1)]).await.unwrap();
         let clock: Arc<dyn Clock> = Arc::new(rampart_core::SystemClock);
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let job =
-            tokio::spawn(deliver(Arc::clone(&store), config, clock, Arc::new(rampart_store::SingleNode), stopped));
+        let job = tokio::spawn(deliver(
+            Arc::clone(&store),
+            config,
+            clock,
+            Arc::new(rampart_store::SingleNode),
+            Arc::default(),
+            stopped,
+        ));
         let contacted = tokio::time::timeout(POLL * 8, receiver.accept()).await;
         assert!(contacted.is_ok(), "the configured endpoint was starved by messages for a removed one");
         drop(contacted);

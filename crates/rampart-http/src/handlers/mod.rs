@@ -36,6 +36,23 @@ pub(crate) async fn health(_: Public, State(state): State<AppState>) -> Json<Hea
     Json(Health { status: "ok", version: state.settings.version })
 }
 
+/// `GET /metrics`: Prometheus text format (`metrics.read`; admin area, so the admin
+/// address allow-list applies). Labels hold route templates and fixed names only.
+pub(crate) async fn metrics(
+    auth: Authz<perm::MetricsRead>,
+    State(state): State<AppState>,
+) -> crate::error::ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let mut body = state.core.telemetry().render(&auth).await?;
+    state.http_metrics.render(&mut body);
+    if let Some(at) = state.backups.newest_backup_at(&auth).await? {
+        let age = (state.core.clock().now().as_millis() - at.as_millis()).max(0) / 1000;
+        rampart_core::metrics::gauge(&mut body, "rampart_last_backup_age_seconds", "Age of the newest backup.", age);
+    }
+    let content_type = [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
+    Ok((content_type, body).into_response())
+}
+
 /// `GET /api/v1/admin/health`: what operators need and the public endpoint must not say:
 /// this node's name and whether its dependencies answer.
 #[derive(Serialize)]

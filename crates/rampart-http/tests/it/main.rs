@@ -10,6 +10,7 @@ mod data;
 mod errors;
 mod ldap;
 mod limits;
+mod metrics;
 mod mfa;
 mod oidc;
 mod privacy;

@@ -146,3 +146,21 @@ pub async fn audit_reanchor(s: &dyn Store) {
         .unwrap();
     assert_eq!(seqs(&repairs), [5, 20]);
 }
+
+/// The writer's figures for `/metrics`: its queue is bounded and empty once the writes it
+/// was handed are answered, and every transaction it committed is counted by size.
+pub async fn writer_stats(s: &dyn Store) {
+    s.set_audit_chainer(Arc::new(TestChainer));
+    let before = s.writer_stats();
+    assert!(before.queue_capacity > 0, "a bounded queue reports its capacity");
+    for i in 0..20 {
+        assert_eq!(s.append_audit(vec![event("login", "alice", true, i)]).await.unwrap().len(), 1);
+    }
+    let after = s.writer_stats();
+    assert_eq!(after.queue_depth, 0, "every answered write has left the queue");
+    let commits = |w: &rampart_store::WriterStats| w.commits_by_size.iter().sum::<u64>();
+    assert!(commits(&after) > commits(&before), "commits counted: {after:?}");
+    let changes = after.changes_committed - before.changes_committed;
+    assert_eq!(changes, 20, "20 appends, one change each");
+    assert!(commits(&after) - commits(&before) <= changes);
+}

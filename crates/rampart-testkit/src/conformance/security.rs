@@ -156,7 +156,9 @@ pub async fn webhook_outbox(s: &dyn Store) {
     s.enqueue_webhooks(vec![]).await.unwrap();
     assert!(due(s, i64::MAX / 2).await.is_empty());
     let (w1, w2, w3) = (hook("e1", "ep1", 100), hook("e1", "ep2", 50), hook("e2", "ep1", 200));
+    assert_eq!(s.webhook_backlog().await.unwrap(), 0);
     s.enqueue_webhooks(vec![w1.clone(), w2.clone(), w3.clone()]).await.unwrap();
+    assert_eq!(s.webhook_backlog().await.unwrap(), 3, "the backlog counts what is not yet due too");
     assert!(due(s, 49).await.is_empty(), "nothing before its time");
     assert_eq!(s.due_webhooks(t(100), 10).await.unwrap(), [w2.clone(), w1.clone()], "due order, whole items");
     assert_eq!(s.due_webhooks(t(100), 1).await.unwrap(), std::slice::from_ref(&w2), "limit");
@@ -164,6 +166,7 @@ pub async fn webhook_outbox(s: &dyn Store) {
 
     // Delivered: gone for good, for that endpoint only.
     s.webhook_delivered("e1", "ep2", t(60)).await.unwrap();
+    assert_eq!(s.webhook_backlog().await.unwrap(), 2);
     assert_eq!(due(s, 1_000).await, [item("e1", "ep1", 0), item("e2", "ep1", 0)]);
 
     // Failed: back off until the given time, attempt counted.
@@ -188,6 +191,7 @@ pub async fn webhook_outbox(s: &dyn Store) {
     s.webhook_delivered("e1", "ep1", t(9_001)).await.unwrap();
     s.webhook_delivered("e2", "ep1", t(9_002)).await.unwrap();
     assert!(due(s, i64::MAX / 2).await.is_empty(), "everything delivered");
+    assert_eq!(s.webhook_backlog().await.unwrap(), 0);
     // A late failure report for a delivered item does not bring it back.
     s.webhook_failed("e2", "ep1", t(9_500), "late").await.unwrap();
     assert!(due(s, i64::MAX / 2).await.is_empty());

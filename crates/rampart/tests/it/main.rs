@@ -7,6 +7,7 @@ mod backup;
 mod breach;
 mod cli;
 mod compliance;
+mod doctor;
 mod failover;
 mod hardening;
 mod keys;

@@ -91,6 +91,34 @@ async fn doctor_checks_a_running_server_and_its_data_directory() {
     assert_eq!(severity(&report, "audit_chain"), "ok", "stopped: the mirror must reach the end, and does");
 }
 
+/// The same checks on a PostgreSQL deployment, the server running: the store's facts come
+/// from PostgreSQL, and no SQLite file is looked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_a_postgresql_deployment() {
+    let db = rampart_testkit::postgres::PgDatabase::create();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = crate::postgres::node(&data, &db, "solo");
+    let env = [
+        ("RAMPART_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("RAMPART_REQUIRE_MFA_FOR_ROLES", "none"),
+        ("RAMPART_DATABASE_URL", db.url.as_str()),
+        ("RAMPART_ENCRYPTION_KEY", crate::postgres::MASTER_KEY),
+        ("RAMPART_NODE_ID", "solo"),
+    ];
+    let (code, report) = doctor(&data, &env, &["--url", &server.base]);
+    assert_eq!(code, 2, "{report:#}");
+    for ok in ["tls_versions", "server_reachable", "collection_encryption", "data_dir_permissions"] {
+        assert_eq!(severity(&report, ok), "ok", "{ok}: {:#}", finding(&report, ok));
+    }
+    assert_eq!(finding(&report, "audit_chain")["evidence"]["valid"], true);
+    assert_eq!(finding(&report, "admin_mfa")["evidence"]["admins_without_mfa"], serde_json::json!(["admin"]));
+    assert!(report["findings"].as_array().unwrap().iter().all(|f| f["check"] != "database_permissions"));
+    let text = report.to_string();
+    assert!(!text.contains(crate::postgres::MASTER_KEY) && !text.contains(&db.url), "a secret reached the report");
+    server.stop();
+}
+
 /// The TLS version probe can fail: an OpenSSL server (standing in for a misconfigured proxy
 /// in front of Rampart) that still speaks TLS 1.1 is reported critical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

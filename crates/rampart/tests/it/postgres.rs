@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::support::{start, Server, ServerOpts, ADMIN_PASSWORD};
 
 /// One master key for every node of a deployment (each node's data directory is its own).
-const MASTER_KEY: &str = "UG9zdGdyZXNOb2Rlc1NoYXJlT25lTWFzdGVyS2V5ISE="; // 32 bytes
+pub(crate) const MASTER_KEY: &str = "UG9zdGdyZXNOb2Rlc1NoYXJlT25lTWFzdGVyS2V5ISE="; // 32 bytes
 
 pub(crate) fn node(data: &std::path::Path, db: &PgDatabase, id: &str) -> Server {
     let mut opts = ServerOpts::new(data);

@@ -101,6 +101,16 @@ pub struct WebhookEndpoint {
     pub url: String,
     pub secret: SecretString,
     pub format: WebhookFormat,
+    /// A replaced secret that still signs deliveries (beside `secret`) until its time.
+    pub previous: Option<PreviousSecret>,
+}
+
+/// A signing secret kept through a rotation's overlap window.
+#[derive(Debug, Clone)]
+pub struct PreviousSecret {
+    pub secret: SecretString,
+    /// Unix seconds after which it no longer signs.
+    pub until_unix: i64,
 }
 
 /// Data-subject requests.

@@ -345,7 +345,16 @@ impl Config {
         if let Some(url) = env.get("RAMPART_BREACH_WEBHOOK_URL") {
             let secret = chain.require(&SecretName::BreachWebhookSecret)?;
             let format = parse_format(env.get("RAMPART_BREACH_WEBHOOK_FORMAT").as_deref())?;
-            webhooks.push(WebhookEndpoint { url, secret, format });
+            let previous = match chain.get(&SecretName::BreachWebhookSecretPrevious)? {
+                Some(secret) => {
+                    let until = env.parse_num("RAMPART_BREACH_WEBHOOK_SECRET_PREVIOUS_UNTIL")?.ok_or_else(|| {
+                        invalid("RAMPART_BREACH_WEBHOOK_SECRET_PREVIOUS_UNTIL", "required with the previous secret")
+                    })?;
+                    Some(PreviousSecret { secret, until_unix: until })
+                }
+                None => None,
+            };
+            webhooks.push(WebhookEndpoint { url, secret, format, previous });
         }
         for w in b.webhook {
             let secret = match (w.secret, w.secret_env) {
@@ -358,7 +367,12 @@ impl Config {
                 (None, Some(var)) => chain.require(&SecretName::WebhookSecretEnv(var))?,
                 (None, None) => return Err(invalid("breach_detection.webhook", "secret_env is required")),
             };
-            webhooks.push(WebhookEndpoint { url: w.url, secret, format: parse_format(w.format.as_deref())? });
+            webhooks.push(WebhookEndpoint {
+                url: w.url,
+                secret,
+                format: parse_format(w.format.as_deref())?,
+                previous: None,
+            });
         }
         for w in &webhooks {
             if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
@@ -422,7 +436,7 @@ impl Config {
                 (None, Some(var)) => chain.require(&SecretName::WebhookSecretEnv(var))?,
                 (None, None) => return Err(invalid("privacy.service_provider", "secret_env is required")),
             };
-            let endpoint = WebhookEndpoint { url: sp.url, secret, format: WebhookFormat::Generic };
+            let endpoint = WebhookEndpoint { url: sp.url, secret, format: WebhookFormat::Generic, previous: None };
             service_providers.push(ServiceProvider { name: sp.name, endpoint });
         }
         let privacy = PrivacyConfig {

@@ -24,6 +24,9 @@ pub enum SecretName {
     AdminPassword,
     /// Signs deliveries to `RAMPART_BREACH_WEBHOOK_URL`.
     BreachWebhookSecret,
+    /// The secret `rotate-secrets` replaced: deliveries carry its signature too until
+    /// `RAMPART_BREACH_WEBHOOK_SECRET_PREVIOUS_UNTIL`, so receivers can switch over.
+    BreachWebhookSecretPrevious,
     /// Where shared rate limits are kept: a `redis://` URL, which may carry a password.
     RedisUrl,
     /// The OpenID Connect client secret (`[auth.oidc]`); never read from the config file.
@@ -43,11 +46,12 @@ pub enum SecretName {
 
 impl SecretName {
     /// The secrets with a fixed name.
-    pub const FIXED: [SecretName; 7] = [
+    pub const FIXED: [SecretName; 8] = [
         SecretName::EncryptionKey,
         SecretName::AdminUsername,
         SecretName::AdminPassword,
         SecretName::BreachWebhookSecret,
+        SecretName::BreachWebhookSecretPrevious,
         SecretName::RedisUrl,
         SecretName::OidcClientSecret,
         SecretName::LdapBindPassword,
@@ -59,6 +63,7 @@ impl SecretName {
             SecretName::AdminUsername => "RAMPART_ADMIN_USERNAME",
             SecretName::AdminPassword => "RAMPART_ADMIN_PASSWORD",
             SecretName::BreachWebhookSecret => "RAMPART_BREACH_WEBHOOK_SECRET",
+            SecretName::BreachWebhookSecretPrevious => "RAMPART_BREACH_WEBHOOK_SECRET_PREVIOUS",
             SecretName::RedisUrl => "RAMPART_REDIS_URL",
             SecretName::OidcClientSecret => "RAMPART_OIDC_CLIENT_SECRET",
             SecretName::LdapBindPassword => "RAMPART_LDAP_BIND_PASSWORD",
@@ -77,6 +82,7 @@ impl SecretName {
             | SecretName::AdminUsername
             | SecretName::AdminPassword
             | SecretName::BreachWebhookSecret
+            | SecretName::BreachWebhookSecretPrevious
             | SecretName::RedisUrl
             | SecretName::OidcClientSecret
             | SecretName::LdapBindPassword

@@ -13,7 +13,8 @@ use serde_json::json;
 use crate::audit::EventType;
 use crate::events::Events;
 use crate::keyring::KeyRing;
-use crate::{CoreError, CoreResult, Principal, RequestMeta};
+use crate::{Authorized, CoreError, CoreResult, Principal, RequestMeta};
+use rampart_types::perm;
 
 pub const MAX_TTL_SECS: i64 = 300;
 /// Retired keys stay published this long: far beyond the longest token lifetime.
@@ -91,6 +92,14 @@ impl Tokens {
             *s = Some(Arc::new(signer));
         }
         Ok(())
+    }
+
+    /// `rotate-secrets`: a new signing key now (the previous one keeps verifying for the
+    /// overlap window); returns its kid.
+    pub async fn rotate_signing_key(&self, access: &Authorized<perm::KeysRotate>) -> CoreResult<String> {
+        self.rotate_jwt_key(&access.who().origin).await?;
+        let signer = self.jwt.signer.read().ok().and_then(|s| s.clone());
+        signer.map(|s| s.kid().to_owned()).ok_or_else(|| CoreError::internal_msg("no JWT signing key"))
     }
 
     /// A new signing key; the previous one keeps verifying for the overlap window.

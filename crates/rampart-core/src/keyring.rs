@@ -31,7 +31,12 @@ impl Evictable for Cached {
 }
 
 pub(crate) struct KeyRing {
-    master: Arc<MasterKey>,
+    /// Swapped in place by a live master-key change (`Keys::change_master_live`).
+    master: std::sync::RwLock<Arc<MasterKey>>,
+    /// Held shared from wrapping a key under the master until its record is stored, and
+    /// alone by a master-key change: no record wrapped under the old master can be stored
+    /// after the change re-wrapped every record.
+    wrapping: tokio::sync::RwLock<()>,
     store: Arc<dyn KeyStore>,
     current_kek: AtomicU32,
     cache: BoundedMap<String, Cached>,
@@ -81,7 +86,15 @@ impl KeyRing {
         let current = versions.iter().map(|v| v.version).max().unwrap_or(1);
         let seen_keys = AtomicU64::new(feed.generation(Topic::Keys));
         let cache = BoundedMap::new(KEY_CACHE);
-        let ring = Self { master, store, current_kek: AtomicU32::new(current), cache, feed, seen_keys };
+        let ring = Self {
+            master: std::sync::RwLock::new(master),
+            wrapping: tokio::sync::RwLock::new(()),
+            store,
+            current_kek: AtomicU32::new(current),
+            cache,
+            feed,
+            seen_keys,
+        };
         let root = match ring.store.current_key(KeyKind::Root, ROOT_OWNER).await? {
             Some(rec) => ring.unwrap(&rec)?,
             None => {
@@ -121,8 +134,24 @@ impl KeyRing {
         self.current_kek.store(v, Ordering::Release);
     }
 
-    pub fn master(&self) -> &Arc<MasterKey> {
-        &self.master
+    pub fn master(&self) -> Arc<MasterKey> {
+        // A poisoned lock still holds a whole key (the swap is one assignment).
+        Arc::clone(&self.master.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Taken shared by whatever wraps keys under the master and stores them.
+    pub async fn wrapping(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.wrapping.read().await
+    }
+
+    /// Taken alone by a master-key change, for the re-wrap and the swap.
+    pub async fn changing_master(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.wrapping.write().await
+    }
+
+    /// The master key every later wrap and unwrap uses (after the store switched to it).
+    pub fn set_master(&self, new: Arc<MasterKey>) {
+        *self.master.write().unwrap_or_else(std::sync::PoisonError::into_inner) = new;
     }
 
     fn wrap_new(&self, kind: KeyKind, owner: &str, key: &DataKey, now: Timestamp) -> CoreResult<KeyRecord> {
@@ -132,7 +161,7 @@ impl KeyRing {
             KeyKind::Subject => "sub",
         };
         let key_id = new_key_id(prefix);
-        let kek = self.master.kek(self.current_kek());
+        let kek = self.master().kek(self.current_kek());
         Ok(KeyRecord {
             wrapped: kek.wrap(&key_id, key).map_err(CoreError::internal)?,
             key_id,
@@ -150,7 +179,7 @@ impl KeyRing {
     }
 
     pub fn unwrap(&self, rec: &KeyRecord) -> CoreResult<DataKey> {
-        self.master
+        self.master()
             .kek(rec.kek_version)
             .unwrap(&rec.key_id, &rec.wrapped)
             .map_err(|_| integrity("a data key failed to unwrap"))
@@ -204,6 +233,7 @@ impl KeyRing {
         if let Some(rec) = self.store.current_key(kind, owner).await? {
             return Ok(rec.key_id);
         }
+        let _wrapping = self.wrapping().await;
         let rec = self.wrap_new(kind, owner, &DataKey::generate(), now)?;
         let id = rec.key_id.clone();
         match self.store.insert_key(rec, vec![]).await {

@@ -133,14 +133,18 @@ impl Keys {
 
     pub(crate) async fn rotate_keys_as(&self, user: &str, meta: &RequestMeta, reencrypt: bool) -> CoreResult<u32> {
         let ring = &self.keys;
+        // Not held past the re-wrap: what follows wraps keys itself (a second shared hold
+        // behind a waiting master change would never be granted).
+        let wrapping = ring.wrapping().await;
         let version = ring.current_kek() + 1;
-        let master = Arc::clone(ring.master());
+        let master = ring.master();
         let details = json!({ "kek_version": version, "reencrypt": reencrypt });
         let event = self.events.event(EventType::KeyRotate, Some(user), meta, true, details);
         let kv = KekVersion { version, created_at: self.now() };
         let n =
             self.key_store.rotate_kek(kv, rewrapper(Arc::clone(&master), master, Some(version)), vec![event]).await?;
         ring.set_current_kek(version);
+        drop(wrapping);
         // Signing keys rotate with the key-encrypting key; the old one stays in the JWKS.
         self.tokens.rotate_jwt_key(meta).await?;
         tracing::info!(version, keys = n, "key-encrypting key rotated");
@@ -152,6 +156,7 @@ impl Keys {
 
     async fn start_reencrypt(&self, user: &str, meta: &RequestMeta) -> CoreResult<()> {
         let store = &self.key_store;
+        let _wrapping = self.keys.wrapping().await;
         let mut successors = Vec::new();
         let mut after = String::new();
         loop {
@@ -322,7 +327,7 @@ impl Keys {
     /// transaction (crash-safe: before commit the old key works, after it the new one).
     /// The caller then switches the key source; the running core must be reopened.
     pub async fn change_master(&self, new_master: &MasterKey) -> CoreResult<u64> {
-        let old = Arc::clone(self.keys.master());
+        let old = self.keys.master();
         let new = Arc::new(
             MasterKey::from_base64(secrecy::ExposeSecret::expose_secret(&new_master.to_base64()))
                 .map_err(CoreError::internal)?,
@@ -333,5 +338,29 @@ impl Keys {
             .key_store
             .change_master(new.check_value().to_vec(), rewrapper(old, Arc::clone(&new), None), vec![event])
             .await?)
+    }
+
+    /// A master-key change on a running core: waits for every wrap in flight, re-wraps every
+    /// key and stores the new check value in one transaction, then swaps the key in memory,
+    /// so no record wrapped under the old key is stored afterwards. Audited by `who`.
+    pub async fn change_master_live(
+        &self,
+        access: &Authorized<perm::KeysRotate>,
+        new_master: MasterKey,
+    ) -> CoreResult<u64> {
+        let who = access.who();
+        let _alone = self.keys.changing_master().await;
+        let old = self.keys.master();
+        let new = Arc::new(new_master);
+        let details = json!({ "live": true, "by": "rotate-secrets" });
+        let user = who.username.to_string();
+        let event = self.events.event(EventType::MasterKeyChange, Some(&user), &who.origin, true, details);
+        let n = self
+            .key_store
+            .change_master(new.check_value().to_vec(), rewrapper(old, Arc::clone(&new), None), vec![event])
+            .await?;
+        self.keys.set_master(new);
+        tracing::info!(keys = n, "master key changed");
+        Ok(n)
     }
 }

@@ -374,6 +374,37 @@ impl Users {
     }
 
     /// Needs the current password; ends every other session of the user.
+    /// `rotate-secrets`: moves `username` from the bootstrap password `old` to `new`, only
+    /// while `old` still opens the account (an admin who chose a password keeps it), and
+    /// ends the account's sessions. Returns whether the password changed.
+    pub async fn rotate_bootstrap_password(
+        &self,
+        access: &Authorized<perm::UsersUpdate>,
+        username: &str,
+        old: SecretString,
+        new: SecretString,
+    ) -> CoreResult<bool> {
+        let Ok(name) = Username::parse(username) else { return Ok(false) };
+        let Some(user) = self.user_store.get_user(&name).await? else { return Ok(false) };
+        let stored = StoredPasswordHash::from_stored(user.password_hash.clone());
+        if !self.passwords.verify(old, Some(stored)).await?.matches {
+            return Ok(false);
+        }
+        let hash = self.passwords.hash(new).await?;
+        let change = UserChange {
+            password_hash: Some(hash.as_str().to_owned()),
+            end_sessions: true,
+            at: Some(self.now()),
+            ..UserChange::default()
+        };
+        let who = access.who();
+        let actor = who.username.to_string();
+        let details = json!({ "target": username, "reason": "rotate_secrets" });
+        let audit = vec![self.events.event(EventType::PasswordChange, Some(&actor), &who.origin, true, details)];
+        self.user_store.update_user(&name, change, audit).await?;
+        Ok(true)
+    }
+
     pub async fn change_password(&self, who: &Principal, current: SecretString, new: SecretString) -> CoreResult<()> {
         let user = self.user_store.get_user(&who.username).await?.ok_or(CoreError::Unauthenticated)?;
         let name = Some(who.username.as_str());

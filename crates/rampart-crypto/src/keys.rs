@@ -142,35 +142,69 @@ impl DeviceKey {
     }
 }
 
-/// `X-Rampart-Signature` value for a webhook body: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`.
-pub fn webhook_signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+fn webhook_mac(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     #[allow(clippy::expect_used)] // HMAC takes keys of any length
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+    hex::encode(mac.finalize().into_bytes())
 }
 
-/// Checks a webhook signature the way a receiver should: constant-time MAC comparison and
-/// a timestamp no older than `tolerance_secs` (replays of old deliveries are refused).
+/// `X-Rampart-Signature` value for a webhook body: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`.
+pub fn webhook_signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    webhook_signatures(&[secret], timestamp, body)
+}
+
+/// The same with one `v1=` per secret, in order: during a rotation's overlap the new
+/// secret's signature comes first and the previous one's after it, so a receiver holding
+/// either secret verifies the delivery.
+pub fn webhook_signatures(secrets: &[&[u8]], timestamp: i64, body: &[u8]) -> String {
+    let mut header = format!("t={timestamp}");
+    for secret in secrets {
+        header.push_str(",v1=");
+        header.push_str(&webhook_mac(secret, timestamp, body));
+    }
+    header
+}
+
+/// Checks a webhook signature the way a receiver should: constant-time MAC comparison (any
+/// one `v1=` may match: several are sent while a secret is being rotated) and a timestamp
+/// no older than `tolerance_secs` (replays of old deliveries are refused).
 pub fn verify_webhook_signature(secret: &[u8], header: &str, body: &[u8], now_unix: i64, tolerance_secs: i64) -> bool {
     let mut t = None;
-    let mut v1 = None;
+    let mut signatures = Vec::new();
     for part in header.split(',') {
         match part.split_once('=') {
             Some(("t", v)) => t = v.parse::<i64>().ok(),
-            Some(("v1", v)) => v1 = Some(v.to_owned()),
+            Some(("v1", v)) => signatures.push(v),
             _ => {}
         }
     }
-    let (Some(t), Some(v1)) = (t, v1) else { return false };
+    let Some(t) = t else { return false };
     if (now_unix - t).abs() > tolerance_secs {
         return false;
     }
-    let expected = webhook_signature(secret, t, body);
-    let expected = expected.rsplit("v1=").next().unwrap_or("");
-    crate::ct_eq(expected, v1)
+    let expected = webhook_mac(secret, t, body);
+    // Every candidate is compared, so the time taken does not say which one matched.
+    signatures.iter().fold(false, |found, v1| crate::ct_eq(&expected, v1) | found)
+}
+
+#[cfg(test)]
+mod webhook_signature_tests {
+    use super::*;
+
+    #[test]
+    fn during_an_overlap_either_secret_verifies_and_no_other() {
+        let header = webhook_signatures(&[b"new-secret", b"old-secret"], 1000, b"{}");
+        assert_eq!(header.matches("v1=").count(), 2);
+        assert!(verify_webhook_signature(b"new-secret", &header, b"{}", 1000, 300));
+        assert!(verify_webhook_signature(b"old-secret", &header, b"{}", 1000, 300));
+        assert!(!verify_webhook_signature(b"other-secret", &header, b"{}", 1000, 300));
+        assert!(!verify_webhook_signature(b"new-secret", &header, b"{!}", 1000, 300), "body bound");
+        assert!(!verify_webhook_signature(b"new-secret", &header, b"{}", 2000, 300), "stale");
+        assert_eq!(webhook_signature(b"k", 5, b"x"), webhook_signatures(&[b"k"], 5, b"x"));
+    }
 }
 
 /// Key of the tamper-evident audit chain: `hash = HMAC(key, prev_hash || record)`.

@@ -15,7 +15,8 @@ mod totp;
 pub use hierarchy::{DataKey, Kek};
 pub use jwt::{generate_jwt_key, jwk_x, JwtKeyError, JwtSigner};
 pub use keys::{
-    verify_webhook_signature, webhook_signature, AuditMacKey, BlindIndexKey, DeviceKey, KeyError, MasterKey, PurposeKey,
+    verify_webhook_signature, webhook_signature, webhook_signatures, AuditMacKey, BlindIndexKey, DeviceKey, KeyError,
+    MasterKey, PurposeKey,
 };
 pub use legacy::{classify_imported_hash, HashScheme, ImportHashError};
 pub use password::{PasswordHashError, PasswordHasher, PasswordVerification, StoredPasswordHash};

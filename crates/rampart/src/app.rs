@@ -138,6 +138,7 @@ impl App {
     pub async fn open_with(config: &Config, url: &DatabaseUrl, key: MasterKey) -> anyhow::Result<Self> {
         let backend = Backend::open(url, &config.server.node_id).await?;
         let key = datadir::settle_pending_key(config, &*backend, key).await?;
+        let key = crate::rotate_secrets::settle_pending_secrets(config, &*backend, key).await?;
         let hasher = PasswordHasher::new().context("cannot set up password hashing")?;
         let pool = PasswordPool::new(hasher, config.auth.password_hash_concurrency, config.auth.password_hash_queue);
         let admin = (config.secrets.admin_username.clone(), config.secrets.admin_password.clone());
@@ -219,15 +220,24 @@ impl App {
             let (core, lease) = (self.core.clone(), Arc::clone(&lease));
             async move { core.retention().keep_deleting(lease).await }
         });
+        let endpoints = crate::webhooks::Endpoints::live(config);
+        // `rampart rotate-secrets` while this server runs: it does the work (its keys change
+        // with the store's) and answers through the data directory.
+        let rotation = tokio::spawn(crate::rotate_secrets::watch(
+            config.clone(),
+            self.core.clone(),
+            Arc::clone(&endpoints),
+            stop.clone(),
+        ));
         let webhooks = tokio::spawn(crate::webhooks::deliver(
             self.backend.store(),
-            crate::webhooks::Endpoints::of(config),
+            endpoints,
             clock,
             lease,
             Arc::clone(self.core.events().metrics()),
             stop,
         ));
-        Workers { periodic: vec![sweeper, block_reload, reencrypt, retention], webhooks }
+        Workers { periodic: vec![sweeper, block_reload, reencrypt, retention, rotation], webhooks }
     }
 }
 

@@ -18,6 +18,7 @@ mod logfiles;
 mod logging;
 mod migrate_cmd;
 mod retention_cmd;
+mod rotate_secrets;
 mod security_cmd;
 mod serve;
 mod table;
@@ -159,6 +160,14 @@ enum Command {
         #[command(flatten)]
         args: doctor::DoctorArgs,
     },
+    /// Replace every generated secret (JWT signing key, webhook secret, bootstrap admin
+    /// password, master key) without downtime: a running server does it on request.
+    RotateSecrets {
+        #[command(flatten)]
+        common: CommonFlags,
+        #[command(flatten)]
+        args: rotate_secrets::RotateArgs,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -219,6 +228,7 @@ fn main() -> ExitCode {
             Command::Migrate { common, to } => migrate_cmd::run(common.overrides(), to).await.map(|()| 0),
             Command::Security { common, action } => security_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::Doctor { common, args } => doctor::run(common.overrides(), args).await,
+            Command::RotateSecrets { common, args } => rotate_secrets::run(common.overrides(), args).await,
             Command::Completions { shell } => docs_cmd::completions(shell).map(|()| 0),
             Command::Man { out } => docs_cmd::man_pages(&out).map(|n| {
                 println!("Wrote {n} man pages to {}.", out.display());

@@ -64,7 +64,7 @@ async fn resolve_target(url: &reqwest::Url, allow_private: bool) -> Result<(Stri
 async fn send(
     item: &OutboxItem,
     body: Vec<u8>,
-    secret: &[u8],
+    secrets: &[&[u8]],
     allow_private: bool,
     now_unix: i64,
 ) -> Result<(), String> {
@@ -77,7 +77,7 @@ async fn send(
         .timeout(TIMEOUT)
         .build()
         .map_err(|e| e.to_string())?;
-    let signature = rampart_crypto::webhook_signature(secret, now_unix, &body);
+    let signature = rampart_crypto::webhook_signatures(secrets, now_unix, &body);
     let res = client
         .post(url)
         .header("content-type", "application/json")
@@ -109,7 +109,15 @@ pub struct Endpoints {
     pub allow_private_webhook_targets: bool,
 }
 
+/// The endpoints the delivery worker reads before each batch; `rotate-secrets` replaces a
+/// signing secret here while the server runs.
+pub type LiveEndpoints = Arc<std::sync::RwLock<Endpoints>>;
+
 impl Endpoints {
+    pub fn live(config: &Config) -> LiveEndpoints {
+        Arc::new(std::sync::RwLock::new(Self::of(config)))
+    }
+
     pub fn of(config: &Config) -> Self {
         let providers = config.privacy.service_providers.iter().map(|p| p.endpoint.clone());
         Self {
@@ -121,7 +129,7 @@ impl Endpoints {
 
 pub async fn deliver(
     store: Arc<dyn Store>,
-    config: Endpoints,
+    endpoints: LiveEndpoints,
     clock: Arc<dyn Clock>,
     lease: Arc<dyn rampart_store::LeaderLease>,
     metrics: Arc<rampart_core::metrics::Metrics>,
@@ -133,6 +141,7 @@ pub async fn deliver(
         let due = if lease.held().await { store.due_webhooks(now, 50).await } else { Ok(Vec::new()) };
         match due {
             Ok(items) => {
+                let config = endpoints.read().map(|e| e.clone()).unwrap_or_else(|e| e.into_inner().clone());
                 for item in items {
                     let Some(endpoint) = config.webhooks.iter().find(|w| w.url == item.endpoint) else {
                         // Its endpoint was removed from the configuration: park it a day ahead
@@ -149,8 +158,15 @@ pub async fn deliver(
                     };
                     let secret = endpoint.secret.expose_secret();
                     let allow = config.allow_private_webhook_targets;
+                    // The previous secret signs too until its overlap ends.
+                    let previous = endpoint
+                        .previous
+                        .as_ref()
+                        .filter(|p| now.as_unix_seconds() < p.until_unix)
+                        .map(|p| p.secret.expose_secret().as_bytes());
+                    let secrets: Vec<&[u8]> = std::iter::once(secret.as_bytes()).chain(previous).collect();
                     let outcome = match rampart_notify::delivery_body(&item, endpoint.format, secret) {
-                        Ok(body) => send(&item, body, secret.as_bytes(), allow, now.as_unix_seconds()).await,
+                        Ok(body) => send(&item, body, &secrets, allow, now.as_unix_seconds()).await,
                         Err(e) => Err(e),
                     };
                     metrics.webhook_delivery(outcome.is_ok());
@@ -225,6 +241,7 @@ mod tests {
                 url: url.to_owned(),
                 secret: "s3cret-for-the-test".to_owned().into(),
                 format: rampart_config::WebhookFormat::Generic,
+                previous: None,
             }],
         }
     }
@@ -265,7 +282,7 @@ mod tests {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let job = tokio::spawn(deliver(
                 Arc::clone(&store),
-                config.clone(),
+                Arc::new(std::sync::RwLock::new(config.clone())),
                 Arc::clone(&clock),
                 lease,
                 Arc::default(),
@@ -316,7 +333,7 @@ mod tests {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let job = tokio::spawn(deliver(
             Arc::clone(&store),
-            config,
+            Arc::new(std::sync::RwLock::new(config)),
             clock,
             Arc::new(rampart_store::SingleNode),
             Arc::default(),
@@ -325,6 +342,71 @@ mod tests {
         let contacted = tokio::time::timeout(POLL * 8, receiver.accept()).await;
         assert!(contacted.is_ok(), "the configured endpoint was starved by messages for a removed one");
         drop(contacted);
+        stop.send(true).unwrap();
+        let _ = job.await;
+    }
+
+    /// Reads one HTTP request from the receiver and answers 200; the signature header.
+    async fn signature_of_next_delivery(receiver: &tokio::net::TcpListener) -> String {
+        #![allow(clippy::unwrap_used)]
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = tokio::time::timeout(POLL * 8, receiver.accept()).await.unwrap().unwrap();
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut buf = [0u8; 1024];
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the headers ended");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+        let text = String::from_utf8_lossy(&head).into_owned();
+        text.lines().find_map(|l| l.strip_prefix("x-rampart-signature: ").map(str::to_owned)).unwrap()
+    }
+
+    /// After `rotate-secrets` the replaced secret signs beside the new one until its overlap
+    /// ends; a receiver holding either verifies. Past the overlap only the new one signs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replaced_secret_signs_beside_the_new_one_until_its_overlap_ends() {
+        #![allow(clippy::unwrap_used)]
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(rampart_store_sqlite::SqliteStore::open(dir.path()).unwrap());
+        let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", receiver.local_addr().unwrap());
+        let clock: Arc<dyn Clock> = Arc::new(rampart_core::SystemClock);
+        let now = clock.now().as_unix_seconds();
+        let mut endpoints = one_local_endpoint(&url);
+        endpoints.webhooks[0].previous =
+            Some(rampart_config::PreviousSecret { secret: "the-old-secret".to_owned().into(), until_unix: now + 3600 });
+        let live = Arc::new(std::sync::RwLock::new(endpoints));
+        let item = |id: &str| OutboxItem {
+            event_id: id.to_owned(),
+            endpoint: url.clone(),
+            payload: "{}".into(),
+            attempts: 0,
+            next_attempt_at: rampart_types::Timestamp::from_millis(0),
+        };
+        store.enqueue_webhooks(vec![item("evt-overlap")]).await.unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let job = tokio::spawn(deliver(
+            Arc::clone(&store),
+            Arc::clone(&live),
+            Arc::clone(&clock),
+            Arc::new(rampart_store::SingleNode),
+            Arc::default(),
+            stopped,
+        ));
+        let header = signature_of_next_delivery(&receiver).await;
+        assert_eq!(header.matches("v1=").count(), 2, "{header}");
+        let t: i64 = header.split(',').next().unwrap().trim_start_matches("t=").parse().unwrap();
+        for secret in [&b"s3cret-for-the-test"[..], b"the-old-secret"] {
+            assert!(rampart_crypto::verify_webhook_signature(secret, &header, b"{}", t, 300), "{header}");
+        }
+        assert!(!rampart_crypto::verify_webhook_signature(b"another", &header, b"{}", t, 300));
+        // The overlap over: one signature, the new secret's.
+        live.write().unwrap().webhooks[0].previous.as_mut().unwrap().until_unix = now - 1;
+        store.enqueue_webhooks(vec![item("evt-after")]).await.unwrap();
+        let header = signature_of_next_delivery(&receiver).await;
+        assert_eq!(header.matches("v1=").count(), 1, "{header}");
         stop.send(true).unwrap();
         let _ = job.await;
     }

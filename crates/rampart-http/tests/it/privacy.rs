@@ -385,6 +385,7 @@ fn provider(name: &str, url: &str) -> rampart_config::ServiceProvider {
             url: url.into(),
             secret: format!("secret-of-{name}").into(),
             format: rampart_config::WebhookFormat::Generic,
+            previous: None,
         },
     }
 }

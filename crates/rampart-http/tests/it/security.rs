@@ -297,6 +297,7 @@ async fn webhook_payloads_follow_each_endpoints_format() {
                 url: url.into(),
                 secret: secrecy::SecretString::from("routing-key-1"),
                 format,
+                previous: None,
             });
         }
     })

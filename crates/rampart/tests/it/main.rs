@@ -20,6 +20,7 @@ mod oidc;
 mod postgres;
 mod privacy;
 mod retention;
+mod rotate_secrets;
 mod server;
 mod support;
 mod user_import;

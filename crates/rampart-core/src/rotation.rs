@@ -340,6 +340,12 @@ impl Keys {
             .await?)
     }
 
+    /// The master key in use, base64 (for `rotate-secrets` to keep the retired one for old
+    /// backups).
+    pub fn master_base64(&self) -> secrecy::SecretString {
+        self.keys.master().to_base64()
+    }
+
     /// A master-key change on a running core: waits for every wrap in flight, re-wraps every
     /// key and stores the new check value in one transaction, then swaps the key in memory,
     /// so no record wrapped under the old key is stored afterwards. Audited by `who`.

@@ -319,13 +319,22 @@ async fn master_key(config: &Config, core: &Core) -> anyhow::Result<Outcome> {
     if pending.exists() {
         bail!("{} exists from an unfinished change; start the server once to settle it", pending.display());
     }
+    // Backups made until now keep their keys wrapped under the old master: it is kept
+    // (0600) beside the new one for restoring them, to be moved offline by the operator.
+    let retired = target.with_file_name(format!("master.key.retired-{}", core.clock().now().as_unix_seconds()));
+    write_atomically(&retired, format!("{}\n", core.keys().master_base64().expose_secret()).as_bytes())?;
     write_atomically(&pending, contents.as_bytes())?;
     let n = core.keys().change_master_live(&core.authorize_local().await?, new).await?;
     std::fs::rename(&pending, &target).context("cannot move the new master key into place")?;
     Ok(outcome(
         Secret::MasterKey,
         "rotated",
-        format!("{n} keys re-wrapped; {} holds the new master key", target.display()),
+        format!(
+            "{n} keys re-wrapped; {} holds the new master key. Backups made before now restore with the old one, \
+             kept in {} (`backup restore --key-file`): move it offline",
+            target.display(),
+            retired.display()
+        ),
     ))
 }
 

@@ -75,6 +75,22 @@ pub fn check(config: &Config, out: &mut Findings) {
     for r in rules {
         judge(&r, owner, out);
     }
+    let retired: Vec<PathBuf> = std::fs::read_dir(data)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("master.key.retired-")))
+        .collect();
+    if !retired.is_empty() {
+        out.flag(
+            "retired_master_keys",
+            Severity::Warning,
+            "master keys retired by rotate-secrets lie beside the data: with a copy of the directory they open old backups",
+            json!({ "files": retired }),
+            "move them to offline storage (they are needed only to restore backups made before the rotation)",
+        );
+    }
     if config.secrets.encryption_key.is_none() && data.join(KEY_FILE).exists() {
         out.flag(
             "master_key_location",
@@ -177,6 +193,11 @@ mod tests {
         check(&config, &mut out);
         assert_eq!(out.get("data_dir_permissions").unwrap().severity, Severity::Ok);
         assert_eq!(out.get("master_key_permissions").unwrap().severity, Severity::Ok);
+        assert!(out.get("retired_master_keys").is_none());
+        fs::write(data.join("master.key.retired-1700000000"), "old").unwrap();
+        let mut out = Findings::default();
+        check(&config, &mut out);
+        assert_eq!(out.get("retired_master_keys").unwrap().severity, Severity::Warning);
     }
 
     #[test]

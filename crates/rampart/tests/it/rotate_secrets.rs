@@ -165,6 +165,9 @@ async fn a_stopped_server_is_rotated_by_the_cli_and_its_key_file_replaced() {
     c.post(server.url("/api/v1/collections")).bearer_auth(&token).json(&json!({"name": "n"})).send().await.unwrap();
     server.stop();
     let old_key = std::fs::read_to_string(data.join("master.key")).unwrap();
+    let made = bin().args(["backup", "--data-dir"]).arg(&data).arg("create").output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let backup_id = serde_json::from_slice::<Value>(&made.stdout).unwrap()["backup_id"].as_str().unwrap().to_owned();
 
     let out = bin()
         .args(["rotate-secrets", "--json", "--only", "master-key,jwt,admin", "--data-dir"])
@@ -183,6 +186,22 @@ async fn a_stopped_server_is_rotated_by_the_cli_and_its_key_file_replaced() {
     let new_key = std::fs::read_to_string(data.join("master.key")).unwrap();
     assert_ne!(new_key, old_key);
     assert!(!data.join("master.key.new").exists());
+    // The backup made before the rotation still verifies, with the retired key kept for it.
+    let retired: Vec<PathBuf> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("master.key.retired-"))
+        .collect();
+    assert_eq!(retired.len(), 1, "{retired:?}");
+    assert_eq!(std::fs::read_to_string(&retired[0]).unwrap(), old_key);
+    let rbk = data.join("backups").join(format!("{backup_id}.rbk"));
+    let verified = bin()
+        .args(["backup", "--data-dir"])
+        .arg(tmp.path().join("elsewhere"))
+        .args(["verify", rbk.to_str().unwrap(), "--key-file", retired[0].to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stderr));
     let server = start(ServerOpts::new(&data));
     let c = server.client();
     let token = server.login(&c, "admin", crate::support::ADMIN_PASSWORD).await;

@@ -10,6 +10,7 @@ mod extract;
 mod handlers;
 mod json;
 mod limits;
+mod openapi;
 pub use rampart_types::perm;
 mod routes;
 pub mod slow_body;
@@ -81,6 +82,8 @@ pub struct AppParts {
     pub activity: std::sync::Arc<dyn ActivitySink>,
     pub backups: rampart_core::BackupService,
     pub(crate) policies: routes::RoutePolicies,
+    /// `GET /api/v1/openapi.json`, serialized once.
+    pub(crate) openapi: axum::body::Bytes,
 }
 
 impl std::ops::Deref for AppState {
@@ -137,7 +140,8 @@ impl AppState {
         let AppPorts { activity, backups, limits, lease } = ports;
         let settings = HttpSettings::from_config(config, version);
         let policies = routes::route_policies();
+        let openapi = routes::openapi_json(version);
         let backups = rampart_core::BackupService::new(backups, core.events().clone());
-        Self(std::sync::Arc::new(AppParts { core, settings, limits, lease, activity, backups, policies }))
+        Self(std::sync::Arc::new(AppParts { core, settings, limits, lease, activity, backups, policies, openapi }))
     }
 }

@@ -10,7 +10,8 @@ use crate::extract::Authz;
 use crate::perm;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
     event_type: Option<String>,
@@ -26,7 +27,7 @@ pub(crate) struct AuditQuery {
 
 /// `GET /api/v1/admin/audit`: a page of records, oldest first. `next_cursor` is `null` on
 /// the last page.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct AuditPage {
     records: Vec<AuditRecordView>,
     next_cursor: Option<String>,

@@ -13,7 +13,8 @@ use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsumerQuery {
     consumer_id: String,
@@ -28,7 +29,7 @@ pub(crate) async fn access(
     Ok(Json(state.core.privacy().ccpa_access(&auth, &q.consumer_id).await?))
 }
 
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct DeletionReport {
     deletion_id: String,
     consumer_id: String,
@@ -73,7 +74,7 @@ pub(crate) async fn deletion_status(
     Ok(Json(state.core.privacy().request_status(&auth, &id, "ccpa_delete").await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OptOutRequest {
     consumer_id: String,

@@ -10,7 +10,7 @@ use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateCollection {
     name: String,
@@ -38,7 +38,7 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/v1/collections`: the collections the caller may read.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct CollectionsPage {
     collections: Vec<CollectionView>,
 }
@@ -57,7 +57,7 @@ pub(crate) async fn get(
     Ok(Json(state.core.documents().get_collection(&auth).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateCollection {
     indexes: Option<Vec<String>>,

@@ -42,7 +42,7 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
         .ok_or(ApiError::Core(CoreError::PreconditionFailed))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DocumentBody {
     data: Value,
@@ -86,7 +86,7 @@ pub(crate) async fn replace(
     Ok(with_etag(StatusCode::OK, doc))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PatchBody {
     data: Value,
@@ -115,6 +115,20 @@ pub(crate) async fn delete(
 }
 
 const MAX_FILTERS: usize = 16;
+
+/// The list query's named parameters, for the OpenAPI document; `list_params` reads them
+/// (any other parameter is an equality filter on an indexed field).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ListQuery {
+    /// Page size.
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Only the documents of this data subject.
+    subject_id: Option<String>,
+}
 
 pub(crate) async fn list(
     auth: Authz<perm::DocumentsRead>,

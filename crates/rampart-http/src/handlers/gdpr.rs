@@ -27,7 +27,7 @@ use crate::AppState;
 /// Header a verification token may come in instead of the query string (which proxies log).
 const VERIFICATION_HEADER: &str = "x-verification-token";
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VerificationRequest {
     subject_id: String,
@@ -46,7 +46,8 @@ pub(crate) async fn issue_verification(
 
 /// An erasure or deletion request's fields; each may come in the body or the query string
 /// (a `DELETE` body is not carried by every client), never differently in both.
-#[derive(Deserialize, Default)]
+#[derive(utoipa::IntoParams, utoipa::ToSchema, Deserialize, Default)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ErasureFields {
     subject_id: Option<String>,
@@ -116,7 +117,7 @@ fn header_token(headers: &HeaderMap) -> Result<Option<String>, CoreError> {
 }
 
 /// The erasure report (SPEC section 11).
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct ErasureReport {
     erasure_id: String,
     /// `completed`: the subject's data is gone from this system when the call returns.
@@ -163,7 +164,8 @@ pub(crate) async fn erasure_status(
     Ok(Json(state.core.privacy().request_status(&auth, &id, "gdpr_erasure").await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExportQuery {
     subject_id: String,
@@ -252,7 +254,8 @@ pub(crate) async fn export(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubjectQuery {
     subject_id: String,
@@ -267,7 +270,7 @@ pub(crate) async fn access(
     Ok(Json(state.core.privacy().access_summary(&auth, &q.subject_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsentRequest {
     subject_id: String,

@@ -12,7 +12,7 @@ use crate::perm;
 use crate::AppState;
 
 /// A role as clients see it.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct RoleView {
     name: RoleName,
     description: String,
@@ -31,12 +31,12 @@ impl From<RoleRecord> for RoleView {
 }
 
 /// `GET /api/v1/roles`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct RolesPage {
     roles: Vec<RoleView>,
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RoleBody {
     name: Option<String>,

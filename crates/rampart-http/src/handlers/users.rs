@@ -11,10 +11,11 @@ use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateUser {
     username: String,
+    #[schema(value_type = String)]
     password: SecretString,
     role: String,
 }
@@ -29,7 +30,8 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     after: Option<String>,
@@ -38,7 +40,7 @@ pub(crate) struct ListQuery {
 
 /// `GET /api/v1/users`: a page of users by name; `next_cursor` (the `after` of the next
 /// page) is `null` on the last one.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct UsersPage {
     users: Vec<UserView>,
     next_cursor: Option<String>,
@@ -63,7 +65,7 @@ pub(crate) async fn get(
     Ok(Json(state.core.users().get_user(&auth, &username).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateUser {
     role: Option<String>,

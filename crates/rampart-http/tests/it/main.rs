@@ -12,6 +12,7 @@ mod ldap;
 mod limits;
 mod mfa;
 mod oidc;
+mod openapi;
 mod privacy;
 mod rbac;
 mod redis_limits;

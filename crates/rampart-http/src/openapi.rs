@@ -110,6 +110,17 @@ fn error_reply(status: u16) -> Value {
     r
 }
 
+/// `patch_api_v1_users_username` for `PATCH /api/v1/users/{username}`: unique, as method
+/// and path are.
+pub(crate) fn operation_id(info: &RouteInfo) -> String {
+    let path: String = info.path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let words = path.split('_').filter(|w| !w.is_empty());
+    std::iter::once(info.method.as_str().to_ascii_lowercase())
+        .chain(words.map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
 fn path_parameters(path: &str) -> Vec<Value> {
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
@@ -119,6 +130,7 @@ fn path_parameters(path: &str) -> Vec<Value> {
 
 fn operation(info: &RouteInfo, doc: &Doc, found: &mut Found) -> Value {
     let mut op = Map::new();
+    op.insert("operationId".into(), json!(operation_id(info)));
     op.insert("tags".into(), json!([format!("{:?}", info.policy.area)]));
     let permission = info.permission.map(|p| format!(" Needs permission `{}`.", p.as_str())).unwrap_or_default();
     let who = match info.access {

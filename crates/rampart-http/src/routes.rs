@@ -208,7 +208,9 @@ fn routes() -> Vec<Route> {
             .query::<mf::SessionsQuery>()
             .ok::<mf::SessionsPage>(),
         account(M::DELETE, "/api/v1/auth/sessions/{id}", SelfService, delete(mfa::end_session)).no_content(),
-        admin(M::POST, "/api/v1/users/{username}/mfa/reset", P::UsersMfaReset, post(mfa::reset)).no_content(),
+        admin(M::POST, "/api/v1/users/{username}/mfa/reset", P::UsersMfaReset, post(mfa::reset))
+            .no_content()
+            .fails(&[400]),
         account(M::POST, "/api/v1/auth/token", SelfService, post(mfa::mint))
             .body::<mf::TokenRequest>()
             .ok::<core::jwt::MintedToken>(),
@@ -220,23 +222,25 @@ fn routes() -> Vec<Route> {
             .body::<users::CreateUser>()
             .created::<core::UserView>()
             .fails(&[409, 422]),
-        admin(M::GET, "/api/v1/users/{username}", P::UsersRead, get(users::get)).ok::<core::UserView>(),
+        admin(M::GET, "/api/v1/users/{username}", P::UsersRead, get(users::get)).ok::<core::UserView>().fails(&[400]),
         admin(M::PATCH, "/api/v1/users/{username}", P::UsersUpdate, patch(users::update))
-            .body::<users::UpdateUser>()
+            .optional_body::<users::UpdateUser>()
             .ok::<core::UserView>()
-            .fails(&[409]),
-        admin(M::DELETE, "/api/v1/users/{username}", P::UsersDelete, delete(users::delete)).no_content().fails(&[409]),
+            .fails(&[400, 409]),
+        admin(M::DELETE, "/api/v1/users/{username}", P::UsersDelete, delete(users::delete))
+            .no_content()
+            .fails(&[400, 409]),
         admin(M::GET, "/api/v1/roles", P::RolesRead, get(roles::list)).ok::<roles::RolesPage>(),
         admin(M::POST, "/api/v1/roles", P::RolesManage, post(roles::create))
             .body::<roles::RoleBody>()
             .created::<roles::RoleView>()
             .fails(&[409]),
-        admin(M::GET, "/api/v1/roles/{name}", P::RolesRead, get(roles::get)).ok::<roles::RoleView>(),
+        admin(M::GET, "/api/v1/roles/{name}", P::RolesRead, get(roles::get)).ok::<roles::RoleView>().fails(&[400]),
         admin(M::PUT, "/api/v1/roles/{name}", P::RolesManage, put(roles::replace))
             .body::<roles::RoleBody>()
             .ok::<roles::RoleView>()
-            .fails(&[409]),
-        admin(M::DELETE, "/api/v1/roles/{name}", P::RolesManage, delete(roles::delete)).no_content().fails(&[409]),
+            .fails(&[400, 409]),
+        admin(M::DELETE, "/api/v1/roles/{name}", P::RolesManage, delete(roles::delete)).no_content().fails(&[400, 409]),
         data(M::GET, "/api/v1/collections", P::CollectionsRead, get(collections::list))
             .ok::<collections::CollectionsPage>(),
         data(M::POST, "/api/v1/collections", P::CollectionsCreate, post(collections::create))
@@ -369,7 +373,8 @@ fn routes() -> Vec<Route> {
         admin(M::GET, "/api/v1/admin/security/blocked-ips", P::SecurityRead, get(security::blocked))
             .ok::<sec::BlocksPage>(),
         admin(M::DELETE, "/api/v1/admin/security/blocked-ips/{ip}", P::SecurityManage, delete(security::unblock))
-            .no_content(),
+            .no_content()
+            .fails(&[400]),
     ]
 }
 

@@ -19,6 +19,7 @@ pub(crate) struct LoginRequest {
     #[schema(value_type = String)]
     password: SecretString,
     #[serde(default)]
+    #[schema(pattern = "^(local|ldap)$")]
     method: Option<String>,
     /// The device token a previous login handed out (API clients; browsers send a cookie).
     #[serde(default)]
@@ -145,6 +146,8 @@ pub(crate) fn login_response(out: LoginOutcome) -> LoginResponse {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginMode {
+    /// `token` (default) or `cookie` (browser mode).
+    #[param(pattern = "^(token|cookie)$")]
     mode: Option<String>,
 }
 

@@ -17,6 +17,7 @@ use crate::AppState;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsumerQuery {
+    #[param(pattern = "^[!-~]{1,128}$")]
     consumer_id: String,
 }
 
@@ -77,8 +78,12 @@ pub(crate) async fn deletion_status(
 #[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OptOutRequest {
+    #[schema(value_type = rampart_types::SubjectId)]
     consumer_id: String,
+    #[schema(pattern = "^(do_not_sell|do_not_share|limit_sensitive_use)$")]
     opt_out_type: String,
+    /// `YYYY-MM-DD`, from today to a year ahead; default today.
+    #[schema(format = Date)]
     effective_date: Option<String>,
 }
 

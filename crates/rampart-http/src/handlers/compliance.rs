@@ -22,6 +22,7 @@ pub(crate) async fn status(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReportQuery {
     /// The period in days (default 90, at most 366).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 366)]
     days: Option<String>,
 }
 

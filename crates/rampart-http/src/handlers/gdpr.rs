@@ -30,6 +30,7 @@ const VERIFICATION_HEADER: &str = "x-verification-token";
 #[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VerificationRequest {
+    #[schema(value_type = rampart_types::SubjectId)]
     subject_id: String,
 }
 
@@ -168,7 +169,9 @@ pub(crate) async fn erasure_status(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExportQuery {
+    #[param(pattern = "^[!-~]{1,128}$")]
     subject_id: String,
+    #[param(pattern = "^(json|csv|xml)$")]
     format: Option<String>,
     verification_token: Option<String>,
     override_reason: Option<String>,
@@ -258,6 +261,7 @@ pub(crate) async fn export(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubjectQuery {
+    #[param(pattern = "^[!-~]{1,128}$")]
     subject_id: String,
 }
 
@@ -273,9 +277,12 @@ pub(crate) async fn access(
 #[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsentRequest {
+    #[schema(value_type = rampart_types::SubjectId)]
     subject_id: String,
     purpose: String,
     granted: bool,
+    /// When the subject decided (RFC 3339, not in the future); default now.
+    #[schema(format = DateTime)]
     timestamp: Option<String>,
 }
 

@@ -120,6 +120,8 @@ pub(crate) async fn reset(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SessionsQuery {
+    /// Another user's sessions (needs `sessions.manage`).
+    #[param(pattern = "^[a-z0-9._@-]{1,64}$")]
     username: Option<String>,
 }
 
@@ -180,7 +182,9 @@ pub(crate) async fn end_session(
 #[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TokenRequest {
+    #[schema(min_length = 1, max_length = 256)]
     audience: String,
+    #[schema(minimum = 1, maximum = 300)]
     ttl_secs: Option<i64>,
 }
 

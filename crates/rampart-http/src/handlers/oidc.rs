@@ -30,6 +30,8 @@ pub(crate) const CSRF_COOKIE: &str = "__Host-rampart_csrf";
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StartQuery {
+    /// `cookie` (default, a redirect) or `token`.
+    #[param(pattern = "^(cookie|token)$")]
     mode: Option<String>,
 }
 

@@ -101,8 +101,11 @@ pub(crate) async fn resolve(
 #[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BlockRequest {
+    /// An address or a CIDR block (at most /16 for IPv4, /32 for IPv6), never the caller's own.
     ip_address: String,
+    #[schema(pattern = "\\S")]
     reason: String,
+    #[schema(minimum = 1, maximum = 8760)]
     duration_hours: u32,
 }
 

@@ -14,9 +14,11 @@ use crate::AppState;
 #[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateUser {
+    #[schema(value_type = rampart_types::Username)]
     username: String,
     #[schema(value_type = String)]
     password: SecretString,
+    #[schema(value_type = rampart_types::RoleName)]
     role: String,
 }
 
@@ -34,6 +36,8 @@ pub(crate) async fn create(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    /// `next_cursor` of the previous page: the last username it held.
+    #[param(pattern = "^[a-z0-9._@-]{1,64}$")]
     after: Option<String>,
     limit: Option<usize>,
 }
@@ -68,6 +72,7 @@ pub(crate) async fn get(
 #[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateUser {
+    #[schema(value_type = Option<rampart_types::RoleName>)]
     role: Option<String>,
     disabled: Option<bool>,
 }

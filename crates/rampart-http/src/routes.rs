@@ -94,6 +94,12 @@ impl Route {
         self.doc.replies.push(reply);
         self
     }
+    /// An erasure's fields, each in the body or the query string, and the verification
+    /// token's header (`handlers::gdpr::erasure_ask`).
+    fn erasure_fields(self) -> Self {
+        use crate::handlers::gdpr::ErasureFields;
+        self.query::<ErasureFields>().header("X-Verification-Token", VERIFICATION).optional_body::<ErasureFields>()
+    }
     /// Refusals of this route beyond those the table implies.
     fn fails(mut self, statuses: &[u16]) -> Self {
         self.doc.errors.extend_from_slice(statuses);
@@ -307,9 +313,7 @@ fn routes() -> Vec<Route> {
             .body::<gd::VerificationRequest>()
             .created::<core::IssuedVerification>(),
         admin(M::DELETE, "/api/v1/gdpr/erasure", P::GdprErase, delete(gdpr::erase))
-            .query::<gd::ErasureFields>()
-            .header("X-Verification-Token", VERIFICATION)
-            .optional_body::<gd::ErasureFields>()
+            .erasure_fields()
             .ok::<gd::ErasureReport>()
             .fails(&[409]),
         admin(M::GET, "/api/v1/gdpr/erasure/{id}", P::GdprErase, get(gdpr::erasure_status))
@@ -331,9 +335,7 @@ fn routes() -> Vec<Route> {
             .query::<ccpa::ConsumerQuery>()
             .ok::<core::AccessSummary>(),
         admin(M::DELETE, "/api/v1/ccpa/delete", P::CcpaDelete, delete(ccpa::delete))
-            .query::<gd::ErasureFields>()
-            .header("X-Verification-Token", VERIFICATION)
-            .optional_body::<gd::ErasureFields>()
+            .erasure_fields()
             .ok::<ccpa::DeletionReport>()
             .fails(&[409]),
         admin(M::GET, "/api/v1/ccpa/delete/{id}", P::CcpaDelete, get(ccpa::deletion_status))

@@ -198,7 +198,7 @@ impl AuditChainer for Chainer {
 
 /// A record as clients see it: the event's fields beside the sequence number and the
 /// chain hashes in hex. The API's audit query returns these.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct AuditRecordView {
     pub seq: i64,
     #[serde(flatten)]
@@ -248,7 +248,7 @@ pub fn parse_record_line(line: &str) -> Option<AuditRecord> {
 pub const AUDIT_REPAIR: &str = "audit_repair";
 
 /// A range of records an operator declared lost, in a repair record under the chain key.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DeclaredGap {
     /// Seq of the repair record that declares the gap.
     pub repair_seq: i64,
@@ -277,7 +277,7 @@ impl DeclaredGap {
 }
 
 /// Outcome of checking the chain.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditVerification {
     pub valid: bool,
     pub records: u64,

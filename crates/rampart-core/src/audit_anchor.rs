@@ -105,7 +105,7 @@ pub fn scan_mirror(key: &AuditMacKey, mirror: &dyn AuditMirror) -> std::io::Resu
 }
 
 /// The whole verdict: the database chain, the audit.log mirror, and the last checkpoint.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct FullVerification {
     pub valid: bool,
     pub records: u64,
@@ -128,7 +128,7 @@ pub struct FullVerification {
 }
 
 /// One other node's chain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct NodeVerification {
     pub node: String,
     #[serde(flatten)]

@@ -19,7 +19,7 @@ use rampart_types::perm;
 pub type ErasureHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// SPEC section 9's metadata, stored beside each backup.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BackupMeta {
     pub backup_id: String,
     pub encrypted: bool,
@@ -40,7 +40,7 @@ pub const UNENCRYPTED_WARNING: &str = "unencrypted backup: anyone who can read t
      password hashes, audit log, collection settings and every document of unencrypted collections (documents of \
      encrypted collections stay sealed: their keys are kept in a separate file)";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BackupVerification {
     pub backup_id: String,
     pub valid: bool,

@@ -40,7 +40,7 @@ pub struct CollectionUpdate {
     pub retention_days: Option<Option<u32>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct CollectionView {
     pub name: CollectionName,
     pub indexes: Vec<FieldPath>,
@@ -66,7 +66,7 @@ impl From<CollectionRecord> for CollectionView {
 }
 
 /// A document as clients see it (SPEC section 3).
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct Document {
     pub id: DocumentId,
     pub version: u64,
@@ -76,7 +76,7 @@ pub struct Document {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct DocumentList {
     pub documents: Vec<Document>,
     pub next_cursor: Option<String>,

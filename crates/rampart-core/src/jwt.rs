@@ -27,13 +27,13 @@ pub(crate) struct JwtKeys {
 }
 
 /// `GET /.well-known/jwks.json` (RFC 7517): the keys that verify minted tokens.
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct JwkSet {
     pub keys: Vec<Jwk>,
 }
 
 /// An Ed25519 public key (RFC 8037).
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct Jwk {
     pub kty: &'static str,
     pub crv: &'static str,
@@ -46,7 +46,7 @@ pub struct Jwk {
     pub key_use: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct MintedToken {
     pub token: String,
     pub expires_at: rampart_types::Timestamp,

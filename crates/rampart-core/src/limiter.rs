@@ -195,7 +195,7 @@ pub trait Limiter: Send + Sync {
 }
 
 /// The limiter's state as operators see it (`GET /api/v1/admin/health`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LimiterStatus {
     /// `memory` or `redis`.
     pub backend: &'static str,

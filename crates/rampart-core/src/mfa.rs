@@ -25,7 +25,7 @@ const CHALLENGE_SECS: i64 = 300;
 const CHALLENGE_ATTEMPTS: u32 = 5;
 const ISSUER: &str = "Rampart";
 
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct MfaEnrollment {
     pub secret: String,
     pub otpauth_uri: String,

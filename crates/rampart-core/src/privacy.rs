@@ -75,9 +75,10 @@ pub struct ErasureAsk {
     pub proof: Proof,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct IssuedVerification {
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     pub verification_token: SecretString,
     pub subject_id: SubjectId,
     pub expires_at: Timestamp,
@@ -88,7 +89,7 @@ fn expose<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Er
 }
 
 /// The outcome of an erasure or deletion request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ErasureReceipt {
     pub request_id: String,
     pub kind: String,
@@ -115,7 +116,7 @@ impl ErasureReceipt {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ConsentView {
     pub consent_id: String,
     pub purpose: String,
@@ -139,14 +140,14 @@ impl From<ConsentRecord> for ConsentView {
 }
 
 /// A subject's consent: the latest decision per purpose, and the whole history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ConsentStatus {
     pub subject_id: SubjectId,
     pub current: Vec<ConsentView>,
     pub history: Vec<ConsentView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct OptOutView {
     pub opt_out_id: String,
     pub consumer_id: SubjectId,
@@ -173,7 +174,7 @@ pub struct OptOutAsk {
     pub effective_date: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct CollectionHoldings {
     pub name: CollectionName,
     pub records: u64,
@@ -187,7 +188,7 @@ pub struct CollectionHoldings {
 
 /// What is held about a subject and why (GDPR art. 15; CCPA right to know). Computed
 /// from the stored records, consent history and opt-outs at the time of the request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct AccessSummary {
     pub subject_id: SubjectId,
     pub generated_at: Timestamp,

@@ -32,7 +32,7 @@ const MAX_REASON: usize = 1000;
 
 /// A legal hold as the API shows it. A subject hold shows its subject id to those who may
 /// manage holds; the audit trail records only the subject's keyed hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct HoldView {
     pub hold_id: String,
     pub scope: &'static str,

@@ -24,14 +24,14 @@ const RESEAL_BATCH: usize = 100;
 /// at the next start, as before).
 const MAX_DAMAGED_TRACKED: usize = 10_000;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct KekVersionView {
     pub version: u32,
     pub created_at: rampart_types::Timestamp,
     pub current: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct KeysView {
     pub current_kek_version: u32,
     pub kek_versions: Vec<KekVersionView>,

@@ -194,7 +194,7 @@ fn recommended_action(breach_type: &str) -> &'static str {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct BlockView {
     pub ip_address: String,
     pub reason: String,

@@ -15,7 +15,7 @@ use crate::{rbac, Area, Authorized, CoreError, CoreResult, Escalation, PasswordP
 use rampart_types::perm;
 
 /// A user as clients see it (SPEC section 3); never carries the hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct UserView {
     pub username: Username,
     pub role: RoleName,

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rampart_types::Timestamp;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorResponse};
 use crate::AppState;
 
 /// The TCP peer of the connection, inserted by the server's accept loop.
@@ -132,13 +132,13 @@ fn generic_error(status: StatusCode) -> ErrorBody {
 }
 
 fn render_error(status: StatusCode, mut headers: HeaderMap, body: ErrorBody, request_id: &str) -> Response {
-    let mut json = serde_json::json!({ "error": body.error, "code": body.code, "request_id": request_id });
-    if let (Some(field), Some(obj)) = (body.field, json.as_object_mut()) {
-        obj.insert("field".to_owned(), serde_json::Value::String(field));
-    }
+    let ErrorBody { error, code, field } = body;
+    let json = ErrorResponse { error, code, request_id: request_id.to_owned(), field };
+    // Strings only: serializing cannot fail.
+    let json = serde_json::to_string(&json).unwrap_or_default();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.remove(header::CONTENT_LENGTH);
-    let mut res = (status, json.to_string()).into_response();
+    let mut res = (status, json).into_response();
     for k in headers.keys() {
         res.headers_mut().remove(k);
     }

@@ -136,3 +136,19 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The body of every error response, as the context layer writes it (with the request id,
+/// which handlers do not carry). The OpenAPI document's `Error` schema.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorResponse {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// Stable machine-readable code, such as `validation_error` or `rate_limited`.
+    pub code: &'static str,
+    /// The `X-Request-Id` of this request, to quote when reporting a problem.
+    pub request_id: String,
+    /// The input field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

@@ -191,6 +191,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             }
         })?;
         let value = parse_value(&bytes, state.settings.max_json_depth)?;
+        // Every body is an object: serde would read a struct from an array by position.
+        if !value.is_object() {
+            return Err(ApiError::bad_request(None, "expected a JSON object"));
+        }
         if let (Some((location, fp)), Some(ctx)) = (crate::sqli::check_json(&value), ctx) {
             state.core.detection().on_sqli(
                 &ctx.meta(),

@@ -11,6 +11,7 @@ mod handlers;
 mod json;
 mod limits;
 mod metrics;
+mod openapi;
 pub use rampart_types::perm;
 mod routes;
 pub mod slow_body;
@@ -83,6 +84,8 @@ pub struct AppParts {
     pub backups: rampart_core::BackupService,
     pub(crate) policies: routes::RoutePolicies,
     pub(crate) http_metrics: metrics::HttpMetrics,
+    /// `GET /api/v1/openapi.json`, serialized once.
+    pub(crate) openapi: axum::body::Bytes,
 }
 
 impl std::ops::Deref for AppState {
@@ -141,7 +144,18 @@ impl AppState {
         let inventory = routes::route_inventory();
         let policies = routes::RoutePolicies::new(&inventory);
         let http_metrics = metrics::HttpMetrics::new(&inventory);
+        let openapi = routes::openapi_json(version);
         let backups = rampart_core::BackupService::new(backups, core.events().clone());
-        Self(std::sync::Arc::new(AppParts { core, settings, limits, lease, activity, backups, policies, http_metrics }))
+        Self(std::sync::Arc::new(AppParts {
+            core,
+            settings,
+            limits,
+            lease,
+            activity,
+            backups,
+            policies,
+            http_metrics,
+            openapi,
+        }))
     }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::StoreResult;
 
 /// One security-relevant event, before it joins the chain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEvent {
     pub timestamp: Timestamp,
     pub event_type: String,

@@ -42,6 +42,14 @@ macro_rules! random_ids {
             }
         }
 
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let pattern = format!("^{}[0-9a-f]{{{}}}$", $prefix, 2 * $bytes);
+                crate::schema::string_schema($what, Some(pattern), None)
+            }
+        }
+        impl utoipa::ToSchema for $name {}
+
         impl RandomId for $name {
             const BYTES: usize = $bytes;
             fn from_random(bytes: &[u8]) -> Self {

@@ -8,6 +8,7 @@ mod cidr;
 mod ids;
 mod names;
 mod permission;
+mod schema;
 mod time;
 
 pub use auth_source::{AuthSource, UnknownAuthSource};

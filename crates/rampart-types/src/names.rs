@@ -15,7 +15,7 @@ fn check_chars(s: &str, max: usize, allowed: impl Fn(char) -> bool) -> bool {
 }
 
 macro_rules! validated_name {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, $rule:literal, $max:expr, $allowed:expr) => {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $rule:literal, $pattern:literal, $max:expr, $allowed:expr) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
@@ -53,6 +53,12 @@ macro_rules! validated_name {
                 Self::parse(&s).map_err(serde::de::Error::custom)
             }
         }
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::schema::string_schema($rule, Some($pattern.to_owned()), None)
+            }
+        }
+        impl utoipa::ToSchema for $name {}
         impl std::str::FromStr for $name {
             type Err = NameError;
             fn from_str(s: &str) -> Result<Self, NameError> {
@@ -68,30 +74,30 @@ fn lower_name_char(c: char) -> bool {
 
 validated_name!(
     /// A collection name: `[a-z0-9_-]{1,64}`.
-    CollectionName, "collection name", "must match [a-z0-9_-]{1,64}", 64, lower_name_char
+    CollectionName, "collection name", "must match [a-z0-9_-]{1,64}", "^[a-z0-9_-]{1,64}$", 64, lower_name_char
 );
 validated_name!(
     /// A role name: `[a-z0-9_-]{1,64}`.
-    RoleName, "role name", "must match [a-z0-9_-]{1,64}", 64, lower_name_char
+    RoleName, "role name", "must match [a-z0-9_-]{1,64}", "^[a-z0-9_-]{1,64}$", 64, lower_name_char
 );
 validated_name!(
     /// A username: `[a-z0-9._@-]{1,64}`. Lower case only, so `Admin` cannot impersonate `admin`.
-    Username, "username", "must match [a-z0-9._@-]{1,64}", 64,
+    Username, "username", "must match [a-z0-9._@-]{1,64}", "^[a-z0-9._@-]{1,64}$", 64,
     |c: char| lower_name_char(c) || c == '.' || c == '@'
 );
 validated_name!(
     /// The data subject a document belongs to: printable ASCII without spaces, 1..=128 bytes.
-    SubjectId, "subject_id", "must be 1-128 printable ASCII characters without spaces", 128,
+    SubjectId, "subject_id", "must be 1-128 printable ASCII characters without spaces", "^[!-~]{1,128}$", 128,
     |c: char| c.is_ascii_graphic()
 );
 validated_name!(
     /// A document id: `[A-Za-z0-9_-]{1,64}` (server-generated ids are UUID-shaped).
-    DocumentId, "document id", "must match [A-Za-z0-9_-]{1,64}", 64,
+    DocumentId, "document id", "must match [A-Za-z0-9_-]{1,64}", "^[A-Za-z0-9_-]{1,64}$", 64,
     |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-'
 );
 validated_name!(
     /// A field path in a document, dot-separated: `address.city`.
-    FieldPath, "field", "must match [A-Za-z0-9_.-]{1,128} without empty segments", 128,
+    FieldPath, "field", "must match [A-Za-z0-9_.-]{1,128} without empty segments", "^[A-Za-z0-9_.-]{1,128}$", 128,
     |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'
 );
 

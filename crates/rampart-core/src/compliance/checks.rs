@@ -30,7 +30,7 @@ pub const KEY_BACKUP_RETENTION_MAX_DAYS: u32 = 30;
 /// Passwords the policy must refuse for the password-policy check to pass.
 const WEAK_PROBES: &[&str] = &["password", "Password1!", "correct horse battery staple", "aaaaaaaaaaaaaaaa"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ControlStatus {
     Pass,

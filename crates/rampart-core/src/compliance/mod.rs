@@ -49,7 +49,7 @@ const MAX_EVENTS_PER_KIND: usize = 1000;
 const PAGE: usize = 1000;
 
 /// One control as reported.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ControlView {
     pub id: &'static str,
     pub title: &'static str,
@@ -58,7 +58,7 @@ pub struct ControlView {
     pub evidence: BTreeMap<&'static str, Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct FrameworkSummary {
     /// `compliant` only when no control fails.
     pub status: &'static str,
@@ -68,14 +68,14 @@ pub struct FrameworkSummary {
     pub controls_total: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct FrameworkStatus {
     pub summary: FrameworkSummary,
     pub controls: Vec<ControlView>,
 }
 
 /// `GET /api/v1/admin/compliance/status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct ComplianceStatus {
     pub generated_at: Timestamp,
     pub node_id: String,

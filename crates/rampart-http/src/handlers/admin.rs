@@ -10,23 +10,29 @@ use crate::extract::Authz;
 use crate::perm;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
     event_type: Option<String>,
     user: Option<String>,
     /// RFC 3339, inclusive.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(format = DateTime)]
     to: Option<String>,
     success: Option<bool>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     cursor: Option<String>,
 }
 
 /// `GET /api/v1/admin/audit`: a page of records, oldest first. `next_cursor` is `null` on
 /// the last page.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct AuditPage {
     records: Vec<AuditRecordView>,
     next_cursor: Option<String>,

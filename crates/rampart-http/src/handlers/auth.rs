@@ -12,15 +12,18 @@ use crate::handlers::mfa::Enrolled;
 use crate::json::ApiJson;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginRequest {
     username: String,
+    #[schema(value_type = String)]
     password: SecretString,
     #[serde(default)]
+    #[schema(pattern = "^(local|ldap)$")]
     method: Option<String>,
     /// The device token a previous login handed out (API clients; browsers send a cookie).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     device_token: Option<SecretString>,
 }
 
@@ -49,7 +52,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// The user a login answer names.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct SessionUser {
     username: Username,
     role: RoleName,
@@ -65,7 +68,7 @@ impl From<UserView> for SessionUser {
 
 /// The login answer of SPEC section 4 (token mode, and MFA verification): a session with
 /// its refresh token, or, when the account has MFA, the challenge and no session.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 #[serde(untagged)]
 pub(crate) enum LoginResponse {
     MfaRequired(MfaChallenge),
@@ -74,25 +77,29 @@ pub(crate) enum LoginResponse {
 
 /// `{"mfa_required": true, "mfa_token"}`: `mfa_token` (single use, 5 minutes) goes to
 /// `POST /api/v1/auth/mfa/verify` with a code.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct MfaChallenge {
     /// Always `true`.
     mfa_required: bool,
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     mfa_token: SecretString,
 }
 
 /// A bearer session.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct TokenSession {
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     token: SecretString,
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     refresh_token: SecretString,
     expires_at: Timestamp,
     user: SessionUser,
     /// Proof that this client completed a login; absent when none was handed out.
     #[serde(serialize_with = "expose_some", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     device_token: Option<SecretString>,
     /// Present (and `true`) only when the session can do nothing but enrol MFA and log out.
     #[serde(skip_serializing_if = "is_false")]
@@ -100,7 +107,7 @@ pub(crate) struct TokenSession {
 }
 
 /// A browser session: the token itself travels in the cookie, never in the body.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct CookieSession {
     /// To echo in `X-CSRF-Token` on unsafe requests.
     csrf_token: String,
@@ -135,9 +142,12 @@ pub(crate) fn login_response(out: LoginOutcome) -> LoginResponse {
     })
 }
 
-#[derive(Deserialize, Default)]
+#[derive(utoipa::IntoParams, Deserialize, Default)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginMode {
+    /// `token` (default) or `cookie` (browser mode).
+    #[param(pattern = "^(token|cookie)$")]
     mode: Option<String>,
 }
 
@@ -208,9 +218,10 @@ pub(crate) async fn login(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RefreshRequest {
+    #[schema(value_type = String)]
     refresh_token: SecretString,
 }
 
@@ -236,7 +247,7 @@ pub(crate) async fn logout(auth: Enrolling, State(state): State<AppState>) -> Ap
 }
 
 /// `POST /api/v1/auth/logout-all`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct SessionsEnded {
     sessions_ended: u64,
 }
@@ -248,7 +259,7 @@ pub(crate) async fn logout_all(auth: Authenticated, State(state): State<AppState
 
 /// `GET /api/v1/auth/me`: the caller's account, what the session may do and how it was
 /// opened.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct Me {
     #[serde(flatten)]
     user: UserView,
@@ -263,10 +274,12 @@ pub(crate) async fn me(auth: Authenticated, State(state): State<AppState>) -> Ap
     Ok(Json(Me { user, permissions, assurance: auth.who.assurance.as_str() }))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PasswordChange {
+    #[schema(value_type = String)]
     current_password: SecretString,
+    #[schema(value_type = String)]
     new_password: SecretString,
 }
 

@@ -10,7 +10,7 @@ use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateBackup {
     #[serde(default = "yes")]
@@ -32,7 +32,7 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/v1/admin/backups`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct BackupsPage {
     backups: Vec<BackupMeta>,
 }

@@ -13,9 +13,11 @@ use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsumerQuery {
+    #[param(pattern = "^[!-~]{1,128}$")]
     consumer_id: String,
 }
 
@@ -28,7 +30,7 @@ pub(crate) async fn access(
     Ok(Json(state.core.privacy().ccpa_access(&auth, &q.consumer_id).await?))
 }
 
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct DeletionReport {
     deletion_id: String,
     consumer_id: String,
@@ -73,11 +75,15 @@ pub(crate) async fn deletion_status(
     Ok(Json(state.core.privacy().request_status(&auth, &id, "ccpa_delete").await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OptOutRequest {
+    #[schema(value_type = rampart_types::SubjectId)]
     consumer_id: String,
+    #[schema(pattern = "^(do_not_sell|do_not_share|limit_sensitive_use)$")]
     opt_out_type: String,
+    /// `YYYY-MM-DD`, from today to a year ahead; default today.
+    #[schema(format = Date)]
     effective_date: Option<String>,
 }
 

@@ -10,14 +10,18 @@ use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateCollection {
+    #[schema(value_type = rampart_types::CollectionName)]
     name: String,
     #[serde(default)]
+    #[schema(value_type = Vec<rampart_types::FieldPath>)]
     indexes: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<rampart_types::FieldPath>)]
     pii_fields: Vec<String>,
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 4294967295.0)]
     retention_days: Option<u32>,
     encrypted: Option<bool>,
 }
@@ -38,7 +42,7 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/v1/collections`: the collections the caller may read.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct CollectionsPage {
     collections: Vec<CollectionView>,
 }
@@ -57,13 +61,17 @@ pub(crate) async fn get(
     Ok(Json(state.core.documents().get_collection(&auth).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub(crate) struct UpdateCollection {
+    #[schema(value_type = Option<Vec<rampart_types::FieldPath>>)]
     indexes: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<rampart_types::FieldPath>>)]
     pii_fields: Option<Vec<String>>,
     /// A number sets retention; `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 4294967295.0)]
     retention_days: Option<Option<u32>>,
 }
 

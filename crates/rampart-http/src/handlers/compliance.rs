@@ -17,10 +17,12 @@ pub(crate) async fn status(
     Ok(Json(state.core.compliance().status(&auth).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReportQuery {
     /// The period in days (default 90, at most 366).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 366)]
     days: Option<String>,
 }
 

@@ -2,9 +2,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use rampart_core::{CoreError, Document, DocumentChange, DocumentList, ListParams};
+use rampart_core::{Document, DocumentChange, DocumentList, ListParams};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Authz;
@@ -24,28 +24,30 @@ fn with_etag(status: StatusCode, doc: Document) -> Response {
     res
 }
 
-/// `If-Match`: `None` when absent or `*`; a version otherwise. A tag that is not one of
-/// ours can never match, so it fails the precondition.
-fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
-    let Some(v) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = v.to_str().map_err(|_| ApiError::Core(CoreError::PreconditionFailed))?.trim();
+/// No document has this version (they start at 1): what a tag that is not one of ours
+/// stands for, so it fails the precondition once the rest of the request is checked.
+const NO_VERSION: u64 = 0;
+
+/// `If-Match`: `None` when absent or `*`; a version otherwise (`NO_VERSION` for a tag that
+/// is not one of ours, which can never match).
+fn if_match(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(header::IF_MATCH)?;
+    let Ok(text) = v.to_str().map(str::trim) else { return Some(NO_VERSION) };
     if text == "*" {
-        return Ok(None);
+        return None;
     }
     let text = text.strip_prefix("W/").unwrap_or(text);
-    text.strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Some)
-        .ok_or(ApiError::Core(CoreError::PreconditionFailed))
+    let version = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).and_then(|t| t.parse::<u64>().ok());
+    Some(version.unwrap_or(NO_VERSION))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DocumentBody {
-    data: Value,
+    /// Typed as an object, so any other JSON is refused before the store is read.
+    #[schema(value_type = Object)]
+    data: Map<String, Value>,
+    #[schema(value_type = Option<rampart_types::SubjectId>)]
     subject_id: Option<String>,
 }
 
@@ -54,7 +56,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(b): ApiJson<DocumentBody>,
 ) -> ApiResult<Response> {
-    let doc = state.core.documents().insert_document(&auth, b.data, b.subject_id).await?;
+    let doc = state.core.documents().insert_document(&auth, Value::Object(b.data), b.subject_id).await?;
     Ok(with_etag(StatusCode::CREATED, doc))
 }
 
@@ -81,15 +83,17 @@ pub(crate) async fn replace(
     headers: HeaderMap,
     ApiJson(b): ApiJson<DocumentBody>,
 ) -> ApiResult<Response> {
-    let change = DocumentChange::Replace { data: b.data, subject_id: b.subject_id };
-    let doc = state.core.documents().modify_document(&auth, &id, if_match(&headers)?, change).await?;
+    let change = DocumentChange::Replace { data: Value::Object(b.data), subject_id: b.subject_id };
+    let doc = state.core.documents().modify_document(&auth, &id, if_match(&headers), change).await?;
     Ok(with_etag(StatusCode::OK, doc))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PatchBody {
-    data: Value,
+    /// A JSON merge patch (RFC 7396) of the document's data.
+    #[schema(value_type = Object)]
+    data: Map<String, Value>,
 }
 
 pub(crate) async fn patch(
@@ -99,8 +103,8 @@ pub(crate) async fn patch(
     headers: HeaderMap,
     ApiJson(b): ApiJson<PatchBody>,
 ) -> ApiResult<Response> {
-    let change = DocumentChange::MergePatch(b.data);
-    let doc = state.core.documents().modify_document(&auth, &id, if_match(&headers)?, change).await?;
+    let change = DocumentChange::MergePatch(Value::Object(b.data));
+    let doc = state.core.documents().modify_document(&auth, &id, if_match(&headers), change).await?;
     Ok(with_etag(StatusCode::OK, doc))
 }
 
@@ -110,11 +114,26 @@ pub(crate) async fn delete(
     Path((_collection, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    state.core.documents().delete_document(&auth, &id, if_match(&headers)?).await?;
+    state.core.documents().delete_document(&auth, &id, if_match(&headers)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 const MAX_FILTERS: usize = 16;
+
+/// The list query's named parameters, for the OpenAPI document; `list_params` reads them
+/// (any other parameter is an equality filter on an indexed field).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ListQuery {
+    /// Page size.
+    #[param(minimum = 1)]
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Only the documents of this data subject.
+    subject_id: Option<String>,
+}
 
 pub(crate) async fn list(
     auth: Authz<perm::DocumentsRead>,

@@ -27,9 +27,10 @@ use crate::AppState;
 /// Header a verification token may come in instead of the query string (which proxies log).
 const VERIFICATION_HEADER: &str = "x-verification-token";
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VerificationRequest {
+    #[schema(value_type = rampart_types::SubjectId)]
     subject_id: String,
 }
 
@@ -46,7 +47,8 @@ pub(crate) async fn issue_verification(
 
 /// An erasure or deletion request's fields; each may come in the body or the query string
 /// (a `DELETE` body is not carried by every client), never differently in both.
-#[derive(Deserialize, Default)]
+#[derive(utoipa::IntoParams, utoipa::ToSchema, Deserialize, Default)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ErasureFields {
     subject_id: Option<String>,
@@ -116,7 +118,7 @@ fn header_token(headers: &HeaderMap) -> Result<Option<String>, CoreError> {
 }
 
 /// The erasure report (SPEC section 11).
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct ErasureReport {
     erasure_id: String,
     /// `completed`: the subject's data is gone from this system when the call returns.
@@ -163,10 +165,13 @@ pub(crate) async fn erasure_status(
     Ok(Json(state.core.privacy().request_status(&auth, &id, "gdpr_erasure").await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExportQuery {
+    #[param(pattern = "^[!-~]{1,128}$")]
     subject_id: String,
+    #[param(pattern = "^(json|csv|xml)$")]
     format: Option<String>,
     verification_token: Option<String>,
     override_reason: Option<String>,
@@ -252,9 +257,11 @@ pub(crate) async fn export(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubjectQuery {
+    #[param(pattern = "^[!-~]{1,128}$")]
     subject_id: String,
 }
 
@@ -267,12 +274,15 @@ pub(crate) async fn access(
     Ok(Json(state.core.privacy().access_summary(&auth, &q.subject_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsentRequest {
+    #[schema(value_type = rampart_types::SubjectId)]
     subject_id: String,
     purpose: String,
     granted: bool,
+    /// When the subject decided (RFC 3339, not in the future); default now.
+    #[schema(format = DateTime)]
     timestamp: Option<String>,
 }
 

@@ -13,7 +13,7 @@ pub(crate) async fn show(auth: Authz<perm::KeysRead>, State(state): State<AppSta
     Ok(Json(state.core.keys().keys_view(&auth).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(utoipa::ToSchema, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RotateRequest {
     #[serde(default)]

@@ -18,14 +18,14 @@ pub(crate) async fn enable(auth: Enrolling, State(state): State<AppState>) -> Ap
     Ok(Json(state.core.mfa().mfa_enable(&auth).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CodeBody {
     code: String,
 }
 
 /// What confirming an enrolment adds to the login answer.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct Enrolled {
     /// Always `true`.
     mfa_enabled: bool,
@@ -54,12 +54,14 @@ pub(crate) async fn confirm(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VerifyBody {
+    #[schema(value_type = String)]
     token: SecretString,
     code: String,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     device_token: Option<SecretString>,
 }
 
@@ -74,9 +76,10 @@ pub(crate) async fn verify(
     Ok(Json(login_response(out)))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DisableBody {
+    #[schema(value_type = String)]
     password: SecretString,
     code: String,
 }
@@ -91,7 +94,7 @@ pub(crate) async fn disable(
 }
 
 /// `POST /api/v1/auth/mfa/recovery-codes`: a new set; the old codes stop working.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct RecoveryCodes {
     recovery_codes: Vec<String>,
 }
@@ -113,14 +116,17 @@ pub(crate) async fn reset(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SessionsQuery {
+    /// Another user's sessions (needs `sessions.manage`).
+    #[param(pattern = "^[a-z0-9._@-]{1,64}$")]
     username: Option<String>,
 }
 
 /// A session as its owner (or a `sessions.manage` holder) sees it; never the token.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct SessionView {
     id: SessionId,
     username: Username,
@@ -149,7 +155,7 @@ impl SessionView {
 }
 
 /// `GET /api/v1/auth/sessions`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct SessionsPage {
     sessions: Vec<SessionView>,
 }
@@ -173,10 +179,12 @@ pub(crate) async fn end_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TokenRequest {
+    #[schema(min_length = 1, max_length = 256)]
     audience: String,
+    #[schema(minimum = 1, maximum = 300)]
     ttl_secs: Option<i64>,
 }
 

@@ -24,7 +24,7 @@ use crate::AppState;
 use rampart_core::LimiterStatus;
 
 /// `GET /health`: status and version only, nothing an attacker could use.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct Health {
     /// Always `"ok"`: an answer at all means the server is up.
     status: &'static str,
@@ -55,7 +55,7 @@ pub(crate) async fn metrics(
 
 /// `GET /api/v1/admin/health`: what operators need and the public endpoint must not say:
 /// this node's name and whether its dependencies answer.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct HealthDetail {
     status: &'static str,
     version: &'static str,

@@ -26,16 +26,20 @@ pub(crate) const FLOW_HEADER: &str = "x-rampart-flow";
 /// `X-CSRF-Token`, since a redirect has no body a page could read it from.
 pub(crate) const CSRF_COOKIE: &str = "__Host-rampart_csrf";
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StartQuery {
+    /// `cookie` (default, a redirect) or `token`.
+    #[param(pattern = "^(cookie|token)$")]
     mode: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct TokenStart {
     authorization_url: String,
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     flow_token: SecretString,
     expires_at: Timestamp,
 }
@@ -86,7 +90,8 @@ pub(crate) async fn start(
 }
 
 /// What the provider sends back (providers add parameters of their own, such as `iss`).
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,

@@ -13,7 +13,7 @@ use crate::perm;
 use crate::AppState;
 
 /// `{"subject_id": ..., "reason": ...}` or `{"collection": ..., "reason": ...}`.
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlaceHold {
     subject_id: Option<String>,
@@ -22,14 +22,15 @@ pub(crate) struct PlaceHold {
     reason: String,
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HoldQuery {
     #[serde(default)]
     include_released: bool,
 }
 
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct HoldList {
     legal_holds: Vec<HoldView>,
 }

@@ -5,14 +5,14 @@ use rampart_core::{RoleRecord, RoleSpec};
 use rampart_types::{CollectionName, Permission, RoleName, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::Authz;
 use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
 
 /// A role as clients see it.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct RoleView {
     name: RoleName,
     description: String,
@@ -31,17 +31,21 @@ impl From<RoleRecord> for RoleView {
 }
 
 /// `GET /api/v1/roles`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct RolesPage {
     roles: Vec<RoleView>,
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RoleBody {
+    /// Required on create; on replace, the path names the role.
+    #[schema(value_type = Option<rampart_types::RoleName>)]
     name: Option<String>,
     description: Option<String>,
+    #[schema(value_type = Vec<rampart_types::Permission>)]
     permissions: Vec<String>,
+    #[schema(value_type = Option<Vec<rampart_types::CollectionName>>)]
     collections: Option<Vec<String>>,
 }
 
@@ -80,6 +84,13 @@ pub(crate) async fn replace(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<RoleBody>,
 ) -> ApiResult<Json<RoleView>> {
+    // The path names the role; a different name in the body would be silently ignored.
+    if body.name.as_ref().is_some_and(|n| *n != name) {
+        return Err(ApiError::bad_request(
+            Some("name".into()),
+            "name: roles cannot be renamed; give the path's name or none",
+        ));
+    }
     let role = state.core.roles().update_role(&auth, &name, body.into_spec(name.clone())).await?;
     Ok(Json(role.into()))
 }

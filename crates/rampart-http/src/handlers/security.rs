@@ -13,7 +13,8 @@ use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AlertQuery {
     status: Option<String>,
@@ -25,7 +26,7 @@ pub(crate) struct AlertQuery {
 
 /// An alert as clients see it (the store's deduplication key stays inside). `From`
 /// names every store field, so a new one is a decision here, not a silent leak.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct AlertView {
     id: AlertId,
     severity: String,
@@ -59,13 +60,13 @@ impl From<AlertRecord> for AlertView {
 }
 
 /// `GET /api/v1/admin/security/alerts`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct AlertsPage {
     alerts: Vec<AlertView>,
 }
 
 /// `GET /api/v1/admin/security/blocked-ips`.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct BlocksPage {
     blocked_ips: Vec<BlockView>,
 }
@@ -97,11 +98,14 @@ pub(crate) async fn resolve(
     Ok(Json(state.core.detection().set_alert_status(&auth, &id, "resolved").await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BlockRequest {
+    /// An address or a CIDR block (at most /16 for IPv4, /32 for IPv6), never the caller's own.
     ip_address: String,
+    #[schema(pattern = "\\S")]
     reason: String,
+    #[schema(minimum = 1, maximum = 8760)]
     duration_hours: u32,
 }
 

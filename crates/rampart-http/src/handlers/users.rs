@@ -11,11 +11,14 @@ use crate::json::ApiJson;
 use crate::perm;
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateUser {
+    #[schema(value_type = rampart_types::Username)]
     username: String,
+    #[schema(value_type = String)]
     password: SecretString,
+    #[schema(value_type = rampart_types::RoleName)]
     role: String,
 }
 
@@ -29,16 +32,19 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    /// `next_cursor` of the previous page: the last username it held.
+    #[param(pattern = "^[a-z0-9._@-]{1,64}$")]
     after: Option<String>,
     limit: Option<usize>,
 }
 
 /// `GET /api/v1/users`: a page of users by name; `next_cursor` (the `after` of the next
 /// page) is `null` on the last one.
-#[derive(Serialize)]
+#[derive(utoipa::ToSchema, Serialize)]
 pub(crate) struct UsersPage {
     users: Vec<UserView>,
     next_cursor: Option<String>,
@@ -63,9 +69,10 @@ pub(crate) async fn get(
     Ok(Json(state.core.users().get_user(&auth, &username).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateUser {
+    #[schema(value_type = Option<rampart_types::RoleName>)]
     role: Option<String>,
     disabled: Option<bool>,
 }

@@ -13,6 +13,7 @@ mod limits;
 mod metrics;
 mod mfa;
 mod oidc;
+mod openapi;
 mod privacy;
 mod rbac;
 mod redis_limits;

@@ -15,6 +15,19 @@ pub(crate) const ALERT_SEVERITIES: [&str; 4] = ["low", "medium", "high", "critic
 /// Distinct alert types counted; the detectors name fewer. A type past the cap is counted
 /// under `other`, so the series stay bounded whatever a future detector does.
 const MAX_ALERT_TYPES: usize = 32;
+/// The types the detectors raise, exported at zero from the start: a series that first
+/// appears at 1 is no increase to `increase()`, so the first alert of a type would alert
+/// nobody. A test keeps this list in step with the `breach_type`s in the code.
+const ALERT_TYPES: [&str; 8] = [
+    "multiple_failed_logins",
+    "unusual_access",
+    "unauthorized_access",
+    "privilege_escalation",
+    "sql_injection",
+    "data_exfiltration",
+    "audit_chain_broken",
+    "integrity_error",
+];
 
 /// Counters updated by the services; one per process, shared through [`crate::Events`].
 pub struct Metrics {
@@ -32,7 +45,7 @@ impl Default for Metrics {
         Self {
             events: EventType::ALL.iter().map(|_| [AtomicU64::new(0), AtomicU64::new(0)]).collect(),
             rate_limited: Default::default(),
-            alerts: std::sync::Mutex::new(Vec::new()),
+            alerts: std::sync::Mutex::new(ALERT_TYPES.iter().map(|t| (*t, [0; 4])).collect()),
             webhook_delivered: AtomicU64::new(0),
             webhook_failed: AtomicU64::new(0),
         }
@@ -158,6 +171,7 @@ mod tests {
         assert!(out.contains("rampart_logins_total{outcome=\"success\"} 1\n"));
         assert!(out.contains("rampart_rate_limited_total{budget=\"login\"} 1\n"));
         assert!(out.contains("rampart_alerts_total{type=\"brute_force\",severity=\"high\"} 1\n"));
+        assert!(out.contains("rampart_alerts_total{type=\"sql_injection\",severity=\"critical\"} 0\n"), "{out}");
         assert!(out.contains("rampart_webhook_deliveries_total{result=\"failed\"} 1\n"));
     }
 
@@ -165,6 +179,37 @@ mod tests {
     fn every_event_kind_has_its_own_slot() {
         for (i, kind) in EventType::ALL.iter().enumerate() {
             assert_eq!(*kind as usize, i, "{kind:?} is out of order in EventType::ALL");
+        }
+    }
+
+    /// Every alert type a detection in this crate's sources names is pre-registered.
+    #[test]
+    fn every_raised_alert_type_is_exported_from_the_start() {
+        fn sources(dir: &std::path::Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sources(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(std::fs::read_to_string(&path).unwrap());
+                }
+            }
+        }
+        let mut texts = Vec::new();
+        sources(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut texts);
+        // Split so that this test's own source holds no match.
+        let owned = ["breach_type", ": \""].concat();
+        let needle = owned.as_str();
+        let mut raised: Vec<&str> = texts
+            .iter()
+            .flat_map(|t| t.match_indices(needle).map(move |(i, _)| &t[i + needle.len()..]))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        raised.sort_unstable();
+        raised.dedup();
+        assert!(raised.len() >= 5, "the scan found too few detectors: {raised:?}");
+        for t in raised {
+            assert!(ALERT_TYPES.contains(&t), "alert type {t} is not in ALERT_TYPES");
         }
     }
 
@@ -179,6 +224,8 @@ mod tests {
         let alerts = m.alerts.lock().unwrap();
         assert_eq!(alerts.len(), MAX_ALERT_TYPES);
         let other = alerts.iter().find(|(t, _)| *t == "other").unwrap();
-        assert_eq!(other.1[0], 11, "the last slot and the ten past the cap");
+        // The slot that became `other` held one; every name that found the table full adds one.
+        let past_the_cap = names.len() - (MAX_ALERT_TYPES - ALERT_TYPES.len());
+        assert_eq!(other.1[0], 1 + past_the_cap as u64, "the last slot and those past the cap");
     }
 }

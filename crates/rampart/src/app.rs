@@ -127,7 +127,8 @@ pub struct App {
 
 impl App {
     /// Opens the configured deployment: data directory, master key, store, core. Prints the
-    /// first admin's generated password to the terminal (never to the logs).
+    /// first admin's generated password to the terminal (never to the logs) on stderr:
+    /// stdout carries the verb's own result (JSON with `--json`).
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         datadir::ensure_dir(&config.server.data_dir)?;
         let key = datadir::master_key(config)?;
@@ -185,12 +186,12 @@ impl App {
         };
         if let Some(Bootstrap { admin_username, generated_password }) = bootstrap {
             match generated_password {
-                Some(pw) => println!(
+                Some(pw) => eprintln!(
                     "Created the first admin user '{admin_username}' with password:\n\n    {}\n\n\
                      This password is shown only once. Log in and change it.",
                     pw.expose_secret()
                 ),
-                None => println!("Created the first admin user '{admin_username}'."),
+                None => eprintln!("Created the first admin user '{admin_username}'."),
             }
         }
         Ok(Self { core, backend })

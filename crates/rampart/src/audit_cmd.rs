@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use rampart_config::{Config, Overrides};
-use rampart_core::audit::{parse_record_line, record_json};
-use rampart_core::audit_anchor::verify_everything;
+use rampart_core::audit::{parse_record_line, record_json, AuditRecordView, AuditVerification};
+use rampart_core::audit_anchor::{verify_everything, FullVerification};
 use rampart_core::{AuditMirror, AuditRecord, Core, Store};
 use rampart_crypto::AuditMacKey;
 
@@ -24,14 +24,22 @@ pub enum AuditAction {
     /// Check the keyed chain in the database, its signed head, the audit.log mirror and
     /// the last signed checkpoint; exit 0 only when all agree. Works on a stopped
     /// server's data directory.
-    Verify,
-    /// Print the newest records as JSON lines.
+    Verify {
+        /// Print the report as JSON (the shape of GET /api/v1/admin/audit/verify).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the newest records, one line each.
     Tail {
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
         /// Keep printing new records as they arrive.
         #[arg(long)]
         follow: bool,
+        /// JSON: {"records": [..]} as GET /api/v1/admin/audit returns them; with --follow,
+        /// one record per line (JSON lines), as audit.log stores them.
+        #[arg(long)]
+        json: bool,
     },
     /// After records were lost (restored from an old copy, a disk fault, tampering):
     /// append a signed `audit_repair` record that declares the lost range, so the server
@@ -40,6 +48,9 @@ pub enum AuditAction {
         /// Why (kept in the repair record).
         #[arg(long)]
         reason: String,
+        /// Print the verification before and after as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -80,24 +91,43 @@ pub(crate) fn mirror(config: &Config) -> Option<Arc<dyn AuditMirror>> {
 
 pub async fn run(flags: Overrides, action: AuditAction) -> anyhow::Result<u8> {
     let (config, _vault) = crate::app::load_config(&flags).await?;
-    if let AuditAction::Repair { reason } = action {
-        return repair(&config, &reason).await;
+    if let AuditAction::Repair { reason, json } = action {
+        return repair(&config, &reason, json).await;
     }
     let (store, key) = open_store(&config).await?;
     match action {
-        AuditAction::Verify => {
+        AuditAction::Verify { json } => {
             // Offline, the mirror is complete: it must reach the database's end.
             let report = verify_everything(&*store, &key, mirror(&config), true).await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            if json {
+                crate::table::json(&report)?;
+            } else {
+                print_report(&report);
+            }
             Ok(if report.valid { 0 } else { TAMPERED })
         }
-        AuditAction::Tail { lines, follow } => {
+        AuditAction::Tail { lines, follow, json } => {
             let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
             let mut after = head.saturating_sub(i64::try_from(lines).unwrap_or(0));
+            if json && !follow {
+                let mut records = Vec::new();
+                while records.len() < lines {
+                    let page = store.read_audit(after, 1000).await?;
+                    let Some(last) = page.last() else { break };
+                    after = last.seq;
+                    records.extend(page.into_iter().map(AuditRecordView::from));
+                }
+                crate::table::json(&serde_json::json!({ "records": records }))?;
+                return Ok(0);
+            }
             loop {
                 let page = store.read_audit(after, 1000).await?;
                 for r in &page {
-                    println!("{}", record_json(r));
+                    if json {
+                        println!("{}", record_json(r));
+                    } else {
+                        println!("{}", record_line(r));
+                    }
                     after = r.seq;
                 }
                 if !follow {
@@ -112,13 +142,69 @@ pub async fn run(flags: Overrides, action: AuditAction) -> anyhow::Result<u8> {
     }
 }
 
-async fn repair(config: &Config, reason: &str) -> anyhow::Result<u8> {
+/// The human form of a verification: the verdict, then each part.
+fn print_report(report: &FullVerification) {
+    let verdict = |v: bool, records: u64, seq: Option<i64>, reason: &Option<String>| {
+        if v {
+            format!("ok ({records} records)")
+        } else {
+            let at = seq.map(|s| format!(" at seq {s}")).unwrap_or_default();
+            format!("BROKEN{at}: {}", reason.as_deref().unwrap_or("see below"))
+        }
+    };
+    println!("audit trail: {}", verdict(report.valid, report.records, report.first_bad_seq, &report.reason));
+    let part = |name: &str, v: &AuditVerification| {
+        println!("  {name}: {}", verdict(v.valid, v.records, v.first_bad_seq, &v.reason));
+    };
+    part("database", &report.database);
+    match &report.audit_log {
+        Some(v) => part("audit.log", v),
+        None => println!("  audit.log: not checked"),
+    }
+    match &report.checkpoint {
+        Some(c) => println!("  checkpoint: seq {} at {}", c["seq"], c["at"].as_str().unwrap_or("?")),
+        None => println!("  checkpoint: none yet"),
+    }
+    for gap in &report.repairs {
+        println!("  repair (seq {}): records {} to {} declared lost", gap.repair_seq, gap.missing_from, gap.missing_to);
+    }
+    for node in &report.other_nodes {
+        part(&format!("node {}", node.node), &node.chain);
+    }
+}
+
+/// One record as a line for people. Names and addresses come from clients (a login
+/// attempt's user name is whatever was typed): control characters are escaped, never sent
+/// to the terminal.
+fn record_line(r: &AuditRecord) -> String {
+    let e = &r.event;
+    let clean = |s: &str| -> String {
+        s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    };
+    let details = if e.details.is_null() { String::new() } else { e.details.to_string() };
+    format!(
+        "{:>6}  {}  {:<24}  {}  {}  {}  {}",
+        r.seq,
+        e.timestamp,
+        clean(&e.event_type),
+        clean(e.user.as_deref().unwrap_or("-")),
+        clean(e.ip_address.as_deref().unwrap_or("-")),
+        if e.success { "ok" } else { "FAILED" },
+        clean(&details)
+    )
+}
+
+async fn repair(config: &Config, reason: &str, json: bool) -> anyhow::Result<u8> {
     let _lock = datadir::lock(&config.server.data_dir).context("stop the server before repairing its audit chain")?;
     let crate::app::App { core, backend: store } = crate::app::App::open(config).await?;
     let key = Arc::new(rampart_core::keyring::root_audit_key(&*store, &datadir::master_key(config)?).await?);
     let found = verify_everything(&*store, &key, mirror(config), true).await?;
     if found.valid {
-        println!("the audit chain verifies; nothing to repair");
+        if json {
+            crate::table::json(&serde_json::json!({ "repaired": false, "before": found, "after": found }))?;
+        } else {
+            println!("the audit chain verifies; nothing to repair");
+        }
         return Ok(0);
     }
     let known = found.checkpoint_seq().max(found.mirror_last_seq.unwrap_or(0));
@@ -131,7 +217,14 @@ async fn repair(config: &Config, reason: &str) -> anyhow::Result<u8> {
     file.write_line(&serde_json::to_vec(&record_json(&record))?)?;
     file.sync()?;
     let after = verify_everything(&*store, &key, mirror(config), true).await?;
-    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "before": found, "after": after }))?);
+    if json {
+        crate::table::json(&serde_json::json!({ "repaired": true, "before": found, "after": after }))?;
+    } else {
+        println!("Before the repair:");
+        print_report(&found);
+        println!("Recorded the repair as seq {}; after it:", record.seq);
+        print_report(&after);
+    }
     store.close().await.ok();
     Ok(if after.valid { 0 } else { TAMPERED })
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::app::Backend;
+use crate::progress::Progress;
 use async_trait::async_trait;
 use rampart_core::backup::{check_policy, BackupMeta, BackupVerification, Backups};
 use rampart_core::{Core, CoreError, CoreResult};
@@ -70,6 +71,8 @@ pub struct FileBackups {
     pub core: Core,
     pub required: bool,
     pub key_retention_days: u32,
+    /// Where a CLI verb shows how far it got (hidden for the server).
+    pub progress: Progress,
 }
 
 fn internal(e: impl std::fmt::Display) -> CoreError {
@@ -148,10 +151,15 @@ impl Backups for FileBackups {
         let id = self.unique_id();
         let (data_path, meta_path, keys_path) = paths(&self.dir, &id);
         let snapshot = self.dir.join(format!(".{id}.snapshot"));
+        // One `VACUUM INTO`: no counter to show, only that it runs.
+        let phase = self.progress.phase("snapshot");
         self.store.snapshot_into(&snapshot).await?;
+        let size = fs::metadata(&snapshot).map_err(internal)?.len();
+        phase.finish(&format!("{size} bytes"));
         let root = self.store.current_key(KeyKind::Root, "root").await?.ok_or_else(|| internal("root key missing"))?;
         let key = self.core.backup_key();
         let (snap, out) = (snapshot.clone(), data_path.clone());
+        let task = self.progress.counted(if encrypted { "encrypting" } else { "copying" }, size, true);
         let written = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let tmp = out.with_extension("rbk.tmp");
             {
@@ -159,10 +167,12 @@ impl Backups for FileBackups {
                 let file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
                 let mut output = BufWriter::new(file);
                 if encrypted {
-                    rampart_crypto::encrypt_stream(key.expose(), &root.key_id, input, &mut output, |_| {})?;
+                    let on_progress = |done| task.set(done);
+                    rampart_crypto::encrypt_stream(key.expose(), &root.key_id, input, &mut output, on_progress)?;
                 } else {
                     std::io::copy(&mut BufReader::new(input), &mut output)?;
                 }
+                task.finish("done");
                 output.flush()?;
                 output.get_ref().sync_all()?;
             }
@@ -179,6 +189,7 @@ impl Backups for FileBackups {
         let root_key_id = keys.keys.iter().find(|k| k.kind == "root").map(|k| k.key_id.clone());
         let (dir, retention) = (self.dir.clone(), self.key_retention_days);
         // Hashing, fsyncs and pruning are file work: the blocking pool does them.
+        let phase = self.progress.phase("key store, ledger, checksum");
         let meta = tokio::task::spawn_blocking(move || -> anyhow::Result<BackupMeta> {
             write_atomic(&keys_path, &serde_json::to_vec(&keys)?)?;
             ledger.write(&ledger_path(&dir, &id))?;
@@ -203,6 +214,7 @@ impl Backups for FileBackups {
         .await
         .map_err(internal)?
         .map_err(internal)?;
+        phase.finish("written");
         Ok(meta)
     }
 
@@ -234,7 +246,8 @@ impl Backups for FileBackups {
         let key = self.core.backup_key();
         let dir = self.dir.clone();
         let id = id.to_owned();
-        tokio::task::spawn_blocking(move || verify_file(&data, &meta, key.expose(), &dir, &id, |_| {}))
+        let progress = self.progress;
+        tokio::task::spawn_blocking(move || verify_file(&data, &meta, key.expose(), &dir, &id, progress))
             .await
             .map_err(internal)
     }
@@ -251,15 +264,19 @@ pub fn verify_file(
     key: &[u8; 32],
     scratch: &Path,
     id: &str,
-    progress: impl FnMut(u64),
+    progress: Progress,
 ) -> BackupVerification {
+    let phase = progress.phase("checksum");
     match sha256_file(data) {
-        Ok(sum) if sum == meta.sha256 => {}
+        Ok(sum) if sum == meta.sha256 => phase.finish("matches"),
         Ok(_) => return verdict(id, false, Some("checksum mismatch: the backup file changed".into()), None),
         Err(e) => return verdict(id, false, Some(format!("cannot read the backup file: {}", e.kind())), None),
     }
     let plain = scratch.join(format!(".{id}.verify"));
-    let opened = decrypt_to(data, meta.encrypted, key, &plain, progress);
+    let task = progress.counted(if meta.encrypted { "decrypting" } else { "copying" }, meta.size_bytes, true);
+    let opened = decrypt_to(data, meta.encrypted, key, &plain, |done| task.set(done));
+    task.finish(if opened.is_ok() { "done" } else { "failed" });
+    let phase = progress.phase("integrity check");
     let result = match opened {
         Err(reason) => verdict(id, false, Some(reason), None),
         Ok(()) => match Backend::check_snapshot(&plain) {
@@ -268,6 +285,7 @@ pub fn verify_file(
             Err(_) => verdict(id, false, Some("the snapshot is not a readable database".into()), None),
         },
     };
+    phase.finish(if result.valid { "ok" } else { "failed" });
     let _ = fs::remove_file(&plain);
     result
 }

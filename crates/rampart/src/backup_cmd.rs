@@ -1,7 +1,6 @@
 //! `rampart backup create|list|verify|restore`.
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::app::{App, Backend};
@@ -16,6 +15,7 @@ use std::sync::Arc;
 use crate::backup::{self, FileBackups, KeyStoreFile};
 use crate::datadir;
 use crate::ledger::LedgerFile;
+use crate::progress::Progress;
 
 #[derive(Subcommand, Debug)]
 pub enum BackupAction {
@@ -26,6 +26,9 @@ pub enum BackupAction {
         /// `hipaa` refuses unencrypted backups.
         #[arg(long)]
         compliance_mode: Option<String>,
+        /// Print the backup's metadata as JSON (the shape of POST /api/v1/admin/backup).
+        #[arg(long)]
+        json: bool,
     },
     /// List backups with their metadata (a table; --json for scripts).
     List {
@@ -41,6 +44,9 @@ pub enum BackupAction {
         /// data directory's key).
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// Print the verdict as JSON (the shape of POST /api/v1/admin/backups/{id}/verify).
+        #[arg(long)]
+        json: bool,
     },
     /// Restore a backup file into --data-dir (empty, or with --force; never while a server
     /// holds it). Finds the key-store file beside the backup; re-applies every erasure it
@@ -60,21 +66,10 @@ pub enum BackupAction {
         /// Printed and audited.
         #[arg(long, conflicts_with = "erasure_ledger")]
         without_erasure_ledger: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
-}
-
-/// Prints a progress bar on stderr for long work.
-fn progress(total: u64, label: &'static str) -> impl FnMut(u64) {
-    let mut last = u64::MAX;
-    move |done: u64| {
-        let pct = done.saturating_mul(100).checked_div(total).unwrap_or(100).min(100);
-        if pct != last {
-            last = pct;
-            let bar = "#".repeat(usize::try_from(pct / 4).unwrap_or(0));
-            eprint!("\r{label} [{bar:<25}] {pct:>3}%");
-            let _ = std::io::stderr().flush();
-        }
-    }
 }
 
 pub fn file_backups(config: &Config, core: &rampart_core::Core, store: &Backend) -> FileBackups {
@@ -84,32 +79,45 @@ pub fn file_backups(config: &Config, core: &rampart_core::Core, store: &Backend)
         core: core.clone(),
         required: config.backup.encryption_required,
         key_retention_days: config.backup.key_backup_retention_days,
+        progress: Progress::Hidden,
     }
 }
 
 pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
     let (config, _vault) = crate::app::load_config(&flags).await?;
-    if let BackupAction::Verify { backup, key_file } = &action {
+    if let BackupAction::Verify { backup, key_file, json } = &action {
         if backup.ends_with(".rbk") {
             let v = verify_offline(&config, Path::new(backup), key_file.as_deref()).await?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            print_verdict(&v, *json)?;
             return Ok(u8::from(!v.valid));
         }
     }
-    if let BackupAction::Restore { file, force, key_file, erasure_ledger, without_erasure_ledger } = action {
+    if let BackupAction::Restore { file, force, key_file, erasure_ledger, without_erasure_ledger, json } = action {
         let ledger = match (erasure_ledger, without_erasure_ledger) {
             (Some(path), _) => LedgerChoice::File(path),
             (None, true) => LedgerChoice::Without,
             (None, false) => LedgerChoice::Required,
         };
-        return restore(&config, &file, force, key_file.as_deref(), ledger).await.map(|()| 0);
+        return restore(&config, &file, force, key_file.as_deref(), ledger, json).await.map(|()| 0);
     }
     let App { core, backend: store } = App::open(&config).await?;
-    let backups = BackupService::new(Arc::new(file_backups(&config, &core, &store)), core.events().clone());
+    let files = FileBackups { progress: Progress::stderr(), ..file_backups(&config, &core, &store) };
+    let backups = BackupService::new(Arc::new(files), core.events().clone());
     let code = match action {
-        BackupAction::Create { unencrypted, compliance_mode } => {
+        BackupAction::Create { unencrypted, compliance_mode, json } => {
             let meta = backups.create_backup(&core.authorize_local().await?, !unencrypted, compliance_mode).await?;
-            println!("{}", serde_json::to_string_pretty(&meta)?);
+            if json {
+                crate::table::json(&meta)?;
+            } else {
+                let sealed = match &meta.encryption_algorithm {
+                    Some(alg) => format!("encrypted ({alg})"),
+                    None => "NOT encrypted".to_owned(),
+                };
+                println!("Created {}: {} bytes, {sealed}, sha256 {}.", meta.backup_id, meta.size_bytes, meta.sha256);
+                if let Some(warning) = &meta.warning {
+                    eprintln!("warning: {warning}");
+                }
+            }
             0
         }
         BackupAction::List { json } => {
@@ -133,15 +141,31 @@ pub async fn run(flags: Overrides, action: BackupAction) -> anyhow::Result<u8> {
             }
             0
         }
-        BackupAction::Verify { backup, .. } => {
+        BackupAction::Verify { backup, json, .. } => {
             let v = backups.verify_backup(&core.authorize_local().await?, &backup).await?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            print_verdict(&v, json)?;
             u8::from(!v.valid)
         }
         BackupAction::Restore { .. } => 0,
     };
     let _ = store.close().await;
     Ok(code)
+}
+
+/// The verdict of `backup verify`: JSON, or one line (the reason when invalid).
+fn print_verdict(v: &rampart_core::backup::BackupVerification, json: bool) -> anyhow::Result<()> {
+    if json {
+        return crate::table::json(v);
+    }
+    match (&v.reason, v.documents) {
+        (Some(reason), _) => println!("INVALID: {}: {reason}", v.backup_id),
+        (None, docs) => println!(
+            "valid: {} decrypts, passes its integrity check and holds {} document(s).",
+            v.backup_id,
+            docs.map_or_else(|| "?".to_owned(), |d| d.to_string())
+        ),
+    }
+    Ok(())
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
@@ -186,12 +210,9 @@ async fn verify_offline(
         .context("this master key does not open the backup's key store")?;
     let key = *root_key.backup_key().expose();
     let (data, scratch, id) = (file.to_owned(), dir.to_owned(), meta.backup_id.clone());
-    let total = meta.size_bytes;
-    let v = tokio::task::spawn_blocking(move || {
-        backup::verify_file(&data, &meta, &key, &scratch, &id, progress(total, "verifying"))
-    })
-    .await?;
-    eprintln!();
+    let progress = Progress::stderr();
+    let v =
+        tokio::task::spawn_blocking(move || backup::verify_file(&data, &meta, &key, &scratch, &id, progress)).await?;
     Ok(v)
 }
 
@@ -210,6 +231,7 @@ async fn restore(
     force: bool,
     key_file: Option<&Path>,
     choice: LedgerChoice,
+    json: bool,
 ) -> anyhow::Result<()> {
     let target = &config.server.data_dir;
     let stem = file
@@ -220,9 +242,12 @@ async fn restore(
     let dir = file.parent().unwrap_or(Path::new("."));
     let (_, meta_path, keys_path) = backup::paths(dir, stem);
     let meta: BackupMeta = read_json(&meta_path)?;
+    let progress = Progress::stderr();
+    let phase = progress.phase("checksum");
     if backup::sha256_file(file)? != meta.sha256 {
         bail!("{} does not match its checksum: refusing to restore it", file.display());
     }
+    phase.finish("matches");
     datadir::ensure_dir(target)?;
     let _lock = datadir::lock(target).context("a server is using the target data directory; stop it first")?;
     // Where the live database is (the data directory unless --database-url says otherwise).
@@ -350,19 +375,25 @@ async fn restore(
     let _ = std::fs::remove_dir_all(&staging);
     datadir::ensure_dir(&staging)?;
     let staged = staging.join("rampart.db");
-    let progress = progress(meta.size_bytes, "restoring");
+    let task = progress.counted(if meta.encrypted { "decrypting" } else { "copying" }, meta.size_bytes, true);
     let staged_for_task = staged.clone();
     let (src, encrypted) = (file.to_owned(), meta.encrypted);
     let key_bytes = *backup_key.expose();
-    tokio::task::spawn_blocking(move || backup::decrypt_to(&src, encrypted, &key_bytes, &staged_for_task, progress))
+    let on_progress = {
+        let task = task.clone();
+        move |done| task.set(done)
+    };
+    tokio::task::spawn_blocking(move || backup::decrypt_to(&src, encrypted, &key_bytes, &staged_for_task, on_progress))
         .await?
         .map_err(|reason| anyhow::anyhow!("{reason}"))?;
-    eprintln!();
+    task.finish("done");
     Backend::install_snapshot_keys(&staged, &keys)?;
 
+    let phase = progress.phase("applying erasures");
     let staged_url = DatabaseUrl::Sqlite { dir: staging.clone() };
     let App { core, backend: store } = App::open_with(config, &staged_url, master).await?;
     let erased = core.privacy().apply_erasures(&ledger).await?;
+    phase.finish(&format!("{erased} erased document(s) removed again"));
     core.record_restore(&meta.backup_id, erased, source, current.as_deref()).await?;
     store.close().await.context("checkpointing the restored database")?;
     drop((core, store));
@@ -374,6 +405,15 @@ async fn restore(
     std::fs::rename(&staged, &live_db)?;
     std::fs::File::open(db_dir).and_then(|d| d.sync_all()).context("syncing the database directory")?;
     let _ = std::fs::remove_dir_all(&staging);
+    if json {
+        return crate::table::json(&serde_json::json!({
+            "backup_id": meta.backup_id,
+            "data_dir": target.display().to_string(),
+            "keys_from": source,
+            "erasure_ledger": current,
+            "erased_documents_removed": erased,
+        }));
+    }
     println!(
         "Restored {} into {} (keys from the {source}; {erased} erased document(s) removed again).",
         meta.backup_id,

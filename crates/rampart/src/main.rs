@@ -17,6 +17,7 @@ mod ledger;
 mod logfiles;
 mod logging;
 mod migrate_cmd;
+mod progress;
 mod retention_cmd;
 mod rotate_secrets;
 mod security_cmd;
@@ -137,6 +138,9 @@ enum Command {
         /// standard input (keeps the password out of the process list)
         #[arg(long)]
         to: String,
+        /// Print the summary as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// List address blocks or lift one (works while the server runs).
     Security {
@@ -225,7 +229,7 @@ fn main() -> ExitCode {
             Command::User { common, action } => user_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::Gdpr { common, action } => gdpr_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::Retention { common, action } => retention_cmd::run(common.overrides(), action).await.map(|()| 0),
-            Command::Migrate { common, to } => migrate_cmd::run(common.overrides(), to).await.map(|()| 0),
+            Command::Migrate { common, to, json } => migrate_cmd::run(common.overrides(), to, json).await.map(|()| 0),
             Command::Security { common, action } => security_cmd::run(common.overrides(), action).await.map(|()| 0),
             Command::Doctor { common, args } => doctor::run(common.overrides(), args).await,
             Command::RotateSecrets { common, args } => rotate_secrets::run(common.overrides(), args).await,

@@ -3,8 +3,6 @@
 //! chain keeps its hashes and becomes the chain of this node, `server.node_id`), then
 //! checks every table's count and verifies the chain on PostgreSQL.
 
-use std::io::{IsTerminal, Write};
-
 use anyhow::{bail, Context};
 use rampart_config::{DatabaseUrl, Overrides};
 use rampart_store::transfer::TRANSFER_TABLES;
@@ -13,11 +11,12 @@ use rampart_store_postgres::{PostgresOptions, PostgresStore};
 
 use crate::app::{App, Backend};
 use crate::datadir;
+use crate::progress::Progress;
 
 /// Rows per transaction on the target.
 const BATCH: usize = 500;
 
-pub async fn run(flags: Overrides, to: String) -> anyhow::Result<()> {
+pub async fn run(flags: Overrides, to: String, json: bool) -> anyhow::Result<()> {
     let (config, _vault) = crate::app::load_config(&flags).await?;
     if !matches!(config.server.database, DatabaseUrl::Sqlite { .. }) {
         bail!("migrate copies a SQLite deployment; the configured database_url is not SQLite");
@@ -59,9 +58,11 @@ pub async fn run(flags: Overrides, to: String) -> anyhow::Result<()> {
         bail!("the target database is not empty ({table} has rows): migrate copies only into an empty database");
     }
 
-    let progress = Progress { terminal: std::io::stderr().is_terminal() };
+    let progress = Progress::stderr();
+    let mut copied = serde_json::Map::new();
     for table in TRANSFER_TABLES {
         let total = sqlite.count_rows(table).await?;
+        let task = progress.counted(table, total, false);
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let export = tokio::spawn({
             let sqlite = sqlite.clone();
@@ -71,10 +72,11 @@ pub async fn run(flags: Overrides, to: String) -> anyhow::Result<()> {
         while let Some(rows) = rx.recv().await {
             done += rows.rows.len() as u64;
             import.insert(rows).await.with_context(|| format!("copying {table}"))?;
-            progress.show(table, done, total);
+            task.set(done);
         }
         export.await.context("the reader stopped")??;
-        progress.done(table, done);
+        task.finish(&format!("copied {done} rows"));
+        copied.insert((*table).to_owned(), done.into());
     }
     import.finish().await?;
 
@@ -104,6 +106,15 @@ pub async fn run(flags: Overrides, to: String) -> anyhow::Result<()> {
             verified.reason.unwrap_or_default()
         );
     }
+    if json {
+        return crate::table::json(&serde_json::json!({
+            "tables": copied,
+            "counts_match": true,
+            "audit_records": verified.records,
+            "audit_valid": verified.valid,
+            "node_id": node,
+        }));
+    }
     println!(
         "Copied {} tables to PostgreSQL; every count matches and the audit chain verifies ({} records, \
          now node '{node}''s chain).\nStart the nodes with RAMPART_DATABASE_URL set to the target and the same \
@@ -118,28 +129,4 @@ fn read_url_from_stdin() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).context("cannot read the URL from standard input")?;
     Ok(line)
-}
-
-/// A bar on a terminal; one line per table otherwise.
-struct Progress {
-    terminal: bool,
-}
-
-impl Progress {
-    fn show(&self, table: &str, done: u64, total: u64) {
-        if self.terminal {
-            let pct = (done * 100).checked_div(total).unwrap_or(100).min(100);
-            let bar = "#".repeat(usize::try_from(pct / 4).unwrap_or(0));
-            eprint!("\r{table:<16} [{bar:<25}] {done}/{total}");
-            let _ = std::io::stderr().flush();
-        }
-    }
-
-    fn done(&self, table: &str, rows: u64) {
-        if self.terminal {
-            eprintln!("\r{table:<16} [{:<25}] {rows}/{rows}", "#".repeat(25));
-        } else {
-            eprintln!("copied {table}: {rows} rows");
-        }
-    }
 }

@@ -10,6 +10,7 @@ use rampart_core::{ImportedUser, NewUser};
 use rampart_crypto::random_password;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::progress::Progress;
 use crate::user_transfer::{self, ExportWriter, Format, ImportRow};
 
 #[derive(Subcommand, Debug)]
@@ -171,7 +172,8 @@ pub async fn run(flags: Overrides, action: UserAction) -> anyhow::Result<()> {
             import_users(&core, import.unwrap_or_default(), &role, dry_run, json).await
         }
         UserAction::Export { format, include_hashes, output } => {
-            export_users(&core, format, include_hashes, output.as_deref()).await
+            let total = store.count_users().await?;
+            export_users(&core, format, include_hashes, output.as_deref(), total).await
         }
     };
     store.close().await.context("closing the database")?;
@@ -209,13 +211,11 @@ async fn import_users(
     }
     let access = core.authorize_local().await?;
     let read_access = core.authorize_local().await?;
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let task = Progress::stderr().counted(if dry_run { "checking" } else { "importing" }, rows.len() as u64, false);
     let (mut imported, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     let mut schemes = std::collections::BTreeMap::<&'static str, u64>::new();
     for (i, r) in rows.into_iter().enumerate() {
-        if progress && i % 100 == 0 {
-            eprint!("\rimporting: {i} users");
-        }
+        task.set(i as u64);
         let row = r.row;
         let username = r.username.clone();
         if dry_run {
@@ -242,9 +242,7 @@ async fn import_users(
             Err(e) => failed.push(format!("row {row} ({username}): {}", describe(e))),
         }
     }
-    if progress {
-        eprintln!("\r");
-    }
+    task.finish(&format!("{} new, {} existing, {} refused", imported.len(), skipped.len(), failed.len()));
     if json {
         let out = serde_json::json!({
             "dry_run": dry_run, "imported": imported.len(), "skipped_existing": skipped,
@@ -280,8 +278,10 @@ async fn export_users(
     format: Format,
     include_hashes: bool,
     output: Option<&std::path::Path>,
+    total: u64,
 ) -> anyhow::Result<()> {
     let access = core.authorize_local().await?;
+    let task = Progress::stderr().counted("exporting", total, false);
     let out: Box<dyn std::io::Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(create_private(path)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
@@ -295,13 +295,13 @@ async fn export_users(
         for user in &page {
             writer.write(user)?;
         }
+        task.set(writer.written());
     }
     let count = writer.finish()?;
+    task.finish(&format!("{count} users"));
     core.users().record_export(&access, count, include_hashes).await.map_err(describe)?;
     if include_hashes {
         eprintln!("Exported {count} users WITH password hashes: keep the file as secret as the database.");
-    } else if output.is_some() {
-        eprintln!("Exported {count} users.");
     }
     Ok(())
 }

@@ -219,6 +219,11 @@ impl<W: Write> ExportWriter<W> {
         Ok(())
     }
 
+    /// Users written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     pub fn finish(mut self) -> anyhow::Result<u64> {
         if self.format == Format::Json {
             self.out.write_all(if self.written == 0 { b"]}\n" } else { b"\n]}\n" })?;

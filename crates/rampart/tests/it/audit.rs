@@ -62,16 +62,21 @@ async fn log_files_are_json_lines_and_audit_verify_passes_offline() {
     let server_log = json_lines(&logs.join("server.log"));
     assert!(server_log.iter().any(|l| l["fields"]["message"] == "listening"));
 
-    let out = audit_cmd(&data, &logs, &["verify"]);
+    let out = audit_cmd(&data, &logs, &["verify", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], true);
     assert_eq!(report["database"]["records"], audit.len());
 
-    let tail = audit_cmd(&data, &logs, &["tail", "-n", "2"]);
-    let lines: Vec<&str> = std::str::from_utf8(&tail.stdout).unwrap().lines().collect();
-    assert_eq!(lines.len(), 2);
-    assert_eq!(serde_json::from_str::<Value>(lines[1]).unwrap()["seq"], audit.len());
+    let tail = audit_cmd(&data, &logs, &["tail", "-n", "2", "--json"]);
+    let records = serde_json::from_slice::<Value>(&tail.stdout).unwrap()["records"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1]["seq"], audit.len());
+    // For people: one line per record, and a hostile name cannot drive the terminal.
+    let tail = audit_cmd(&data, &logs, &["tail", "-n", "1000"]);
+    let text = String::from_utf8(tail.stdout).unwrap();
+    assert_eq!(text.lines().count(), audit.len(), "{text}");
+    assert!(text.contains("mal\\nlory") && !text.contains('\u{1b}'), "{text}");
 }
 
 /// Each edit of audit.log is found by `rampart audit verify` (exit 1), naming the seq.
@@ -123,18 +128,18 @@ async fn tampering_with_audit_log_is_found_offline() {
     ];
     for (name, edited, bad) in edits {
         std::fs::write(&path, edited.join("\n") + "\n").unwrap();
-        let out = audit_cmd(&data, &logs, &["verify"]);
+        let out = audit_cmd(&data, &logs, &["verify", "--json"]);
         assert_eq!(out.status.code(), Some(1), "{name}: {}", String::from_utf8_lossy(&out.stdout));
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["audit_log"]["first_bad_seq"], bad, "{name}: {report}");
         assert_eq!(report["database"]["valid"], true, "{name}");
     }
     std::fs::write(&path, &original).unwrap();
-    assert_eq!(audit_cmd(&data, &logs, &["verify"]).status.code(), Some(0));
+    assert_eq!(audit_cmd(&data, &logs, &["verify", "--json"]).status.code(), Some(0));
 
     // And in the database, with the server stopped.
     tamper::edit_audit(&data.join("rampart.db"), &AuditEdit::ChangeIp(2, "10.9.9.9".into())).unwrap();
-    let out = audit_cmd(&data, &logs, &["verify"]);
+    let out = audit_cmd(&data, &logs, &["verify", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["database"]["first_bad_seq"], 2, "{report}");
@@ -174,7 +179,7 @@ async fn cutting_the_audit_tail_is_refused_and_found_until_an_operator_repairs_i
     tamper::edit_audit(&data.join("rampart.db"), &AuditEdit::TruncateFrom(cut_from)).unwrap();
     std::fs::write(logs.join("audit.log"), record_lines_without(&logs.join("audit.log"), cut_from)).unwrap();
 
-    let out = audit_cmd(&data, &logs, &["verify"]);
+    let out = audit_cmd(&data, &logs, &["verify", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
 
     let mut opts = ServerOpts::new(&data);
@@ -207,7 +212,7 @@ async fn cutting_the_audit_tail_is_refused_and_found_until_an_operator_repairs_i
 
     // Cut the signed head as well: the checkpoint in audit.log still anchors the chain.
     tamper::edit_audit(&data.join("rampart.db"), &AuditEdit::RemoveHead).unwrap();
-    let out = audit_cmd(&data, &logs, &["verify"]);
+    let out = audit_cmd(&data, &logs, &["verify", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], false, "{report}");
@@ -215,7 +220,7 @@ async fn cutting_the_audit_tail_is_refused_and_found_until_an_operator_repairs_i
     // The operator repairs: the loss is declared in a signed record, not hidden.
     let out = audit_cmd(&data, &logs, &["repair", "--reason", "restored after disk fault"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
-    let out = audit_cmd(&data, &logs, &["verify"]);
+    let out = audit_cmd(&data, &logs, &["verify", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["repairs"][0]["missing_from"], cut_from, "{report}");
@@ -230,7 +235,7 @@ async fn cutting_the_audit_tail_is_refused_and_found_until_an_operator_repairs_i
     assert_eq!(v["valid"], true, "{v}");
     assert!(v["audit_log"]["valid"] == true && v["repairs"].as_array().is_some_and(|r| r.len() == 1), "{v}");
     assert!(server.stop().success());
-    assert_eq!(audit_cmd(&data, &logs, &["verify"]).status.code(), Some(0));
+    assert_eq!(audit_cmd(&data, &logs, &["verify", "--json"]).status.code(), Some(0));
 }
 
 /// The API verify reads the audit.log mirror too: records cut from the table alone (the

@@ -394,7 +394,7 @@ async fn an_off_site_copy_cannot_silently_bring_back_an_erased_subject() {
     // The off-site copy verifies on its own, given the master key file.
     let out = backup_cli(
         &tmp.path().join("nowhere"),
-        &["verify", file.to_str().unwrap(), "--key-file", key.to_str().unwrap()],
+        &["verify", file.to_str().unwrap(), "--key-file", key.to_str().unwrap(), "--json"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -307,3 +307,129 @@ fn every_verb_has_a_man_page_and_completions() {
     }
     assert!(!bin().args(["completions", "tcsh"]).output().unwrap().status.success());
 }
+
+/// Runs `rampart ARGS --data-dir DATA` without any admin password set (so the first one
+/// opening the directory generates it).
+fn run_in(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    bin().args(args).arg("--data-dir").arg(data).stdin(Stdio::null()).output().unwrap()
+}
+
+/// stdout as the one JSON document it must be; `codes` are the accepted exit statuses.
+fn json_of(data: &std::path::Path, args: &[&str], codes: &[i32]) -> serde_json::Value {
+    let out = run_in(data, args);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let code = out.status.code().unwrap_or(-1);
+    assert!(codes.contains(&code), "{args:?} exited {code}\nstdout: {stdout}\nstderr: {stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: stdout is not one JSON document ({e}):\n{stdout}"))
+}
+
+/// SPEC 2: every listing and report verb takes --json and then prints exactly one JSON
+/// document on stdout (notices, the first admin's generated password and progress go to
+/// stderr), on a real data directory. (`migrate --json` needs PostgreSQL:
+/// migrate::a_populated_sqlite_deployment_moves_to_postgres_and_keeps_working.)
+#[test]
+fn every_listing_and_report_verb_prints_one_json_document_with_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let path = |name: &str| tmp.path().join(name).display().to_string();
+
+    // The first open creates the admin with a generated password: on stderr, not stdout.
+    let out = run_in(&data, &["user", "list", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shown only once"));
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(users["users"][0]["username"], "admin", "{users}");
+
+    let import = tmp.path().join("users.csv");
+    std::fs::write(
+        &import,
+        "username,password_hash\nbea,$2b$05$9tkYPbq5cyHmlCxMLHG0p.l09OOKy7TeDCnI1NT0AF32ryghd6zAC\n",
+    )
+    .unwrap();
+    let report = json_of(&data, &["user", "import", import.to_str().unwrap(), "--json"], &[0]);
+    assert_eq!(report["imported"], 1, "{report}");
+    assert!(json_of(&data, &["security", "blocks", "--json"], &[0])["blocked_ips"].is_array());
+    assert!(json_of(&data, &["retention", "plan", "--json"], &[0])["collections"].is_array());
+
+    let meta = json_of(&data, &["backup", "create", "--json"], &[0]);
+    let id = meta["backup_id"].as_str().unwrap().to_owned();
+    assert_eq!(meta["encrypted"], true, "{meta}");
+    assert_eq!(json_of(&data, &["backup", "list", "--json"], &[0])["backups"][0]["backup_id"], id.as_str());
+    assert_eq!(json_of(&data, &["backup", "verify", &id, "--json"], &[0])["valid"], true);
+    let rbk = data.join("backups").join(format!("{id}.rbk"));
+    let key = data.join("master.key").display().to_string();
+    let offline = json_of(&data, &["backup", "verify", rbk.to_str().unwrap(), "--key-file", &key, "--json"], &[0]);
+    assert_eq!(offline["valid"], true, "{offline}");
+
+    let ledger = json_of(&data, &["gdpr", "export-ledger", "--out", &path("ledger.json"), "--json"], &[0]);
+    assert_eq!(ledger["entries"], 0, "{ledger}");
+    assert!(json_of(&data, &["gdpr", "export-ledger", "--json"], &[0])["entries"].is_array());
+    let restored = tmp.path().join("restored");
+    let args =
+        ["backup", "restore", rbk.to_str().unwrap(), "--key-file", &key, "--erasure-ledger", &path("ledger.json")];
+    let summary = json_of(&restored, &[&args[..], &["--json"]].concat(), &[0]);
+    assert_eq!(summary["backup_id"], id.as_str(), "{summary}");
+
+    assert!(json_of(&data, &["keys", "show", "--json"], &[0])["current_kek_version"].is_u64());
+    let rotated = json_of(&data, &["keys", "rotate", "--reencrypt", "--json"], &[0]);
+    assert!(rotated["reencryption"].is_null(), "finished before printing: {rotated}");
+    let new_key = tmp.path().join("new.key");
+    let generated = rampart_crypto::MasterKey::generate().to_base64();
+    std::fs::write(&new_key, secrecy::ExposeSecret::expose_secret(&generated)).unwrap();
+    let changed =
+        json_of(&data, &["keys", "change-master", "--new-key-file", new_key.to_str().unwrap(), "--json"], &[0]);
+    assert!(changed["rewrapped_keys"].as_u64() > Some(0), "{changed}");
+
+    // CLI verbs write no audit.log mirror (the server does): verify reports it, exit 1.
+    let verify = json_of(&data, &["audit", "verify", "--json"], &[0, 1]);
+    assert_eq!(verify["database"]["valid"], true, "{verify}");
+    let tail = json_of(&data, &["audit", "tail", "-n", "3", "--json"], &[0]);
+    assert_eq!(tail["records"].as_array().map(Vec::len), Some(3), "{tail}");
+    let repair = json_of(&data, &["audit", "repair", "--reason", "no mirror yet", "--json"], &[0, 1]);
+    assert!(repair["before"].is_object() && repair["after"].is_object(), "{repair}");
+
+    let report = tmp.path().join("report.json");
+    std::fs::write(&report, "{}").unwrap();
+    let verdict = json_of(&data, &["compliance", "verify-report", report.to_str().unwrap(), "--json"], &[1]);
+    assert_eq!(verdict["valid"], false, "{verdict}");
+}
+
+/// Long work shows progress on stderr only: off a terminal as plain lines (no bar, no
+/// carriage returns), and stdout keeps only the result.
+#[test]
+fn progress_is_plain_lines_on_stderr_off_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut csv = String::from("username,password_hash\n");
+    for i in 0..40 {
+        csv.push_str(&format!("user{i},$2b$05$9tkYPbq5cyHmlCxMLHG0p.l09OOKy7TeDCnI1NT0AF32ryghd6zAC\n"));
+    }
+    let file = tmp.path().join("users.csv");
+    std::fs::write(&file, csv).unwrap();
+    let import = ["user", "import", file.to_str().unwrap()];
+    let steps: [(&[&str], &[&str], &str); 3] = [
+        (&import, &["importing: 10% (4/40)", "importing: 90% (36/40)", "importing: 40 new"], "Imported 40 users"),
+        (
+            &["backup", "create"],
+            &["snapshot...", "snapshot: ", "encrypting: done", "key store, ledger, checksum: written"],
+            "Created backup-",
+        ),
+        (&["keys", "rotate", "--reencrypt"], &["re-encrypting: every document re-sealed"], "Key-encrypting key is now"),
+    ];
+    for (args, expected, result) in steps {
+        let out = run_in(&data, args);
+        let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        for line in expected {
+            assert!(stderr.contains(line), "{args:?}: no {line:?} in stderr:\n{stderr}");
+        }
+        assert!(
+            !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+            "{args:?}: terminal codes off a terminal: {stderr:?}"
+        );
+        assert!(stdout.starts_with(result), "{args:?}: {stdout}");
+        for line in stdout.lines() {
+            assert!(!line.contains('%') && !line.ends_with("..."), "{args:?}: progress on stdout: {stdout}");
+        }
+    }
+}

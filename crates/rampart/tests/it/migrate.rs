@@ -12,9 +12,14 @@ use crate::support::{bin, start, ServerOpts, ADMIN_PASSWORD};
 
 /// `rampart migrate --to -` with the URL on standard input; (success, stdout, stderr).
 fn migrate(data: &std::path::Path, url: &str) -> (bool, String, String) {
+    migrate_with(data, url, &[])
+}
+
+fn migrate_with(data: &std::path::Path, url: &str, extra: &[&str]) -> (bool, String, String) {
     let mut child = bin()
         .args(["migrate", "--to", "-", "--data-dir"])
         .arg(data)
+        .args(extra)
         .env("RAMPART_NODE_ID", "solo")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -83,11 +88,18 @@ async fn a_populated_sqlite_deployment_moves_to_postgres_and_keeps_working() {
     let (ok, out, err) = migrate(&data, &db.url);
     assert!(ok, "migrate failed:\n{err}");
     assert!(out.contains("every count matches and the audit chain verifies"), "{out}");
-    assert!(err.contains("copied documents: 30 rows"), "the erased subject's 10 are gone: {err}");
+    assert!(err.contains("documents: copied 30 rows"), "the erased subject's 10 are gone: {err}");
     // Never into a database that holds something.
     let (ok, _, err) = migrate(&data, &db.url);
     assert!(!ok && err.contains("not empty"), "{err}");
     assert!(!err.contains("postgres@"), "no URL in errors: {err}");
+    // --json: the summary as one document on stdout, progress on stderr.
+    let second = PgDatabase::create();
+    let (ok, out, err) = migrate_with(&data, &second.url, &["--json"]);
+    assert!(ok, "migrate --json failed:\n{err}");
+    let summary: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((summary["tables"]["documents"].clone(), summary["counts_match"].clone()), (json!(30), json!(true)));
+    assert_eq!(summary["node_id"], "solo", "{summary}");
 
     // The copy serves: the old session, the documents, the index, the user, the block,
     // the alert, the erasure, and an audit chain that verifies and continues.

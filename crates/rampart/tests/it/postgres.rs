@@ -117,7 +117,7 @@ async fn each_node_verifies_every_nodes_chain() {
     assert!(a.stop().success());
 
     let out = crate::support::bin()
-        .args(["audit", "verify", "--data-dir"])
+        .args(["audit", "verify", "--json", "--data-dir"])
         .arg(tmp.path().join("a"))
         .env("RAMPART_DATABASE_URL", &db.url)
         .env("RAMPART_ENCRYPTION_KEY", MASTER_KEY)

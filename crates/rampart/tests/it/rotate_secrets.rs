@@ -165,7 +165,7 @@ async fn a_stopped_server_is_rotated_by_the_cli_and_its_key_file_replaced() {
     c.post(server.url("/api/v1/collections")).bearer_auth(&token).json(&json!({"name": "n"})).send().await.unwrap();
     server.stop();
     let old_key = std::fs::read_to_string(data.join("master.key")).unwrap();
-    let made = bin().args(["backup", "--data-dir"]).arg(&data).arg("create").output().unwrap();
+    let made = bin().args(["backup", "--data-dir"]).arg(&data).args(["create", "--json"]).output().unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let backup_id = serde_json::from_slice::<Value>(&made.stdout).unwrap()["backup_id"].as_str().unwrap().to_owned();
 

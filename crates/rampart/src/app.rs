@@ -50,10 +50,18 @@ pub enum Backend {
 impl Backend {
     /// Opens the store `url` names; `node` names this node's audit chain on PostgreSQL.
     pub async fn open(url: &DatabaseUrl, node: &str) -> anyhow::Result<Self> {
+        if let DatabaseUrl::Sqlite { dir } = url {
+            // Private like the data directory: it holds the sealed data and its WAL.
+            datadir::ensure_dir(dir)?;
+        }
+        Self::open_as_found(url, node).await
+    }
+
+    /// Opens the store without creating or tightening its directory (`doctor` reports a
+    /// mode; it does not change it).
+    pub async fn open_as_found(url: &DatabaseUrl, node: &str) -> anyhow::Result<Self> {
         match url {
             DatabaseUrl::Sqlite { dir } => {
-                // Private like the data directory: it holds the sealed data and its WAL.
-                datadir::ensure_dir(dir)?;
                 let dir = dir.clone();
                 let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
                     .await?
@@ -137,7 +145,11 @@ impl App {
 
     /// Opens the database at `url` (the configured one, or a restore's staging copy).
     pub async fn open_with(config: &Config, url: &DatabaseUrl, key: MasterKey) -> anyhow::Result<Self> {
-        let backend = Backend::open(url, &config.server.node_id).await?;
+        Self::assemble(config, Backend::open(url, &config.server.node_id).await?, key).await
+    }
+
+    /// The core over an opened backend.
+    pub async fn assemble(config: &Config, backend: Backend, key: MasterKey) -> anyhow::Result<Self> {
         let key = datadir::settle_pending_key(config, &*backend, key).await?;
         let key = crate::rotate_secrets::settle_pending_secrets(config, &*backend, key).await?;
         let hasher = PasswordHasher::new().context("cannot set up password hashing")?;

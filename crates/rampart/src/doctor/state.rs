@@ -65,7 +65,11 @@ pub async fn check(config: &Config, out: &mut Findings) {
 async fn check_store(config: &Config, out: &mut Findings) -> anyhow::Result<()> {
     // Held while the server is stopped, so the audit mirror can be required to be complete.
     let stopped = datadir::lock(&config.server.data_dir).ok();
-    let App { core, backend } = App::open(config).await?;
+    // Not `App::open`: that also tightens the data directory's mode, and a diagnosis must
+    // leave what it diagnoses as it found it (the master key file exists: checked above).
+    let key = datadir::master_key(config)?;
+    let found = Backend::open_as_found(&config.server.database, &config.server.node_id).await?;
+    let App { core, backend } = App::assemble(config, found, key).await?;
     let now = SystemClock.now();
     let users = all_users(&backend).await?;
     admins(config, &users, out).await;

@@ -86,8 +86,12 @@ async fn doctor_checks_a_running_server_and_its_data_directory() {
     assert_eq!(f["severity"], "critical");
     assert_eq!(f["fix"], format!("chmod 600 {}", key.display()));
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A data directory opened to the group: reported, and left as it was found.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
     let (_, report) = doctor(&data, &env, &[]);
     assert_eq!(severity(&report, "master_key_permissions"), "ok");
+    assert_eq!(severity(&report, "data_dir_permissions"), "critical");
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o750, "doctor changed nothing");
     assert_eq!(severity(&report, "audit_chain"), "ok", "stopped: the mirror must reach the end, and does");
 }
 
